@@ -1,0 +1,54 @@
+"""The ``spatialpin`` command.
+
+    spatialpin demo [--seed N | --scene FILE] [--out DIR]   the headless demo, with a report
+    spatialpin bringup GRAPH [-p node.param:=value ...]     run a node graph without ros2 launch
+    spatialpin graphs                                       list the graphs
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Optional, Sequence
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="spatialpin", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("demo", help="run the headless demo and write a report")
+    g = d.add_mutually_exclusive_group()
+    g.add_argument("--seed", type=int, default=0, help="seed of the random tabletop (default 0)")
+    g.add_argument("--scene", default="", help="YAML scene file (or a name under config/scenes)")
+    d.add_argument("--out", default="", help="report folder (default runs/demo-<seed or scene>)")
+    d.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the graph")
+    b = sub.add_parser("bringup", help="run a node graph without ros2 launch")
+    b.add_argument("graph", help="graph name (see 'spatialpin graphs')")
+    b.add_argument("-p", "--param", action="append", default=[],
+                   help="override: node.param:=value, or a launch argument arg:=value")
+    sub.add_parser("graphs", help="list the node graphs")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    if args.command == "graphs":
+        from spatialpin_ros.graph import GRAPHS
+        for name, nodes in GRAPHS.items():
+            print(f"{name}: " + ", ".join(f"{n.name} ({', '.join(n.params)})" for n in nodes))
+        return 0
+    if args.command == "bringup":
+        from spatialpin_ros.bringup import run
+        try:
+            return run(args.graph, args.param)
+        except (KeyError, ValueError, FileNotFoundError) as e:
+            print(f"spatialpin bringup: {e}", file=sys.stderr)
+            return 2
+    from spatialpin_ros.ros.demo import run_demo
+    from pathlib import Path
+    name = Path(args.scene).stem if args.scene else f"seed{args.seed}"
+    out = args.out or f"runs/demo-{name}"
+    return run_demo(out, seed=args.seed, scene_file=args.scene, timeout=args.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

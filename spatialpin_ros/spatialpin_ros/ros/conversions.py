@@ -1,0 +1,215 @@
+"""Conversions between ROS messages and the core types (numpy arrays and dataclasses).
+
+Images: colour as rgb8 / bgr8 / rgba8 / bgra8 / mono8; depth as 32FC1 (metres) or 16UC1
+(millimetres). Anything else raises ImageError, with the encoding named.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+from builtin_interfaces.msg import Duration, Time
+from geometry_msgs.msg import Point, Pose as PoseMsg, Quaternion, Vector3
+from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
+from spatialpin_interfaces.msg import ObjectPrior as ObjectPriorMsg
+from spatialpin_interfaces.msg import ScenePriors
+from std_msgs.msg import Header
+from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
+from trajectory_msgs.msg import JointTrajectoryPoint
+
+from spatialpin_ros.core.errors import ImageError
+from spatialpin_ros.core.trajectory import JointTrajectory
+from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, Scene
+
+COLOR_ENCODINGS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+DEPTH_ENCODINGS = ("32FC1", "16UC1")
+
+
+# -- time ------------------------------------------------------------------------------------
+def stamp_to_sec(stamp: Time) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def sec_to_stamp(t: float) -> Time:
+    sec = int(math.floor(t))
+    return Time(sec=sec, nanosec=int(round((t - sec) * 1e9)) % 1_000_000_000)
+
+
+def duration_to_sec(d: Duration) -> float:
+    return d.sec + d.nanosec * 1e-9
+
+
+def sec_to_duration(t: float) -> Duration:
+    sec = int(math.floor(t))
+    return Duration(sec=sec, nanosec=min(999_999_999, int(round((t - sec) * 1e9))))
+
+
+# -- geometry --------------------------------------------------------------------------------
+def pose_to_msg(pose: Pose) -> PoseMsg:
+    p, q = pose.position, pose.quaternion
+    return PoseMsg(position=Point(x=float(p[0]), y=float(p[1]), z=float(p[2])),
+                   orientation=Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]),
+                                          w=float(q[3])))
+
+
+def pose_from_msg(msg: PoseMsg) -> Pose:
+    o = msg.orientation
+    return Pose([msg.position.x, msg.position.y, msg.position.z], [o.x, o.y, o.z, o.w])
+
+
+# -- camera ----------------------------------------------------------------------------------
+def camera_info_to_msg(cam: CameraModel, header: Header) -> CameraInfo:
+    msg = CameraInfo(header=header, width=cam.width, height=cam.height,
+                     distortion_model="plumb_bob")
+    msg.d = [0.0] * 5
+    msg.k = [cam.fx, 0.0, cam.cx, 0.0, cam.fy, cam.cy, 0.0, 0.0, 1.0]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = [cam.fx, 0.0, cam.cx, 0.0, 0.0, cam.fy, cam.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return msg
+
+
+def camera_model_from_msg(msg: CameraInfo) -> CameraModel:
+    """Intrinsics from a CameraInfo (K; distortion is assumed already removed)."""
+    k = list(msg.k)
+    if msg.width == 0 or msg.height == 0 or k[0] <= 0 or k[4] <= 0:
+        raise ImageError(f"camera_info is empty or invalid (size {msg.width}x{msg.height}, "
+                         f"fx={k[0]}, fy={k[4]})")
+    return CameraModel(width=msg.width, height=msg.height, fx=k[0], fy=k[4], cx=k[2], cy=k[5],
+                       frame_id=msg.header.frame_id or "camera_color_optical_frame")
+
+
+# -- images ----------------------------------------------------------------------------------
+def _rows(msg: Image, dtype: np.dtype, channels: int) -> np.ndarray:
+    itemsize = np.dtype(dtype).itemsize
+    row_bytes = msg.width * channels * itemsize
+    if msg.step < row_bytes or len(msg.data) < msg.step * msg.height:
+        raise ImageError(f"image data too short for {msg.width}x{msg.height} {msg.encoding} "
+                         f"(step {msg.step}, {len(msg.data)} bytes)")
+    buf = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, (bytes, bytearray,
+                                                                      memoryview))
+                        else msg.data, dtype=np.uint8)
+    rows = buf[: msg.step * msg.height].reshape(msg.height, msg.step)[:, :row_bytes]
+    dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
+    arr = np.ascontiguousarray(rows).view(dt).astype(np.dtype(dtype).newbyteorder("="))
+    return arr.reshape(msg.height, msg.width, channels) if channels > 1 else arr.reshape(
+        msg.height, msg.width)
+
+
+def image_to_msg(arr: np.ndarray, encoding: str, header: Optional[Header] = None) -> Image:
+    """An Image message from an (H, W[, C]) array in the given encoding."""
+    arr = np.ascontiguousarray(arr)
+    msg = Image(header=header or Header(), height=arr.shape[0], width=arr.shape[1],
+                encoding=encoding, is_bigendian=0)
+    msg.step = int(arr.strides[0])
+    msg.data = arr.tobytes()
+    return msg
+
+
+def rgb_from_msg(msg: Image) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from a colour Image (rgb8, bgr8, rgba8, bgra8 or mono8)."""
+    enc = msg.encoding.lower()
+    if enc not in COLOR_ENCODINGS:
+        raise ImageError(f"unsupported colour encoding {msg.encoding!r}; expected one of "
+                         f"{sorted(COLOR_ENCODINGS)}")
+    a = _rows(msg, np.uint8, COLOR_ENCODINGS[enc])
+    if enc == "mono8":
+        return np.repeat(a[..., None], 3, axis=2)
+    if enc.startswith("bgr"):
+        a = a[..., [2, 1, 0]]
+    return np.ascontiguousarray(a[..., :3])
+
+
+def depth_from_msg(msg: Image) -> np.ndarray:
+    """(H, W) float32 metres from a depth Image (32FC1 metres or 16UC1 millimetres); missing
+    depth (0, NaN or inf) becomes 0."""
+    if msg.encoding == "32FC1":
+        d = _rows(msg, np.float32, 1)
+    elif msg.encoding in ("16UC1", "mono16"):
+        d = _rows(msg, np.uint16, 1).astype(np.float32) / 1000.0
+    else:
+        raise ImageError(f"unsupported depth encoding {msg.encoding!r}; expected 32FC1 (m) or "
+                         "16UC1 (mm)")
+    return np.where(np.isfinite(d) & (d > 0), d, 0.0).astype(np.float32)
+
+
+def depth_to_msg(depth: np.ndarray, encoding: str, header: Optional[Header] = None) -> Image:
+    """A depth Image in 32FC1 (metres) or 16UC1 (millimetres) from float metres."""
+    if encoding == "32FC1":
+        return image_to_msg(depth.astype(np.float32), encoding, header)
+    if encoding == "16UC1":
+        mm = np.clip(np.nan_to_num(depth, nan=0.0) * 1000.0 + 0.5, 0, 65535).astype(np.uint16)
+        return image_to_msg(mm, encoding, header)
+    raise ImageError(f"unsupported depth encoding {encoding!r}; expected one of {DEPTH_ENCODINGS}")
+
+
+# -- scene priors ----------------------------------------------------------------------------
+def object_prior_to_msg(o: ObjectPrior) -> ObjectPriorMsg:
+    x, y, w, h = (int(v) for v in o.roi)
+    return ObjectPriorMsg(
+        id=o.id, label=o.label, confidence=float(o.confidence), color_name=o.color_name,
+        shape=o.shape, pose=pose_to_msg(o.pose),
+        size=Vector3(x=float(o.size[0]), y=float(o.size[1]), z=float(o.size[2])),
+        roi=RegionOfInterest(x_offset=max(x, 0), y_offset=max(y, 0), width=max(w, 0),
+                             height=max(h, 0)),
+        num_points=int(o.num_points), axis_names=list(o.axis_names),
+        yaw_symmetric=bool(o.yaw_symmetric))
+
+
+def object_prior_from_msg(m: ObjectPriorMsg) -> ObjectPrior:
+    return ObjectPrior(
+        id=m.id, label=m.label, pose=pose_from_msg(m.pose),
+        size=np.array([m.size.x, m.size.y, m.size.z]), shape=m.shape or "other",
+        color_name=m.color_name, confidence=m.confidence,
+        roi=(m.roi.x_offset, m.roi.y_offset, m.roi.width, m.roi.height),
+        num_points=m.num_points, axis_names=list(m.axis_names), yaw_symmetric=m.yaw_symmetric)
+
+
+def scene_to_msg(scene: Scene, stamp: Optional[Time] = None) -> ScenePriors:
+    header = Header(frame_id=scene.frame_id, stamp=stamp or sec_to_stamp(scene.stamp))
+    cam_header = Header(frame_id=scene.camera.frame_id, stamp=header.stamp)
+    return ScenePriors(header=header, scene_id=scene.scene_id,
+                       objects=[object_prior_to_msg(o) for o in scene.objects],
+                       camera_pose=pose_to_msg(scene.camera_pose),
+                       camera_info=camera_info_to_msg(scene.camera, cam_header),
+                       support_plane=[float(v) for v in scene.support_plane])
+
+
+def scene_from_msg(msg: ScenePriors) -> Scene:
+    return Scene(scene_id=msg.scene_id,
+                 objects=[object_prior_from_msg(o) for o in msg.objects],
+                 camera=camera_model_from_msg(msg.camera_info),
+                 camera_pose=pose_from_msg(msg.camera_pose),
+                 support_plane=np.array(msg.support_plane, dtype=float),
+                 stamp=stamp_to_sec(msg.header.stamp), frame_id=msg.header.frame_id or "world")
+
+
+# -- trajectories ----------------------------------------------------------------------------
+def trajectory_from_msg(msg: JointTrajectoryMsg) -> JointTrajectory:
+    """Core trajectory from a JointTrajectory message (not yet validated: call ``validate``).
+
+    Velocities are used only when every point carries them."""
+    n = len(msg.joint_names)
+    times = [duration_to_sec(p.time_from_start) for p in msg.points]
+    pos = np.full((len(msg.points), n), np.nan)
+    for i, p in enumerate(msg.points):
+        if len(p.positions) == n:
+            pos[i] = p.positions
+    vel = None
+    if msg.points and all(len(p.velocities) == n for p in msg.points):
+        vel = np.array([list(p.velocities) for p in msg.points], dtype=float)
+    return JointTrajectory(list(msg.joint_names), np.array(times), pos, vel)
+
+
+def trajectory_to_msg(traj: JointTrajectory, header: Optional[Header] = None) -> JointTrajectoryMsg:
+    msg = JointTrajectoryMsg(header=header or Header(), joint_names=list(traj.joint_names))
+    for i, t in enumerate(traj.times):
+        pt = JointTrajectoryPoint(positions=[float(v) for v in traj.positions[i]],
+                                  time_from_start=sec_to_duration(float(t)))
+        if traj.velocities is not None:
+            pt.velocities = [float(v) for v in traj.velocities[i]]
+        if traj.accelerations is not None:
+            pt.accelerations = [float(v) for v in traj.accelerations[i]]
+        msg.points.append(pt)
+    return msg

@@ -1,0 +1,347 @@
+"""The simulated world: a Franka Panda on a table, tabletop objects and an RGB-D camera (PyBullet,
+headless). ROS-free.
+
+World frame: origin at the robot base on the table top, z up, x away from the robot. The table
+top is the plane z = 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import pybullet as pb
+import pybullet_data
+from scipy.spatial.transform import Rotation
+
+from spatialpin_ros.core.errors import SceneSpecError, TrajectoryError
+from spatialpin_ros.core.trajectory import JointLimits, JointTrajectory
+from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, RGBDFrame, Scene, look_at
+from spatialpin_ros.sim.scene_spec import CameraSpec, ObjectSpec, SceneSpec
+
+log = logging.getLogger(__name__)
+
+#: The Panda's "ready" configuration (radians), gripper open (metres per finger).
+PANDA_HOME = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)
+ARM_JOINTS = tuple(f"panda_joint{i}" for i in range(1, 8))
+FINGER_JOINTS = ("panda_finger_joint1", "panda_finger_joint2")
+TABLE_TOP_Z = 0.0
+_TABLE_URDF_TOP = 0.625  # height of table/table.urdf's top in its own frame
+DENSITY = 400.0  # kg/m^3 of primitive objects (light wood / plastic)
+
+
+@dataclass
+class SimObject:
+    """A loaded object: its spec, body id, and its box in the body frame (offset, extents)."""
+
+    spec: ObjectSpec
+    body: int
+    local_center: np.ndarray
+    extents: np.ndarray
+
+
+def camera_view_matrix(pose: Pose) -> list[float]:
+    """PyBullet (OpenGL, column-major) view matrix of an optical-frame ``pose`` in the world."""
+    T_world_gl = pose.matrix() @ np.diag([1.0, -1.0, -1.0, 1.0])  # GL camera: y up, z back
+    return np.linalg.inv(T_world_gl).T.reshape(-1).tolist()
+
+
+class SimWorld:
+    """A headless PyBullet world built from a SceneSpec.
+
+    The PyBullet client id is held in ``self.client`` and passed to every call, so several worlds
+    can live in one process. ``time_step`` is the physics step in seconds.
+    """
+
+    def __init__(self, spec: SceneSpec, time_step: float = 1.0 / 240.0,
+                 camera_pose: Optional[Pose] = None, settle_time: float = 1.0,
+                 render_shadows: bool = False):
+        self.time_step = float(time_step)
+        self.render_shadows = render_shadows
+        self.client = pb.connect(pb.DIRECT)
+        self.sim_time = 0.0
+        self._traj: Optional[JointTrajectory] = None
+        self._traj_idx: list[int] = []
+        self._traj_start = 0.0
+        self._hold = np.zeros(0)
+        try:
+            self._load_static()
+            self.load_scene(spec, camera_pose=camera_pose, settle_time=settle_time)
+        except Exception:
+            self.close()
+            raise
+
+    # -- setup ---------------------------------------------------------------------------------
+    def _load_static(self) -> None:
+        c = self.client
+        pb.resetSimulation(physicsClientId=c)
+        pb.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=c)
+        pb.setGravity(0, 0, -9.81, physicsClientId=c)
+        pb.setTimeStep(self.time_step, physicsClientId=c)
+        pb.setPhysicsEngineParameter(numSolverIterations=100, physicsClientId=c)
+        self.plane = pb.loadURDF("plane.urdf", [0, 0, -_TABLE_URDF_TOP], physicsClientId=c)
+        # The floor stays in the physics but not in the image: its large textured area doubles
+        # TinyRenderer's time per frame. Beyond the table the camera sees nothing (depth 0).
+        pb.changeVisualShape(self.plane, -1, rgbaColor=[1, 1, 1, 0], physicsClientId=c)
+        self.table = pb.loadURDF("table/table.urdf", [0.5, 0, -_TABLE_URDF_TOP],
+                                 useFixedBase=True, physicsClientId=c)
+        self.robot = pb.loadURDF("franka_panda/panda.urdf", [0, 0, TABLE_TOP_Z],
+                                 useFixedBase=True, flags=pb.URDF_USE_SELF_COLLISION,
+                                 physicsClientId=c)
+        self.joint_index: dict[str, int] = {}
+        self.joint_limits: dict[str, JointLimits] = {}
+        self.link_index: dict[str, int] = {}
+        for j in range(pb.getNumJoints(self.robot, physicsClientId=c)):
+            info = pb.getJointInfo(self.robot, j, physicsClientId=c)
+            name, jtype = info[1].decode(), info[2]
+            self.link_index[info[12].decode()] = j
+            if jtype in (pb.JOINT_REVOLUTE, pb.JOINT_PRISMATIC):
+                self.joint_index[name] = j
+                self.joint_limits[name] = JointLimits(lower=info[8], upper=info[9],
+                                                      velocity=info[11],
+                                                      acceleration=15.0 if "finger" not in name
+                                                      else 2.0)
+                # Fingers grip with friction.
+                pb.changeDynamics(self.robot, j, lateralFriction=1.5, physicsClientId=c)
+        self.joint_names = list(self.joint_index)
+        self.max_force = {n: (87.0 if n in ARM_JOINTS[:4] else 12.0 if n in ARM_JOINTS else 40.0)
+                          for n in self.joint_names}
+        self.reset_robot()
+
+    def reset_robot(self, positions: Optional[dict[str, float]] = None) -> None:
+        """Teleport the arm to ``positions`` (default: home, gripper open) and hold it there."""
+        pos = dict(zip(ARM_JOINTS, PANDA_HOME))
+        pos.update({f: 0.04 for f in FINGER_JOINTS})
+        pos.update(positions or {})
+        for name, q in pos.items():
+            pb.resetJointState(self.robot, self.joint_index[name], q, 0.0,
+                               physicsClientId=self.client)
+        self._traj = None
+        self._hold = np.array([pos[n] for n in self.joint_names])
+        self._command(self._hold)
+
+    def load_scene(self, spec: SceneSpec, camera_pose: Optional[Pose] = None,
+                   settle_time: float = 1.0) -> None:
+        """Replace the objects and camera with those of ``spec``; objects settle for
+        ``settle_time`` s. Raises SceneSpecError for an unknown URDF (the world keeps its old
+        scene's objects removed)."""
+        for o in getattr(self, "objects", []):
+            pb.removeBody(o.body, physicsClientId=self.client)
+        self.objects: list[SimObject] = []
+        self.spec = spec
+        self.reset_robot()
+        for o in spec.objects:
+            self.objects.append(self._add_object(o))
+        self.set_camera(spec.camera, camera_pose)
+        self.step(int(round(settle_time / self.time_step)))
+
+    def _add_object(self, o: ObjectSpec) -> SimObject:
+        c = self.client
+        yaw = math.radians(o.yaw_deg)
+        quat = Rotation.from_euler("z", yaw).as_quat().tolist()
+        if o.urdf:
+            path = o.urdf
+            candidates = [path, os.path.join(pybullet_data.getDataPath(), path)]
+            if not any(os.path.isfile(p) for p in candidates):
+                raise SceneSpecError(
+                    f"object {o.name!r}: unknown URDF {o.urdf!r} (not a file, nor in pybullet_data)")
+            try:
+                body = pb.loadURDF(path, [0, 0, 5], [0, 0, 0, 1], globalScaling=o.scale,
+                                   physicsClientId=c)
+            except pb.error as e:
+                raise SceneSpecError(f"object {o.name!r}: cannot load URDF {o.urdf!r}: {e}") from None
+            lo, hi = pb.getAABB(body, physicsClientId=c)
+            for j in range(pb.getNumJoints(body, physicsClientId=c)):
+                a, b = pb.getAABB(body, j, physicsClientId=c)
+                lo, hi = np.minimum(lo, a), np.maximum(hi, b)
+            lo, hi = np.array(lo), np.array(hi)
+            local_center = (lo + hi) / 2 - np.array([0, 0, 5.0])
+            extents = hi - lo
+            z = o.position[2] if len(o.position) > 2 else 0.0
+            if z <= extents[2] / 2 - local_center[2] + 1e-3:  # drop onto the table
+                z = TABLE_TOP_Z + extents[2] / 2 - local_center[2] + 1e-3
+            pb.resetBasePositionAndOrientation(body, [o.position[0], o.position[1], z], quat,
+                                               physicsClientId=c)
+            pb.changeVisualShape(body, -1, rgbaColor=list(o.rgba), physicsClientId=c)
+        else:
+            size = np.array(o.size)
+            if o.shape == "box":
+                col = pb.createCollisionShape(pb.GEOM_BOX, halfExtents=(size / 2).tolist(),
+                                              physicsClientId=c)
+                vis = pb.createVisualShape(pb.GEOM_BOX, halfExtents=(size / 2).tolist(),
+                                           rgbaColor=list(o.rgba), physicsClientId=c)
+                volume = float(np.prod(size))
+            elif o.shape == "cylinder":
+                col = pb.createCollisionShape(pb.GEOM_CYLINDER, radius=size[0] / 2,
+                                              height=size[2], physicsClientId=c)
+                vis = pb.createVisualShape(pb.GEOM_CYLINDER, radius=size[0] / 2, length=size[2],
+                                           rgbaColor=list(o.rgba), physicsClientId=c)
+                volume = math.pi * (size[0] / 2) ** 2 * size[2]
+            else:
+                col = pb.createCollisionShape(pb.GEOM_SPHERE, radius=size[0] / 2,
+                                              physicsClientId=c)
+                vis = pb.createVisualShape(pb.GEOM_SPHERE, radius=size[0] / 2,
+                                           rgbaColor=list(o.rgba), physicsClientId=c)
+                volume = math.pi / 6 * size[0] ** 3
+            if o.on:
+                base = next(s for s in self.objects if s.spec.name == o.on)
+                top = self._top_z(base)
+                pos = [o.position[0], o.position[1], top + size[2] / 2 + 1e-3]
+            else:
+                pos = list(o.position)
+                pos[2] = max(pos[2], TABLE_TOP_Z + size[2] / 2)
+            mass = o.mass if o.mass is not None else max(0.02, DENSITY * volume)
+            body = pb.createMultiBody(mass, col, vis, pos, quat, physicsClientId=c)
+            local_center, extents = np.zeros(3), size
+        pb.changeDynamics(body, -1, lateralFriction=1.0, rollingFriction=0.002,
+                          spinningFriction=0.002, restitution=0.0, physicsClientId=c)
+        return SimObject(o, body, local_center, np.asarray(extents, dtype=float))
+
+    def _top_z(self, obj: SimObject) -> float:
+        return float(self.object_box(obj)[0].position[2] + obj.extents[2] / 2)
+
+    def set_camera(self, cam: CameraSpec, pose: Optional[Pose] = None) -> None:
+        """Set the camera's intrinsics from ``cam`` and its optical-frame pose (``pose``, or
+        ``cam.eye`` looking at ``cam.target``)."""
+        self.camera_spec = cam
+        # PyBullet's TinyRenderer samples rows half a pixel lower than columns: measured by
+        # back-projecting the table plane (residual 1e-7 m with this principal point).
+        self.camera = CameraModel.from_fov(cam.width, cam.height, cam.fov_deg,
+                                           cx=(cam.width - 1) / 2.0, cy=cam.height / 2.0 - 1.0)
+        self.camera_pose = pose if pose is not None else look_at(cam.eye, cam.target, cam.up)
+        self._view = camera_view_matrix(self.camera_pose)
+        self._proj = pb.computeProjectionMatrixFOV(cam.fov_deg, cam.width / cam.height, cam.near,
+                                                   cam.far, physicsClientId=self.client)
+
+    # -- sensing -------------------------------------------------------------------------------
+    def render(self, with_segmentation: bool = False):
+        """Render the camera: an RGBDFrame (depth in metres along the optical axis), and with
+        ``with_segmentation`` also the (H, W) int32 body-id image (-1 = background)."""
+        cam = self.camera_spec
+        flags = 0 if with_segmentation else pb.ER_NO_SEGMENTATION_MASK
+        _, _, rgba, zbuf, seg = pb.getCameraImage(
+            cam.width, cam.height, self._view, self._proj, shadow=int(self.render_shadows),
+            lightDirection=[0.6, 0.4, 2.0], renderer=pb.ER_TINY_RENDERER, flags=flags,
+            physicsClientId=self.client)
+        rgba = np.asarray(rgba, dtype=np.uint8).reshape(cam.height, cam.width, 4)
+        zbuf = np.asarray(zbuf, dtype=np.float64).reshape(cam.height, cam.width)
+        n, f = cam.near, cam.far
+        depth = (f * n / (f - (f - n) * zbuf)).astype(np.float32)
+        depth[zbuf >= 1.0] = 0.0  # nothing there
+        frame = RGBDFrame(rgb=np.ascontiguousarray(rgba[..., :3]), depth=depth,
+                          camera=self.camera, camera_pose=self.camera_pose, stamp=self.sim_time)
+        if not with_segmentation:
+            return frame
+        seg = np.asarray(seg, dtype=np.int64).reshape(cam.height, cam.width)
+        seg = np.where(seg >= 0, seg & ((1 << 24) - 1), -1).astype(np.int32)
+        return frame, seg
+
+    def object_box(self, obj: SimObject) -> tuple[Pose, np.ndarray]:
+        """True box of an object: centre pose in the world frame and full extents (metres)."""
+        pos, quat = pb.getBasePositionAndOrientation(obj.body, physicsClientId=self.client)
+        base = Pose(pos, quat)
+        center = base.transform_points(obj.local_center)
+        return Pose(center, base.quaternion), obj.extents.copy()
+
+    def ground_truth(self, segmentation: Optional[np.ndarray] = None,
+                     scene_id: str = "") -> Scene:
+        """The true scene as a Scene (for scoring only: the pipeline never reads it). With a
+        segmentation image, each object's roi and visible pixel count are filled in."""
+        priors = []
+        for o in self.objects:
+            pose, ext = self.object_box(o)
+            roi, npx = (0, 0, 0, 0), 0
+            if segmentation is not None:
+                mask = segmentation == o.body
+                npx = int(mask.sum())
+                if npx:
+                    ys, xs = np.nonzero(mask)
+                    roi = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
+                           int(ys.max() - ys.min() + 1))
+            shape = o.spec.shape or "other"
+            noun = {"box": "block", "cylinder": "cylinder", "sphere": "ball"}.get(shape, "object")
+            priors.append(ObjectPrior(
+                id=o.spec.name, label=f"{o.spec.color_name} {noun}", pose=pose, size=ext,
+                shape=shape, color_name=o.spec.color_name, confidence=1.0, roi=roi,
+                num_points=npx, yaw_symmetric=shape in ("cylinder", "sphere"),
+                rgb=tuple(int(round(255 * v)) for v in o.spec.rgba[:3])))
+        return Scene(scene_id=scene_id or self.spec.name, objects=priors, camera=self.camera,
+                     camera_pose=self.camera_pose, support_plane=np.array([0, 0, 1.0, -TABLE_TOP_Z]),
+                     stamp=self.sim_time)
+
+    # -- the arm -------------------------------------------------------------------------------
+    def joint_state(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """(names, positions, velocities, efforts) of the arm and finger joints."""
+        states = pb.getJointStates(self.robot, [self.joint_index[n] for n in self.joint_names],
+                                   physicsClientId=self.client)
+        return (list(self.joint_names), np.array([s[0] for s in states]),
+                np.array([s[1] for s in states]), np.array([s[3] for s in states]))
+
+    def validate_trajectory(self, traj: JointTrajectory) -> None:
+        """Raise TrajectoryError unless ``traj`` names known joints, has strictly increasing
+        times and stays inside position and velocity limits."""
+        traj.validate(known_joints=self.joint_names, limits=self.joint_limits)
+
+    def start_trajectory(self, traj: JointTrajectory) -> None:
+        """Validate ``traj`` and follow it from now, in simulated time. Joints it does not name
+        hold their positions. Raises TrajectoryError (and changes nothing) when invalid."""
+        self.validate_trajectory(traj)
+        names, q, _, _ = self.joint_state()
+        self._hold = q if self._traj is None else self._hold
+        self._traj = traj
+        self._traj_idx = [self.joint_names.index(n) for n in traj.joint_names]
+        self._traj_start = self.sim_time
+
+    @property
+    def trajectory_active(self) -> bool:
+        return self._traj is not None and self.sim_time - self._traj_start <= self._traj.duration
+
+    def cancel_trajectory(self) -> None:
+        """Stop following the trajectory and hold the current positions."""
+        self._hold = self.joint_state()[1]
+        self._traj = None
+        self._command(self._hold)
+
+    def _command(self, target: np.ndarray) -> None:
+        idx = [self.joint_index[n] for n in self.joint_names]
+        pb.setJointMotorControlArray(
+            self.robot, idx, pb.POSITION_CONTROL, targetPositions=target.tolist(),
+            forces=[self.max_force[n] for n in self.joint_names],
+            positionGains=[0.3] * len(idx), velocityGains=[1.0] * len(idx),
+            physicsClientId=self.client)
+
+    def step(self, n: int = 1) -> None:
+        """Advance the physics ``n`` steps, tracking the active trajectory."""
+        for _ in range(int(n)):
+            if self._traj is not None:
+                target = self._hold.copy()
+                target[self._traj_idx] = self._traj.sample(self.sim_time - self._traj_start)
+                if self.sim_time - self._traj_start > self._traj.duration:
+                    self._hold = target
+                    self._traj = None
+                self._command(target)
+            pb.stepSimulation(physicsClientId=self.client)
+            self.sim_time += self.time_step
+
+    def run_trajectory(self, traj: JointTrajectory, settle_time: float = 0.5) -> None:
+        """Follow ``traj`` to its end, then ``settle_time`` s more (blocking, simulated time)."""
+        self.start_trajectory(traj)
+        self.step(int(math.ceil((traj.duration + settle_time) / self.time_step)))
+
+    def close(self) -> None:
+        if self.client is not None and self.client >= 0:
+            try:
+                pb.disconnect(physicsClientId=self.client)
+            except pb.error:
+                pass
+            self.client = -1
+
+    def __enter__(self) -> "SimWorld":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
