@@ -8,11 +8,12 @@ base on the table top, x pointing away from the robot)::
       - {name: red_block, shape: box, size: [0.05, 0.05, 0.05], rgba: [1, 0, 0, 1],
          position: [0.5, 0.1, 0.025], yaw_deg: 30}
       - {name: blue_block, shape: box, size: [0.04, 0.04, 0.04], rgba: [0, 0, 1, 1],
-         position: [0.5, 0.1], on: red_block}        # stacked: z follows from the support
+         position: [0.5, 0.1], on_top_of: red_block}  # stacked: z follows from the support
       - {name: duck, urdf: duck_vhacd.urdf, scale: 1.0, position: [0.6, -0.1, 0.0], yaw_deg: 0}
 
 ``size`` is the full extent along the object's x, y, z axes: for a cylinder ``[d, d, h]``, for a
-sphere ``[d, d, d]``. ``position`` is the box centre; with ``on:`` only x and y count. A URDF
+sphere ``[d, d, d]``. ``position`` is the box centre; with ``on_top_of:`` only x and y count
+(a bare ``on:`` key, which YAML reads as ``true``, is accepted too). A URDF
 object's ``position`` is its base origin, and a z of 0 drops it onto the table.
 """
 
@@ -98,7 +99,7 @@ class SceneSpec:
                      position=[round(float(v), 5) for v in o.position],
                      yaw_deg=round(float(o.yaw_deg), 3))
             if o.on:
-                d["on"] = o.on
+                d["on_top_of"] = o.on
             if o.mass is not None:
                 d["mass"] = o.mass
             out["objects"].append(d)
@@ -179,12 +180,14 @@ def parse_scene(data: Any, name: str = "scene") -> SceneSpec:
         raise SceneSpecError(f"objects: expected a list, got {type(objs_d).__name__}")
     objects: list[ObjectSpec] = []
     names: set[str] = set()
-    allowed = {"name", "shape", "size", "urdf", "scale", "rgba", "position", "yaw_deg", "on",
-               "mass", "color"}
+    allowed = {"name", "shape", "size", "urdf", "scale", "rgba", "position", "yaw_deg",
+               "on_top_of", "mass", "color"}
     for i, od in enumerate(objs_d):
         where = f"objects[{i}]"
         if not isinstance(od, dict):
             raise SceneSpecError(f"{where}: expected a mapping, got {od!r}")
+        if True in od:  # YAML 1.1 reads a bare `on:` key as the boolean true
+            od = {("on_top_of" if k is True else k): v for k, v in od.items()}
         _check_keys(od, allowed, where)
         oname = od.get("name")
         if not isinstance(oname, str) or not oname.strip():
@@ -230,11 +233,11 @@ def parse_scene(data: Any, name: str = "scene") -> SceneSpec:
             if any(v < 0 or v > 1 for v in rgba):
                 raise SceneSpecError(f"{where}.rgba: values must be in 0..1, got {list(rgba)}")
             o.rgba = rgba if len(rgba) == 4 else (*rgba, 1.0)
-        if "on" in od:
-            if od["on"] not in names or od["on"] == oname:
-                raise SceneSpecError(
-                    f"{where}.on: {od['on']!r} must name an object listed before this one")
-            o.on = od["on"]
+        if "on_top_of" in od:
+            if od["on_top_of"] not in names or od["on_top_of"] == oname:
+                raise SceneSpecError(f"{where}.on_top_of: {od['on_top_of']!r} must name an "
+                                     "object listed before this one")
+            o.on = od["on_top_of"]
         if "position" not in od:
             raise SceneSpecError(f"{where}.position: required")
         o.position = _numbers(od["position"], f"{where}.position",

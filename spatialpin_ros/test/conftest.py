@@ -1,0 +1,30 @@
+"""Shared test setup: an isolated ROS domain per test session, and helpers for node tests."""
+
+import os
+import random
+
+import pytest
+
+# Isolate this session's DDS traffic from other runs on the machine (set before rclpy loads).
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+
+@pytest.fixture(scope="module")
+def rclpy_context():
+    """rclpy initialised once per test module (node tests), shut down after it."""
+    rclpy = pytest.importorskip("rclpy")
+    rclpy.init()
+    yield rclpy
+    rclpy.try_shutdown()
+
+
+def spin_until(executor, predicate, timeout: float = 20.0, step: float = 0.05) -> bool:
+    """Spin ``executor`` until ``predicate()`` holds or ``timeout`` seconds pass."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=step)
+        if predicate():
+            return True
+    return False

@@ -1,0 +1,68 @@
+"""Parameter files, declared parameters, launch files and the graph agree with each other."""
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spatialpin_ros.bringup import node_command, split_overrides
+from spatialpin_ros.graph import ARGUMENTS, GRAPHS, graph
+from spatialpin_ros.paths import config_file, share_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def node_params(module: str) -> dict:
+    import importlib
+    return importlib.import_module(module).PARAMS
+
+
+def test_every_node_parameter_is_in_its_config_file_and_described():
+    for nodes in GRAPHS.values():
+        for spec in nodes:
+            declared = node_params(spec.module)
+            in_files = {}
+            for f in spec.params:
+                data = yaml.safe_load(config_file(f).read_text())
+                in_files.update(data[spec.name]["ros__parameters"])
+            assert set(in_files) == set(declared), (
+                f"{spec.name}: only in yaml {set(in_files) - set(declared)}, "
+                f"only declared {set(declared) - set(in_files)}")
+            for name, p in declared.items():
+                assert len(p.description) > 10, f"{spec.name}.{name} needs a description"
+                default = list(p.default) if isinstance(p.default, tuple) else p.default
+                assert in_files[name] == default, f"{spec.name}.{name}: yaml and default differ"
+
+
+def test_launch_files_use_the_shared_graph():
+    launch_dir = ROOT / "launch"
+    files = sorted(launch_dir.glob("*.launch.py"))
+    assert files
+    for f in files:
+        tree = ast.parse(f.read_text())
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+                 and getattr(n.func, "id", "") == "generate"]
+        assert calls, f"{f.name} does not build its description from the shared graph"
+        graph(calls[0].args[0].value)  # the graph it names exists
+
+
+def test_bringup_command_lines():
+    cmd = node_command(graph("sim")[0], ["seed:=3"])
+    assert "--ros-args" in cmd and "__node:=sim" in cmd
+    assert str(config_file("sim.yaml")) in cmd and cmd[-2:] == ["-p", "seed:=3"]
+    assert split_overrides("sim", ["seed:=4", "sim.camera_rate_hz:=1.0"]) == {
+        "sim": ["seed:=4", "camera_rate_hz:=1.0"]}
+    with pytest.raises(ValueError, match="no node or launch argument"):
+        split_overrides("sim", ["planner.x:=1"])
+    with pytest.raises(ValueError, match="must look like"):
+        split_overrides("sim", ["seed=3"])
+    with pytest.raises(KeyError, match="known: "):
+        graph("nope")
+    assert {a[0] for a in ARGUMENTS} >= {"seed", "scene_file"}
+
+
+def test_share_dir_has_the_installed_files():
+    share = share_dir()
+    for rel in ("package.xml", "config/sim.yaml", "config/fastdds.xml", "launch/sim.launch.py"):
+        assert (share / rel).exists(), rel
