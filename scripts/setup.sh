@@ -35,15 +35,24 @@ fi
 mkdir -p "$VENV/.spatialpin-stamps"
 STAMPS="$VENV/.spatialpin-stamps"
 
-# 2. Python dependencies (and ROS 2 wheels where no distribution is sourced)
+# 2. Python dependencies (and ROS 2 wheels where no distribution is sourced). Without a
+#    distribution, the exact versions of requirements-lock.txt install with no resolution step.
 REQS=(scripts/requirements.txt)
-[ "$MODE" = pypi ] && REQS+=(scripts/requirements-ros.txt)
+[ "$MODE" = pypi ] && REQS+=(scripts/requirements-ros.txt scripts/requirements-lock.txt)
 H=$(hash_of "${REQS[@]}")
+quiet_pip() { pip install --quiet --disable-pip-version-check "$@" 2>&1 \
+  | grep -v "is ignored: it is neither a file nor a directory" || true; }
 if [ "$(cat "$STAMPS/pip" 2>/dev/null)" != "$H" ]; then
   say "installing Python dependencies (a few minutes the first time)"
-  pip install --quiet --disable-pip-version-check $(printf -- '-r %s ' "${REQS[@]}") 2>&1 \
-    | grep -v "is ignored: it is neither a file nor a directory" || true
-  pip check >/dev/null 2>&1 || true
+  if [ "$MODE" = pypi ]; then
+    quiet_pip --no-deps -r scripts/requirements-lock.txt
+    if ! pip check >/dev/null 2>&1; then
+      say "the locked set did not install cleanly; resolving from the version ranges instead"
+      quiet_pip -r scripts/requirements.txt -r scripts/requirements-ros.txt
+    fi
+  else
+    quiet_pip -r scripts/requirements.txt
+  fi
   echo "$H" > "$STAMPS/pip"
   rm -f "$STAMPS/cmake-fix"
 else
