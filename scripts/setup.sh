@@ -23,6 +23,22 @@ else
 fi
 [ "${SPATIALPIN_FORCE:-0}" = 1 ] && rm -rf "$VENV/.spatialpin-stamps" build install log
 
+# 0. system libraries the wheels need: open3d-cpu loads libusb-1.0 (Debian/Ubuntu: libusb-1.0-0)
+if ! ldconfig -p 2>/dev/null | grep -q "libusb-1.0.so.0"; then
+  APT="apt-get"
+  if [ "$(id -u)" != 0 ]; then
+    if sudo -n true 2>/dev/null; then APT="sudo -n apt-get"; else APT=""; fi
+  fi
+  if [ -n "$APT" ] && command -v apt-get >/dev/null; then
+    say "installing libusb-1.0-0 (needed by open3d)"
+    $APT update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive $APT install -y -qq libusb-1.0-0 >/dev/null
+  else
+    echo "setup: open3d needs libusb-1.0; install it (sudo apt-get install libusb-1.0-0) and rerun" >&2
+    exit 1
+  fi
+fi
+
 # 1. virtual environment
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.spatialpin-mode" 2>/dev/null)" != "$MODE" ]; then
   say "creating virtual environment $VENV ($MODE)"
@@ -58,7 +74,7 @@ if [ "$(cat "$STAMPS/pip" 2>/dev/null)" != "$H" ]; then
 else
   say "Python dependencies up to date"
 fi
-python -c "import rclpy, pybullet, numpy, scipy, yaml, cv2" \
+python -c "import rclpy, pybullet, numpy, scipy, yaml, cv2, open3d" \
   || { echo "setup: the Python dependencies did not install" >&2; exit 1; }
 
 # 3. CMake path fix for the PyPI wheels

@@ -39,6 +39,8 @@ setup(
         "console_scripts": [
             "spatialpin = spatialpin_ros.cli:main",
             "sim_node = spatialpin_ros.ros.sim_node:main",
+            "perception_node = spatialpin_ros.ros.perception_node:main",
+            "spatial_qa_node = spatialpin_ros.ros.spatial_qa_node:main",
         ],
     },
 )

@@ -22,10 +22,21 @@ class NodeSpec:
 
 
 SIM = NodeSpec("sim", "sim_node", "spatialpin_ros.ros.sim_node", ("sim.yaml",))
+PERCEPTION = NodeSpec("perception", "perception_node", "spatialpin_ros.ros.perception_node",
+                      ("perception.yaml",))
+SPATIAL_QA = NodeSpec("spatial_qa", "spatial_qa_node", "spatialpin_ros.ros.spatial_qa_node",
+                      ("spatial_qa.yaml",))
 
 GRAPHS: dict[str, tuple[NodeSpec, ...]] = {
     # The simulated arm, scene and camera alone.
     "sim": (SIM,),
+    # Perception and spatial questions on a real camera (RealSense topic names; camera pose
+    # from TF or a parameter).
+    "perception": (PERCEPTION, SPATIAL_QA),
+    # The simulated world, perceived, with spatial questions.
+    "sim_perception": (SIM, PERCEPTION, SPATIAL_QA),
+    # The spatial question service alone (scene priors come from elsewhere).
+    "spatial_qa": (SPATIAL_QA,),
 }
 
 #: Launch arguments every graph accepts, as (name, default, description, node, parameter, type).
@@ -33,6 +44,10 @@ ARGUMENTS: tuple[tuple[str, str, str, str, str, type], ...] = (
     ("seed", "0", "Seed of the random tabletop", "sim", "seed", int),
     ("scene_file", "", "YAML scene file; empty = random tabletop from seed", "sim", "scene_file",
      str),
+    ("perception_backend", "geometric", "Perception backend: geometric or models", "perception",
+     "backend", str),
+    ("qa_backend", "geometric", "Default spatial QA backend: geometric, openai or transformers",
+     "spatial_qa", "default_backend", str),
 )
 
 

@@ -110,3 +110,10 @@ def test_trajectory_sampling():
     h = _traj([0, 1], [[0, 0], [1, 0]], vel=np.zeros((2, 2)))
     assert h.sample(0.5)[0] == pytest.approx(0.5)  # symmetric Hermite
     assert h.sample(0.1)[0] < 0.1  # eases in from rest
+
+
+def test_subsampled_camera_back_projects_the_same_points():
+    cam = CameraModel.from_fov(64, 48, 60.0, cy=23.0)
+    depth = np.random.default_rng(1).uniform(0.5, 2.0, (48, 64)).astype(np.float32)
+    full = cam.backproject(depth)[::4, ::4]
+    np.testing.assert_allclose(cam.subsampled(4).backproject(depth[::4, ::4]), full, rtol=1e-5)

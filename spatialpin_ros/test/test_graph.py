@@ -62,3 +62,36 @@ def test_images_from_the_sim_process_back_project_onto_the_table(rclpy_context, 
     below_objects = pts[on_table & (pts[:, 2] < 0.02)]
     assert len(below_objects) > 10000
     assert np.percentile(np.abs(below_objects[:, 2]), 99) < 0.005
+
+
+def test_ask_a_question_of_the_perceived_simulation(rclpy_context, tmp_path):
+    """sim -> perception -> spatial_qa, each in its own process; this process asks over ROS."""
+    from spatialpin_interfaces.srv import AskSpatial
+
+    node = Node("graph_asker")
+    scenes = []
+    node.create_subscription(ScenePriors, "/spatialpin/scene_priors",
+                             lambda m: scenes.append(m), LATCHED)
+    truth = {}
+    node.create_subscription(ScenePriors, "/spatialpin/sim/ground_truth",
+                             lambda m: truth.__setitem__("gt", m), LATCHED)
+    cli = node.create_client(AskSpatial, "/spatialpin/ask")
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    with Bringup("sim_perception", ["scene_file:=two_blocks"], echo=False,
+                 log_dir=str(tmp_path)) as b:
+        ok = spin_until(ex, lambda: len(scenes) >= 2 and "gt" in truth and cli.service_is_ready(),
+                        timeout=90)
+        assert ok, f"graph not up; exited: {b.failed()}; logs: " + " | ".join(
+            p.read_text()[-800:] for p in tmp_path.glob("*.log"))
+        fut = cli.call_async(AskSpatial.Request(
+            question="How far is the red block from the blue block?"))
+        assert spin_until(ex, fut.done, timeout=20)
+        res = fut.result()
+    ex.shutdown()
+    node.destroy_node()
+    gt = conv.scene_from_msg(truth["gt"])
+    true_d = float(np.linalg.norm(gt.get("red_block").center - gt.get("blue_block").center))
+    assert res.success, res.message
+    assert res.unit == "m" and abs(res.value - true_d) < 0.02, (res.value, true_d)
+    assert len(res.object_ids) == 2 and "center" in res.explanation

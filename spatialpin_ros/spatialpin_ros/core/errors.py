@@ -19,3 +19,7 @@ class ImageError(SpatialPinError, TypeError):
 
 class ConfigError(SpatialPinError, ValueError):
     """A parameter file or parameter value is invalid."""
+
+
+class PerceptionError(SpatialPinError, ValueError):
+    """Perception cannot run on its input (e.g. no valid depth, no camera pose)."""

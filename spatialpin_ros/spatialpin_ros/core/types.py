@@ -143,6 +143,13 @@ class CameraModel:
         kw.setdefault("cy", (height - 1) / 2.0)
         return cls(width, height, f, f, **kw)
 
+    def subsampled(self, stride: int) -> "CameraModel":
+        """The model of the image ``img[::stride, ::stride]``: pixel (u, v) there is pixel
+        (stride u, stride v) here."""
+        s = int(stride)
+        return CameraModel(-(-self.width // s), -(-self.height // s), self.fx / s, self.fy / s,
+                           self.cx / s, self.cy / s, self.frame_id)
+
     @property
     def K(self) -> np.ndarray:
         """The 3x3 intrinsic matrix."""

@@ -1,8 +1,11 @@
 """The headless demo: bring up the graph, watch it over ROS topics, and leave a report.
 
-At this stage it starts the simulation graph, receives the camera's colour, depth and
-camera_info, measures the camera rate, moves the arm with a JointTrajectory and checks that it
-arrives, and writes the images (PNG) and a summary (Markdown and JSON) to the output folder.
+It starts the simulated world with perception and spatial question answering (graph
+``sim_perception``), receives the camera's colour, depth and camera_info, measures the camera
+rate, moves the arm with a JointTrajectory and checks that it arrives, waits for the perceived
+scene priors, scores them against the simulator's truth (for the report only), asks three
+spatial questions on /spatialpin/ask, and writes images (PNG) and a summary (Markdown and JSON)
+to the output folder.
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from spatialpin_interfaces.msg import ScenePriors
+from spatialpin_interfaces.srv import AskSpatial
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
 from spatialpin_ros.bringup import Bringup
 from spatialpin_ros.core.trajectory import JointTrajectory
+from spatialpin_ros.perception import metrics
+from spatialpin_ros.report import draw_priors
 from spatialpin_ros.ros import conversions as conv
 from spatialpin_ros.ros.sim_node import LATCHED, PARAMS as SIM_PARAMS
 
@@ -44,6 +50,7 @@ class Inbox:
     info: Optional[CameraInfo] = None
     truth: Optional[ScenePriors] = None
     joints: Optional[JointState] = None
+    priors: list = field(default_factory=list)
     color_times: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -61,8 +68,25 @@ class DemoClient(Node):
         self.create_subscription(ScenePriors, _topic("ground_truth_topic"), self._set("truth"),
                                  LATCHED)
         self.create_subscription(JointState, _topic("joint_states_topic"), self._set("joints"), 10)
+        self.create_subscription(ScenePriors, "/spatialpin/scene_priors", self._on_priors,
+                                 LATCHED)
         self.pub_traj = self.create_publisher(JointTrajectoryMsg,
                                               _topic("joint_trajectory_topic"), 10)
+        self.ask_client = self.create_client(AskSpatial, "/spatialpin/ask")
+
+    def _on_priors(self, msg: ScenePriors) -> None:
+        with self.inbox.lock:
+            self.inbox.priors.append((time.monotonic(), msg))
+            del self.inbox.priors[:-5]
+
+    def ask(self, question: str, timeout: float = 20.0) -> AskSpatial.Response:
+        fut = self.ask_client.call_async(AskSpatial.Request(question=question))
+        deadline = time.monotonic() + timeout
+        while not fut.done() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not fut.done():
+            raise TimeoutError(f"/spatialpin/ask did not answer within {timeout:.0f} s")
+        return fut.result()
 
     def _set(self, key: str):
         def cb(msg) -> None:
@@ -100,11 +124,12 @@ def run_demo(out_dir: str, seed: int = 0, scene_file: str = "", timeout: float =
     summary.md and summary.json into ``out_dir``."""
     out = Path(out_dir)
     (out / "logs").mkdir(parents=True, exist_ok=True)
-    total = 4
+    total = 5
     overrides = [f"scene_file:={scene_file}"] if scene_file else [f"seed:={seed}"]
-    _progress(1, total, f"starting the simulation graph ({scene_file or f'seed {seed}'}), "
-                        f"node logs in {out / 'logs'}")
-    bringup = Bringup("sim", overrides, echo=False, log_dir=str(out / "logs")).start()
+    _progress(1, total, f"starting sim, perception and spatial QA "
+                        f"({scene_file or f'seed {seed}'}), node logs in {out / 'logs'}")
+    bringup = Bringup("sim_perception", overrides, echo=False,
+                      log_dir=str(out / "logs")).start()
     rclpy.init()
     node = DemoClient()
     executor = SingleThreadedExecutor()
@@ -152,8 +177,27 @@ def run_demo(out_dir: str, seed: int = 0, scene_file: str = "", timeout: float =
         q_end = np.array([js.position[js.name.index(n)] for n in names])
         arm_error = float(np.max(np.abs(q_end - q0)))
 
-        _progress(4, total, f"writing the report to {out}")
+        _progress(4, total, "waiting for fresh scene priors and asking three spatial questions")
+        t_ask = time.monotonic()
+        node.wait_for(lambda i: any(t > t_ask for t, _ in i.priors), timeout, "scene priors")
+        with node.inbox.lock:
+            priors_msg = node.inbox.priors[-1][1]
+            color = node.inbox.color
+        rgb = conv.rgb_from_msg(color)
+        perceived = conv.scene_from_msg(priors_msg)
+        qa = []
+        for q in _questions(perceived):
+            r = node.ask(q)
+            qa.append({"question": q, "success": r.success, "answer": r.answer,
+                       "value": None if math.isnan(r.value) else r.value, "unit": r.unit,
+                       "objects": list(r.object_ids), "message": r.message})
+            print(f"    Q: {q}\n    A: {r.answer or r.message}", flush=True)
+
+        _progress(5, total, f"writing the report to {out}")
         cv2.imwrite(str(out / "color.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(out / "priors.png"),
+                    cv2.cvtColor(draw_priors(rgb, perceived, conv.scene_from_msg(truth)),
+                                 cv2.COLOR_RGB2BGR))
         valid = depth_m > 0
         lo, hi = (np.percentile(depth_m[valid], [1, 99]) if valid.any() else (0.0, 1.0))
         norm = np.clip((depth_m - lo) / max(hi - lo, 1e-6), 0, 1)
@@ -162,7 +206,20 @@ def run_demo(out_dir: str, seed: int = 0, scene_file: str = "", timeout: float =
         cv2.imwrite(str(out / "depth.png"), vis)
         cv2.imwrite(str(out / "depth_mm.png"), np.clip(depth_m * 1000, 0, 65535).astype(np.uint16))
         scene = conv.scene_from_msg(truth)
+        matches = metrics.match(perceived.objects, scene.objects)
         summary.update({
+            "perceived": [
+                {"id": o.id, "label": o.label, "shape": o.shape, "color": o.color_name,
+                 "center_m": [round(float(v), 4) for v in o.pose.position],
+                 "size_m": [round(float(v), 4) for v in o.size],
+                 "yaw_deg": round(math.degrees(o.pose.yaw()), 1),
+                 "axes": list(o.axis_names)} for o in perceived.objects],
+            "perception_vs_truth": {
+                "true_objects": len(scene.objects), "perceived_objects": len(perceived.objects),
+                "matched": len(matches),
+                "centroid_error_cm": [round(100 * metrics.centroid_error(
+                    perceived.objects[i], scene.objects[j]), 2) for i, j, _ in matches]},
+            "questions": qa,
             "scene": scene.scene_id,
             "camera": {"width": cam.width, "height": cam.height, "fx": cam.fx, "fy": cam.fy,
                        "cx": cam.cx, "cy": cam.cy, "pose_xyz_quat": scene.camera_pose.as_xyz_quat(),
@@ -195,11 +252,40 @@ def run_demo(out_dir: str, seed: int = 0, scene_file: str = "", timeout: float =
         bringup.stop()
 
 
+def _phrase(o) -> str:
+    noun = {"box": "block", "cylinder": "cylinder", "sphere": "ball"}.get(o.shape)
+    return f"the {o.color_name} {noun}" if noun and o.color_name else o.id
+
+
+def _questions(scene) -> list[str]:
+    objs = scene.objects
+    if len(objs) < 2:
+        return ["How tall is the tallest object?"] if objs else []
+    a, b = objs[0], objs[1]
+    return [f"How far is {_phrase(a)} from {_phrase(b)}?",
+            f"Is {_phrase(a)} to the left of {_phrase(b)}?",
+            "How tall is the tallest object?"]
+
+
 def _markdown(s: dict) -> str:
     cam = s["camera"]
+    pv = s["perception_vs_truth"]
     lines = [
         f"# spatialpin_ros demo: {s['scene']}", "",
+        "![perceived scene priors (white: true boxes)](priors.png)", "",
         "![colour](color.png) ![depth](depth.png)", "",
+        "## Spatial questions (/spatialpin/ask, geometric backend)", "",
+        *[f"- **{q['question']}** {q['answer'] or 'refused: ' + q['message']}"
+          for q in s["questions"]], "",
+        "## Perceived objects (/spatialpin/scene_priors)", "",
+        f"{pv['perceived_objects']} perceived, {pv['true_objects']} in the scene, "
+        f"{pv['matched']} matched (3D IoU >= 0.25); centroid errors (cm): "
+        f"{pv['centroid_error_cm']}", "",
+        "| id | label | centre (m) | size (m) | yaw (deg) | axes x, y, z |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *[f"| {o['id']} | {o['label']} | {o['center_m']} | {o['size_m']} | {o['yaw_deg']} | "
+          f"{', '.join(o['axes'])} |" for o in s["perceived"]], "",
+        "## Robot and camera", "",
         f"- Camera: {cam['width']}x{cam['height']}, fx {cam['fx']:.1f}, fy {cam['fy']:.1f}, "
         f"cx {cam['cx']:.1f}, cy {cam['cy']:.1f}; measured rate {cam['measured_rate_hz']} Hz",
         f"- Depth range (1st-99th percentile): {s['depth_range_m'][0]}-{s['depth_range_m'][1]} m",

@@ -1,0 +1,12 @@
+"""The simulated world seen by the perception node:
+
+    ros2 launch spatialpin_ros sim_perception.launch.py seed:=3 rviz:=true
+
+Without `ros2 launch`: `spatialpin bringup sim_perception -p seed:=3`.
+"""
+
+from spatialpin_ros.ros.launch_description import generate
+
+
+def generate_launch_description():
+    return generate("sim_perception", rviz=True)

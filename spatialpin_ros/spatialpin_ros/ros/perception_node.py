@@ -1,0 +1,266 @@
+"""Perception node: colour + aligned depth + camera_info in, 3D scene priors out.
+
+Inputs are paired by approximate time (message_filters where installed, else the core's
+ApproxTimeSync) with sensor-data QoS. A timer at ``max_rate_hz`` processes only the newest pair,
+so a 30 Hz camera never queues work. The camera's optical-frame pose in the world frame comes
+from the ``camera_pose`` parameter, else from a PoseStamped topic, else from TF (where tf2_ros
+exists). Outputs: ScenePriors (reliable, transient-local), a MarkerArray, a PointCloud2 of the
+scene, and vision_msgs/Detection3DArray where vision_msgs is installed. The last
+``scene_history`` scenes are kept by id.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Optional
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from spatialpin_interfaces.msg import ScenePriors
+from std_msgs.msg import Header, String
+from visualization_msgs.msg import MarkerArray
+
+from spatialpin_ros.core.errors import SpatialPinError
+from spatialpin_ros.core.sync import ApproxTimeSync
+from spatialpin_ros.core.types import Pose, RGBDFrame, Scene
+from spatialpin_ros.perception import make_backend
+from spatialpin_ros.reasoning.registration import plane_frame_pose
+from spatialpin_ros.ros import conversions as conv
+from spatialpin_ros.ros import viz
+from spatialpin_ros.ros.params import Param, declare_params, numbers, positive
+from spatialpin_ros.ros.sim_node import LATCHED
+
+PARAMS = {
+    "backend": Param("geometric", "Perception backend: geometric (no weights, CPU) or models "
+                     "(depth, detection and segmentation models)"),
+    "world_frame": Param("world", "World frame id of the published priors (z up)"),
+    "camera_pose": Param([], "Camera optical-frame pose in the world frame [x, y, z, qx, qy, qz, "
+                         "qw]; empty = from camera_pose_topic, else from TF", numbers(7)),
+    "camera_pose_topic": Param("/spatialpin/sim/camera_pose", "PoseStamped of the camera optical "
+                               "frame in the world frame; empty = not used"),
+    "use_tf": Param(True, "Look the camera pose up in TF (world_frame <- image frame) when tf2_ros "
+                    "is installed and no other source is set"),
+    "pose_from_plane": Param(True, "With no camera pose from any source, perceive in a gravity "
+                             "frame built from the support plane (frame plane_frame; hand-held "
+                             "cameras): heights and sizes stay metric, x/y follow the camera"),
+    "plane_frame": Param("support_plane", "Frame id of scenes perceived in the support-plane "
+                         "gravity frame"),
+    "color_topic": Param("/camera/color/image_raw", "Colour image topic (rgb8, bgr8, rgba8, bgra8, "
+                         "mono8)"),
+    "depth_topic": Param("/camera/aligned_depth_to_color/image_raw", "Depth aligned to colour "
+                         "(32FC1 metres or 16UC1 millimetres)"),
+    "camera_info_topic": Param("/camera/color/camera_info", "Camera info of the colour image"),
+    "scene_priors_topic": Param("/spatialpin/scene_priors", "Published ScenePriors"),
+    "markers_topic": Param("/spatialpin/markers", "Published MarkerArray for rviz"),
+    "cloud_topic": Param("/spatialpin/scene_cloud", "Published PointCloud2 (world frame)"),
+    "status_topic": Param("/spatialpin/perception/status", "Status per processed frame "
+                          "(std_msgs/String): 'ok: ...' or 'error: <reason>'"),
+    "detections_topic": Param("/spatialpin/detections_3d", "Published vision_msgs/Detection3DArray "
+                              "(only where vision_msgs is installed)"),
+    "max_rate_hz": Param(5.0, "Most frames processed per second; newer frames replace unprocessed "
+                         "ones", positive),
+    "sync_slop_s": Param(0.05, "Largest stamp difference (s) between paired colour, depth and "
+                         "camera_info", positive),
+    "sync_queue_size": Param(5, "Messages kept per input stream while pairing", positive),
+    "scene_history": Param(10, "Scenes kept by id (for questions about two views)", positive),
+    "cloud_stride": Param(4, "Publish every n-th pixel (in each direction) in the scene cloud",
+                          positive),
+    "publish_cloud": Param(True, "Publish the scene point cloud"),
+    "publish_markers": Param(True, "Publish rviz markers"),
+    "scene_id_prefix": Param("scene", "Scene ids are <prefix>_<n>"),
+}
+
+
+class PerceptionNode(Node):
+    """Turns RGB-D frames into ScenePriors with a pluggable backend."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("perception", **kwargs)
+        self.p = declare_params(self, PARAMS)
+        p = self.p
+        self.backend = make_backend(p.backend)
+        self.scenes: "OrderedDict[str, Scene]" = OrderedDict()
+        self.frames_in = 0
+        self.frames_done = 0
+        self.errors = 0
+        self.last_error = ""
+        self.timing = {"core_ms": [], "node_ms": []}
+        self._pending: Optional[dict] = None
+        self._camera_pose_msg: Optional[Pose] = None
+        self._counter = 0
+
+        self.pub_scene = self.create_publisher(ScenePriors, p.scene_priors_topic, LATCHED)
+        self.pub_markers = self.create_publisher(MarkerArray, p.markers_topic, LATCHED)
+        self.pub_cloud = self.create_publisher(PointCloud2, p.cloud_topic, 2)
+        self.pub_status = self.create_publisher(String, p.status_topic, 10)
+        self.pub_det = self._make_detections_publisher()
+        self._tf_buffer = self._make_tf() if p.use_tf else None
+        if p.camera_pose_topic:
+            self.create_subscription(PoseStamped, p.camera_pose_topic, self._on_camera_pose,
+                                     LATCHED)
+        self._subscribe_inputs()
+        self.create_timer(1.0 / p.max_rate_hz, self._on_timer)
+        self.get_logger().info(f"perception backend '{p.backend}', at most {p.max_rate_hz:g} Hz")
+
+    # -- inputs --------------------------------------------------------------------------------
+    def _subscribe_inputs(self) -> None:
+        p, sd = self.p, qos_profile_sensor_data
+        try:
+            import message_filters
+        except ImportError:
+            message_filters = None
+        if message_filters is not None:
+            subs = [message_filters.Subscriber(self, Image, p.color_topic, qos_profile=sd),
+                    message_filters.Subscriber(self, Image, p.depth_topic, qos_profile=sd),
+                    message_filters.Subscriber(self, CameraInfo, p.camera_info_topic,
+                                               qos_profile=sd)]
+            self._sync = message_filters.ApproximateTimeSynchronizer(
+                subs, p.sync_queue_size, p.sync_slop_s)
+            self._sync.registerCallback(
+                lambda c, d, i: self._on_synced({"color": c, "depth": d, "info": i}))
+            return
+        self._sync = ApproxTimeSync(["color", "depth", "info"], p.sync_slop_s,
+                                    int(p.sync_queue_size), self._on_synced)
+        for key, typ, topic in (("color", Image, p.color_topic), ("depth", Image, p.depth_topic),
+                                ("info", CameraInfo, p.camera_info_topic)):
+            self.create_subscription(
+                typ, topic,
+                lambda m, k=key: self._sync.add(k, conv.stamp_to_sec(m.header.stamp), m), sd)
+
+    def _on_synced(self, msgs: dict) -> None:
+        self.frames_in += 1
+        self._pending = msgs  # newest wins; the timer processes at most max_rate_hz
+
+    def _on_camera_pose(self, msg: PoseStamped) -> None:
+        self._camera_pose_msg = conv.pose_from_msg(msg.pose)
+
+    def _make_tf(self):
+        try:
+            from tf2_ros.buffer import Buffer
+            from tf2_ros.transform_listener import TransformListener
+        except ImportError:
+            return None
+        buf = Buffer()
+        self._tf_listener = TransformListener(buf, self)
+        return buf
+
+    def _make_detections_publisher(self):
+        try:
+            from vision_msgs.msg import Detection3DArray
+        except ImportError:
+            return None
+        return self.create_publisher(Detection3DArray, self.p.detections_topic, 2)
+
+    def camera_pose(self, frame_id: str) -> Pose:
+        """The camera's optical frame in the world frame, from the first source that has it."""
+        if self.p.camera_pose:
+            return Pose.from_xyz_quat(self.p.camera_pose)
+        if self._camera_pose_msg is not None:
+            return self._camera_pose_msg
+        if self._tf_buffer is not None:
+            try:
+                t = self._tf_buffer.lookup_transform(self.p.world_frame, frame_id,
+                                                     rclpy.time.Time())
+                tr, q = t.transform.translation, t.transform.rotation
+                return Pose([tr.x, tr.y, tr.z], [q.x, q.y, q.z, q.w])
+            except Exception as e:  # tf2 raises several exception types
+                raise SpatialPinError(f"no TF from {self.p.world_frame} to {frame_id}: {e}")
+        raise SpatialPinError("no camera pose: set the camera_pose parameter, publish on "
+                              f"'{self.p.camera_pose_topic or '(unset camera_pose_topic)'}', "
+                              "provide TF, or enable pose_from_plane")
+
+    # -- processing ----------------------------------------------------------------------------
+    def _on_timer(self) -> None:
+        msgs, self._pending = self._pending, None
+        if msgs is None:
+            return
+        t0 = time.perf_counter()
+        try:
+            frame = self.frame_from_msgs(msgs["color"], msgs["depth"], msgs["info"])
+            t1 = time.perf_counter()
+            scene = self.backend.perceive(frame)
+            t2 = time.perf_counter()
+        except (SpatialPinError, ValueError, TypeError, LookupError) as e:
+            self.errors += 1
+            self.last_error = str(e)
+            self.pub_status.publish(String(data=f"error: {e}"))
+            self.get_logger().error(f"frame skipped: {e}", throttle_duration_sec=5.0)
+            return
+        self._counter += 1
+        scene.scene_id = f"{self.p.scene_id_prefix}_{self._counter}"
+        scene.frame_id = frame.world_frame
+        self.remember(scene)
+        self.publish(scene, msgs["color"].header.stamp, frame)
+        self.frames_done += 1
+        self.pub_status.publish(String(data=(
+            f"ok: {scene.scene_id}, {len(scene.objects)} objects in frame {scene.frame_id}, "
+            f"{1000 * (t2 - t1):.0f} ms")))
+        self.timing["core_ms"].append(1000 * (t2 - t1))
+        self.timing["node_ms"].append(1000 * (time.perf_counter() - t0))
+        del self.timing["core_ms"][:-200], self.timing["node_ms"][:-200]
+
+    def frame_from_msgs(self, color: Image, depth: Image, info: CameraInfo) -> RGBDFrame:
+        """An RGBDFrame from messages; ImageError/SpatialPinError with the reason otherwise."""
+        cam = conv.camera_model_from_msg(info)
+        rgb = conv.rgb_from_msg(color)
+        d = conv.depth_from_msg(depth)
+        if rgb.shape[:2] != (cam.height, cam.width) or d.shape != (cam.height, cam.width):
+            raise conv.ImageError(
+                f"colour {rgb.shape[1]}x{rgb.shape[0]}, depth {d.shape[1]}x{d.shape[0]} and "
+                f"camera_info {cam.width}x{cam.height} differ: is depth aligned to colour?")
+        try:
+            pose, world = self.camera_pose(color.header.frame_id or cam.frame_id), \
+                self.p.world_frame
+        except SpatialPinError:
+            if not self.p.pose_from_plane:
+                raise
+            pose, world = plane_frame_pose(d, cam), self.p.plane_frame
+        return RGBDFrame(rgb=rgb, depth=d, camera=cam, camera_pose=pose,
+                         stamp=conv.stamp_to_sec(color.header.stamp), world_frame=world)
+
+    def remember(self, scene: Scene) -> None:
+        self.scenes[scene.scene_id] = scene
+        while len(self.scenes) > self.p.scene_history:
+            self.scenes.popitem(last=False)
+
+    def publish(self, scene: Scene, stamp, frame: RGBDFrame) -> None:
+        self.pub_scene.publish(conv.scene_to_msg(scene, stamp))
+        if self.p.publish_markers:
+            self.pub_markers.publish(viz.scene_markers(scene, stamp))
+        if self.p.publish_cloud and self.pub_cloud.get_subscription_count() > 0:
+            s = int(self.p.cloud_stride)
+            pts = frame.camera_pose.transform_points(
+                frame.camera.subsampled(s).backproject(frame.depth[::s, ::s]))
+            rgb = frame.rgb[::s, ::s]
+            ok = np.isfinite(pts[..., 2])
+            self.pub_cloud.publish(viz.point_cloud(pts[ok], rgb[ok],
+                                                   Header(frame_id=scene.frame_id, stamp=stamp)))
+        if self.pub_det is not None:
+            det = viz.detections_3d(scene, stamp)
+            if det is not None:
+                self.pub_det.publish(det)
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = PerceptionNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

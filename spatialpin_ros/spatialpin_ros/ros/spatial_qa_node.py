@@ -1,0 +1,241 @@
+"""Spatial question answering node: the ``/spatialpin/ask`` service (AskSpatial).
+
+Keeps the last ``scene_history`` scenes from the perception node (ScenePriors), with the colour
+image and scene cloud of each (matched by stamp), and answers questions with the geometric
+backend or a VLM backend (openai-compatible server, or a local transformers model), chosen by
+``default_backend`` or per request. Questions about two views use ``reference_scene_id``: with
+known camera poses (both scenes in ``world_frame``) the poses are compared; for scenes in a
+support-plane gravity frame (no camera pose known) the clouds are registered.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from typing import Optional
+
+import numpy as np
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image, PointCloud2
+from spatialpin_interfaces.msg import ScenePriors
+from spatialpin_interfaces.srv import AskSpatial
+
+from spatialpin_ros.core.errors import SpatialPinError
+from spatialpin_ros.reasoning.engine import SpatialQA
+from spatialpin_ros.reasoning.geometric import Answer
+from spatialpin_ros.reasoning.registration import camera_motion, register_scenes
+from spatialpin_ros.ros import conversions as conv
+from spatialpin_ros.ros.params import Param, declare_params, one_of, positive
+from spatialpin_ros.ros.sim_node import LATCHED
+from spatialpin_ros.ros.viz import cloud_from_msg
+
+PARAMS = {
+    "default_backend": Param("geometric", "Backend when a request names none: geometric, openai "
+                             "or transformers", one_of("geometric", "openai", "transformers")),
+    "openai.base_url": Param("http://127.0.0.1:8000/v1", "Base URL of an OpenAI-compatible "
+                             "server (OpenAI, vLLM, Ollama, llama.cpp, transformers serve)"),
+    "openai.model": Param("gpt-4o", "Model name sent to the OpenAI-compatible server"),
+    "openai.api_key_env": Param("OPENAI_API_KEY", "Environment variable holding the API key "
+                                "(never logged; may be unset for local servers)"),
+    "openai.timeout_s": Param(30.0, "Seconds to wait for the server before falling back to the "
+                              "geometric answer", positive),
+    "transformers.model": Param("", "Hugging Face id or local path of an image-text-to-text "
+                                "model for the transformers backend (empty = not available)"),
+    "transformers.device": Param("auto", "Device of the transformers backend: auto, cpu, cuda"),
+    "views": Param("none", "ZeroVLM novel views added to VLM prompts: none, single or multi",
+                   one_of("none", "single", "multi")),
+    "view_names": Param(["left"], "Views for single mode: left, right, top or an orbit angle in "
+                        "degrees"),
+    "max_tokens": Param(256, "Most tokens a VLM may generate per answer", positive),
+    "world_frame": Param("world", "Frame of scenes whose camera poses are known"),
+    "plane_frame": Param("support_plane", "Frame of scenes perceived without a camera pose "
+                         "(gravity frame from the support plane); two such views are registered"),
+    "scene_history": Param(10, "Scenes kept by id", positive),
+    "scene_priors_topic": Param("/spatialpin/scene_priors", "ScenePriors input"),
+    "cloud_topic": Param("/spatialpin/scene_cloud", "Scene cloud input (for ZeroVLM views and "
+                         "registration)"),
+    "color_topic": Param("/camera/color/image_raw", "Colour images (sent to VLM backends)"),
+    "ask_service": Param("/spatialpin/ask", "AskSpatial service name"),
+}
+
+
+class SceneRecord:
+    """A scene with the colour image and cloud of the same stamp, when they arrived."""
+
+    def __init__(self, scene, stamp):
+        self.scene = scene
+        self.stamp = stamp
+        self.image: Optional[np.ndarray] = None
+        self.cloud: Optional[tuple[np.ndarray, np.ndarray]] = None
+
+
+class SpatialQANode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("spatial_qa", **kwargs)
+        self.p = declare_params(self, PARAMS)
+        p = self.p
+        self.records: "OrderedDict[str, SceneRecord]" = OrderedDict()
+        self._images: "OrderedDict[tuple, Image]" = OrderedDict()
+        self._clouds: "OrderedDict[tuple, PointCloud2]" = OrderedDict()
+        self._lock = threading.Lock()
+        self._vlms: dict = {}
+        self.qa = SpatialQA(vlms=_LazyVLMs(self), views=p.views, view_names=p.view_names,
+                            max_tokens=int(p.max_tokens))
+        self.requests = 0
+        self.create_subscription(ScenePriors, p.scene_priors_topic, self._on_scene, LATCHED)
+        self.create_subscription(PointCloud2, p.cloud_topic, self._on_cloud, 2)
+        self.create_subscription(Image, p.color_topic, self._on_image, qos_profile_sensor_data)
+        self.create_service(AskSpatial, p.ask_service, self._on_ask,
+                            callback_group=MutuallyExclusiveCallbackGroup())
+        self.get_logger().info(f"answering on {p.ask_service} (default backend "
+                               f"'{p.default_backend}')")
+
+    # -- inputs --------------------------------------------------------------------------------
+    @staticmethod
+    def _key(stamp) -> tuple:
+        return (stamp.sec, stamp.nanosec)
+
+    def _on_scene(self, msg: ScenePriors) -> None:
+        try:
+            scene = conv.scene_from_msg(msg)
+        except SpatialPinError as e:
+            self.get_logger().error(f"ignored a malformed ScenePriors: {e}")
+            return
+        rec = SceneRecord(scene, self._key(msg.header.stamp))
+        with self._lock:
+            img = self._images.get(rec.stamp)
+            cl = self._clouds.get(rec.stamp)
+            if img is not None:
+                rec.image = self._decode_image(img)
+            if cl is not None:
+                rec.cloud = cloud_from_msg(cl)
+            self.records[scene.scene_id] = rec
+            self.records.move_to_end(scene.scene_id)
+            while len(self.records) > self.p.scene_history:
+                self.records.popitem(last=False)
+
+    def _decode_image(self, msg: Image) -> Optional[np.ndarray]:
+        try:
+            return conv.rgb_from_msg(msg)
+        except SpatialPinError:
+            return None
+
+    def _on_image(self, msg: Image) -> None:
+        with self._lock:
+            key = self._key(msg.header.stamp)
+            self._images[key] = msg
+            while len(self._images) > 5:
+                self._images.popitem(last=False)
+            for rec in self.records.values():
+                if rec.stamp == key and rec.image is None:
+                    rec.image = self._decode_image(msg)
+
+    def _on_cloud(self, msg: PointCloud2) -> None:
+        with self._lock:
+            key = self._key(msg.header.stamp)
+            self._clouds[key] = msg
+            while len(self._clouds) > 5:
+                self._clouds.popitem(last=False)
+            for rec in self.records.values():
+                if rec.stamp == key and rec.cloud is None:
+                    rec.cloud = cloud_from_msg(msg)
+
+    # -- the service ---------------------------------------------------------------------------
+    def _on_ask(self, req: AskSpatial.Request, res: AskSpatial.Response) -> AskSpatial.Response:
+        self.requests += 1
+        ans = self.answer(req.question, req.scene_id, req.reference_scene_id, req.backend)
+        res.success, res.answer, res.value, res.unit = ans.success, ans.answer, ans.value, ans.unit
+        res.object_ids = list(ans.object_ids)
+        res.explanation = ans.explanation
+        res.message = ans.message
+        if not ans.success:
+            self.get_logger().warning(f"question refused: {ans.message}")
+        elif ans.message:
+            self.get_logger().warning(ans.message)
+        return res
+
+    def answer(self, question: str, scene_id: str = "", ref_id: str = "",
+               backend: str = "") -> Answer:
+        with self._lock:
+            if not self.records:
+                return Answer(False, message="no scene yet: the perception node has published "
+                              "nothing on " + self.p.scene_priors_topic)
+            if scene_id and scene_id not in self.records:
+                return Answer(False, message=f"unknown scene id {scene_id!r}; known: "
+                              f"{', '.join(self.records)}")
+            if ref_id and ref_id not in self.records:
+                return Answer(False, message=f"unknown reference scene id {ref_id!r}; known: "
+                              f"{', '.join(self.records)}")
+            rec = self.records[scene_id] if scene_id else next(reversed(self.records.values()))
+            ref = self.records[ref_id] if ref_id else None
+        motion = None
+        if ref is not None and (rec.scene.frame_id != ref.scene.frame_id
+                                or rec.scene.frame_id == self.p.plane_frame):
+            if rec.cloud is None or ref.cloud is None:
+                return Answer(False, message="the two scenes have no common frame and their "
+                              "point clouds are missing, so they cannot be registered")
+            try:
+                T = register_scenes(ref.scene, ref.cloud[0], rec.scene, rec.cloud[0])
+                motion = camera_motion(ref.scene, rec.scene, T)
+            except SpatialPinError as e:
+                return Answer(False, message=f"could not register the two views: {e}")
+        return self.qa.ask(question, rec.scene, ref.scene if ref else None,
+                           backend=backend or self.p.default_backend, image=rec.image,
+                           cloud=rec.cloud, camera_motion=motion)
+
+
+class _LazyVLMs(dict):
+    """VLM clients made on first use from the node's parameters, so a missing model or server
+    never stops the node from starting."""
+
+    def __init__(self, node: SpatialQANode):
+        super().__init__()
+        self.node = node
+
+    def __contains__(self, name) -> bool:
+        return name in ("openai", "transformers")
+
+    def __iter__(self):
+        return iter(("openai", "transformers"))
+
+    def __getitem__(self, name):
+        if not dict.__contains__(self, name):
+            from spatialpin_ros.vlm import VLMError, make_vlm
+            p = self.node.p
+            if name == "openai":
+                client = make_vlm("openai", base_url=p.openai_base_url, model=p.openai_model,
+                                  api_key_env=p.openai_api_key_env, timeout_s=p.openai_timeout_s)
+            else:
+                if not p.transformers_model:
+                    raise VLMError("the transformers backend has no model: set the "
+                                   "transformers.model parameter", reason="load")
+                client = make_vlm("transformers", model=p.transformers_model,
+                                  device=p.transformers_device)
+            dict.__setitem__(self, name, client)
+        return dict.__getitem__(self, name)
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SpatialQANode()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,268 @@
+"""A local Hugging Face image-text-to-text model, run in this process.
+
+Loads ``AutoProcessor`` + ``AutoModelForImageTextToText`` once (from a hub id or a local
+directory), renders the processor's chat template with the images and the text, generates and
+decodes only the new tokens. Uses CUDA in bfloat16 (float16 where bf16 is unsupported) when there
+is a GPU, else the CPU in float32 (with a warning: it is slow for real models).
+
+``torch`` and ``transformers`` are imported when a model is built, not when this module is.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import threading
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from spatialpin_ros.vlm.base import VLMClient, VLMError, VLMReply, check_generate_args
+
+log = logging.getLogger(__name__)
+
+_DTYPES = ("auto", "float32", "float16", "bfloat16")
+_VLM_EXAMPLES = "LLaVA, Qwen2-VL / Qwen2.5-VL, SmolVLM, Idefics3, Gemma 3, PaliGemma"
+
+
+def _looks_like_local_path(model: str) -> bool:
+    """A name that can only be a filesystem path (hub ids are ``name`` or ``org/name``)."""
+    return (os.path.isabs(model) or model.startswith((".", "~")) or model.count("/") > 1
+            or os.sep != "/" and os.sep in model)
+
+
+class TransformersVLM(VLMClient):
+    """A Hugging Face vision-language model (image-text-to-text) loaded into this process.
+
+    Args:
+        model: a Hugging Face hub id (e.g. ``"HuggingFaceTB/SmolVLM-256M-Instruct"``, read from the
+            local cache or downloaded) or a local directory written by ``save_pretrained``.
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or
+            ``"mps"``. A GPU device that is not available falls back to the CPU with a warning.
+        dtype: ``"auto"`` (bfloat16/float16 on CUDA, float32 on CPU), ``"float32"``, ``"float16"``
+            or ``"bfloat16"``.
+        trust_remote_code: let transformers run model code shipped with the checkpoint.
+
+    The model is loaded in the constructor and reused by every ``generate`` call; calls are
+    serialised by a lock, so one instance may be shared between threads.
+
+    Raises:
+        VLMError (reason ``"load"``): the path does not exist, the id cannot be found, the
+            checkpoint is not an image-text-to-text model, or loading failed (the message says what
+            was tried).
+        ValueError: ``dtype`` or ``device`` is not one of the accepted values.
+    """
+
+    def __init__(self, model: str, device: str = "auto", dtype: str = "auto",
+                 trust_remote_code: bool = False) -> None:
+        if not model or not isinstance(model, (str, os.PathLike)):
+            raise ValueError(f"model must be a hub id or a local path, got {model!r}")
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
+        self.model_id = os.fspath(model)
+        self.trust_remote_code = bool(trust_remote_code)
+        self.name = f"transformers:{self.model_id}"
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._processor: Any = None
+        self.device, self.dtype = self._pick_device_and_dtype(str(device), dtype)
+        self._load()
+
+    def __repr__(self) -> str:
+        return (f"TransformersVLM(model={self.model_id!r}, device={str(self.device)!r}, "
+                f"dtype={str(self.dtype).replace('torch.', '')!r})")
+
+    # ------------------------------------------------------------------ loading
+
+    @staticmethod
+    def _pick_device_and_dtype(device: str, dtype: str):
+        import torch
+
+        want = device.strip().lower()
+        if want == "auto" or want.startswith("cuda"):
+            if torch.cuda.is_available():
+                dev = torch.device("cuda" if want == "auto" else want)
+            else:
+                log.warning("no CUDA device available (device=%r): running the VLM on the CPU in float32; "
+                            "this is slow for real models", device)
+                dev = torch.device("cpu")
+        elif want == "mps":
+            if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+                dev = torch.device("mps")
+            else:
+                log.warning("MPS is not available: running the VLM on the CPU in float32")
+                dev = torch.device("cpu")
+        elif want == "cpu":
+            dev = torch.device("cpu")
+        else:
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}")
+
+        if dtype != "auto":
+            torch_dtype = getattr(torch, dtype)
+        elif dev.type == "cuda":
+            torch_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        elif dev.type == "mps":
+            torch_dtype = torch.float16
+        else:
+            torch_dtype = torch.float32
+        return dev, torch_dtype
+
+    def _load(self) -> None:
+        try:
+            import transformers  # noqa: F401  (import errors are load errors too)
+            from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+            from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+        except ImportError as e:
+            raise VLMError(f"cannot load VLM {self.model_id!r}: transformers is not importable ({e})",
+                           reason="load") from e
+
+        src = os.path.expanduser(self.model_id)
+        if os.path.isdir(src):
+            what = f"local directory {src!r}"
+            if not os.path.isfile(os.path.join(src, "config.json")):
+                raise VLMError(f"cannot load VLM from {what}: it holds no config.json (not a directory "
+                               "written by save_pretrained)", reason="load")
+        elif os.path.exists(src):
+            raise VLMError(f"cannot load VLM from {src!r}: it is a file; give the model's directory "
+                           "(written by save_pretrained) or a Hugging Face hub id", reason="load")
+        elif _looks_like_local_path(self.model_id):
+            raise VLMError(f"cannot load VLM {self.model_id!r}: no such local directory (tried it as a "
+                           "local path; a Hugging Face hub id looks like 'org/name')", reason="load")
+        else:
+            what = f"Hugging Face hub id {src!r} (local cache or download)"
+        kw = {"trust_remote_code": self.trust_remote_code}
+
+        t0 = time.perf_counter()
+        try:
+            config = AutoConfig.from_pretrained(src, **kw)
+        except (OSError, ValueError, KeyError) as e:
+            raise VLMError(f"cannot load VLM from {what}: its config could not be read "
+                           f"({type(e).__name__}: {_first_line(e)})", reason="load") from e
+
+        model_type = getattr(config, "model_type", "?")
+        auto_map = getattr(config, "auto_map", None) or {}
+        remote_vlm = self.trust_remote_code and "AutoModelForImageTextToText" in auto_map
+        if model_type not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES and not remote_vlm:
+            archs = ", ".join(getattr(config, "architectures", None) or []) or "no architectures listed"
+            raise VLMError(f"cannot load VLM from {what}: it holds a {model_type!r} model ({archs}), which "
+                           f"is not an image-text-to-text model that AutoModelForImageTextToText can load "
+                           f"(use a vision-language model such as {_VLM_EXAMPLES})", reason="load")
+
+        try:
+            processor = AutoProcessor.from_pretrained(src, **kw)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise VLMError(f"cannot load the processor (tokenizer + image processor) of {what}: "
+                           f"{type(e).__name__}: {_first_line(e)}", reason="load") from e
+        if not hasattr(processor, "image_processor") and not hasattr(processor, "apply_chat_template"):
+            raise VLMError(f"cannot load VLM from {what}: AutoProcessor gave a {type(processor).__name__}, "
+                           "which cannot handle images", reason="load")
+        if not getattr(processor, "chat_template", None) and not getattr(
+                getattr(processor, "tokenizer", None), "chat_template", None):
+            raise VLMError(f"cannot use VLM from {what}: its processor has no chat template (a base model, "
+                           "not an instruction-tuned one?)", reason="load")
+
+        try:
+            model = AutoModelForImageTextToText.from_pretrained(src, dtype=self.dtype, **kw)
+            model = model.to(self.device).eval()
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+            raise VLMError(f"cannot load the weights of {what} with AutoModelForImageTextToText onto "
+                           f"{self.device} ({self.dtype}): {type(e).__name__}: {_first_line(e)}",
+                           reason="load") from e
+        self._processor, self._model = processor, model
+        log.info("loaded VLM %s (%s) on %s in %s in %.1f s", self.model_id, type(model).__name__,
+                 self.device, self.dtype, time.perf_counter() - t0)
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(
+        self,
+        system: str,
+        prompt: str,
+        images: Sequence[np.ndarray] = (),
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+    ) -> VLMReply:
+        imgs = check_generate_args(images, max_tokens, temperature)
+        from PIL import Image
+
+        with self._lock:
+            if self._model is None:
+                raise VLMError(f"{self.name} was closed", reason="closed")
+            import torch
+
+            t0 = time.perf_counter()
+            pil = [Image.fromarray(a) for a in imgs]
+            inputs = self._encode(system, prompt, pil)
+            gen = self._generation_config(int(max_tokens), float(temperature))
+            n_in = int(inputs["input_ids"].shape[1])
+            try:
+                with torch.inference_mode():
+                    out = self._model.generate(**inputs, generation_config=gen)
+            except (RuntimeError, ValueError, IndexError) as e:
+                raise VLMError(f"{self.name} failed while generating: {type(e).__name__}: {_first_line(e)}",
+                               reason="generate") from e
+            new = out[0, n_in:]
+            tokenizer = getattr(self._processor, "tokenizer", self._processor)
+            text = tokenizer.decode(new, skip_special_tokens=True).strip()
+            latency = time.perf_counter() - t0
+        return VLMReply(text=text, model=self.model_id, latency_s=latency,
+                        prompt_tokens=n_in, completion_tokens=int(new.shape[0]))
+
+    def _encode(self, system: str, prompt: str, images: list) -> Any:
+        """The chat template rendered and tokenised, with pixel values, on the model's device."""
+        import torch
+
+        user = [{"type": "image", "image": im} for im in images] + [{"type": "text", "text": str(prompt)}]
+        messages = [{"role": "user", "content": user}]
+        if system:
+            messages.insert(0, {"role": "system", "content": [{"type": "text", "text": str(system)}]})
+        kw = dict(add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt")
+        try:
+            try:
+                inputs = self._processor.apply_chat_template(messages, **kw)
+            except Exception as e:  # noqa: BLE001 - some templates reject a system turn
+                if not system or "system" not in str(e).lower():
+                    raise
+                user[-1]["text"] = f"{system}\n\n{prompt}"  # fold the system prompt into the user turn
+                inputs = self._processor.apply_chat_template(messages[1:], **kw)
+        except Exception as e:  # noqa: BLE001 - template, tokenizer or image processor errors
+            raise VLMError(f"{self.name} could not build its input with the processor's chat template: "
+                           f"{type(e).__name__}: {_first_line(e)}", reason="generate") from e
+        inputs = inputs.to(self.device)
+        for k, v in list(inputs.items()):
+            if isinstance(v, torch.Tensor) and torch.is_floating_point(v):
+                inputs[k] = v.to(self.dtype)
+        return inputs
+
+    def _generation_config(self, max_tokens: int, temperature: float) -> Any:
+        gen = copy.deepcopy(self._model.generation_config)
+        gen.max_new_tokens = max_tokens
+        gen.max_length = None
+        if temperature > 0:
+            gen.do_sample, gen.temperature = True, temperature
+        else:  # greedy; clear sampling knobs so transformers does not warn about them
+            gen.do_sample, gen.temperature, gen.top_p, gen.top_k = False, None, None, None
+        if gen.pad_token_id is None:
+            tok = getattr(self._processor, "tokenizer", self._processor)
+            pad = getattr(tok, "pad_token_id", None)
+            gen.pad_token_id = pad if pad is not None else gen.eos_token_id
+        return gen
+
+    def close(self) -> None:
+        """Drop the model and processor (and free cached GPU memory). Later calls raise VLMError."""
+        with self._lock:
+            if self._model is None:
+                return
+            on_cuda = getattr(self.device, "type", "") == "cuda"
+            self._model = self._processor = None
+        if on_cuda:
+            import torch
+
+            torch.cuda.empty_cache()
+
+
+def _first_line(e: BaseException, limit: int = 300) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text if len(text) <= limit else text[:limit] + "..."

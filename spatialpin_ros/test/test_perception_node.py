@@ -1,0 +1,182 @@
+"""The perception node in-process (node tier): frames in, ScenePriors, markers and cloud out;
+bad input is reported and the node keeps running."""
+
+import numpy as np
+import pytest
+
+from conftest import spin_until
+
+rclpy = pytest.importorskip("rclpy")
+from geometry_msgs.msg import PoseStamped  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
+from spatialpin_interfaces.msg import ScenePriors  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+from visualization_msgs.msg import MarkerArray  # noqa: E402
+
+from spatialpin_ros.ros import conversions as conv  # noqa: E402
+from spatialpin_ros.ros import viz  # noqa: E402
+from spatialpin_ros.ros.perception_node import PerceptionNode  # noqa: E402
+from spatialpin_ros.ros.sim_node import LATCHED  # noqa: E402
+from spatialpin_ros.sim.scene_spec import load_scene_file  # noqa: E402
+from spatialpin_ros.paths import resolve_scene_file  # noqa: E402
+from spatialpin_ros.sim.world import SimWorld  # noqa: E402
+
+
+class Camera(Node):
+    """Publishes one simulated frame on the RealSense topics, and listens to the outputs."""
+
+    def __init__(self):
+        super().__init__("fake_camera")
+        sd = qos_profile_sensor_data
+        self.pub_c = self.create_publisher(Image, "/camera/color/image_raw", sd)
+        self.pub_d = self.create_publisher(Image, "/camera/aligned_depth_to_color/image_raw", sd)
+        self.pub_i = self.create_publisher(CameraInfo, "/camera/color/camera_info", sd)
+        self.pub_pose = self.create_publisher(PoseStamped, "/spatialpin/sim/camera_pose", LATCHED)
+        self.got = {}
+        self.create_subscription(ScenePriors, "/spatialpin/scene_priors",
+                                 lambda m: self.got.__setitem__("scene", m), LATCHED)
+        self.create_subscription(MarkerArray, "/spatialpin/markers",
+                                 lambda m: self.got.__setitem__("markers", m), LATCHED)
+        self.create_subscription(PointCloud2, "/spatialpin/scene_cloud",
+                                 lambda m: self.got.__setitem__("cloud", m), 2)
+        self.status = []
+        from std_msgs.msg import String
+        self.create_subscription(String, "/spatialpin/perception/status",
+                                 lambda m: self.status.append(m.data), 10)
+
+    def send(self, frame, depth=None):
+        header = Header(frame_id="camera_color_optical_frame",
+                        stamp=self.get_clock().now().to_msg())
+        self.pub_c.publish(conv.image_to_msg(frame.rgb, "rgb8", header))
+        d = frame.depth if depth is None else depth
+        self.pub_d.publish(conv.depth_to_msg(d, "32FC1", header))
+        self.pub_i.publish(conv.camera_info_to_msg(frame.camera, header))
+
+
+@pytest.fixture(scope="module")
+def setup(rclpy_context):
+    world = SimWorld(load_scene_file(resolve_scene_file("tabletop")))
+    frame = world.render()
+    truth = world.ground_truth()
+    world.close()
+    node = PerceptionNode(parameter_overrides=[Parameter("max_rate_hz", value=20.0)])
+    cam = Camera()
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    ex.add_node(cam)
+    cam.pub_pose.publish(PoseStamped(header=Header(frame_id="world"),
+                                     pose=conv.pose_to_msg(frame.camera_pose)))
+    yield node, cam, ex, frame, truth
+    ex.shutdown()
+    cam.destroy_node()
+    node.destroy_node()
+
+
+def test_frames_become_scene_priors_markers_and_cloud(setup):
+    node, cam, ex, frame, truth = setup
+    assert spin_until(ex, lambda: node._camera_pose_msg is not None, timeout=5)
+    cam.send(frame)
+    assert spin_until(ex, lambda: {"scene", "markers"} <= set(cam.got), timeout=10)
+    scene = conv.scene_from_msg(cam.got["scene"])
+    assert scene.frame_id == "world" and scene.scene_id.startswith("scene_")
+    assert abs(len(scene.objects) - len(truth.objects)) <= 1
+    for t in truth.objects:  # every true object has a prior within 3 cm
+        d = min(np.linalg.norm(o.pose.position - t.pose.position) for o in scene.objects)
+        assert d < 0.03, f"{t.id} missed by {d:.3f} m"
+    np.testing.assert_allclose(scene.support_plane[:3], [0, 0, 1], atol=0.02)
+    assert len(cam.got["markers"].markers) > 3 * len(scene.objects)
+    assert scene.scene_id in node.scenes
+
+
+def test_empty_table_is_a_scene_with_no_objects(setup):
+    node, cam, ex, frame, _ = setup
+    with SimWorld(load_scene_file(resolve_scene_file("two_blocks"))) as w:
+        for o in w.objects:  # take the objects away
+            import pybullet as pb
+            pb.removeBody(o.body, physicsClientId=w.client)
+        w.objects = []
+        w.set_camera(w.camera_spec, frame.camera_pose)
+        empty = w.render()
+    done, n_status = node.frames_done, len(cam.status)
+    cam.send(empty)
+    assert spin_until(ex, lambda: node.frames_done > done, timeout=10)
+    scene = node.scenes[next(reversed(node.scenes))]
+    assert scene.objects == [] and abs(scene.support_plane[2]) > 0.95
+    assert spin_until(ex, lambda: any(m.startswith(f"ok: {scene.scene_id}, 0 objects")
+                                      for m in cam.status[n_status:]), timeout=5)
+
+
+def test_without_a_camera_pose_the_support_plane_gives_the_frame(setup):
+    node, cam, ex, frame, truth = setup
+    saved, node._camera_pose_msg = node._camera_pose_msg, None
+    try:
+        done = node.frames_done
+        cam.send(frame)
+        assert spin_until(ex, lambda: node.frames_done > done, timeout=10)
+    finally:
+        node._camera_pose_msg = saved
+    scene = node.scenes[next(reversed(node.scenes))]
+    assert scene.frame_id == "support_plane"
+    heights = sorted(round(o.size[2], 2) for o in scene.objects)
+    true_heights = sorted(round(o.size[2], 2) for o in truth.objects)
+    assert abs(len(heights) - len(true_heights)) <= 1
+    assert np.median([o.center[2] for o in scene.objects]) == pytest.approx(
+        np.median([o.center[2] for o in truth.objects]), abs=0.02)
+
+
+def test_cloud_round_trip(setup):
+    node, cam, ex, frame, truth = setup
+    cam.got.pop("cloud", None)
+    cam.send(frame)
+    assert spin_until(ex, lambda: "cloud" in cam.got, timeout=10)
+    pts, rgb = viz.cloud_from_msg(cam.got["cloud"])
+    assert len(pts) > 5000 and np.all(np.isfinite(pts))
+    assert np.median(np.abs(pts[:, 2])) < 0.05  # mostly table
+
+
+def test_scene_history_is_bounded(setup):
+    node, cam, ex, frame, _ = setup
+    node.p.scene_history = 3
+    for _ in range(5):
+        n = node.frames_done
+        cam.send(frame)
+        assert spin_until(ex, lambda: node.frames_done > n, timeout=10)
+    assert len(node.scenes) == 3
+    ids = list(node.scenes)
+    assert ids == sorted(ids, key=lambda s: int(s.split("_")[1]))
+
+
+@pytest.mark.parametrize("bad", ["encoding", "nan_depth", "empty_depth", "size_mismatch",
+                                 "no_plane"])
+def test_bad_frames_are_reported_and_the_node_keeps_running(setup, bad):
+    node, cam, ex, frame, _ = setup
+    errors = node.errors
+    if bad == "encoding":  # a colour encoding the node does not read
+        header = Header(frame_id="camera_color_optical_frame",
+                        stamp=cam.get_clock().now().to_msg())
+        msg = conv.image_to_msg(frame.rgb, "rgb8", header)
+        msg.encoding = "yuv422"
+        cam.pub_c.publish(msg)
+        cam.pub_d.publish(conv.depth_to_msg(frame.depth, "32FC1", header))
+        cam.pub_i.publish(conv.camera_info_to_msg(frame.camera, header))
+    elif bad == "nan_depth":
+        cam.send(frame, depth=np.full_like(frame.depth, np.nan))
+    elif bad == "size_mismatch":
+        cam.send(frame, depth=frame.depth[:240, :320])
+    elif bad == "no_plane":  # a wall of noise: no support plane anywhere
+        rng = np.random.default_rng(0)
+        cam.send(frame, depth=rng.uniform(0.3, 3.0, frame.depth.shape).astype(np.float32))
+    else:
+        cam.send(frame, depth=np.zeros_like(frame.depth))
+    n_status = len(cam.status)
+    assert spin_until(ex, lambda: node.errors > errors, timeout=10), "the bad frame was accepted"
+    assert node.last_error
+    assert spin_until(ex, lambda: any(m == f"error: {node.last_error}"
+                                      for m in cam.status[n_status:]), timeout=5)
+    done = node.frames_done
+    cam.send(frame)  # and a good frame still works
+    assert spin_until(ex, lambda: node.frames_done > done, timeout=10)
