@@ -105,3 +105,24 @@ def test_server_down_falls_back_with_a_flag(graph):
     r = ask(cli, ex, "How tall is the blue box?", backend="transformers")
     assert r.success and "transformers.model" in r.message
     assert qa.requests >= 2  # the node kept serving
+
+
+def test_propose_tasks_service(graph):
+    from spatialpin_interfaces.srv import ProposeTasks
+    qa, pub, cli, ex = graph
+    pub.publish(conv.scene_to_msg(make_scene("scene_7")))
+    assert spin_until(ex, lambda: "scene_7" in qa.records)
+    client_node = [n for n in ex.get_nodes() if n.get_name() == "asker"][0]
+    prop = client_node.create_client(ProposeTasks, "/spatialpin/propose_tasks")
+    assert prop.wait_for_service(timeout_sec=5)
+    fut = prop.call_async(ProposeTasks.Request(scene_id="scene_7", max_tasks=3,
+                                               instruction="put the red box on the blue box"))
+    assert spin_until(ex, fut.done)
+    r = fut.result()
+    assert r.success and 1 <= len(r.tasks) <= 3
+    t = r.tasks[0]
+    assert (t.action, t.object_id, t.target_id) == ("stack", "obj_0", "obj_1")
+    assert t.place_pose.position.z == pytest.approx(0.06 + 0.025 + 0.005)
+    fut = prop.call_async(ProposeTasks.Request(scene_id="nope"))
+    assert spin_until(ex, fut.done)
+    assert not fut.result().success and "unknown scene id" in fut.result().message

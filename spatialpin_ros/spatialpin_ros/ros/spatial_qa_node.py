@@ -1,4 +1,5 @@
-"""Spatial question answering node: the ``/spatialpin/ask`` service (AskSpatial).
+"""Spatial reasoning node: the ``/spatialpin/ask`` service (AskSpatial) and the
+``/spatialpin/propose_tasks`` service (ProposeTasks).
 
 Keeps the last ``scene_history`` scenes from the perception node (ScenePriors), with the colour
 image and scene cloud of each (matched by stamp), and answers questions with the geometric
@@ -23,7 +24,8 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, PointCloud2
 from spatialpin_interfaces.msg import ScenePriors
-from spatialpin_interfaces.srv import AskSpatial
+from spatialpin_interfaces.msg import TaskProposal as TaskProposalMsg
+from spatialpin_interfaces.srv import AskSpatial, ProposeTasks
 
 from spatialpin_ros.core.errors import SpatialPinError
 from spatialpin_ros.reasoning.engine import SpatialQA
@@ -61,6 +63,11 @@ PARAMS = {
                          "registration)"),
     "color_topic": Param("/camera/color/image_raw", "Colour images (sent to VLM backends)"),
     "ask_service": Param("/spatialpin/ask", "AskSpatial service name"),
+    "propose_service": Param("/spatialpin/propose_tasks", "ProposeTasks service name"),
+    "proposer": Param("geometric", "Task proposer: geometric, openai or transformers (VLM "
+                      "proposals are checked against the scene; geometric ones are the fallback)",
+                      one_of("geometric", "openai", "transformers")),
+    "max_tasks": Param(5, "Tasks proposed when a request asks for 0", positive),
 }
 
 
@@ -91,6 +98,8 @@ class SpatialQANode(Node):
         self.create_subscription(PointCloud2, p.cloud_topic, self._on_cloud, 2)
         self.create_subscription(Image, p.color_topic, self._on_image, qos_profile_sensor_data)
         self.create_service(AskSpatial, p.ask_service, self._on_ask,
+                            callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_service(ProposeTasks, p.propose_service, self._on_propose,
                             callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(f"answering on {p.ask_service} (default backend "
                                f"'{p.default_backend}')")
@@ -157,6 +166,47 @@ class SpatialQANode(Node):
             self.get_logger().warning(f"question refused: {ans.message}")
         elif ans.message:
             self.get_logger().warning(ans.message)
+        return res
+
+    def _on_propose(self, req: ProposeTasks.Request,
+                    res: ProposeTasks.Response) -> ProposeTasks.Response:
+        from spatialpin_ros.reasoning.tasks import GeometricProposer, VLMProposer
+        with self._lock:
+            if not self.records:
+                res.success, res.message = False, "no scene yet"
+                return res
+            if req.scene_id and req.scene_id not in self.records:
+                res.success = False
+                res.message = (f"unknown scene id {req.scene_id!r}; known: "
+                               f"{', '.join(self.records)}")
+                return res
+            rec = self.records[req.scene_id] if req.scene_id else \
+                next(reversed(self.records.values()))
+        n = int(req.max_tasks) or int(self.p.max_tasks)
+        instruction = req.instruction[:1000]
+        message = ""
+        if self.p.proposer == "geometric":
+            tasks = GeometricProposer().propose(rec.scene, n, instruction)
+        else:
+            try:
+                client = self.qa.vlms[self.p.proposer]
+            except SpatialPinError as e:
+                client, message = None, f"{self.p.proposer} proposer unavailable ({e}); "
+            if client is None:
+                tasks = GeometricProposer().propose(rec.scene, n, instruction)
+                message += "proposals are geometric"
+            else:
+                prop = VLMProposer(client, self.p.proposer)
+                tasks = prop.propose(rec.scene, n, instruction, rec.image)
+                message = prop.last_message
+        res.tasks = [TaskProposalMsg(description=t.description, action=t.action,
+                                     object_id=t.object_id, target_id=t.target_id,
+                                     place_pose=conv.pose_to_msg(t.place_pose),
+                                     scene_id=rec.scene.scene_id) for t in tasks]
+        res.success = bool(tasks)
+        res.message = message if tasks else (message or "no feasible task in this scene")
+        if message:
+            self.get_logger().warning(message)
         return res
 
     def answer(self, question: str, scene_id: str = "", ref_id: str = "",

@@ -1,0 +1,89 @@
+"""Task proposal (no ROS): feasibility, steering, VLM proposals checked against the scene,
+Self-BLEU."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, Scene, look_at
+from spatialpin_ros.reasoning.tasks import (GeometricProposer, VLMProposer, bleu, check_stack,
+                                            parse_tasks, self_bleu, stack_pose)
+
+
+def obj(id_, color, shape, center, size, yaw=0.0):
+    return ObjectPrior(id_, f"{color} {shape}", Pose.from_yaw(center, yaw), size, shape=shape,
+                       color_name=color)
+
+
+@pytest.fixture
+def scene():
+    objs = [obj("obj_0", "red", "box", [0.5, -0.15, 0.02], [0.04, 0.04, 0.04], 0.3),
+            obj("obj_1", "blue", "box", [0.5, 0.1, 0.025], [0.07, 0.07, 0.05]),
+            obj("obj_2", "green", "box", [0.6, 0.0, 0.03], [0.11, 0.10, 0.06]),   # too wide
+            obj("obj_3", "yellow", "sphere", [0.45, 0.2, 0.025], [0.05, 0.05, 0.05]),
+            obj("obj_4", "white", "box", [0.4, -0.2, 0.015], [0.02, 0.02, 0.03]),  # small top
+            obj("obj_5", "gray", "box", [1.2, 0.0, 0.02], [0.04, 0.04, 0.04])]    # unreachable
+    return Scene("s", objs, CameraModel.from_fov(640, 480, 58), look_at([1.2, 0, 0.6],
+                                                                        [0.5, 0, 0]))
+
+
+def test_feasibility_reasons(scene):
+    assert check_stack(scene, "obj_0", "obj_1") is None
+    assert "gripper opens" in check_stack(scene, "obj_2", "obj_1")
+    assert "would roll" in check_stack(scene, "obj_3", "obj_1")
+    assert "no flat top" in check_stack(scene, "obj_0", "obj_3")
+    assert "too small" in check_stack(scene, "obj_0", "obj_4")
+    assert "outside its reach" in check_stack(scene, "obj_5", "obj_1")
+    assert "no object 'obj_9'" in check_stack(scene, "obj_9", "obj_1")
+    assert "itself" in check_stack(scene, "obj_1", "obj_1")
+    on_top = scene.replace(objects=scene.objects + [
+        obj("obj_6", "pink", "box", [0.5, 0.1, 0.07], [0.04, 0.04, 0.04]),      # on obj_1
+        obj("obj_7", "cyan", "box", [0.5, -0.15, 0.055], [0.03, 0.03, 0.03])])  # on obj_0
+    assert "already carries obj_6" in check_stack(on_top, "obj_0", "obj_1")
+    assert "carries obj_7" in check_stack(on_top, "obj_0", "obj_2")
+
+
+def test_geometric_proposals_are_feasible_and_steerable(scene):
+    tasks = GeometricProposer().propose(scene, 0)
+    stacks = [t for t in tasks if t.action == "stack"]
+    assert stacks and all(check_stack(scene, t.object_id, t.target_id) is None for t in stacks)
+    assert ("obj_0", "obj_1") in {(t.object_id, t.target_id) for t in stacks}
+    t = next(t for t in stacks if (t.object_id, t.target_id) == ("obj_0", "obj_1"))
+    assert t.place_pose.position[2] == pytest.approx(0.05 + 0.02 + 0.005)
+    places = [t for t in tasks if t.action == "pick_and_place"]
+    assert places and all(t.place_pose is not None for t in places)
+    first = GeometricProposer().propose(scene, 3, "put something on the green block")
+    assert first and first[0].target_id == "obj_2"  # too wide to grasp, fine to stack on
+    steered = GeometricProposer().propose(scene, 1, "stack the red block on the blue one")
+    assert (steered[0].object_id, steered[0].target_id) == ("obj_0", "obj_1")
+    assert len(GeometricProposer().propose(scene, 2)) == 2
+
+
+def test_vlm_proposals_are_validated(scene):
+    reply = ('{"tasks": [{"description": "put the red block on the blue block", "action": '
+             '"stack", "object_id": "obj_0", "target_id": "obj_1"}, {"description": "x", '
+             '"action": "stack", "object_id": "obj_2", "target_id": "obj_1"}, {"action": '
+             '"assemble", "object_id": "obj_0"}, {"action": "stack", "object_id": "obj_42", '
+             '"target_id": "obj_1"}]}')
+    valid, rejected = parse_tasks(reply, scene)
+    assert [(t.object_id, t.target_id) for t in valid] == [("obj_0", "obj_1")]
+    assert len(rejected) == 3 and any("unknown action" in r for r in rejected)
+    client = SimpleNamespace(generate=lambda *a, **k: SimpleNamespace(text=reply))
+    p = VLMProposer(client, "openai")
+    tasks = p.propose(scene, 5)
+    assert len(tasks) == 1 and tasks[0].source == "openai" and "dropped 3" in p.last_message
+    garbage = SimpleNamespace(generate=lambda *a, **k: SimpleNamespace(text="Stack them all!"))
+    p = VLMProposer(garbage, "openai")
+    tasks = p.propose(scene, 2)
+    assert len(tasks) == 2 and tasks[0].source == "geometric" and "no valid task" in p.last_message
+
+
+def test_self_bleu():
+    same = ["stack the red block on the blue block"] * 3
+    varied = ["stack the red block on the blue block", "push the ball toward the robot",
+              "move the green cylinder to the left edge"]
+    assert self_bleu(same) == pytest.approx(1.0)
+    assert self_bleu(varied) < 0.3
+    assert bleu("a b c d".split(), ["a b c d".split()]) == pytest.approx(1.0)
