@@ -41,6 +41,7 @@ setup(
             "sim_node = spatialpin_ros.ros.sim_node:main",
             "perception_node = spatialpin_ros.ros.perception_node:main",
             "spatial_qa_node = spatialpin_ros.ros.spatial_qa_node:main",
+            "manipulation_node = spatialpin_ros.ros.manipulation_node:main",
         ],
     },
 )

@@ -26,6 +26,8 @@ PERCEPTION = NodeSpec("perception", "perception_node", "spatialpin_ros.ros.perce
                       ("perception.yaml",))
 SPATIAL_QA = NodeSpec("spatial_qa", "spatial_qa_node", "spatialpin_ros.ros.spatial_qa_node",
                       ("spatial_qa.yaml",))
+MANIPULATION = NodeSpec("manipulation", "manipulation_node",
+                        "spatialpin_ros.ros.manipulation_node", ("manipulation.yaml",))
 
 GRAPHS: dict[str, tuple[NodeSpec, ...]] = {
     # The simulated arm, scene and camera alone.
@@ -37,6 +39,10 @@ GRAPHS: dict[str, tuple[NodeSpec, ...]] = {
     "sim_perception": (SIM, PERCEPTION, SPATIAL_QA),
     # The spatial question service alone (scene priors come from elsewhere).
     "spatial_qa": (SPATIAL_QA,),
+    # The simulated arm perceives, proposes, plans and stacks.
+    "pick_and_stack": (SIM, PERCEPTION, SPATIAL_QA, MANIPULATION),
+    # Perception, questions, proposals and planning for a real arm under ros2_control.
+    "manipulation": (PERCEPTION, SPATIAL_QA, MANIPULATION),
 }
 
 #: Launch arguments every graph accepts, as (name, default, description, node, parameter, type).

@@ -15,16 +15,21 @@ handful of small array operations):
    not jump: each connected component is one flatly shaded face or one smoothly shaded curved
    surface of one object.
 3. **Objects.** Adjacent patches of the same chromaticity are merged when their geometry says
-   they belong to one convex object: a side face below a horizontal top face (not above it: that
-   is a stacked object), two planar faces meeting in a convex edge, or a smooth continuation of
-   similar brightness. Fragments of one colour on both sides of a nearer occluder are joined.
-   Stacked and touching objects stay apart through colour, depth jumps and these height layers.
+   they belong to one convex object: a side face hanging below a horizontal top face and
+   reaching up to it (a patch rising above a top is a stacked object), two planar faces meeting
+   in a convex edge, or a smooth continuation of similar brightness. Fragments of one colour
+   that border a common object (an occluder in front, or an object standing on them) are
+   joined when their union is object-sized. Stacked and touching objects stay apart through
+   colour, depth jumps and these height layers.
 4. **Primitive fits that complete the unseen back and bottom.** The top face's pixels (all of
    them, also where depth is missing) are intersected with the fitted top plane along their
-   pixel-corner rays, which removes depth noise and gives the top's exact outline. Boxes: yaw
-   from the top outline or from the side faces (L-shape fit), edges from the top outline and
-   robust positions of the visible side faces. Cylinders: geometric circle fit to the side wall.
-   Spheres: least-squares sphere. Every object extends down to what it rests on: the table, or
+   pixel-corner rays, which removes depth noise and gives the top's exact outline. The shape is
+   chosen by model fit: a rectangular top, or flat side faces, make a box; an outline that a
+   circle fits better than a rectangle (and that contains the top) a cylinder; points that a
+   sphere fits better than both a sphere. Boxes: yaw from the top outline or from the side
+   faces (L-shape fit), edges from the top outline and robust positions of the visible side
+   faces. Cylinders: geometric circle fit to the side wall and the top's rim. Spheres:
+   least-squares sphere. Every object extends down to what it rests on: the table, or
    the top of the object under it (found from heights and overlapping footprints); a base's
    footprint grows to contain what stands on it.
 5. **Attributes and ids.** Colour name from the lit part's colour (shading-tolerant), coarse
@@ -67,9 +72,11 @@ class GeometricParams:
     min_height: float = 0.0045
     #: Ignore points higher than this above the plane (arms, people).
     max_height: float = 0.40
-    #: Workspace in the world frame (x, y bounds); objects outside are ignored (e.g. the robot).
-    workspace_x: tuple[float, float] = (0.15, 1.20)
-    workspace_y: tuple[float, float] = (-0.60, 0.60)
+    #: Workspace in the world frame (x, y bounds, metres); points outside are ignored (the
+    #: simulator's robot stands at x < 0.1). None disables a bound, e.g. when perceiving in a
+    #: frame built from the support plane rather than the robot's world frame.
+    workspace_x: Optional[tuple[float, float]] = (0.15, 1.20)
+    workspace_y: Optional[tuple[float, float]] = (-0.60, 0.60)
     #: Support plane: RANSAC hypotheses, inlier distance, pixel stride of the sample grid,
     #: largest tilt of its normal from world z.
     ransac_iterations: int = 64
@@ -346,7 +353,8 @@ class ObjectTracker:
 
     def __init__(self, gate: float = 0.06, memory: int = 30, color_penalty: float = 0.03,
                  prefix: str = "obj_"):
-        self.gate, self.memory, self.color_penalty, self.prefix = gate, memory, color_penalty, prefix
+        self.gate, self.memory = gate, memory
+        self.color_penalty, self.prefix = color_penalty, prefix
         self.reset()
 
     def reset(self) -> None:
@@ -480,6 +488,13 @@ class GeometricBackend(PerceptionBackend):
     def reset(self) -> None:
         self.tracker.reset()
 
+    def _in_workspace(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        ok = np.ones(np.shape(x), dtype=bool)
+        for v, b in ((x, self.params.workspace_x), (y, self.params.workspace_y)):
+            if b is not None:
+                ok &= (v > b[0]) & (v < b[1])
+        return ok
+
     def _rays(self, cam: CameraModel) -> tuple[np.ndarray, np.ndarray]:
         key = (cam.width, cam.height, cam.fx, cam.fy, cam.cx, cam.cy)
         if key not in self._ray_cache:
@@ -524,6 +539,9 @@ class GeometricBackend(PerceptionBackend):
         grow, gcol = np.nonzero(gsel)
         grow, gcol = grow * s + o, gcol * s + o
         gz = gd[gsel].astype(np.float64)
+        if len(gz) and _q(gz, 0.5) > 50.0:
+            raise PerceptionError(f"depth must be in metres, but its median is {_q(gz, 0.5):.0f}: "
+                                  "millimetres? (divide 16-bit depth by 1000)")
         gx = ru[grow, gcol] * gz
         gy = rv[grow, gcol] * gz
         Pg = np.stack([t[i] + R[i, 0] * gx + R[i, 1] * gy + R[i, 2] * gz for i in range(3)], 1)
@@ -549,9 +567,7 @@ class GeometricBackend(PerceptionBackend):
 
         # image region with objects, from the grid
         hmin_g = np.maximum(p.min_height, 3.5 * k_noise * gz * gz)
-        geo_g = ((hg > hmin_g) & (hg < p.max_height) & (Pg[:, 0] > p.workspace_x[0])
-                 & (Pg[:, 0] < p.workspace_x[1]) & (Pg[:, 1] > p.workspace_y[0])
-                 & (Pg[:, 1] < p.workspace_y[1]))
+        geo_g = (hg > hmin_g) & (hg < p.max_height) & self._in_workspace(Pg[:, 0], Pg[:, 1])
         tick("plane")
         if not geo_g.any():
             self.last["timing_ms"] = tick.times
@@ -570,12 +586,14 @@ class GeometricBackend(PerceptionBackend):
         hc = np.float32(C[2]) + zc * (Mf[2, 0] * ruc + Mf[2, 1] * rvc + Mf[2, 2])
         hmin = np.maximum(np.float32(p.min_height), np.float32(3.5 * k_noise) * zc * zc)
         geo = vc & (hc > hmin) & (hc < p.max_height)
-        Rf = R.astype(np.float32)
-        xw = np.float32(t[0]) + zc * (Rf[0, 0] * ruc + Rf[0, 1] * rvc + Rf[0, 2])
-        yw = np.float32(t[1]) + zc * (Rf[1, 0] * ruc + Rf[1, 1] * rvc + Rf[1, 2])
-        ws = ((xw > p.workspace_x[0]) & (xw < p.workspace_x[1]) & (yw > p.workspace_y[0])
-              & (yw < p.workspace_y[1]))
-        geo &= ws
+        if p.workspace_x is not None or p.workspace_y is not None:
+            Rf = R.astype(np.float32)
+            xw = np.float32(t[0]) + zc * (Rf[0, 0] * ruc + Rf[0, 1] * rvc + Rf[0, 2])
+            yw = np.float32(t[1]) + zc * (Rf[1, 0] * ruc + Rf[1, 1] * rvc + Rf[1, 2])
+            ws = self._in_workspace(xw, yw)
+            geo &= ws
+        else:
+            ws = np.ones_like(geo)
         rgbc = rgb[crop].astype(np.float32)
         ssum = rgbc[..., 0] + rgbc[..., 1] + rgbc[..., 2] + np.float32(24.0)
         cr = (rgbc[..., 0] + np.float32(8.0)) / ssum
@@ -929,23 +947,28 @@ class GeometricBackend(PerceptionBackend):
             outline = sub       # a crisp but partly hidden top: its outline would mislead
         else:
             outline = np.concatenate([sub, _densify(hull, 0.003)]) if hull is not None else sub
-        sigma_xy = sigma
+        sigma_xy = sigma                           # noise of x, y: at most the axial noise
         shape, sph, circle, yaw_r = "box", None, None, None
         if not (top_patch is not None and rect_fill >= 0.9) and len(outline) >= 15:
             circle = _robust_circle(outline, 0.002 + 2 * sigma_xy)
             yaw_r, res_r = fit_rectangle_yaw(outline, d0=max(0.0015, 1.5 * sigma_xy))
             ex_r = math.sqrt(max(res_r**2 - sigma_xy**2, 0.0))
             ex_c = np.inf
-            q = outline - outline.mean(axis=0)
-            line_res = math.sqrt(max(np.linalg.eigvalsh(q.T @ q / len(q))[0], 0.0))
+            oc = outline - outline.mean(axis=0)
+            line_res = math.sqrt(max(np.linalg.eigvalsh(oc.T @ oc / len(oc))[0], 0.0))
             # side points on flat vertical faces (clearly planar patches) are a box's
             pv_side = plg[vsel][side_h]
-            flat = np.zeros(len(side_h), dtype=bool)[side_h]
+            flat = np.zeros(len(pv_side), dtype=bool)
             for q in patches:
                 if (q != top_patch and pst["nvalid"][q] >= 30 and abs(pst["normal"][q][2]) < 0.3
                         and pst["resid"][q] < pst["sigma"][q] + 0.001):
                     flat |= pv_side == q
             mostly_flat = len(flat) > 0 and flat.mean() > 0.5
+            if circle is not None and len(band_xy) >= 10:
+                # a cylinder's top lies inside its circle
+                rr_ = np.hypot(band_xy[:, 0] - circle[0][0], band_xy[:, 1] - circle[0][1])
+                if np.mean(rr_ < circle[1] + 0.003 + 2 * sigma_xy) < 0.9:
+                    circle = None
             if (circle is not None and line_res > 1.5 * sigma_xy + 0.0007     # not straight
                     and not mostly_flat):
                 ex_c = math.sqrt(max(circle[2] ** 2 - sigma_xy**2, 0.0))
@@ -964,6 +987,7 @@ class GeometricBackend(PerceptionBackend):
             cs, rs = sph
             f.sphere_center, f.top = cs, float(cs[2] + rs)
             f.center_uv, f.size_uv, f.yaw = cs[:2].copy(), np.array([2 * rs, 2 * rs]), 0.0
+            f.quality = 0.9
         elif shape == "cylinder":
             cen, rad = circle[0], circle[1]
             if len(side_xy) >= 30:
@@ -972,6 +996,7 @@ class GeometricBackend(PerceptionBackend):
                 if abs(r2 - rad) < 0.3 * rad and np.linalg.norm(c2 - cen) < 0.3 * rad:
                     cen, rad = c2, r2
             f.center_uv, f.size_uv, f.yaw = np.asarray(cen, float), np.array([2 * rad] * 2), 0.0
+            f.quality = 0.9 if len(side_xy) >= 30 else 0.7
         else:
             top_complete = top_xy is not None and rect_fill >= 0.9 and len(top_xy) >= 120
             if top_yaw is not None and rect_fill >= 0.85 and len(top_xy) >= 120:
@@ -984,6 +1009,8 @@ class GeometricBackend(PerceptionBackend):
                 yaw = _rect_from_points(Pv[:, :2])[2]
             self._box_footprint(top_xy, side_xy, band_xy if len(band_xy) else Pv[:, :2], sigma,
                                 f, yaw, top_complete)
+            # how much of the box was seen: its whole top, part of it, none
+            f.quality = 1.0 if top_complete else 0.85 if top_xy is not None else 0.7
         return f
 
     @staticmethod

@@ -10,53 +10,27 @@ their centres); open3d's point-to-plane ICP refines it on the clouds.
 from __future__ import annotations
 
 import math
-from typing import Optional
-
 import numpy as np
 from scipy.spatial.transform import Rotation
 
 from spatialpin_ros.core.errors import SpatialPinError
 from spatialpin_ros.core.types import CameraModel, Pose, Scene
+from spatialpin_ros.perception.geometric import fit_plane_ransac
 
 
 class RegistrationError(SpatialPinError, ValueError):
     """Two views could not be registered (the message says why)."""
 
 
-def fit_plane_ransac(points: np.ndarray, iters: int = 200, tol: float = 0.01,
-                     rng: Optional[np.random.Generator] = None) -> tuple[np.ndarray, np.ndarray]:
-    """Dominant plane of (N, 3) points: (unit normal n, d) with n.p + d = 0, and the inlier mask;
-    refined by least squares on the inliers."""
-    rng = rng or np.random.default_rng(0)
-    pts = points[np.isfinite(points).all(1)]
-    if len(pts) < 100:
-        raise RegistrationError("too few depth points to find a support plane")
-    sample = pts[rng.choice(len(pts), size=min(len(pts), 20000), replace=False)]
-    best, best_n = None, -1
-    for _ in range(iters):
-        p = sample[rng.choice(len(sample), 3, replace=False)]
-        n = np.cross(p[1] - p[0], p[2] - p[0])
-        if np.linalg.norm(n) < 1e-9:
-            continue
-        n /= np.linalg.norm(n)
-        cnt = int((np.abs(sample @ n - n @ p[0]) < tol).sum())
-        if cnt > best_n:
-            best, best_n = (n, -n @ p[0]), cnt
-    n, d = best
-    inl = np.abs(pts @ n + d) < tol
-    c = pts[inl].mean(0)
-    _, _, vt = np.linalg.svd(pts[inl] - c, full_matrices=False)
-    n = vt[2] / np.linalg.norm(vt[2])
-    d = -n @ c
-    return np.r_[n, d], inl
-
-
 def plane_frame_pose(depth: np.ndarray, camera: CameraModel) -> Pose:
     """The camera's optical-frame pose in a gravity frame built from the support plane seen in
     ``depth`` (metres): z = the plane's normal pointing toward the camera, the plane is z = 0,
     the origin lies below the camera and x is the camera's viewing direction laid flat."""
-    pts = camera.backproject(depth).reshape(-1, 3)
-    plane, _ = fit_plane_ransac(pts[::7])
+    pts = camera.backproject(depth).reshape(-1, 3)[::7]
+    pts = pts[np.isfinite(pts).all(1)]
+    # The table's normal points roughly toward the image's top (-y) for any camera above it.
+    plane, _ = fit_plane_ransac(pts, np.random.default_rng(0), iterations=200, inlier=0.008,
+                                up=(0.0, -1.0, 0.0), max_tilt_deg=85.0)
     n, d = plane[:3], plane[3]
     if d < 0:  # make the normal point toward the camera (camera at the origin: n.0 + d > 0)
         n, d = -n, -d

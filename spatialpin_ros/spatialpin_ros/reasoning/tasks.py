@@ -309,3 +309,26 @@ def self_bleu(texts: Sequence[str]) -> float:
     if len(toks) < 2:
         return 0.0
     return float(np.mean([bleu(t, toks[:i] + toks[i + 1:]) for i, t in enumerate(toks)]))
+
+
+def verify_stacked(after: Scene, before: Scene, object_id: str, target_id: str,
+                   xy_tol: float = 0.025, z_tol: float = 0.015) -> tuple[bool, str]:
+    """Whether the object now rests on the target, judged on a fresh perceived scene. Objects are
+    found again by id, else by colour and shape (perception may renumber a moved object)."""
+    def find(o: ObjectPrior) -> Optional[ObjectPrior]:
+        same = [x for x in after.objects if x.id == o.id]
+        if same and same[0].color_name == o.color_name:
+            return same[0]
+        cands = [x for x in after.objects if x.color_name == o.color_name and x.shape == o.shape]
+        return min(cands, key=lambda x: np.linalg.norm(x.center - o.center)) if cands else None
+
+    a0, b0 = before.get(object_id), before.get(target_id)
+    a, b = find(a0), find(b0)
+    if a is None or b is None:
+        missing = a0.id if a is None else b0.id
+        return False, f"{missing} is no longer seen"
+    dxy = float(np.linalg.norm(a.center[:2] - b.center[:2]))
+    dz = float((a.center[2] - a.size[2] / 2) - (b.center[2] + b.size[2] / 2))
+    ok = dxy <= xy_tol and abs(dz) <= z_tol
+    return ok, (f"{a0.id} is {dxy * 100:.1f} cm from {b0.id}'s centre horizontally and its "
+                f"bottom {dz * 100:+.1f} cm from {b0.id}'s top")

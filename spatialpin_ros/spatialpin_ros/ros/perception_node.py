@@ -85,6 +85,7 @@ class PerceptionNode(Node):
         self.p = declare_params(self, PARAMS)
         p = self.p
         self.backend = make_backend(p.backend)
+        self._plane_backend = None  # made on first use: no robot-frame workspace bounds
         self.scenes: "OrderedDict[str, Scene]" = OrderedDict()
         self.frames_in = 0
         self.frames_done = 0
@@ -184,7 +185,7 @@ class PerceptionNode(Node):
         try:
             frame = self.frame_from_msgs(msgs["color"], msgs["depth"], msgs["info"])
             t1 = time.perf_counter()
-            scene = self.backend.perceive(frame)
+            scene = self._backend_for(frame).perceive(frame)
             t2 = time.perf_counter()
         except (SpatialPinError, ValueError, TypeError, LookupError) as e:
             self.errors += 1
@@ -204,6 +205,19 @@ class PerceptionNode(Node):
         self.timing["core_ms"].append(1000 * (t2 - t1))
         self.timing["node_ms"].append(1000 * (time.perf_counter() - t0))
         del self.timing["core_ms"][:-200], self.timing["node_ms"][:-200]
+
+    def _backend_for(self, frame: RGBDFrame):
+        """The backend, or for frames in the support-plane frame one without the workspace
+        bounds, which are given in the robot's world frame."""
+        if frame.world_frame != self.p.plane_frame:
+            return self.backend
+        if self._plane_backend is None:
+            try:
+                self._plane_backend = make_backend(self.p.backend, workspace_x=None,
+                                                   workspace_y=None)
+            except (TypeError, ValueError):
+                self._plane_backend = make_backend(self.p.backend)
+        return self._plane_backend
 
     def frame_from_msgs(self, color: Image, depth: Image, info: CameraInfo) -> RGBDFrame:
         """An RGBDFrame from messages; ImageError/SpatialPinError with the reason otherwise."""

@@ -1,0 +1,13 @@
+"""Perception, spatial questions, task proposals and planning for a real arm:
+
+    ros2 launch spatialpin_ros manipulation.launch.py
+
+Set the manipulation node's use_follow_joint_trajectory:=true for a ros2_control
+joint_trajectory_controller. Without `ros2 launch`: `spatialpin bringup manipulation`.
+"""
+
+from spatialpin_ros.ros.launch_description import generate
+
+
+def generate_launch_description():
+    return generate("manipulation", rviz=True)

@@ -1,0 +1,463 @@
+"""Pick-and-place (stacking) task planning: one timed trajectory for the arm and the fingers
+(ROS-free).
+
+Stages, in order (names as in ``TaskPlan.stages``)::
+
+    preshape   fingers open to the object's width plus a margin (arm still)
+    approach   planned motion from q_start to the pre-grasp pose (TCP 10 cm above the grasp)
+    descend    straight down to the grasp pose (the object may touch the gripper)
+    close      fingers close to squeeze the object, then a short dwell
+    lift       straight up (the object now moves with the hand)
+    transport  planned motion, holding the object, to the pre-place pose
+    lower      straight down until the object's bottom is ``clearance`` above the target's top
+    release    fingers open, then a short dwell
+    retreat    straight up
+    home       planned motion back to ``q_home`` (optional)
+
+The planner reads only the given Scene of priors (and an optional point cloud), never a
+simulator. Failure reasons start with a fixed phrase and ``TaskPlan.code`` names them:
+``missing_object`` ("missing object"), ``too_wide`` ("object too wide"), ``target_too_small``
+("target too small"), ``no_flat_top``, ``unreachable`` ("unreachable"), ``blocked`` ("no
+collision-free grasp/placement"), ``timeout`` ("timeout"), ``cancelled`` ("cancelled"),
+``collision`` ("start in collision"), ``error``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from spatialpin_ros.core.trajectory import JointTrajectory
+from spatialpin_ros.core.types import ObjectPrior, Pose, Scene
+from spatialpin_ros.planning.cartesian import gripper_move, straight_line
+from spatialpin_ros.planning.grasps import (MAX_GRASP_WIDTH, Grasp, Infeasible, Placement,
+                                            bottom_z, footprint, grasp_candidates,
+                                            placements_at, placements_on, polygon_area,
+                                            clip_polygon, top_z)
+from spatialpin_ros.planning.planner import MotionPlanner, PlanResult, path_length
+from spatialpin_ros.planning.robot import (ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN, PANDA_HOME,
+                                           PandaModel)
+from spatialpin_ros.planning.scene import TABLE, PlanningScene
+from spatialpin_ros.planning.timing import TimedPath
+
+JOINT_NAMES = list(ARM_JOINTS + FINGER_JOINTS)
+
+
+@dataclass
+class MotionRecord:
+    """One arm motion of the plan: ``kind`` "planned" (OMPL / direct) or "cartesian";
+    ``planning_time`` s; ``path`` (K, 7) its waypoints; ``sampled``: OMPL was needed;
+    ``length`` joint-space length (rad); ``reference_length`` of a long RRT* run when asked."""
+
+    name: str
+    kind: str
+    planning_time: float
+    path: np.ndarray
+    sampled: bool = False
+    length: float = float("nan")
+    reference_length: float = float("nan")
+    reference_time: float = float("nan")
+
+
+@dataclass
+class TaskPlan:
+    """The result of ``plan_pick_and_place``.
+
+    ``trajectory``: arm and finger joints (``JOINT_NAMES``) sampled every ``dt`` s, positions,
+    velocities and accelerations. ``ee_path`` (N, 3) and ``ee_quat`` (N, 4): the TCP at each
+    sample. ``stages``: (name, t_start, t_end) in seconds from the start. ``planning_time``:
+    wall-clock seconds of the whole call. ``motions``: every arm motion with its planning time.
+    """
+
+    success: bool
+    reason: str = ""
+    code: str = "ok"
+    trajectory: Optional[JointTrajectory] = None
+    ee_path: Optional[np.ndarray] = None
+    ee_quat: Optional[np.ndarray] = None
+    stages: list[tuple[str, float, float]] = field(default_factory=list)
+    planning_time: float = 0.0
+    motions: list[MotionRecord] = field(default_factory=list)
+    grasp: Optional[Grasp] = None
+    placement: Optional[Placement] = None
+
+    @property
+    def motion_times(self) -> dict[str, float]:
+        """Planning seconds per motion name."""
+        return {m.name: m.planning_time for m in self.motions}
+
+    def stage(self, name: str) -> tuple[float, float]:
+        for n, a, b in self.stages:
+            if n == name:
+                return a, b
+        raise KeyError(name)
+
+
+class _Fail(Exception):
+    def __init__(self, code: str, reason: str):
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+def _support_of(prior: ObjectPrior, scene: Scene, table_z: float) -> Optional[str]:
+    """The object the prior stands on (its top within 2 cm of the prior's bottom, footprints
+    overlapping), or None for the table."""
+    b = bottom_z(prior)
+    if b < table_z + 0.015:
+        return None
+    fp = footprint(prior)
+    best, best_area = None, 0.0
+    for o in scene.objects:
+        if o.id == prior.id or abs(top_z(o) - b) > 0.02:
+            continue
+        inter = clip_polygon(fp, footprint(o))
+        area = polygon_area(inter) if len(inter) >= 3 else 0.0
+        if area > best_area:
+            best, best_area = o.id, area
+    return best
+
+
+def _clear_above(prior: ObjectPrior, scene: Scene) -> Optional[str]:
+    """An object resting on top of ``prior`` (None when its top is clear)."""
+    t = top_z(prior)
+    fp = footprint(prior)
+    for o in scene.objects:
+        if o.id == prior.id:
+            continue
+        if abs(bottom_z(o) - t) < 0.02:
+            inter = clip_polygon(footprint(o), fp)
+            if len(inter) >= 3 and polygon_area(inter) > 1e-5:
+                return o.id
+    return None
+
+
+class _Builder:
+    """Concatenates timed pieces (arm and fingers) into one trajectory."""
+
+    def __init__(self, q0: np.ndarray, f0: float, dt: float):
+        self.t = [0.0]
+        self.q = [np.concatenate([q0, [f0, f0]])]
+        self.v = [np.zeros(9)]
+        self.a = [np.zeros(9)]
+        self.dt = dt
+        self.stages: list[tuple[str, float, float]] = []
+
+    @property
+    def now(self) -> float:
+        return self.t[-1]
+
+    @property
+    def last(self) -> np.ndarray:
+        return self.q[-1]
+
+    def _append(self, tp: TimedPath, cols: slice, name: str) -> None:
+        t0 = self.now
+        base = self.last.copy()
+        for i in range(1, len(tp.t)):
+            q = base.copy()
+            v, a = np.zeros(9), np.zeros(9)
+            if cols == slice(0, 7):
+                q[:7], v[:7], a[:7] = tp.q[i], tp.v[i], tp.a[i]
+            else:
+                q[7:] = tp.q[i, 0]
+                v[7:] = tp.v[i, 0]
+                a[7:] = tp.a[i, 0]
+            self.t.append(t0 + float(tp.t[i]))
+            self.q.append(q)
+            self.v.append(v)
+            self.a.append(a)
+        self.stages.append((name, t0, self.now))
+
+    def arm(self, tp: TimedPath, name: str) -> None:
+        self._append(tp, slice(0, 7), name)
+
+    def fingers(self, tp: TimedPath, name: str) -> None:
+        self._append(tp, slice(7, 9), name)
+
+    def dwell(self, seconds: float, name: Optional[str] = None) -> None:
+        t0 = self.now
+        n = max(1, int(round(seconds / self.dt)))
+        for _ in range(n):
+            self.t.append(self.now + self.dt)
+            self.q.append(self.last.copy())
+            self.v.append(np.zeros(9))
+            self.a.append(np.zeros(9))
+        if name:
+            self.stages.append((name, t0, self.now))
+        elif self.stages:
+            n0, a0, _ = self.stages[-1]
+            self.stages[-1] = (n0, a0, self.now)
+
+    def trajectory(self) -> JointTrajectory:
+        return JointTrajectory(JOINT_NAMES, np.array(self.t), np.array(self.q), np.array(self.v),
+                               np.array(self.a))
+
+
+def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
+                        target_id: Optional[str] = None, place_pose: Optional[Pose] = None,
+                        q_start: Optional[Sequence[float]] = None, *,
+                        finger_start: float = FINGER_OPEN,
+                        planner: Optional[MotionPlanner] = None, algorithm: str = "rrtstar",
+                        motion_time_limit: float = 1.0, time_limit: float = 10.0,
+                        return_home: bool = True, q_home: Sequence[float] = PANDA_HOME,
+                        should_cancel: Optional[Callable[[], bool]] = None,
+                        cloud: Optional[np.ndarray] = None, padding: float = 0.01,
+                        approach_height: float = 0.10, clearance: float = 0.005,
+                        min_support: float = 0.6, max_grasp_width: float = MAX_GRASP_WIDTH,
+                        grasp_depth: float = 0.025, squeeze: float = 0.005,
+                        cartesian_speed: float = 0.1, close_dwell: float = 0.4,
+                        release_dwell: float = 0.3, reference_time: float = 0.0,
+                        compute_ee_path: bool = True) -> TaskPlan:
+    """Plan picking ``object_id`` and putting it on ``target_id`` (or with its centre at
+    ``place_pose``), from arm configuration ``q_start`` (default home) with the fingers at
+    ``finger_start``.
+
+    ``motion_time_limit``: seconds per planned motion; ``time_limit``: seconds for the whole
+    call (both give reason "timeout"). ``should_cancel()`` is polled between stages and inside
+    planning (reason "cancelled"). ``reference_time`` > 0 also runs a long RRT* of that many
+    seconds for every motion that needed sampling (``MotionRecord.reference_length``; its time
+    is not counted in ``planning_time``).
+    """
+    t_call = time.perf_counter()
+    ref_spent = [0.0]
+    q_start = np.asarray(PANDA_HOME if q_start is None else q_start, dtype=float)
+    planner = planner or MotionPlanner(robot)
+    plan = TaskPlan(False)
+    ps: Optional[PlanningScene] = None
+
+    def elapsed() -> float:
+        return time.perf_counter() - t_call - ref_spent[0]
+
+    def check_cancel() -> None:
+        if should_cancel is not None and should_cancel():
+            raise _Fail("cancelled", "cancelled")
+        if elapsed() > time_limit:
+            raise _Fail("timeout", f"timeout: planning took over the time limit of "
+                        f"{time_limit:.3g} s")
+
+    try:
+        if target_id is None and place_pose is None:
+            raise ValueError("give target_id or place_pose")
+        check_cancel()
+        try:
+            obj = scene.get(object_id)
+        except KeyError as e:
+            raise _Fail("missing_object", f"missing object: {e.args[0]}") from None
+        target = None
+        if target_id is not None:
+            if target_id == object_id:
+                raise _Fail("error", "the object cannot be stacked on itself")
+            try:
+                target = scene.get(target_id)
+            except KeyError as e:
+                raise _Fail("missing_object", f"missing object (target): {e.args[0]}") from None
+        ps = PlanningScene(robot, scene, padding=padding, cloud=cloud)
+        table_z = ps.table_z
+        above = _clear_above(obj, scene)
+        if above is not None:
+            raise _Fail("blocked", f"no collision-free grasp: {above!r} rests on {object_id!r}")
+        if target is not None:
+            above_t = _clear_above(target, scene)
+            if above_t is not None:
+                raise _Fail("blocked", f"no collision-free placement: {above_t!r} rests on "
+                            f"target {target_id!r}")
+        support_id = _support_of(obj, scene, table_z)
+        support_z = top_z(scene.get(support_id)) if support_id else table_z
+        current_yaw = robot.fk(q_start).yaw()
+        grasps = grasp_candidates(obj, support_z, current_yaw, max_width=max_grasp_width,
+                                  depth=grasp_depth, approach_height=approach_height,
+                                  lift_height=approach_height, squeeze=squeeze)
+        if target is not None:
+            # Raise "target too small" before any IK.
+            placements_on(obj, grasps[0], target, clearance, approach_height, min_support)
+
+        chosen = _choose(robot, ps, obj, target, place_pose, grasps, q_start, support_id,
+                         clearance, approach_height, min_support, cartesian_speed,
+                         planner.dt, check_cancel)
+        g, pl, q_pre, desc, lift, q_pp, lower, retreat = chosen
+        plan.grasp, plan.placement = g, pl
+
+        b = _Builder(q_start, finger_start, planner.dt)
+
+        def planned(name: str, qa: np.ndarray, qb: np.ndarray) -> PlanResult:
+            check_cancel()
+            limit = min(motion_time_limit, max(0.0, time_limit - elapsed()))
+            res = planner.plan(qa, qb, ps, time_limit=limit, algorithm=algorithm,
+                               should_cancel=should_cancel)
+            rec = MotionRecord(name, "planned", res.planning_time,
+                               res.path if res.path is not None else np.stack([qa, qb]),
+                               res.sampled, res.length)
+            plan.motions.append(rec)
+            if not res.success:
+                code = ("cancelled" if res.reason == "cancelled" else
+                        "timeout" if res.reason.startswith("timeout") else "collision")
+                raise _Fail(code, res.reason if code != "collision"
+                            else f"{name}: {res.reason}")
+            if reference_time > 0 and res.sampled:
+                t_ref = time.perf_counter()
+                ref = planner.reference(qa, qb, ps, time_limit=reference_time)
+                rec.reference_time = time.perf_counter() - t_ref
+                ref_spent[0] += rec.reference_time
+                if ref.success:
+                    rec.reference_length = ref.length
+            elif res.success and not res.sampled:
+                rec.reference_length = res.length  # the straight segment is the shortest
+            return res
+
+        def cart(name: str, cr, seconds: float) -> None:
+            plan.motions.append(MotionRecord(name, "cartesian", seconds, cr.path, False,
+                                             path_length(cr.path)))
+            b.arm(cr.timed, name)
+
+        f_open = g.preshape
+        # preshape
+        if abs(finger_start - f_open) > 1e-6:
+            b.fingers(gripper_move(finger_start, f_open, robot.finger_vmax, robot.finger_amax,
+                                   robot.finger_jmax, planner.dt), "preshape")
+        ps.finger_width = f_open
+        # approach
+        res = planned("approach", q_start, q_pre)
+        b.arm(res.timed, "approach")
+        # descend (timed during the choice)
+        cart("descend", desc[0], desc[1])
+        b.dwell(0.1)
+        # close
+        check_cancel()
+        b.fingers(gripper_move(f_open, g.finger_target, robot.finger_vmax, robot.finger_amax,
+                               robot.finger_jmax, planner.dt), "close")
+        b.dwell(close_dwell)
+        ps.attach(object_id, desc[0].path[-1], min(f_open, g.width / 2))
+        # lift
+        check_cancel()
+        cart("lift", lift[0], lift[1])
+        # transport
+        res = planned("transport", lift[0].path[-1], q_pp)
+        b.arm(res.timed, "transport")
+        # lower
+        check_cancel()
+        cart("lower", lower[0], lower[1])
+        b.dwell(0.1)
+        # release
+        b.fingers(gripper_move(g.finger_target, f_open, robot.finger_vmax, robot.finger_amax,
+                               robot.finger_jmax, planner.dt), "release")
+        b.dwell(release_dwell)
+        dropped = Pose(pl.object_pose.position - [0, 0, clearance], pl.object_pose.quaternion)
+        ps.detach(dropped)
+        # retreat
+        check_cancel()
+        cart("retreat", retreat[0], retreat[1])
+        if return_home:
+            res = planned("home", retreat[0].path[-1], np.asarray(q_home, dtype=float))
+            b.arm(res.timed, "home")
+        traj = b.trajectory()
+        plan.trajectory = traj
+        plan.stages = b.stages
+        if compute_ee_path:
+            plan.ee_path, plan.ee_quat = robot.fk_path(traj.positions[:, :7])
+        plan.success, plan.code, plan.reason = True, "ok", ""
+    except _Fail as f:
+        plan.success, plan.code, plan.reason = False, f.code, f.reason
+    except Infeasible as e:
+        plan.success, plan.code, plan.reason = False, e.code, e.reason
+    finally:
+        if ps is not None:
+            ps.close()
+        plan.planning_time = elapsed()
+    return plan
+
+
+def _choose(robot: PandaModel, ps: PlanningScene, obj: ObjectPrior,
+            target: Optional[ObjectPrior], place_pose: Optional[Pose], grasps: list[Grasp],
+            q_start: np.ndarray, support_id: Optional[str], clearance: float,
+            approach_height: float, min_support: float, speed: float, dt: float,
+            check_cancel: Callable[[], None]):
+    """The first grasp and placement whose IK and straight moves work, with those moves."""
+    reasons: list[str] = []
+    support_allow = [TABLE] + ([support_id] if support_id else [])
+    for g in grasps:
+        check_cancel()
+        ps.finger_width = g.preshape
+        q_pre = robot.ik(g.pregrasp, q_start)
+        if q_pre is None:
+            reasons.append(f"unreachable: no IK for the pre-grasp at yaw "
+                           f"{math.degrees(g.yaw):.0f} deg")
+            continue
+        if not ps.is_valid(q_pre):
+            pairs = ", ".join(f"{a}-{b}" for a, b, _ in ps.collisions(q_pre)[:2])
+            reasons.append(f"blocked: pre-grasp in collision ({pairs})")
+            continue
+        t0 = time.perf_counter()
+        with ps.allow([obj.id] + support_allow):
+            desc = straight_line(robot, ps, q_pre, g.pose, speed=speed, dt=dt)
+        if not desc.success:
+            reasons.append(f"grasp at yaw {math.degrees(g.yaw):.0f} deg: {desc.reason}")
+            continue
+        t_desc = time.perf_counter() - t0
+        q_g = desc.path[-1]
+        ps.attach(obj.id, q_g, min(g.preshape, g.width / 2))
+        try:
+            t0 = time.perf_counter()
+            with ps.allow([obj.id] + support_allow):
+                lift = straight_line(robot, ps, q_g, g.lift, speed=speed, dt=dt)
+            t_lift = time.perf_counter() - t0
+            if not lift.success:
+                reasons.append(f"lift: {lift.reason}")
+                continue
+            q_lift = lift.path[-1]
+            if target is not None:
+                places = placements_on(obj, g, target, clearance, approach_height, min_support)
+                allow_place = [target.id]
+            else:
+                places = placements_at(obj, g, place_pose, approach_height)
+                allow_place = [TABLE]
+            for pl in places:
+                check_cancel()
+                q_pp = robot.ik(pl.preplace, q_lift)
+                if q_pp is None:
+                    reasons.append("unreachable: no IK for the pre-place pose above "
+                                   f"{np.round(pl.object_pose.position, 3).tolist()}")
+                    continue
+                if not ps.is_valid(q_pp):
+                    pairs = ", ".join(f"{a}-{b}" for a, b, _ in ps.collisions(q_pp)[:2])
+                    reasons.append(f"blocked: pre-place in collision ({pairs})")
+                    continue
+                t0 = time.perf_counter()
+                with ps.allow(allow_place):
+                    lower = straight_line(robot, ps, q_pp, pl.pose, speed=speed, dt=dt)
+                t_lower = time.perf_counter() - t0
+                if not lower.success:
+                    reasons.append(f"lower: {lower.reason}")
+                    continue
+                # Retreat after letting go: the object stands on the target.
+                att = ps.attached
+                dropped = Pose(pl.object_pose.position - [0, 0, clearance],
+                               pl.object_pose.quaternion)
+                ps.detach(dropped)
+                try:
+                    t0 = time.perf_counter()
+                    with ps.allow([obj.id] + allow_place):
+                        retreat = straight_line(robot, ps, lower.path[-1], pl.retreat,
+                                                speed=speed, dt=dt)
+                    t_ret = time.perf_counter() - t0
+                finally:
+                    ps.move_object(obj.id, obj.pose)
+                    ps.attach(obj.id, q_g, att.finger_width, prior=att.prior)
+                if not retreat.success:
+                    reasons.append(f"retreat: {retreat.reason}")
+                    continue
+                return (g, pl, q_pre, (desc, t_desc), (lift, t_lift), q_pp, (lower, t_lower),
+                        (retreat, t_ret))
+        finally:
+            ps.detach()
+            ps.enable(obj.id)
+            ps.move_object(obj.id, obj.pose)
+    unreachable = [r for r in reasons if r.startswith("unreachable")]
+    if reasons and len(unreachable) == len(reasons):
+        raise _Fail("unreachable", f"unreachable: no reachable grasp and placement for "
+                    f"{obj.id!r} ({unreachable[0][len('unreachable: '):]})")
+    detail = "; ".join(dict.fromkeys(reasons))[:400]
+    raise _Fail("blocked", f"no collision-free grasp/placement for {obj.id!r}: {detail}")
