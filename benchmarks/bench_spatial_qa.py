@@ -12,8 +12,9 @@ view in a gravity frame from its own support plane, the camera motion found by r
 
 Scoring (as the paper): qualitative = share correct; quantitative = share of answers whose
 ratio to the truth lies in 0.5-2x, 0.75-1.33x and 0.9-1.11x, and the share giving a number.
-Questions whose truth is a near-tie (e.g. two objects 1 cm apart left-right) are not asked; the
-thresholds are in MARGINS. Also: /spatialpin/ask round trip through ROS (QA node in another
+Questions whose truth is a near-tie (e.g. two objects 1 cm apart left-right) are not asked (the
+thresholds are in MARGINS), nor questions about objects with fewer than MIN_VISIBLE_PX visible
+pixels (hidden objects nobody could answer about). Also: /spatialpin/ask round trip through ROS (QA node in another
 process), geometric backend.
 """
 
@@ -43,6 +44,7 @@ from spatialpin_ros.sim.depth_noise import apply_d435_noise
 from spatialpin_ros.sim.scene_spec import random_scene
 from spatialpin_ros.sim.world import SimWorld
 
+MIN_VISIBLE_PX = 200  # questions are asked only about objects at least this visible (~14x14 px)
 MARGINS = {"lateral_m": 0.03, "height_m": 0.015, "volume_ratio": 1.3, "camera_m": 0.03,
            "gap_min_m": 0.03, "vertical_min_m": 0.03, "angle_min_deg": 15.0,
            "aspect_min": 1.3, "next_to_yes_m": 0.01, "next_to_no_m": 0.06}
@@ -117,7 +119,7 @@ def non_square_box(o) -> bool:
 def questions_for(truth, spec, rng) -> list[tuple[str, str]]:
     """(question, type) pairs for a true scene, skipping near-ties."""
     v = ViewerFrame.from_camera(truth.camera_pose)
-    objs = truth.objects
+    objs = [o for o in truth.objects if o.num_points >= MIN_VISIBLE_PX]
     on = {o.name: o.on for o in spec.objects}
     out = []
 
@@ -156,19 +158,21 @@ def questions_for(truth, spec, rng) -> list[tuple[str, str]]:
             add("horizontal_distance", a, b)
         if abs(a.center[2] - b.center[2]) > m["vertical_min_m"]:
             add("vertical_distance", a, b)
+    for a, b in pairs:  # angles between every pair of boxes with a clear long side
         if non_square_box(a) and non_square_box(b):
             dy = fold_axis_angle(math.degrees(long_axis_yaw(b) - long_axis_yaw(a)))
-            if dy > m["angle_min_deg"]:
+            if dy > MARGINS["angle_min_deg"]:
                 add(["yaw_relative", "align_rotation"][int(rng.integers(2))], a, b)
     for o in objs:  # stacked pairs: on top of, yes and no
-        if on.get(o.id):
-            base = next(x for x in objs if x.id == on[o.id])
+        base = next((x for x in objs if x.id == on.get(o.id)), None)
+        if base is not None:
             add("on_top_of", o, base)
             add("on_top_of", base, o)
-    for o in list(objs)[:3]:
-        add(["width", "depth", "height"][int(rng.integers(3))], o)
-        if rng.random() < 0.4:
-            add("distance_to_camera", o)
+    for k, o in enumerate(objs):
+        if k < 3:
+            add(["width", "depth", "height"][int(rng.integers(3))], o)
+            if rng.random() < 0.4:
+                add("distance_to_camera", o)
         if non_square_box(o):
             yc = math.degrees(math.atan2(v.away[1], v.away[0]))
             if fold_axis_angle(math.degrees(long_axis_yaw(o)) - yc) > MARGINS["angle_min_deg"]:
@@ -211,8 +215,8 @@ def run(n_scenes: int, noise: bool, seed0: int, out_rows: list) -> dict:
         seed = seed0 + k
         spec = random_scene(seed)
         with SimWorld(spec) as w:
-            frame = w.render()
-            truth = w.ground_truth()
+            frame, seg = w.render(with_segmentation=True)
+            truth = w.ground_truth(seg)
             if noise:
                 frame.depth = apply_d435_noise(frame.depth, frame.rgb, np.random.default_rng(seed))
             pred = perceive(backend, frame)
@@ -256,14 +260,15 @@ def _two_views(w, spec, truth, frame1, pred1, backend, qa, rng, noise, seed, res
                                            physicsClientId=w.client)
         w.step(120)
     w.set_camera(spec.camera, _second_camera(spec, rng))
-    frame2 = w.render()
-    truth2 = w.ground_truth()
+    frame2, seg2 = w.render(with_segmentation=True)
+    truth2 = w.ground_truth(seg2)
     if noise:
         frame2.depth = apply_d435_noise(frame2.depth, frame2.rgb, np.random.default_rng(seed + 7))
     pred2 = perceive(backend, frame2)
     asks = [("camera_translation", None), ("camera_rotation", None)]
-    if moved is not None:
-        o = next(x for x in truth2.objects if x.id == moved.spec.name)
+    o = None if moved is None else next(x for x in truth2.objects if x.id == moved.spec.name)
+    if o is not None and o.num_points >= MIN_VISIBLE_PX and \
+            truth.get(o.id).num_points >= MIN_VISIBLE_PX:
         asks.append(("object_displacement", o))
         if non_square_box(o):
             asks.append(("object_rotation", o))

@@ -239,3 +239,10 @@ def test_registration_recovers_camera_motion():
     assert np.linalg.norm(est.position) == pytest.approx(np.linalg.norm(true.position), rel=0.05)
     assert _rotation_angle_deg(est.rotation.as_matrix()) == pytest.approx(
         _rotation_angle_deg(true.rotation.as_matrix()), abs=1.0)
+
+
+def test_a_wrong_perceived_shape_is_bridged_by_a_unique_colour_and_said(scene):
+    a = SpatialQA().ask("How tall is the yellow can?", scene)  # obj_3 is a yellow box
+    assert a.success and a.object_ids == ["obj_3"] and "only yellow object" in a.message
+    a = SpatialQA().ask("How tall is the red can?", scene)  # two red objects: refuse
+    assert not a.success and "no object matches" in a.message

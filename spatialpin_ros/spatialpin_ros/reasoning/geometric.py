@@ -127,17 +127,22 @@ class GeometricAnswerer:
         viewer = ViewerFrame.from_camera(scene.camera_pose)
         if q.kind == "two_view":
             return self._two_view(q, scene, ref_scene, camera_motion)
-        objs = [resolve(r, scene, viewer) for r in q.refs]
+        notes: list[str] = []
+        objs = [resolve(r, scene, viewer, notes) for r in q.refs]
         if len(objs) == 2 and objs[0].id == objs[1].id:
             raise SpatialPinError(f"both phrases refer to the same object, {describe(objs[0])}")
         ids = [o.id for o in objs]
         facts = [f"{describe(o)}: center {_fmt(o.center)} m, size {_fmt(o.size)} m, yaw "
                  f"{math.degrees(o.pose.yaw()):.1f} deg" for o in objs]
         if q.kind in ("relation", "choice"):
-            return self._relation(q, objs, viewer, ids, facts)
-        if q.kind == "metric":
-            return self._metric(q, objs, viewer, ids, facts)
-        return self._angle(q, objs, viewer, ids, facts)
+            ans = self._relation(q, objs, viewer, ids, facts)
+        elif q.kind == "metric":
+            ans = self._metric(q, objs, viewer, ids, facts)
+        else:
+            ans = self._angle(q, objs, viewer, ids, facts)
+        if notes:
+            ans.message = "; ".join(notes + ([ans.message] if ans.message else []))
+        return ans
 
     # -- relations -----------------------------------------------------------------------------
     def relation_holds(self, name: str, a: ObjectPrior, b: ObjectPrior,

@@ -84,11 +84,14 @@ def _score(o: ObjectPrior, key: str, viewer: ViewerFrame) -> float:
     return volume(o)
 
 
-def resolve(phrase: str, scene: Scene, viewer: Optional[ViewerFrame] = None) -> ObjectPrior:
+def resolve(phrase: str, scene: Scene, viewer: Optional[ViewerFrame] = None,
+            notes: Optional[list] = None) -> ObjectPrior:
     """The one object ``phrase`` refers to in ``scene``.
 
     Raises UnknownObject when nothing matches and AmbiguousReference when several do and the
-    phrase does not say which (both messages list the scene's objects)."""
+    phrase does not say which (both messages list the scene's objects). When the shape word
+    matches nothing but the colour names exactly one object, that object is used and a note
+    saying so is appended to ``notes`` (perceived shapes can be wrong; colours rarely are)."""
     viewer = viewer or ViewerFrame.from_camera(scene.camera_pose)
     raw = phrase.strip().lower()
     if not scene.objects:
@@ -112,7 +115,12 @@ def resolve(phrase: str, scene: Scene, viewer: Optional[ViewerFrame] = None) -> 
     if shapes:
         label_match = [o for o in cands if o.shape in shapes or any(
             n in o.label.lower().split() for n, s in SHAPE_NOUNS.items() if s in shapes)]
-        cands = label_match
+        if not label_match and colors and len(cands) == 1 and notes is not None:
+            notes.append(f"no {' or '.join(sorted(shapes))} is {'/'.join(sorted(colors))}; "
+                         f"'{phrase}' was taken to be {describe(cands[0])}, the only "
+                         f"{'/'.join(sorted(colors))} object, perceived as a {cands[0].shape}")
+        else:
+            cands = label_match
     if other:  # names a model may have given ("mug", "laptop"): match words of the labels
         cands = [o for o in cands if all(w in re.findall(r"[a-z0-9]+", o.label.lower())
                                          for w in other)]
