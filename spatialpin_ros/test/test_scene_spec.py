@@ -76,7 +76,7 @@ def test_scene_file_errors(tmp_path):
 
 
 def test_shipped_scenes_parse():
-    for name in ("two_blocks", "tabletop"):
+    for name in ("two_blocks", "three_blocks", "tabletop"):
         spec = load_scene_file(resolve_scene_file(name))
         assert len(spec.objects) >= 2
 

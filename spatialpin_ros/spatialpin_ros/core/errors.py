@@ -23,3 +23,9 @@ class ConfigError(SpatialPinError, ValueError):
 
 class PerceptionError(SpatialPinError, ValueError):
     """Perception cannot run on its input (e.g. no valid depth, no camera pose)."""
+
+
+class ModelLoadError(SpatialPinError, RuntimeError):
+    """A learned model (weights, config or processor) could not be loaded: a missing local path,
+    a hub id that is neither cached nor downloadable, or a checkpoint of the wrong kind (the
+    message names what was tried and what was expected)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from ruckig import InputParameter, Result, Ruckig, Trajectory
@@ -49,9 +49,14 @@ def _profile(length: float, v: float, a: float, j: float) -> Trajectory:
 
 def straight_line(robot: PandaModel, scene: Optional[PlanningScene], q0: np.ndarray,
                   target: Pose, step: float = 0.005, speed: float = 0.1, accel: float = 0.5,
-                  jerk: float = 5.0, dt: float = 0.01, max_joint_step: float = 0.15) -> CartesianResult:
+                  jerk: float = 5.0, dt: float = 0.01, max_joint_step: float = 0.15,
+                  min_length: Optional[float] = None,
+                  stop: Optional[Callable[[np.ndarray], bool]] = None) -> CartesianResult:
     """Move the TCP from its pose at ``q0`` along a straight line to ``target`` (orientation
-    interpolated by slerp). ``scene`` None skips collision checks."""
+    interpolated by slerp). ``scene`` None skips collision checks. With ``stop``, the move ends
+    at the first configuration past ``min_length`` metres where ``stop(q)`` holds (used to rise
+    only as far as needed to clear the neighbours); without such a point it goes to ``target``.
+    """
     q0 = np.asarray(q0, dtype=float)
     start = robot.fk(q0)
     p0, p1 = start.position, target.position
@@ -60,6 +65,10 @@ def straight_line(robot: PandaModel, scene: Optional[PlanningScene], q0: np.ndar
     n = max(1, int(math.ceil(max(length / step, ang / math.radians(3)))))
     slerp = Slerp([0.0, 1.0], Rotation.concatenate([start.rotation, target.rotation]))
     Q = [q0]
+    if scene is not None and not scene.is_valid(q0):
+        pairs = ", ".join(f"{a}-{b}" for a, b, _ in scene.collisions(q0)[:3])
+        return CartesianResult(False, None, reason=f"collision along the line ({pairs})")
+    s = 1.0
     for k in range(1, n + 1):
         s = k / n
         pose = Pose(p0 + s * (p1 - p0), slerp([s]).as_quat()[0])
@@ -70,16 +79,19 @@ def straight_line(robot: PandaModel, scene: Optional[PlanningScene], q0: np.ndar
         if np.max(np.abs(q - Q[-1])) > max_joint_step:
             return CartesianResult(False, reason="unreachable: the arm would jump between IK "
                                    "branches along the line")
+        if scene is not None:
+            for qc in (0.5 * (Q[-1] + q), q):
+                if not scene.is_valid(qc):
+                    pairs = ", ".join(f"{a}-{b}" for a, b, _ in scene.collisions(qc)[:3])
+                    return CartesianResult(False, np.array(Q),
+                                           reason=f"collision along the line ({pairs})")
         Q.append(q)
+        if stop is not None and s * length >= (min_length or 0.0) - 1e-9 and stop(q):
+            break
     Q = np.array(Q)
-    if scene is not None:
-        for i in range(len(Q)):
-            for q in ((Q[i],) if i == 0 else (0.5 * (Q[i - 1] + Q[i]), Q[i])):
-                if not scene.is_valid(q):
-                    pairs = ", ".join(f"{a}-{b}" for a, b, _ in scene.collisions(q)[:3])
-                    return CartesianResult(False, Q, reason=f"collision along the line ({pairs})")
+    travelled = s * length if length > 1e-9 else s * ang
     try:
-        timed = time_line(robot, Q, length if length > 1e-9 else ang, speed, accel, jerk, dt)
+        timed = time_line(robot, Q, travelled, speed, accel, jerk, dt)
     except RuntimeError as e:
         return CartesianResult(False, Q, reason=f"unreachable: {e}")
     return CartesianResult(True, Q, timed)

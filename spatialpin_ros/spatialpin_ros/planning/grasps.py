@@ -3,9 +3,11 @@
 Grasps (see ``planning.robot`` for the TCP frame): the TCP points straight down; for a box
 the fingers close across one of its horizontal sides, preferring the narrower side, and only
 across a side no wider than ``max_width`` (the gripper opens 0.08 m; the default keeps 4 mm on
-each side). Cylinders and spheres are grasped at any heading; the candidates start with the
-one closest to the current wrist heading. For each grasp heading its twin turned by 180 degrees
-is also a candidate (the gripper is symmetric; the wrist joint's limits pick one).
+each side). Cylinders and spheres are grasped at any heading (candidates every 22.5 degrees).
+For each grasp heading its twin turned by 180 degrees is also a candidate (the gripper is
+symmetric). Order: narrower side first (boxes), then headings that keep joint 7 at least 0.8 rad
+inside its limits (predicted from the heading, ``wrist_margin``), then the least turn from the
+current wrist heading.
 
 The TCP goes ``depth`` below the object's top (a sphere: to its centre), but keeps the
 fingertips ``fingertip_clearance`` above the surface the object stands on. The fingers are
@@ -78,6 +80,19 @@ class Placement:
 
 def _wrap(a: float) -> float:
     return (a + math.pi) % (2 * math.pi) - math.pi
+
+
+#: Panda joint 7 limit (rad) and its value at home, where the TCP heading is 0.
+_Q7_LIMIT = 2.9671
+_Q7_HOME = 0.785
+
+
+def wrist_margin(x: float, y: float, yaw: float) -> float:
+    """Predicted distance (rad) of joint 7 from its nearer limit for a top-down TCP with
+    heading ``yaw`` above (x, y): joint 7 is about 0.785 + atan2(y, x) - yaw (within ~0.1
+    rad). Grasps and placements with little margin make IK and straight moves fail."""
+    q7 = _Q7_HOME + math.atan2(y, x) - yaw
+    return max(min(q + _Q7_LIMIT, _Q7_LIMIT - q) for q in (q7 - 2 * math.pi, q7, q7 + 2 * math.pi))
 
 
 def _yaw_of(prior: ObjectPrior) -> float:
@@ -207,8 +222,12 @@ def grasp_candidates(prior: ObjectPrior, support_z: float = 0.0, current_yaw: fl
                 lift=top_down_pose(pos + [0, 0, lift_height], yaw), yaw=yaw, width=w,
                 preshape=min(FINGER_OPEN, w / 2 + preshape_margin),
                 finger_target=max(0.0, w / 2 - squeeze), depth=top - tcp_z))
-    # Narrower first (stable, more room for the fingers), then least wrist turn.
-    out.sort(key=lambda g: (round(g.width, 3) if prior.shape == "box" else 0.0,
+    # Narrower first (stable, more room for the fingers), then a wrist well inside its
+    # limits, then least wrist turn.
+    x, y = float(prior.center[0]), float(prior.center[1])
+    out.sort(key=lambda g: (round(g.width, 3) if prior.shape != "cylinder" and
+                            prior.shape != "sphere" else 0.0,
+                            -min(wrist_margin(x, y, g.yaw), 0.8),
                             abs(_wrap(g.yaw - current_yaw))))
     return out
 
@@ -254,11 +273,12 @@ def placements_on(obj: ObjectPrior, grasp: Grasp, target: ObjectPrior,
     return _by_wrist_turn(cands, grasp.yaw)
 
 
-def placements_at(obj: ObjectPrior, grasp: Grasp, place: Pose,
+def placements_at(obj: ObjectPrior, grasp: Grasp, place: Pose, clearance: float = 0.005,
                   approach_height: float = 0.10) -> list[Placement]:
-    """Placements of ``obj`` with its centre at ``place`` (its yaw, or with ``obj`` symmetric
-    about z the yaw that turns the wrist least)."""
-    cands = _placements(obj, grasp, Pose.from_yaw(place.position, place.yaw()), approach_height,
+    """Placements of ``obj`` to rest with its centre at ``place`` (at its yaw, or a half turn
+    from it; any yaw for cylinders and spheres), let go ``clearance`` above it."""
+    pos = place.position + [0.0, 0.0, clearance]
+    cands = _placements(obj, grasp, Pose.from_yaw(pos, place.yaw()), approach_height,
                         None, float("nan"))
     return _by_wrist_turn(cands, grasp.yaw)
 
@@ -288,4 +308,9 @@ def _tcp_yaw(p: Pose) -> float:
 
 
 def _by_wrist_turn(cands: list[Placement], yaw: float) -> list[Placement]:
-    return sorted(cands, key=lambda c: abs(_wrap(_tcp_yaw(c.pose) - yaw)))
+    """Wrist well inside its limits first, then least wrist turn from the grasp."""
+    def key(c: Placement):
+        y = _tcp_yaw(c.pose)
+        return (-min(wrist_margin(c.pose.position[0], c.pose.position[1], y), 0.8),
+                abs(_wrap(y - yaw)))
+    return sorted(cands, key=key)

@@ -51,7 +51,8 @@ JOINT_NAMES = list(ARM_JOINTS + FINGER_JOINTS)
 class MotionRecord:
     """One arm motion of the plan: ``kind`` "planned" (OMPL / direct) or "cartesian";
     ``planning_time`` s; ``path`` (K, 7) its waypoints; ``sampled``: OMPL was needed;
-    ``length`` joint-space length (rad); ``reference_length`` of a long RRT* run when asked."""
+    ``length`` joint-space length (rad); ``reference_length`` of a long RRT* run when asked
+    (``reference_algorithm``: "rrtstar", or "aorrtc" where RRT* found no path)."""
 
     name: str
     kind: str
@@ -61,6 +62,7 @@ class MotionRecord:
     length: float = float("nan")
     reference_length: float = float("nan")
     reference_time: float = float("nan")
+    reference_algorithm: str = ""
 
 
 @dataclass
@@ -103,7 +105,7 @@ class _Fail(Exception):
         self.code, self.reason = code, reason
 
 
-def _support_of(prior: ObjectPrior, scene: Scene, table_z: float) -> Optional[str]:
+def supporting_object(prior: ObjectPrior, scene: Scene, table_z: float) -> Optional[str]:
     """The object the prior stands on (its top within 2 cm of the prior's bottom, footprints
     overlapping), or None for the table."""
     b = bottom_z(prior)
@@ -121,7 +123,7 @@ def _support_of(prior: ObjectPrior, scene: Scene, table_z: float) -> Optional[st
     return best
 
 
-def _clear_above(prior: ObjectPrior, scene: Scene) -> Optional[str]:
+def object_on_top(prior: ObjectPrior, scene: Scene) -> Optional[str]:
     """An object resting on top of ``prior`` (None when its top is clear)."""
     t = top_z(prior)
     fp = footprint(prior)
@@ -211,16 +213,21 @@ def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
                         grasp_depth: float = 0.025, squeeze: float = 0.005,
                         cartesian_speed: float = 0.1, close_dwell: float = 0.4,
                         release_dwell: float = 0.3, reference_time: float = 0.0,
+                        fine_clearance: float = 0.004,
                         compute_ee_path: bool = True) -> TaskPlan:
-    """Plan picking ``object_id`` and putting it on ``target_id`` (or with its centre at
-    ``place_pose``), from arm configuration ``q_start`` (default home) with the fingers at
-    ``finger_start``.
+    """Plan picking ``object_id`` and putting it on ``target_id`` (centred on its top, let go
+    ``clearance`` above it), or down to rest with its centre at ``place_pose`` (its yaw or a
+    half turn from it), from arm configuration ``q_start`` (default home) with the fingers at
+    ``finger_start`` (m each). Reads only ``scene`` (and ``cloud``: optional (N, 3) world
+    points, voxelised as extra obstacles where no prior is).
 
     ``motion_time_limit``: seconds per planned motion; ``time_limit``: seconds for the whole
     call (both give reason "timeout"). ``should_cancel()`` is polled between stages and inside
-    planning (reason "cancelled"). ``reference_time`` > 0 also runs a long RRT* of that many
-    seconds for every motion that needed sampling (``MotionRecord.reference_length``; its time
-    is not counted in ``planning_time``).
+    planning (reason "cancelled"). ``padding``: metres added around every prior for the planned
+    motions (the short straight moves near contact check the true shapes, keeping
+    ``fine_clearance`` metres, except for the contacts the stage needs). ``reference_time`` > 0 also runs a long RRT* of that many seconds for every
+    motion that needed sampling (``MotionRecord.reference_length``; its time is not counted in
+    ``planning_time``). Never raises for an infeasible task: see ``TaskPlan.code``.
     """
     t_call = time.perf_counter()
     ref_spent = [0.0]
@@ -257,15 +264,15 @@ def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
                 raise _Fail("missing_object", f"missing object (target): {e.args[0]}") from None
         ps = PlanningScene(robot, scene, padding=padding, cloud=cloud)
         table_z = ps.table_z
-        above = _clear_above(obj, scene)
+        above = object_on_top(obj, scene)
         if above is not None:
             raise _Fail("blocked", f"no collision-free grasp: {above!r} rests on {object_id!r}")
         if target is not None:
-            above_t = _clear_above(target, scene)
+            above_t = object_on_top(target, scene)
             if above_t is not None:
                 raise _Fail("blocked", f"no collision-free placement: {above_t!r} rests on "
                             f"target {target_id!r}")
-        support_id = _support_of(obj, scene, table_z)
+        support_id = supporting_object(obj, scene, table_z)
         support_z = top_z(scene.get(support_id)) if support_id else table_z
         current_yaw = robot.fk(q_start).yaw()
         grasps = grasp_candidates(obj, support_z, current_yaw, max_width=max_grasp_width,
@@ -277,7 +284,7 @@ def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
 
         chosen = _choose(robot, ps, obj, target, place_pose, grasps, q_start, support_id,
                          clearance, approach_height, min_support, cartesian_speed,
-                         planner.dt, check_cancel)
+                         planner.dt, check_cancel, fine_clearance)
         g, pl, q_pre, desc, lift, q_pp, lower, retreat = chosen
         plan.grasp, plan.placement = g, pl
 
@@ -304,6 +311,7 @@ def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
                 ref_spent[0] += rec.reference_time
                 if ref.success:
                     rec.reference_length = ref.length
+                    rec.reference_algorithm = ref.algorithm
             elif res.success and not res.sampled:
                 rec.reference_length = res.length  # the straight segment is the shortest
             return res
@@ -370,28 +378,52 @@ def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
     return plan
 
 
+#: How much higher than ``approach_height`` the pre-grasp, lift, pre-place and retreat poses
+#: may go to clear tall neighbours (metres).
+RAISE = 0.16
+
+
+def _raised(p: Pose, dz: float) -> Pose:
+    return Pose(p.position + [0.0, 0.0, dz], p.quaternion)
+
+
+def _above(robot: PandaModel, ps: PlanningScene, pose: Pose, seed: np.ndarray,
+           height: float, label: str):
+    """(q, "") for the lowest pose ``height`` .. ``height + RAISE`` above ``pose`` (2 cm steps)
+    with an IK solution that is collision-free with padding; else (None, reason)."""
+    why = f"unreachable: no IK for the {label} pose"
+    for i, extra in enumerate(np.arange(0.0, RAISE + 1e-9, 0.02)):
+        q = robot.ik(_raised(pose, height + extra), seed, restarts=6 if i == 0 else 1)
+        if q is None:
+            if i == 0 and robot.ik(pose, seed, restarts=2) is None:
+                break  # not even the pose itself is reachable
+            continue
+        seed = q
+        if ps.is_valid_strict(q):
+            return q, ""
+        pairs = ", ".join(f"{a}-{b}" for a, b, _ in ps.collisions(q)[:2])
+        why = f"blocked: {label} in collision ({pairs})"
+    return None, why
+
+
 def _choose(robot: PandaModel, ps: PlanningScene, obj: ObjectPrior,
             target: Optional[ObjectPrior], place_pose: Optional[Pose], grasps: list[Grasp],
             q_start: np.ndarray, support_id: Optional[str], clearance: float,
             approach_height: float, min_support: float, speed: float, dt: float,
-            check_cancel: Callable[[], None]):
+            check_cancel: Callable[[], None], fine_clearance: float):
     """The first grasp and placement whose IK and straight moves work, with those moves."""
     reasons: list[str] = []
     support_allow = [TABLE] + ([support_id] if support_id else [])
     for g in grasps:
         check_cancel()
         ps.finger_width = g.preshape
-        q_pre = robot.ik(g.pregrasp, q_start)
+        q_pre, why = _above(robot, ps, g.pose, q_start, approach_height, "pre-grasp")
         if q_pre is None:
-            reasons.append(f"unreachable: no IK for the pre-grasp at yaw "
-                           f"{math.degrees(g.yaw):.0f} deg")
+            reasons.append(f"{why} (grasp at yaw {math.degrees(g.yaw):.0f} deg)")
             continue
-        if not ps.is_valid(q_pre):
-            pairs = ", ".join(f"{a}-{b}" for a, b, _ in ps.collisions(q_pre)[:2])
-            reasons.append(f"blocked: pre-grasp in collision ({pairs})")
-            continue
+        g.pregrasp = robot.fk(q_pre)
         t0 = time.perf_counter()
-        with ps.allow([obj.id] + support_allow):
+        with ps.allow([obj.id] + support_allow), ps.fine(fine_clearance):
             desc = straight_line(robot, ps, q_pre, g.pose, speed=speed, dt=dt)
         if not desc.success:
             reasons.append(f"grasp at yaw {math.degrees(g.yaw):.0f} deg: {desc.reason}")
@@ -401,32 +433,32 @@ def _choose(robot: PandaModel, ps: PlanningScene, obj: ObjectPrior,
         ps.attach(obj.id, q_g, min(g.preshape, g.width / 2))
         try:
             t0 = time.perf_counter()
-            with ps.allow([obj.id] + support_allow):
-                lift = straight_line(robot, ps, q_g, g.lift, speed=speed, dt=dt)
+            with ps.allow([obj.id] + support_allow), ps.fine(fine_clearance):
+                lift = straight_line(robot, ps, q_g, _raised(g.pose, approach_height + RAISE),
+                                     speed=speed, dt=dt, min_length=approach_height,
+                                     stop=ps.is_valid_strict)
             t_lift = time.perf_counter() - t0
             if not lift.success:
                 reasons.append(f"lift: {lift.reason}")
                 continue
             q_lift = lift.path[-1]
+            g.lift = robot.fk(q_lift)
             if target is not None:
                 places = placements_on(obj, g, target, clearance, approach_height, min_support)
                 allow_place = [target.id]
             else:
-                places = placements_at(obj, g, place_pose, approach_height)
+                places = placements_at(obj, g, place_pose, clearance, approach_height)
                 allow_place = [TABLE]
             for pl in places:
                 check_cancel()
-                q_pp = robot.ik(pl.preplace, q_lift)
+                q_pp, why = _above(robot, ps, pl.pose, q_lift, approach_height, "pre-place")
                 if q_pp is None:
-                    reasons.append("unreachable: no IK for the pre-place pose above "
-                                   f"{np.round(pl.object_pose.position, 3).tolist()}")
+                    reasons.append(f"{why} (placement at "
+                                   f"{np.round(pl.object_pose.position, 3).tolist()})")
                     continue
-                if not ps.is_valid(q_pp):
-                    pairs = ", ".join(f"{a}-{b}" for a, b, _ in ps.collisions(q_pp)[:2])
-                    reasons.append(f"blocked: pre-place in collision ({pairs})")
-                    continue
+                pl.preplace = robot.fk(q_pp)
                 t0 = time.perf_counter()
-                with ps.allow(allow_place):
+                with ps.allow(allow_place), ps.fine(fine_clearance):
                     lower = straight_line(robot, ps, q_pp, pl.pose, speed=speed, dt=dt)
                 t_lower = time.perf_counter() - t0
                 if not lower.success:
@@ -439,9 +471,13 @@ def _choose(robot: PandaModel, ps: PlanningScene, obj: ObjectPrior,
                 ps.detach(dropped)
                 try:
                     t0 = time.perf_counter()
-                    with ps.allow([obj.id] + allow_place):
-                        retreat = straight_line(robot, ps, lower.path[-1], pl.retreat,
-                                                speed=speed, dt=dt)
+                    with ps.allow([obj.id] + allow_place), ps.fine(fine_clearance):
+                        retreat = straight_line(robot, ps, lower.path[-1],
+                                                _raised(pl.pose, approach_height + RAISE),
+                                                speed=speed, dt=dt, min_length=approach_height,
+                                                stop=ps.is_valid_strict)
+                    if retreat.success:
+                        pl.retreat = robot.fk(retreat.path[-1])
                     t_ret = time.perf_counter() - t0
                 finally:
                     ps.move_object(obj.id, obj.pose)

@@ -37,6 +37,10 @@ FINGER_THICKNESS = 0.0265
 FINGER_WIDTH = 0.021
 
 TCP_LINK = "panda_grasptarget"
+#: TCP distance from the flange along the TCP z axis (metres).
+TCP_OFFSET = 0.105
+SHOULDER = np.array([0.0, 0.0, 0.333])
+MAX_FLANGE_REACH = 0.95
 
 
 def top_down_rotation(yaw: float) -> Rotation:
@@ -202,6 +206,11 @@ class PandaModel:
         seed = np.asarray(PANDA_HOME if q_seed is None else q_seed, dtype=float)
         p_t = target.position
         R_t = target.rotation.as_matrix()
+        # Out of reach for sure: the flange farther from the shoulder than the arm is long
+        # (0.316 + 0.393 + 0.083 + 0.139 m, links 3 to 8 stretched; with a small margin).
+        flange = p_t - TCP_OFFSET * R_t[:, 2]
+        if np.linalg.norm(flange - SHOULDER) > MAX_FLANGE_REACH:
+            return None
         rng = rng or np.random.default_rng(0)
         rot_tol = math.radians(rot_tol_deg)
 

@@ -77,6 +77,13 @@ class PlanningScene:
         self.table_z = _support_z(scene)
         self.priors: dict[str, ObjectPrior] = {}
         self.bodies: dict[str, int] = {}       # name -> static body id
+        self.pad: dict[int, float] = {}        # body id -> padding of its shape (m)
+        self._filters: dict[int, list[tuple[int, int]]] = {}
+        self.held_padding = min(self.padding, 0.005)
+        # Contact distances (to padded shapes) below these count as collisions; ``fine``
+        # changes them per body.
+        self._thr_robot: dict[int, float] = {}
+        self._thr_held: dict[int, float] = {}
         self.names: dict[int, str] = {}        # body id -> name
         self.attached: Optional[Attached] = None
         self._allowed_robot: set[tuple[int, int]] = set()   # (body, robot link)
@@ -93,11 +100,30 @@ class PlanningScene:
             self.add_cloud(cloud, voxel_size, cloud_prior_margin)
 
     # -- building ------------------------------------------------------------------------------
-    def _static_body(self, name: str, col: int, position, quat) -> int:
+    def _filter(self, body: int, body_link: int, robot_link: int) -> None:
+        """Never report contacts between ``body`` and a robot link. PyBullet keeps such a
+        filter after the body is removed and applies it to a later body with the same id, so
+        every filter is undone before its body goes (``_unfilter``)."""
+        pb.setCollisionFilterPair(body, self.robot.body, body_link, robot_link, 0,
+                                  physicsClientId=self.client)
+        self._filters.setdefault(body, []).append((body_link, robot_link))
+
+    def _remove(self, body: int) -> None:
+        """Remove a body and its collision filters."""
+        self._unfilter(body)
+        pb.removeBody(body, physicsClientId=self.client)
+
+    def _unfilter(self, body: int) -> None:
+        for body_link, robot_link in self._filters.pop(body, []):
+            pb.setCollisionFilterPair(body, self.robot.body, body_link, robot_link, 1,
+                                      physicsClientId=self.client)
+
+    def _static_body(self, name: str, col: int, position, quat, pad: float) -> int:
         body = pb.createMultiBody(0, col, -1, list(map(float, position)),
                                   list(map(float, quat)), physicsClientId=self.client)
         self.bodies[name] = body
         self.names[body] = name
+        self.pad[body] = pad
         return body
 
     def _add_table(self) -> None:
@@ -105,9 +131,10 @@ class PlanningScene:
         half = [1.5, 1.5, 0.05]
         col = pb.createCollisionShape(pb.GEOM_BOX, halfExtents=half, physicsClientId=c)
         top = self.table_z + self.table_padding
-        body = self._static_body(TABLE, col, [0.5, 0.0, top - half[2]], [0, 0, 0, 1])
+        body = self._static_body(TABLE, col, [0.5, 0.0, top - half[2]], [0, 0, 0, 1],
+                                 self.table_padding)
         # The robot stands on the table.
-        pb.setCollisionFilterPair(self.robot.body, body, -1, -1, 0, physicsClientId=c)
+        self._filter(body, -1, -1)
 
     def _shape(self, prior: ObjectPrior, pad: float) -> int:
         c = self.client
@@ -127,14 +154,16 @@ class PlanningScene:
         if prior.id in self.bodies:
             self.remove_object(prior.id)
         col = self._shape(prior, self.padding)
-        self._static_body(prior.id, col, prior.pose.position, prior.pose.quaternion)
+        self._static_body(prior.id, col, prior.pose.position, prior.pose.quaternion,
+                          self.padding)
         self.priors[prior.id] = prior
 
     def remove_object(self, object_id: str) -> None:
         body = self.bodies.pop(object_id, None)
         if body is not None:
-            pb.removeBody(body, physicsClientId=self.client)
+            self._remove(body)
             self.names.pop(body, None)
+            self.pad.pop(body, None)
             self._allowed_robot = {p for p in self._allowed_robot if p[0] != body}
             self._allowed_attached.discard(body)
         self.priors.pop(object_id, None)
@@ -170,7 +199,8 @@ class PlanningScene:
                                                halfExtents=[half] * len(chunk),
                                                collisionFramePositions=chunk.tolist(),
                                                physicsClientId=self.client)
-            self._static_body(f"{CLOUD}{start // 64}", col, [0, 0, 0], [0, 0, 0, 1])
+            self._static_body(f"{CLOUD}{start // 64}", col, [0, 0, 0], [0, 0, 0, 1],
+                              self.padding)
             n += len(chunk)
         return n
 
@@ -185,14 +215,12 @@ class PlanningScene:
         T_tcp = self.robot.fk(q_grasp).matrix()
         T_tcp_obj = np.linalg.inv(T_tcp) @ prior.pose.matrix()
         self.disable(object_id)
-        col = self._shape(prior, min(self.padding, 0.005))
+        col = self._shape(prior, self.held_padding)
         body = pb.createMultiBody(1.0, col, -1, _FAR, [0, 0, 0, 1], physicsClientId=self.client)
         pb.changeDynamics(body, -1, activationState=pb.ACTIVATION_STATE_DISABLE_SLEEPING,
                           physicsClientId=self.client)
-        for link in [-1, *range(pb.getNumJoints(self.robot.body, physicsClientId=self.client))]:
-            if link in self.robot.gripper_links:
-                pb.setCollisionFilterPair(body, self.robot.body, -1, link, 0,
-                                          physicsClientId=self.client)
+        for link in self.robot.gripper_links:
+            self._filter(body, -1, link)
         self.attached = Attached(prior, T_tcp_obj, body, float(finger_width))
         self.robot.set_config(q_grasp, finger_width)
 
@@ -201,7 +229,7 @@ class PlanningScene:
         if self.attached is None:
             return
         att = self.attached
-        pb.removeBody(att.body, physicsClientId=self.client)
+        self._remove(att.body)
         self.attached = None
         self._allowed_attached.clear()
         oid = att.prior.id
@@ -248,6 +276,22 @@ class PlanningScene:
             self._allowed_robot -= added_r
             self._allowed_attached -= added_a
 
+    @contextlib.contextmanager
+    def fine(self, clearance: float = 0.004, held_overlap: float = 0.003) -> Iterator[None]:
+        """Within the block (short moves near contact: approach, lift, place, retreat), check
+        against the true shapes rather than the padded ones: robot links must keep
+        ``clearance`` metres from every object, and the held object may overlap others by up
+        to ``held_overlap`` (it may start or end touching its neighbours)."""
+        old = self._thr_robot, self._thr_held
+        # (PyBullet reports only contacts closer than about 0: thresholds stay <= 0.)
+        self._thr_robot = {b: min(0.0, clearance - p) for b, p in self.pad.items()}
+        self._thr_held = {b: min(0.0, -held_overlap - p - self.held_padding)
+                          for b, p in self.pad.items()}
+        try:
+            yield
+        finally:
+            self._thr_robot, self._thr_held = old
+
     # -- checking ------------------------------------------------------------------------------
     def _update(self, q: np.ndarray) -> None:
         att = self.attached
@@ -258,8 +302,10 @@ class PlanningScene:
             pb.resetBasePositionAndOrientation(att.body, T[:3, 3].tolist(), quat,
                                                physicsClientId=self.client)
 
-    def is_valid(self, q: Sequence[float]) -> bool:
-        """True when configuration q is inside the limits and collision-free."""
+    def is_valid(self, q: Sequence[float], tolerance: float = 0.0) -> bool:
+        """True when configuration q is inside the limits and collision-free. ``tolerance``
+        (m) lets the robot and the held object reach that far into the objects' padding (used
+        to verify dense trajectory samples between the states the planner checked)."""
         q = np.asarray(q, dtype=float)
         self.num_checks += 1
         if not self.robot.within_limits(q):
@@ -273,14 +319,28 @@ class PlanningScene:
             if b == rb:
                 if d < -self.self_tol:
                     return False
-            elif d < 0 and (b, la) not in self._allowed_robot:
+            elif d < self._thr_robot.get(b, 0.0) - tolerance and \
+                    (b, la) not in self._allowed_robot:
                 return False
         if self.attached is not None:
             for cp in pb.getContactPoints(bodyA=self.attached.body, physicsClientId=c):
                 b = cp[2]
-                if cp[8] < 0 and b != rb and b not in self._allowed_attached:
+                if cp[8] < self._thr_held.get(b, 0.0) - tolerance and b != rb \
+                        and b not in self._allowed_attached:
                     return False
         return True
+
+    def is_valid_strict(self, q: Sequence[float]) -> bool:
+        """``is_valid`` with no allowed contacts and the padded shapes (whatever ``allow`` or
+        ``fine`` block is open): whether a planned motion may start or end at q."""
+        saved = (self._allowed_robot, self._allowed_attached, self._thr_robot, self._thr_held)
+        self._allowed_robot, self._allowed_attached = set(), set()
+        self._thr_robot, self._thr_held = {}, {}
+        try:
+            return self.is_valid(q)
+        finally:
+            (self._allowed_robot, self._allowed_attached, self._thr_robot,
+             self._thr_held) = saved
 
     def collisions(self, q: Sequence[float]) -> list[tuple[str, str, float]]:
         """The colliding pairs at q as (robot link or 'held', other, penetration m), for reports."""
@@ -295,12 +355,14 @@ class PlanningScene:
             d, b, la, lb = cp[8], cp[2], cp[3], cp[4]
             if b == rb and d < -self.self_tol:
                 out.append((links.get(la, str(la)), links.get(lb, str(lb)), -d))
-            elif b != rb and d < 0 and (b, la) not in self._allowed_robot:
+            elif b != rb and d < self._thr_robot.get(b, 0.0) and \
+                    (b, la) not in self._allowed_robot:
                 out.append((links.get(la, str(la)), self.names.get(b, str(b)), -d))
         if self.attached is not None:
             for cp in pb.getContactPoints(bodyA=self.attached.body, physicsClientId=c):
                 b = cp[2]
-                if cp[8] < 0 and b != rb and b not in self._allowed_attached:
+                if cp[8] < self._thr_held.get(b, 0.0) and b != rb \
+                        and b not in self._allowed_attached:
                     out.append(("held", self.names.get(b, str(b)), -cp[8]))
         return out
 
@@ -326,7 +388,8 @@ class PlanningScene:
     def _remove_body(self, name: str) -> None:
         body = self.bodies.pop(name)
         self.names.pop(body, None)
-        pb.removeBody(body, physicsClientId=self.client)
+        self.pad.pop(body, None)
+        self._remove(body)
 
 
 def _quat_from_matrix(R: np.ndarray) -> list[float]:

@@ -32,7 +32,7 @@ from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
 from spatialpin_ros.core.errors import SpatialPinError, TrajectoryError
-from spatialpin_ros.core.trajectory import JointTrajectory
+from spatialpin_ros.core.trajectory import JointTrajectory  # noqa: F401 (type of send())
 from spatialpin_ros.reasoning.tasks import TaskProposal, check_stack, verify_stacked
 from spatialpin_ros.ros import conversions as conv
 from spatialpin_ros.ros.params import Param, declare_params, one_of, positive
@@ -43,8 +43,8 @@ PARAMS = {
                        one_of("rrtstar", "rrtconnect")),
     "planning_time_limit": Param(2.0, "Seconds allowed to plan one motion", positive),
     "task_time_limit": Param(10.0, "Seconds allowed to plan a whole task", positive),
-    "velocity_scale": Param(0.5, "Fraction of the joint velocity limits used", positive),
-    "acceleration_scale": Param(0.5, "Fraction of the joint acceleration limits used", positive),
+    "velocity_scale": Param(0.5, "Fraction of the joint velocity limits the planner uses",
+                            positive),
     "world_frame": Param("world", "Frame of the scene priors, the path and the markers"),
     "scene_priors_topic": Param("/spatialpin/scene_priors", "ScenePriors input"),
     "joint_states_topic": Param("/joint_states", "Joint states of the arm"),
@@ -67,7 +67,7 @@ class ManipulationNode(Node):
         self.p = declare_params(self, PARAMS)
         p = self.p
         from spatialpin_ros.planning import PandaModel
-        self.robot = PandaModel()
+        self.robot = PandaModel(velocity_scale=float(p.velocity_scale))
         self._lock = threading.Lock()
         self.scene = None
         self.scene_time = 0.0
@@ -116,7 +116,8 @@ class ManipulationNode(Node):
         if js is None:
             return None
         try:
-            return np.array([js.position[js.name.index(n)] for n in self.robot.arm_joints])
+            from spatialpin_ros.planning import ARM_JOINTS
+            return np.array([js.position[js.name.index(n)] for n in ARM_JOINTS])
         except ValueError:
             return None
 
@@ -167,20 +168,26 @@ class ManipulationNode(Node):
             place_pose=None if task.action == "stack" else conv.pose_from_msg(task.place_pose),
             q_start=q0, algorithm=self.p.algorithm,
             motion_time_limit=self.p.planning_time_limit, time_limit=self.p.task_time_limit,
-            velocity_scale=self.p.velocity_scale, acceleration_scale=self.p.acceleration_scale,
             should_cancel=lambda: goal_handle.is_cancel_requested)
         result.planning_time = float(plan.planning_time)
         if not plan.success:
-            return fail(f"planning failed: {plan.reason}", cancelled=plan.reason == "cancelled")
+            return fail(f"planning failed ({plan.code}): {plan.reason}",
+                        cancelled=plan.code == "cancelled")
         traj = plan.trajectory
-        try:  # never send a trajectory that breaks a limit
-            traj.validate(known_joints=self.robot.joint_names, limits=self.robot.limits)
-            self.robot.check_accelerations(traj)
+        # Never send a trajectory that breaks a joint, velocity or acceleration limit.
+        from spatialpin_ros.planning import limit_violations
+        nominal = self.robot.joint_limits(nominal=True)
+        try:
+            traj.validate(known_joints=self.robot.joint_names, limits=nominal)
         except TrajectoryError as e:
             return fail(f"the planned trajectory breaks a limit and was not sent: {e}")
+        bad = {k: v for k, v in limit_violations(traj, nominal).items() if v}
+        if bad:
+            return fail(f"the planned trajectory breaks limits {bad} and was not sent")
         stamp = self.get_clock().now().to_msg()
         result.joint_trajectory = conv.trajectory_to_msg(traj, Header(stamp=stamp))
-        result.ee_path = self._path_msg(plan.ee_path, stamp)
+        ee = plan.ee_path if plan.ee_quat is None else np.hstack([plan.ee_path, plan.ee_quat])
+        result.ee_path = self._path_msg(ee, stamp)
         self.pub_path.publish(result.ee_path)
         if not goal.execute:
             result.success = True
@@ -244,21 +251,20 @@ class ManipulationNode(Node):
         msg = conv.trajectory_to_msg(traj)
         if self._fjt is not None:
             from control_msgs.action import FollowJointTrajectory
-            self._fjt.send_goal_async(FollowJointTrajectory.Goal(trajectory=msg))
+            self._fjt_goal = self._fjt.send_goal_async(FollowJointTrajectory.Goal(trajectory=msg))
         else:
             self.pub_traj.publish(msg)
         self.sent_trajectories += 1
 
     def stop(self) -> None:
-        """Hold the arm where it is now."""
-        with self._lock:
-            js = self.joints
-        if js is None:
+        """Stop the arm where it is: cancel the FollowJointTrajectory goal, or send an empty
+        trajectory, which a joint_trajectory_controller (and the simulator) takes as stop."""
+        fut = getattr(self, "_fjt_goal", None)
+        if self._fjt is not None and fut is not None and fut.done() and fut.result():
+            fut.result().cancel_goal_async()
             return
-        names = list(js.name)
-        q = np.array(js.position)
-        hold = JointTrajectory(names, [0.1], q[None, :], np.zeros((1, len(names))))
-        self.send(hold)
+        from spatialpin_ros.planning import JOINT_NAMES
+        self.pub_traj.publish(JointTrajectoryMsg(joint_names=list(JOINT_NAMES)))
 
 
 def main(args=None) -> int:

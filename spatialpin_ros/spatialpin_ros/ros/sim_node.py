@@ -155,6 +155,10 @@ class SimNode(Node):
 
     # -- arm -----------------------------------------------------------------------------------
     def _on_trajectory(self, msg: JointTrajectoryMsg) -> None:
+        if not msg.points:  # as ros2_control's joint_trajectory_controller: stop and hold
+            self.world.cancel_trajectory()
+            self.get_logger().info("empty trajectory: stopped and holding the current position")
+            return
         try:
             traj = conv.trajectory_from_msg(msg)
             self.world.start_trajectory(traj)

@@ -1,0 +1,342 @@
+"""The "models" perception backend: learned depth, detection and segmentation plugged into the
+geometric backend (the RGB-only path of SpatialPIN).
+
+    backend = make_backend("models")                 # the real checkpoints (hub ids, below)
+    backend = make_backend("models", depth_model="/models/da2", detector_model="/models/owlv2",
+                           segmenter_model="/models/sam", object_names=["red mug", "bowl"])
+    scene = backend.perceive(frame)                  # frame.depth may be all 0/NaN (RGB only)
+
+Per frame:
+
+1. the colour image is uploaded once; on CUDA the depth model (:class:`TransformersDepth`, only
+   when the frame has no valid depth, or always with ``always_estimate_depth``) runs on one
+   stream while the detector (:class:`OpenVocabDetector`, all object names in one call) and SAM
+   (:class:`PromptableSegmenter`, all boxes in one call) run on another; half precision,
+   ``torch.inference_mode``, optional CUDA graphs / ``torch.compile``; only the final depth and
+   masks (and a few numbers) come back to the host, with one synchronisation per stream;
+2. the masks (with their detector names and scores) and the depth are lifted to 3D priors by the
+   SAME code as the geometric backend (:class:`GeometricBackend`: support plane, per-mask
+   primitive fits, support resolution, ids), so priors have one format; each prior's label is its
+   detector name and its confidence the geometric fit confidence times the detector score.
+
+Object names come from ``object_names`` and can be replaced at any time with
+:meth:`ModelBackend.set_object_names` or from a VLM's answer to SpatialPIN's object-finding prompt
+(:meth:`ModelBackend.set_object_names_from_text`, :data:`OBJECT_FINDING_PROMPT`).
+
+On import this module registers the backend as "models" (see
+:func:`~spatialpin_ros.perception.base.register_backend`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from spatialpin_ros.core.errors import PerceptionError
+from spatialpin_ros.core.types import CameraModel, RGBDFrame, Scene
+from spatialpin_ros.perception.base import (DepthEstimator, ObjectNamer, Segmentation, Segmenter,
+                                            register_backend)
+from spatialpin_ros.perception.geometric import GeometricBackend, GeometricParams
+from spatialpin_ros.perception.model_utils import (log, pick_device, pick_dtype, to_host,
+                                                   upload_image)
+from spatialpin_ros.perception.models_depth import DEFAULT_DEPTH_MODEL, TransformersDepth
+from spatialpin_ros.perception.models_detect import (BOX_THRESHOLD, DEFAULT_DETECTOR_MODEL,
+                                                     DEFAULT_OBJECT_NAMES, DEFAULT_SAM_MODEL,
+                                                     OBJECT_FINDING_PROMPT, DetectAndSegment,
+                                                     Detections, OpenVocabDetector,
+                                                     PromptableSegmenter, parse_object_lines)
+
+__all__ = ["DEFAULT_DEPTH_MODEL", "DEFAULT_DETECTOR_MODEL", "DEFAULT_OBJECT_NAMES",
+           "DEFAULT_SAM_MODEL", "OBJECT_FINDING_PROMPT", "BOX_THRESHOLD", "DetectAndSegment",
+           "Detections", "ModelBackend", "OpenVocabDetector", "PromptableSegmenter",
+           "TransformersDepth", "intrinsics", "parse_object_lines"]
+
+
+def intrinsics(width: int, height: int, camera: Optional[CameraModel] = None,
+               fov_deg: float = 60.0) -> CameraModel:
+    """The camera's intrinsics: ``camera`` (from camera_info) when there is one, else square
+    pixels with vertical field of view ``fov_deg`` (:meth:`CameraModel.from_fov`)."""
+    if camera is not None:
+        if (camera.width, camera.height) != (width, height):
+            raise PerceptionError(f"camera_info is {camera.width}x{camera.height} but the image "
+                                  f"is {width}x{height}")
+        return camera
+    return CameraModel.from_fov(int(width), int(height), float(fov_deg))
+
+
+class _Fixed(Segmenter):
+    """This frame's segmentation, computed before the lifting."""
+
+    def __init__(self, seg: Segmentation):
+        self.seg = seg
+
+    def segment(self, rgb, depth, camera) -> Segmentation:
+        return self.seg
+
+
+class _DetectionNamer(ObjectNamer):
+    """Names each lifted object after the segmentation mask it came from (the mask holding most
+    of its pixels) and remembers the detector score by the object's roi. ``bounds`` (r0, r1, c0,
+    c1), when known, encloses every mask: the work stays inside it."""
+
+    def __init__(self, seg: Segmentation, bounds: Optional[tuple] = None):
+        self.seg = seg
+        self.bounds = bounds
+        self._lab: Optional[np.ndarray] = None
+        self.by_roi: dict[tuple, tuple[str, float]] = {}
+
+    def _crop(self, shape) -> tuple[slice, slice]:
+        if self.bounds is None:
+            return slice(0, shape[0]), slice(0, shape[1])
+        r0, r1, c0, c1 = self.bounds
+        return slice(r0, r1), slice(c0, c1)
+
+    def _labels(self, crop) -> np.ndarray:
+        if self._lab is None:
+            lab = None
+            for i, m in enumerate(self.seg.masks):      # earlier (higher-scoring) masks win,
+                mc = np.asarray(m, bool)[crop]          # as in the geometric lifting
+                if lab is None:
+                    lab = np.full(mc.shape, -1, dtype=np.int16)
+                lab[mc & (lab < 0)] = i
+            self._lab = lab
+        return self._lab
+
+    def name(self, rgb: np.ndarray, masks: Sequence[np.ndarray]) -> list[str]:
+        out = []
+        if not self.seg.masks:
+            return ["object"] * len(masks)
+        crop = self._crop(rgb.shape[:2])
+        lab = self._labels(crop).ravel()
+        wc = crop[1].stop - crop[1].start
+        for m in masks:
+            flat = np.flatnonzero(np.asarray(m, bool)[crop])
+            hits = lab[flat]
+            hits = hits[hits >= 0]
+            if len(hits) == 0:
+                out.append("object")
+                continue
+            i = int(np.bincount(hits).argmax())
+            name = self.seg.names[i] if self.seg.names else "object"
+            score = float(self.seg.scores[i]) if self.seg.scores else 1.0
+            ys, xs = np.divmod(flat, wc)
+            roi = (int(xs.min()) + crop[1].start, int(ys.min()) + crop[0].start,
+                   int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+            self.by_roi[roi] = (name, score)
+            out.append(name)
+        return out
+
+
+class ModelBackend(GeometricBackend):
+    """Depth, detection and segmentation models plugged into the geometric lifting.
+
+    Args:
+        params: :class:`GeometricParams` of the lifting (other keyword arguments not listed
+            here set its fields too, e.g. ``workspace_x=None``).
+        depth_model: hub id / local directory of a metric depth checkpoint, a
+            :class:`~spatialpin_ros.perception.base.DepthEstimator`, or None (no depth model:
+            frames must carry depth).
+        detector_model: hub id / local directory of an OWLv2 checkpoint or an
+            :class:`OpenVocabDetector`.
+        segmenter_model: hub id / local directory of a SAM checkpoint or a
+            :class:`PromptableSegmenter`.
+        object_names: names the detector looks for.
+        device, dtype: where and in what precision the models run ("auto": CUDA in float16 if
+            available, else the CPU in float32 with a warning).
+        box_threshold, nms_iou, max_detections, detector_input_size, query_template: the
+            detector's (see :class:`OpenVocabDetector`); ``mask_box_margin``: SAM masks are
+            clipped to their box grown by this fraction (None: not clipped).
+        depth_input_size: the depth model's input size (default: its processor's, 518 for Depth
+            Anything; smaller is faster and coarser).
+        plane_distance: camera height above the table (m) for the depth's scale alignment
+            (None: no alignment).
+        fov_deg: when set, the intrinsics are ``CameraModel.from_fov(W, H, fov_deg)`` instead of
+            the frame's (for cameras without a calibrated camera_info); also the depth model's
+            fallback.
+        always_estimate_depth: estimate depth even when the frame has some.
+        cuda_graphs: capture the device work of each part in CUDA graphs (per image size and
+            number of names); ``compile``: ``torch.compile`` it; ``concurrent``: depth and
+            detection+segmentation on two CUDA streams.
+        seed: the lifting's RANSAC seed.
+
+    Raises :class:`~spatialpin_ros.core.errors.ModelLoadError` when a model cannot be loaded.
+    """
+
+    name = "models"
+
+    def __init__(self, params: Optional[GeometricParams] = None, *,
+                 depth_model: Any = DEFAULT_DEPTH_MODEL,
+                 detector_model: Any = DEFAULT_DETECTOR_MODEL,
+                 segmenter_model: Any = DEFAULT_SAM_MODEL,
+                 object_names: Sequence[str] = DEFAULT_OBJECT_NAMES,
+                 device: Any = "auto", dtype: Any = "auto",
+                 box_threshold: float = BOX_THRESHOLD, nms_iou: float = 0.5,
+                 max_detections: int = 10, detector_input_size: Optional[int] = None,
+                 depth_input_size: Optional[int] = None,
+                 query_template: str = "a photo of a {}", mask_box_margin: Optional[float] = 0.1,
+                 plane_distance: Optional[float] = None, fov_deg: Optional[float] = None,
+                 always_estimate_depth: bool = False, cuda_graphs: bool = False,
+                 compile: bool = False, concurrent: bool = True, seed: int = 0, **overrides):
+        dev = pick_device(device)
+        dt = pick_dtype(dtype, dev)
+        if fov_deg is not None and not 0 < float(fov_deg) < 180:
+            raise ValueError(f"fov_deg must be in (0, 180), got {fov_deg!r}")
+        self.fov_deg = None if fov_deg is None else float(fov_deg)
+        if depth_model is None or isinstance(depth_model, DepthEstimator):
+            depth = depth_model
+        else:
+            depth = TransformersDepth(depth_model, device=dev, dtype=dt,
+                                      plane_distance=plane_distance,
+                                      fov_deg=self.fov_deg or 60.0,
+                                      input_size=depth_input_size, cuda_graphs=cuda_graphs,
+                                      compile=compile)
+        if isinstance(detector_model, OpenVocabDetector):
+            detector = detector_model
+            detector.set_names(object_names)
+        else:
+            detector = OpenVocabDetector(detector_model, device=dev, dtype=dt,
+                                         names=object_names, query_template=query_template,
+                                         box_threshold=box_threshold, nms_iou=nms_iou,
+                                         max_detections=max_detections,
+                                         input_size=detector_input_size)
+        if isinstance(segmenter_model, PromptableSegmenter):
+            sam = segmenter_model
+        else:
+            sam = PromptableSegmenter(segmenter_model, device=dev, dtype=dt,
+                                      box_margin=mask_box_margin)
+        segmenter = DetectAndSegment(detector, sam, cuda_graphs=cuda_graphs, compile=compile)
+        super().__init__(params, depth_estimator=depth, segmenter=segmenter, namer=None,
+                         always_estimate_depth=always_estimate_depth, seed=seed, **overrides)
+        self.detector, self.sam = detector, sam
+        self.device = segmenter.device
+        self.concurrent = bool(concurrent)
+        self._streams: Optional[tuple] = None
+        self._last_seg: Optional[Segmentation] = None
+
+    def __repr__(self) -> str:
+        return (f"ModelBackend(depth={self.depth_estimator!r}, detector={self.detector!r}, "
+                f"segmenter={self.sam!r})")
+
+    # -- object names ---------------------------------------------------------------------------
+    @property
+    def object_names(self) -> tuple[str, ...]:
+        return self.detector.names
+
+    def set_object_names(self, names: Sequence[str]) -> None:
+        """Look for these objects from the next frame on."""
+        self.detector.set_names(names)
+
+    def set_object_names_from_text(self, text: str, keep: Sequence[str] = ()) -> list[str]:
+        """Names from a VLM's answer to :data:`OBJECT_FINDING_PROMPT` (plus ``keep``)."""
+        return self.detector.set_names_from_text(text, keep)
+
+    def find_object_names(self, vlm, rgb: np.ndarray, keep: Sequence[str] = (),
+                          max_tokens: int = 256) -> list[str]:
+        """Ask ``vlm`` (a :class:`~spatialpin_ros.vlm.base.VLMClient`) SpatialPIN's
+        object-finding question about ``rgb`` and look for the objects it lists."""
+        reply = vlm.generate("", OBJECT_FINDING_PROMPT, [rgb], max_tokens=max_tokens)
+        return self.set_object_names_from_text(reply.text, keep)
+
+    # -- perception -----------------------------------------------------------------------------
+    def perceive(self, frame: RGBDFrame, scene_id: str = "") -> Scene:
+        t0 = time.perf_counter()
+        if frame.camera_pose is None:
+            raise PerceptionError("the frame has no camera pose: perception needs the camera's "
+                                  "pose in the world frame (camera_pose)")
+        if self.fov_deg is not None:
+            cam = CameraModel.from_fov(frame.camera.width, frame.camera.height, self.fov_deg,
+                                       frame_id=frame.camera.frame_id)
+            frame = dataclasses.replace(frame, camera=cam)
+        depth = np.asarray(frame.depth)
+        need_depth = self.depth_estimator is not None and (
+            self.always_estimate_depth or not np.any(np.isfinite(depth) & (depth > 0)))
+        est, seg = self.run_models(frame, need_depth)
+        t1 = time.perf_counter()
+        if need_depth:
+            frame = dataclasses.replace(frame, depth=est)
+        scene = self.lift(frame, seg, scene_id)
+        t2 = time.perf_counter()
+        self.last["model_timing_ms"] = {"models": round(1000 * (t1 - t0), 2),
+                                        "lift": round(1000 * (t2 - t1), 2),
+                                        "total": round(1000 * (t2 - t0), 2)}
+        self.last["depth_estimated"] = bool(need_depth)
+        return scene
+
+    def _up_hint(self, frame: RGBDFrame) -> Optional[np.ndarray]:
+        """World up (+z) in the optical frame."""
+        if frame.camera_pose is None:
+            return None
+        return frame.camera_pose.rotation.as_matrix().T @ np.array([0.0, 0.0, 1.0])
+
+    def run_models(self, frame: RGBDFrame, need_depth: bool
+                   ) -> tuple[Optional[np.ndarray], Segmentation]:
+        """The models' part of :meth:`perceive`: (estimated depth or None, segmentation)."""
+        rgb, cam = frame.rgb, frame.camera
+        depth_est = self.depth_estimator if need_depth else None
+        native = isinstance(depth_est, TransformersDepth) and depth_est.native \
+            and depth_est.device == self.device
+        img = upload_image(rgb, self.device)
+        if self.device.type == "cuda" and self.concurrent and native:
+            if self._streams is None:
+                self._streams = (torch.cuda.Stream(self.device), torch.cuda.Stream(self.device))
+            sd, ss = self._streams
+            cur = torch.cuda.current_stream(self.device)
+            sd.wait_stream(cur)
+            ss.wait_stream(cur)
+            with torch.cuda.stream(sd):
+                img.record_stream(sd)
+                d = depth_est.estimate_gpu(img)
+            with torch.cuda.stream(ss):
+                img.record_stream(ss)
+                outs = self.segmenter.segment_gpu(img)
+            with torch.cuda.stream(sd):
+                dh = to_host([d])[0]
+            with torch.cuda.stream(ss):
+                host = to_host(outs)
+        else:
+            dh = None
+            if native:
+                dh = to_host([depth_est.estimate_gpu(img)])[0]
+            host = to_host(self.segmenter.segment_gpu(img))
+        seg = self.segmenter.to_segmentation(host)
+        self._last_seg = seg
+        est = None
+        if depth_est is not None:
+            if dh is not None:
+                est = depth_est.finish(dh.copy(), cam, self._up_hint(frame))
+            elif isinstance(depth_est, TransformersDepth):
+                est = depth_est.estimate(rgb, cam, self._up_hint(frame))
+            else:
+                est = np.asarray(depth_est.estimate(rgb, cam), dtype=np.float32)
+            if est.shape != rgb.shape[:2]:
+                raise PerceptionError(f"the depth model gave {est.shape}, not the image's "
+                                      f"{rgb.shape[:2]}")
+        return est, seg
+
+    def lift(self, frame: RGBDFrame, seg: Segmentation, scene_id: str = "") -> Scene:
+        """Masks + depth -> 3D priors through the geometric backend's code; labels are the
+        detector's names, confidences the fit confidence times the detector score."""
+        bounds = self.segmenter.last.get("bounds") if seg is self._last_seg else None
+        namer = _DetectionNamer(seg, bounds)
+        saved = (self.depth_estimator, self.segmenter, self.namer)
+        self.depth_estimator, self.segmenter, self.namer = None, _Fixed(seg), namer
+        try:
+            scene = GeometricBackend.perceive(self, frame, scene_id)
+        finally:
+            self.depth_estimator, self.segmenter, self.namer = saved
+        for ob in scene.objects:
+            hit = namer.by_roi.get(tuple(int(v) for v in ob.roi))
+            if hit is not None:
+                ob.confidence = round(float(ob.confidence) * hit[1], 3)
+        self.last["detections"] = dict(self.segmenter.last)
+        if isinstance(self.depth_estimator, TransformersDepth):
+            self.last["depth_scale"] = self.depth_estimator.last.get("scale")
+        return scene
+
+
+register_backend("models", ModelBackend)

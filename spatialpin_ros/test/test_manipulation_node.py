@@ -1,0 +1,132 @@
+"""The manipulation node in-process with the sim and perception nodes (node tier): plan only,
+bad tasks refused with reasons and nothing sent, cancel, and a real stack checked on a fresh
+perceived scene."""
+
+import time
+
+import numpy as np
+import pytest
+
+from conftest import spin_until
+
+rclpy = pytest.importorskip("rclpy")
+from rclpy.action import ActionClient  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from spatialpin_interfaces.action import ExecuteTask  # noqa: E402
+from spatialpin_interfaces.msg import ScenePriors, TaskProposal  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg  # noqa: E402
+
+from spatialpin_ros.ros import conversions as conv  # noqa: E402
+from spatialpin_ros.ros.manipulation_node import ManipulationNode  # noqa: E402
+from spatialpin_ros.ros.perception_node import PerceptionNode  # noqa: E402
+from spatialpin_ros.ros.sim_node import LATCHED, SimNode  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def graph(rclpy_context):
+    sim = SimNode(parameter_overrides=[Parameter("scene_file", value="three_blocks"),
+                                       Parameter("camera_rate_hz", value=4.0)])
+    perception = PerceptionNode()
+    manip = ManipulationNode()
+    client = Node("task_client")
+    scenes = []
+    client.create_subscription(ScenePriors, "/spatialpin/scene_priors",
+                               lambda m: scenes.append(m), LATCHED)
+    sent = []
+    client.create_subscription(JointTrajectoryMsg, "/joint_trajectory_controller/joint_trajectory",
+                               lambda m: sent.append(m), 10)
+    action = ActionClient(client, ExecuteTask, "/spatialpin/execute_task")
+    ex = MultiThreadedExecutor(num_threads=4)
+    for n in (sim, perception, manip, client):
+        ex.add_node(n)
+    assert spin_until(ex, lambda: scenes and manip.scene is not None
+                      and manip.current_q() is not None, timeout=30)
+    yield sim, manip, action, ex, scenes, sent
+    ex.shutdown()
+    for n in (client, manip, perception, sim):
+        n.destroy_node()
+
+
+def ids_by_color(scenes):
+    scene = conv.scene_from_msg(scenes[-1])
+    return {o.color_name: o.id for o in scene.objects}, scene
+
+
+def run_goal(action, ex, task, execute, cancel_after=None, timeout=60):
+    assert action.wait_for_server(timeout_sec=10)
+    feedback = []
+    fut = action.send_goal_async(ExecuteTask.Goal(task=task, execute=execute),
+                                 feedback_callback=lambda f: feedback.append(f.feedback.stage))
+    assert spin_until(ex, fut.done, timeout=10)
+    handle = fut.result()
+    assert handle.accepted
+    res_fut = handle.get_result_async()
+    if cancel_after is not None:
+        spin_until(ex, lambda: cancel_after in feedback, timeout=timeout)
+        handle.cancel_goal_async()
+    assert spin_until(ex, res_fut.done, timeout=timeout)
+    return res_fut.result().result, feedback
+
+
+def test_plan_only_sends_nothing(graph):
+    sim, manip, action, ex, scenes, sent = graph
+    ids, scene = ids_by_color(scenes)
+    n_sent = len(sent)
+    task = TaskProposal(action="stack", object_id=ids["red"], target_id=ids["blue"])
+    res, fb = run_goal(action, ex, task, execute=False)
+    assert res.success, res.message
+    assert len(res.joint_trajectory.points) > 10 and len(res.ee_path.poses) > 10
+    assert res.planning_time > 0 and "plan" in fb
+    spin_until(ex, lambda: False, timeout=0.5)
+    assert len(sent) == n_sent
+
+
+@pytest.mark.parametrize("case, why", [("missing", "no object"), ("small", "too small"),
+                                       ("unreachable", "reach")])
+def test_bad_tasks_fail_with_a_reason_and_send_nothing(graph, case, why):
+    sim, manip, action, ex, scenes, sent = graph
+    ids, scene = ids_by_color(scenes)
+    n_sent = len(sent)
+    if case == "missing":
+        task = TaskProposal(action="stack", object_id="obj_99", target_id=ids["blue"])
+    elif case == "small":  # the red block onto the 2.5 cm yellow cube
+        task = TaskProposal(action="stack", object_id=ids["red"], target_id=ids["yellow"])
+    else:
+        task = TaskProposal(action="pick_and_place", object_id=ids["red"])
+        task.place_pose.position.x, task.place_pose.position.z = 1.6, 0.03
+        task.place_pose.orientation.w = 1.0
+    res, _ = run_goal(action, ex, task, execute=True)
+    assert not res.success and why in res.message, res.message
+    assert len(sent) == n_sent
+
+
+def test_cancel_during_execution_stops_the_arm(graph):
+    sim, manip, action, ex, scenes, sent = graph
+    ids, _ = ids_by_color(scenes)
+    task = TaskProposal(action="stack", object_id=ids["red"], target_id=ids["blue"])
+    res, fb = run_goal(action, ex, task, execute=True, cancel_after="execute")
+    assert not res.success and "cancel" in res.message
+    q1 = manip.current_q()
+    spin_until(ex, lambda: False, timeout=1.0)
+    assert np.abs(manip.current_q() - q1).max() < 0.05  # held, not moving on
+    sim.world.reset_robot()  # back home for the next test
+    sim_reset = sim._on_reset(type("R", (), {})(), type("S", (), {"success": False,
+                                                                  "message": ""})())
+    assert sim_reset.success
+
+
+def test_stack_is_executed_and_verified_on_a_fresh_scene(graph):
+    sim, manip, action, ex, scenes, sent = graph
+    n = len(scenes)
+    assert spin_until(ex, lambda: len(scenes) > n + 1, timeout=20)  # a scene after the reset
+    ids, _ = ids_by_color(scenes)
+    task = TaskProposal(action="stack", object_id=ids["red"], target_id=ids["blue"])
+    res, fb = run_goal(action, ex, task, execute=True, timeout=90)
+    assert res.success, res.message
+    assert res.message.startswith("stacked") and "verify" in fb
+    truth = sim.world.ground_truth()  # scoring only
+    red, blue = truth.get("red_block"), truth.get("blue_block")
+    assert np.linalg.norm(red.center[:2] - blue.center[:2]) < 0.02
+    assert abs((red.center[2] - red.size[2] / 2) - (blue.center[2] + blue.size[2] / 2)) < 0.01

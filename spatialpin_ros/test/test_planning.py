@@ -1,0 +1,322 @@
+"""Planning core (no ROS): kinematics, collision checking, grasps and placements, OMPL motion
+planning with Ruckig timing, failure reasons, and a pick-and-stack executed in the simulator."""
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, Scene
+from spatialpin_ros.planning import (PANDA_HOME, Infeasible, MotionPlanner, PandaModel,
+                                     PlanningScene, grasp_candidates, limit_violations,
+                                     plan_pick_and_place, top_down_pose)
+from spatialpin_ros.sim.scene_spec import CameraSpec, ObjectSpec, SceneSpec
+from spatialpin_ros.sim.world import SimWorld
+
+CAM = CameraModel.from_fov(64, 48, 58)
+
+
+def box(oid, center, size, yaw_deg=0.0, shape="box"):
+    return ObjectPrior(oid, oid, Pose.from_yaw(center, math.radians(yaw_deg)), size, shape=shape)
+
+
+def scene_of(*objects):
+    return Scene("test", list(objects), CAM, Pose(), support_plane=np.array([0, 0, 1.0, 0]))
+
+
+@pytest.fixture(scope="module")
+def robot():
+    r = PandaModel()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def planner(robot):
+    return MotionPlanner(robot, seed=5)
+
+
+@pytest.fixture(scope="module")
+def wall_problem(robot):
+    """Two top-down configurations on either side of a 30 cm tall wall (no straight path)."""
+    wall = box("wall", [0.5, 0.0, 0.15], [0.30, 0.04, 0.30])
+    qa = robot.ik(top_down_pose([0.5, 0.25, 0.10], 0.0), PANDA_HOME)
+    qb = robot.ik(top_down_pose([0.5, -0.25, 0.10], 0.0), PANDA_HOME)
+    assert qa is not None and qb is not None
+    return scene_of(wall), qa, qb
+
+
+# -- kinematics -------------------------------------------------------------------------------
+def test_fk_of_home_points_the_gripper_down(robot):
+    p = robot.fk(PANDA_HOME)
+    assert np.allclose(p.position, [0.307, 0.0, 0.485], atol=0.002)
+    assert p.rotation.as_matrix()[:, 2] @ [0, 0, -1] > 0.999  # TCP z axis points down
+
+
+def test_ik_fk_round_trip(robot):
+    rng = np.random.default_rng(3)
+    for _ in range(15):
+        target = top_down_pose([rng.uniform(0.3, 0.7), rng.uniform(-0.3, 0.3),
+                                rng.uniform(0.02, 0.3)], rng.uniform(-math.pi, math.pi))
+        q = robot.ik(target, PANDA_HOME)
+        assert q is not None
+        assert robot.within_limits(q)
+        got = robot.fk(q)
+        assert np.linalg.norm(got.position - target.position) < 0.005
+        assert math.degrees((got.rotation * target.rotation.inv()).magnitude()) < 3.0
+    assert robot.ik(top_down_pose([1.5, 0.0, 0.1], 0.0)) is None  # out of reach
+
+
+# -- collision checking -----------------------------------------------------------------------
+def test_validity_detects_a_box_on_the_arm_path_and_none_at_home(robot):
+    qa = robot.ik(top_down_pose([0.45, 0.25, 0.15], 0.0), PANDA_HOME)
+    qb = robot.ik(top_down_pose([0.45, -0.25, 0.15], 0.0), PANDA_HOME)
+    free = PlanningScene(robot, scene_of())
+    assert free.is_valid(PANDA_HOME) and free.collisions(PANDA_HOME) == []
+    assert free.is_valid(qa) and free.is_valid(qb) and free.motion_valid(qa, qb)
+    free.close()
+    # A box where the hand passes halfway.
+    mid = robot.fk(0.5 * (qa + qb)).position
+    ps = PlanningScene(robot, scene_of(box("obstacle", mid, [0.06, 0.06, 0.06])))
+    assert ps.is_valid(PANDA_HOME)
+    assert ps.is_valid(qa) and ps.is_valid(qb)
+    assert not ps.is_valid(0.5 * (qa + qb))
+    assert not ps.motion_valid(qa, qb)
+    hit = ps.collisions(0.5 * (qa + qb))
+    assert hit and all(other == "obstacle" for _, other, _ in hit)
+    ps.close()
+    ps = PlanningScene(robot, scene_of())
+    # Fingers into the table; the wrist folded onto the forearm; outside the limits.
+    into_table = [0.0, 0.626, 0.0, -2.308, 0.0, 2.934, 0.785]
+    assert {(a, b) for a, b, _ in ps.collisions(into_table)} == {
+        ("panda_leftfinger", "__table__"), ("panda_rightfinger", "__table__")}
+    assert not ps.is_valid(into_table)
+    folded = [2.09, 1.31, 2.22, -1.66, -1.33, -0.04, 0.86]
+    assert [(a, b) for a, b, _ in ps.collisions(folded)] == [("panda_link5", "panda_link7")]
+    assert not ps.is_valid(folded)
+    assert not ps.is_valid(np.array(PANDA_HOME) + [0, 0, 0, 5.0, 0, 0, 0])
+    rng = np.random.default_rng(0)
+    Q = PANDA_HOME + rng.normal(0.0, 0.3, (400, 7))
+    t = time.perf_counter()
+    for q in Q:
+        ps.is_valid(q)
+    per_check = (time.perf_counter() - t) / len(Q)
+    ps.close()
+    assert per_check < 0.5e-3, f"{1e3 * per_check:.3f} ms per check (target < 0.2 ms)"
+
+
+def test_point_cloud_voxels_are_obstacles_except_where_priors_are(robot):
+    qa = robot.ik(top_down_pose([0.45, 0.25, 0.15], 0.0), PANDA_HOME)
+    qb = robot.ik(top_down_pose([0.45, -0.25, 0.15], 0.0), PANDA_HOME)
+    xs, zs = np.meshgrid(np.arange(0.35, 0.60, 0.005), np.arange(0.0, 0.35, 0.005))
+    wall = np.stack([xs.ravel(), np.zeros(xs.size), zs.ravel()], 1)  # a wall of points at y=0
+    blk = box("blk", [0.5, 0.25, 0.03], [0.05, 0.05, 0.06])
+    inside = np.random.default_rng(0).uniform(-0.02, 0.02, (200, 3)) + blk.center
+    ps = PlanningScene(robot, scene_of(blk), cloud=np.vstack([wall, inside, [[np.nan] * 3]]),
+                       voxel_size=0.02)
+    n_cloud = sum(1 for name in ps.bodies if name.startswith("__cloud__"))
+    assert n_cloud >= 1
+    assert ps.is_valid(PANDA_HOME) and ps.is_valid(qa) and ps.is_valid(qb)
+    assert not ps.motion_valid(qa, qb)
+    ps.close()
+    # Only the prior's own points: nothing is added for them.
+    ps = PlanningScene(robot, scene_of(blk), cloud=inside)
+    assert not any(name.startswith("__cloud__") for name in ps.bodies)
+    ps.close()
+
+
+def test_held_object_moves_with_the_hand_and_is_checked(robot):
+    blk = box("blk", [0.5, 0.0, 0.03], [0.04, 0.04, 0.06])
+    low_wall = box("wall", [0.5, -0.25, 0.1125], [0.3, 0.08, 0.225])  # top at z = 0.225
+    ps = PlanningScene(robot, scene_of(blk, low_wall))
+    yaw = math.pi / 2  # fingers close along x
+    q_grasp = robot.ik(top_down_pose([0.5, 0.0, 0.035], yaw), PANDA_HOME)
+    ps.attach("blk", q_grasp, 0.02)
+    q_up = robot.ik(top_down_pose([0.5, 0.0, 0.25], yaw), q_grasp)
+    assert np.allclose(ps.held_pose(q_up).position, [0.5, 0.0, 0.245], atol=0.005)
+    assert ps.is_valid(q_up)
+    # Beside the wall, above its top: the gripper is clear, the held block hangs into it.
+    q_near = robot.ik(top_down_pose([0.5, -0.19, 0.25], yaw), q_up)
+    assert not ps.is_valid(q_near)
+    assert {(a, b) for a, b, _ in ps.collisions(q_near)} == {("held", "wall")}
+    ps.detach()
+    assert ps.is_valid(q_near)
+    ps.close()
+
+
+# -- grasps and placements --------------------------------------------------------------------
+def test_grasp_of_a_yawed_box_closes_across_its_narrow_side():
+    prior = box("b", [0.5, 0.1, 0.025], [0.04, 0.06, 0.05], yaw_deg=30)
+    g = grasp_candidates(prior)[0]
+    R = g.pose.rotation.as_matrix()
+    closing = R[:, 1]  # the fingers close along the TCP y axis
+    box_x = prior.pose.rotation.as_matrix()[:, 0]
+    assert abs(closing @ box_x) > 0.999  # across the 4 cm side
+    assert g.width == pytest.approx(0.04)
+    assert R[:, 2] @ [0, 0, -1] > 0.999  # top-down
+    assert g.finger_target < 0.02 < g.preshape <= 0.04
+    assert g.pregrasp.position[2] - g.pose.position[2] == pytest.approx(0.10)
+    # A cylinder: any heading, the one closest to the wrist's current heading first.
+    cyl = box("c", [0.5, 0.1, 0.04], [0.05, 0.05, 0.08], shape="cylinder")
+    assert abs(grasp_candidates(cyl, current_yaw=0.3)[0].yaw - 0.3) < 1e-6
+
+
+def test_too_wide_object_is_refused(robot):
+    wide = box("wide", [0.5, 0.15, 0.03], [0.10, 0.10, 0.06])
+    tgt = box("tgt", [0.5, -0.15, 0.03], [0.12, 0.12, 0.06])
+    with pytest.raises(Infeasible) as e:
+        grasp_candidates(wide)
+    assert e.value.code == "too_wide"
+    plan = plan_pick_and_place(robot, scene_of(wide, tgt), "wide", "tgt")
+    assert not plan.success and plan.code == "too_wide" and "too wide" in plan.reason
+    assert plan.trajectory is None
+
+
+def test_target_smaller_than_the_object_is_refused(robot):
+    obj = box("obj", [0.5, 0.15, 0.03], [0.06, 0.06, 0.06])
+    small = box("small", [0.5, -0.15, 0.02], [0.03, 0.03, 0.04])
+    plan = plan_pick_and_place(robot, scene_of(obj, small), "obj", "small")
+    assert not plan.success and plan.code == "target_too_small"
+    assert "target too small" in plan.reason
+    ball = box("ball", [0.5, -0.15, 0.03], [0.06, 0.06, 0.06], shape="sphere")
+    plan = plan_pick_and_place(robot, scene_of(obj, ball), "obj", "ball")
+    assert plan.code == "no_flat_top"
+
+
+def test_unreachable_target_and_missing_object_are_refused(robot):
+    obj = box("obj", [0.5, 0.15, 0.025], [0.04, 0.04, 0.05])
+    far = box("far", [1.5, 0.0, 0.03], [0.07, 0.07, 0.06])
+    plan = plan_pick_and_place(robot, scene_of(obj, far), "obj", "far")
+    assert not plan.success and plan.code == "unreachable" and "unreachable" in plan.reason
+    plan = plan_pick_and_place(robot, scene_of(obj, far), "nothing", "far")
+    assert plan.code == "missing_object" and "missing object" in plan.reason
+
+
+def test_place_at_a_pose_on_the_table(robot, planner):
+    obj = box("obj", [0.45, 0.15, 0.025], [0.04, 0.05, 0.05], yaw_deg=10)
+    goal = Pose.from_yaw([0.55, -0.15, 0.025], math.radians(45))
+    plan = plan_pick_and_place(robot, scene_of(obj), "obj", place_pose=goal, planner=planner,
+                               return_home=False)
+    assert plan.success, plan.reason
+    placed = plan.placement.object_pose
+    assert np.allclose(placed.position, goal.position + [0, 0, 0.005], atol=1e-6)  # let go 5 mm up
+    # The box is put down at the asked heading or half a turn from it (the same box).
+    assert abs(math.sin(placed.yaw() - goal.yaw())) < 1e-6
+    assert [n for n, _, _ in plan.stages][-1] == "retreat"
+    assert {m.name for m in plan.motions} == {"approach", "descend", "lift", "transport",
+                                              "lower", "retreat"}
+    assert all(t >= 0 for t in plan.motion_times.values())
+
+
+# -- motion planning --------------------------------------------------------------------------
+@pytest.mark.parametrize("algorithm", ["rrtstar", "rrtconnect"])
+def test_plan_around_an_obstacle_is_collision_free_and_within_limits(robot, planner,
+                                                                     wall_problem, algorithm):
+    scene, qa, qb = wall_problem
+    ps = PlanningScene(robot, scene)
+    assert not ps.motion_valid(qa, qb)  # the wall is in the way
+    res = planner.plan(qa, qb, ps, time_limit=2.0, algorithm=algorithm)
+    assert res.success, res.reason
+    assert res.sampled and res.path.shape[1] == 7
+    assert np.allclose(res.path[0], qa) and np.allclose(res.path[-1], qb)
+    traj = res.trajectory
+    assert np.allclose(traj.positions[0], qa) and np.allclose(traj.positions[-1], qb)
+    assert np.all(np.diff(traj.times) > 0) and np.max(np.diff(traj.times)) <= 0.0121
+    # Every sample clear of the padded obstacles (up to the 2 mm verification tolerance) ...
+    assert all(ps.is_valid(q, 0.002) for q in traj.positions)
+    ps.close()
+    # ... and of the true (unpadded) shapes, strictly.
+    exact = PlanningScene(robot, scene, padding=0.0, table_padding=0.0)
+    assert all(exact.is_valid(q) for q in traj.positions)
+    exact.close()
+    # Position and velocity limits (core validate) and acceleration limits, on the robot's
+    # own limits and on the planner's reduced ones.
+    traj.validate(limits=robot.nominal_limits)
+    traj.validate(limits=robot.limits)
+    assert limit_violations(traj, robot.nominal_limits) == {"joint": 0, "velocity": 0,
+                                                           "acceleration": 0}
+    assert limit_violations(traj, robot.limits) == {"joint": 0, "velocity": 0,
+                                                   "acceleration": 0}
+    acc = np.abs(np.diff(traj.velocities, axis=0) / np.diff(traj.times)[:, None])
+    assert np.all(acc <= robot.amax * (1 + 1e-6))
+
+
+def test_tiny_time_limit_gives_timeout_not_a_path(robot, planner, wall_problem):
+    scene, qa, qb = wall_problem
+    ps = PlanningScene(robot, scene)
+    res = planner.plan(qa, qb, ps, time_limit=0.002)
+    ps.close()
+    assert not res.success and res.path is None and res.trajectory is None
+    assert res.reason.startswith("timeout")
+
+
+def test_should_cancel_stops_planning(robot, planner, wall_problem):
+    scene, qa, qb = wall_problem
+    ps = PlanningScene(robot, scene)
+    assert planner.plan(qa, qb, ps, should_cancel=lambda: True).reason == "cancelled"
+    calls = [0]
+
+    def cancel_later():  # lets the checks pass, then cancels inside the search
+        calls[0] += 1
+        return calls[0] > 3
+
+    t = time.perf_counter()
+    res = planner.plan(qa, qb, ps, time_limit=5.0, should_cancel=cancel_later)
+    ps.close()
+    assert res.reason == "cancelled" and time.perf_counter() - t < 1.0
+    obj = box("obj", [0.5, 0.15, 0.025], [0.04, 0.04, 0.05])
+    tgt = box("tgt", [0.5, -0.15, 0.025], [0.06, 0.06, 0.05])
+    plan = plan_pick_and_place(robot, scene_of(obj, tgt), "obj", "tgt",
+                               should_cancel=lambda: True)
+    assert not plan.success and plan.code == "cancelled" and plan.reason == "cancelled"
+
+
+# -- the whole task, executed in the simulator ------------------------------------------------
+def two_blocks() -> SceneSpec:
+    return SceneSpec(camera=CameraSpec(width=64, height=48), objects=[
+        ObjectSpec("red_block", shape="box", size=(0.045, 0.045, 0.045), rgba=(1, 0, 0, 1),
+                   position=(0.5, 0.12, 0.0225), yaw_deg=20),
+        ObjectSpec("blue_block", shape="box", size=(0.07, 0.07, 0.05), rgba=(0, 0, 1, 1),
+                   position=(0.52, -0.08, 0.025), yaw_deg=-10),
+    ], name="two_blocks")
+
+
+def test_pick_and_stack_in_the_simulator(robot, planner):
+    with SimWorld(two_blocks()) as world:
+        # Ground truth as a stand-in for perception (this unit test only).
+        scene = world.ground_truth()
+        plan = plan_pick_and_place(robot, scene, "red_block", "blue_block", planner=planner)
+        assert plan.success, plan.reason
+        traj = plan.trajectory
+        names = [n for n, _, _ in plan.stages]
+        assert names == ["preshape", "approach", "descend", "close", "lift", "transport",
+                         "lower", "release", "retreat", "home"]
+        assert plan.ee_path.shape == (len(traj.times), 3)
+        assert plan.ee_quat.shape == (len(traj.times), 4)
+        world.validate_trajectory(traj)
+        assert limit_violations(traj, world.joint_limits) == {"joint": 0, "velocity": 0,
+                                                             "acceleration": 0}
+        red = next(o for o in world.objects if o.spec.name == "red_block")
+        blue = next(o for o in world.objects if o.spec.name == "blue_block")
+        z0 = world.object_box(red)[0].position[2]
+        # Follow the trajectory; at the end of the lift the block must be up in the fingers
+        # (held by friction only: no constraint, no teleporting).
+        _, lift_end = plan.stage("lift")
+        world.start_trajectory(traj)
+        t0 = world.sim_time
+        while world.sim_time - t0 < lift_end:
+            world.step(4)
+        assert world.object_box(red)[0].position[2] - z0 > 0.05
+        world.step(int(math.ceil((traj.duration - lift_end + 0.5) / world.time_step)))
+        red_pose, red_size = world.object_box(red)
+        blue_pose, blue_size = world.object_box(blue)
+        blue_top = blue_pose.position + blue_pose.rotation.apply([0, 0, blue_size[2] / 2])
+        assert np.linalg.norm(red_pose.position[:2] - blue_top[:2]) < 0.015
+        red_bottom = red_pose.position[2] - red_size[2] / 2
+        assert abs(red_bottom - blue_top[2]) < 0.01  # resting on the blue block
+        assert red_pose.rotation.as_matrix()[:, 2] @ [0, 0, 1] > 0.99  # upright
+        # The arm ended at home with the gripper open.
+        _, q, _, _ = world.joint_state()
+        assert np.allclose(q[:7], PANDA_HOME, atol=0.02)
+        assert np.all(q[7:] > plan.grasp.width / 2)
