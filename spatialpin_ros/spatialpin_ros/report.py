@@ -129,8 +129,8 @@ def plot_trajectory(path_png: str, traj, stages=(), limits: dict | None = None,
     axes[1].set_ylabel("velocity (rad/s)")
     axes[1].set_xlabel("time (s)")
     axes[0].legend(fontsize=7, ncol=4, loc="lower left")
-    axes[0].set_title("Planned joint trajectory (dotted: measured; dashed: velocity limits)",
-                      fontsize=10)
+    axes[0].set_title("Planned joint trajectory (dotted: measured, aligned at motion onset; "
+                      "dashed: velocity limits)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path_png)
     plt.close(fig)
