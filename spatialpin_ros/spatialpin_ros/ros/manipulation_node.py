@@ -110,6 +110,16 @@ class ManipulationNode(Node):
         with self._lock:
             self.joints = msg
 
+    def current_fingers(self) -> float:
+        """Opening of one finger (m), or fully open when unknown."""
+        from spatialpin_ros.planning import FINGER_JOINTS, FINGER_OPEN
+        with self._lock:
+            js = self.joints
+        try:
+            return float(js.position[js.name.index(FINGER_JOINTS[0])])
+        except (AttributeError, ValueError):
+            return FINGER_OPEN
+
     def current_q(self) -> Optional[np.ndarray]:
         with self._lock:
             js = self.joints
@@ -166,7 +176,7 @@ class ManipulationNode(Node):
             self.robot, scene, task.object_id,
             target_id=task.target_id if task.action == "stack" else None,
             place_pose=None if task.action == "stack" else conv.pose_from_msg(task.place_pose),
-            q_start=q0, algorithm=self.p.algorithm,
+            q_start=q0, finger_start=self.current_fingers(), algorithm=self.p.algorithm,
             motion_time_limit=self.p.planning_time_limit, time_limit=self.p.task_time_limit,
             should_cancel=lambda: goal_handle.is_cancel_requested)
         result.planning_time = float(plan.planning_time)
