@@ -76,7 +76,7 @@ _rule("two_view", "camera_translation",
       rf"how (?:far|much) (?:did|has) {CAM} (?:move|moved|travel|travelled|traveled|shift|shifted|translate|translated){_BETWEEN}",
       rf"what (?:distance|is the distance) (?:did|has) {CAM} (?:move|moved|travel(?:l?ed)?){_BETWEEN}",
       rf"what is the (?:translation|displacement|movement) of {CAM}{_BETWEEN}",
-      rf"how far apart are the (?:two )?(?:camera positions|viewpoints|cameras)")
+      r"how far apart are the (?:two )?(?:camera positions|viewpoints|cameras)")
 _rule("two_view", "object_rotation",
       rf"how (?:much|many degrees|far) (?:did|has) {A} (?:rotate|rotated|turn|turned|spin|spun)(?: by)?{_BETWEEN}",
       rf"(?:by )?(?:what|which) angle (?:did|has|was) {A} (?:rotate|rotated|turn|turned)(?: by)?{_BETWEEN}")

@@ -34,7 +34,6 @@ from spatialpin_interfaces.srv import AskSpatial, ProposeTasks
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
 from spatialpin_ros.bringup import Bringup
-from spatialpin_ros.core.trajectory import JointTrajectory
 from spatialpin_ros.perception import metrics
 from spatialpin_ros.report import draw_priors, plot_scene_3d, plot_trajectory
 from spatialpin_ros.ros import conversions as conv
@@ -190,7 +189,7 @@ def run_demo(out_dir: str, seed: int = 0, scene_file: str = "", timeout: float =
         node.wait_for(lambda i: i.truth is not None and i.joints is not None and i.priors,
                       timeout, "ground truth, joint states and scene priors")
         with node.inbox.lock:
-            info, color0 = node.inbox.info, node.inbox.color
+            info = node.inbox.info
         cam = conv.camera_model_from_msg(info)
         _progress(2, total, f"camera {cam.width}x{cam.height}; measuring its rate for "
                             f"{rate_window:.0f} s")
@@ -286,7 +285,6 @@ def run_demo(out_dir: str, seed: int = 0, scene_file: str = "", timeout: float =
                 measured = (mt - _onset(mt, mq[:, :7]) + _onset(traj.times,
                                                                  traj.positions[:, :7]),
                             names, mq)
-            from spatialpin_ros.sim.world import SimWorld  # noqa: F401 (limits for the plot)
             plot_trajectory(str(out / "trajectory.png"), traj, limits=_nominal_limits(),
                             measured=measured)
             traj_info = {"points": len(traj.times), "duration_s": round(traj.duration, 2),
@@ -432,7 +430,7 @@ def _markdown(s: dict) -> str:
         "## Task proposals (/spatialpin/propose_tasks)", "",
         *[f"- {p['description']} (`{p['action']}` {p['object_id']} -> "
           f"{p['target_id'] or 'table'})" for p in s.get("proposals", [])], "",
-        *([f"Proposals that did not plan: " + "; ".join(
+        *(["Proposals that did not plan: " + "; ".join(
             f"*{r['description']}*: {r['reason'][:160]}" for r in s["rejected_tasks"]), ""]
           if s.get("rejected_tasks") else [])]
     if task and task.get("trajectory"):

@@ -18,12 +18,10 @@ import time
 from typing import Optional
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Path
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from spatialpin_interfaces.action import ExecuteTask
@@ -33,8 +31,9 @@ from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
 from spatialpin_ros.core.errors import SpatialPinError, TrajectoryError
 from spatialpin_ros.core.trajectory import JointTrajectory  # noqa: F401 (type of send())
-from spatialpin_ros.reasoning.tasks import TaskProposal, check_stack, verify_stacked
+from spatialpin_ros.reasoning.tasks import check_stack, verify_stacked
 from spatialpin_ros.ros import conversions as conv
+from spatialpin_ros.ros.node_main import run_node
 from spatialpin_ros.ros.params import Param, declare_params, one_of, positive
 from spatialpin_ros.ros.sim_node import LATCHED
 
@@ -278,20 +277,7 @@ class ManipulationNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ManipulationNode()
-        executor = MultiThreadedExecutor(num_threads=3)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(ManipulationNode, args, threads=3)
 
 
 if __name__ == "__main__":

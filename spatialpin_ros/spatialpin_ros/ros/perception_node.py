@@ -18,7 +18,6 @@ from typing import Optional
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -32,6 +31,7 @@ from spatialpin_ros.core.types import Pose, RGBDFrame, Scene
 from spatialpin_ros.perception import make_backend
 from spatialpin_ros.reasoning.registration import plane_frame_pose
 from spatialpin_ros.ros import conversions as conv
+from spatialpin_ros.ros.node_main import run_node
 from spatialpin_ros.ros import viz
 from spatialpin_ros.ros.params import Param, declare_params, numbers, positive
 from spatialpin_ros.ros.sim_node import LATCHED
@@ -262,18 +262,7 @@ class PerceptionNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = PerceptionNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(PerceptionNode, args)
 
 
 if __name__ == "__main__":

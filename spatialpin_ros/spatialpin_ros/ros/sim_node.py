@@ -10,13 +10,10 @@ A Trigger service reloads the scene from the ``scene_file`` / ``seed`` parameter
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Optional
 
-import rclpy
 from geometry_msgs.msg import PoseStamped
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
 from sensor_msgs.msg import Image, JointState
@@ -29,6 +26,7 @@ from spatialpin_ros.core.errors import SceneSpecError, SpatialPinError
 from spatialpin_ros.core.types import Pose
 from spatialpin_ros.paths import resolve_scene_file
 from spatialpin_ros.ros import conversions as conv
+from spatialpin_ros.ros.node_main import run_node
 from spatialpin_ros.ros.params import Param, declare_params, numbers, one_of, positive
 from spatialpin_ros.sim.scene_spec import SceneSpec, load_scene_file, random_scene
 from spatialpin_ros.sim.world import SimWorld
@@ -206,19 +204,7 @@ class SimNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.try_shutdown()
-    return 0
+    return run_node(SimNode, args)
 
 
 if __name__ == "__main__":

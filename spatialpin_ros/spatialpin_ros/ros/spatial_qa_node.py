@@ -11,15 +11,12 @@ support-plane gravity frame (no camera pose known) the clouds are registered.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import OrderedDict
 from typing import Optional
 
 import numpy as np
-import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, PointCloud2
@@ -32,6 +29,7 @@ from spatialpin_ros.reasoning.engine import SpatialQA
 from spatialpin_ros.reasoning.geometric import Answer
 from spatialpin_ros.reasoning.registration import camera_motion, register_scenes
 from spatialpin_ros.ros import conversions as conv
+from spatialpin_ros.ros.node_main import run_node
 from spatialpin_ros.ros.params import Param, declare_params, one_of, positive
 from spatialpin_ros.ros.sim_node import LATCHED
 from spatialpin_ros.ros.viz import cloud_from_msg
@@ -271,20 +269,7 @@ class _LazyVLMs(dict):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SpatialQANode()
-        executor = MultiThreadedExecutor(num_threads=2)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(SpatialQANode, args, threads=2)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,14 @@ import logging
 import math
 import os
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import pybullet as pb
 import pybullet_data
 from scipy.spatial.transform import Rotation
 
-from spatialpin_ros.core.errors import SceneSpecError, TrajectoryError
+from spatialpin_ros.core.errors import SceneSpecError
 from spatialpin_ros.core.trajectory import JointLimits, JointTrajectory
 from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, RGBDFrame, Scene, look_at
 from spatialpin_ros.sim.scene_spec import CameraSpec, ObjectSpec, SceneSpec
