@@ -66,3 +66,12 @@ def test_share_dir_has_the_installed_files():
     share = share_dir()
     for rel in ("package.xml", "config/sim.yaml", "config/fastdds.xml", "launch/sim.launch.py"):
         assert (share / rel).exists(), rel
+
+
+def test_a_node_with_a_bad_parameter_exits_with_the_reason():
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "spatialpin_ros.ros.sim_node", "--ros-args",
+                        "-p", "depth_encoding:=8UC1"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "depth_encoding" in r.stderr and "cannot start" in r.stderr
