@@ -19,14 +19,17 @@ downloaded: every model is built from a transformers config class:
 The frame is synthesised with numpy (a table and 8 boxes and cylinders ray-cast from a camera
 0.6 m above the table, 640x480). Per-stage times use CUDA events on one stream (median, p90 over
 ``--iters`` iterations after warm-up). The end-to-end time is the wall time of
-``backend.perceive(frame)`` on the RGB-only frame (depth all zeros), which runs depth and
-detection+segmentation on two CUDA streams and copies the outputs back once. Because random
+``backend.perceive(frame)`` on the RGB-only frame (depth all zeros), which runs the depth model,
+SAM's image encoder and the detector as three concurrent branches (then SAM's decoder) and copies
+the outputs back once. Because random
 weights give meaningless depth and masks, the lifting stage of the end-to-end run is handed the
 synthetic frame's true depth and object masks instead (after the models have run on the image), so
 that the CPU lifting does the work a trained model's outputs would give it.
 
-Variants: eager fp16; CUDA graphs (each part's device work captured once, replayed per frame);
-CUDA graphs with a 768 px detector input; optionally ``--compile`` (torch.compile, slow start).
+Variants: eager fp16, with the three branches on concurrent streams or on one stream; CUDA graphs
+(the frame's device work captured once as one graph, replayed per frame), concurrent or one
+stream; CUDA graphs with a 364 px depth input or a 768 px detector input (faster, coarser);
+optionally ``--compile`` (torch.compile, slow start).
 
 Prints a Markdown table (with the GPU's name) and writes JSON to ``--out`` (default
 ``$OUT/gpu_perception.json`` when $OUT is set, else benchmarks/results/gpu_perception.json).
@@ -54,7 +57,7 @@ sys.path.insert(0, str(ROOT / "spatialpin_ros"))
 
 import torch  # noqa: E402
 
-from spatialpin_ros.core.types import CameraModel, Pose, RGBDFrame, look_at  # noqa: E402
+from spatialpin_ros.core.types import CameraModel, RGBDFrame, look_at  # noqa: E402
 from spatialpin_ros.perception.base import Segmentation  # noqa: E402
 
 TARGET_MS = 50.0
@@ -289,7 +292,7 @@ def make_backend_variant(parts, device, dtype, graphs=False, det_size=None, dept
 
 
 def bench_perception(parts, device, dtype, frame, gt_depth, gt_seg, iters, warmup, variants,
-                     hang_s=0):
+                     hang_s=0, partial=None):
     from spatialpin_ros.perception.model_utils import to_host, upload_image
 
     cuda = device.type == "cuda"
@@ -382,6 +385,8 @@ def bench_perception(parts, device, dtype, frame, gt_depth, gt_seg, iters, warmu
         }
         print(json.dumps(results[name]["end_to_end_ms"]), flush=True)
         faulthandler.cancel_dump_traceback_later()
+        if partial:
+            Path(partial).write_text(json.dumps(results, indent=2) + "\n")
         del b
         gc.collect()
         if cuda:
@@ -569,8 +574,8 @@ def main(argv=None) -> int:
     ap.add_argument("--vlm-new-tokens", type=int, default=128)
     ap.add_argument("--out", default=None)
     ap.add_argument("--variants", default=None, help="comma-separated indices of the variants "
-                    "to run (0 eager, 1 eager one stream, 2 graphs, 3 graphs + detector 768, "
-                    "4 + depth 364, 5 compile)")
+                    "to run (0 eager, 1 eager one stream, 2 graphs, 3 graphs one stream, "
+                    "4 graphs + depth 364 px, 5 graphs + detector 768 px, 6 compile)")
     ap.add_argument("--hang-s", type=float, default=0,
                     help="dump every thread's stack and exit when a variant takes longer")
     ap.add_argument("--profile", default=None, metavar="FILE",
@@ -599,22 +604,25 @@ def main(argv=None) -> int:
     built = {"depth_M": nparams(parts[0][0]), "detector_M": nparams(parts[1][0]),
              "sam_M": nparams(parts[2][0]), "build_s": round(time.perf_counter() - t, 1)}
     print(json.dumps(built), flush=True)
+    small = args.size != "real"
     variants = [("eager fp16", dict()),
                 ("eager fp16, one stream", dict(concurrent=False)),
                 ("CUDA graphs", dict(graphs=True)),
-                ("CUDA graphs, detector 768 px", dict(graphs=True,
-                                                      det_size=768 if args.size == "real"
-                                                      else 48)),
-                ("CUDA graphs, detector 768 px, depth 364 px",
-                 dict(graphs=True, det_size=768 if args.size == "real" else 48,
-                      depth_size=364 if args.size == "real" else 42))]
+                ("CUDA graphs, one stream", dict(graphs=True, concurrent=False)),
+                ("CUDA graphs, depth 364 px", dict(graphs=True, depth_size=42 if small else 364)),
+                ("CUDA graphs, detector 768 px", dict(graphs=True, det_size=48 if small else 768))]
     if args.compile:
         variants.append(("torch.compile + CUDA graphs", dict(graphs=True, compile=True)))
     if args.variants:
         keep = [int(i) for i in args.variants.split(",")]
         variants = [variants[i] for i in keep]
+    path = Path(args.out) if args.out else (
+        Path(os.environ["OUT"]) / "gpu_perception.json" if os.environ.get("OUT")
+        else ROOT / "benchmarks" / "results" / "gpu_perception.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
     perc = bench_perception(parts, device, dtype, frame, gt_depth, gt_seg, args.iters,
-                            args.warmup, variants, args.hang_s)
+                            args.warmup, variants, args.hang_s,
+                            partial=path.with_suffix(".partial.json"))
     if args.profile and device.type == "cuda":
         try:
             profile_stages(parts, device, dtype, frame, args.profile)
@@ -636,17 +644,14 @@ def main(argv=None) -> int:
     out = {"env": env, "models": built, "size": args.size, "iters": args.iters,
            "objects_in_frame": len(gt_seg), "queries": len(OBJECT_NAMES),
            "target_ms": TARGET_MS, "perception": perc, "vlm": vlm}
-    path = Path(args.out) if args.out else (
-        Path(os.environ["OUT"]) / "gpu_perception.json" if os.environ.get("OUT")
-        else ROOT / "benchmarks" / "results" / "gpu_perception.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
+    path.with_suffix(".partial.json").unlink(missing_ok=True)
 
     print(f"\n### Models backend, RGB-only 640x480 frame -> ScenePriors ({env['gpu']}, "
           f"{env['dtype']}, torch {env['torch']}, transformers {env['transformers']}; "
           f"{args.iters} iterations, median / p90 ms)\n")
     cols = ["depth", "detection", "segmentation", "d2h", "gpu_sequential", "lift_cpu"]
-    print("| variant | " + " | ".join(cols) + " | end-to-end (streams) | target <= 50 |")
+    print("| variant | " + " | ".join(cols) + " | end-to-end perceive | target <= 50 |")
     print("|---" * (len(cols) + 3) + "|")
     for name, r in perc.items():
         if "error" in r:

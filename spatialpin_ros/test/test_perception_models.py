@@ -211,6 +211,39 @@ def test_sam_masks_are_clipped_to_their_box(models, frames):
     assert (xs.min(), xs.max(), ys.min(), ys.max()) == (90, 210, 190, 310)
 
 
+def test_gpu_speed_ups_compute_the_same_functions(models):
+    """SAM attention without the materialised bias, device rel-pos indices, cached position
+    embedding interpolation: same outputs as transformers' own code."""
+    from transformers import DepthAnythingForDepthEstimation, SamModel
+
+    from spatialpin_ros.perception.model_utils import cache_position_interpolation
+    from spatialpin_ros.perception.models_detect import (use_device_rel_pos,
+                                                         use_fast_rel_pos_attention)
+
+    ref, fast = (SamModel.from_pretrained(models["sam"]).eval() for _ in range(2))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():      # random attention weights (the tiny init is near zero there)
+        for (name, p), (_, q) in zip(ref.named_parameters(), fast.named_parameters()):
+            if "attn" in name:
+                p.copy_(0.3 * torch.randn(p.shape, generator=gen))
+                q.copy_(p)
+    assert use_device_rel_pos(fast) == 2 and use_fast_rel_pos_attention(fast) == 2
+    for la, lb in zip(ref.vision_encoder.layers, fast.vision_encoder.layers):
+        side = la.window_size or 4                     # windowed and global layers
+        h = torch.randn(3, side, side, 32, generator=gen)
+        with torch.inference_mode():
+            a, b = la.attn(h)[0], lb.attn(h)[0]
+        assert float((a - b).abs().max()) < 1e-4 * float(a.abs().max())
+    d_ref, d_fast = (DepthAnythingForDepthEstimation.from_pretrained(models["depth"]).eval()
+                     for _ in range(2))
+    assert cache_position_interpolation(d_fast) == 1
+    x = torch.randn(1, 3, 56, 70, generator=gen)
+    with torch.inference_mode():
+        for _ in range(2):                             # computed, then from the cache
+            assert torch.equal(d_ref(pixel_values=x).predicted_depth,
+                               d_fast(pixel_values=x).predicted_depth)
+
+
 # -- the backend: masks to 3D priors ----------------------------------------------------------------
 
 def _check_scene(scene, frame, names):
@@ -252,8 +285,8 @@ def test_rgb_only_frames_go_through_the_depth_model(models, frames, missing):
     b = backend(models, depth_model=models["flat_depth"], plane_distance=TOP_DOWN_HEIGHT,
                 workspace_x=None, workspace_y=None)
     calls = []
-    orig = b.depth_estimator.estimate_gpu
-    b.depth_estimator.estimate_gpu = lambda img: calls.append(1) or orig(img)
+    orig = b.depth_estimator._forward
+    b.depth_estimator._forward = lambda img: calls.append(1) or orig(img)
     scene = b.perceive(rgb_only)
     assert calls == [1] and b.last["depth_estimated"] is True
     assert b.last["depth_scale"] == pytest.approx(TOP_DOWN_HEIGHT, rel=1e-3)
@@ -267,8 +300,8 @@ def test_rgbd_frames_skip_the_depth_model_unless_asked(models, frames):
     top = frames[1]
     b = backend(models, depth_model=models["flat_depth"], workspace_x=None, workspace_y=None)
     calls = []
-    orig = b.depth_estimator.estimate_gpu
-    b.depth_estimator.estimate_gpu = lambda img: calls.append(1) or orig(img)
+    orig = b.depth_estimator._forward
+    b.depth_estimator._forward = lambda img: calls.append(1) or orig(img)
     b.perceive(top)
     assert calls == []
     b.always_estimate_depth = True

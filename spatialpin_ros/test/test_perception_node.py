@@ -180,3 +180,37 @@ def test_bad_frames_are_reported_and_the_node_keeps_running(setup, bad):
     done = node.frames_done
     cam.send(frame)  # and a good frame still works
     assert spin_until(ex, lambda: node.frames_done > done, timeout=10)
+
+
+def test_switching_to_the_models_backend_is_one_parameter(rclpy_context, tmp_path):
+    """The same node with backend:=models (tiny models on the CPU) publishes the same types."""
+    from tiny_perception_models import build_all
+    paths = build_all(tmp_path, hand_set=True)
+    node = PerceptionNode(parameter_overrides=[
+        Parameter("backend", value="models"), Parameter("max_rate_hz", value=20.0),
+        Parameter("models.depth_model", value=paths["depth"]),
+        Parameter("models.detector_model", value=paths["detector"]),
+        Parameter("models.segmenter_model", value=paths["sam"]),
+        Parameter("models.box_threshold", value=0.0), Parameter("models.device", value="cpu"),
+        Parameter("models.cuda_graphs", value=False)])
+    cam = Camera()
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    ex.add_node(cam)
+    try:
+        with SimWorld(load_scene_file(resolve_scene_file("two_blocks"))) as w:
+            frame = w.render()
+        cam.pub_pose.publish(PoseStamped(header=Header(frame_id="world"),
+                                         pose=conv.pose_to_msg(frame.camera_pose)))
+        assert spin_until(ex, lambda: node._camera_pose_msg is not None, timeout=5)
+        cam.send(frame)
+        assert spin_until(ex, lambda: node.frames_done >= 1 or node.errors >= 1, timeout=60)
+        assert node.frames_done == 1, node.last_error
+        assert spin_until(ex, lambda: "scene" in cam.got, timeout=10)
+        scene = conv.scene_from_msg(cam.got["scene"])
+        assert type(node.backend).__name__ == "ModelBackend"
+        assert scene.frame_id == "world" and abs(scene.support_plane[2]) > 0.95
+    finally:
+        ex.shutdown()
+        cam.destroy_node()
+        node.destroy_node()

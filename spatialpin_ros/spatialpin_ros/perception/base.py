@@ -94,6 +94,7 @@ BackendFactory = Callable[..., PerceptionBackend]
 _REGISTRY: dict[str, Union[str, BackendFactory]] = {
     # Lazy: "module:attribute", imported on first use.
     "geometric": "spatialpin_ros.perception.geometric:GeometricBackend",
+    "models": "spatialpin_ros.perception.models:ModelBackend",
 }
 DEFAULT_BACKEND = "geometric"
 

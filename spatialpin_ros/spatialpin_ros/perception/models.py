@@ -8,12 +8,14 @@ geometric backend (the RGB-only path of SpatialPIN).
 
 Per frame:
 
-1. the colour image is uploaded once; on CUDA the depth model (:class:`TransformersDepth`, only
-   when the frame has no valid depth, or always with ``always_estimate_depth``) runs on one
-   stream while the detector (:class:`OpenVocabDetector`, all object names in one call) and SAM
-   (:class:`PromptableSegmenter`, all boxes in one call) run on another; half precision,
-   ``torch.inference_mode``, optional CUDA graphs / ``torch.compile``; only the final depth and
-   masks (and a few numbers) come back to the host, with one synchronisation per stream;
+1. the colour image is uploaded once; the frame's device work is one function: on CUDA the
+   depth model (:class:`TransformersDepth`, only when the frame has no valid depth, or always
+   with ``always_estimate_depth``), SAM's image encoder and the detector
+   (:class:`OpenVocabDetector`, all object names in one call) run as three concurrent branches
+   (forked streams), then SAM's decoder (:class:`PromptableSegmenter`, all boxes in one call);
+   half precision, ``torch.inference_mode``, pre- and post-processing on the device, optional
+   CUDA graph (``cuda_graphs``: the whole frame is one graph replay) / ``torch.compile``; only the
+   final depth and masks (and a few numbers) come back to the host, with one synchronisation;
 2. the masks (with their detector names and scores) and the depth are lifted to 3D priors by the
    SAME code as the geometric backend (:class:`GeometricBackend`: support plane, per-mask
    primitive fits, support resolution, ids), so priors have one format; each prior's label is its
@@ -30,7 +32,6 @@ On import this module registers the backend as "models" (see
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from typing import Any, Optional, Sequence
 
@@ -42,8 +43,8 @@ from spatialpin_ros.core.types import CameraModel, RGBDFrame, Scene
 from spatialpin_ros.perception.base import (DepthEstimator, ObjectNamer, Segmentation, Segmenter,
                                             register_backend)
 from spatialpin_ros.perception.geometric import GeometricBackend, GeometricParams
-from spatialpin_ros.perception.model_utils import (log, pick_device, pick_dtype, to_host,
-                                                   upload_image)
+from spatialpin_ros.perception.model_utils import (GraphedFunction, pick_device, pick_dtype,
+                                                   to_host, upload_image)
 from spatialpin_ros.perception.models_depth import DEFAULT_DEPTH_MODEL, TransformersDepth
 from spatialpin_ros.perception.models_detect import (BOX_THRESHOLD, DEFAULT_DETECTOR_MODEL,
                                                      DEFAULT_OBJECT_NAMES, DEFAULT_SAM_MODEL,
@@ -142,10 +143,11 @@ class ModelBackend(GeometricBackend):
             :class:`~spatialpin_ros.perception.base.DepthEstimator`, or None (no depth model:
             frames must carry depth).
         detector_model: hub id / local directory of an OWLv2 checkpoint or an
-            :class:`OpenVocabDetector`.
+            :class:`OpenVocabDetector` (then the detector arguments below are its own).
         segmenter_model: hub id / local directory of a SAM checkpoint or a
             :class:`PromptableSegmenter`.
-        object_names: names the detector looks for.
+        object_names: names the detector looks for (default: a given detector's own names, else
+            :data:`DEFAULT_OBJECT_NAMES`).
         device, dtype: where and in what precision the models run ("auto": CUDA in float16 if
             available, else the CPU in float32 with a warning).
         box_threshold, nms_iou, max_detections, detector_input_size, query_template: the
@@ -159,9 +161,10 @@ class ModelBackend(GeometricBackend):
             the frame's (for cameras without a calibrated camera_info); also the depth model's
             fallback.
         always_estimate_depth: estimate depth even when the frame has some.
-        cuda_graphs: capture the device work of each part in CUDA graphs (per image size and
-            number of names); ``compile``: ``torch.compile`` it; ``concurrent``: depth and
-            detection+segmentation on two CUDA streams.
+        cuda_graphs: capture the frame's device work in one CUDA graph (per image size and
+            number of names; falls back to eager with a warning if capture fails);
+            ``compile``: ``torch.compile`` the parts (falls back likewise); ``concurrent``:
+            depth, SAM's encoder and the detector as concurrent CUDA streams.
         seed: the lifting's RANSAC seed.
 
     Raises :class:`~spatialpin_ros.core.errors.ModelLoadError` when a model cannot be loaded.
@@ -173,7 +176,7 @@ class ModelBackend(GeometricBackend):
                  depth_model: Any = DEFAULT_DEPTH_MODEL,
                  detector_model: Any = DEFAULT_DETECTOR_MODEL,
                  segmenter_model: Any = DEFAULT_SAM_MODEL,
-                 object_names: Sequence[str] = DEFAULT_OBJECT_NAMES,
+                 object_names: Optional[Sequence[str]] = None,
                  device: Any = "auto", dtype: Any = "auto",
                  box_threshold: float = BOX_THRESHOLD, nms_iou: float = 0.5,
                  max_detections: int = 10, detector_input_size: Optional[int] = None,
@@ -197,25 +200,36 @@ class ModelBackend(GeometricBackend):
                                       compile=compile)
         if isinstance(detector_model, OpenVocabDetector):
             detector = detector_model
-            detector.set_names(object_names)
+            if object_names is not None:
+                detector.set_names(object_names)
         else:
             detector = OpenVocabDetector(detector_model, device=dev, dtype=dt,
-                                         names=object_names, query_template=query_template,
+                                         names=object_names or DEFAULT_OBJECT_NAMES,
+                                         query_template=query_template,
                                          box_threshold=box_threshold, nms_iou=nms_iou,
                                          max_detections=max_detections,
-                                         input_size=detector_input_size)
+                                         input_size=detector_input_size,
+                                         cuda_graphs=cuda_graphs, compile=compile)
         if isinstance(segmenter_model, PromptableSegmenter):
             sam = segmenter_model
         else:
             sam = PromptableSegmenter(segmenter_model, device=dev, dtype=dt,
-                                      box_margin=mask_box_margin)
-        segmenter = DetectAndSegment(detector, sam, cuda_graphs=cuda_graphs, compile=compile)
+                                      box_margin=mask_box_margin, cuda_graphs=cuda_graphs,
+                                      compile=compile)
+        segmenter = DetectAndSegment(detector, sam, cuda_graphs=cuda_graphs,
+                                     concurrent=concurrent)
         super().__init__(params, depth_estimator=depth, segmenter=segmenter, namer=None,
                          always_estimate_depth=always_estimate_depth, seed=seed, **overrides)
         self.detector, self.sam = detector, sam
         self.device = segmenter.device
         self.concurrent = bool(concurrent)
-        self._streams: Optional[tuple] = None
+        #: The depth branch's stream (CUDA, concurrent).
+        self._aux: Optional[torch.cuda.Stream] = None
+        if self.device.type == "cuda" and self.concurrent:
+            self._aux = torch.cuda.Stream(self.device)
+        #: One device function per frame: depth || SAM image encoder || detector, then SAM's
+        #: decoder; with cuda_graphs one CUDA graph whose branches run concurrently.
+        self._frame_fn = GraphedFunction(self._frame_forward, "frame", enabled=cuda_graphs)
         self._last_seg: Optional[Segmentation] = None
 
     def __repr__(self) -> str:
@@ -281,27 +295,15 @@ class ModelBackend(GeometricBackend):
         native = isinstance(depth_est, TransformersDepth) and depth_est.native \
             and depth_est.device == self.device
         img = upload_image(rgb, self.device)
-        if self.device.type == "cuda" and self.concurrent and native:
-            if self._streams is None:
-                self._streams = (torch.cuda.Stream(self.device), torch.cuda.Stream(self.device))
-            sd, ss = self._streams
-            cur = torch.cuda.current_stream(self.device)
-            sd.wait_stream(cur)
-            ss.wait_stream(cur)
-            with torch.cuda.stream(sd):
-                img.record_stream(sd)
-                d = depth_est.estimate_gpu(img)
-            with torch.cuda.stream(ss):
-                img.record_stream(ss)
-                outs = self.segmenter.segment_gpu(img)
-            with torch.cuda.stream(sd):
-                dh = to_host([d])[0]
-            with torch.cuda.stream(ss):
-                host = to_host(outs)
+        dh = None
+        if native:
+            # the frame's whole device work in one call (one graph replay with cuda_graphs), then
+            # one copy back of the depth, the masks and a few numbers
+            with torch.inference_mode():
+                outs = self._frame_fn(img, self.detector._embeds)
+            host = to_host(outs)
+            dh, host = host[0], host[1:]
         else:
-            dh = None
-            if native:
-                dh = to_host([depth_est.estimate_gpu(img)])[0]
             host = to_host(self.segmenter.segment_gpu(img))
         seg = self.segmenter.to_segmentation(host)
         self._last_seg = seg
@@ -317,6 +319,23 @@ class ModelBackend(GeometricBackend):
                 raise PerceptionError(f"the depth model gave {est.shape}, not the image's "
                                       f"{rgb.shape[:2]}")
         return est, seg
+
+    def _frame_forward(self, img: torch.Tensor, query_embeds: torch.Tensor):
+        """Depth and detection + segmentation of one uploaded frame, on the device. With
+        ``concurrent`` on CUDA three branches run at once: the depth model and SAM's image
+        encoder on two forked streams, the detector on the current one; SAM decodes the boxes
+        once its encoder joins, and the depth joins at the end (in a CUDA graph: concurrent
+        branches of one graph). Returns (depth, *segment outputs)."""
+        depth = self.depth_estimator
+        if self._aux is None or img.device.type != "cuda":
+            return (depth._forward(img),) + tuple(self.segmenter._forward(img, query_embeds))
+        cur = torch.cuda.current_stream(img.device)
+        self._aux.wait_stream(cur)
+        with torch.cuda.stream(self._aux):
+            d = depth._forward(img)
+        seg = self.segmenter._forward(img, query_embeds)   # forks SAM's encoder itself
+        cur.wait_stream(self._aux)
+        return (d,) + tuple(seg)
 
     def lift(self, frame: RGBDFrame, seg: Segmentation, scene_id: str = "") -> Scene:
         """Masks + depth -> 3D priors through the geometric backend's code; labels are the

@@ -31,8 +31,9 @@ import torch
 from spatialpin_ros.core.errors import ModelLoadError, PerceptionError
 from spatialpin_ros.core.types import CameraModel
 from spatialpin_ros.perception.base import DepthEstimator
-from spatialpin_ros.perception.model_utils import (GraphedFunction, load_config, load_part,
-                                                   load_weights, log, mean_std, pick_device,
+from spatialpin_ros.perception.model_utils import (GraphedFunction, cache_position_interpolation,
+                                                   load_config, load_part, load_weights, log,
+                                                   maybe_compile, mean_std, pick_device,
                                                    pick_dtype, prepare_module, resize,
                                                    resolve_source, setting, to_host,
                                                    to_nchw_float, upload_image)
@@ -123,6 +124,7 @@ class TransformersDepth(DepthEstimator):
         self.model_type = getattr(self.config, "model_type", "?")
         self.native = self.model_type in NATIVE_DEPTH_TYPES
         if self.native:
+            cache_position_interpolation(self.model)
             self._mean, self._std = mean_std(processor, self.device, _IMAGENET_MEAN,
                                              _IMAGENET_STD)
             size = setting(processor, "size", {})
@@ -137,8 +139,9 @@ class TransformersDepth(DepthEstimator):
             resample = setting(processor, "resample", 3)
             self._mode = "bicubic" if int(getattr(resample, "value", resample)) == 3 \
                 else "bilinear"
-        self._graphed = GraphedFunction(self._forward, "depth", enabled=cuda_graphs,
-                                        compile=compile)
+            self._forward = maybe_compile(self._forward, "depth model", compile)
+        self._graphed = GraphedFunction(lambda img: self._forward(img), "depth",
+                                        enabled=cuda_graphs)
         #: Internals of the last call: scale factor, plane distance before scaling.
         self.last: dict = {}
 

@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from spatialpin_ros.core.errors import ModelLoadError
 from spatialpin_ros.core.types import CameraModel
 from spatialpin_ros.perception.base import Segmentation, Segmenter
-from spatialpin_ros.perception.model_utils import (GraphedFunction, load_config, load_part,
-                                                   load_weights, mean_std, pick_device,
+from spatialpin_ros.perception.model_utils import (GraphedFunction, cache_position_interpolation,
+                                                   load_config, load_part, load_weights,
+                                                   maybe_compile, mean_std, pick_device,
                                                    pick_dtype, prepare_module, resize,
                                                    resolve_source, setting, to_host,
                                                    to_nchw_float, upload_image)
@@ -152,7 +153,9 @@ class OpenVocabDetector:
             ``candidates``: top-scoring boxes that enter NMS.
         input_size: square detector input in pixels (default: the checkpoint's, 960 for OWLv2
             base); a smaller one is faster (position embeddings are interpolated).
-        cuda_graphs / compile: see :class:`~spatialpin_ros.perception.model_utils.GraphedFunction`.
+        cuda_graphs: replay the device work through a CUDA graph
+            (:class:`~spatialpin_ros.perception.model_utils.GraphedFunction`); ``compile``:
+            ``torch.compile`` it (:func:`~spatialpin_ros.perception.model_utils.maybe_compile`).
     """
 
     def __init__(self, model: Any = DEFAULT_DETECTOR_MODEL, processor: Any = None,
@@ -199,6 +202,7 @@ class OpenVocabDetector:
                                       self.device, self.dtype)
             self.source = src
         self.processor, self.tokenizer = processor, tokenizer
+        cache_position_interpolation(self.model)
         cfg = self.model.config
         self.model_type = getattr(cfg, "model_type", "owlv2")
         self.pad_to_square = self.model_type == "owlv2"
@@ -216,8 +220,9 @@ class OpenVocabDetector:
         self._embeds: Optional[torch.Tensor] = None
         self._bias_cache: dict = {}
         self.set_names(names)
-        self._graphed = GraphedFunction(self._forward, "detector", enabled=cuda_graphs,
-                                        compile=compile)
+        self._forward = maybe_compile(self._forward, "detector", compile)
+        self._graphed = GraphedFunction(lambda img, q: self._forward(img, q), "detector",
+                                        enabled=cuda_graphs)
 
     def __repr__(self) -> str:
         return (f"OpenVocabDetector({self.source!r}, device={str(self.device)!r}, "
@@ -365,6 +370,62 @@ def use_device_rel_pos(model: torch.nn.Module) -> int:
     return n
 
 
+def use_fast_rel_pos_attention(model: torch.nn.Module) -> int:
+    """Replace the forward of SAM's SDPA vision attention by one that never materialises the
+    relative-position bias.
+
+    transformers builds the decomposed relative-position bias rel_h[i, j_h] + rel_w[i, j_w] as a
+    full (batch, heads, N, N) tensor (N = 4096 in the global layers of a 1024 px image) and passes
+    it to SDPA as an additive mask: writing and reading it took two thirds of SAM ViT-B's time.
+    The same logits are a dot product in a larger space: with q' = [q / sqrt(d), rel_h(i),
+    rel_w(i)] and k' = [k, onehot(j_h), onehot(j_w)], q'.k' = q.k / sqrt(d) + rel_h[i, j_h] +
+    rel_w[i, j_w]. So this runs SDPA (flash/cuDNN, no mask) on head dimension d + h + w (value
+    zero-padded, output sliced back). Same function, up to rounding. Only modules of transformers'
+    ``SamVisionSdpaAttention`` layout (qkv, proj, rel_pos_h/w, num_attention_heads) are patched;
+    returns their number.
+    """
+    n = 0
+    for mod in model.modules():
+        if type(mod).__name__ != "SamVisionSdpaAttention" or not all(
+                hasattr(mod, a) for a in ("qkv", "proj", "num_attention_heads", "use_rel_pos")):
+            continue
+
+        def forward(hidden_states, output_attentions=False, _m=mod):
+            B, H, W, _ = hidden_states.shape
+            nh = _m.num_attention_heads
+            qkv = _m.qkv(hidden_states).reshape(B, H * W, 3, nh, -1).permute(2, 0, 3, 1, 4)
+            q, k, v = qkv.unbind(0)                                  # (B, nh, N, d)
+            d = q.shape[-1]
+            if not _m.use_rel_pos:
+                out = F.scaled_dot_product_attention(q, k, v)
+            else:
+                Rh = _m.get_rel_pos(H, H, _m.rel_pos_h).to(q.dtype)   # (H, H, d)
+                Rw = _m.get_rel_pos(W, W, _m.rel_pos_w).to(q.dtype)   # (W, W, d)
+                qr = q.reshape(B, nh, H, W, d)
+                rel_h = torch.einsum("bnhwc,hkc->bnhwk", qr, Rh).reshape(B, nh, H * W, H)
+                rel_w = torch.einsum("bnhwc,wkc->bnhwk", qr, Rw).reshape(B, nh, H * W, W)
+                D = d + H + W
+                Dp = -(-D // 8) * 8                                  # aligned head dimension
+                eye_h = torch.eye(H, dtype=q.dtype, device=q.device)
+                eye_w = torch.eye(W, dtype=q.dtype, device=q.device)
+                oh = eye_h[:, None, :].expand(H, W, H).reshape(1, 1, H * W, H)
+                ow = eye_w[None, :, :].expand(H, W, W).reshape(1, 1, H * W, W)
+                qa = torch.cat([q * (d ** -0.5), rel_h, rel_w], dim=-1)
+                ka = torch.cat([k, oh.expand(B, nh, -1, -1), ow.expand(B, nh, -1, -1)], dim=-1)
+                if Dp > D:
+                    qa = F.pad(qa, (0, Dp - D))
+                    ka = F.pad(ka, (0, Dp - D))
+                va = F.pad(v, (0, Dp - d))
+                out = F.scaled_dot_product_attention(qa, ka, va, scale=1.0)[..., :d]
+            out = out.reshape(B, nh, H, W, d).permute(0, 2, 3, 1, 4).reshape(B, H, W, nh * d)
+            out = _m.proj(out)
+            return out, None
+
+        mod.forward = forward
+        n += 1
+    return n
+
+
 class PromptableSegmenter:
     """SAM masks from box prompts.
 
@@ -375,13 +436,17 @@ class PromptableSegmenter:
         mask_threshold: logit threshold of the masks (SAM's 0).
         box_margin: masks are clipped to their box grown by this fraction of its size on each
             side (None: not clipped).
-        cuda_graphs / compile: see :class:`~spatialpin_ros.perception.model_utils.GraphedFunction`.
+        fast_attention: run the vision attention without materialising its relative-position
+            bias (:func:`use_fast_rel_pos_attention`; same outputs up to rounding).
+        cuda_graphs: replay the device work through a CUDA graph
+            (:class:`~spatialpin_ros.perception.model_utils.GraphedFunction`); ``compile``:
+            ``torch.compile`` it (:func:`~spatialpin_ros.perception.model_utils.maybe_compile`).
     """
 
     def __init__(self, model: Any = DEFAULT_SAM_MODEL, processor: Any = None,
                  device: Any = "auto", dtype: Any = "auto", mask_threshold: float = 0.0,
-                 box_margin: Optional[float] = 0.1, cuda_graphs: bool = False,
-                 compile: bool = False):
+                 box_margin: Optional[float] = 0.1, fast_attention: bool = True,
+                 cuda_graphs: bool = False, compile: bool = False):
         self.device = pick_device(device)
         self.dtype = pick_dtype(dtype, self.device)
         self.mask_threshold = float(mask_threshold)
@@ -407,6 +472,7 @@ class PromptableSegmenter:
             self.source = src
         self.processor = processor
         self.patched_rel_pos = use_device_rel_pos(self.model)
+        self.patched_attention = use_fast_rel_pos_attention(self.model) if fast_attention else 0
         cfg = self.model.config
         size = setting(processor, "size", {})
         self.longest = int(setting(size, "longest_edge", cfg.vision_config.image_size))
@@ -414,8 +480,10 @@ class PromptableSegmenter:
         self.pad = (int(setting(pad, "height", self.longest)),
                     int(setting(pad, "width", self.longest)))
         self._mean, self._std = mean_std(processor, self.device, _SAM_MEAN, _SAM_STD)
-        self._graphed = GraphedFunction(self._forward, "segmenter", enabled=cuda_graphs,
-                                        compile=compile)
+        self.embed = maybe_compile(self.embed, "SAM image encoder", compile)
+        self.decode = maybe_compile(self.decode, "SAM mask decoder", compile)
+        self._graphed = GraphedFunction(lambda img, boxes: self._forward(img, boxes),
+                                        "segmenter", enabled=cuda_graphs)
 
     def __repr__(self) -> str:
         return f"PromptableSegmenter({self.source!r}, device={str(self.device)!r})"
@@ -434,12 +502,20 @@ class PromptableSegmenter:
         x = (x - self._mean) / self._std
         return F.pad(x, (0, self.pad[1] - nw, 0, self.pad[0] - nh)).to(self.dtype)
 
+    def embed(self, img: torch.Tensor) -> torch.Tensor:
+        """The image embedding of an uploaded (H, W, 3) uint8 image (the costly, prompt-free
+        part: it can run while the detector looks for the boxes)."""
+        return self.model.get_image_embeddings(self.preprocess(img))
+
     def _forward(self, img: torch.Tensor, boxes: torch.Tensor):
         """(H, W, 3) uint8 + (K, 4) float32 xyxy pixel boxes -> masks (K, H, W) bool and
         predicted IoUs (K,) (no host sync)."""
-        H, W = int(img.shape[0]), int(img.shape[1])
+        return self.decode(self.embed(img), boxes, int(img.shape[0]), int(img.shape[1]))
+
+    def decode(self, emb: torch.Tensor, boxes: torch.Tensor, H: int, W: int):
+        """Masks (K, H, W) bool and predicted IoUs (K,) of (K, 4) boxes from an image
+        embedding of an H x W image."""
         nh, nw = self.resized(H, W)
-        emb = self.model.get_image_embeddings(self.preprocess(img))
         sb = boxes.float().clone()
         sb[:, 0::2] *= nw / W
         sb[:, 1::2] *= nh / H
@@ -483,7 +559,7 @@ class DetectAndSegment(Segmenter):
     """
 
     def __init__(self, detector: OpenVocabDetector, segmenter: PromptableSegmenter,
-                 cuda_graphs: bool = False, compile: bool = False,
+                 cuda_graphs: bool = False, concurrent: bool = True,
                  min_mask_pixels: int = 20):
         if detector.device != segmenter.device:
             raise ValueError(f"the detector ({detector.device}) and the segmenter "
@@ -491,13 +567,28 @@ class DetectAndSegment(Segmenter):
         self.detector, self.sam = detector, segmenter
         self.device = detector.device
         self.min_mask_pixels = int(min_mask_pixels)
-        self._graphed = GraphedFunction(self._forward, "detect+segment", enabled=cuda_graphs,
-                                        compile=compile)
+        #: SAM's image encoder runs on this stream while the detector runs (CUDA, concurrent).
+        self.sam_stream = torch.cuda.Stream(self.device) \
+            if concurrent and self.device.type == "cuda" else None
+        self._graphed = GraphedFunction(lambda img, q: self._forward(img, q), "detect+segment",
+                                        enabled=cuda_graphs)
         self.last: dict = {}
 
     def _forward(self, img: torch.Tensor, query_embeds: torch.Tensor):
-        boxes, scores, labels, valid = self.detector._forward(img, query_embeds)
-        masks, iou = self.sam._forward(img, boxes)
+        """Detection then SAM on the device; with ``sam_stream`` (CUDA) SAM's image encoder runs
+        on that stream while the detector runs on the current one, joining before decoding."""
+        sam_stream = self.sam_stream
+        if sam_stream is not None and img.device.type == "cuda":
+            cur = torch.cuda.current_stream(img.device)
+            sam_stream.wait_stream(cur)
+            with torch.cuda.stream(sam_stream):
+                emb = self.sam.embed(img)
+            boxes, scores, labels, valid = self.detector._forward(img, query_embeds)
+            cur.wait_stream(sam_stream)
+        else:
+            emb = self.sam.embed(img)
+            boxes, scores, labels, valid = self.detector._forward(img, query_embeds)
+        masks, iou = self.sam.decode(emb, boxes, int(img.shape[0]), int(img.shape[1]))
         masks &= valid[:, None, None]
         rows, cols = masks.any(dim=2), masks.any(dim=1)        # (K, H), (K, W): mask extents
         area = masks.sum(dim=(1, 2))

@@ -33,12 +33,30 @@ from spatialpin_ros.reasoning.registration import plane_frame_pose
 from spatialpin_ros.ros import conversions as conv
 from spatialpin_ros.ros.node_main import run_node
 from spatialpin_ros.ros import viz
-from spatialpin_ros.ros.params import Param, declare_params, numbers, positive
+from spatialpin_ros.ros.params import Param, declare_params, numbers, one_of, positive
 from spatialpin_ros.ros.sim_node import LATCHED
 
 PARAMS = {
     "backend": Param("geometric", "Perception backend: geometric (no weights, CPU) or models "
-                     "(depth, detection and segmentation models)"),
+                     "(depth, detection and segmentation models)", one_of("geometric", "models")),
+    "models.depth_model": Param("depth-anything/Depth-Anything-V2-Metric-Indoor-Large-hf",
+                                "models backend: metric depth model (Hugging Face id or local "
+                                "path), used when the camera gives no depth"),
+    "models.detector_model": Param("google/owlv2-base-patch16-ensemble", "models backend: "
+                                   "open-vocabulary detector (id or path)"),
+    "models.segmenter_model": Param("facebook/sam-vit-base", "models backend: promptable "
+                                    "segmenter (id or path)"),
+    "models.object_names": Param(["block", "cube", "cylinder", "ball", "cup", "bowl", "can"],
+                                 "models backend: names the detector looks for"),
+    "models.box_threshold": Param(0.3, "models backend: detector score threshold (SpatialPIN: "
+                                  "0.3)"),
+    "models.device": Param("auto", "models backend: auto, cuda or cpu (CPU with a warning)"),
+    "models.cuda_graphs": Param(True, "models backend: capture each frame as a CUDA graph on "
+                                "the GPU (falls back to eager with a warning)"),
+    "models.fov_deg": Param(60.0, "models backend: vertical field of view when no camera_info "
+                            "is published", positive),
+    "models.plane_distance": Param(0.0, "models backend: known camera height above the table "
+                                   "(m) to align monocular depth's scale; 0 = none"),
     "world_frame": Param("world", "World frame id of the published priors (z up)"),
     "camera_pose": Param([], "Camera optical-frame pose in the world frame [x, y, z, qx, qy, qz, "
                          "qw]; empty = from camera_pose_topic, else from TF", numbers(7)),
@@ -84,7 +102,7 @@ class PerceptionNode(Node):
         super().__init__("perception", **kwargs)
         self.p = declare_params(self, PARAMS)
         p = self.p
-        self.backend = make_backend(p.backend)
+        self.backend = make_backend(p.backend, **self._backend_params())
         self._plane_backend = None  # made on first use: no robot-frame workspace bounds
         self.scenes: "OrderedDict[str, Scene]" = OrderedDict()
         self.frames_in = 0
@@ -206,6 +224,18 @@ class PerceptionNode(Node):
         self.timing["node_ms"].append(1000 * (time.perf_counter() - t0))
         del self.timing["core_ms"][:-200], self.timing["node_ms"][:-200]
 
+    def _backend_params(self) -> dict:
+        """Constructor arguments of the chosen backend, from the node's parameters."""
+        p = self.p
+        if p.backend != "models":
+            return {}
+        return {"depth_model": p.models_depth_model, "detector_model": p.models_detector_model,
+                "segmenter_model": p.models_segmenter_model,
+                "object_names": list(p.models_object_names), "device": p.models_device,
+                "box_threshold": float(p.models_box_threshold),
+                "cuda_graphs": bool(p.models_cuda_graphs), "fov_deg": float(p.models_fov_deg),
+                "plane_distance": float(p.models_plane_distance) or None}
+
     def _backend_for(self, frame: RGBDFrame):
         """The backend, or for frames in the support-plane frame one without the workspace
         bounds, which are given in the robot's world frame."""
@@ -214,9 +244,9 @@ class PerceptionNode(Node):
         if self._plane_backend is None:
             try:
                 self._plane_backend = make_backend(self.p.backend, workspace_x=None,
-                                                   workspace_y=None)
+                                                   workspace_y=None, **self._backend_params())
             except (TypeError, ValueError):
-                self._plane_backend = make_backend(self.p.backend)
+                self._plane_backend = make_backend(self.p.backend, **self._backend_params())
         return self._plane_backend
 
     def frame_from_msgs(self, color: Image, depth: Image, info: CameraInfo) -> RGBDFrame:
