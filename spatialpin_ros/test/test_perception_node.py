@@ -214,3 +214,76 @@ def test_switching_to_the_models_backend_is_one_parameter(rclpy_context, tmp_pat
         ex.shutdown()
         cam.destroy_node()
         node.destroy_node()
+
+
+def test_rgb_only_camera_without_camera_info(rclpy_context, tmp_path):
+    """rgb_only: colour alone, intrinsics from the field of view, depth from the depth model (a
+    tiny model that predicts a flat table 0.8 m away, seen by a camera looking straight down)."""
+    from spatialpin_ros.core.types import look_at
+    from spatialpin_ros.sim.scene_spec import CameraSpec
+    from tiny_perception_models import build_all, build_tiny_depth
+    paths = build_all(tmp_path, hand_set=True)
+    flat = build_tiny_depth(tmp_path / "flat", constant_depth=0.8)
+    node = PerceptionNode(parameter_overrides=[
+        Parameter("rgb_only", value=True), Parameter("backend", value="models"),
+        Parameter("max_rate_hz", value=20.0), Parameter("models.depth_model", value=flat),
+        Parameter("models.detector_model", value=paths["detector"]),
+        Parameter("models.segmenter_model", value=paths["sam"]),
+        Parameter("models.box_threshold", value=0.0), Parameter("models.device", value="cpu"),
+        Parameter("models.cuda_graphs", value=False), Parameter("models.fov_deg", value=58.0),
+        Parameter("models.plane_distance", value=0.8)])
+    cam = Camera()
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    ex.add_node(cam)
+    try:
+        with SimWorld(load_scene_file(resolve_scene_file("two_blocks"))) as w:
+            w.set_camera(CameraSpec(width=640, height=480, fov_deg=58.0, eye=(0.6, 0.0, 0.8),
+                                    target=(0.6, 0.0, 0.0), up=(1.0, 0.0, 0.0)))
+            frame = w.render()
+        cam.pub_pose.publish(PoseStamped(header=Header(frame_id="world"),
+                                         pose=conv.pose_to_msg(frame.camera_pose)))
+        assert spin_until(ex, lambda: node._camera_pose_msg is not None, timeout=5)
+        header = Header(frame_id="camera_color_optical_frame",
+                        stamp=cam.get_clock().now().to_msg())
+        cam.pub_c.publish(conv.image_to_msg(frame.rgb, "rgb8", header))  # no depth, no info
+        assert spin_until(ex, lambda: node.frames_done >= 1 or node.errors >= 1, timeout=60)
+        assert node.frames_done == 1, node.last_error
+        assert node.backend.last["depth_estimated"] is True
+        scene = node.scenes[next(reversed(node.scenes))]
+        np.testing.assert_allclose(scene.support_plane[:3], [0, 0, 1], atol=0.05)
+    finally:
+        ex.shutdown()
+        cam.destroy_node()
+        node.destroy_node()
+
+
+def test_object_names_from_the_vlm_reach_the_models_backend(rclpy_context, tmp_path):
+    from std_msgs.msg import String
+    from tiny_perception_models import build_all
+    paths = build_all(tmp_path)
+    node = PerceptionNode(parameter_overrides=[
+        Parameter("backend", value="models"),
+        Parameter("models.depth_model", value=paths["depth"]),
+        Parameter("models.detector_model", value=paths["detector"]),
+        Parameter("models.segmenter_model", value=paths["sam"]),
+        Parameter("models.device", value="cpu"), Parameter("models.cuda_graphs", value=False),
+        Parameter("models.names_source", value="both"),
+        Parameter("models.object_names", value=["cup"])])
+    talker = Node("vlm_stand_in")
+    pub = talker.create_publisher(String, "/spatialpin/object_names", LATCHED)
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    ex.add_node(talker)
+    try:
+        pub.publish(String(data="Object 1: mug of color red, texture smooth at location left\n"
+                                "Object 2: screwdriver of color yellow, texture plastic at location "
+                                "right"))
+        assert spin_until(ex, lambda: "screwdriver" in " ".join(node.backend.detector.names),
+                          timeout=10)
+        names = " ".join(node.backend.detector.names)
+        assert "mug" in names and "cup" in names  # both: the VLM's and the parameter's
+    finally:
+        ex.shutdown()
+        talker.destroy_node()
+        node.destroy_node()

@@ -126,3 +126,21 @@ def test_propose_tasks_service(graph):
     fut = prop.call_async(ProposeTasks.Request(scene_id="nope"))
     assert spin_until(ex, fut.done)
     assert not fut.result().success and "unknown scene id" in fut.result().message
+
+
+def test_find_objects_fails_clearly_without_a_server(graph):
+    from sensor_msgs.msg import Image
+    from std_srvs.srv import Trigger
+    qa, pub, cli, ex = graph
+    client_node = [n for n in ex.get_nodes() if n.get_name() == "asker"][0]
+    find = client_node.create_client(Trigger, "/spatialpin/find_objects")
+    assert find.wait_for_service(timeout_sec=5)
+    fut = find.call_async(Trigger.Request())
+    assert spin_until(ex, fut.done)
+    assert not fut.result().success and "no colour image" in fut.result().message
+    img = client_node.create_publisher(Image, "/camera/color/image_raw", 10)
+    img.publish(conv.image_to_msg(np.zeros((48, 64, 3), np.uint8), "rgb8"))
+    assert spin_until(ex, lambda: len(qa._images) > 0)
+    fut = find.call_async(Trigger.Request())
+    assert spin_until(ex, fut.done, timeout=20)
+    assert not fut.result().success and "openai failed" in fut.result().message

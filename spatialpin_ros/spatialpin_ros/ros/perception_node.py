@@ -27,7 +27,7 @@ from visualization_msgs.msg import MarkerArray
 
 from spatialpin_ros.core.errors import SpatialPinError
 from spatialpin_ros.core.sync import ApproxTimeSync
-from spatialpin_ros.core.types import Pose, RGBDFrame, Scene
+from spatialpin_ros.core.types import CameraModel, Pose, RGBDFrame, Scene
 from spatialpin_ros.perception import make_backend
 from spatialpin_ros.reasoning.registration import plane_frame_pose
 from spatialpin_ros.ros import conversions as conv
@@ -48,6 +48,12 @@ PARAMS = {
                                     "segmenter (id or path)"),
     "models.object_names": Param(["block", "cube", "cylinder", "ball", "cup", "bowl", "can"],
                                  "models backend: names the detector looks for"),
+    "models.names_source": Param("both", "models backend: object names to look for from the "
+                                 "parameter list, from the VLM (object_names_topic), or both",
+                                 one_of("parameter", "vlm", "both")),
+    "models.object_names_topic": Param("/spatialpin/object_names", "models backend: the VLM's "
+                                       "object list (std_msgs/String, SpatialPIN's 'Object idx: "
+                                       "x of color y ...' lines)"),
     "models.box_threshold": Param(0.3, "models backend: detector score threshold (SpatialPIN: "
                                   "0.3)"),
     "models.device": Param("auto", "models backend: auto, cuda or cpu (CPU with a warning)"),
@@ -58,6 +64,9 @@ PARAMS = {
     "models.plane_distance": Param(0.0, "models backend: known camera height above the table "
                                    "(m) to align monocular depth's scale; 0 = none"),
     "world_frame": Param("world", "World frame id of the published priors (z up)"),
+    "rgb_only": Param(False, "RGB camera without depth: process colour alone (camera_info when "
+                      "published, else intrinsics from models.fov_deg); needs the models backend "
+                      "for depth and a camera pose from the parameter, topic or TF"),
     "camera_pose": Param([], "Camera optical-frame pose in the world frame [x, y, z, qx, qy, qz, "
                          "qw]; empty = from camera_pose_topic, else from TF", numbers(7)),
     "camera_pose_topic": Param("/spatialpin/sim/camera_pose", "PoseStamped of the camera optical "
@@ -124,12 +133,25 @@ class PerceptionNode(Node):
             self.create_subscription(PoseStamped, p.camera_pose_topic, self._on_camera_pose,
                                      LATCHED)
         self._subscribe_inputs()
+        if p.backend == "models" and p.models_names_source != "parameter":
+            self.create_subscription(String, p.models_object_names_topic, self._on_object_names,
+                                     LATCHED)
         self.create_timer(1.0 / p.max_rate_hz, self._on_timer)
         self.get_logger().info(f"perception backend '{p.backend}', at most {p.max_rate_hz:g} Hz")
 
     # -- inputs --------------------------------------------------------------------------------
     def _subscribe_inputs(self) -> None:
         p, sd = self.p, qos_profile_sensor_data
+        if p.rgb_only:
+            self._latest_info = None
+            self.create_subscription(
+                CameraInfo, p.camera_info_topic,
+                lambda m: setattr(self, "_latest_info", m), sd)
+            self.create_subscription(
+                Image, p.color_topic,
+                lambda m: self._on_synced({"color": m, "depth": None,
+                                           "info": self._latest_info}), sd)
+            return
         try:
             import message_filters
         except ImportError:
@@ -155,6 +177,13 @@ class PerceptionNode(Node):
     def _on_synced(self, msgs: dict) -> None:
         self.frames_in += 1
         self._pending = msgs  # newest wins; the timer processes at most max_rate_hz
+
+    def _on_object_names(self, msg: String) -> None:
+        keep = list(self.p.models_object_names) if self.p.models_names_source == "both" else []
+        for b in (self.backend, self._plane_backend):
+            if b is not None and hasattr(b, "set_object_names_from_text"):
+                names = b.set_object_names_from_text(msg.data, keep)
+        self.get_logger().info(f"looking for: {', '.join(names)}")
 
     def _on_camera_pose(self, msg: PoseStamped) -> None:
         self._camera_pose_msg = conv.pose_from_msg(msg.pose)
@@ -251,9 +280,16 @@ class PerceptionNode(Node):
 
     def frame_from_msgs(self, color: Image, depth: Image, info: CameraInfo) -> RGBDFrame:
         """An RGBDFrame from messages; ImageError/SpatialPinError with the reason otherwise."""
-        cam = conv.camera_model_from_msg(info)
         rgb = conv.rgb_from_msg(color)
-        d = conv.depth_from_msg(depth)
+        if info is not None:
+            cam = conv.camera_model_from_msg(info)
+        else:  # RGB-only camera with no camera_info: intrinsics from the field of view
+            cam = CameraModel.from_fov(rgb.shape[1], rgb.shape[0], float(self.p.models_fov_deg),
+                                       frame_id=color.header.frame_id or "camera")
+        if depth is None:  # RGB-only: the backend estimates depth
+            d = np.zeros(rgb.shape[:2], np.float32)
+        else:
+            d = conv.depth_from_msg(depth)
         if rgb.shape[:2] != (cam.height, cam.width) or d.shape != (cam.height, cam.width):
             raise conv.ImageError(
                 f"colour {rgb.shape[1]}x{rgb.shape[0]}, depth {d.shape[1]}x{d.shape[0]} and "
@@ -262,7 +298,7 @@ class PerceptionNode(Node):
             pose, world = self.camera_pose(color.header.frame_id or cam.frame_id), \
                 self.p.world_frame
         except SpatialPinError:
-            if not self.p.pose_from_plane:
+            if not self.p.pose_from_plane or depth is None:
                 raise
             pose, world = plane_frame_pose(d, cam), self.p.plane_frame
         return RGBDFrame(rgb=rgb, depth=d, camera=cam, camera_pose=pose,

@@ -23,6 +23,8 @@ from sensor_msgs.msg import Image, PointCloud2
 from spatialpin_interfaces.msg import ScenePriors
 from spatialpin_interfaces.msg import TaskProposal as TaskProposalMsg
 from spatialpin_interfaces.srv import AskSpatial, ProposeTasks
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
 
 from spatialpin_ros.core.errors import SpatialPinError
 from spatialpin_ros.reasoning.engine import SpatialQA
@@ -66,6 +68,14 @@ PARAMS = {
                       "proposals are checked against the scene; geometric ones are the fallback)",
                       one_of("geometric", "openai", "transformers")),
     "max_tasks": Param(5, "Tasks proposed when a request asks for 0", positive),
+    "object_finder": Param("openai", "VLM backend that lists the objects in the image for the "
+                           "models perception backend (SpatialPIN's object-finding prompt): "
+                           "openai or transformers", one_of("openai", "transformers")),
+    "find_objects_service": Param("/spatialpin/find_objects", "Trigger: ask the VLM which "
+                                  "objects the latest image shows, publish them on "
+                                  "object_names_topic"),
+    "object_names_topic": Param("/spatialpin/object_names", "The VLM's object list "
+                                "(std_msgs/String, latched)"),
 }
 
 
@@ -98,6 +108,9 @@ class SpatialQANode(Node):
         self.create_service(AskSpatial, p.ask_service, self._on_ask,
                             callback_group=MutuallyExclusiveCallbackGroup())
         self.create_service(ProposeTasks, p.propose_service, self._on_propose,
+                            callback_group=MutuallyExclusiveCallbackGroup())
+        self.pub_names = self.create_publisher(String, p.object_names_topic, LATCHED)
+        self.create_service(Trigger, p.find_objects_service, self._on_find_objects,
                             callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(f"answering on {p.ask_service} (default backend "
                                f"'{p.default_backend}')")
@@ -164,6 +177,33 @@ class SpatialQANode(Node):
             self.get_logger().warning(f"question refused: {ans.message}")
         elif ans.message:
             self.get_logger().warning(ans.message)
+        return res
+
+    def _on_find_objects(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
+        from spatialpin_ros.perception.models_detect import (OBJECT_FINDING_PROMPT,
+                                                             parse_object_lines)
+        with self._lock:
+            image = next((r.image for r in reversed(self.records.values())
+                          if r.image is not None), None)
+            if image is None and self._images:
+                image = self._decode_image(next(reversed(self._images.values())))
+        if image is None:
+            res.success, res.message = False, "no colour image yet"
+            return res
+        try:
+            reply = self.qa.vlms[self.p.object_finder].generate(
+                "", OBJECT_FINDING_PROMPT, [image], max_tokens=256)
+        except SpatialPinError as e:
+            res.success, res.message = False, f"{self.p.object_finder} failed: {e}"
+            self.get_logger().warning(res.message)
+            return res
+        names = parse_object_lines(reply.text)
+        if not names:
+            res.success = False
+            res.message = f"the {self.p.object_finder} reply lists no objects: {reply.text[:200]!r}"
+            return res
+        self.pub_names.publish(String(data=reply.text[:4000]))
+        res.success, res.message = True, "objects: " + ", ".join(names)
         return res
 
     def _on_propose(self, req: ProposeTasks.Request,
