@@ -36,8 +36,8 @@ import numpy as np
 from spatialpin_ros.core.types import look_at
 from spatialpin_ros.perception import make_backend
 from spatialpin_ros.reasoning.engine import SpatialQA
-from spatialpin_ros.reasoning.geometric import (GeometricAnswerer, fold_axis_angle,
-                                                long_axis_yaw, surface_gap, volume)
+from spatialpin_ros.reasoning.geometric import (fold_axis_angle, long_axis_yaw, surface_gap,
+                                                volume)
 from spatialpin_ros.reasoning.registration import camera_motion, plane_frame_pose, register_scenes
 from spatialpin_ros.reasoning.viewer import ViewerFrame
 from spatialpin_ros.sim.depth_noise import apply_d435_noise
@@ -200,13 +200,22 @@ def score(kind, truth_ans, pred_ans, truth_scene, pred_scene) -> dict:
     return {"answered": True, "ratio": r}
 
 
+def record(results, rows, kind, text, ta, pa, truth, pred, seed, noise) -> None:
+    """Score one answer against the truth and keep it (unscored questions are dropped)."""
+    s = score(kind, ta, pa, truth, pred)
+    if s:
+        results[kind].append(s)
+        rows.append({"seed": seed, "noise": noise, "q": text, "type": kind, "truth": ta.value,
+                     "pred": pa.value, "ok": pa.success, "msg": pa.message[:120]})
+
+
 def perceive(backend, frame):
     backend.reset()
     return backend.perceive(frame)
 
 
 def run(n_scenes: int, noise: bool, seed0: int, out_rows: list) -> dict:
-    qa, geo = SpatialQA(), GeometricAnswerer()
+    qa = SpatialQA()
     backend = make_backend("geometric")
     rng = np.random.default_rng(seed0 + (1 if noise else 0))
     results = defaultdict(list)
@@ -225,12 +234,7 @@ def run(n_scenes: int, noise: bool, seed0: int, out_rows: list) -> dict:
                 t0 = time.perf_counter()
                 pa = qa.ask(text, pred)
                 ask_ms.append(1000 * (time.perf_counter() - t0))
-                s = score(kind, ta, pa, truth, pred)
-                if s:
-                    results[kind].append(s)
-                    out_rows.append({"seed": seed, "noise": noise, "q": text, "type": kind,
-                                     "truth": ta.value, "pred": pa.value, "ok": pa.success,
-                                     "msg": pa.message[:120]})
+                record(results, out_rows, kind, text, ta, pa, truth, pred, seed, noise)
             # Two views: move the camera, and one object (half the scenes), render again.
             if k % 2 == 0 and len(truth.objects) >= 2:
                 _two_views(w, spec, truth, frame, pred, backend, qa, rng, noise, seed, results,
@@ -277,12 +281,7 @@ def _two_views(w, spec, truth, frame1, pred1, backend, qa, rng, noise, seed, res
             a=phrase(o, rng, truth2) if o else "")
         ta = qa.ask(text, truth2, truth)
         pa = qa.ask(text, pred2, pred1)
-        s = score(kind, ta, pa, truth2, pred2)
-        if s:
-            results[kind].append(s)
-            rows.append({"seed": seed, "noise": noise, "q": text, "type": kind,
-                         "truth": ta.value, "pred": pa.value, "ok": pa.success,
-                         "msg": pa.message[:120]})
+        record(results, rows, kind, text, ta, pa, truth2, pred2, seed, noise)
     # Registration: the same two views with the camera poses withheld.
     try:
         views = []

@@ -22,6 +22,7 @@ from scipy.spatial.transform import Rotation, Slerp
 
 from spatialpin_ros.core.types import Pose
 from spatialpin_ros.planning.robot import PandaModel
+from spatialpin_ros.planning.timing import sample_times
 from spatialpin_ros.planning.scene import PlanningScene
 from spatialpin_ros.planning.timing import TimedPath
 
@@ -108,15 +109,7 @@ def time_line(robot: PandaModel, Q: np.ndarray, length: float, speed: float, acc
     spline = PchipInterpolator(u, Q, axis=0) if len(Q) > 2 else None
     vmax, amax = robot.vmax, robot.amax
     for _ in range(12):
-        prof = _profile(length, speed, accel, jerk)
-        total = prof.duration
-        m = int(math.floor(total / dt + 1e-9))
-        t = np.arange(m + 1) * dt
-        if total - t[-1] > 0.2 * dt or m == 0:
-            t = np.append(t, total)
-        else:
-            t[-1] = total
-        S = np.array([prof.at_time(float(ti)) for ti in t])[:, :, 0]
+        t, S = _sampled(_profile(length, speed, accel, jerk), dt)
         s, sd, sdd = np.clip(S[:, 0], 0.0, length), S[:, 1], S[:, 2]
         if spline is None:
             d1 = (Q[1] - Q[0]) / length
@@ -142,20 +135,19 @@ def time_line(robot: PandaModel, Q: np.ndarray, length: float, speed: float, acc
     raise RuntimeError("could not time the straight-line move within the joint limits")
 
 
+def _sampled(prof: Trajectory, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """Sample times and (position, velocity, acceleration) rows, shape (N, 3), of a 1-D Ruckig
+    profile."""
+    t = sample_times(prof.duration, dt)
+    return t, np.array([prof.at_time(float(ti)) for ti in t])[:, :, 0]
+
+
 def gripper_move(f0: float, f1: float, vmax: float, amax: float, jmax: float,
                  dt: float = 0.01) -> TimedPath:
     """Both fingers from ``f0`` to ``f1`` metres each (rest to rest): samples (N, 1)."""
     if abs(f1 - f0) < 1e-9:
         return TimedPath(np.zeros(1), np.array([[f0]]), np.zeros((1, 1)), np.zeros((1, 1)))
-    prof = _profile(abs(f1 - f0), vmax, amax, jmax)
-    total = prof.duration
-    m = int(math.floor(total / dt + 1e-9))
-    t = np.arange(m + 1) * dt
-    if total - t[-1] > 0.2 * dt or m == 0:
-        t = np.append(t, total)
-    else:
-        t[-1] = total
-    S = np.array([prof.at_time(float(ti)) for ti in t])[:, :, 0]
+    t, S = _sampled(_profile(abs(f1 - f0), vmax, amax, jmax), dt)
     sign = 1.0 if f1 > f0 else -1.0
     q = f0 + sign * np.clip(S[:, 0], 0, abs(f1 - f0))
     q[-1] = f1

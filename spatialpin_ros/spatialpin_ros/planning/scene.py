@@ -315,7 +315,7 @@ class PlanningScene:
         pb.performCollisionDetection(physicsClientId=c)
         rb = self.robot.body
         for cp in pb.getContactPoints(bodyA=rb, physicsClientId=c):
-            d, b, la, lb = cp[8], cp[2], cp[3], cp[4]
+            d, b, la = cp[8], cp[2], cp[3]
             if b == rb:
                 if d < -self.self_tol:
                     return False

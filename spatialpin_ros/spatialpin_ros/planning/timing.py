@@ -91,6 +91,18 @@ def _blend_velocities(W: np.ndarray, vmax: np.ndarray, amax: np.ndarray,
     return V
 
 
+def sample_times(total: float, dt: float) -> np.ndarray:
+    """Sample times 0, dt, 2 dt, ... ending exactly at ``total`` (a last step shorter than a
+    fifth of ``dt`` is merged into the one before)."""
+    m = int(math.floor(total / dt + 1e-9))
+    t = np.arange(m + 1) * dt
+    if total - t[-1] > 0.2 * dt or m == 0:
+        t = np.append(t, total)
+    else:
+        t[-1] = total
+    return t
+
+
 def _time(W, V, vmax, amax, jmax, qmin, qmax, dt, phase) -> TimedPath:
     segs = [_segment(W[i], W[i + 1], V[i], V[i + 1], vmax, amax, jmax, qmin, qmax,
                      phase=phase and not (np.any(V[i]) or np.any(V[i + 1])))
@@ -98,12 +110,7 @@ def _time(W, V, vmax, amax, jmax, qmin, qmax, dt, phase) -> TimedPath:
     durations = np.array([s.duration for s in segs])
     starts = np.concatenate([[0.0], np.cumsum(durations)])
     total = float(starts[-1])
-    n = int(math.floor(total / dt + 1e-9))
-    t = np.arange(n + 1) * dt
-    if total - t[-1] > 0.2 * dt or n == 0:
-        t = np.append(t, total)
-    else:
-        t[-1] = total
+    t = sample_times(total, dt)
     D = W.shape[1]
     Q, Vs, A = np.zeros((len(t), D)), np.zeros((len(t), D)), np.zeros((len(t), D))
     k = 0
