@@ -119,8 +119,10 @@ def test_cancel_during_execution_stops_the_arm(graph):
 
 def test_stack_is_executed_and_verified_on_a_fresh_scene(graph):
     sim, manip, action, ex, scenes, sent = graph
-    n = len(scenes)
-    assert spin_until(ex, lambda: len(scenes) > n + 1, timeout=20)  # a scene after the reset
+    # Wait for a scene of the reset table: all three blocks in view (earlier frames may show the
+    # arm where the cancel stopped it, hiding a block).
+    assert spin_until(ex, lambda: {"red", "blue", "yellow"} <= set(ids_by_color(scenes)[0]),
+                      timeout=30)
     ids, _ = ids_by_color(scenes)
     task = TaskProposal(action="stack", object_id=ids["red"], target_id=ids["blue"])
     res, fb = run_goal(action, ex, task, execute=True, timeout=90)

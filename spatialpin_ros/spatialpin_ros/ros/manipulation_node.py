@@ -257,7 +257,7 @@ class ManipulationNode(Node):
         return msg
 
     def send(self, traj: JointTrajectory) -> None:
-        msg = conv.trajectory_to_msg(traj)
+        msg = conv.trajectory_to_msg(traj, Header(stamp=self.get_clock().now().to_msg()))
         if self._fjt is not None:
             from control_msgs.action import FollowJointTrajectory
             self._fjt_goal = self._fjt.send_goal_async(FollowJointTrajectory.Goal(trajectory=msg))
@@ -273,7 +273,8 @@ class ManipulationNode(Node):
             fut.result().cancel_goal_async()
             return
         from spatialpin_ros.planning import JOINT_NAMES
-        self.pub_traj.publish(JointTrajectoryMsg(joint_names=list(JOINT_NAMES)))
+        self.pub_traj.publish(JointTrajectoryMsg(
+            header=Header(stamp=self.get_clock().now().to_msg()), joint_names=list(JOINT_NAMES)))
 
 
 def main(args=None) -> int:

@@ -85,6 +85,7 @@ class SimNode(Node):
         self._tf_broadcaster = self._make_tf_broadcaster()
 
         self.world: Optional[SimWorld] = None
+        self._last_command_stamp = 0.0
         spec, error = self._scene_from_params()
         if error:
             self.get_logger().error(f"{error}; starting with an empty table")
@@ -153,7 +154,16 @@ class SimNode(Node):
 
     # -- arm -----------------------------------------------------------------------------------
     def _on_trajectory(self, msg: JointTrajectoryMsg) -> None:
+        # The newest command wins: a stamped command older than the last one obeyed (messages
+        # of very different sizes can arrive out of order) is ignored.
+        stamp = conv.stamp_to_sec(msg.header.stamp)
+        if stamp and stamp < self._last_command_stamp:
+            self.get_logger().warning(
+                f"ignored a joint trajectory stamped {self._last_command_stamp - stamp:.3f} s "
+                "before the last command")
+            return
         if not msg.points:  # as ros2_control's joint_trajectory_controller: stop and hold
+            self._last_command_stamp = max(self._last_command_stamp, stamp)
             self.world.cancel_trajectory()
             self.get_logger().info("empty trajectory: stopped and holding the current position")
             return
@@ -163,6 +173,7 @@ class SimNode(Node):
         except SpatialPinError as e:
             self.get_logger().error(f"rejected joint trajectory: {e}")
             return
+        self._last_command_stamp = max(self._last_command_stamp, stamp)
         self.get_logger().info(
             f"executing trajectory: {len(traj.times)} points over {traj.duration:.2f} s for "
             f"{', '.join(traj.joint_names)}")
