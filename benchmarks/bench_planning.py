@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from spatialpin_ros.core.types import Scene
-from spatialpin_ros.planning.grasps import MAX_GRASP_WIDTH, Infeasible, check_support
+from spatialpin_ros.core.stacking import MAX_GRASP_WIDTH, Infeasible, check_support
 from spatialpin_ros.planning.pick_place import object_on_top, plan_pick_and_place
 from spatialpin_ros.planning.planner import MotionPlanner
 from spatialpin_ros.planning.robot import PandaModel

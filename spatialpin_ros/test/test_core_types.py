@@ -112,6 +112,19 @@ def test_trajectory_sampling():
     assert h.sample(0.1)[0] < 0.1  # eases in from rest
 
 
+def test_trajectories_join_end_to_start():
+    a = _traj([0, 1], [[0, 0], [0.5, 0.02]], vel=np.zeros((2, 2)))
+    b = _traj([0, 0.5, 2], [[0.5, 0.02], [0.6, 0.02], [0.2, 0.0]], vel=np.zeros((3, 2)))
+    ab = a.then(b)
+    np.testing.assert_allclose(ab.times, [0, 1, 1.5, 3])
+    np.testing.assert_allclose(ab.positions[-1], [0.2, 0.0])
+    assert ab.velocities.shape == (4, 2) and ab.accelerations is None
+    with pytest.raises(TrajectoryError, match="does not start where"):
+        a.then(_traj([0, 1], [[0.4, 0.02], [0.5, 0.02]]))
+    with pytest.raises(TrajectoryError, match="different joints"):
+        a.then(_traj([0, 1], [[0.5, 0.02], [0.5, 0.02]], names=("j1", "j3")))
+
+
 def test_subsampled_camera_back_projects_the_same_points():
     cam = CameraModel.from_fov(64, 48, 60.0, cy=23.0)
     depth = np.random.default_rng(1).uniform(0.5, 2.0, (48, 64)).astype(np.float32)

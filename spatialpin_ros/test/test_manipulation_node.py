@@ -17,11 +17,15 @@ from rclpy.parameter import Parameter  # noqa: E402
 from spatialpin_interfaces.action import ExecuteTask  # noqa: E402
 from spatialpin_interfaces.msg import ScenePriors, TaskProposal  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg  # noqa: E402
+from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from spatialpin_ros.ros import conversions as conv  # noqa: E402
 from spatialpin_ros.ros.manipulation_node import ManipulationNode  # noqa: E402
 from spatialpin_ros.ros.perception_node import PerceptionNode  # noqa: E402
 from spatialpin_ros.ros.sim_node import LATCHED, SimNode  # noqa: E402
+
+
+PLAN_MARKERS: list = []
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +41,8 @@ def graph(rclpy_context):
     sent = []
     client.create_subscription(JointTrajectoryMsg, "/joint_trajectory_controller/joint_trajectory",
                                lambda m: sent.append(m), 10)
+    client.create_subscription(MarkerArray, "/spatialpin/plan_markers",
+                               lambda m: PLAN_MARKERS.append(m), LATCHED)
     action = ActionClient(client, ExecuteTask, "/spatialpin/execute_task")
     ex = MultiThreadedExecutor(num_threads=4)
     for n in (sim, perception, manip, client):
@@ -81,6 +87,17 @@ def test_plan_only_sends_nothing(graph):
     assert res.planning_time > 0 and "plan" in fb
     spin_until(ex, lambda: False, timeout=0.5)
     assert len(sent) == n_sent
+    # The plan for rviz: the path by stage, the grasp arrow, and the red block on the blue one.
+    assert spin_until(ex, lambda: PLAN_MARKERS, timeout=5)
+    ms = {m.ns: m for m in PLAN_MARKERS[-1].markers}
+    path = ms["spatialpin_plan/path"]
+    assert path.type == Marker.LINE_STRIP and len(path.points) == len(path.colors) > 10
+    assert ms["spatialpin_plan/grasp"].type == Marker.ARROW
+    goal = ms["spatialpin_plan/goals"]
+    blue = scene.get(ids["blue"])
+    assert np.hypot(goal.pose.position.x - blue.center[0],
+                    goal.pose.position.y - blue.center[1]) < 0.02
+    assert goal.pose.position.z > blue.center[2] + blue.size[2] / 2
 
 
 @pytest.mark.parametrize("case, why", [("missing", "no object"), ("small", "too small"),

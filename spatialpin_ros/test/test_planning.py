@@ -320,3 +320,86 @@ def test_pick_and_stack_in_the_simulator(robot, planner):
         _, q, _, _ = world.joint_state()
         assert np.allclose(q[:7], PANDA_HOME, atol=0.02)
         assert np.all(q[7:] > plan.grasp.width / 2)
+
+
+# -- clutter: grasp variants, off-centre placements, clearing the way -------------------------
+def test_off_centre_placements_move_away_from_a_crowding_neighbour(robot):
+    from spatialpin_ros.core.stacking import stable_at
+    from spatialpin_ros.planning.grasps import stack_poses
+    obj = box("obj", [0.45, 0.2, 0.025], [0.05, 0.056, 0.05])
+    tgt = box("tgt", [0.5, 0.0, 0.02], [0.05, 0.04, 0.04])
+    wall = box("wall", [0.5, 0.047, 0.06], [0.05, 0.05, 0.12])   # 2 mm from the target, tall
+    tiers = stack_poses(obj, tgt, neighbours=[wall])
+    assert len(tiers) >= 2
+    centred = tiers[0][0][0].position
+    assert np.allclose(centred[:2], [0.5, 0.0])
+    for tier in tiers[1:]:
+        for pose, ratio in tier:
+            shift = pose.position[:2] - centred[:2]
+            assert shift[1] < -0.004 and abs(shift[0]) < 1e-9        # away from the wall
+            assert stable_at(obj, pose.yaw(), tgt, pose.position[:2]) and ratio >= 0.6
+    # Shifts stop where the object would tip: 1 cm off a 4 cm wide top is too far.
+    assert max(abs(p.position[1]) for t in tiers for p, _ in t) < 0.0075
+    # No neighbour, no off-centre tier; a low neighbour does not count.
+    assert len(stack_poses(obj, tgt)) == 1
+    low = box("low", [0.5, 0.047, 0.01], [0.05, 0.05, 0.02])
+    assert len(stack_poses(obj, tgt, neighbours=[low])) == 1
+    # Held at the centre the object would press 6 mm into the wall; 5 mm away it clears.
+    ps = PlanningScene(robot, scene_of(obj, tgt, wall))
+    try:
+        ps.attach("obj", robot.ik(top_down_pose([0.45, 0.2, 0.03], 0.0), PANDA_HOME), 0.03)
+        with ps.allow(["tgt"]), ps.fine():
+            assert not ps.held_clear_at(tiers[0][0][0])
+            assert ps.held_clear_at(tiers[1][0][0])
+    finally:
+        ps.close()
+
+
+def clutter() -> SceneSpec:
+    """A short block touching a tall one: no top-down grasp fits the short block."""
+    return SceneSpec(camera=CameraSpec(width=64, height=48), objects=[
+        ObjectSpec("short", shape="box", size=(0.04, 0.04, 0.035), rgba=(1, 0, 0, 1),
+                   position=(0.5, 0.1, 0.0175)),
+        ObjectSpec("tall", shape="box", size=(0.04, 0.045, 0.13), rgba=(0, 1, 0, 1),
+                   position=(0.5, 0.1425, 0.065)),
+        ObjectSpec("base", shape="box", size=(0.07, 0.07, 0.04), rgba=(0, 0, 1, 1),
+                   position=(0.5, -0.15, 0.02)),
+    ], name="clutter")
+
+
+def test_a_blocked_task_clears_the_way_first_and_stacks_in_the_simulator(robot, planner):
+    from spatialpin_ros.planning import blockers, plan_task
+    with SimWorld(clutter()) as world:
+        scene = world.ground_truth()   # a stand-in for perception (this unit test only)
+        direct = plan_pick_and_place(robot, scene, "short", "base", planner=planner)
+        assert not direct.success and direct.code == "blocked"
+        assert [o.id for o in blockers(scene, "short", "base")] == ["tall"]
+        assert plan_task(robot, scene, "short", "base", planner=planner,
+                         max_clearing=0).code == "blocked"
+        plan = plan_task(robot, scene, "short", "base", planner=planner)
+        assert plan.success, plan.reason
+        assert [c for c, _ in plan.cleared] == ["tall"]
+        spot = plan.cleared[0][1].position
+        for keep in ("short", "base"):
+            assert np.linalg.norm(spot[:2] - scene.get(keep).center[:2]) > 0.1
+        names = [n for n, _, _ in plan.stages]
+        assert names[:2] == ["clear_preshape", "clear_approach"] and names[-1] == "home"
+        assert "clear_home" not in names and names.count("lift") == 1
+        traj = plan.trajectory
+        assert np.all(np.diff(traj.times) > 0)
+        assert np.max(np.abs(np.diff(traj.positions[:, :7], axis=0))) < 0.05  # continuous
+        world.validate_trajectory(traj)
+        assert limit_violations(traj, world.joint_limits) == {"joint": 0, "velocity": 0,
+                                                             "acceleration": 0}
+        world.run_trajectory(traj)
+        world.step(int(0.5 / world.time_step))
+        short = next(o for o in world.objects if o.spec.name == "short")
+        base = next(o for o in world.objects if o.spec.name == "base")
+        tall = next(o for o in world.objects if o.spec.name == "tall")
+        sp, ss = world.object_box(short)
+        bp, bs = world.object_box(base)
+        assert np.linalg.norm(sp.position[:2] - bp.position[:2]) < 0.015
+        assert abs((sp.position[2] - ss[2] / 2) - (bp.position[2] + bs[2] / 2)) < 0.01
+        tp, _ = world.object_box(tall)
+        assert np.linalg.norm(tp.position[:2] - spot[:2]) < 0.02   # the tall block went there
+        assert tp.rotation.as_matrix()[:, 2] @ [0, 0, 1] > 0.99    # and stands upright

@@ -31,7 +31,7 @@ def scene():
 
 def test_feasibility_reasons(scene):
     assert check_stack(scene, "obj_0", "obj_1") is None
-    assert "gripper opens" in check_stack(scene, "obj_2", "obj_1")
+    assert "too wide for the gripper" in check_stack(scene, "obj_2", "obj_1")
     assert "would roll" in check_stack(scene, "obj_3", "obj_1")
     assert "no flat top" in check_stack(scene, "obj_0", "obj_3")
     assert "too small" in check_stack(scene, "obj_0", "obj_4")
@@ -43,6 +43,40 @@ def test_feasibility_reasons(scene):
         obj("obj_7", "cyan", "box", [0.5, -0.15, 0.055], [0.03, 0.03, 0.03])])  # on obj_0
     assert "already carries obj_6" in check_stack(on_top, "obj_0", "obj_1")
     assert "carries obj_7" in check_stack(on_top, "obj_0", "obj_2")
+
+
+def test_stability_rule_is_physical_and_shared_with_the_planner(scene):
+    from spatialpin_ros.core.stacking import Infeasible, check_support, tip_angle
+    wide = obj("obj_8", "black", "box", [0.5, 0.25, 0.06], [0.08, 0.08, 0.12])
+    tall_ok = obj("obj_6", "pink", "box", [0.4, 0.25, 0.0425], [0.048, 0.064, 0.085])
+    tall_bad = obj("obj_7", "cyan", "box", [0.45, 0.25, 0.06], [0.037, 0.044, 0.12])
+    s2 = scene.replace(objects=scene.objects + [wide, tall_ok, tall_bad])
+    # 8.5 cm tall, 4.8 cm wide: survives atan((2.4 - 0.5) / 4.25) = 24 degrees: accepted.
+    assert check_stack(s2, "obj_6", "obj_8") is None
+    assert math.degrees(tip_angle(tall_ok, 0.0, wide)) == pytest.approx(24.1, abs=0.2)
+    # 12 cm tall, 3.7 cm wide: only 13 degrees: refused, by the proposer and the planner alike.
+    why = check_stack(s2, "obj_7", "obj_8")
+    assert why.startswith("unstable") and "13 degrees" in why
+    with pytest.raises(Infeasible) as e:
+        check_support(tall_bad, wide)
+    assert e.value.code == "unstable" and e.value.reason == why
+
+
+def test_free_spot_keeps_clear_of_everything(scene):
+    from spatialpin_ros.core.stacking import footprint, free_spot, polygon_gap
+    a = scene.get("obj_0")
+    xy = free_spot(scene.objects, a, keep_away=[scene.get("obj_1")], keep_away_margin=0.1)
+    assert xy is not None and np.linalg.norm(xy - a.center[:2]) > 0.08
+    placed = footprint(a, xy=xy)
+    for o in scene.objects:
+        if o.id != "obj_0":
+            need = 0.1 if o.id == "obj_1" else 0.02
+            assert polygon_gap(placed, footprint(o)) >= need - 1e-9
+    # A table full of objects has no free spot.
+    crowd = [obj(f"c{i}_{j}", "gray", "box", [x, y, 0.02], [0.06, 0.06, 0.04])
+             for i, x in enumerate(np.arange(0.3, 0.75, 0.07))
+             for j, y in enumerate(np.arange(-0.35, 0.36, 0.07))]
+    assert free_spot(crowd + [a], a) is None
 
 
 def test_geometric_proposals_are_feasible_and_steerable(scene):

@@ -118,6 +118,24 @@ class JointTrajectory:
                 raise TrajectoryError(
                     f"joint {name} moves at {vmax:.3f}, above its velocity limit {lim.velocity:.3f}")
 
+    def then(self, other: "JointTrajectory") -> "JointTrajectory":
+        """This trajectory followed by ``other`` (same joints), which must start where this one
+        ends; its first point is dropped and its times shifted by this duration."""
+        if list(other.joint_names) != self.joint_names:
+            raise TrajectoryError("cannot join trajectories of different joints")
+        if len(other.times) == 0:
+            return self
+        if not np.allclose(other.positions[0], self.positions[-1], atol=1e-6):
+            raise TrajectoryError("the second trajectory does not start where the first ends")
+
+        def cat(a, b):
+            return None if a is None or b is None else np.concatenate([a, b[1:]])
+        return JointTrajectory(self.joint_names,
+                               np.concatenate([self.times, other.times[1:] + self.duration]),
+                               np.concatenate([self.positions, other.positions[1:]]),
+                               cat(self.velocities, other.velocities),
+                               cat(self.accelerations, other.accelerations))
+
     def sample(self, t: float) -> np.ndarray:
         """Positions (J,) at time ``t`` seconds from start: cubic Hermite between points when
         velocities are given, else linear; held at the ends."""

@@ -15,12 +15,12 @@ Usage::
         print(plan.code, plan.reason)         # e.g. "too_wide", "object too wide ..."
 """
 
-from spatialpin_ros.planning.grasps import (MAX_GRASP_WIDTH, Grasp, Infeasible, Placement,
-                                            check_support, grasp_candidates, placements_at,
+from spatialpin_ros.core.stacking import MAX_GRASP_WIDTH, Infeasible, check_support
+from spatialpin_ros.planning.grasps import (Grasp, Placement, grasp_candidates, placements_at,
                                             placements_on)
 from spatialpin_ros.planning.pick_place import (JOINT_NAMES, MotionRecord, TaskPlan,
-                                                object_on_top, plan_pick_and_place,
-                                                supporting_object)
+                                                blockers, object_on_top, plan_pick_and_place,
+                                                plan_task, supporting_object)
 from spatialpin_ros.planning.planner import ALGORITHMS, MotionPlanner, PlanResult, path_length
 from spatialpin_ros.planning.robot import (ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN, PANDA_HOME,
                                            TCP_LINK, PandaModel, top_down_pose)
@@ -32,5 +32,5 @@ __all__ = [
     "PANDA_HOME", "TCP_LINK", "Grasp", "Infeasible", "MotionPlanner", "MotionRecord",
     "PandaModel", "PlanResult", "Placement", "PlanningScene", "TaskPlan", "check_support",
     "grasp_candidates", "limit_violations", "object_on_top", "path_length", "placements_at",
-    "placements_on", "plan_pick_and_place", "supporting_object", "time_path", "top_down_pose",
+    "placements_on", "plan_pick_and_place", "plan_task", "blockers", "supporting_object", "time_path", "top_down_pose",
 ]

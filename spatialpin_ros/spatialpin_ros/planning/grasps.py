@@ -15,10 +15,14 @@ commanded ``squeeze`` metres inside the object's half-width so that they press o
 
 Placement on a target (stacking): the object is centred over the target's top, its bottom
 ``clearance`` above it, turned so that its sides line up with a box target's sides (the
-candidate turns differ by 90 degrees). Support rule: the target must have a flat top (a box,
-cylinder or an "other" shape taken as its box, not a sphere) and at the chosen placement the
-target's top must cover at least ``min_support`` (60 %) of the object's footprint; the object's
-centre then lies over the target's centre.
+candidate turns differ by 90 degrees). The support and stability rules and the gripper width
+are ``core.stacking``'s, shared with the task proposer: a flat, level top covering at least
+``min_support`` (60 %) of the object's footprint, and an object that survives a 15 degree tilt.
+
+Grasp variants for clutter (``GRASP_VARIANTS``): after every heading of the default grasp, the
+same headings with a tighter finger preshape (7 mm instead of 15 mm beyond the object's sides,
+for a narrow gap to a neighbour) and a shallower grasp (60 % of ``depth``, to keep the hand
+above a taller neighbour).
 """
 
 from __future__ import annotations
@@ -30,22 +34,13 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from spatialpin_ros.core.stacking import (MAX_GRASP_WIDTH, MIN_SUPPORT, Infeasible, bottom_z,
+                                          check_graspable, check_support, footprint,
+                                          polygon_gap, stable_at, support_ratio, top_z)
+from spatialpin_ros.core.stacking import wrap as _wrap
+from spatialpin_ros.core.stacking import yaw_of as _yaw_of
 from spatialpin_ros.core.types import ObjectPrior, Pose
 from spatialpin_ros.planning.robot import FINGER_OPEN, FINGERTIP_BELOW_TCP, top_down_pose
-
-#: Widest object side the gripper takes (metres): its 0.08 m opening less 4 mm on each side.
-MAX_GRASP_WIDTH = 0.072
-
-
-class Infeasible(Exception):
-    """A task that cannot be done as asked; ``code`` is a short machine-readable reason
-    (``too_wide``, ``target_too_small``, ``no_flat_top``, ``unreachable``, ...)."""
-
-    def __init__(self, code: str, reason: str):
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
 
 @dataclass
 class Grasp:
@@ -78,10 +73,6 @@ class Placement:
     support_ratio: float
 
 
-def _wrap(a: float) -> float:
-    return (a + math.pi) % (2 * math.pi) - math.pi
-
-
 #: Panda joint 7 limit (rad) and its value at home, where the TCP heading is 0.
 _Q7_LIMIT = 2.9671
 _Q7_HOME = 0.785
@@ -95,103 +86,51 @@ def wrist_margin(x: float, y: float, yaw: float) -> float:
     return max(min(q + _Q7_LIMIT, _Q7_LIMIT - q) for q in (q7 - 2 * math.pi, q7, q7 + 2 * math.pi))
 
 
-def _yaw_of(prior: ObjectPrior) -> float:
-    return prior.pose.yaw()
-
-
-def top_z(prior: ObjectPrior) -> float:
-    """Height of the object's top (its box's highest corner)."""
-    return float(prior.corners()[:, 2].max())
-
-
-def bottom_z(prior: ObjectPrior) -> float:
-    return float(prior.corners()[:, 2].min())
-
-
-def footprint(prior: ObjectPrior, yaw: Optional[float] = None,
-              xy: Optional[Sequence[float]] = None) -> np.ndarray:
-    """Convex footprint (K, 2) of the object, turned to ``yaw`` and moved to ``xy`` if given."""
-    yaw = _yaw_of(prior) if yaw is None else yaw
-    cx, cy = (prior.center[:2] if xy is None else xy)
-    if prior.shape in ("cylinder", "sphere"):
-        r = max(prior.size[:2]) / 2
-        a = np.linspace(0, 2 * math.pi, 32, endpoint=False)
-        local = np.stack([np.cos(a), np.sin(a)], 1) * r
-    else:
-        hx, hy = prior.size[0] / 2, prior.size[1] / 2
-        local = np.array([[hx, hy], [-hx, hy], [-hx, -hy], [hx, -hy]])
-    c, s = math.cos(yaw), math.sin(yaw)
-    return local @ np.array([[c, s], [-s, c]]) + [cx, cy]
-
-
-def polygon_area(p: np.ndarray) -> float:
-    x, y = p[:, 0], p[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
-
-
-def _ccw(p: np.ndarray) -> np.ndarray:
-    x, y = p[:, 0], p[:, 1]
-    signed = float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
-    return p if signed > 0 else p[::-1]
-
-
-def clip_polygon(subject: np.ndarray, clip: np.ndarray) -> np.ndarray:
-    """Intersection of two convex polygons (Sutherland-Hodgman); (K, 2), possibly empty."""
-    out = _ccw(np.asarray(subject, dtype=float))
-    clip = _ccw(np.asarray(clip, dtype=float))
-    for i in range(len(clip)):
-        a, b = clip[i], clip[(i + 1) % len(clip)]
-        if len(out) == 0:
-            break
-        inp, out = out, []
-        e = b - a
-
-        def inside(p):
-            return e[0] * (p[1] - a[1]) - e[1] * (p[0] - a[0]) >= -1e-12
-
-        for j in range(len(inp)):
-            p, q = inp[j], inp[(j + 1) % len(inp)]
-            ip, iq = inside(p), inside(q)
-            if ip:
-                out.append(p)
-            if ip != iq:
-                d = q - p
-                den = e[0] * d[1] - e[1] * d[0]
-                if abs(den) > 1e-15:
-                    t = (e[1] * (p[0] - a[0]) - e[0] * (p[1] - a[1])) / den
-                    out.append(p + t * d)
-        out = np.array(out) if out else np.zeros((0, 2))
-    return np.asarray(out).reshape(-1, 2)
-
-
-def support_ratio(obj: ObjectPrior, obj_yaw: float, target: ObjectPrior) -> float:
-    """Share of the object's footprint (turned to ``obj_yaw``, centred on the target) that the
-    target's top covers."""
-    fo = footprint(obj, obj_yaw, target.center[:2])
-    ft = footprint(target)
-    inter = clip_polygon(fo, ft)
-    area = polygon_area(fo)
-    return polygon_area(inter) / area if len(inter) >= 3 and area > 0 else 0.0
+#: Fallback grasp variants for cluttered spots, tried after every heading of the default grasp:
+#: (depth scale, preshape margin in metres). A shallower grasp keeps the hand above a tall
+#: neighbour; a tighter preshape keeps the open fingers out of a narrow gap.
+GRASP_VARIANTS = ((1.0, None), (1.0, 0.007), (0.6, None), (0.6, 0.007))
 
 
 def grasp_candidates(prior: ObjectPrior, support_z: float = 0.0, current_yaw: float = 0.0,
                      max_width: float = MAX_GRASP_WIDTH, depth: float = 0.025,
                      approach_height: float = 0.10, lift_height: float = 0.10,
                      squeeze: float = 0.005, preshape_margin: float = 0.015,
-                     fingertip_clearance: float = 0.006) -> list[Grasp]:
+                     fingertip_clearance: float = 0.006,
+                     variants: Sequence[tuple[float, Optional[float]]] = GRASP_VARIANTS
+                     ) -> list[Grasp]:
     """Top-down grasps of ``prior``, best first. Raises Infeasible("too_wide") when every side
-    is wider than ``max_width``, ("no_shape") for a degenerate prior."""
+    is wider than ``max_width``, ("no_shape") for a degenerate prior.
+
+    ``variants``: (depth scale, preshape margin or None for ``preshape_margin``) tiers; every
+    heading of the first tier comes before any of the next (see ``GRASP_VARIANTS``)."""
+    out: list[Grasp] = []
+    for scale, margin in variants:
+        out += _grasps(prior, support_z, current_yaw, max_width, depth * scale, approach_height,
+                       lift_height, squeeze,
+                       preshape_margin if margin is None else min(margin, preshape_margin),
+                       fingertip_clearance)
+    # Variants that come out the same (a thin object, a margin already at the limit) once.
+    seen, unique = set(), []
+    for g in out:
+        key = (round(g.yaw, 4), round(g.depth, 4), round(g.preshape, 4))
+        if key not in seen:
+            seen.add(key)
+            unique.append(g)
+    return unique
+
+
+def _grasps(prior: ObjectPrior, support_z: float, current_yaw: float, max_width: float,
+            depth: float, approach_height: float, lift_height: float, squeeze: float,
+            preshape_margin: float, fingertip_clearance: float) -> list[Grasp]:
     size = np.asarray(prior.size, dtype=float)
     if not np.all(np.isfinite(size)) or np.any(size <= 0):
         raise Infeasible("no_shape", f"object {prior.id!r} has no usable size {size.tolist()}")
+    check_graspable(prior, max_width)
     yaw_o = _yaw_of(prior)
     options: list[tuple[float, float]] = []  # (closing-direction angle, width)
     if prior.shape in ("cylinder", "sphere"):
         d = float(max(size[:2]))
-        if d > max_width:
-            raise Infeasible("too_wide", f"object too wide for the gripper: {prior.id!r} is "
-                             f"{100 * d:.1f} cm across (the gripper takes at most "
-                             f"{100 * max_width:.1f} cm)")
         base = current_yaw + math.pi / 2  # closing direction that keeps the wrist where it is
         for k in (0, 1, -1, 2, -2, 3, -3, 4):
             options.append((base + k * math.pi / 8, d))
@@ -200,10 +139,6 @@ def grasp_candidates(prior: ObjectPrior, support_z: float = 0.0, current_yaw: fl
         for w, ang in sides:
             if w <= max_width:
                 options.append((ang, w))
-        if not options:
-            raise Infeasible("too_wide", f"object too wide for the gripper: {prior.id!r} is "
-                             f"{100 * sides[0][0]:.1f} x {100 * sides[1][0]:.1f} cm (the gripper "
-                             f"takes at most {100 * max_width:.1f} cm)")
     top = top_z(prior)
     if prior.shape == "sphere":
         tcp_z = float(prior.center[2])
@@ -232,45 +167,78 @@ def grasp_candidates(prior: ObjectPrior, support_z: float = 0.0, current_yaw: fl
     return out
 
 
-def check_support(obj: ObjectPrior, target: ObjectPrior,
-                  min_support: float = 0.6) -> tuple[float, list[float]]:
-    """(best support ratio, object yaws that reach ``min_support``, best first) for putting
-    ``obj`` on ``target``; raises Infeasible("no_flat_top" / "target_too_small")."""
-    if target.shape == "sphere":
-        raise Infeasible("no_flat_top", f"target {target.id!r} is a sphere: no flat top to "
-                         "stack on")
-    tilt = target.pose.rotation.as_matrix()[:, 2]
-    if target.shape != "sphere" and abs(tilt[2]) < math.cos(math.radians(10)):
-        raise Infeasible("no_flat_top", f"target {target.id!r} is tilted: no level top")
-    yaw_t = _yaw_of(target)
-    yaws = [_wrap(yaw_t + k * math.pi / 2) for k in range(4)]
-    if obj.shape in ("cylinder", "sphere"):
-        yaws = [_wrap(_yaw_of(obj))]
-    ratios = [(support_ratio(obj, y, target), y) for y in yaws]
-    best = max(r for r, _ in ratios)
-    ok = [y for r, y in ratios if r >= min_support - 1e-9]
-    if not ok:
-        raise Infeasible("target_too_small", (
-            f"target too small: the top of {target.id!r} ({100 * target.size[0]:.1f} x "
-            f"{100 * target.size[1]:.1f} cm) would carry only {100 * best:.0f} % of "
-            f"{obj.id!r}'s footprint ({100 * obj.size[0]:.1f} x {100 * obj.size[1]:.1f} cm); "
-            f"at least {100 * min_support:.0f} % is needed"))
-    return best, ok
+#: Off-centre placements (metres from the target's centre) tried after the centred ones when a
+#: neighbour stands close to the target: away from it, as far as support and stability allow.
+PLACEMENT_SHIFTS = (0.005, 0.01, 0.015)
 
 
 def placements_on(obj: ObjectPrior, grasp: Grasp, target: ObjectPrior,
                   clearance: float = 0.005, approach_height: float = 0.10,
-                  min_support: float = 0.6) -> list[Placement]:
-    """Placements of ``obj`` (held with ``grasp``) on top of ``target``, least wrist turn
-    first. Raises Infeasible when the target cannot support the object."""
+                  min_support: float = MIN_SUPPORT, neighbours: Sequence[ObjectPrior] = (),
+                  shifts: Sequence[float] = PLACEMENT_SHIFTS) -> list[Placement]:
+    """Placements of ``obj`` (held with ``grasp``) on top of ``target``: centred, least wrist
+    turn first, then off-centre ones (``stack_poses``). Raises Infeasible when the target
+    cannot support the object."""
+    return placements_for(obj, grasp, stack_poses(obj, target, clearance, min_support,
+                                                  neighbours, shifts), approach_height,
+                          target.id)
+
+
+def stack_poses(obj: ObjectPrior, target: ObjectPrior, clearance: float = 0.005,
+                min_support: float = MIN_SUPPORT, neighbours: Sequence[ObjectPrior] = (),
+                shifts: Sequence[float] = PLACEMENT_SHIFTS) -> list[list[tuple[Pose, float]]]:
+    """Object poses on top of ``target`` in tiers, each (pose let go ``clearance`` above the
+    top, support ratio): first centred at every supported and stable yaw; then, when one of
+    ``neighbours`` stands within 2 cm of the placed object and reaches above the target's top,
+    moved ``shifts`` away from such neighbours where the support and stability rules still hold
+    (``core.stacking.stable_at``). Raises Infeasible when the target cannot support the
+    object."""
     best, yaws = check_support(obj, target, min_support)
     z = top_z(target) + clearance + (float(obj.center[2]) - bottom_z(obj))
-    xy = target.center[:2]
-    cands = []
-    for yaw in yaws:
-        cands += _placements(obj, grasp, Pose.from_yaw([xy[0], xy[1], z], yaw), approach_height,
-                             target.id, support_ratio(obj, yaw, target))
-    return _by_wrist_turn(cands, grasp.yaw)
+    xy = np.asarray(target.center[:2], dtype=float)
+    tiers = [[(Pose.from_yaw([xy[0], xy[1], z], yaw), support_ratio(obj, yaw, target))
+              for yaw in yaws]]
+    away = _away_from(obj, target, yaws, neighbours)
+    for m in (shifts if away is not None else ()):
+        p = xy + m * away
+        tier = [(Pose.from_yaw([p[0], p[1], z], yaw), support_ratio(obj, yaw, target, p))
+                for yaw in yaws if stable_at(obj, yaw, target, p, min_support)]
+        if tier:
+            tiers.append(tier)
+    return tiers
+
+
+def placements_for(obj: ObjectPrior, grasp: Grasp, tiers: Sequence[Sequence[tuple[Pose, float]]],
+                   approach_height: float = 0.10,
+                   target_id: Optional[str] = None) -> list[Placement]:
+    """Placements for object poses in tiers (``stack_poses``), least wrist turn first within
+    a tier."""
+    out: list[Placement] = []
+    for tier in tiers:
+        cands = []
+        for pose, ratio in tier:
+            cands += _placements(obj, grasp, pose, approach_height, target_id, ratio)
+        out += _by_wrist_turn(cands, grasp.yaw)
+    return out
+
+
+def _away_from(obj: ObjectPrior, target: ObjectPrior, yaws: Sequence[float],
+               neighbours: Sequence[ObjectPrior], near: float = 0.02) -> Optional[np.ndarray]:
+    """Unit direction (2,) away from the neighbours that crowd the placed object, or None."""
+    xy = np.asarray(target.center[:2], dtype=float)
+    placed = [footprint(obj, y, xy) for y in yaws]
+    push = np.zeros(2)
+    for n in neighbours:
+        if n.id in (obj.id, target.id) or top_z(n) < top_z(target) - 0.005:
+            continue
+        fn = footprint(n)
+        if min(polygon_gap(f, fn) for f in placed) < near:
+            d = xy - np.asarray(n.center[:2], dtype=float)
+            norm = float(np.linalg.norm(d))
+            if norm > 1e-6:
+                push += d / norm
+    norm = float(np.linalg.norm(push))
+    return push / norm if norm > 1e-6 else None
 
 
 def placements_at(obj: ObjectPrior, grasp: Grasp, place: Pose, clearance: float = 0.005,

@@ -24,6 +24,7 @@ collision-free grasp/placement"), ``timeout`` ("timeout"), ``cancelled`` ("cance
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -34,14 +35,15 @@ import numpy as np
 from spatialpin_ros.core.trajectory import JointTrajectory
 from spatialpin_ros.core.types import ObjectPrior, Pose, Scene
 from spatialpin_ros.planning.cartesian import gripper_move, straight_line
-from spatialpin_ros.planning.grasps import (MAX_GRASP_WIDTH, Grasp, Infeasible, Placement,
-                                            bottom_z, footprint, grasp_candidates,
-                                            placements_at, placements_on, polygon_area,
-                                            clip_polygon, top_z)
+from spatialpin_ros.core.stacking import (MAX_GRASP_WIDTH, MIN_SUPPORT, Infeasible, bottom_z,
+                                          clip_polygon, footprint, free_spot, grasp_width,
+                                          polygon_area, polygon_gap, top_z)
+from spatialpin_ros.planning.grasps import (Grasp, Placement, grasp_candidates, placements_at,
+                                            placements_for, stack_poses)
 from spatialpin_ros.planning.planner import MotionPlanner, PlanResult, path_length
 from spatialpin_ros.planning.robot import (ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN, PANDA_HOME,
                                            PandaModel)
-from spatialpin_ros.planning.scene import TABLE, PlanningScene
+from spatialpin_ros.planning.scene import TABLE, PlanningScene, support_z
 from spatialpin_ros.planning.timing import TimedPath
 
 JOINT_NAMES = list(ARM_JOINTS + FINGER_JOINTS)
@@ -86,6 +88,8 @@ class TaskPlan:
     motions: list[MotionRecord] = field(default_factory=list)
     grasp: Optional[Grasp] = None
     placement: Optional[Placement] = None
+    #: Objects moved out of the way first (``plan_task``): (object id, where its centre went).
+    cleared: list[tuple[str, Pose]] = field(default_factory=list)
 
     @property
     def motion_times(self) -> dict[str, float]:
@@ -209,7 +213,7 @@ def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
                         should_cancel: Optional[Callable[[], bool]] = None,
                         cloud: Optional[np.ndarray] = None, padding: float = 0.01,
                         approach_height: float = 0.10, clearance: float = 0.005,
-                        min_support: float = 0.6, max_grasp_width: float = MAX_GRASP_WIDTH,
+                        min_support: float = MIN_SUPPORT, max_grasp_width: float = MAX_GRASP_WIDTH,
                         grasp_depth: float = 0.025, squeeze: float = 0.005,
                         cartesian_speed: float = 0.1, close_dwell: float = 0.4,
                         release_dwell: float = 0.3, reference_time: float = 0.0,
@@ -280,11 +284,11 @@ def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
                                   lift_height=approach_height, squeeze=squeeze)
         if target is not None:
             # Raise "target too small" before any IK.
-            placements_on(obj, grasps[0], target, clearance, approach_height, min_support)
+            stack_poses(obj, target, clearance, min_support)
 
         chosen = _choose(robot, ps, obj, target, place_pose, grasps, q_start, support_id,
                          clearance, approach_height, min_support, cartesian_speed,
-                         planner.dt, check_cancel, fine_clearance)
+                         planner.dt, check_cancel, fine_clearance, scene.objects)
         g, pl, q_pre, desc, lift, q_pp, lower, retreat = chosen
         plan.grasp, plan.placement = g, pl
 
@@ -378,6 +382,102 @@ def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
     return plan
 
 
+def blockers(scene: Scene, object_id: str, target_id: Optional[str] = None,
+             near: float = 0.03) -> list[ObjectPrior]:
+    """Objects that may stand in the hand's way at the object or the target and could be moved
+    away: within ``near`` of either footprint, carrying nothing and narrow enough to grasp; the
+    tallest first (a tall neighbour blocks the hand), then the nearest. The target itself comes
+    last, when it stands next to the object (it can be stacked on where it is put)."""
+    obj = scene.get(object_id)
+    keys = [obj] + ([scene.get(target_id)] if target_id else [])
+    out = []
+    for o in scene.objects:
+        if o.id == object_id or grasp_width(o) > MAX_GRASP_WIDTH or object_on_top(o, scene):
+            continue
+        if o.id == target_id:
+            gap = polygon_gap(footprint(o), footprint(obj))
+            if gap < near:
+                out.append((1, 0.0, gap, o))
+            continue
+        gap = min(polygon_gap(footprint(o), footprint(k)) for k in keys)
+        if gap < near:
+            out.append((0, -round(top_z(o), 2), gap, o))
+    return [t[-1] for t in sorted(out, key=lambda t: t[:3])]
+
+
+def plan_task(robot: PandaModel, scene: Scene, object_id: str, target_id: Optional[str] = None,
+              place_pose: Optional[Pose] = None, q_start: Optional[Sequence[float]] = None, *,
+              max_clearing: int = 3, time_limit: float = 10.0,
+              finger_start: float = FINGER_OPEN, **kwargs) -> TaskPlan:
+    """``plan_pick_and_place``, and when that is ``blocked``, clear the way first: move one
+    neighbour (``blockers``, at most ``max_clearing`` tried, 0 never) to a free spot on the
+    table away from the object and the target, then do the task from there, as one trajectory.
+    The second part is planned on the scene as it will be after the move (the neighbour at
+    its new place); stages and motions of the first part are named ``clear_<stage>`` and
+    ``TaskPlan.cleared`` says what went where. ``time_limit`` covers everything; other keyword
+    arguments go to ``plan_pick_and_place``."""
+    t0 = time.perf_counter()
+    kwargs.pop("return_home", None)
+    first = plan_pick_and_place(robot, scene, object_id, target_id, place_pose, q_start,
+                                finger_start=finger_start, time_limit=time_limit, **kwargs)
+    if first.code != "blocked" or max_clearing <= 0:
+        return first
+    tried = []
+    for b in blockers(scene, object_id, target_id)[:max_clearing]:
+        left = time_limit - (time.perf_counter() - t0)
+        if left <= 0.5:
+            tried.append("out of time")
+            break
+        keep = [scene.get(object_id)] + ([scene.get(target_id)] if target_id else [])
+        spot = free_spot(scene.objects, b, keep_away=keep)
+        if spot is None:
+            tried.append(f"no free spot for {b.id!r}")
+            continue
+        z = support_z(scene) + float(b.center[2]) - bottom_z(b)
+        spot_pose = Pose([spot[0], spot[1], z], b.pose.quaternion)
+        move = plan_pick_and_place(robot, scene, b.id, place_pose=spot_pose, q_start=q_start,
+                                   finger_start=finger_start, time_limit=left,
+                                   return_home=False, **kwargs)
+        if not move.success:
+            tried.append(f"moving {b.id!r}: {move.code}")
+            if move.code in ("cancelled", "timeout"):
+                break
+            continue
+        moved = dataclasses.replace(b, pose=spot_pose)
+        after = scene.replace(objects=[moved if o.id == b.id else o for o in scene.objects])
+        end = move.trajectory.positions[-1]
+        left = time_limit - (time.perf_counter() - t0)
+        main = plan_pick_and_place(robot, after, object_id, target_id, place_pose, end[:7],
+                                   finger_start=float(end[7]), time_limit=max(left, 0.0),
+                                   **kwargs)
+        if main.success:
+            return _joined(move, main, b.id, spot_pose, time.perf_counter() - t0)
+        tried.append(f"after moving {b.id!r}: {main.code}")
+        if main.code in ("cancelled", "timeout"):
+            break
+    first.planning_time = time.perf_counter() - t0
+    if tried:
+        first.reason += "; clearing the way did not help (" + "; ".join(tried)[:300] + ")"
+    return first
+
+
+def _joined(move: TaskPlan, main: TaskPlan, moved_id: str, spot: Pose,
+            planning_time: float) -> TaskPlan:
+    """One plan: ``move`` (a neighbour out of the way), then ``main``."""
+    shift = move.trajectory.duration
+    plan = TaskPlan(True, trajectory=move.trajectory.then(main.trajectory),
+                    planning_time=planning_time, grasp=main.grasp, placement=main.placement)
+    plan.stages = ([(f"clear_{n}", a, b) for n, a, b in move.stages]
+                   + [(n, a + shift, b + shift) for n, a, b in main.stages])
+    plan.motions = ([dataclasses.replace(m, name=f"clear_{m.name}") for m in move.motions]
+                    + main.motions)
+    if move.ee_path is not None and main.ee_path is not None:
+        plan.ee_path = np.concatenate([move.ee_path, main.ee_path[1:]])
+        plan.ee_quat = np.concatenate([move.ee_quat, main.ee_quat[1:]])
+    plan.cleared = [(moved_id, spot)] + main.cleared
+    return plan
+
+
 #: How much higher than ``approach_height`` the pre-grasp, lift, pre-place and retreat poses
 #: may go to clear tall neighbours (metres).
 RAISE = 0.16
@@ -410,10 +510,12 @@ def _choose(robot: PandaModel, ps: PlanningScene, obj: ObjectPrior,
             target: Optional[ObjectPrior], place_pose: Optional[Pose], grasps: list[Grasp],
             q_start: np.ndarray, support_id: Optional[str], clearance: float,
             approach_height: float, min_support: float, speed: float, dt: float,
-            check_cancel: Callable[[], None], fine_clearance: float):
+            check_cancel: Callable[[], None], fine_clearance: float,
+            neighbours: Sequence[ObjectPrior] = ()):
     """The first grasp and placement whose IK and straight moves work, with those moves."""
     reasons: list[str] = []
     support_allow = [TABLE] + ([support_id] if support_id else [])
+    poses_on = None
     for g in grasps:
         check_cancel()
         ps.finger_width = g.preshape
@@ -444,13 +546,20 @@ def _choose(robot: PandaModel, ps: PlanningScene, obj: ObjectPrior,
             q_lift = lift.path[-1]
             g.lift = robot.fk(q_lift)
             if target is not None:
-                places = placements_on(obj, g, target, clearance, approach_height, min_support)
+                if poses_on is None:
+                    poses_on = stack_poses(obj, target, clearance, min_support, neighbours)
+                places = placements_for(obj, g, poses_on, approach_height, target.id)
                 allow_place = [target.id]
             else:
                 places = placements_at(obj, g, place_pose, clearance, approach_height)
                 allow_place = [TABLE]
             for pl in places:
                 check_cancel()
+                with ps.allow(allow_place), ps.fine(fine_clearance):
+                    if not ps.held_clear_at(pl.object_pose):
+                        reasons.append("place: the held object would touch a neighbour at "
+                                       f"{np.round(pl.object_pose.position, 3).tolist()}")
+                        continue
                 q_pp, why = _above(robot, ps, pl.pose, q_lift, approach_height, "pre-place")
                 if q_pp is None:
                     reasons.append(f"{why} (placement at "

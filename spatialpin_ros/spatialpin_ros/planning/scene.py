@@ -42,7 +42,8 @@ class Attached:
     finger_width: float
 
 
-def _support_z(scene: Optional[Scene]) -> float:
+def support_z(scene: Optional[Scene]) -> float:
+    """Height (m) of the support plane under the scene (0 when unknown or not level)."""
     if scene is None:
         return 0.0
     a, b, c, d = scene.support_plane
@@ -74,7 +75,7 @@ class PlanningScene:
         self.padding = float(padding)
         self.table_padding = float(table_padding)
         self.self_tol = float(self_collision_tolerance)
-        self.table_z = _support_z(scene)
+        self.table_z = support_z(scene)
         self.priors: dict[str, ObjectPrior] = {}
         self.bodies: dict[str, int] = {}       # name -> static body id
         self.pad: dict[int, float] = {}        # body id -> padding of its shape (m)
@@ -365,6 +366,24 @@ class PlanningScene:
                         and b not in self._allowed_attached:
                     out.append(("held", self.names.get(b, str(b)), -cp[8]))
         return out
+
+    def held_clear_at(self, pose: Pose) -> bool:
+        """Whether the held object, put at ``pose`` (world), keeps clear of every other object
+        (with the thresholds and allowed contacts in force; the robot is not checked): a cheap
+        test before the IK of a placement."""
+        att = self.attached
+        if att is None:
+            return True
+        pb.resetBasePositionAndOrientation(att.body, pose.position.tolist(),
+                                           pose.quaternion.tolist(), physicsClientId=self.client)
+        pb.performCollisionDetection(physicsClientId=self.client)
+        rb = self.robot.body
+        for cp in pb.getContactPoints(bodyA=att.body, physicsClientId=self.client):
+            b = cp[2]
+            if cp[8] < self._thr_held.get(b, 0.0) and b != rb and \
+                    b not in self._allowed_attached:
+                return False
+        return True
 
     def motion_valid(self, q0: Sequence[float], q1: Sequence[float],
                      resolution: float = 0.015) -> bool:

@@ -20,16 +20,15 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from spatialpin_ros.core.errors import SpatialPinError
+from spatialpin_ros.core.stacking import (MAX_GRASP_WIDTH, Infeasible, check_graspable,
+                                          check_support, grasp_width)
+from spatialpin_ros.core.stacking import free_spot as stacking_free_spot
 from spatialpin_ros.core.types import ObjectPrior, Pose, Scene
 from spatialpin_ros.reasoning.facts import scene_facts
-from spatialpin_ros.reasoning.geometric import footprint
 from spatialpin_ros.reasoning.resolve import COLOR_SYNONYMS, SHAPE_NOUNS
 
-GRIPPER_OPENING = 0.08      # m, Franka Hand
-GRIPPER_MARGIN = 0.012      # m left free on both sides together
 REACH = (0.25, 0.80)        # m, horizontal distance from the robot base (world origin)
 PLACE_CLEARANCE = 0.005     # m between the placed object's bottom and the target's top
-MIN_SUPPORT_RATIO = 0.6     # target top area / object footprint area
 STACK_TOLERANCE = 0.02      # m: an object whose bottom is this close to another's top rests on it
 
 
@@ -54,13 +53,10 @@ def _rests_on(a: ObjectPrior, b: ObjectPrior) -> bool:
     return abs(gap) < STACK_TOLERANCE and inside
 
 
-def grasp_width(o: ObjectPrior) -> float:
-    """Width the gripper must open to: the narrower horizontal extent."""
-    return float(min(o.size[0], o.size[1]))
-
-
 def check_stack(scene: Scene, object_id: str, target_id: str) -> Optional[str]:
-    """None if stacking ``object_id`` on ``target_id`` looks feasible, else the reason."""
+    """None if stacking ``object_id`` on ``target_id`` looks feasible, else the reason. The
+    gripper, support and stability rules are the planner's (``core.stacking``); this adds what
+    the scene says: both objects exist and are free, and lie within the arm's reach."""
     ids = {o.id: o for o in scene.objects}
     for i in (object_id, target_id):
         if i not in ids:
@@ -68,22 +64,11 @@ def check_stack(scene: Scene, object_id: str, target_id: str) -> Optional[str]:
     if object_id == target_id:
         return "an object cannot be stacked on itself"
     a, b = ids[object_id], ids[target_id]
-    if grasp_width(a) > GRIPPER_OPENING - GRIPPER_MARGIN:
-        return (f"{a.id} is {grasp_width(a) * 100:.1f} cm wide at its narrowest; the gripper "
-                f"opens {GRIPPER_OPENING * 100:.0f} cm")
-    if a.shape == "sphere":
-        return f"{a.id} is a ball and would roll off"
-    if b.shape in ("sphere", "other"):
-        return f"{b.id} has no flat top to stack on"
-    top_area = (math.pi / 4 * b.size[0] * b.size[1]) if b.shape == "cylinder" \
-        else b.size[0] * b.size[1]
-    foot = (math.pi / 4 * a.size[0] * a.size[1]) if a.shape == "cylinder" \
-        else a.size[0] * a.size[1]
-    if top_area < MIN_SUPPORT_RATIO * foot or min(b.size[:2]) < 0.6 * min(a.size[:2]):
-        return (f"{b.id}'s top ({b.size[0] * 100:.1f} x {b.size[1] * 100:.1f} cm) is too small "
-                f"to support {a.id} ({a.size[0] * 100:.1f} x {a.size[1] * 100:.1f} cm)")
-    if a.size[2] > 1.6 * min(a.size[:2]) and top_area < 1.5 * foot:
-        return f"{a.id} is tall and narrow and would tip over on {b.id}"
+    try:
+        check_graspable(a)
+        check_support(a, b)
+    except Infeasible as e:
+        return e.reason
     for o in scene.objects:
         if o.id not in (a.id, b.id) and _rests_on(o, b):
             return f"{b.id} already carries {o.id}"
@@ -130,7 +115,7 @@ class GeometricProposer:
                                           a.id, b.id, pose, scene.scene_id, score))
         # Moving an object to a free spot: feasible for any graspable object that carries nothing.
         for a in scene.objects:
-            if grasp_width(a) > GRIPPER_OPENING - GRIPPER_MARGIN or any(
+            if grasp_width(a) > MAX_GRASP_WIDTH or any(
                     _rests_on(o, a) for o in scene.objects if o.id != a.id):
                 continue
             pose = free_spot(scene, a.id)
@@ -254,26 +239,13 @@ def parse_tasks(text: str, scene: Scene) -> tuple[list[TaskProposal], list[str]]
 
 
 def free_spot(scene: Scene, object_id: str, step: float = 0.02) -> Optional[Pose]:
-    """A free place on the table within reach for an object, nearest its current place."""
-    import cv2
+    """A free place on the table within reach for an object, nearest its current place (the
+    rule of ``core.stacking.free_spot``): where its centre should go, at its own yaw."""
     a = scene.get(object_id)
-    r = 0.5 * float(np.hypot(a.size[0], a.size[1])) + 0.02
-    others = [footprint(o) for o in scene.objects if o.id != object_id]
-    best = None
-    for x in np.arange(0.35, 0.70, step):
-        for y in np.arange(-0.3, 0.3001, step):
-            c = np.array([x, y])
-            d = min((float(cv2.pointPolygonTest(p.astype(np.float32), (float(x), float(y)),
-                                                 True)) for p in others), default=-1.0)
-            # pointPolygonTest: positive inside; we need every polygon at least r away
-            if others and -d < r:
-                continue
-            dist = float(np.linalg.norm(c - a.center[:2]))
-            if dist > 0.08 and (best is None or dist < best[0]):
-                best = (dist, c)
-    if best is None:
+    xy = stacking_free_spot(scene.objects, a, step=step)
+    if xy is None:
         return None
-    return Pose([best[1][0], best[1][1], a.size[2] / 2 + PLACE_CLEARANCE], a.pose.quaternion)
+    return Pose([xy[0], xy[1], a.size[2] / 2 + PLACE_CLEARANCE], a.pose.quaternion)
 
 
 def _ngrams(tokens: Sequence[str], n: int) -> Counter:

@@ -359,6 +359,7 @@ def _record_topics():
             ("/spatialpin/markers", MarkerArray, LATCHED),
             ("/spatialpin/scene_cloud", PointCloud2, 2),
             ("/spatialpin/planned_path", PathMsg, LATCHED),
+            ("/spatialpin/plan_markers", MarkerArray, LATCHED),
             ("/spatialpin/perception/status", String, 10)]
 
 

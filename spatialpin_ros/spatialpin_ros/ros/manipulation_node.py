@@ -20,6 +20,7 @@ from typing import Optional
 import numpy as np
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Path
+from visualization_msgs.msg import MarkerArray
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
@@ -34,14 +35,17 @@ from spatialpin_ros.core.trajectory import JointTrajectory  # noqa: F401 (type o
 from spatialpin_ros.reasoning.tasks import check_stack, verify_stacked
 from spatialpin_ros.ros import conversions as conv
 from spatialpin_ros.ros.node_main import run_node
-from spatialpin_ros.ros.params import Param, declare_params, one_of, positive
+from spatialpin_ros.ros.params import Param, declare_params, non_negative, one_of, positive
 from spatialpin_ros.ros.sim_node import LATCHED
+from spatialpin_ros.ros.viz import plan_markers
 
 PARAMS = {
     "algorithm": Param("rrtstar", "OMPL planner: rrtstar or rrtconnect",
                        one_of("rrtstar", "rrtconnect")),
     "planning_time_limit": Param(2.0, "Seconds allowed to plan one motion", positive),
     "task_time_limit": Param(10.0, "Seconds allowed to plan a whole task", positive),
+    "max_clearing": Param(3, "When a task is blocked by neighbours, how many of them to try "
+                          "moving to a free spot first (one move; 0: never)", non_negative),
     "velocity_scale": Param(0.5, "Fraction of the joint velocity limits the planner uses",
                             positive),
     "world_frame": Param("world", "Frame of the scene priors, the path and the markers"),
@@ -54,10 +58,18 @@ PARAMS = {
     "follow_joint_trajectory_action": Param(
         "/joint_trajectory_controller/follow_joint_trajectory", "FollowJointTrajectory action"),
     "path_topic": Param("/spatialpin/planned_path", "Planned end-effector path (nav_msgs/Path)"),
+    "plan_markers_topic": Param("/spatialpin/plan_markers", "The planned task for rviz "
+                                "(MarkerArray: path by stage, grasp, goal poses, text)"),
     "action_name": Param("/spatialpin/execute_task", "ExecuteTask action name"),
     "verify_timeout_s": Param(10.0, "Seconds to wait for a fresh scene to check the result",
                               positive),
 }
+
+
+def _cleared_note(plan) -> str:
+    """What was moved out of the way first, for result messages."""
+    return "".join(f"; first moved {oid} out of the way to ({p.position[0]:.2f}, "
+                   f"{p.position[1]:.2f})" for oid, p in plan.cleared)
 
 
 class ManipulationNode(Node):
@@ -79,6 +91,7 @@ class ManipulationNode(Node):
                                  callback_group=group)
         self.pub_traj = self.create_publisher(JointTrajectoryMsg, p.joint_trajectory_topic, 10)
         self.pub_path = self.create_publisher(Path, p.path_topic, LATCHED)
+        self.pub_markers = self.create_publisher(MarkerArray, p.plan_markers_topic, LATCHED)
         self._fjt = self._make_fjt_client() if p.use_follow_joint_trajectory else None
         self._server = ActionServer(self, ExecuteTask, p.action_name, self._execute,
                                     goal_callback=lambda g: GoalResponse.ACCEPT,
@@ -170,9 +183,9 @@ class ManipulationNode(Node):
             return fail(f"unknown action {task.action!r}; use stack or pick_and_place")
 
         feedback("plan", 0.1)
-        from spatialpin_ros.planning import plan_pick_and_place
-        plan = plan_pick_and_place(
-            self.robot, scene, task.object_id,
+        from spatialpin_ros.planning import plan_task
+        plan = plan_task(
+            self.robot, scene, task.object_id, max_clearing=int(self.p.max_clearing),
             target_id=task.target_id if task.action == "stack" else None,
             place_pose=None if task.action == "stack" else conv.pose_from_msg(task.place_pose),
             q_start=q0, finger_start=self.current_fingers(), algorithm=self.p.algorithm,
@@ -198,10 +211,14 @@ class ManipulationNode(Node):
         ee = plan.ee_path if plan.ee_quat is None else np.hstack([plan.ee_path, plan.ee_quat])
         result.ee_path = self._path_msg(ee, stamp)
         self.pub_path.publish(result.ee_path)
+        desc = task.description or (f"{task.action} {task.object_id}"
+                                    + (f" on {task.target_id}" if task.target_id else ""))
+        self.pub_markers.publish(plan_markers(plan, scene, desc, self.p.world_frame, stamp))
         if not goal.execute:
             result.success = True
             result.message = (f"planned {len(plan.stages)} stages, {traj.duration:.1f} s of "
-                              f"motion, in {plan.planning_time:.2f} s (not executed)")
+                              f"motion, in {plan.planning_time:.2f} s (not executed)"
+                              + _cleared_note(plan))
             goal_handle.succeed()
             return result
 
@@ -233,9 +250,9 @@ class ManipulationNode(Node):
                 return fail("executed, but no fresh scene arrived to check the result")
             ok, why = verify_stacked(fresh, scene, task.object_id, task.target_id)
             result.success = ok
-            result.message = ("stacked: " if ok else "not stacked: ") + why
+            result.message = ("stacked: " if ok else "not stacked: ") + why + _cleared_note(plan)
         else:
-            result.success, result.message = True, "executed"
+            result.success, result.message = True, "executed" + _cleared_note(plan)
         feedback("done", 1.0)
         if result.success:
             goal_handle.succeed()

@@ -32,6 +32,10 @@ def positive(v: Any) -> Optional[str]:
     return None if isinstance(v, (int, float)) and v > 0 else f"must be > 0, got {v!r}"
 
 
+def non_negative(v: Any) -> Optional[str]:
+    return None if isinstance(v, (int, float)) and v >= 0 else f"must be >= 0, got {v!r}"
+
+
 def one_of(*choices: str) -> Validator:
     def check(v: Any) -> Optional[str]:
         return None if v in choices else f"must be one of {list(choices)}, got {v!r}"

@@ -104,3 +104,64 @@ def detections_3d(scene: Scene, stamp: Time):
         d.results.append(hyp)
         out.detections.append(d)
     return out
+
+
+#: Colours of the plan markers: moves that clear the way, planned free-space motions, and the
+#: short straight moves near contact.
+PLAN_COLORS = {"clear": (1.0, 0.55, 0.1), "planned": (0.2, 0.9, 0.3), "cartesian": (0.3, 0.8, 1.0)}
+_PLANNED_STAGES = ("approach", "transport", "home")
+
+
+def plan_markers(plan, scene: Scene, description: str, frame_id: str, stamp: Time,
+                 ns: str = "spatialpin_plan", max_points: int = 400) -> MarkerArray:
+    """A planned task (``planning.TaskPlan``) for rviz: the end-effector path as a line
+    coloured by stage (orange: clearing the way, green: planned motions, blue: straight moves
+    near contact), an arrow down to the grasp, the held object where it will be let go, each
+    object moved out of the way at its new place, and the task as text. A DELETEALL first."""
+    header = Header(frame_id=frame_id, stamp=stamp)
+    markers = [Marker(header=header, ns=ns, action=Marker.DELETEALL)]
+    if plan.ee_path is not None and len(plan.ee_path):
+        t = plan.trajectory.times
+        idx = np.unique(np.linspace(0, len(plan.ee_path) - 1, min(max_points, len(plan.ee_path)))
+                        .round().astype(int))
+        line = Marker(header=header, ns=f"{ns}/path", id=0, type=Marker.LINE_STRIP,
+                      action=Marker.ADD, scale=Vector3(x=0.004))
+        line.pose.orientation.w = 1.0
+        for i in idx:
+            stage = next((n for n, a, b in plan.stages if a <= t[i] <= b), "")
+            kind = ("clear" if stage.startswith("clear_") else
+                    "planned" if stage in _PLANNED_STAGES else "cartesian")
+            r, g, b = PLAN_COLORS[kind]
+            line.points.append(Point(x=float(plan.ee_path[i, 0]), y=float(plan.ee_path[i, 1]),
+                                     z=float(plan.ee_path[i, 2])))
+            line.colors.append(ColorRGBA(r=r, g=g, b=b, a=1.0))
+        markers.append(line)
+    if plan.grasp is not None:
+        a, b = plan.grasp.pregrasp.position, plan.grasp.pose.position
+        arrow = Marker(header=header, ns=f"{ns}/grasp", id=0, type=Marker.ARROW,
+                       action=Marker.ADD, scale=Vector3(x=0.006, y=0.012, z=0.015),
+                       color=ColorRGBA(r=1.0, g=1.0, b=0.2, a=1.0))
+        arrow.points = [Point(x=float(a[0]), y=float(a[1]), z=float(a[2])),
+                        Point(x=float(b[0]), y=float(b[1]), z=float(b[2]))]
+        markers.append(arrow)
+    ids = {o.id: o for o in scene.objects}
+    goals = []
+    if plan.placement is not None and plan.grasp is not None and plan.grasp.object_id in ids:
+        goals.append((plan.grasp.object_id, plan.placement.object_pose, (0.2, 0.9, 0.3),
+                      description))
+    goals += [(oid, pose, PLAN_COLORS["clear"], f"{oid}: out of the way")
+              for oid, pose in plan.cleared if oid in ids]
+    for k, (oid, pose, rgb, text) in enumerate(goals):
+        o = ids[oid]
+        m = Marker(header=header, ns=f"{ns}/goals", id=k, action=Marker.ADD,
+                   type={"cylinder": Marker.CYLINDER, "sphere": Marker.SPHERE}.get(
+                       o.shape, Marker.CUBE), pose=pose_to_msg(pose),
+                   scale=Vector3(x=float(o.size[0]), y=float(o.size[1]), z=float(o.size[2])),
+                   color=ColorRGBA(r=rgb[0], g=rgb[1], b=rgb[2], a=0.5))
+        label = Marker(header=header, ns=f"{ns}/text", id=k, type=Marker.TEXT_VIEW_FACING,
+                       action=Marker.ADD, text=text[:120], scale=Vector3(z=0.02),
+                       color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0))
+        label.pose.position.x, label.pose.position.y = map(float, pose.position[:2])
+        label.pose.position.z = float(pose.position[2] + o.size[2] / 2 + 0.05)
+        markers += [m, label]
+    return MarkerArray(markers=markers)
