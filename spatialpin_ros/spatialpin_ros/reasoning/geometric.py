@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from spatialpin_ros.core.errors import SpatialPinError
+from spatialpin_ros.core.stacking import polygon_gap
 from spatialpin_ros.core.types import ObjectPrior, Pose, Scene
 from spatialpin_ros.reasoning.query import Query
 from spatialpin_ros.reasoning.resolve import describe, resolve
@@ -49,25 +50,9 @@ def footprint(o: ObjectPrior) -> np.ndarray:
     return cv2.convexHull(c[:, :2].astype(np.float32)).reshape(-1, 2).astype(float)
 
 
-def _poly_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Distance between two convex polygons (0 when they overlap)."""
-    inter, _ = cv2.intersectConvexConvex(a.astype(np.float32), b.astype(np.float32))
-    if inter > 1e-10:
-        return 0.0
-    best = math.inf
-    for P, Q in ((a, b), (b, a)):
-        for p in P:
-            for i in range(len(Q)):
-                q0, q1 = Q[i], Q[(i + 1) % len(Q)]
-                d = q1 - q0
-                t = np.clip(np.dot(p - q0, d) / max(np.dot(d, d), 1e-12), 0, 1)
-                best = min(best, float(np.linalg.norm(p - (q0 + t * d))))
-    return best
-
-
 def surface_gap(a: ObjectPrior, b: ObjectPrior) -> float:
     """Shortest distance between two gravity-aligned boxes (0 when they touch or overlap)."""
-    h = _poly_distance(footprint(a), footprint(b))
+    h = polygon_gap(footprint(a), footprint(b))
     a0, a1 = a.center[2] - a.size[2] / 2, a.center[2] + a.size[2] / 2
     b0, b1 = b.center[2] - b.size[2] / 2, b.center[2] + b.size[2] / 2
     v = max(0.0, max(a0, b0) - min(a1, b1))
