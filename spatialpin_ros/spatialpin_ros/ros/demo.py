@@ -70,7 +70,7 @@ class DemoClient(Node):
         self.create_subscription(CameraInfo, _topic("camera_info_topic"), self._set("info"), sd)
         self.create_subscription(ScenePriors, _topic("ground_truth_topic"), self._set("truth"),
                                  LATCHED)
-        self.create_subscription(JointState, _topic("joint_states_topic"), self._on_joints, 10)
+        self.create_subscription(JointState, _topic("joint_states_topic"), self._on_joints, 100)
         self.create_subscription(ScenePriors, "/spatialpin/scene_priors", self._on_priors,
                                  LATCHED)
         self.pub_traj = self.create_publisher(JointTrajectoryMsg,
@@ -113,7 +113,13 @@ class DemoClient(Node):
     def _on_joints(self, msg: JointState) -> None:
         with self.inbox.lock:
             self.inbox.joints = msg
-            self.joint_log.append((time.monotonic(), list(msg.name), list(msg.position)))
+            # The time the state stands for (its stamp, on this process's monotonic clock):
+            # a simulator catching up after a render sends a few at once.
+            t = time.monotonic()
+            st = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            if st > 0:
+                t -= min(max(time.time() - st, 0.0), 1.0)
+            self.joint_log.append((t, list(msg.name), list(msg.position)))
 
     def _on_priors(self, msg: ScenePriors) -> None:
         with self.inbox.lock:
@@ -351,7 +357,7 @@ def _record_topics():
     from visualization_msgs.msg import MarkerArray
     sd = qos_profile_sensor_data
     return [(_topic("color_topic"), Image, sd), (_topic("camera_info_topic"), CameraInfo, sd),
-            (_topic("joint_states_topic"), JointState, 10),
+            (_topic("joint_states_topic"), JointState, 100),
             (_topic("joint_trajectory_topic"), JointTrajectoryMsg, 10),
             (_topic("ground_truth_topic"), ScenePriors, LATCHED),
             (_topic("camera_pose_topic"), PoseStamped, LATCHED),

@@ -106,17 +106,22 @@ class McapRecorder:
 
     def _on(self, topic: str, msg) -> None:
         now = time.time()
+        stamp = getattr(getattr(msg, "header", None), "stamp", None)
         rate = self._max_rate.get(topic)
-        if rate and now - self._last.get(topic, 0.0) < 1.0 / rate:
-            return
-        self._last[topic] = now
+        if rate:
+            # Thin by the message's own time where it has one (bursts of late messages keep
+            # their spacing), else by arrival.
+            t = stamp.sec + stamp.nanosec * 1e-9 if stamp is not None and (
+                stamp.sec or stamp.nanosec) else now
+            if abs(t - self._last.get(topic, -1e18)) < 1.0 / rate:
+                return
+            self._last[topic] = t
         if isinstance(msg, Image) and msg.encoding in ("rgb8", "bgr8", "rgba8", "bgra8", "mono8"):
             rgb = conv.rgb_from_msg(msg)
             ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
                                    [cv2.IMWRITE_JPEG_QUALITY, self._jpeg_quality])
             msg = CompressedImage(header=msg.header, format="jpeg", data=buf.tobytes())
             topic = topic + "/compressed"
-        stamp = getattr(getattr(msg, "header", None), "stamp", None)
         log_ns = int(now * 1e9)
         pub_ns = stamp.sec * 1_000_000_000 + stamp.nanosec if stamp is not None and (
             stamp.sec or stamp.nanosec) else log_ns

@@ -14,6 +14,7 @@ import time
 from typing import Optional
 
 from geometry_msgs.msg import PoseStamped
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
 from sensor_msgs.msg import Image, JointState
@@ -180,16 +181,28 @@ class SimNode(Node):
 
     # -- timers --------------------------------------------------------------------------------
     def _on_physics_timer(self) -> None:
+        """Advance the physics to the wall clock and publish joint states. After a late tick
+        (a camera render took the thread) the catch-up is done in joint-state periods, each
+        published with the time it stands for, so /joint_states stays dense."""
         now = time.monotonic()
-        elapsed = min(now - self._last_wall, 0.5) * self.p.real_time_factor
+        wall = min(now - self._last_wall, 0.5)
         self._last_wall = now
-        n = int(round(elapsed / self.world.time_step))
-        if n:
-            self.world.step(n)
-        names, q, v, e = self.world.joint_state()
-        msg = JointState(name=names, position=q.tolist(), velocity=v.tolist(), effort=e.tolist())
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self.pub_joints.publish(msg)
+        period = 1.0 / self.p.joint_state_rate_hz
+        chunks = max(1, int(round(wall / period)))
+        total = int(round(wall * self.p.real_time_factor / self.world.time_step))
+        clock_now = self.get_clock().now()
+        done = 0
+        for k in range(chunks):
+            target = int(round(total * (k + 1) / chunks))
+            if target > done:
+                self.world.step(target - done)
+                done = target
+            names, q, v, e = self.world.joint_state()
+            msg = JointState(name=names, position=q.tolist(), velocity=v.tolist(),
+                             effort=e.tolist())
+            behind = wall * (chunks - 1 - k) / chunks
+            msg.header.stamp = (clock_now - Duration(nanoseconds=int(behind * 1e9))).to_msg()
+            self.pub_joints.publish(msg)
 
     def _on_camera_timer(self) -> None:
         want_gt = self.p.publish_ground_truth
