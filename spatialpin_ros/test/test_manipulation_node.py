@@ -16,6 +16,7 @@ from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from spatialpin_interfaces.action import ExecuteTask  # noqa: E402
 from spatialpin_interfaces.msg import ScenePriors, TaskProposal  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
@@ -26,6 +27,7 @@ from spatialpin_ros.ros.sim_node import LATCHED, SimNode  # noqa: E402
 
 
 PLAN_MARKERS: list = []
+RESET: list = []
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +45,7 @@ def graph(rclpy_context):
                                lambda m: sent.append(m), 10)
     client.create_subscription(MarkerArray, "/spatialpin/plan_markers",
                                lambda m: PLAN_MARKERS.append(m), LATCHED)
+    RESET[:] = [client.create_client(Trigger, "/spatialpin/sim/reset")]
     action = ActionClient(client, ExecuteTask, "/spatialpin/execute_task")
     ex = MultiThreadedExecutor(num_threads=4)
     for n in (sim, perception, manip, client):
@@ -123,15 +126,21 @@ def test_cancel_during_execution_stops_the_arm(graph):
     sim, manip, action, ex, scenes, sent = graph
     ids, _ = ids_by_color(scenes)
     task = TaskProposal(action="stack", object_id=ids["red"], target_id=ids["blue"])
+    stops = sim.stops_obeyed
     res, fb = run_goal(action, ex, task, execute=True, cancel_after="execute")
     assert not res.success and "cancel" in res.message
+    # The stop reaches the arm (the result may come first: the stop is a message on its way).
+    assert spin_until(ex, lambda: sim.stops_obeyed > stops, timeout=5)
+    spin_until(ex, lambda: False, timeout=0.3)  # let it come to rest
     q1 = manip.current_q()
     spin_until(ex, lambda: False, timeout=1.0)
-    assert np.abs(manip.current_q() - q1).max() < 0.05  # held, not moving on
-    sim.world.reset_robot()  # back home for the next test
-    sim_reset = sim._on_reset(type("R", (), {})(), type("S", (), {"success": False,
-                                                                  "message": ""})())
-    assert sim_reset.success
+    assert np.abs(manip.current_q() - q1).max() < 0.02  # held, not moving on
+    with sim.world_lock:
+        assert not sim.world.trajectory_active
+    # Back home with the scene reloaded, for the next test: through the sim's reset service, so
+    # that the reset runs in the sim's own callbacks, never alongside its physics.
+    fut = RESET[0].call_async(Trigger.Request())
+    assert spin_until(ex, fut.done, timeout=10) and fut.result().success
 
 
 def test_stack_is_executed_and_verified_on_a_fresh_scene(graph):
@@ -145,7 +154,8 @@ def test_stack_is_executed_and_verified_on_a_fresh_scene(graph):
     res, fb = run_goal(action, ex, task, execute=True, timeout=90)
     assert res.success, res.message
     assert res.message.startswith("stacked") and "verify" in fb
-    truth = sim.world.ground_truth()  # scoring only
+    with sim.world_lock:
+        truth = sim.world.ground_truth()  # scoring only
     red, blue = truth.get("red_block"), truth.get("blue_block")
     assert np.linalg.norm(red.center[:2] - blue.center[:2]) < 0.02
     assert abs((red.center[2] - red.size[2] / 2) - (blue.center[2] + blue.size[2] / 2)) < 0.01

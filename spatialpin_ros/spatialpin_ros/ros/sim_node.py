@@ -10,10 +10,13 @@ A Trigger service reloads the scene from the ``scene_file`` / ``seed`` parameter
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
 from typing import Optional
 
 from geometry_msgs.msg import PoseStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
@@ -66,6 +69,19 @@ PARAMS = {
 }
 
 
+def _with_world_lock(fn):
+    """Run a SimNode callback holding the node's ``world_lock``."""
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        with self.world_lock:
+            return fn(self, *args, **kwargs)
+    return wrapper
+
+
+#: Joint states published at most per physics tick when catching up after a late one.
+MAX_BURST = 4
+
+
 class SimNode(Node):
     """The simulated robot, scene and camera as a ROS node."""
 
@@ -80,13 +96,19 @@ class SimNode(Node):
         self.pub_joints = self.create_publisher(JointState, p.joint_states_topic, 10)
         self.pub_gt = self.create_publisher(ScenePriors, p.ground_truth_topic, LATCHED)
         self.pub_cam_pose = self.create_publisher(PoseStamped, p.camera_pose_topic, LATCHED)
+        # Commands and resets have their own callback group, so that a busy physics timer
+        # (always ready when ticks run late) cannot keep them waiting; ``world_lock`` keeps every
+        # use of the PyBullet world to one thread at a time.
+        self.world_lock = threading.RLock()
+        commands = MutuallyExclusiveCallbackGroup()
         self.create_subscription(JointTrajectoryMsg, p.joint_trajectory_topic,
-                                 self._on_trajectory, 10)
-        self.create_service(Trigger, p.reset_service, self._on_reset)
+                                 self._on_trajectory, 10, callback_group=commands)
+        self.create_service(Trigger, p.reset_service, self._on_reset, callback_group=commands)
         self._tf_broadcaster = self._make_tf_broadcaster()
 
         self.world: Optional[SimWorld] = None
         self._last_command_stamp = 0.0
+        self.stops_obeyed = 0
         spec, error = self._scene_from_params()
         if error:
             self.get_logger().error(f"{error}; starting with an empty table")
@@ -135,6 +157,7 @@ class SimNode(Node):
             t.transform.rotation = pose.orientation
             self._tf_broadcaster.sendTransform(t)
 
+    @_with_world_lock
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         spec, error = self._scene_from_params()
         if error:
@@ -154,6 +177,7 @@ class SimNode(Node):
         return response
 
     # -- arm -----------------------------------------------------------------------------------
+    @_with_world_lock
     def _on_trajectory(self, msg: JointTrajectoryMsg) -> None:
         # The newest command wins: a stamped command older than the last one obeyed (messages
         # of very different sizes can arrive out of order) is ignored.
@@ -166,6 +190,7 @@ class SimNode(Node):
         if not msg.points:  # as ros2_control's joint_trajectory_controller: stop and hold
             self._last_command_stamp = max(self._last_command_stamp, stamp)
             self.world.cancel_trajectory()
+            self.stops_obeyed += 1
             self.get_logger().info("empty trajectory: stopped and holding the current position")
             return
         try:
@@ -180,6 +205,7 @@ class SimNode(Node):
             f"{', '.join(traj.joint_names)}")
 
     # -- timers --------------------------------------------------------------------------------
+    @_with_world_lock
     def _on_physics_timer(self) -> None:
         """Advance the physics to the wall clock and publish joint states. After a late tick
         (a camera render took the thread) the catch-up is done in joint-state periods, each
@@ -188,7 +214,8 @@ class SimNode(Node):
         wall = min(now - self._last_wall, 0.5)
         self._last_wall = now
         period = 1.0 / self.p.joint_state_rate_hz
-        chunks = max(1, int(round(wall / period)))
+        # At most MAX_BURST states per tick, so that a late tick stays short.
+        chunks = max(1, min(MAX_BURST, int(round(wall / period))))
         total = int(round(wall * self.p.real_time_factor / self.world.time_step))
         clock_now = self.get_clock().now()
         done = 0
@@ -204,6 +231,7 @@ class SimNode(Node):
             msg.header.stamp = (clock_now - Duration(nanoseconds=int(behind * 1e9))).to_msg()
             self.pub_joints.publish(msg)
 
+    @_with_world_lock
     def _on_camera_timer(self) -> None:
         want_gt = self.p.publish_ground_truth
         out = self.world.render(with_segmentation=want_gt)
@@ -228,7 +256,7 @@ class SimNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(SimNode, args)
+    return run_node(SimNode, args, threads=2)
 
 
 if __name__ == "__main__":
