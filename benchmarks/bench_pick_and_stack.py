@@ -5,9 +5,10 @@ planning, executed by the simulated Panda. Scored with the paper's three levels.
 
 For random scenes (seeds from --seed0 on): render 640x480 RGB-D, perceive it, ask the geometric
 proposer for tasks, plan the stack proposals in order (plan only, ``planning.plan_task``: a
-task blocked by its neighbours may first move one of them out of the way) and execute the first
-that plans, as the manipulation node does. The first --scenes scenes in which the proposer offers a stack task are scored; scenes
-with none are counted and skipped. The pipeline never reads the simulator's truth. The truth
+task blocked by its neighbours may first move some of them out of the way; defaults as the
+manipulation node's parameters: up to 3 neighbours tried, up to 2 moved) and execute the first
+that plans, as the manipulation node does. The first --scenes scenes in which the proposer
+offers a stack task are scored; scenes with none are counted and skipped. The pipeline never reads the simulator's truth. The truth
 scores only:
 - picked: the object was lifted 3 cm or more during the lift stage;
 - picked but failed: picked, but not stacked (slipped or collided);
@@ -76,6 +77,8 @@ def main() -> None:
                     help="seconds of long-run RRT* per sampled motion, for path-length ratios")
     ap.add_argument("--max-clearing", type=int, default=3,
                     help="neighbours tried to move out of the way of a blocked task (0: never)")
+    ap.add_argument("--max-moves", type=int, default=2,
+                    help="neighbours moved at most to clear the way for one task")
     ap.add_argument("--out", default="benchmarks/results/pick_and_stack.json")
     args = ap.parse_args()
     backend = make_backend("geometric")
@@ -101,7 +104,7 @@ def main() -> None:
             plan, task, tried = None, None, []
             for t in tasks:
                 p = plan_task(robot, scene, t.object_id, t.target_id, q_start=q0,
-                              max_clearing=args.max_clearing,
+                              max_clearing=args.max_clearing, max_moves=args.max_moves,
                               reference_time=args.reference_time)
                 tried.append({"task": t.description, "code": p.code})
                 if p.cleared:

@@ -403,3 +403,25 @@ def test_a_blocked_task_clears_the_way_first_and_stacks_in_the_simulator(robot, 
         tp, _ = world.object_box(tall)
         assert np.linalg.norm(tp.position[:2] - spot[:2]) < 0.02   # the tall block went there
         assert tp.rotation.as_matrix()[:, 2] @ [0, 0, 1] > 0.99    # and stands upright
+
+
+def test_two_moves_clear_a_block_between_two_tall_ones(robot, planner):
+    from spatialpin_ros.planning import blockers, plan_task
+    short = box("short", [0.5, 0.1, 0.0175], [0.04, 0.04, 0.035])
+    left = box("left", [0.5, 0.1425, 0.065], [0.04, 0.045, 0.13])
+    right = box("right", [0.5, 0.0575, 0.065], [0.04, 0.045, 0.13])
+    base = box("base", [0.5, -0.15, 0.02], [0.07, 0.07, 0.04])
+    scene = scene_of(short, left, right, base)
+    assert {o.id for o in blockers(scene, "short", "base")} == {"left", "right"}
+    one = plan_task(robot, scene, "short", "base", planner=planner, max_moves=1)
+    assert not one.success and one.code == "blocked" and "clearing the way" in one.reason
+    two = plan_task(robot, scene, "short", "base", planner=planner, max_moves=2)
+    assert two.success, two.reason
+    assert sorted(c for c, _ in two.cleared) == ["left", "right"]
+    names = [n for n, _, _ in two.stages]
+    assert names.count("clear_lift") == 2   # one per move
+    assert names.count("lift") == 1 and names[-1] == "home"
+    spots = [p.position[:2] for _, p in two.cleared]
+    assert np.linalg.norm(spots[0] - spots[1]) > 0.05   # not put down on top of each other
+    assert limit_violations(two.trajectory, robot.joint_limits(nominal=True)) == {
+        "joint": 0, "velocity": 0, "acceleration": 0}

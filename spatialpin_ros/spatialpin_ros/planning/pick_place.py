@@ -383,11 +383,13 @@ def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
 
 
 def blockers(scene: Scene, object_id: str, target_id: Optional[str] = None,
-             near: float = 0.03) -> list[ObjectPrior]:
+             near: float = 0.03, near_tall: float = 0.08) -> list[ObjectPrior]:
     """Objects that may stand in the hand's way at the object or the target and could be moved
-    away: within ``near`` of either footprint, carrying nothing and narrow enough to grasp; the
-    tallest first (a tall neighbour blocks the hand), then the nearest. The target itself comes
-    last, when it stands next to the object (it can be stacked on where it is put)."""
+    away: within ``near`` of either footprint (``near_tall`` when the neighbour's top is 2 cm or
+    more above that object's: the hand reaches about 10 cm out along the fingers' closing
+    direction), carrying nothing and narrow enough to grasp; the tallest first (a tall neighbour
+    blocks the hand), then the nearest. The target itself comes last, when it stands next to the
+    object (it can be stacked on where it is put)."""
     obj = scene.get(object_id)
     keys = [obj] + ([scene.get(target_id)] if target_id else [])
     out = []
@@ -399,28 +401,30 @@ def blockers(scene: Scene, object_id: str, target_id: Optional[str] = None,
             if gap < near:
                 out.append((1, 0.0, gap, o))
             continue
-        gap = min(polygon_gap(footprint(o), footprint(k)) for k in keys)
-        if gap < near:
-            out.append((0, -round(top_z(o), 2), gap, o))
+        reach = [(polygon_gap(footprint(o), footprint(k)),
+                  near_tall if top_z(o) > top_z(k) + 0.02 else near) for k in keys]
+        if any(g < r for g, r in reach):
+            out.append((0, -round(top_z(o), 2), min(g for g, _ in reach), o))
     return [t[-1] for t in sorted(out, key=lambda t: t[:3])]
 
 
 def plan_task(robot: PandaModel, scene: Scene, object_id: str, target_id: Optional[str] = None,
               place_pose: Optional[Pose] = None, q_start: Optional[Sequence[float]] = None, *,
-              max_clearing: int = 3, time_limit: float = 10.0,
+              max_clearing: int = 3, max_moves: int = 2, time_limit: float = 10.0,
               finger_start: float = FINGER_OPEN, **kwargs) -> TaskPlan:
-    """``plan_pick_and_place``, and when that is ``blocked``, clear the way first: move one
+    """``plan_pick_and_place``, and when that is ``blocked``, clear the way first: move a
     neighbour (``blockers``, at most ``max_clearing`` tried, 0 never) to a free spot on the
-    table away from the object and the target, then do the task from there, as one trajectory.
-    The second part is planned on the scene as it will be after the move (the neighbour at
-    its new place); stages and motions of the first part are named ``clear_<stage>`` and
-    ``TaskPlan.cleared`` says what went where. ``time_limit`` covers everything; other keyword
-    arguments go to ``plan_pick_and_place``."""
+    table away from the object and the target, then do the task from there, as one trajectory;
+    if the task is still blocked, another neighbour, up to ``max_moves`` moves in all. Each part
+    is planned on the scene as it will be after the moves before it (the neighbours at their new
+    places); stages and motions of the moves are named ``clear_<stage>`` and
+    ``TaskPlan.cleared`` says what went where, in order. ``time_limit`` covers everything; other
+    keyword arguments go to ``plan_pick_and_place``."""
     t0 = time.perf_counter()
     kwargs.pop("return_home", None)
     first = plan_pick_and_place(robot, scene, object_id, target_id, place_pose, q_start,
                                 finger_start=finger_start, time_limit=time_limit, **kwargs)
-    if first.code != "blocked" or max_clearing <= 0:
+    if first.code != "blocked" or max_clearing <= 0 or max_moves <= 0:
         return first
     tried = []
     for b in blockers(scene, object_id, target_id)[:max_clearing]:
@@ -447,9 +451,9 @@ def plan_task(robot: PandaModel, scene: Scene, object_id: str, target_id: Option
         after = scene.replace(objects=[moved if o.id == b.id else o for o in scene.objects])
         end = move.trajectory.positions[-1]
         left = time_limit - (time.perf_counter() - t0)
-        main = plan_pick_and_place(robot, after, object_id, target_id, place_pose, end[:7],
-                                   finger_start=float(end[7]), time_limit=max(left, 0.0),
-                                   **kwargs)
+        main = plan_task(robot, after, object_id, target_id, place_pose, end[:7],
+                         max_clearing=max_clearing, max_moves=max_moves - 1,
+                         time_limit=max(left, 0.0), finger_start=float(end[7]), **kwargs)
         if main.success:
             return _joined(move, main, b.id, spot_pose, time.perf_counter() - t0)
         tried.append(f"after moving {b.id!r}: {main.code}")

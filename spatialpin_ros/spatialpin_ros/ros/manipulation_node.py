@@ -45,7 +45,9 @@ PARAMS = {
     "planning_time_limit": Param(2.0, "Seconds allowed to plan one motion", positive),
     "task_time_limit": Param(10.0, "Seconds allowed to plan a whole task", positive),
     "max_clearing": Param(3, "When a task is blocked by neighbours, how many of them to try "
-                          "moving to a free spot first (one move; 0: never)", non_negative),
+                          "moving to a free spot first (0: never)", non_negative),
+    "max_clearing_moves": Param(2, "Neighbours moved at most, one after the other, to clear "
+                                "the way for one task", non_negative),
     "velocity_scale": Param(0.5, "Fraction of the joint velocity limits the planner uses",
                             positive),
     "world_frame": Param("world", "Frame of the scene priors, the path and the markers"),
@@ -186,6 +188,7 @@ class ManipulationNode(Node):
         from spatialpin_ros.planning import plan_task
         plan = plan_task(
             self.robot, scene, task.object_id, max_clearing=int(self.p.max_clearing),
+            max_moves=int(self.p.max_clearing_moves),
             target_id=task.target_id if task.action == "stack" else None,
             place_pose=None if task.action == "stack" else conv.pose_from_msg(task.place_pose),
             q_start=q0, finger_start=self.current_fingers(), algorithm=self.p.algorithm,
