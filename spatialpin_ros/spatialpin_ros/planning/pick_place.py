@@ -539,7 +539,13 @@ def _choose(robot: PandaModel, ps: PlanningScene, obj: ObjectPrior,
         ps.attach(obj.id, q_g, min(g.preshape, g.width / 2))
         try:
             t0 = time.perf_counter()
-            with ps.allow([obj.id] + support_allow), ps.fine(fine_clearance):
+            # A neighbour the object already touches (perceived boxes of touching objects
+            # overlap by a few millimetres) may keep touching it on the way straight up: the
+            # overlap does not grow. The gripper is still checked against it.
+            with ps.fine(fine_clearance):
+                touching = sorted({b for a, b, _ in ps.collisions(q_g) if a == "held"})
+            with ps.allow([obj.id] + support_allow), ps.allow(touching, robot_links=[]), \
+                    ps.fine(fine_clearance):
                 lift = straight_line(robot, ps, q_g, _raised(g.pose, approach_height + RAISE),
                                      speed=speed, dt=dt, min_length=approach_height,
                                      stop=ps.is_valid_strict)
