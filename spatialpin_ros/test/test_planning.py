@@ -425,3 +425,16 @@ def test_two_moves_clear_a_block_between_two_tall_ones(robot, planner):
     assert np.linalg.norm(spots[0] - spots[1]) > 0.05   # not put down on top of each other
     assert limit_violations(two.trajectory, robot.joint_limits(nominal=True)) == {
         "joint": 0, "velocity": 0, "acceleration": 0}
+
+
+def test_lifting_out_of_a_touching_neighbour(robot, planner):
+    """Perceived boxes of touching objects overlap by a few millimetres: the held object may keep
+    touching such a neighbour on the way straight up (without that allowance this task is
+    blocked at the lift)."""
+    tall = box("tall", [0.5, 0.1, 0.045], [0.045, 0.06, 0.09])
+    beside = box("beside", [0.5, 0.146, 0.0225], [0.05, 0.04, 0.045])   # 4 mm into "tall"
+    base = box("base", [0.5, -0.15, 0.02], [0.07, 0.07, 0.04])
+    plan = plan_pick_and_place(robot, scene_of(tall, beside, base), "tall", "base",
+                               planner=planner)
+    assert plan.success, plan.reason
+    assert plan.grasp.object_id == "tall" and not plan.cleared

@@ -411,25 +411,35 @@ def blockers(scene: Scene, object_id: str, target_id: Optional[str] = None,
 def plan_task(robot: PandaModel, scene: Scene, object_id: str, target_id: Optional[str] = None,
               place_pose: Optional[Pose] = None, q_start: Optional[Sequence[float]] = None, *,
               max_clearing: int = 3, max_moves: int = 2, time_limit: float = 10.0,
-              finger_start: float = FINGER_OPEN, **kwargs) -> TaskPlan:
+              finger_start: float = FINGER_OPEN, _direct: Optional[TaskPlan] = None,
+              **kwargs) -> TaskPlan:
     """``plan_pick_and_place``, and when that is ``blocked``, clear the way first: move a
     neighbour (``blockers``, at most ``max_clearing`` tried, 0 never) to a free spot on the
-    table away from the object and the target, then do the task from there, as one trajectory;
-    if the task is still blocked, another neighbour, up to ``max_moves`` moves in all. Each part
-    is planned on the scene as it will be after the moves before it (the neighbours at their new
+    table away from the object and the target, then do the task from there, as one trajectory.
+    Every single move is tried before any pair; up to ``max_moves`` moves in all. Each part is
+    planned on the scene as it will be after the moves before it (the neighbours at their new
     places); stages and motions of the moves are named ``clear_<stage>`` and
     ``TaskPlan.cleared`` says what went where, in order. ``time_limit`` covers everything; other
     keyword arguments go to ``plan_pick_and_place``."""
     t0 = time.perf_counter()
     kwargs.pop("return_home", None)
-    first = plan_pick_and_place(robot, scene, object_id, target_id, place_pose, q_start,
-                                finger_start=finger_start, time_limit=time_limit, **kwargs)
+    first = _direct or plan_pick_and_place(robot, scene, object_id, target_id, place_pose,
+                                           q_start, finger_start=finger_start,
+                                           time_limit=time_limit, **kwargs)
     if first.code != "blocked" or max_clearing <= 0 or max_moves <= 0:
         return first
-    tried = []
+    tried: list[str] = []
+    moved: list[tuple[ObjectPrior, Pose, TaskPlan, Scene, TaskPlan]] = []
+
+    def left() -> float:
+        return time_limit - (time.perf_counter() - t0)
+
+    def stop(code: str) -> bool:
+        return code in ("cancelled", "timeout") or left() <= 0.5
+
+    # One move: each blocker to a free spot, then the task directly.
     for b in blockers(scene, object_id, target_id)[:max_clearing]:
-        left = time_limit - (time.perf_counter() - t0)
-        if left <= 0.5:
+        if left() <= 0.5:
             tried.append("out of time")
             break
         keep = [scene.get(object_id)] + ([scene.get(target_id)] if target_id else [])
@@ -440,24 +450,38 @@ def plan_task(robot: PandaModel, scene: Scene, object_id: str, target_id: Option
         z = support_z(scene) + float(b.center[2]) - bottom_z(b)
         spot_pose = Pose([spot[0], spot[1], z], b.pose.quaternion)
         move = plan_pick_and_place(robot, scene, b.id, place_pose=spot_pose, q_start=q_start,
-                                   finger_start=finger_start, time_limit=left,
+                                   finger_start=finger_start, time_limit=left(),
                                    return_home=False, **kwargs)
         if not move.success:
             tried.append(f"moving {b.id!r}: {move.code}")
-            if move.code in ("cancelled", "timeout"):
+            if stop(move.code):
                 break
             continue
-        moved = dataclasses.replace(b, pose=spot_pose)
-        after = scene.replace(objects=[moved if o.id == b.id else o for o in scene.objects])
+        after = scene.replace(objects=[dataclasses.replace(b, pose=spot_pose) if o.id == b.id
+                                       else o for o in scene.objects])
         end = move.trajectory.positions[-1]
-        left = time_limit - (time.perf_counter() - t0)
-        main = plan_task(robot, after, object_id, target_id, place_pose, end[:7],
-                         max_clearing=max_clearing, max_moves=max_moves - 1,
-                         time_limit=max(left, 0.0), finger_start=float(end[7]), **kwargs)
+        main = plan_pick_and_place(robot, after, object_id, target_id, place_pose, end[:7],
+                                   finger_start=float(end[7]), time_limit=max(left(), 0.0),
+                                   **kwargs)
         if main.success:
             return _joined(move, main, b.id, spot_pose, time.perf_counter() - t0)
         tried.append(f"after moving {b.id!r}: {main.code}")
-        if main.code in ("cancelled", "timeout"):
+        if stop(main.code):
+            break
+        moved.append((b, spot_pose, move, after, main))
+    # More moves: after each single move that planned, clear the way again.
+    for b, spot_pose, move, after, main in (moved if max_moves > 1 else []):
+        if left() <= 0.5:
+            tried.append("out of time")
+            break
+        end = move.trajectory.positions[-1]
+        rest = plan_task(robot, after, object_id, target_id, place_pose, end[:7],
+                         max_clearing=max_clearing, max_moves=max_moves - 1,
+                         time_limit=max(left(), 0.0), finger_start=float(end[7]),
+                         _direct=main, **kwargs)
+        if rest.success:
+            return _joined(move, rest, b.id, spot_pose, time.perf_counter() - t0)
+        if stop(rest.code):
             break
     first.planning_time = time.perf_counter() - t0
     if tried:
