@@ -41,8 +41,8 @@ from spatialpin_ros.core.stacking import (MAX_GRASP_WIDTH, MIN_SUPPORT, Infeasib
 from spatialpin_ros.planning.grasps import (Grasp, Placement, grasp_candidates, placements_at,
                                             placements_for, stack_poses)
 from spatialpin_ros.planning.planner import MotionPlanner, PlanResult, path_length
-from spatialpin_ros.planning.robot import (ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN, PANDA_HOME,
-                                           PandaModel)
+from spatialpin_ros.planning.robot import (ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN,
+                                           MAX_FLANGE_REACH, PANDA_HOME, PandaModel)
 from spatialpin_ros.planning.scene import TABLE, PlanningScene, support_z
 from spatialpin_ros.planning.timing import TimedPath
 
@@ -276,6 +276,13 @@ def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
             if above_t is not None:
                 raise _Fail("blocked", f"no collision-free placement: {above_t!r} rests on "
                             f"target {target_id!r}")
+        # Out of the arm's reach at any height: fail at once, before trying every grasp.
+        for what, xy in (("object", obj.center[:2]),
+                         ("target", None if target is None else target.center[:2]),
+                         ("place pose", None if place_pose is None else place_pose.position[:2])):
+            if xy is not None and float(np.hypot(*xy)) > MAX_FLANGE_REACH:
+                raise _Fail("unreachable", f"unreachable: the {what} is {np.hypot(*xy):.2f} m "
+                            f"from the arm's base; it reaches {MAX_FLANGE_REACH:.2f} m at most")
         support_id = supporting_object(obj, scene, table_z)
         support_z = top_z(scene.get(support_id)) if support_id else table_z
         current_yaw = robot.fk(q_start).yaw()
