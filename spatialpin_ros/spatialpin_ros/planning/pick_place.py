@@ -289,13 +289,13 @@ def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
         grasps = grasp_candidates(obj, support_z, current_yaw, max_width=max_grasp_width,
                                   depth=grasp_depth, approach_height=approach_height,
                                   lift_height=approach_height, squeeze=squeeze)
-        if target is not None:
-            # Raise "target too small" before any IK.
-            stack_poses(obj, target, clearance, min_support)
+        # Object poses on the target (raises "target too small" etc. before any IK).
+        poses_on = (stack_poses(obj, target, clearance, min_support, scene.objects)
+                    if target is not None else None)
 
         chosen = _choose(robot, ps, obj, target, place_pose, grasps, q_start, support_id,
-                         clearance, approach_height, min_support, cartesian_speed,
-                         planner.dt, check_cancel, fine_clearance, scene.objects)
+                         clearance, approach_height, poses_on, cartesian_speed,
+                         planner.dt, check_cancel, fine_clearance)
         g, pl, q_pre, desc, lift, q_pp, lower, retreat = chosen
         plan.grasp, plan.placement = g, pl
 
@@ -436,7 +436,8 @@ def plan_task(robot: PandaModel, scene: Scene, object_id: str, target_id: Option
     if first.code != "blocked" or max_clearing <= 0 or max_moves <= 0:
         return first
     tried: list[str] = []
-    moved: list[tuple[ObjectPrior, Pose, TaskPlan, Scene, TaskPlan]] = []
+    moved: list[tuple[str, Pose, TaskPlan, Scene, TaskPlan]] = []
+    keep = [scene.get(object_id)] + ([scene.get(target_id)] if target_id else [])
 
     def left() -> float:
         return time_limit - (time.perf_counter() - t0)
@@ -449,7 +450,6 @@ def plan_task(robot: PandaModel, scene: Scene, object_id: str, target_id: Option
         if left() <= 0.5:
             tried.append("out of time")
             break
-        keep = [scene.get(object_id)] + ([scene.get(target_id)] if target_id else [])
         spot = free_spot(scene.objects, b, keep_away=keep)
         if spot is None:
             tried.append(f"no free spot for {b.id!r}")
@@ -475,9 +475,9 @@ def plan_task(robot: PandaModel, scene: Scene, object_id: str, target_id: Option
         tried.append(f"after moving {b.id!r}: {main.code}")
         if stop(main.code):
             break
-        moved.append((b, spot_pose, move, after, main))
+        moved.append((b.id, spot_pose, move, after, main))
     # More moves: after each single move that planned, clear the way again.
-    for b, spot_pose, move, after, main in (moved if max_moves > 1 else []):
+    for b_id, spot_pose, move, after, main in (moved if max_moves > 1 else []):
         if left() <= 0.5:
             tried.append("out of time")
             break
@@ -487,7 +487,7 @@ def plan_task(robot: PandaModel, scene: Scene, object_id: str, target_id: Option
                          time_limit=max(left(), 0.0), finger_start=float(end[7]),
                          _direct=main, **kwargs)
         if rest.success:
-            return _joined(move, rest, b.id, spot_pose, time.perf_counter() - t0)
+            return _joined(move, rest, b_id, spot_pose, time.perf_counter() - t0)
         if stop(rest.code):
             break
     first.planning_time = time.perf_counter() - t0
@@ -544,13 +544,13 @@ def _above(robot: PandaModel, ps: PlanningScene, pose: Pose, seed: np.ndarray,
 def _choose(robot: PandaModel, ps: PlanningScene, obj: ObjectPrior,
             target: Optional[ObjectPrior], place_pose: Optional[Pose], grasps: list[Grasp],
             q_start: np.ndarray, support_id: Optional[str], clearance: float,
-            approach_height: float, min_support: float, speed: float, dt: float,
-            check_cancel: Callable[[], None], fine_clearance: float,
-            neighbours: Sequence[ObjectPrior] = ()):
-    """The first grasp and placement whose IK and straight moves work, with those moves."""
+            approach_height: float,
+            poses_on: Optional[list[list[tuple[Pose, float]]]], speed: float, dt: float,
+            check_cancel: Callable[[], None], fine_clearance: float):
+    """The first grasp and placement whose IK and straight moves work, with those moves.
+    ``poses_on``: the object's poses on ``target`` (``stack_poses``)."""
     reasons: list[str] = []
     support_allow = [TABLE] + ([support_id] if support_id else [])
-    poses_on = None
     for g in grasps:
         check_cancel()
         ps.finger_width = g.preshape
@@ -587,8 +587,6 @@ def _choose(robot: PandaModel, ps: PlanningScene, obj: ObjectPrior,
             q_lift = lift.path[-1]
             g.lift = robot.fk(q_lift)
             if target is not None:
-                if poses_on is None:
-                    poses_on = stack_poses(obj, target, clearance, min_support, neighbours)
                 places = placements_for(obj, g, poses_on, approach_height, target.id)
                 allow_place = [target.id]
             else:
