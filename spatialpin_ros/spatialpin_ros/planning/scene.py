@@ -323,13 +323,7 @@ class PlanningScene:
             elif d < self._thr_robot.get(b, 0.0) - tolerance and \
                     (b, la) not in self._allowed_robot:
                 return False
-        if self.attached is not None:
-            for cp in pb.getContactPoints(bodyA=self.attached.body, physicsClientId=c):
-                b = cp[2]
-                if cp[8] < self._thr_held.get(b, 0.0) - tolerance and b != rb \
-                        and b not in self._allowed_attached:
-                    return False
-        return True
+        return next(self._held_hits(tolerance), None) is None
 
     def is_valid_strict(self, q: Sequence[float]) -> bool:
         """``is_valid`` with no allowed contacts and the padded shapes (whatever ``allow`` or
@@ -359,12 +353,7 @@ class PlanningScene:
             elif b != rb and d < self._thr_robot.get(b, 0.0) and \
                     (b, la) not in self._allowed_robot:
                 out.append((links.get(la, str(la)), self.names.get(b, str(b)), -d))
-        if self.attached is not None:
-            for cp in pb.getContactPoints(bodyA=self.attached.body, physicsClientId=c):
-                b = cp[2]
-                if cp[8] < self._thr_held.get(b, 0.0) and b != rb \
-                        and b not in self._allowed_attached:
-                    out.append(("held", self.names.get(b, str(b)), -cp[8]))
+        out += [("held", self.names.get(b, str(b)), d) for b, d in self._held_hits()]
         return out
 
     def held_clear_at(self, pose: Pose) -> bool:
@@ -377,13 +366,20 @@ class PlanningScene:
         pb.resetBasePositionAndOrientation(att.body, pose.position.tolist(),
                                            pose.quaternion.tolist(), physicsClientId=self.client)
         pb.performCollisionDetection(physicsClientId=self.client)
+        return next(self._held_hits(), None) is None
+
+    def _held_hits(self, tolerance: float = 0.0) -> Iterator[tuple[int, float]]:
+        """(body, penetration m) of each contact of the held object that counts as a collision
+        (after ``performCollisionDetection``), with the thresholds and allowed contacts in force;
+        ``tolerance`` as in ``is_valid``."""
+        if self.attached is None:
+            return
         rb = self.robot.body
-        for cp in pb.getContactPoints(bodyA=att.body, physicsClientId=self.client):
+        for cp in pb.getContactPoints(bodyA=self.attached.body, physicsClientId=self.client):
             b = cp[2]
-            if cp[8] < self._thr_held.get(b, 0.0) and b != rb and \
-                    b not in self._allowed_attached:
-                return False
-        return True
+            if cp[8] < self._thr_held.get(b, 0.0) - tolerance and b != rb \
+                    and b not in self._allowed_attached:
+                yield b, -cp[8]
 
     def motion_valid(self, q0: Sequence[float], q1: Sequence[float],
                      resolution: float = 0.015) -> bool:
