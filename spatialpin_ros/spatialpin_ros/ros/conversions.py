@@ -19,7 +19,7 @@ from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 from trajectory_msgs.msg import JointTrajectoryPoint
 
-from spatialpin_ros.core.errors import ImageError
+from spatialpin_ros.core.errors import ImageError, SpatialPinError
 from spatialpin_ros.core.trajectory import JointTrajectory
 from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, Scene
 
@@ -186,6 +186,16 @@ def scene_from_msg(msg: ScenePriors) -> Scene:
 
 
 # -- trajectories ----------------------------------------------------------------------------
+
+def scene_from_msg_or_log(msg: ScenePriors, logger) -> Optional[Scene]:
+    """``scene_from_msg``, or None with the reason logged as an error for a malformed message
+    (a node receiving scenes keeps running)."""
+    try:
+        return scene_from_msg(msg)
+    except SpatialPinError as e:
+        logger.error(f"ignored a malformed ScenePriors: {e}")
+        return None
+
 def trajectory_from_msg(msg: JointTrajectoryMsg) -> JointTrajectory:
     """Core trajectory from a JointTrajectory message (not yet validated: call ``validate``).
 

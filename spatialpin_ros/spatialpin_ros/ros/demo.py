@@ -116,7 +116,7 @@ class DemoClient(Node):
             # The time the state stands for (its stamp, on this process's monotonic clock):
             # a simulator catching up after a render sends a few at once.
             t = time.monotonic()
-            st = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            st = conv.stamp_to_sec(msg.header.stamp)
             if st > 0:
                 t -= min(max(time.time() - st, 0.0), 1.0)
             self.joint_log.append((t, list(msg.name), list(msg.position)))
@@ -127,13 +127,8 @@ class DemoClient(Node):
             del self.inbox.priors[:-5]
 
     def ask(self, question: str, timeout: float = 20.0) -> AskSpatial.Response:
-        fut = self.ask_client.call_async(AskSpatial.Request(question=question))
-        deadline = time.monotonic() + timeout
-        while not fut.done() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if not fut.done():
-            raise TimeoutError(f"/spatialpin/ask did not answer within {timeout:.0f} s")
-        return fut.result()
+        return self._wait(self.ask_client.call_async(AskSpatial.Request(question=question)),
+                          timeout, "/spatialpin/ask")
 
     def _set(self, key: str):
         def cb(msg) -> None:

@@ -30,7 +30,7 @@ from spatialpin_interfaces.msg import ScenePriors
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
-from spatialpin_ros.core.errors import SpatialPinError, TrajectoryError
+from spatialpin_ros.core.errors import TrajectoryError
 from spatialpin_ros.core.trajectory import JointTrajectory  # noqa: F401 (type of send())
 from spatialpin_ros.reasoning.tasks import check_stack, verify_stacked
 from spatialpin_ros.ros import conversions as conv
@@ -112,10 +112,8 @@ class ManipulationNode(Node):
         return ActionClient(self, FollowJointTrajectory, self.p.follow_joint_trajectory_action)
 
     def _on_scene(self, msg: ScenePriors) -> None:
-        try:
-            scene = conv.scene_from_msg(msg)
-        except SpatialPinError as e:
-            self.get_logger().error(f"ignored a malformed ScenePriors: {e}")
+        scene = conv.scene_from_msg_or_log(msg, self.get_logger())
+        if scene is None:
             return
         with self._lock:
             self.scene, self.scene_time = scene, time.monotonic()

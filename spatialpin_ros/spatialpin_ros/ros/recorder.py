@@ -111,7 +111,7 @@ class McapRecorder:
         if rate:
             # Thin by the message's own time where it has one (bursts of late messages keep
             # their spacing), else by arrival.
-            t = stamp.sec + stamp.nanosec * 1e-9 if stamp is not None and (
+            t = conv.stamp_to_sec(stamp) if stamp is not None and (
                 stamp.sec or stamp.nanosec) else now
             if abs(t - self._last.get(topic, -1e18)) < 1.0 / rate:
                 return

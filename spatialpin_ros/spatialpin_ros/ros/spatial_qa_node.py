@@ -121,10 +121,8 @@ class SpatialQANode(Node):
         return (stamp.sec, stamp.nanosec)
 
     def _on_scene(self, msg: ScenePriors) -> None:
-        try:
-            scene = conv.scene_from_msg(msg)
-        except SpatialPinError as e:
-            self.get_logger().error(f"ignored a malformed ScenePriors: {e}")
+        scene = conv.scene_from_msg_or_log(msg, self.get_logger())
+        if scene is None:
             return
         rec = SceneRecord(scene, self._key(msg.header.stamp))
         with self._lock:
