@@ -22,6 +22,7 @@ from scipy.spatial.transform import Rotation
 
 from spatialpin_ros.core.trajectory import JointLimits
 from spatialpin_ros.core.types import Pose
+from spatialpin_ros.sim.pybullet_client import PyBulletClientOwner
 
 #: The Panda's "ready" configuration (radians), as in the simulator.
 PANDA_HOME = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])
@@ -58,7 +59,7 @@ def _rot_error(R_target: np.ndarray, R: np.ndarray) -> np.ndarray:
     return Rotation.from_matrix(R_target @ R.T).as_rotvec()
 
 
-class PandaModel:
+class PandaModel(PyBulletClientOwner):
     """Kinematics, limits and collision geometry of a Panda with its gripper.
 
     ``velocity_scale`` scales the URDF velocity limits (a safety margin for tracking accuracy);
@@ -245,20 +246,6 @@ class PandaModel:
     def joint_limits(self, nominal: bool = False) -> dict[str, JointLimits]:
         """Limits per joint name: the planning limits, or with ``nominal`` the robot's own."""
         return dict(self.nominal_limits if nominal else self.limits)
-
-    def close(self) -> None:
-        if self.client is not None and self.client >= 0:
-            try:
-                pb.disconnect(physicsClientId=self.client)
-            except pb.error:
-                pass
-            self.client = -1
-
-    def __enter__(self) -> "PandaModel":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __del__(self) -> None:
         try:

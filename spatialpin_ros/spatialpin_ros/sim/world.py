@@ -21,6 +21,7 @@ from scipy.spatial.transform import Rotation
 from spatialpin_ros.core.errors import SceneSpecError
 from spatialpin_ros.core.trajectory import JointLimits, JointTrajectory
 from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, RGBDFrame, Scene, look_at
+from spatialpin_ros.sim.pybullet_client import PyBulletClientOwner
 from spatialpin_ros.sim.scene_spec import CameraSpec, ObjectSpec, SceneSpec
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def camera_view_matrix(pose: Pose) -> list[float]:
     return np.linalg.inv(T_world_gl).T.reshape(-1).tolist()
 
 
-class SimWorld:
+class SimWorld(PyBulletClientOwner):
     """A headless PyBullet world built from a SceneSpec.
 
     The PyBullet client id is held in ``self.client`` and passed to every call, so several worlds
@@ -332,16 +333,3 @@ class SimWorld:
         self.start_trajectory(traj)
         self.step(int(math.ceil((traj.duration + settle_time) / self.time_step)))
 
-    def close(self) -> None:
-        if self.client is not None and self.client >= 0:
-            try:
-                pb.disconnect(physicsClientId=self.client)
-            except pb.error:
-                pass
-            self.client = -1
-
-    def __enter__(self) -> "SimWorld":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
