@@ -182,17 +182,22 @@ def test_bad_frames_are_reported_and_the_node_keeps_running(setup, bad):
     assert spin_until(ex, lambda: node.frames_done > done, timeout=10)
 
 
+def _models_backend(paths: dict, depth=None) -> list:
+    """Parameters for backend:=models with the tiny models on the CPU (``depth`` replaces the
+    depth model)."""
+    return [Parameter("backend", value="models"),
+            Parameter("models.depth_model", value=depth or paths["depth"]),
+            Parameter("models.detector_model", value=paths["detector"]),
+            Parameter("models.segmenter_model", value=paths["sam"]),
+            Parameter("models.device", value="cpu"), Parameter("models.cuda_graphs", value=False)]
+
+
 def test_switching_to_the_models_backend_is_one_parameter(rclpy_context, tmp_path):
     """The same node with backend:=models (tiny models on the CPU) publishes the same types."""
     from tiny_perception_models import build_all
     paths = build_all(tmp_path, hand_set=True)
-    node = PerceptionNode(parameter_overrides=[
-        Parameter("backend", value="models"), Parameter("max_rate_hz", value=20.0),
-        Parameter("models.depth_model", value=paths["depth"]),
-        Parameter("models.detector_model", value=paths["detector"]),
-        Parameter("models.segmenter_model", value=paths["sam"]),
-        Parameter("models.box_threshold", value=0.0), Parameter("models.device", value="cpu"),
-        Parameter("models.cuda_graphs", value=False)])
+    node = PerceptionNode(parameter_overrides=_models_backend(paths) + [
+        Parameter("max_rate_hz", value=20.0), Parameter("models.box_threshold", value=0.0)])
     cam = Camera()
     ex = SingleThreadedExecutor()
     ex.add_node(node)
@@ -224,13 +229,9 @@ def test_rgb_only_camera_without_camera_info(rclpy_context, tmp_path):
     from tiny_perception_models import build_all, build_tiny_depth
     paths = build_all(tmp_path, hand_set=True)
     flat = build_tiny_depth(tmp_path / "flat", constant_depth=0.8)
-    node = PerceptionNode(parameter_overrides=[
-        Parameter("rgb_only", value=True), Parameter("backend", value="models"),
-        Parameter("max_rate_hz", value=20.0), Parameter("models.depth_model", value=flat),
-        Parameter("models.detector_model", value=paths["detector"]),
-        Parameter("models.segmenter_model", value=paths["sam"]),
-        Parameter("models.box_threshold", value=0.0), Parameter("models.device", value="cpu"),
-        Parameter("models.cuda_graphs", value=False), Parameter("models.fov_deg", value=58.0),
+    node = PerceptionNode(parameter_overrides=_models_backend(paths, depth=flat) + [
+        Parameter("rgb_only", value=True), Parameter("max_rate_hz", value=20.0),
+        Parameter("models.box_threshold", value=0.0), Parameter("models.fov_deg", value=58.0),
         Parameter("models.plane_distance", value=0.8)])
     cam = Camera()
     ex = SingleThreadedExecutor()
@@ -262,12 +263,7 @@ def test_object_names_from_the_vlm_reach_the_models_backend(rclpy_context, tmp_p
     from std_msgs.msg import String
     from tiny_perception_models import build_all
     paths = build_all(tmp_path)
-    node = PerceptionNode(parameter_overrides=[
-        Parameter("backend", value="models"),
-        Parameter("models.depth_model", value=paths["depth"]),
-        Parameter("models.detector_model", value=paths["detector"]),
-        Parameter("models.segmenter_model", value=paths["sam"]),
-        Parameter("models.device", value="cpu"), Parameter("models.cuda_graphs", value=False),
+    node = PerceptionNode(parameter_overrides=_models_backend(paths) + [
         Parameter("models.names_source", value="both"),
         Parameter("models.object_names", value=["cup"])])
     talker = Node("vlm_stand_in")
