@@ -12,6 +12,7 @@ Conventions (REP 103):
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
@@ -22,6 +23,16 @@ from scipy.spatial.transform import Rotation
 from spatialpin_ros.core.errors import ImageError
 
 SHAPES = ("box", "cylinder", "sphere", "other")
+
+
+class PerceptionStatus(str, enum.Enum):
+    """Outcome of perceiving one frame. Anything but ``OK`` comes with an empty object list and a
+    message saying why (the frame is still a valid observation: "no table in view")."""
+
+    OK = "ok"
+    NO_VALID_DEPTH = "no_valid_depth"
+    NO_SUPPORT_PLANE = "no_support_plane"
+    BAD_IMAGE = "bad_image"
 
 
 @dataclass
@@ -223,7 +234,11 @@ class ObjectPrior:
     ``pose``: box centre and orientation in the world frame (gravity-aligned boxes carry a yaw
     only). ``size``: full extents (metres) along the box's own x, y, z axes. ``roi``: (x, y, w, h)
     pixels in the source image. ``axis_names``: SpatialPIN's names of the box's x, y and z axes
-    as the viewer sees them. ``rgb``: mean colour, 0..255.
+    as the viewer sees them. ``rgb``: mean colour, 0..255. ``container``: a hollow object open at
+    the top (bowl, cup, mug, tray, dish); ``inner_depth``: for a container, metres from its rim
+    down to its inner bottom (0 otherwise). ``mask``: optional (h, w) bool pixel mask of the
+    object inside ``roi`` (h, w = roi's height and width); :meth:`full_mask` places it in the
+    image.
     """
 
     id: str
@@ -238,11 +253,29 @@ class ObjectPrior:
     axis_names: list[str] = field(default_factory=list)
     yaw_symmetric: bool = False
     rgb: Optional[tuple[int, int, int]] = None
+    container: bool = False
+    inner_depth: float = 0.0
+    mask: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.size = np.asarray(self.size, dtype=float).reshape(3)
         if self.shape not in SHAPES:
             raise ValueError(f"shape must be one of {SHAPES}, got {self.shape!r}")
+        if self.mask is not None:
+            self.mask = np.asarray(self.mask, dtype=bool)
+            if self.mask.shape != (self.roi[3], self.roi[2]):
+                raise ValueError(f"mask {self.mask.shape} must match the roi's height and width "
+                                 f"{(self.roi[3], self.roi[2])}")
+
+    def full_mask(self, height: int, width: int) -> Optional[np.ndarray]:
+        """The object's mask as an (height, width) bool image, None when it has none."""
+        if self.mask is None:
+            return None
+        out = np.zeros((height, width), dtype=bool)
+        x, y, w, h = self.roi
+        x1, y1 = min(x + w, width), min(y + h, height)
+        out[y:y1, x:x1] = self.mask[: y1 - y, : x1 - x]
+        return out
 
     @property
     def center(self) -> np.ndarray:
@@ -260,6 +293,9 @@ class Scene:
 
     ``support_plane``: (a, b, c, d) with ax + by + cz + d = 0 and (a, b, c) a unit normal pointing
     up, zeros when unknown. ``camera_pose``: optical frame in the world frame. ``stamp``: seconds.
+    ``flat_items``: thin things lying on the support (paper, boards, a phone), kept apart from
+    ``objects`` (they are not objects to stack or ask about). ``status`` / ``status_message``:
+    how perception went (an empty scene with the reason when it could not find a table).
     """
 
     scene_id: str
@@ -269,8 +305,12 @@ class Scene:
     support_plane: np.ndarray = field(default_factory=lambda: np.zeros(4))
     stamp: float = 0.0
     frame_id: str = "world"
+    flat_items: list[ObjectPrior] = field(default_factory=list)
+    status: PerceptionStatus = PerceptionStatus.OK
+    status_message: str = ""
 
     def __post_init__(self) -> None:
+        self.status = PerceptionStatus(self.status)
         self.support_plane = np.asarray(self.support_plane, dtype=float).reshape(4)
 
     def get(self, object_id: str) -> ObjectPrior:

@@ -21,7 +21,7 @@ from trajectory_msgs.msg import JointTrajectoryPoint
 
 from spatialpin_ros.core.errors import ImageError, SpatialPinError
 from spatialpin_ros.core.trajectory import JointTrajectory
-from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, Scene
+from spatialpin_ros.core.types import CameraModel, ObjectPrior, PerceptionStatus, Pose, Scene
 
 COLOR_ENCODINGS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
@@ -154,7 +154,8 @@ def object_prior_to_msg(o: ObjectPrior) -> ObjectPriorMsg:
         roi=RegionOfInterest(x_offset=max(x, 0), y_offset=max(y, 0), width=max(w, 0),
                              height=max(h, 0)),
         num_points=int(o.num_points), axis_names=list(o.axis_names),
-        yaw_symmetric=bool(o.yaw_symmetric))
+        yaw_symmetric=bool(o.yaw_symmetric), container=bool(o.container),
+        inner_depth=float(o.inner_depth))
 
 
 def object_prior_from_msg(m: ObjectPriorMsg) -> ObjectPrior:
@@ -163,7 +164,8 @@ def object_prior_from_msg(m: ObjectPriorMsg) -> ObjectPrior:
         size=np.array([m.size.x, m.size.y, m.size.z]), shape=m.shape or "other",
         color_name=m.color_name, confidence=m.confidence,
         roi=(m.roi.x_offset, m.roi.y_offset, m.roi.width, m.roi.height),
-        num_points=m.num_points, axis_names=list(m.axis_names), yaw_symmetric=m.yaw_symmetric)
+        num_points=m.num_points, axis_names=list(m.axis_names), yaw_symmetric=m.yaw_symmetric,
+        container=bool(m.container), inner_depth=float(m.inner_depth))
 
 
 def scene_to_msg(scene: Scene, stamp: Optional[Time] = None) -> ScenePriors:
@@ -173,7 +175,9 @@ def scene_to_msg(scene: Scene, stamp: Optional[Time] = None) -> ScenePriors:
                        objects=[object_prior_to_msg(o) for o in scene.objects],
                        camera_pose=pose_to_msg(scene.camera_pose),
                        camera_info=camera_info_to_msg(scene.camera, cam_header),
-                       support_plane=[float(v) for v in scene.support_plane])
+                       support_plane=[float(v) for v in scene.support_plane],
+                       flat_items=[object_prior_to_msg(o) for o in scene.flat_items],
+                       status=scene.status.value, status_message=scene.status_message[:500])
 
 
 def scene_from_msg(msg: ScenePriors) -> Scene:
@@ -182,7 +186,18 @@ def scene_from_msg(msg: ScenePriors) -> Scene:
                  camera=camera_model_from_msg(msg.camera_info),
                  camera_pose=pose_from_msg(msg.camera_pose),
                  support_plane=np.array(msg.support_plane, dtype=float),
-                 stamp=stamp_to_sec(msg.header.stamp), frame_id=msg.header.frame_id or "world")
+                 stamp=stamp_to_sec(msg.header.stamp), frame_id=msg.header.frame_id or "world",
+                 flat_items=[object_prior_from_msg(o) for o in msg.flat_items],
+                 status=_status_from_msg(msg.status), status_message=msg.status_message)
+
+
+def _status_from_msg(text: str) -> PerceptionStatus:
+    """The status of a ScenePriors message; "" (an older publisher) reads as ok."""
+    try:
+        return PerceptionStatus(text or "ok")
+    except ValueError:
+        raise ImageError(f"unknown ScenePriors status {text[:40]!r}; expected one of "
+                         f"{[s.value for s in PerceptionStatus]}") from None
 
 
 # -- trajectories ----------------------------------------------------------------------------
