@@ -238,7 +238,7 @@ class TransformersDepth(DepthEstimator):
         camera. Without ``up`` the plane's normal is searched within 60 degrees of the optical
         frame's (0, -1, -1) (a camera looking down at a table, from level to straight down).
         Raises PerceptionError when no plane is found."""
-        from spatialpin_ros.perception.geometric import fit_plane_ransac
+        from spatialpin_ros.core.geometry import fit_plane_ransac
 
         o = stride // 2
         sub = depth[o::stride, o::stride]

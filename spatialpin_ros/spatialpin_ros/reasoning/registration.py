@@ -15,7 +15,7 @@ from scipy.spatial.transform import Rotation
 
 from spatialpin_ros.core.errors import SpatialPinError
 from spatialpin_ros.core.types import CameraModel, Pose, Scene
-from spatialpin_ros.perception.geometric import fit_plane_ransac
+from spatialpin_ros.core.geometry import fit_plane_ransac
 
 
 class RegistrationError(SpatialPinError, ValueError):

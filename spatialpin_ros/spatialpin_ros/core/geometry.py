@@ -1,0 +1,228 @@
+"""Shared geometry (ROS-free, numpy/OpenCV): robust quantiles, plane, circle, sphere and
+rectangle fits. Perception (geometric and model backends) and reasoning import it from here.
+
+Units: metres; angles in radians. Point arrays are (N, 3) or (N, 2) float.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+from spatialpin_ros.core.errors import PerceptionError
+
+
+
+def quantile(a: np.ndarray, q: float) -> float:
+    """The ``q``-quantile (0..1, nearest rank) of a 1-D array, via partial sort (much cheaper
+    than np.percentile on small arrays)."""
+    n = len(a)
+    k = min(max(int(round(q * (n - 1))), 0), n - 1)
+    return float(np.partition(a, k)[k])
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(v)
+    return v / n if n > 1e-12 else v
+
+
+def dot3(P: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """P (N, 3) . n (3,) without BLAS (avoids thread start-up for small products)."""
+    return P[:, 0] * n[0] + P[:, 1] * n[1] + P[:, 2] * n[2]
+
+
+def plane_from_points(Q: np.ndarray, up: np.ndarray) -> np.ndarray:
+    cen = Q.mean(axis=0)
+    D = Q - cen
+    cov = np.einsum("ni,nj->ij", D, D)
+    w, v = np.linalg.eigh(cov)
+    nv = v[:, 0] if v[:, 0] @ up > 0 else -v[:, 0]
+    return np.append(nv, -nv @ cen)
+
+
+def fit_plane_ransac(points: np.ndarray, rng: np.random.Generator, iterations: int = 64,
+                     inlier: float = 0.006, up: Sequence[float] = (0, 0, 1),
+                     max_tilt_deg: float = 25.0, score_points: int = 1500
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """RANSAC plane (a, b, c, d) with unit normal within ``max_tilt_deg`` of ``up`` (pointing
+    up), refined by least squares; returns the plane and the inlier mask of ``points``.
+    Hypotheses are scored together on a subsample of ``score_points`` points. Raises
+    PerceptionError when no plane is found."""
+    P = np.asarray(points, dtype=np.float64)
+    n = len(P)
+    if n < 3:
+        raise PerceptionError(f"too few valid depth points ({n}) to find the support plane")
+    up = unit(np.asarray(up, dtype=float))
+    idx = rng.integers(0, n, size=(iterations, 3))
+    a, b, c = P[idx[:, 0]], P[idx[:, 1]], P[idx[:, 2]]
+    nrm = np.cross(b - a, c - a)
+    norm = np.linalg.norm(nrm, axis=1)
+    ok = norm > 1e-12
+    nrm[ok] /= norm[ok, None]
+    nrm *= np.where(nrm @ up < 0, -1.0, 1.0)[:, None]
+    ok &= nrm @ up > math.cos(math.radians(max_tilt_deg))
+    if not ok.any():
+        raise PerceptionError("no support plane: no RANSAC hypothesis is near horizontal")
+    nrm, a = nrm[ok], a[ok]
+    d = -np.einsum("ij,ij->i", nrm, a)
+    S = P if n <= score_points else P[rng.choice(n, score_points, replace=False)]
+    dist = np.abs(S[:, 0, None] * nrm[:, 0] + S[:, 1, None] * nrm[:, 1]
+                  + S[:, 2, None] * nrm[:, 2] + d)
+    best = int(np.argmax((dist < inlier).sum(axis=0)))
+    plane = np.append(nrm[best], d[best])
+    for _ in range(2):  # least-squares refinement on the inliers
+        inl = np.abs(dot3(P, plane[:3]) + plane[3]) < inlier
+        if inl.sum() < 3:
+            break
+        plane = plane_from_points(P[inl], up)
+    inl = np.abs(dot3(P, plane[:3]) + plane[3]) < inlier
+    if inl.sum() < max(30, 0.05 * n):
+        raise PerceptionError(f"no support plane: the best plane has only {int(inl.sum())} of "
+                              f"{n} sampled points")
+    return plane, inl
+
+
+def _circle_fit(xy: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Algebraic (Kasa) least-squares circle: centre (2,), radius, RMS radial residual."""
+    x, y = xy[:, 0], xy[:, 1]
+    A = np.stack([2 * x, 2 * y, np.ones_like(x)], axis=1)
+    b = x * x + y * y
+    try:
+        sol = np.linalg.solve(A.T @ A, A.T @ b)
+    except np.linalg.LinAlgError:
+        sol = np.linalg.lstsq(A, b, rcond=None)[0]
+    c = sol[:2]
+    r = math.sqrt(max(sol[2] + c @ c, 1e-12))
+    res = np.hypot(x - c[0], y - c[1]) - r
+    return c, r, float(np.sqrt(np.mean(res * res)))
+
+
+def circle_fit_geometric(xy: np.ndarray, iterations: int = 5) -> tuple[np.ndarray, float, float]:
+    """Geometric least-squares circle (Gauss-Newton from the algebraic fit): centre, radius,
+    RMS residual."""
+    mu = xy.mean(axis=0)
+    q = xy - mu
+    c, r, _ = _circle_fit(q)
+    for _ in range(iterations):
+        d = q - c
+        rho = np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-9)
+        res = rho - r
+        J = np.stack([-d[:, 0] / rho, -d[:, 1] / rho, -np.ones_like(rho)], axis=1)
+        try:
+            step = np.linalg.solve(J.T @ J, -(J.T @ res))
+        except np.linalg.LinAlgError:
+            break
+        c = c + step[:2]
+        r = r + step[2]
+        if np.abs(step).max() < 2e-5:
+            break
+    res = np.hypot(q[:, 0] - c[0], q[:, 1] - c[1]) - r
+    return c + mu, abs(float(r)), float(np.sqrt(np.mean(res * res)))
+
+
+def sphere_fit(P: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Least-squares sphere: centre (3,), radius, RMS residual."""
+    mu = P.mean(axis=0)
+    Q = P - mu
+    A = np.concatenate([2 * Q, np.ones((len(Q), 1))], axis=1)
+    b = (Q * Q).sum(axis=1)
+    try:
+        sol = np.linalg.solve(A.T @ A, A.T @ b)
+    except np.linalg.LinAlgError:
+        sol = np.linalg.lstsq(A, b, rcond=None)[0]
+    c = sol[:3]
+    r = math.sqrt(max(sol[3] + c @ c, 1e-12))
+    res = np.linalg.norm(Q - c, axis=1) - r
+    return c + mu, r, float(np.sqrt(np.mean(res * res)))
+
+
+_YAW_GRID = np.radians(np.arange(0.0, 90.0, 1.5))
+_YAW_COS, _YAW_SIN = np.cos(_YAW_GRID), np.sin(_YAW_GRID)
+
+
+def fit_rectangle_yaw(xy: np.ndarray, d0: float = 0.004, max_points: int = 160
+                      ) -> tuple[float, float]:
+    """Yaw of the rectangle whose edges the points hug (L-shape fitting with the closeness
+    criterion of Zhang et al., "Efficient L-shape fitting for vehicle detection using laser
+    scanners", 2017), searched over 0..90 degrees and refined; returns (yaw, RMS distance of the
+    points to the nearest edge)."""
+    if len(xy) > max_points:
+        xy = xy[np.linspace(0, len(xy) - 1, max_points).astype(int)]
+    xy = xy - xy.mean(axis=0)
+    x, y = xy[:, 0:1], xy[:, 1:2]
+
+    def scores(cs, sn):
+        c1 = x * cs + y * sn
+        c2 = y * cs - x * sn
+        d1 = np.minimum(c1.max(axis=0) - c1, c1 - c1.min(axis=0))
+        d2 = np.minimum(c2.max(axis=0) - c2, c2 - c2.min(axis=0))
+        d = np.minimum(d1, d2)
+        return (1.0 / np.maximum(d, d0)).sum(axis=0), d
+
+    sc, _ = scores(_YAW_COS, _YAW_SIN)
+    best = _YAW_GRID[int(np.argmax(sc))]
+    fine = best + np.radians(np.arange(-1.5, 1.51, 0.25))
+    sc, d = scores(np.cos(fine), np.sin(fine))
+    k = int(np.argmax(sc))
+    return float(fine[k]), float(np.sqrt(np.mean(d[:, k] ** 2)))
+
+
+def densify(poly: Optional[np.ndarray], step: float) -> np.ndarray:
+    """Points every ``step`` metres along a closed polygon's edges (K, 2)."""
+    if poly is None or len(poly) == 0:
+        return np.zeros((0, 2))
+    a = poly
+    b = np.roll(poly, -1, axis=0)
+    n = np.maximum(np.ceil(np.hypot(*(b - a).T) / step).astype(int), 1)
+    k = np.repeat(np.arange(len(a)), n)
+    frac = (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)) / np.repeat(n, n)
+    return a[k] + (b[k] - a[k]) * frac[:, None]
+
+
+def robust_circle(xy: np.ndarray, inside_tol: float):
+    """Circle through the outer points: a geometric fit, then a refit without the points lying
+    more than ``inside_tol`` inside (occlusion chords, top-face interiors). Returns (centre,
+    radius, RMS residual of the kept points) or None."""
+    if len(xy) < 8:
+        return None
+    c, r, _ = circle_fit_geometric(xy)
+    d = np.hypot(xy[:, 0] - c[0], xy[:, 1] - c[1]) - r
+    keep = d > -inside_tol
+    if keep.sum() >= 8 and not keep.all():
+        c, r, res = circle_fit_geometric(xy[keep])
+    else:
+        res = float(np.sqrt(np.mean(d * d)))
+    span = float(np.ptp(xy, axis=0).max())
+    if not (0.005 < r < min(0.25, 0.75 * span + 0.002)):
+        return None
+    return c, r, res
+
+
+def rect_from_points(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Minimum-area rectangle: centre (2,), extents (2,) along its axes, yaw of the first axis
+    in (-pi/2, pi/2]."""
+    (cx, cy), _, _ = rect = cv2.minAreaRect(np.ascontiguousarray(xy, dtype=np.float32))
+    pts = cv2.boxPoints(rect).astype(float)
+    e0, e1 = pts[1] - pts[0], pts[2] - pts[1]
+    yaw = math.atan2(e0[1], e0[0])
+    size = np.array([math.hypot(*e0), math.hypot(*e1)])
+    if yaw > math.pi / 2:
+        yaw -= math.pi
+    elif yaw <= -math.pi / 2:
+        yaw += math.pi
+    return np.array([cx, cy], dtype=float), size, yaw
+
+
+def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product of (x, y, z, w) quaternions."""
+    ax, ay, az, aw = a
+    bx, by, bz, bw = b
+    return np.array([aw * bx + ax * bw + ay * bz - az * by,
+                     aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw,
+                     aw * bw - ax * bx - ay * by - az * bz])
+
+

@@ -1,0 +1,183 @@
+"""Stage 3 of geometric perception: a shape for each object, with its hidden back completed.
+
+Works in the support-plane frame (u, v along the plane, h above it; metres). From the object's
+visible points:
+
+* **cylinder** (cans, bottles, mugs): the side wall's points lie on a circle seen from above;
+  the circle (centre and radius from the visible wall, by a robust geometric fit) completes
+  the hidden back by symmetry;
+* **box**: the outline hugs a rectangle (L-shape fit of the yaw, extents from the points);
+* **sphere**: only when the points fit a sphere better than anything else, and it is round;
+* **other** (fruit, tools, a laptop): neither fits; a tight gravity-aligned box.
+
+A **container** (bowl, cup, mug, tray) is open at the top: inside its rim the surface seen from
+above lies well below the rim. Its ``inner_depth`` is the rim's height above that inner
+surface.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from spatialpin_ros.core.geometry import (fit_rectangle_yaw, quantile, rect_from_points,
+                                          robust_circle, sphere_fit)
+
+
+@dataclass
+class ShapeParams:
+    """Shape fitting (metres)."""
+
+    #: Height band below the top whose points count as the top.
+    top_band: float = 0.01
+    #: A fit is good when its RMS error is below max(fit_abs, fit_rel * the object's size).
+    fit_abs: float = 0.004
+    fit_rel: float = 0.12
+    #: A circle must beat the rectangle by this factor to make a cylinder.
+    circle_margin: float = 0.75
+    #: Container: inside the rim (footprint shrunk by ``rim_shrink``), at least ``inner_share``
+    #: of the points lie ``min_inner_depth`` (or ``inner_depth_rel`` of the height) below the rim.
+    rim_shrink: float = 0.3
+    inner_share: float = 0.5
+    min_inner_depth: float = 0.012
+    inner_depth_rel: float = 0.3
+
+
+@dataclass
+class ShapeFit:
+    """An object's fit in the plane frame: footprint centre ``center_uv`` (2,), extents
+    ``size_uv`` (2,) along its yaw-rotated axes, ``yaw`` (radians about the plane normal),
+    ``top`` and ``bottom`` heights above the plane (metres), ``low`` its lowest visible point.
+    ``residual``: RMS distance of the outline to the chosen shape (metres)."""
+
+    shape: str = "box"
+    center_uv: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    size_uv: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    yaw: float = 0.0
+    top: float = 0.0
+    bottom: float = 0.0
+    low: float = 0.0
+    container: bool = False
+    inner_depth: float = 0.0
+    sphere_center: Optional[np.ndarray] = None
+    residual: float = 0.0
+    support: Optional[int] = None
+
+    def rect(self) -> np.ndarray:
+        """The footprint's 4 corners (4, 2)."""
+        c, s = math.cos(self.yaw), math.sin(self.yaw)
+        hx, hy = self.size_uv / 2
+        local = np.array([[hx, hy], [-hx, hy], [-hx, -hy], [hx, -hy]])
+        return local @ np.array([[c, s], [-s, c]]) + self.center_uv
+
+
+def _box_extent(xy: np.ndarray, yaw: float) -> tuple[np.ndarray, np.ndarray]:
+    c, s = math.cos(yaw), math.sin(yaw)
+    axes = np.array([[c, s], [-s, c]])
+    loc = xy @ axes.T
+    lo = np.array([quantile(loc[:, 0], 0.01), quantile(loc[:, 1], 0.01)])
+    hi = np.array([quantile(loc[:, 0], 0.99), quantile(loc[:, 1], 0.99)])
+    return ((lo + hi) / 2) @ axes, np.maximum(hi - lo, 0.004)
+
+
+def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams) -> ShapeFit:
+    """Fit one object's plane-frame points ``Q`` (N, 3; N >= 10). ``noise``: the depth noise
+    (metres) at the object's distance."""
+    p = params
+    f = ShapeFit()
+    h = Q[:, 2]
+    f.top = quantile(h, 0.98)
+    f.low = quantile(h, 0.02)
+    Qs = Q[:: len(Q) // 1500 + 1]
+    xy, hs = Qs[:, :2], Qs[:, 2]
+    side = xy[hs < f.top - max(p.top_band, 2 * noise)]
+    outline = side if len(side) >= 20 else xy
+    size0 = float(np.ptp(xy, axis=0).max())
+    tol = max(p.fit_abs, p.fit_rel * min(size0, max(f.top, 0.01)))
+
+    # rectangle: yaw by L-shape fit of the outline, extents from all points
+    yaw, res_r = fit_rectangle_yaw(outline, d0=max(0.0015, 1.5 * noise))
+    circ = robust_circle(outline, 0.002 + 2 * noise)
+    res_c = circ[2] if circ is not None else np.inf
+    if circ is not None:
+        # a cylinder's points lie inside its circle, and the circle is not much bigger
+        rr = np.hypot(xy[:, 0] - circ[0][0], xy[:, 1] - circ[0][1])
+        if np.mean(rr < circ[1] + 0.004 + 2 * noise) < 0.9 or 2 * circ[1] > 1.6 * size0 + 0.01:
+            res_c = np.inf
+    shape = "box"
+    if res_c < tol and res_c < p.circle_margin * res_r:
+        shape = "cylinder"
+    elif res_r > tol and res_c > tol:
+        shape = "other"
+    if shape != "cylinder" and len(Q) >= 30:
+        cs, rs, es = sphere_fit(Q[:: max(1, len(Q) // 600)])
+        if (0.02 < rs < 0.15 and es < max(0.003, 0.08 * rs) + noise and abs(cs[2] - rs) < 0.02
+                and f.top < 2.4 * rs and size0 < 2.3 * rs):
+            shape, f.sphere_center = "sphere", cs
+            f.center_uv, f.size_uv, f.yaw = cs[:2].copy(), np.array([2 * rs] * 2), 0.0
+            f.top, f.residual = float(cs[2] + rs), es
+    if shape == "cylinder":
+        f.center_uv, f.size_uv, f.yaw = np.asarray(circ[0], float), np.array([2 * circ[1]] * 2), 0.0
+        f.residual = float(res_c)
+    elif shape in ("box", "other"):
+        if shape == "other":                      # a tight gravity-aligned box
+            yaw = rect_from_points(xy)[2]
+        f.center_uv, f.size_uv = _box_extent(xy, yaw)
+        f.yaw, f.residual = yaw, float(min(res_r, res_c))
+    f.shape = shape
+    if shape != "sphere":
+        _container(Q, f, noise, p)
+    return f
+
+
+def _container(Q: np.ndarray, f: ShapeFit, noise: float, p: ShapeParams) -> None:
+    """Set ``container`` and ``inner_depth`` when the surface inside the rim is well below it."""
+    height = f.top
+    if height < 0.02:
+        return
+    c, s = math.cos(f.yaw), math.sin(f.yaw)
+    loc = (Q[:, :2] - f.center_uv) @ np.array([[c, s], [-s, c]]).T
+    half = f.size_uv / 2 * (1 - p.rim_shrink)
+    if f.shape == "cylinder":
+        inner = np.hypot(loc[:, 0], loc[:, 1]) < half[0]
+    else:
+        inner = (np.abs(loc[:, 0]) < half[0]) & (np.abs(loc[:, 1]) < half[1])
+    if inner.sum() < 15:
+        return
+    drop = max(p.min_inner_depth, p.inner_depth_rel * height, 4 * noise)
+    low = Q[inner, 2] < f.top - drop
+    if low.mean() >= p.inner_share:
+        f.container = True
+        f.inner_depth = float(f.top - quantile(Q[inner][low, 2], 0.3))
+
+
+def resolve_support(fits: list[ShapeFit], tol: float = 0.02) -> None:
+    """Each object rests on the table or on the object under it: set ``bottom`` and
+    ``support``; a base's box footprint grows to contain what stands on it."""
+    order = sorted(range(len(fits)), key=lambda i: fits[i].top)
+    for i in order:
+        f = fits[i]
+        f.bottom = 0.0
+        if f.shape == "sphere" or f.low < 0.015:
+            continue
+        best, best_gap = None, None
+        for j in order:
+            b = fits[j]
+            if j == i or b.top > f.top - 0.005:
+                continue
+            gap = abs(f.low - b.top)
+            if gap > tol:
+                continue
+            inter = cv2.intersectConvexConvex(
+                (b.rect() * 1000).astype(np.float32).reshape(-1, 1, 2),
+                (f.rect() * 1000).astype(np.float32).reshape(-1, 1, 2))[0]
+            area = min(f.size_uv[0] * f.size_uv[1], b.size_uv[0] * b.size_uv[1]) * 1e6
+            if inter > 0.3 * area and (best_gap is None or gap < best_gap):
+                best, best_gap = j, gap
+        if best is not None:
+            f.support = best
+            f.bottom = fits[best].top
