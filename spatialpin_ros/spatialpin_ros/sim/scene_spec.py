@@ -12,7 +12,22 @@ base on the table top, x pointing away from the robot)::
       - {name: duck, urdf: duck_vhacd.urdf, scale: 1.0, position: [0.6, -0.1, 0.0], yaw_deg: 0}
 
 ``size`` is the full extent along the object's x, y, z axes: for a cylinder ``[d, d, h]``, for a
-sphere ``[d, d, d]``. ``position`` is the box centre; with ``on_top_of:`` only x and y count
+sphere ``[d, d, d]``.
+
+Real-looking objects are ``shape: mesh`` with ``mesh:`` one of the procedural kinds of
+``sim.meshes`` (``bowl``, ``cup``, ``mug``, ``plate``, ``bottle``, ``can``, ``printed_box``;
+textured, generated on demand; ``size`` optional, the kind's default otherwise; ``wall`` the
+wall thickness of bowls, cups, mugs and plates; ``text`` the brand printed on a box, bottle or
+can) or ``pybullet:<path>`` for a URDF of pybullet_data (with ``scale``; its own textures are
+kept unless ``color``/``rgba`` is given), e.g.::
+
+      - {name: bowl, shape: mesh, mesh: bowl, size: [0.15, 0.15, 0.065], color: blue,
+         position: [0.5, 0.1, 0]}
+      - {name: tray, shape: mesh, mesh: "pybullet:tray/traybox.urdf", scale: 0.35,
+         position: [0.55, -0.1, 0]}
+
+A mesh object's ``position`` is the centre of its true box (a z below half its height puts it
+on the table); ``mass`` and ``friction`` (lateral) override the kind's defaults. ``position`` is the box centre; with ``on_top_of:`` only x and y count
 (a bare ``on:`` key, which YAML reads as ``true``, is accepted too). A URDF
 object's ``position`` is its base origin, and a z of 0 drops it onto the table.
 """
@@ -31,6 +46,31 @@ from spatialpin_ros.core.colors import PALETTE, nearest_color_name
 from spatialpin_ros.core.errors import SceneSpecError
 
 OBJECT_SHAPES = ("box", "cylinder", "sphere")
+#: Every value of an object's ``shape`` in a scene file (``mesh``: see the module doc).
+SPEC_SHAPES = OBJECT_SHAPES + ("mesh",)
+#: Procedural mesh kinds (``sim.meshes.MESH_KINDS``).
+MESH_KINDS = ("bowl", "cup", "mug", "plate", "bottle", "can", "printed_box")
+_ROUND_MESHES = ("bowl", "cup", "mug", "plate", "bottle", "can")
+_WALL_MESHES = ("bowl", "cup", "mug", "plate")
+_TEXT_MESHES = ("printed_box", "bottle", "can")
+#: pybullet_data objects the generator uses, with what the ground truth says of them:
+#: extents at scale 1 (x, y, z metres), the noun, whether hollow, the truth shape.
+PYBULLET_OBJECTS = {
+    "objects/mug.urdf": {"extents": (0.088, 0.128, 0.106), "noun": "mug", "container": True,
+                         "shape": "other"},
+    "tray/traybox.urdf": {"extents": (0.602, 0.602, 0.139), "noun": "tray", "container": True,
+                          "shape": "other"},
+    "lego/lego.urdf": {"extents": (0.034, 0.034, 0.025), "noun": "lego brick",
+                       "container": False, "shape": "other"},
+    "jenga/jenga.urdf": {"extents": (0.15, 0.05, 0.03), "noun": "jenga block",
+                         "container": False, "shape": "box"},
+    "random_urdfs/000/000.urdf": {"extents": (0.096, 0.126, 0.038), "noun": "toy",
+                                  "container": False, "shape": "other"},
+    "random_urdfs/008/008.urdf": {"extents": (0.096, 0.098, 0.096), "noun": "toy",
+                                  "container": False, "shape": "other"},
+    "random_urdfs/016/016.urdf": {"extents": (0.097, 0.096, 0.035), "noun": "toy",
+                                  "container": False, "shape": "other"},
+}
 
 
 @dataclass
@@ -62,6 +102,27 @@ class ObjectSpec:
     yaw_deg: float = 0.0
     on: Optional[str] = None
     mass: Optional[float] = None
+    #: ``shape: mesh`` only: the kind (a MESH_KINDS name or ``pybullet:<path>``), the wall
+    #: thickness, the printed text, and a lateral friction override.
+    mesh: Optional[str] = None
+    wall: Optional[float] = None
+    text: str = ""
+    friction: Optional[float] = None
+    #: Whether ``rgba`` was given (a pybullet_data mesh keeps its own colours otherwise).
+    rgba_given: bool = False
+
+    @property
+    def mesh_kind(self) -> str:
+        """'bowl', ..., or 'pybullet' for a pybullet_data mesh; '' for non-meshes."""
+        if self.shape != "mesh" or not self.mesh:
+            return ""
+        return "pybullet" if self.mesh.startswith("pybullet:") else self.mesh
+
+    @property
+    def footprint_shape(self) -> tuple[str, tuple[float, float, float]]:
+        """('box' or 'cylinder', size) of a box or cylinder that covers the object's footprint
+        (see ``footprint``): the object itself for primitives."""
+        return mesh_footprint(self)
 
     @property
     def color_name(self) -> str:
@@ -93,10 +154,23 @@ class SceneSpec:
             d: dict[str, Any] = {"name": o.name}
             if o.urdf:
                 d.update(urdf=o.urdf, scale=o.scale)
+            elif o.shape == "mesh":
+                d.update(shape="mesh", mesh=o.mesh)
+                if o.mesh_kind == "pybullet":
+                    d["scale"] = o.scale
+                else:
+                    d["size"] = [round(float(v), 5) for v in o.size]
+                if o.wall is not None:
+                    d["wall"] = o.wall
+                if o.text:
+                    d["text"] = o.text
+                if o.friction is not None:
+                    d["friction"] = o.friction
             else:
                 d.update(shape=o.shape, size=[round(float(v), 5) for v in o.size])
-            d.update(rgba=[round(float(v), 4) for v in o.rgba],
-                     position=[round(float(v), 5) for v in o.position],
+            if o.shape != "mesh" or o.rgba_given:
+                d["rgba"] = [round(float(v), 4) for v in o.rgba]
+            d.update(position=[round(float(v), 5) for v in o.position],
                      yaw_deg=round(float(o.yaw_deg), 3))
             if o.on:
                 d["on_top_of"] = o.on
@@ -181,7 +255,7 @@ def parse_scene(data: Any, name: str = "scene") -> SceneSpec:
     objects: list[ObjectSpec] = []
     names: set[str] = set()
     allowed = {"name", "shape", "size", "urdf", "scale", "rgba", "position", "yaw_deg",
-               "on_top_of", "mass", "color"}
+               "on_top_of", "mass", "color", "mesh", "wall", "text", "friction"}
     for i, od in enumerate(objs_d):
         where = f"objects[{i}]"
         if not isinstance(od, dict):
@@ -200,10 +274,17 @@ def parse_scene(data: Any, name: str = "scene") -> SceneSpec:
         has_shape, has_urdf = "shape" in od, "urdf" in od
         if has_shape == has_urdf:
             raise SceneSpecError(f"{where}: give exactly one of 'shape' or 'urdf'")
-        if has_shape:
+        if od.get("shape") != "mesh":
+            for key in ("mesh", "wall", "text", "friction"):
+                if key in od:
+                    raise SceneSpecError(f"{where}.{key}: only for 'shape: mesh'")
+        if has_shape and od["shape"] == "mesh":
+            o.shape = "mesh"
+            _parse_mesh(od, o, where)
+        elif has_shape:
             if od["shape"] not in OBJECT_SHAPES:
                 raise SceneSpecError(
-                    f"{where}.shape: expected one of {list(OBJECT_SHAPES)}, got {od['shape']!r}")
+                    f"{where}.shape: expected one of {list(SPEC_SHAPES)}, got {od['shape']!r}")
             o.shape = od["shape"]
             if "size" not in od:
                 raise SceneSpecError(f"{where}.size: required for a {o.shape}")
@@ -228,7 +309,9 @@ def parse_scene(data: Any, name: str = "scene") -> SceneSpec:
                 raise SceneSpecError(
                     f"{where}.color: expected one of {sorted(PALETTE)}, got {od['color']!r}")
             o.rgba = (*PALETTE[od["color"]], 1.0)
+            o.rgba_given = True
         if "rgba" in od:
+            o.rgba_given = True
             rgba = _numbers(od["rgba"], f"{where}.rgba", lengths=(3, 4))
             if any(v < 0 or v > 1 for v in rgba):
                 raise SceneSpecError(f"{where}.rgba: values must be in 0..1, got {list(rgba)}")
@@ -248,8 +331,79 @@ def parse_scene(data: Any, name: str = "scene") -> SceneSpec:
             o.mass = _number(od["mass"], f"{where}.mass", positive=True)
         objects.append(o)
     seed = data.get("seed")
+    for o in objects:
+        if o.on:
+            base = next(b for b in objects if b.name == o.on)
+            if base.mesh_kind in _WALL_MESHES or (base.mesh_kind == "pybullet" and
+                                                  PYBULLET_OBJECTS.get(base.mesh[9:], {}).get("container")):
+                raise SceneSpecError(f"object {o.name!r}: on_top_of a container ({base.name!r}) "
+                                     "is not supported; place it at the container's x, y with "
+                                     "a z above its bottom instead")
     return SceneSpec(camera=cam, objects=objects, name=str(data.get("name", name)),
                      seed=seed if isinstance(seed, int) else None)
+
+
+def _parse_mesh(od: dict, o: ObjectSpec, where: str) -> None:
+    """The ``shape: mesh`` fields of object dict ``od`` into ``o`` (SceneSpecError if bad)."""
+    mesh = od.get("mesh")
+    if not isinstance(mesh, str) or not mesh.strip():
+        raise SceneSpecError(f"{where}.mesh: required for 'shape: mesh': one of "
+                             f"{list(MESH_KINDS)} or 'pybullet:<path in pybullet_data>'")
+    o.mesh = mesh.strip()
+    if o.mesh.startswith("pybullet:"):
+        rel = o.mesh[len("pybullet:"):]
+        import pybullet_data  # a path lookup only
+        if not rel or not Path(pybullet_data.getDataPath(), rel).is_file() \
+                or not rel.endswith(".urdf"):
+            raise SceneSpecError(f"{where}.mesh: {rel!r} is not a URDF file in pybullet_data")
+        for key in ("size", "wall", "text"):
+            if key in od:
+                raise SceneSpecError(f"{where}.{key}: not used with a pybullet_data mesh "
+                                     "(use 'scale')")
+    else:
+        if o.mesh not in MESH_KINDS:
+            raise SceneSpecError(f"{where}.mesh: expected one of {list(MESH_KINDS)} or "
+                                 f"'pybullet:<path>', got {o.mesh!r}")
+        if "scale" in od:
+            raise SceneSpecError(f"{where}.scale: not used with a procedural mesh (use 'size')")
+        if "size" in od:
+            size = od["size"]
+            if isinstance(size, (int, float)) and not isinstance(size, bool):
+                size = [size] * 3
+            o.size = _numbers(size, f"{where}.size", 3, positive=True)
+        else:
+            from spatialpin_ros.sim.meshes import DEFAULT_SIZE
+            o.size = tuple(DEFAULT_SIZE[o.mesh])
+        if "wall" in od:
+            if o.mesh not in _WALL_MESHES:
+                raise SceneSpecError(f"{where}.wall: only for {list(_WALL_MESHES)}")
+            o.wall = _number(od["wall"], f"{where}.wall", positive=True)
+        if "text" in od:
+            if o.mesh not in _TEXT_MESHES or not isinstance(od["text"], str):
+                raise SceneSpecError(f"{where}.text: a string, only for {list(_TEXT_MESHES)}")
+            o.text = od["text"]
+        from spatialpin_ros.sim.meshes import validate_mesh_size
+        err = validate_mesh_size(o.mesh, o.size, o.wall)
+        if err:
+            raise SceneSpecError(f"{where}.size: {err}")
+    if "friction" in od:
+        o.friction = _number(od["friction"], f"{where}.friction", positive=True)
+
+
+def mesh_footprint(o: ObjectSpec) -> tuple[str, tuple[float, float, float]]:
+    """('box' or 'cylinder', size) whose ``footprint`` covers object ``o``'s."""
+    if o.shape != "mesh":
+        return o.shape or "cylinder", tuple(o.size) if o.size else (0.1, 0.1, 0.1)
+    if o.mesh_kind == "pybullet":
+        info = PYBULLET_OBJECTS.get(o.mesh[len("pybullet:"):])
+        ext = tuple(v * o.scale for v in info["extents"]) if info else (0.1, 0.1, 0.1)
+        return "box", ext
+    if o.mesh_kind == "printed_box":
+        return "box", tuple(o.size)
+    if o.mesh_kind == "mug":  # the handle reaches out on +x
+        reach = 2 * (0.32 * o.size[0] / 2 + 0.012)
+        return "cylinder", (o.size[0] + reach, o.size[0] + reach, o.size[2])
+    return "cylinder", tuple(o.size)
 
 
 def load_scene_file(path: str | Path) -> SceneSpec:
@@ -338,13 +492,27 @@ def _place(rng: np.random.Generator, shape: str, size, yaw_deg: float,
     return None
 
 
+MIXES = ("primitives", "meshes", "mixed")
+
+
 def random_scene(seed: int, n_objects: Optional[int] = None, width: int = 640,
-                 height: int = 480, vary_camera: bool = True) -> SceneSpec:
+                 height: int = 480, vary_camera: bool = True,
+                 mix: str = "primitives") -> SceneSpec:
     """A random tabletop: 2 to 8 primitives of varied shapes, sizes and colours, some stacked on
     others and some touching, seen by a camera whose pose varies with the seed.
 
-    The same seed always gives the same scene.
+    ``mix``: ``"primitives"`` (the default: exactly the scenes this function always gave),
+    ``"meshes"`` (2 to 6 real-looking objects: bowls, cups, mugs, plates, bottles, cans,
+    printed food boxes and pybullet_data objects; see ``random_mesh_scene``) or ``"mixed"``
+    (each object a primitive or a mesh, even odds).
+
+    The same seed (and mix) always gives the same scene.
     """
+    if mix not in MIXES:
+        raise SceneSpecError(f"mix must be one of {list(MIXES)}, got {mix!r}")
+    if mix != "primitives":
+        return random_mesh_scene(seed, n_objects, width, height, vary_camera,
+                                 mixed=mix == "mixed")
     rng = np.random.default_rng(seed)
     n = int(rng.integers(2, 9)) if n_objects is None else int(n_objects)
     if not 1 <= n <= len(PALETTE):
@@ -399,3 +567,118 @@ def random_scene(seed: int, n_objects: Optional[int] = None, width: int = 640,
         cam.target = tuple(float(v) for v in target)
         cam.fov_deg = float(rng.uniform(50, 62))
     return SceneSpec(camera=cam, objects=objects, name=f"random_{seed}", seed=seed)
+
+
+# Weights of the kinds in mesh scenes: procedural kinds and pybullet_data objects.
+_MESH_WEIGHTS = {"bowl": 0.13, "cup": 0.11, "mug": 0.09, "plate": 0.07, "bottle": 0.08,
+                 "can": 0.12, "printed_box": 0.22, "pybullet": 0.18}
+_PYBULLET_CHOICES = (("objects/mug.urdf", 1.0), ("lego/lego.urdf", 1.5), ("jenga/jenga.urdf", 0.7),
+                     ("random_urdfs/000/000.urdf", 0.6), ("random_urdfs/008/008.urdf", 0.6),
+                     ("random_urdfs/016/016.urdf", 0.7), ("tray/traybox.urdf", 0.32))
+_BRANDS = ("CRUNCHOS", "OATY", "BISKO", "TEA TIME", "PASTA", "RICE", "CHOCO", "SOUP")
+
+
+def _random_mesh_object(rng: np.random.Generator, color: str) -> ObjectSpec:
+    kinds = list(_MESH_WEIGHTS)
+    kind = str(rng.choice(kinds, p=np.array(list(_MESH_WEIGHTS.values())) /
+                          sum(_MESH_WEIGHTS.values())))
+    yaw = float(rng.uniform(-180, 180))
+    rgba = (*PALETTE[color], 1.0)
+    if kind == "pybullet":
+        path, scale = _PYBULLET_CHOICES[int(rng.integers(len(_PYBULLET_CHOICES)))]
+        noun = PYBULLET_OBJECTS[path]["noun"].replace(" ", "_")
+        return ObjectSpec(name=noun, shape="mesh", mesh=f"pybullet:{path}", scale=scale,
+                          yaw_deg=yaw)
+    u = rng.uniform
+    if kind == "bowl":
+        d = u(0.12, 0.17)
+        size = (d, d, d * u(0.38, 0.5))
+    elif kind in ("cup", "mug"):
+        d = u(0.065, 0.085)
+        size = (d, d, u(0.08, 0.11))
+    elif kind == "plate":
+        d = u(0.16, 0.23)
+        size = (d, d, u(0.018, 0.026))
+    elif kind == "bottle":
+        d = u(0.055, 0.075)
+        size = (d, d, u(0.16, 0.23))
+    elif kind == "can":
+        d = u(0.053, 0.07)
+        size = (d, d, u(0.09, 0.125))
+    else:  # printed food box: a tea box to a cracker box, lying or standing
+        a, b, c = u(0.1, 0.18), u(0.04, 0.08), u(0.06, 0.2)
+        size = (a, b, c) if rng.random() < 0.5 else (a, c if c < 0.12 else b, b if c < 0.12 else c)
+    o = ObjectSpec(name=kind, shape="mesh", mesh=kind, size=tuple(float(v) for v in size),
+                   rgba=rgba, rgba_given=True, yaw_deg=yaw)
+    if kind in ("printed_box", "bottle", "can"):
+        o.text = str(rng.choice(_BRANDS))
+    return o
+
+
+def random_mesh_scene(seed: int, n_objects: Optional[int] = None, width: int = 640,
+                      height: int = 480, vary_camera: bool = True,
+                      mixed: bool = False) -> SceneSpec:
+    """A random tabletop of real-looking objects (``random_scene(seed, mix="meshes")``): 2 to 6
+    meshes (with ``mixed``, 2 to 8 objects, each a primitive or a mesh at even odds), some
+    touching, small solid ones sometimes standing on a printed box, and the camera of
+    ``random_scene``. Its own random stream: the primitive scenes are unaffected."""
+    rng = np.random.default_rng([seed, 7 if mixed else 5])
+    n = int(rng.integers(2, 9 if mixed else 7)) if n_objects is None else int(n_objects)
+    if not 1 <= n <= len(PALETTE):
+        raise SceneSpecError(f"n_objects must be 1..{len(PALETTE)}, got {n}")
+    colors = list(rng.permutation(list(PALETTE)))[:n]
+    objects: list[ObjectSpec] = []
+    placed: list[np.ndarray] = []
+    used: dict[str, int] = {}
+    for k in range(n):
+        if mixed and rng.random() < 0.5:
+            shape = str(rng.choice(OBJECT_SHAPES, p=[0.5, 0.32, 0.18]))
+            if shape == "box":
+                size = (rng.uniform(0.035, 0.07), rng.uniform(0.035, 0.07), rng.uniform(0.03, 0.08))
+            elif shape == "cylinder":
+                d = rng.uniform(0.04, 0.07)
+                size = (d, d, rng.uniform(0.04, 0.12))
+            else:
+                d = rng.uniform(0.04, 0.065)
+                size = (d, d, d)
+            noun = {"box": "block", "cylinder": "cylinder", "sphere": "ball"}[shape]
+            o = ObjectSpec(name=noun, shape=shape, size=tuple(float(s) for s in size),
+                           rgba=(*PALETTE[colors[k]], 1.0), rgba_given=True,
+                           yaw_deg=float(rng.uniform(-180, 180)))
+        else:
+            o = _random_mesh_object(rng, colors[k])
+        base_name = f"{colors[k]}_{o.name}" if o.rgba_given else o.name
+        used[base_name] = used.get(base_name, 0) + 1
+        o.name = base_name if used[base_name] == 1 else f"{base_name}_{used[base_name]}"
+        fshape, fsize = mesh_footprint(o)
+        # Small solid things sometimes stand on a printed box (or a primitive box).
+        small = o.mesh_kind in ("can", "printed_box") or o.shape in ("box", "cylinder")
+        bases = [b for b in objects if (b.mesh_kind == "printed_box" or b.shape == "box")
+                 and b.on is None and min(b.size[:2]) >= 0.9 * max(fsize[:2])]
+        mode = rng.random()
+        if small and bases and mode < 0.2:
+            base = bases[int(rng.integers(len(bases)))]
+            o.position = (base.position[0], base.position[1])
+            o.on = base.name
+            objects.append(o)
+            continue
+        touching = bool(placed) and mode < 0.45
+        pos = _place(rng, fshape, fsize, o.yaw_deg, placed, touching)
+        if pos is None:
+            continue
+        o.position = (pos[0], pos[1], fsize[2] / 2)
+        placed.append(footprint(fshape, fsize, pos[0], pos[1], o.yaw_deg))
+        objects.append(o)
+    cam = CameraSpec(width=width, height=height)
+    if vary_camera:
+        dist = rng.uniform(0.7, 0.95)
+        elev = math.radians(rng.uniform(35, 60))
+        azim = math.radians(rng.uniform(-35, 35))
+        target = np.array([0.53, 0.0, 0.04]) + rng.uniform(-0.03, 0.03, 3) * [1, 1, 0]
+        eye = target + dist * np.array([math.cos(elev) * math.cos(azim),
+                                        math.cos(elev) * math.sin(azim), math.sin(elev)])
+        cam.eye = tuple(float(v) for v in eye)
+        cam.target = tuple(float(v) for v in target)
+        cam.fov_deg = float(rng.uniform(50, 62))
+    tag = "mixed" if mixed else "meshes"
+    return SceneSpec(camera=cam, objects=objects, name=f"random_{tag}_{seed}", seed=seed)

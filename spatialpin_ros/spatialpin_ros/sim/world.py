@@ -22,7 +22,7 @@ from spatialpin_ros.core.errors import SceneSpecError
 from spatialpin_ros.core.trajectory import JointLimits, JointTrajectory
 from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, RGBDFrame, Scene, look_at
 from spatialpin_ros.sim.pybullet_client import PyBulletClientOwner
-from spatialpin_ros.sim.scene_spec import CameraSpec, ObjectSpec, SceneSpec
+from spatialpin_ros.sim.scene_spec import PYBULLET_OBJECTS, CameraSpec, ObjectSpec, SceneSpec
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,32 @@ class SimObject:
     body: int
     local_center: np.ndarray
     extents: np.ndarray
+    #: What the truth says beyond the box: the kind ('box', 'cylinder', 'sphere', 'urdf', or a
+    #: mesh kind: 'bowl', ..., 'pybullet'), the noun of its label, whether it is a hollow
+    #: container and its depth (rim to inner bottom, metres), the ObjectPrior shape, and
+    #: whether its yaw is meaningless.
+    kind: str = ""
+    noun: str = ""
+    container: bool = False
+    inner_depth: float = 0.0
+    truth_shape: str = "other"
+    yaw_symmetric: bool = False
+
+
+@dataclass
+class TruthObject:
+    """One object's ground truth (for scoring only): name, kind, the true box (centre pose in
+    the world frame, full extents along the object's own axes), and container facts."""
+
+    name: str
+    kind: str
+    body: int
+    pose: Pose
+    size: np.ndarray
+    container: bool
+    inner_depth: float
+    shape: str
+    on: Optional[str] = None
 
 
 def camera_view_matrix(pose: Pose) -> list[float]:
@@ -69,6 +95,7 @@ class SimWorld(PyBulletClientOwner):
         self._traj_idx: list[int] = []
         self._traj_start = 0.0
         self._hold = np.zeros(0)
+        self._textures: dict[str, int] = {}  # texture file -> PyBullet texture id
         try:
             self._load_static()
             self.load_scene(spec, camera_pose=camera_pose, settle_time=settle_time)
@@ -144,6 +171,8 @@ class SimWorld(PyBulletClientOwner):
         c = self.client
         yaw = math.radians(o.yaw_deg)
         quat = Rotation.from_euler("z", yaw).as_quat().tolist()
+        if o.shape == "mesh":
+            return self._add_mesh(o, quat)
         if o.urdf:
             path = o.urdf
             candidates = [path, os.path.join(pybullet_data.getDataPath(), path)]
@@ -200,7 +229,106 @@ class SimWorld(PyBulletClientOwner):
             local_center, extents = np.zeros(3), size
         pb.changeDynamics(body, -1, lateralFriction=1.0, rollingFriction=0.002,
                           spinningFriction=0.002, restitution=0.0, physicsClientId=c)
-        return SimObject(o, body, local_center, np.asarray(extents, dtype=float))
+        shape = o.shape or "other"
+        return SimObject(o, body, local_center, np.asarray(extents, dtype=float),
+                         kind=o.shape or "urdf",
+                         noun={"box": "block", "cylinder": "cylinder", "sphere": "ball"}.get(
+                             shape, "object"),
+                         truth_shape=shape, yaw_symmetric=shape in ("cylinder", "sphere"))
+
+    def _mesh_z(self, o: ObjectSpec, half_height: float) -> float:
+        """World z of a mesh object's box centre: on its support, or at the given z but not
+        below the table."""
+        if o.on:
+            base = next(s for s in self.objects if s.spec.name == o.on)
+            return self._top_z(base) + half_height + 1e-3
+        z = o.position[2] if len(o.position) > 2 else 0.0
+        return max(z, TABLE_TOP_Z + half_height + 5e-4)
+
+    def _add_mesh(self, o: ObjectSpec, quat: list[float]) -> SimObject:
+        """A ``shape: mesh`` object: a procedural mesh (textured OBJ, compound collision of
+        convex pieces) or a pybullet_data URDF. Its ``position`` is its true box centre."""
+        c = self.client
+        rot = Rotation.from_quat(quat)
+        if o.mesh_kind == "pybullet":
+            rel = o.mesh[len("pybullet:"):]
+            try:
+                body = pb.loadURDF(rel, [0, 0, 5], [0, 0, 0, 1], globalScaling=o.scale,
+                                   physicsClientId=c)
+            except pb.error as e:
+                raise SceneSpecError(f"object {o.name!r}: cannot load {rel!r}: {e}") from None
+            lo, hi = pb.getAABB(body, physicsClientId=c)
+            for j in range(pb.getNumJoints(body, physicsClientId=c)):
+                a, b = pb.getAABB(body, j, physicsClientId=c)
+                lo, hi = np.minimum(lo, a), np.maximum(hi, b)
+            lo, hi = np.array(lo), np.array(hi)
+            info = PYBULLET_OBJECTS.get(rel, {})
+            container = bool(info.get("container", False))
+            inner = self._measure_inner_depth(body, lo, hi) if container else 0.0
+            local_center = (lo + hi) / 2 - np.array([0, 0, 5.0])
+            extents = hi - lo
+            if pb.getDynamicsInfo(body, -1, physicsClientId=c)[0] == 0 or o.mass is not None:
+                # A static URDF (the tray) becomes a light dynamic object.
+                mass = o.mass if o.mass is not None else 0.4 * o.scale ** 2
+                pb.changeDynamics(body, -1, mass=mass, physicsClientId=c)
+            if o.rgba_given:
+                pb.changeVisualShape(body, -1, rgbaColor=list(o.rgba), physicsClientId=c)
+            friction = (o.friction or 0.6, 0.002, 0.001)
+            kind, noun = "pybullet", info.get("noun", "object")
+            truth_shape, symmetric = info.get("shape", "other"), False
+        else:
+            from spatialpin_ros.sim.meshes import build_mesh
+            asset = build_mesh(o.mesh, o.size, o.wall, o.rgba, o.text, o.mass)
+            com = asset.com
+            types, half, radii, lengths, poss, quats = [], [], [], [], [], []
+            for piece in asset.collision:
+                box = piece.kind == "box"
+                types.append(pb.GEOM_BOX if box else pb.GEOM_CYLINDER)
+                half.append(list(piece.half_extents) if box else [0.0, 0.0, 0.0])
+                radii.append(0.0 if box else piece.radius)
+                lengths.append(0.0 if box else piece.height)
+                poss.append((np.asarray(piece.position) - com).tolist())
+                quats.append(list(piece.quaternion))
+            col = pb.createCollisionShapeArray(
+                types, radii=radii, halfExtents=half, lengths=lengths,
+                collisionFramePositions=poss, collisionFrameOrientations=quats,
+                physicsClientId=c)
+            vis = pb.createVisualShape(pb.GEOM_MESH, fileName=asset.obj_path,
+                                       visualFramePosition=(-com).tolist(),
+                                       rgbaColor=[1, 1, 1, 1], physicsClientId=c)
+            body = pb.createMultiBody(asset.mass, col, vis, [0, 0, 5], [0, 0, 0, 1],
+                                      physicsClientId=c)
+            tex = self._textures.get(asset.texture_path)
+            if tex is None:
+                tex = pb.loadTexture(asset.texture_path, physicsClientId=c)
+                self._textures[asset.texture_path] = tex
+            pb.changeVisualShape(body, -1, textureUniqueId=tex, rgbaColor=[1, 1, 1, 1],
+                                 physicsClientId=c)
+            local_center, extents = asset.bbox_center - com, asset.extents
+            friction = (o.friction or asset.friction[0], *asset.friction[1:])
+            container, inner = asset.container, asset.inner_depth
+            kind, noun = o.mesh, {"printed_box": "box"}.get(o.mesh, o.mesh)
+            truth_shape, symmetric = asset.truth_shape, asset.symmetric
+        center = [o.position[0], o.position[1], self._mesh_z(o, extents[2] / 2)]
+        pos = np.asarray(center) - rot.apply(local_center)
+        pb.resetBasePositionAndOrientation(body, pos.tolist(), quat, physicsClientId=c)
+        pb.changeDynamics(body, -1, lateralFriction=friction[0], spinningFriction=friction[1],
+                          rollingFriction=friction[2], restitution=0.0, physicsClientId=c)
+        return SimObject(o, body, np.asarray(local_center, float), np.asarray(extents, float),
+                         kind=kind, noun=noun, container=container, inner_depth=float(inner),
+                         truth_shape=truth_shape, yaw_symmetric=symmetric)
+
+    def _measure_inner_depth(self, body: int, lo, hi) -> float:
+        """Depth of a hollow body from its top down to the deepest point rays straight down
+        hit on it (a grid over the middle of its footprint); the body must be alone in the air
+        (it is, at load time, 5 m up)."""
+        xs = np.linspace(lo[0], hi[0], 9)[2:-2]
+        ys = np.linspace(lo[1], hi[1], 9)[2:-2]
+        starts = [[x, y, hi[2] + 0.01] for x in xs for y in ys]
+        ends = [[x, y, lo[2] - 0.01] for x in xs for y in ys]
+        hits = [h[3][2] for h in pb.rayTestBatch(starts, ends, physicsClientId=self.client)
+                if h[0] == body]
+        return float(hi[2] - min(hits)) if hits else 0.0
 
     def _top_z(self, obj: SimObject) -> float:
         return float(self.object_box(obj)[0].position[2] + obj.extents[2] / 2)
@@ -263,16 +391,29 @@ class SimWorld(PyBulletClientOwner):
                     ys, xs = np.nonzero(mask)
                     roi = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
                            int(ys.max() - ys.min() + 1))
-            shape = o.spec.shape or "other"
-            noun = {"box": "block", "cylinder": "cylinder", "sphere": "ball"}.get(shape, "object")
+            # Meshes of pybullet_data keep their own colours: no colour name to score.
+            colored = o.spec.shape != "mesh" or o.spec.rgba_given
+            cname = o.spec.color_name if colored else ""
             priors.append(ObjectPrior(
-                id=o.spec.name, label=f"{o.spec.color_name} {noun}", pose=pose, size=ext,
-                shape=shape, color_name=o.spec.color_name, confidence=1.0, roi=roi,
-                num_points=npx, yaw_symmetric=shape in ("cylinder", "sphere"),
-                rgb=tuple(int(round(255 * v)) for v in o.spec.rgba[:3])))
+                id=o.spec.name, label=f"{cname} {o.noun}".strip(), pose=pose, size=ext,
+                shape=o.truth_shape, color_name=cname, confidence=1.0, roi=roi,
+                num_points=npx, yaw_symmetric=o.yaw_symmetric,
+                rgb=tuple(int(round(255 * v)) for v in o.spec.rgba[:3]) if colored else None,
+                container=o.container, inner_depth=o.inner_depth if o.container else 0.0))
         return Scene(scene_id=scene_id or self.spec.name, objects=priors, camera=self.camera,
                      camera_pose=self.camera_pose, support_plane=np.array([0, 0, 1.0, -TABLE_TOP_Z]),
                      stamp=self.sim_time)
+
+    def truth(self) -> list[TruthObject]:
+        """Every object's ground truth, with its kind and container facts (scoring only)."""
+        out = []
+        for o in self.objects:
+            pose, ext = self.object_box(o)
+            out.append(TruthObject(name=o.spec.name, kind=o.kind, body=o.body, pose=pose,
+                                   size=ext, container=o.container,
+                                   inner_depth=o.inner_depth if o.container else 0.0,
+                                   shape=o.truth_shape, on=o.spec.on))
+        return out
 
     # -- the arm -------------------------------------------------------------------------------
     def joint_state(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
