@@ -2,6 +2,7 @@
 
     scripts/run python benchmarks/bench_perception.py [--scenes 100] [--seed0 1000]
                                                       [--backend geometric] [--out FILE]
+                                                      [--mix primitives|meshes|mixed]
 
 Each random tabletop (``random_scene(seed)``, seeds seed0 .. seed0 + scenes - 1: 2-8 boxes,
 cylinders and spheres, some stacked, some touching, random camera 0.6-0.85 m away) is rendered
@@ -19,6 +20,14 @@ modulo 90 degrees for square-ish footprints and 180 otherwise, also for non-squa
 shape and colour-name accuracy of matched objects, and the per-frame latency of the
 ``perceive`` call (median, p90). Prints a Markdown table and writes JSON to ``--out`` (with
 ``--records``, also every ground-truth object's score).
+
+``--mix`` picks the generator's object mix (``random_scene(seed, mix=...)``): ``primitives``
+(the default, the scenes above), ``meshes`` (textured everyday objects: bowls, cups, mugs,
+plates, bottles, cans, printed food boxes, pybullet_data objects) or ``mixed``. When the truth
+has containers (bowls, cups, mugs, the tray), container accuracy is reported too: the share of
+matched true containers whose prediction says ``container``, the share of matched
+non-containers whose prediction does not, and the median |inner depth error| of matched
+containers predicted as such.
 """
 
 from __future__ import annotations
@@ -55,7 +64,7 @@ def _pct(values, q):
 def _touching(spec) -> set[str]:
     """Names of objects standing on the table whose footprint is within TOUCH_GAP of another's
     (stacked pairs excluded: they touch by design and are counted as stacked)."""
-    polys = {o.name: footprint(o.shape, o.size, o.position[0], o.position[1], o.yaw_deg)
+    polys = {o.name: footprint(*o.footprint_shape, o.position[0], o.position[1], o.yaw_deg)
              for o in spec.objects if o.shape and not o.on}
     names = list(polys)
     out = set()
@@ -85,6 +94,21 @@ def summarise(records: list[dict], latencies: list[float], num_pred: int) -> dic
     shape_ok = [r["pred_shape"] == r["gt_shape"] for r in matched]
     color_ok = [r["color_ok"] for r in matched if r["color_ok"] is not None]
     lat = [1000 * t for t in latencies]
+    cont = [r for r in matched if r.get("gt_container")]
+    solid = [r for r in matched if r.get("gt_container") is False]
+    depth_err = [100 * abs(r["pred_inner_depth"] - r["gt_inner_depth"]) for r in cont
+                 if r["pred_container"]]
+    extra = {}
+    if any(r.get("gt_container") for r in records):
+        extra = {
+            "num_containers": sum(bool(r.get("gt_container")) for r in records),
+            "container_recall": (sum(r["pred_container"] for r in cont) / len(cont)
+                                 if cont else float("nan")),
+            "num_containers_matched": len(cont),
+            "noncontainer_accuracy": (sum(not r["pred_container"] for r in solid) / len(solid)
+                                      if solid else float("nan")),
+            "inner_depth_median_cm": _pct(depth_err, 50),
+        }
     return {
         "num_gt": n_gt, "num_pred": num_pred, "num_matched": len(matched),
         "recall": rec, "precision": len(matched) / num_pred if num_pred else float("nan"),
@@ -100,10 +124,12 @@ def summarise(records: list[dict], latencies: list[float], num_pred: int) -> dic
         "color_accuracy": float(np.mean(color_ok)) if color_ok else float("nan"),
         "latency_median_ms": _pct(lat, 50), "latency_p90_ms": _pct(lat, 90),
         "latency_max_ms": max(lat) if lat else float("nan"),
+        **extra,
     }
 
 
-def run(scenes: int, seed0: int, backend_name: str, verbose: bool = False) -> dict:
+def run(scenes: int, seed0: int, backend_name: str, verbose: bool = False,
+        mix: str = "primitives") -> dict:
     settings = {"perfect": None, "d435": D435NoiseParams()}
     records = {k: [] for k in settings}
     latencies = {k: [] for k in settings}
@@ -112,7 +138,7 @@ def run(scenes: int, seed0: int, backend_name: str, verbose: bool = False) -> di
     backend = make_backend(backend_name)
     render_s = 0.0
     for seed in range(seed0, seed0 + scenes):
-        spec = random_scene(seed)
+        spec = random_scene(seed, mix=mix)
         t = time.perf_counter()
         with SimWorld(spec) as world:
             frame, seg = world.render(with_segmentation=True)
@@ -132,10 +158,16 @@ def run(scenes: int, seed0: int, backend_name: str, verbose: bool = False) -> di
             latencies[name].append(time.perf_counter() - t)
             sc = score_scene(pred, gt)
             num_pred[name] += sc.num_pred
+            by_id = {p.id: p for p in pred.objects}
             for g, s in zip(gt.objects, sc.objects):
                 r = s.as_dict()
                 r.update(seed=seed, stacked=g.id in stacked, touching=g.id in touching,
                          visible_px=g.num_points)
+                if mix != "primitives":  # container truth (the primitive records stay as before)
+                    p = by_id.get(s.pred_id) if s.matched else None
+                    r.update(gt_container=bool(g.container), gt_inner_depth=g.inner_depth,
+                             pred_container=bool(getattr(p, "container", False)),
+                             pred_inner_depth=float(getattr(p, "inner_depth", 0.0) or 0.0))
                 records[name].append(r)
                 if not s.matched:
                     failures[name].append(f"{seed}:{g.id}(px={g.num_points})")
@@ -146,7 +178,7 @@ def run(scenes: int, seed0: int, backend_name: str, verbose: bool = False) -> di
                       f"matched {sc.num_matched} {1000 * latencies[name][-1]:.1f} ms",
                       file=sys.stderr)
     out = {
-        "scenes": scenes, "seed0": seed0, "backend": backend_name,
+        "scenes": scenes, "seed0": seed0, "backend": backend_name, "mix": mix,
         "resolution": "640x480", "iou_threshold": 0.25, "touch_gap_m": TOUCH_GAP,
         "noise_params": dataclasses.asdict(D435NoiseParams()),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
@@ -182,6 +214,10 @@ def markdown(out: dict) -> str:
         ("median IoU of matches", "iou_median", "{:.3f}"),
         ("shape accuracy (matched)", "shape_accuracy", "{:.3f}"),
         ("colour-name accuracy (matched)", "color_accuracy", "{:.3f}"),
+        ("container recall, matched true containers (n)", "container_recall", "{:.3f}",
+         "num_containers_matched"),
+        ("non-container accuracy (matched)", "noncontainer_accuracy", "{:.3f}"),
+        ("inner depth error median, containers (cm)", "inner_depth_median_cm", "{:.2f}"),
         ("latency median (ms)", "latency_median_ms", "{:.1f}"),
         ("latency p90 (ms)", "latency_p90_ms", "{:.1f}"),
     ]
@@ -190,6 +226,8 @@ def markdown(out: dict) -> str:
     lines = [head, "|" + "---|" * (len(cols) + 2)]
     for row in rows:
         label, key, fmt = row[:3]
+        if key not in res[cols[0]]:  # container rows: only when the truth has containers
+            continue
         tgt = TARGETS.get(key)
         cells = []
         for c in cols:
@@ -205,7 +243,8 @@ def markdown(out: dict) -> str:
     last = out["seed0"] + out["scenes"] - 1
     lines.append(f"{out['scenes']} scenes (seeds {out['seed0']}..{last}),"
                  f" {n['num_gt']} ground-truth objects, 640x480, backend {out['backend']!r}, "
-                 f"{out['machine']['cpu_count']} CPU cores.")
+                 + (f"mix {out['mix']!r}, " if out.get("mix", "primitives") != "primitives" else "")
+                 + f"{out['machine']['cpu_count']} CPU cores.")
     return "\n".join(lines)
 
 
@@ -215,7 +254,12 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=100)
     ap.add_argument("--seed0", type=int, default=1000)
     ap.add_argument("--backend", default="geometric")
-    ap.add_argument("--out", default="benchmarks/results/perception.json")
+    ap.add_argument("--mix", default="primitives", choices=["primitives", "meshes", "mixed"],
+                    help="object mix of the random scenes (default primitives: boxes, "
+                         "cylinders, spheres; meshes: textured everyday objects; mixed: both)")
+    ap.add_argument("--out", default=None,
+                    help="JSON output (default benchmarks/results/perception.json, or "
+                         "perception_<mix>.json for another --mix)")
     ap.add_argument("--verbose", action="store_true", help="one line per scene on stderr")
     ap.add_argument("--records", action="store_true",
                     help="also write every ground-truth object's score to the JSON")
@@ -223,13 +267,14 @@ def main() -> None:
     if args.scenes < 1:
         ap.error("--scenes must be >= 1")
     t0 = time.perf_counter()
-    out = run(args.scenes, args.seed0, args.backend, verbose=args.verbose)
+    out = run(args.scenes, args.seed0, args.backend, verbose=args.verbose, mix=args.mix)
     out["wall_s"] = round(time.perf_counter() - t0, 1)
     if not args.records:
         del out["records"]
     print(markdown(out))
     print(f"\nwall time {out['wall_s']} s (rendering {out['render_s']} s)")
-    path = Path(args.out)
+    path = Path(args.out or ("benchmarks/results/perception.json" if args.mix == "primitives"
+                             else f"benchmarks/results/perception_{args.mix}.json"))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2, default=float) + "\n")
     print(f"wrote {path}")
