@@ -22,9 +22,12 @@ from trajectory_msgs.msg import JointTrajectoryPoint
 from spatialpin_ros.core.errors import ImageError, SpatialPinError
 from spatialpin_ros.core.trajectory import JointTrajectory
 from spatialpin_ros.core.types import CameraModel, ObjectPrior, PerceptionStatus, Pose, Scene
-
-COLOR_ENCODINGS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-DEPTH_ENCODINGS = ("32FC1", "16UC1")
+# The image decoders are pure numpy and duck-typed (also used on messages read from MCAP files
+# without ROS); their one home is the core's frame_sources.
+from spatialpin_ros.perception.frame_sources import (COLOR_ENCODINGS,  # noqa: F401 (re-export)
+                                                     DEPTH_ENCODINGS)
+from spatialpin_ros.perception.frame_sources import depth_from_image as depth_from_msg
+from spatialpin_ros.perception.frame_sources import rgb_from_image as rgb_from_msg
 
 
 # -- time ------------------------------------------------------------------------------------
@@ -81,22 +84,6 @@ def camera_model_from_msg(msg: CameraInfo) -> CameraModel:
 
 
 # -- images ----------------------------------------------------------------------------------
-def _rows(msg: Image, dtype: np.dtype, channels: int) -> np.ndarray:
-    itemsize = np.dtype(dtype).itemsize
-    row_bytes = msg.width * channels * itemsize
-    if msg.step < row_bytes or len(msg.data) < msg.step * msg.height:
-        raise ImageError(f"image data too short for {msg.width}x{msg.height} {msg.encoding} "
-                         f"(step {msg.step}, {len(msg.data)} bytes)")
-    buf = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, (bytes, bytearray,
-                                                                      memoryview))
-                        else msg.data, dtype=np.uint8)
-    rows = buf[: msg.step * msg.height].reshape(msg.height, msg.step)[:, :row_bytes]
-    dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
-    arr = np.ascontiguousarray(rows).view(dt).astype(np.dtype(dtype).newbyteorder("="))
-    return arr.reshape(msg.height, msg.width, channels) if channels > 1 else arr.reshape(
-        msg.height, msg.width)
-
-
 def image_to_msg(arr: np.ndarray, encoding: str, header: Optional[Header] = None) -> Image:
     """An Image message from an (H, W[, C]) array in the given encoding."""
     arr = np.ascontiguousarray(arr)
@@ -105,33 +92,6 @@ def image_to_msg(arr: np.ndarray, encoding: str, header: Optional[Header] = None
     msg.step = int(arr.strides[0])
     msg.data = arr.tobytes()
     return msg
-
-
-def rgb_from_msg(msg: Image) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from a colour Image (rgb8, bgr8, rgba8, bgra8 or mono8)."""
-    enc = msg.encoding.lower()
-    if enc not in COLOR_ENCODINGS:
-        raise ImageError(f"unsupported colour encoding {msg.encoding!r}; expected one of "
-                         f"{sorted(COLOR_ENCODINGS)}")
-    a = _rows(msg, np.uint8, COLOR_ENCODINGS[enc])
-    if enc == "mono8":
-        return np.repeat(a[..., None], 3, axis=2)
-    if enc.startswith("bgr"):
-        a = a[..., [2, 1, 0]]
-    return np.ascontiguousarray(a[..., :3])
-
-
-def depth_from_msg(msg: Image) -> np.ndarray:
-    """(H, W) float32 metres from a depth Image (32FC1 metres or 16UC1 millimetres); missing
-    depth (0, NaN or inf) becomes 0."""
-    if msg.encoding == "32FC1":
-        d = _rows(msg, np.float32, 1)
-    elif msg.encoding in ("16UC1", "mono16"):
-        d = _rows(msg, np.uint16, 1).astype(np.float32) / 1000.0
-    else:
-        raise ImageError(f"unsupported depth encoding {msg.encoding!r}; expected 32FC1 (m) or "
-                         "16UC1 (mm)")
-    return np.where(np.isfinite(d) & (d > 0), d, 0.0).astype(np.float32)
 
 
 def depth_to_msg(depth: np.ndarray, encoding: str, header: Optional[Header] = None) -> Image:
