@@ -3,6 +3,8 @@
     spatialpin demo [--seed N | --scene FILE] [--out DIR]   the headless demo, with a report
     spatialpin bringup GRAPH [-p node.param:=value ...]     run a node graph without ros2 launch
     spatialpin graphs                                       list the graphs
+    spatialpin perceive FOLDER | FILE.mcap | --color C --depth D ...
+                                                            perception on your own frames
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     b.add_argument("-p", "--param", action="append", default=[],
                    help="override: node.param:=value, or a launch argument arg:=value")
     sub.add_parser("graphs", help="list the node graphs")
+    from spatialpin_ros import perceive_cmd
+    pc = sub.add_parser("perceive", help="run perception on your own frames (image pair, folder "
+                        "or MCAP) and write overlays and priors as JSON",
+                        description=perceive_cmd.__doc__,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    perceive_cmd.add_arguments(pc)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -36,6 +44,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for name, nodes in GRAPHS.items():
             print(f"{name}: " + ", ".join(f"{n.name} ({', '.join(n.params)})" for n in nodes))
         return 0
+    if args.command == "perceive":
+        return perceive_cmd.run(args)
     if args.command == "bringup":
         from spatialpin_ros.bringup import run
         try:
