@@ -17,7 +17,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 PLANE_FRAME = "support_plane"
 

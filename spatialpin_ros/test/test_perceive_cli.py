@@ -172,10 +172,16 @@ def _header(t: float, frame_id: str) -> dict:
     return {"stamp": {"sec": int(t), "nanosec": int(round((t % 1) * 1e9))}, "frame_id": frame_id}
 
 
+COMPRESSED_DEF = ("std_msgs/Header header\nstring format\nuint8[] data\n"
+                  + SEP + "MSG: std_msgs/Header\n" + HEADER + SEP
+                  + "MSG: builtin_interfaces/Time\n" + TIME)
+
+
 def write_mcap(path: Path, frame, stamps: list[float], depth_delay: float = 0.01,
-               color_topic: str = fs.DEFAULT_COLOR_TOPIC) -> None:
-    """Colour (bgr8), depth (16UC1, ``depth_delay`` s later) and camera_info per stamp, as
-    realsense-ros publishes them."""
+               color_topic: str = fs.DEFAULT_COLOR_TOPIC, compressed: bool = False,
+               info: bool = True) -> None:
+    """Colour (bgr8, or JPEG on ``<topic>/compressed``), depth (16UC1, ``depth_delay`` s later)
+    and camera_info per stamp, as realsense-ros publishes them."""
     from mcap_ros2.writer import Writer
     h, w = frame.rgb.shape[:2]
     bgr = np.ascontiguousarray(frame.rgb[..., ::-1])
@@ -184,20 +190,29 @@ def write_mcap(path: Path, frame, stamps: list[float], depth_delay: float = 0.01
     with open(path, "wb") as f:
         wr = Writer(f)
         img = wr.register_msgdef("sensor_msgs/msg/Image", IMAGE_DEF)
-        info = wr.register_msgdef("sensor_msgs/msg/CameraInfo", INFO_DEF)
+        info_schema = wr.register_msgdef("sensor_msgs/msg/CameraInfo", INFO_DEF)
+        jpeg_schema = wr.register_msgdef("sensor_msgs/msg/CompressedImage", COMPRESSED_DEF)
+        jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
         for t in stamps:
             ns = int(t * 1e9)
             opt = "camera_color_optical_frame"
-            wr.write_message(color_topic, img, {
-                "header": _header(t, opt), "height": h, "width": w, "encoding": "bgr8",
-                "is_bigendian": 0, "step": w * 3, "data": bgr.tobytes()}, ns)
-            wr.write_message(fs.DEFAULT_INFO_TOPIC, info, {
-                "header": _header(t, opt), "height": h, "width": w,
-                "distortion_model": "plumb_bob", "d": [0.0] * 5,
-                "k": [c.fx, 0, c.cx, 0, c.fy, c.cy, 0, 0, 1], "r": [1, 0, 0, 0, 1, 0, 0, 0, 1],
-                "p": [c.fx, 0, c.cx, 0, 0, c.fy, c.cy, 0, 0, 0, 1, 0], "binning_x": 0,
-                "binning_y": 0, "roi": {"x_offset": 0, "y_offset": 0, "height": 0, "width": 0,
-                                        "do_rectify": False}}, ns)
+            if compressed:
+                wr.write_message(color_topic + "/compressed", jpeg_schema, {
+                    "header": _header(t, opt), "format": "bgr8; jpeg compressed bgr8",
+                    "data": jpeg}, ns)
+            else:
+                wr.write_message(color_topic, img, {
+                    "header": _header(t, opt), "height": h, "width": w, "encoding": "bgr8",
+                    "is_bigendian": 0, "step": w * 3, "data": bgr.tobytes()}, ns)
+            if info:
+                wr.write_message(fs.DEFAULT_INFO_TOPIC, info_schema, {
+                    "header": _header(t, opt), "height": h, "width": w,
+                    "distortion_model": "plumb_bob", "d": [0.0] * 5,
+                    "k": [c.fx, 0, c.cx, 0, c.fy, c.cy, 0, 0, 1],
+                    "r": [1, 0, 0, 0, 1, 0, 0, 0, 1],
+                    "p": [c.fx, 0, c.cx, 0, 0, c.fy, c.cy, 0, 0, 0, 1, 0], "binning_x": 0,
+                    "binning_y": 0, "roi": {"x_offset": 0, "y_offset": 0, "height": 0,
+                                            "width": 0, "do_rectify": False}}, ns)
             td = t + depth_delay
             wr.write_message(fs.DEFAULT_DEPTH_TOPIC, img, {
                 "header": _header(td, opt), "height": h, "width": w, "encoding": "16UC1",
@@ -221,6 +236,21 @@ def test_mcap_recording(sim, tmp_path, capsys):
     # colour and depth too far apart: nothing pairs
     assert main(["perceive", str(bag), "--out", str(out), "--max-dt", "0.001"]) == 2
     assert "within --max-dt 0.001" in capsys.readouterr().err
+
+
+def test_mcap_compressed_colour_and_camera_info_file(sim, tmp_path, capsys):
+    frame, _ = sim
+    bag = tmp_path / "jpeg.mcap"
+    write_mcap(bag, frame, [5.0], compressed=True, info=False)
+    c = frame.camera
+    info = tmp_path / "camera_info.yaml"  # as camera_calibration writes it
+    info.write_text(f"image_width: {c.width}\nimage_height: {c.height}\ncamera_name: d435\n"
+                    f"camera_matrix:\n  rows: 3\n  cols: 3\n  data: [{c.fx}, 0, {c.cx}, 0, "
+                    f"{c.fy}, {c.cy}, 0, 0, 1]\ndistortion_model: plumb_bob\n")
+    out = tmp_path / "out"
+    assert main(["perceive", str(bag), "--camera-info", str(info), "--out", str(out)]) == 0
+    assert "using /camera/camera/color/image_raw/compressed" in capsys.readouterr().err
+    check_doc(json.loads((out / "jpeg_00000.json").read_text()), out, c)
 
 
 def test_image_decoders_are_shared_with_the_ros_glue():

@@ -35,7 +35,7 @@ import numpy as np
 from spatialpin_ros.core.errors import ImageError, SpatialPinError
 from spatialpin_ros.core.types import CameraModel, Pose, RGBDFrame
 
-#: realsense-ros 4.x topics (``ros2 launch realsense2_camera rs_launch.py align_depth.enable:=true``).
+#: realsense-ros 4.x topics (rs_launch.py with align_depth.enable:=true).
 DEFAULT_COLOR_TOPIC = "/camera/camera/color/image_raw"
 DEFAULT_INFO_TOPIC = "/camera/camera/color/camera_info"
 DEFAULT_DEPTH_TOPIC = "/camera/camera/aligned_depth_to_color/image_raw"
@@ -300,8 +300,9 @@ def pair_frames(color: str | Path, depth: str | Path, intrinsics: Optional[Intri
             raise FrameSourceError(f"file not found: {p}")
     if intrinsics is None:
         raise FrameSourceError("no intrinsics: pass --intrinsics fx,fy,cx,cy or --camera-info FILE")
-    name = re.sub(r"[_\-. ]*(color|colour|rgb)[_\-. ]*", "", Path(color).stem, flags=re.I) \
-        or Path(color).stem
+    c = Path(color)  # shot_color.png -> shot; color.png -> its folder's name
+    name = re.sub(r"[_\-. ]*(color|colour|rgb)[_\-. ]*", "", c.stem, flags=re.I) or \
+        c.resolve().parent.name or c.stem
     yield _read(_safe(name), f"{color} + {depth}",
                 lambda: load_frame(color, depth, intrinsics, depth_scale, camera_pose))
 

@@ -26,8 +26,8 @@ from spatialpin_ros.core.types import CameraModel, ObjectPrior, PerceptionStatus
 # without ROS); their one home is the core's frame_sources.
 from spatialpin_ros.perception.frame_sources import (COLOR_ENCODINGS,  # noqa: F401 (re-export)
                                                      DEPTH_ENCODINGS)
-from spatialpin_ros.perception.frame_sources import depth_from_image as depth_from_msg
-from spatialpin_ros.perception.frame_sources import rgb_from_image as rgb_from_msg
+from spatialpin_ros.perception.frame_sources import depth_from_image as depth_from_msg  # noqa: F401
+from spatialpin_ros.perception.frame_sources import rgb_from_image as rgb_from_msg  # noqa: F401
 
 
 # -- time ------------------------------------------------------------------------------------
