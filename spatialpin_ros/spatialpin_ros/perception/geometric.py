@@ -42,9 +42,10 @@ from spatialpin_ros.perception.attributes import (axis_names, object_label,
 from spatialpin_ros.perception.base import (DepthEstimator, ObjectNamer, PerceptionBackend,
                                             Segmenter)
 from spatialpin_ros.perception.segmentation import (SegmentationParams, SurfaceSegmentation,
-                                                    segment_surfaces)
+                                                    segment_surfaces, working_stride)
 from spatialpin_ros.perception.shapes import ShapeFit, ShapeParams, fit_shape, resolve_support
-from spatialpin_ros.perception.support import SupportParams, SupportPlane, find_support
+from spatialpin_ros.perception.support import (SupportParams, SupportPlane, find_support,
+                                               support_extent)
 from spatialpin_ros.perception.tracking import ObjectTracker
 
 # Re-exported for callers of the former single-module backend.
@@ -66,10 +67,10 @@ class GeometricParams:
     #: is known; None disables a bound (the simulator's robot stands at x < 0.1).
     workspace_x: Optional[tuple[float, float]] = (0.15, 1.20)
     workspace_y: Optional[tuple[float, float]] = (-0.60, 0.60)
-    #: Depth pixels that must be valid in a frame; every ``plane_sample``-th working pixel feeds
-    #: the support-plane search.
+    #: Depth pixels that must be valid in a frame; about ``plane_points`` working pixels feed the
+    #: support-plane search.
     min_valid_pixels: int = 500
-    plane_sample: int = 5
+    plane_points: int = 6000
     #: Smallest object: working pixels, height above what it rests on.
     min_object_pixels: int = 25
     min_object_height: float = 0.015
@@ -163,7 +164,7 @@ class GeometricBackend(PerceptionBackend):
         tick = _Ticker()
         depth = self._depth(frame)
         cam, pose = frame.camera, frame.camera_pose
-        s = self.params.segmentation.stride
+        s = working_stride(cam.width, self.params.segmentation)
         wcam = cam.subsampled(s)
         pts = wcam.backproject(depth[::s, ::s]).astype(np.float32)
         tick("points")
@@ -171,7 +172,7 @@ class GeometricBackend(PerceptionBackend):
         if pose is not None:
             up = pose.rotation.inv().apply([0.0, 0.0, 1.0])
         try:
-            support = self._support(pts, up)
+            support = self._support(pts, up, s)
         except PerceptionError as e:
             status = (PerceptionStatus.NO_VALID_DEPTH if "depth" in str(e)
                       else PerceptionStatus.NO_SUPPORT_PLANE)
@@ -181,14 +182,19 @@ class GeometricBackend(PerceptionBackend):
         if self.segmenter is not None:
             seg = self._segment_from_masks(frame, depth, pts, support)
         else:
-            seg = segment_surfaces(depth, pts, support, self.params.segmentation, wcam.fx)
+            small = frame.rgb[::s, ::s] if s > 1 else frame.rgb
+            seg = segment_surfaces(depth, pts, support, self.params.segmentation, wcam.fx, s,
+                                   rgb=small[: pts.shape[0], : pts.shape[1]])
+        region, _ = support_extent(support, pts, seg.height, self.params.support, wcam.fx)
         tick("segmentation")
-        cands = self._candidates(seg, support)
+        cands = self._candidates(seg, support, region)
         tick("shapes")
         objects, flat = self._priors(cands, seg, support, frame, T_wc)
         objects = self.tracker.assign(objects)
         tick("priors")
-        self.last = {"support": support, "num_pieces": seg.num_labels, "timing_ms": tick.times,
+        self.last = {"support": support, "segmentation": seg, "extent": region,
+                     "dropped": self.last_dropped,
+                     "num_pieces": seg.num_labels, "timing_ms": tick.times,
                      "plane_inlier_share": support.inlier_share, "noise_k": support.noise_k}
         return Scene(scene_id=scene_id, objects=objects, camera=cam,
                      camera_pose=T_wc, stamp=frame.stamp, frame_id=world,
@@ -213,15 +219,16 @@ class GeometricBackend(PerceptionBackend):
                              "depth by 1000)")
         return depth
 
-    def _support(self, pts: np.ndarray, up: Optional[np.ndarray]) -> SupportPlane:
+    def _support(self, pts: np.ndarray, up: Optional[np.ndarray], s: int) -> SupportPlane:
         P = pts.reshape(-1, 3)
         ok = np.isfinite(P[:, 2])
-        nvalid = int(ok.sum()) * self.params.segmentation.stride ** 2
+        nvalid = int(ok.sum()) * s * s
         if nvalid < self.params.min_valid_pixels:
             raise PerceptionError(f"only about {nvalid} depth pixels are valid; need at least "
                                   f"{self.params.min_valid_pixels}: is the depth image empty, "
                                   "all zero or NaN, or the camera too close?")
-        Ps = P[ok][:: self.params.plane_sample].astype(np.float64)
+        Ps = P[ok]
+        Ps = Ps[:: max(1, len(Ps) // self.params.plane_points)].astype(np.float64)
         rng = np.random.default_rng(self.seed)
         return find_support(Ps, up, self.params.support, rng)
 
@@ -245,15 +252,17 @@ class GeometricBackend(PerceptionBackend):
                             support: SupportPlane) -> SurfaceSegmentation:
         """Labels from the external segmenter's masks (first mask wins), on the working grid."""
         p = self.params.segmentation
-        seg = segment_surfaces(depth, pts, support, p, frame.camera.fx / p.stride)
+        s = working_stride(frame.camera.width, p)
+        seg = segment_surfaces(depth, pts, support, p, frame.camera.fx / s, s)
         masks = self.segmenter.segment(frame.rgb, depth, frame.camera).masks
         lab = np.zeros(seg.labels.shape, dtype=np.int32)
         for i, mk in enumerate(masks):
-            m = np.asarray(mk, dtype=bool)[:: p.stride, :: p.stride][: lab.shape[0], : lab.shape[1]]
+            m = np.asarray(mk, dtype=bool)[::s, ::s][: lab.shape[0], : lab.shape[1]]
             lab[m & (lab == 0) & np.isfinite(seg.height)] = i + 1
         return dataclasses.replace(seg, labels=lab, num_labels=len(masks))
 
-    def _candidates(self, seg: SurfaceSegmentation, sup: SupportPlane) -> list[_Candidate]:
+    def _candidates(self, seg: SurfaceSegmentation, sup: SupportPlane,
+                    region: np.ndarray) -> list[_Candidate]:
         p = self.params
         lab = seg.labels
         flat = lab.ravel()
@@ -262,6 +271,7 @@ class GeometricBackend(PerceptionBackend):
         starts = np.concatenate([[0], np.cumsum(counts)])
         w = lab.shape[1]
         cands = []
+        dropped = self.last_dropped = []
         for L in range(1, seg.num_labels + 1):
             if counts[L] < p.min_object_pixels:
                 continue
@@ -275,12 +285,15 @@ class GeometricBackend(PerceptionBackend):
             zmed = float(np.median(P[ok, 2]))
             noise = sup.noise_k * zmed * zmed
             low = quantile(Q[:, 2], 0.02)
-            base = Q[Q[:, 2] < low + 0.02, :2]
-            if sup.inside(base).mean() < p.min_on_extent:
-                continue                                   # beyond the table's edge
+            at_base = Q[:, 2] < low + 0.02
+            on = sup.inside(Q[at_base, :2]) & region[r[ok][at_base], c[ok][at_base]]
+            if on.mean() < p.min_on_extent:
+                dropped.append((L, "beyond the support's extent", int(counts[L])))
+                continue
             ext = np.ptp(Q[:, :2], axis=0)
             if max(ext) > p.max_object_size:
-                continue                                   # furniture, a wall, a monitor
+                dropped.append((L, "too large (furniture, a wall)", int(counts[L])))
+                continue
             f = fit_shape(Q, noise, p.shapes)
             cands.append(_Candidate(L, f, r, c, int(ok.sum()), noise))
         fits = [c.fit for c in cands]
@@ -288,10 +301,33 @@ class GeometricBackend(PerceptionBackend):
         out = []
         for c in cands:
             f = c.fit
-            if f.support is None and f.low > p.rest_tolerance + 3 * c.noise:
-                continue                                   # not resting on anything: floating
+            if (f.support is None and f.low > p.rest_tolerance + 3 * c.noise
+                    and not self._bottom_occluded(c, seg)):
+                dropped.append((c.label, "not resting on anything", len(c.rows)))
+                continue
             out.append(c)
         return out
+
+    @staticmethod
+    def _bottom_occluded(c: _Candidate, seg: SurfaceSegmentation, reach: int = 12,
+                         min_share: float = 0.5) -> bool:
+        """True when the object's lowest visible edge is hidden behind a nearer object: below
+        most of its bottom pixels (within ``reach`` rows) lies another object, nearer the
+        camera. Its base is then not seen and it may stand on the table behind."""
+        lab, z = seg.labels, seg.points[..., 2]
+        h = lab.shape[0]
+        cols = np.unique(c.cols)
+        bottom = np.full(lab.shape[1], -1)
+        np.maximum.at(bottom, c.cols, c.rows)
+        rb = bottom[cols]
+        hidden = np.zeros(len(cols), dtype=bool)
+        for dr in range(1, reach + 1):
+            r = np.minimum(rb + dr, h - 1)
+            other = (lab[r, cols] > 0) & (lab[r, cols] != c.label)
+            nearer = np.nan_to_num(z[r, cols], nan=np.inf) < np.nan_to_num(
+                z[rb, cols], nan=0.0) - 0.01
+            hidden |= other & nearer
+        return bool(hidden.mean() >= min_share)
 
     def _priors(self, cands: list[_Candidate], seg: SurfaceSegmentation, sup: SupportPlane,
                 frame: RGBDFrame, T_wc: Pose) -> tuple[list[ObjectPrior], list[ObjectPrior]]:

@@ -20,6 +20,7 @@ Returns a label image at the working resolution; the caller turns labels into ob
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -28,16 +29,25 @@ from scipy import ndimage
 from spatialpin_ros.perception.support import SupportPlane
 
 
+_DEBUG: dict = {}
+
+
 @dataclass
 class SegmentationParams:
     """Geometric segmentation (metres, pixels of the working resolution)."""
 
-    #: Working resolution: every ``stride``-th pixel.
-    stride: int = 2
+    #: Working resolution: every ``stride``-th pixel; 0 = the stride that makes the working grid
+    #: about ``working_width`` pixels wide.
+    stride: int = 0
+    working_width: int = 320
     #: Foreground: higher than max(min_height, noise_sigmas * sigma(z)) above the plane.
     min_height: float = 0.006
     noise_sigmas: float = 3.5
     max_height: float = 0.45
+    #: Hysteresis: pixels above max(min_height_low, noise_sigmas_low * sigma(z)) join the
+    #: foreground next to it (the base band of an object).
+    min_height_low: float = 0.003
+    noise_sigmas_low: float = 2.0
     #: Depth jump between neighbouring full-resolution pixels: abs + rel * z (metres).
     jump_abs: float = 0.006
     jump_rel: float = 0.015
@@ -47,10 +57,19 @@ class SegmentationParams:
     #: Convexity baseline (metres each side) and the concave fold that cuts.
     crease_baseline: float = 0.012
     crease: float = 0.15
+    #: Colour edges (CIE L*a*b* difference over 2 working pixels, lightness weighted by
+    #: ``edge_lightness_weight`` against shading) also cut the surface into pieces; the pieces
+    #: merge again wherever the surface between them is convex or flat, so texture and printed
+    #: labels never split an object: colour only proposes cuts, geometry decides. 0 disables.
+    color_edge: float = 0.0
+    edge_lightness_weight: float = 0.35
     #: Pieces meeting along a boundary whose mean convexity is above ``-merge_concavity`` merge.
     merge_concavity: float = 0.1
     #: Shortest shared boundary (working pixel pairs) that can merge two pieces.
     min_boundary: int = 3
+    #: Bridges up to 2 * bridge_px working pixels wide between pieces (where a fold fades out at
+    #: its ends) are broken before the pieces are found; the pixels rejoin their nearest piece.
+    bridge_px: int = 2
     #: Pieces smaller than this (working pixels) are absorbed by neighbours or dropped.
     min_piece_px: int = 30
     #: Cut pixels join a piece within this many working pixels beyond the baseline.
@@ -145,9 +164,10 @@ def _concave(Ps: np.ndarray, N: np.ndarray, ok: np.ndarray, k: int, crease: floa
     return out
 
 
-def depth_jumps_work(z: np.ndarray, p: SegmentationParams) -> tuple[np.ndarray, np.ndarray]:
+def depth_jumps_work(z: np.ndarray, p: SegmentationParams, stride: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Jumps between working-grid neighbours along x and along y: ((h, w-1), (h-1, w)) bool."""
-    thr = p.jump_abs * p.stride + p.jump_rel * z
+    thr = p.jump_abs * stride + p.jump_rel * z
     jx = np.abs(z[:, 1:] - z[:, :-1]) > np.maximum(thr[:, 1:], thr[:, :-1])
     jy = np.abs(z[1:] - z[:-1]) > np.maximum(thr[1:], thr[:-1])
     return jx, jy
@@ -186,11 +206,7 @@ def _merge_convex(lab: np.ndarray, n: int, Ps: np.ndarray, N: np.ndarray, jumps,
     uk, inv, cnt = np.unique(key, return_inverse=True, return_counts=True)
     mean = np.bincount(inv, weights=np.clip(val, -1, 1)) / cnt
     parent = np.arange(n)
-    import os
-    if os.environ.get("SEGDBG"):
-        for i in range(len(uk)):
-            print("pair", uk[i] // n, uk[i] % n, cnt[i], round(float(mean[i]), 3))
-        np.save("/tmp/proto/lab_pre.npy", lab)
+    _DEBUG.update(pre=lab.copy(), pairs=(uk // n, uk % n, cnt, mean))
 
     def find(x):
         while parent[x] != x:
@@ -209,32 +225,79 @@ def _merge_convex(lab: np.ndarray, n: int, Ps: np.ndarray, N: np.ndarray, jumps,
     return roots[lab]
 
 
+def working_stride(width: int, params: SegmentationParams) -> int:
+    """The working grid's stride for an image ``width`` pixels wide: ``stride`` when set, else
+    the one that makes the grid about ``working_width`` wide (the cost then does not grow with
+    the camera's resolution)."""
+    if params.stride > 0:
+        return params.stride
+    return max(1, int(round(width / params.working_width)))
+
+
+def colour_edges(rgb: np.ndarray, lightness_weight: float, threshold: float) -> np.ndarray:
+    """(h, w) bool: pixels across which the colour changes by more than ``threshold`` (L*a*b*
+    distance between the pixels on either side, lightness weighted down)."""
+    lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    lab[..., 0] *= lightness_weight
+    out = np.zeros(rgb.shape[:2], dtype=bool)
+    t2 = threshold * threshold
+    dx = lab[:, 2:] - lab[:, :-2]
+    out[:, 1:-1] |= np.einsum("hwi,hwi->hw", dx, dx) > t2
+    dy = lab[2:] - lab[:-2]
+    out[1:-1] |= np.einsum("hwi,hwi->hw", dy, dy) > t2
+    return out
+
+
 def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlane,
-                     params: SegmentationParams, focal: float) -> SurfaceSegmentation:
+                     params: SegmentationParams, focal: float, stride: int,
+                     rgb: Optional[np.ndarray] = None) -> SurfaceSegmentation:
     """Cut what stands on ``support`` into convex pieces.
 
     ``depth`` (H, W) float32 metres (0 = missing), full resolution; ``points`` (h, w, 3) the
-    optical-frame points of the working grid (NaN where missing); ``focal``: the working grid's
-    focal length (pixels)."""
+    optical-frame points of the working grid (NaN where missing), ``stride`` its stride and
+    ``focal`` its focal length (pixels); ``rgb`` (h, w, 3) uint8: the colour image on the
+    working grid (optional: colour edges). The work is done on the foreground's bounding box."""
     p = params
-    s = p.stride
+    s = stride
     h, w = points.shape[:2]
     valid = np.isfinite(points[..., 2])
-    P0 = np.where(valid[..., None], points, 0.0).astype(np.float32)
-    z = P0[..., 2]
-    height = np.where(valid, (P0 - support.origin.astype(np.float32)) @
-                      support.normal.astype(np.float32), np.nan)
-    hmin = np.maximum(p.min_height, p.noise_sigmas * support.noise_k * z * z)
-    fg = valid & (height > hmin) & (height < p.max_height)
-    zf = float(np.median(z[fg])) if fg.any() else 1.0
+    z_all = np.where(valid, points[..., 2], 0.0).astype(np.float32)
+    height = np.where(valid, (np.nan_to_num(points) - support.origin.astype(np.float32)) @
+                      support.normal.astype(np.float32), np.nan).astype(np.float32)
+    hmin = np.maximum(p.min_height, p.noise_sigmas * support.noise_k * z_all * z_all)
+    fg_all = valid & (height > hmin) & (height < p.max_height)
+    # hysteresis: lower pixels beside the foreground (an object's base band) belong to it
+    low = valid & (height > np.maximum(p.min_height_low, p.noise_sigmas_low * support.noise_k
+                                       * z_all * z_all)) & (height < p.max_height)
+    near = cv2.dilate(fg_all.view(np.uint8), np.ones((5, 5), np.uint8)).view(bool)
+    fg_all |= low & near
+    labels = np.zeros((h, w), dtype=np.int32)
+    normals = np.zeros((h, w, 3), dtype=np.float32)
+    if not fg_all.any():
+        return SurfaceSegmentation(labels=labels, num_labels=0, points=points, height=height,
+                                   normals=normals, foreground=fg_all, stride=s)
+    zf = float(np.median(z_all[fg_all]))
     px = zf / focal                                   # metres per working pixel
     radius = int(np.clip(round(p.normal_window / 2 / px), 1, 8))
     k = int(np.clip(round(p.crease_baseline / px), 2, 12))
-    Ps = _box_mean(P0, valid, radius)
+    rows, cols = np.nonzero(fg_all.any(axis=1))[0], np.nonzero(fg_all.any(axis=0))[0]
+    m = k + radius + 2
+    r0, r1 = max(int(rows[0]) - m, 0), min(int(rows[-1]) + m + 1, h)
+    c0, c1 = max(int(cols[0]) - m, 0), min(int(cols[-1]) + m + 1, w)
+    crop = (slice(r0, r1), slice(c0, c1))
+    v, fg, z = valid[crop], fg_all[crop], z_all[crop]
+    P0 = np.where(v[..., None], points[crop], 0.0).astype(np.float32)
+    Ps = _box_mean(P0, v, radius)
     N = _normals(Ps)
-    cut = _pool_any(depth_jumps(depth, p.jump_abs, p.jump_rel), s, (h, w))
+    cut = _pool_any(depth_jumps(depth[r0 * s:r1 * s, c0 * s:c1 * s], p.jump_abs, p.jump_rel),
+                    s, fg.shape)
     cut |= _concave(Ps, N, fg, k, p.crease)
+    if rgb is not None and p.color_edge > 0:
+        cut |= colour_edges(rgb[crop], p.edge_lightness_weight, p.color_edge)
     core = fg & ~cut
+    if p.bridge_px > 0:                 # break narrow bridges around the ends of a fold
+        core = cv2.erode(core.view(np.uint8), np.ones((3, 3), np.uint8),
+                         iterations=p.bridge_px).astype(bool)
     n, lab = cv2.connectedComponents(core.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
     if n > 1:
         counts = np.bincount(lab.ravel(), minlength=n)
@@ -248,16 +311,17 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
             rr, cc = np.nonzero(free)
             src_r, src_c = ri[rr, cc], ci[rr, cc]
             dz = np.abs(z[rr, cc] - z[src_r, src_c])
-            ok = (dist[rr, cc] <= k + p.absorb_margin) & (
-                dz < 2 * (p.jump_abs + p.jump_rel * z[rr, cc]))
+            ok = (dist[rr, cc] <= k + p.bridge_px + p.absorb_margin) & (
+                dz < 2 * (p.jump_abs * s + p.jump_rel * z[rr, cc]))
             lab[rr[ok], cc[ok]] = lab[src_r[ok], src_c[ok]]
-        lab = _merge_convex(lab, n, Ps, N, depth_jumps_work(z, p), k, p)
-        # renumber 1..m
+        lab = _merge_convex(lab, n, Ps, N, depth_jumps_work(z, p, s), k, p)
         used = np.unique(lab)
         used = used[used > 0]
         remap = np.zeros(int(lab.max()) + 1, dtype=np.int32)
         remap[used] = np.arange(1, len(used) + 1, dtype=np.int32)
         lab = remap[lab]
         n = len(used) + 1
-    return SurfaceSegmentation(labels=lab, num_labels=n - 1, points=points, height=height,
-                               normals=N, foreground=fg, stride=s)
+    labels[crop] = lab
+    normals[crop] = N
+    return SurfaceSegmentation(labels=labels, num_labels=n - 1, points=points, height=height,
+                               normals=normals, foreground=fg_all, stride=s)

@@ -239,3 +239,36 @@ def _grow_convex(hull: np.ndarray, margin: float) -> np.ndarray:
     out = c + d * (1.0 + margin / r)
     area = 0.5 * np.sum(out[:, 0] * np.roll(out[:, 1], -1) - np.roll(out[:, 0], -1) * out[:, 1])
     return out if area >= 0 else out[::-1]
+
+
+def support_extent(sup: SupportPlane, points: np.ndarray, height: np.ndarray,
+                   params: SupportParams, focal: float) -> tuple[np.ndarray, np.ndarray]:
+    """The support's own extent on the working grid: the largest connected region of plane
+    pixels (stray inliers elsewhere, e.g. the floor or a far surface at the same height, do not
+    count), with its holes (what stands on it) filled and grown by ``extent_margin``. Returns
+    (mask (h, w) bool, hull (K, 2) of the region in plane-frame metres, grown by the margin).
+    Also replaces ``sup.hull``."""
+    near = np.abs(np.nan_to_num(height, nan=1.0)) < 1.5 * params.plane_inlier
+    near = cv2.morphologyEx(near.view(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(near, connectivity=4)
+    if n <= 1:
+        return np.zeros(height.shape, dtype=bool), sup.hull
+    big = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    comp = lab == big
+    # holes: what the region encloses (objects on it) is part of it
+    filled = comp.view(np.uint8).copy()
+    inv = (1 - filled).astype(np.uint8)
+    m, hl, hs, _ = cv2.connectedComponentsWithStats(inv, connectivity=4)
+    h, w = comp.shape
+    for i in range(1, m):
+        x, y, ww, hh = hs[i, :4]
+        if x > 0 and y > 0 and x + ww < w and y + hh < h:
+            filled[hl == i] = 1
+    zf = float(np.nanmedian(points[comp, 2])) if comp.any() else 1.0
+    r = int(np.clip(round(params.extent_margin * focal / max(zf, 0.1)), 1, 40))
+    region = cv2.dilate(filled, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
+    P = points[comp][:: max(1, int(comp.sum()) // 4000)].astype(np.float64)
+    uv = sup.to_plane(P)[:, :2].astype(np.float32)
+    hull = cv2.convexHull(uv).reshape(-1, 2).astype(np.float64)
+    sup.hull = _grow_convex(hull, params.extent_margin)
+    return region.astype(bool), sup.hull
