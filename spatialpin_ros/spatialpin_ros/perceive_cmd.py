@@ -150,8 +150,10 @@ class Perceiver:
         backend = self.plane_backend()
         try:  # backends that accept camera_pose=None perceive in their own gravity frame
             return backend.perceive(frame, scene_id=scene_id), backend
-        except PerceptionError:
-            pass
+        except PerceptionError as e:
+            if "pose" not in str(e).lower():  # a real failure, not "needs a camera pose"
+                raise
+        # a backend that needs a pose: the table's gravity frame (as the perception node does)
         posed = dataclasses.replace(frame, camera_pose=plane_frame_pose(frame.depth, frame.camera),
                                     world_frame=PLANE_FRAME)
         return backend.perceive(posed, scene_id=scene_id), backend

@@ -99,6 +99,29 @@ def test_folder_of_pairs_with_and_without_camera_pose(sim, tmp_path, capsys):
         assert min(abs(u["size_m"][2] - o["size_m"][2]) for u in same) < 0.01, o["label"]
 
 
+def test_backend_that_needs_a_pose_gets_the_tables_frame(sim, tmp_path):
+    from spatialpin_ros.core.errors import PerceptionError
+    from spatialpin_ros.perception import register_backend
+    from spatialpin_ros.perception.geometric import GeometricBackend
+
+    class NeedsPose(GeometricBackend):
+        def perceive(self, frame, scene_id=""):
+            if frame.camera_pose is None:
+                raise PerceptionError("the frame has no camera pose")
+            return super().perceive(frame, scene_id)
+
+    register_backend("test_needs_pose", NeedsPose)
+    write_pair(tmp_path / "f" / "a", sim[0], pose=False)
+    out = tmp_path / "o"
+    assert main(["perceive", str(tmp_path / "f"), "--out", str(out),
+                 "--backend", "test_needs_pose"]) == 0
+    doc = json.loads((out / "a.json").read_text())
+    assert doc["world_frame"] == "support_plane" and doc["status"] == "ok" and doc["objects"]
+    # the camera is above the table's plane z = 0
+    assert doc["camera_pose"]["position"][2] > 0.3
+    np.testing.assert_allclose(doc["support_plane"], [0, 0, 1, 0], atol=0.02)
+
+
 def test_priors_json_round_trip(sim, tmp_path):
     frame, _ = sim
     write_pair(tmp_path / "f" / "a", frame, pose=True)
