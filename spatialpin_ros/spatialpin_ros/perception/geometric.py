@@ -41,6 +41,7 @@ from spatialpin_ros.perception.attributes import (axis_names, object_label,
                                                   viewer_directions)
 from spatialpin_ros.perception.base import (DepthEstimator, ObjectNamer, PerceptionBackend,
                                             Segmenter)
+from spatialpin_ros.perception.colour_split import ColourSplitParams, split_by_colour
 from spatialpin_ros.perception.segmentation import (SegmentationParams, SurfaceSegmentation,
                                                     segment_surfaces, working_stride)
 from spatialpin_ros.perception.shapes import ShapeFit, ShapeParams, fit_shape, resolve_support
@@ -63,6 +64,7 @@ class GeometricParams:
     support: SupportParams = field(default_factory=SupportParams)
     segmentation: SegmentationParams = field(default_factory=SegmentationParams)
     shapes: ShapeParams = field(default_factory=ShapeParams)
+    colour_split: ColourSplitParams = field(default_factory=ColourSplitParams)
     #: Workspace in the world frame (x, y bounds of object centres, metres) when the camera pose
     #: is known; None disables a bound (the simulator's robot stands at x < 0.1).
     workspace_x: Optional[tuple[float, float]] = (0.15, 1.20)
@@ -71,6 +73,8 @@ class GeometricParams:
     #: support-plane search.
     min_valid_pixels: int = 500
     plane_points: int = 6000
+    #: Stride of the coarse grid that finds the support plane and the objects' distance.
+    support_stride: int = 4
     #: Smallest object: working pixels, height above what it rests on.
     min_object_pixels: int = 25
     min_object_height: float = 0.015
@@ -92,13 +96,14 @@ class GeometricParams:
 
     def set(self, name: str, value) -> None:
         """Set a top-level or stage field by name; ValueError for an unknown name."""
-        for obj in (self, self.support, self.segmentation, self.shapes):
+        stages = (self, self.support, self.segmentation, self.shapes, self.colour_split)
+        for obj in stages:
             if name in {f.name for f in dataclasses.fields(obj)} and not dataclasses.is_dataclass(
                     getattr(obj, name)):
                 setattr(obj, name, value)
                 return
-        known = sorted({f.name for o in (self, self.support, self.segmentation, self.shapes)
-                        for f in dataclasses.fields(o)} - {"support", "segmentation", "shapes"})
+        known = sorted({f.name for o in stages for f in dataclasses.fields(o)}
+                       - {"support", "segmentation", "shapes", "colour_split"})
         raise ValueError(f"unknown geometric backend parameter {name!r}; known: "
                          f"{', '.join(known)}")
 
@@ -164,27 +169,32 @@ class GeometricBackend(PerceptionBackend):
         tick = _Ticker()
         depth = self._depth(frame)
         cam, pose = frame.camera, frame.camera_pose
-        s = working_stride(cam.width, self.params.segmentation)
-        wcam = cam.subsampled(s)
-        pts = wcam.backproject(depth[::s, ::s]).astype(np.float32)
-        tick("points")
+        c = self.params.support_stride
+        coarse = cam.subsampled(c).backproject(depth[::c, ::c]).astype(np.float32)
         up = None
         if pose is not None:
             up = pose.rotation.inv().apply([0.0, 0.0, 1.0])
         try:
-            support = self._support(pts, up, s)
+            support = self._support(coarse, up, c)
         except PerceptionError as e:
             status = (PerceptionStatus.NO_VALID_DEPTH if "depth" in str(e)
                       else PerceptionStatus.NO_SUPPORT_PLANE)
             return self._empty(frame, scene_id, status, str(e), tick)
         tick("support")
+        s = working_stride(cam.fx, self._object_distance(coarse, support),
+                           self.params.segmentation)
+        wcam = cam.subsampled(s)
+        pts = wcam.backproject(depth[::s, ::s]).astype(np.float32)
+        tick("points")
         T_wc, world = self._world(frame, support)
         if self.segmenter is not None:
             seg = self._segment_from_masks(frame, depth, pts, support)
         else:
             small = frame.rgb[::s, ::s] if s > 1 else frame.rgb
-            seg = segment_surfaces(depth, pts, support, self.params.segmentation, wcam.fx, s,
-                                   rgb=small[: pts.shape[0], : pts.shape[1]])
+            small = small[: pts.shape[0], : pts.shape[1]]
+            seg = segment_surfaces(depth, pts, support, self.params.segmentation, wcam.fx, s)
+            lab = split_by_colour(seg.labels, small, self.params.colour_split)
+            seg = dataclasses.replace(seg, labels=lab, num_labels=int(lab.max()))
         region, _ = support_extent(support, pts, seg.height, self.params.support, wcam.fx)
         tick("segmentation")
         cands = self._candidates(seg, support, region)
@@ -232,6 +242,15 @@ class GeometricBackend(PerceptionBackend):
         rng = np.random.default_rng(self.seed)
         return find_support(Ps, up, self.params.support, rng)
 
+    @staticmethod
+    def _object_distance(coarse: np.ndarray, sup: SupportPlane) -> float:
+        """Median distance (metres) of what rises above the plane, else of the plane."""
+        P = coarse.reshape(-1, 3)
+        P = P[np.isfinite(P[:, 2])]
+        h = P @ sup.normal + sup.offset
+        above = P[(h > 0.01) & (h < 0.4), 2]
+        return float(np.median(above if len(above) >= 20 else P[:, 2]))
+
     def _world(self, frame: RGBDFrame, sup: SupportPlane) -> tuple[Pose, str]:
         """The camera's pose in the scene's world frame, and that frame's id."""
         if frame.camera_pose is not None:
@@ -252,7 +271,7 @@ class GeometricBackend(PerceptionBackend):
                             support: SupportPlane) -> SurfaceSegmentation:
         """Labels from the external segmenter's masks (first mask wins), on the working grid."""
         p = self.params.segmentation
-        s = working_stride(frame.camera.width, p)
+        s = int(round(frame.camera.width / pts.shape[1]))
         seg = segment_surfaces(depth, pts, support, p, frame.camera.fx / s, s)
         masks = self.segmenter.segment(frame.rgb, depth, frame.camera).masks
         lab = np.zeros(seg.labels.shape, dtype=np.int32)

@@ -19,6 +19,7 @@ Returns a label image at the working resolution; the caller turns labels into ob
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -36,10 +37,11 @@ _DEBUG: dict = {}
 class SegmentationParams:
     """Geometric segmentation (metres, pixels of the working resolution)."""
 
-    #: Working resolution: every ``stride``-th pixel; 0 = the stride that makes the working grid
-    #: about ``working_width`` pixels wide.
+    #: Working resolution: every ``stride``-th pixel; 0 = the largest stride (up to
+    #: ``max_stride``) whose pixels are at most ``working_pixel`` metres wide on the objects.
     stride: int = 0
-    working_width: int = 320
+    working_pixel: float = 0.0022
+    max_stride: int = 4
     #: Foreground: higher than max(min_height, noise_sigmas * sigma(z)) above the plane.
     min_height: float = 0.006
     noise_sigmas: float = 3.5
@@ -225,13 +227,15 @@ def _merge_convex(lab: np.ndarray, n: int, Ps: np.ndarray, N: np.ndarray, jumps,
     return roots[lab]
 
 
-def working_stride(width: int, params: SegmentationParams) -> int:
-    """The working grid's stride for an image ``width`` pixels wide: ``stride`` when set, else
-    the one that makes the grid about ``working_width`` wide (the cost then does not grow with
-    the camera's resolution)."""
+def working_stride(focal: float, distance: float, params: SegmentationParams) -> int:
+    """The working grid's stride: ``stride`` when set, else the largest whose pixels are at
+    most ``working_pixel`` metres wide at ``distance`` (metres) for a camera of focal length
+    ``focal`` (pixels): the same metric detail for any camera, resolution and distance, and a
+    cost that does not grow with the camera's resolution."""
     if params.stride > 0:
         return params.stride
-    return max(1, int(round(width / params.working_width)))
+    return int(np.clip(math.floor(params.working_pixel * focal / max(distance, 0.05)), 1,
+                       params.max_stride))
 
 
 def colour_edges(rgb: np.ndarray, lightness_weight: float, threshold: float) -> np.ndarray:
@@ -287,7 +291,7 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
     crop = (slice(r0, r1), slice(c0, c1))
     v, fg, z = valid[crop], fg_all[crop], z_all[crop]
     P0 = np.where(v[..., None], points[crop], 0.0).astype(np.float32)
-    Ps = _box_mean(P0, v, radius)
+    Ps = _box_mean(P0, fg, radius)      # the table must not bend the normals at a base
     N = _normals(Ps)
     cut = _pool_any(depth_jumps(depth[r0 * s:r1 * s, c0 * s:c1 * s], p.jump_abs, p.jump_rel),
                     s, fg.shape)

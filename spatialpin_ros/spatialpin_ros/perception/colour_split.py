@@ -1,0 +1,116 @@
+"""Where geometry cannot tell two objects apart, colour may: a geometric piece made of two large,
+uniformly coloured, clearly different and each contiguous regions (two flat-coloured blocks
+pushed together with flush faces) is split in two.
+
+Texture, printed labels and logos never split a piece: their regions are not uniform, not
+contiguous, or too small. Colour proposes; the regions' own uniformity and shape decide. This
+runs after the convexity segmentation, on each of its pieces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class ColourSplitParams:
+    """Colour split of a geometric piece, in shading-tolerant units: rg chromaticity x 300 and
+    L* x ``lightness_weight``. ``enabled`` False keeps pieces whole."""
+
+    enabled: bool = True
+    lightness_weight: float = 0.2
+    #: The two regions' colours differ by at least this much...
+    min_contrast: float = 25.0
+    #: ...each is uniform (median distance to its own colour below this)...
+    max_spread: float = 6.0
+    #: ...holds at least this share of the piece and ``min_pixels`` working pixels...
+    min_share: float = 0.2
+    min_pixels: int = 25
+    #: ...and is one contiguous region (its largest part holds this share of it).
+    min_contiguous: float = 0.85
+    #: Splits per piece at most (a piece of three blocks needs two).
+    max_splits: int = 3
+
+
+def _lab(rgb: np.ndarray, w: float) -> np.ndarray:
+    """Shading-tolerant colour features (N, 3): rg chromaticity (x 300, so that 0.1 of
+    chromaticity is 30 units) and L* lightness x ``w``."""
+    x = rgb.reshape(-1, 3).astype(np.float32)
+    s = x.sum(axis=1, keepdims=True) + 30.0
+    L = cv2.cvtColor(x.reshape(-1, 1, 3) / 255.0, cv2.COLOR_RGB2Lab).reshape(-1, 3)[:, :1]
+    return np.concatenate([300.0 * x[:, :2] / s, w * L], axis=1)
+
+
+def _try_split(rows, cols, lab, shape, p: ColourSplitParams):
+    """Region index (0..k-1) of each pixel for the first k in (2, 3) that splits the piece into
+    uniform, distinct, contiguous regions; None when none does."""
+    n = len(rows)
+    sample = lab[:: max(1, n // 1500)].astype(np.float32)
+    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 10, 0.5)
+    for k in (2, 3):
+        if n < k * p.min_pixels or len(sample) < 4 * k:
+            return None
+        _, _, centres = cv2.kmeans(sample, k, None, crit, 1, cv2.KMEANS_PP_CENTERS)
+        which = _regions(rows, cols, lab, centres, shape, p)
+        if which is not None:
+            return which
+    return None
+
+
+def _regions(rows, cols, lab, centres, shape, p: ColourSplitParams):
+    k = len(centres)
+    gaps = np.linalg.norm(centres[:, None] - centres[None], axis=2)[np.triu_indices(k, 1)]
+    if gaps.min() < p.min_contrast:
+        return None
+    n = len(rows)
+    d = np.linalg.norm(lab[:, None, :] - centres[None], axis=2)
+    which = np.argmin(d, axis=1)
+    for k in range(k):
+        sel = which == k
+        if sel.sum() < max(p.min_pixels, p.min_share * n):
+            return None
+        if np.median(d[sel, k]) > p.max_spread:
+            return None
+        m = np.zeros(shape, np.uint8)
+        m[rows[sel], cols[sel]] = 1
+        nc, cl, st, _ = cv2.connectedComponentsWithStats(m, connectivity=4)
+        if nc <= 1 or st[1:, cv2.CC_STAT_AREA].max() < p.min_contiguous * sel.sum():
+            return None
+    return which
+
+
+def split_by_colour(labels: np.ndarray, rgb: np.ndarray, p: ColourSplitParams) -> np.ndarray:
+    """``labels`` (h, w) int32 pieces (0 = none), ``rgb`` (h, w, 3) uint8 on the same grid;
+    returns the labels with pieces split where :func:`_try_split` allows."""
+    if not p.enabled or labels.max() == 0:
+        return labels
+    out = labels.copy()
+    nxt = int(labels.max()) + 1
+    flat = labels.ravel()
+    order = np.argsort(flat, kind="stable")
+    counts = np.bincount(flat)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    w = labels.shape[1]
+    todo = []
+    for L in range(1, len(counts)):
+        if counts[L] >= 2 * p.min_pixels:
+            idx = order[starts[L]:starts[L + 1]]
+            todo.append((idx // w, idx % w, p.max_splits))
+    while todo:
+        r, c, left = todo.pop()
+        lab = _lab(rgb[r, c], p.lightness_weight)
+        which = _try_split(r, c, lab, labels.shape, p)
+        if which is None:
+            continue
+        for k in range(1, int(which.max()) + 1):
+            sel = which == k
+            out[r[sel], c[sel]] = nxt
+            nxt += 1
+        if left > 1:
+            for k in range(int(which.max()) + 1):
+                sel = which == k
+                todo.append((r[sel], c[sel], left - 1))
+    return out
