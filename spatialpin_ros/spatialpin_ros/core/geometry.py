@@ -226,3 +226,11 @@ def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                      aw * bw - ax * bx - ay * by - az * bz])
 
 
+def inside_convex(hull: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """(N,) bool: points (N, 2) inside a convex polygon (K, 2) of either orientation."""
+    if len(uv) == 0 or len(hull) < 3:
+        return np.zeros(len(uv), dtype=bool)
+    a = hull
+    e = np.roll(hull, -1, axis=0) - a
+    cross = e[:, 0][None] * (uv[:, 1:2] - a[:, 1][None]) - e[:, 1][None] * (uv[:, 0:1] - a[:, 0][None])
+    return (cross >= 0).all(axis=1) | (cross <= 0).all(axis=1)

@@ -48,7 +48,7 @@ def _try_split(rows, cols, lab, shape, p: ColourSplitParams):
     """Region index (0..k-1) of each pixel for the first k in (2, 3) that splits the piece into
     uniform, distinct, contiguous regions; None when none does."""
     n = len(rows)
-    sample = lab[:: max(1, n // 1500)].astype(np.float32)
+    sample = lab[:: max(1, n // 600)].astype(np.float32)
     crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 10, 0.5)
     for k in (2, 3):
         if n < k * p.min_pixels or len(sample) < 4 * k:

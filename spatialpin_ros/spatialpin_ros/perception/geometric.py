@@ -34,7 +34,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from spatialpin_ros.core.errors import ImageError, PerceptionError
-from spatialpin_ros.core.geometry import quantile
+from spatialpin_ros.core.geometry import quantile, rect_from_points
 from spatialpin_ros.core.types import (ObjectPrior, PerceptionStatus, Pose, RGBDFrame, Scene)
 from spatialpin_ros.perception.attributes import (axis_names, object_label,
                                                   shading_invariant_color_name,
@@ -42,6 +42,7 @@ from spatialpin_ros.perception.attributes import (axis_names, object_label,
 from spatialpin_ros.perception.base import (DepthEstimator, ObjectNamer, PerceptionBackend,
                                             Segmenter)
 from spatialpin_ros.perception.colour_split import ColourSplitParams, split_by_colour
+from spatialpin_ros.perception.pieces import gather_pieces, merge_nested
 from spatialpin_ros.perception.segmentation import (SegmentationParams, SurfaceSegmentation,
                                                     segment_surfaces, working_stride)
 from spatialpin_ros.perception.shapes import ShapeFit, ShapeParams, fit_shape, resolve_support
@@ -75,11 +76,15 @@ class GeometricParams:
     plane_points: int = 6000
     #: Stride of the coarse grid that finds the support plane and the objects' distance.
     support_stride: int = 4
-    #: Smallest object: working pixels, height above what it rests on.
-    min_object_pixels: int = 25
+    #: Smallest object: image area at its depth (square metres), height above what it rests on.
+    min_object_area: float = 1.2e-4
     min_object_height: float = 0.015
     #: Largest object footprint (furniture, walls and monitors are larger).
     max_object_size: float = 0.5
+    #: A piece thinner than ``wall_thickness`` and longer than ``wall_length`` (its footprint)
+    #: is a wall, a bin's side or a board on edge, not an object.
+    wall_thickness: float = 0.015
+    wall_length: float = 0.2
     #: An object's lowest point is at most this high above the plane (or on another object).
     rest_tolerance: float = 0.03
     #: At least this share of its footprint lies on the plane's extent.
@@ -181,8 +186,8 @@ class GeometricBackend(PerceptionBackend):
                       else PerceptionStatus.NO_SUPPORT_PLANE)
             return self._empty(frame, scene_id, status, str(e), tick)
         tick("support")
-        s = working_stride(cam.fx, self._object_distance(coarse, support),
-                           self.params.segmentation)
+        dist, area = self._object_layout(coarse, support, c)
+        s = working_stride(cam.fx, dist, self.params.segmentation, area)
         wcam = cam.subsampled(s)
         pts = wcam.backproject(depth[::s, ::s]).astype(np.float32)
         tick("points")
@@ -243,13 +248,18 @@ class GeometricBackend(PerceptionBackend):
         return find_support(Ps, up, self.params.support, rng)
 
     @staticmethod
-    def _object_distance(coarse: np.ndarray, sup: SupportPlane) -> float:
-        """Median distance (metres) of what rises above the plane, else of the plane."""
-        P = coarse.reshape(-1, 3)
-        P = P[np.isfinite(P[:, 2])]
-        h = P @ sup.normal + sup.offset
-        above = P[(h > 0.01) & (h < 0.4), 2]
-        return float(np.median(above if len(above) >= 20 else P[:, 2]))
+    def _object_layout(coarse: np.ndarray, sup: SupportPlane, c: int) -> tuple[float, float]:
+        """Median distance (metres) of what rises above the plane (else of the plane), and the
+        area (full-resolution pixels) of its bounding box in the image."""
+        h = coarse @ sup.normal + sup.offset
+        above = np.nan_to_num(h, nan=-1.0)
+        above = (above > 0.01) & (above < 0.4)
+        z = coarse[..., 2]
+        if above.sum() < 20:
+            return float(np.nanmedian(z)), 0.0
+        rows, cols = np.nonzero(above)
+        area = float((np.ptp(rows) + 1) * (np.ptp(cols) + 1) * c * c)
+        return float(np.median(z[above])), area
 
     def _world(self, frame: RGBDFrame, sup: SupportPlane) -> tuple[Pose, str]:
         """The camera's pose in the scene's world frame, and that frame's id."""
@@ -283,38 +293,35 @@ class GeometricBackend(PerceptionBackend):
     def _candidates(self, seg: SurfaceSegmentation, sup: SupportPlane,
                     region: np.ndarray) -> list[_Candidate]:
         p = self.params
-        lab = seg.labels
-        flat = lab.ravel()
-        order = np.argsort(flat, kind="stable")
-        counts = np.bincount(flat, minlength=seg.num_labels + 1)
-        starts = np.concatenate([[0], np.cumsum(counts)])
-        w = lab.shape[1]
+        pieces, joined = merge_nested(gather_pieces(seg, sup, p.min_object_area))
+        if joined:                                   # the masks follow the merge
+            remap = np.arange(int(seg.labels.max()) + 1, dtype=np.int32)
+            for k, v in joined.items():
+                remap[k] = v
+            seg.labels = remap[seg.labels]
         cands = []
         dropped = self.last_dropped = []
-        for L in range(1, seg.num_labels + 1):
-            if counts[L] < p.min_object_pixels:
-                continue
-            idx = order[starts[L]:starts[L + 1]]
-            r, c = idx // w, idx % w
-            P = seg.points[r, c]
-            ok = np.isfinite(P[:, 2])
-            if ok.sum() < p.min_object_pixels:
-                continue
-            Q = sup.to_plane(P[ok].astype(np.float64))
-            zmed = float(np.median(P[ok, 2]))
+        for pc in pieces:
+            r, c, Q = pc.rows, pc.cols, pc.Q
+            zmed = float(np.median(seg.points[r, c, 2][np.isfinite(seg.points[r, c, 2])]))
             noise = sup.noise_k * zmed * zmed
             low = quantile(Q[:, 2], 0.02)
-            at_base = Q[:, 2] < low + 0.02
-            on = sup.inside(Q[at_base, :2]) & region[r[ok][at_base], c[ok][at_base]]
-            if on.mean() < p.min_on_extent:
-                dropped.append((L, "beyond the support's extent", int(counts[L])))
+            base = Q[Q[:, 2] < low + 0.02, :2]
+            rows, cols = self._pixels_of(pc, seg)
+            on_region = region[rows, cols].mean() if len(rows) else 0.0
+            if sup.inside(base).mean() < p.min_on_extent or on_region < p.min_on_extent:
+                dropped.append((pc.label, "beyond the support's extent", len(r)))
                 continue
             ext = np.ptp(Q[:, :2], axis=0)
             if max(ext) > p.max_object_size:
-                dropped.append((L, "too large (furniture, a wall)", int(counts[L])))
+                dropped.append((pc.label, "too large (furniture, a wall)", len(r)))
+                continue
+            thin = rect_from_points(Q[:: max(1, len(Q) // 400), :2])[1]
+            if min(thin) < p.wall_thickness and max(thin) > p.wall_length:
+                dropped.append((pc.label, "a wall (thin, long, upright)", len(r)))
                 continue
             f = fit_shape(Q, noise, p.shapes)
-            cands.append(_Candidate(L, f, r, c, int(ok.sum()), noise))
+            cands.append(_Candidate(pc.label, f, r, c, len(Q), noise))
         fits = [c.fit for c in cands]
         resolve_support(fits, tol=p.rest_tolerance)
         out = []
@@ -326,6 +333,16 @@ class GeometricBackend(PerceptionBackend):
                 continue
             out.append(c)
         return out
+
+    @staticmethod
+    def _pixels_of(pc, seg: SurfaceSegmentation) -> tuple[np.ndarray, np.ndarray]:
+        """Working pixels of the piece's lowest visible band (its base)."""
+        h = seg.height[pc.rows, pc.cols]
+        ok = np.isfinite(h)
+        if not ok.any():
+            return pc.rows, pc.cols
+        sel = ok & (h < quantile(h[ok], 0.02) + 0.02)
+        return pc.rows[sel], pc.cols[sel]
 
     @staticmethod
     def _bottom_occluded(c: _Candidate, seg: SurfaceSegmentation, reach: int = 12,
@@ -413,10 +430,10 @@ class GeometricBackend(PerceptionBackend):
         """The lit part's colour: the median of the brightest half of the pixels."""
         if len(px) == 0:
             return (0, 0, 0)
-        px = px.reshape(-1, 3).astype(np.float32)
+        px = px.reshape(-1, 3)[:: max(1, len(px) // 2000)].astype(np.float32)
         lum = px.sum(axis=1)
-        bright = px[lum >= np.median(lum)]
-        return tuple(int(v) for v in np.median(bright, axis=0))
+        bright = px[lum >= quantile(lum, 0.5)]
+        return tuple(int(round(float(v))) for v in bright.mean(axis=0))
 
     def _in_workspace(self, c: np.ndarray) -> bool:
         for v, b in ((c[0], self.params.workspace_x), (c[1], self.params.workspace_y)):

@@ -41,7 +41,8 @@ class SegmentationParams:
     #: ``max_stride``) whose pixels are at most ``working_pixel`` metres wide on the objects.
     stride: int = 0
     working_pixel: float = 0.0022
-    max_stride: int = 4
+    max_work_pixels: int = 40000
+    max_stride: int = 6
     #: Foreground: higher than max(min_height, noise_sigmas * sigma(z)) above the plane.
     min_height: float = 0.006
     noise_sigmas: float = 3.5
@@ -69,11 +70,12 @@ class SegmentationParams:
     merge_concavity: float = 0.1
     #: Shortest shared boundary (working pixel pairs) that can merge two pieces.
     min_boundary: int = 3
-    #: Bridges up to 2 * bridge_px working pixels wide between pieces (where a fold fades out at
-    #: its ends) are broken before the pieces are found; the pixels rejoin their nearest piece.
-    bridge_px: int = 2
-    #: Pieces smaller than this (working pixels) are absorbed by neighbours or dropped.
-    min_piece_px: int = 30
+    #: Bridges up to about 2 * bridge_width wide (metres) between pieces (where a fold fades out
+    #: at its ends) are broken before the pieces are found; the pixels rejoin their nearest piece.
+    bridge_width: float = 0.0045
+    #: Pieces smaller than this (square metres at their depth) are absorbed by neighbours or
+    #: dropped.
+    min_piece_area: float = 1.5e-4
     #: Cut pixels join a piece within this many working pixels beyond the baseline.
     absorb_margin: float = 2.0
 
@@ -86,7 +88,7 @@ class SurfaceSegmentation:
     frame points (NaN where depth is missing). ``height`` (h, w): metres above the support
     plane (NaN where missing). ``normals`` (h, w, 3): unit normals facing the camera.
     ``foreground`` (h, w) bool. ``stride``: working pixel (r, c) is image pixel (r*stride,
-    c*stride).
+    c*stride); ``focal``: the working grid's focal length (pixels).
     """
 
     labels: np.ndarray
@@ -96,6 +98,7 @@ class SurfaceSegmentation:
     normals: np.ndarray
     foreground: np.ndarray
     stride: int
+    focal: float = 0.0
 
 
 def depth_jumps(depth: np.ndarray, jump_abs: float, jump_rel: float) -> np.ndarray:
@@ -227,15 +230,18 @@ def _merge_convex(lab: np.ndarray, n: int, Ps: np.ndarray, N: np.ndarray, jumps,
     return roots[lab]
 
 
-def working_stride(focal: float, distance: float, params: SegmentationParams) -> int:
+def working_stride(focal: float, distance: float, params: SegmentationParams,
+                   area: float = 0.0) -> int:
     """The working grid's stride: ``stride`` when set, else the largest whose pixels are at
     most ``working_pixel`` metres wide at ``distance`` (metres) for a camera of focal length
-    ``focal`` (pixels): the same metric detail for any camera, resolution and distance, and a
-    cost that does not grow with the camera's resolution."""
+    ``focal`` (pixels), so the detail is the same for any camera, resolution and distance; and
+    at least the one that keeps the objects' image area (``area``, full-resolution pixels) under
+    ``max_work_pixels`` working pixels, so the cost is bounded."""
     if params.stride > 0:
         return params.stride
-    return int(np.clip(math.floor(params.working_pixel * focal / max(distance, 0.05)), 1,
-                       params.max_stride))
+    s = math.floor(params.working_pixel * focal / max(distance, 0.05))
+    s = max(s, math.ceil(math.sqrt(area / params.max_work_pixels)))
+    return int(np.clip(s, 1, params.max_stride))
 
 
 def colour_edges(rgb: np.ndarray, lightness_weight: float, threshold: float) -> np.ndarray:
@@ -279,7 +285,7 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
     normals = np.zeros((h, w, 3), dtype=np.float32)
     if not fg_all.any():
         return SurfaceSegmentation(labels=labels, num_labels=0, points=points, height=height,
-                                   normals=normals, foreground=fg_all, stride=s)
+                                   normals=normals, foreground=fg_all, stride=s, focal=focal)
     zf = float(np.median(z_all[fg_all]))
     px = zf / focal                                   # metres per working pixel
     radius = int(np.clip(round(p.normal_window / 2 / px), 1, 8))
@@ -299,13 +305,14 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
     if rgb is not None and p.color_edge > 0:
         cut |= colour_edges(rgb[crop], p.edge_lightness_weight, p.color_edge)
     core = fg & ~cut
-    if p.bridge_px > 0:                 # break narrow bridges around the ends of a fold
+    bridge = int(np.clip(round(p.bridge_width / px), 0, 3))
+    if bridge > 0:                      # break narrow bridges around the ends of a fold
         core = cv2.erode(core.view(np.uint8), np.ones((3, 3), np.uint8),
-                         iterations=p.bridge_px).astype(bool)
+                         iterations=bridge).astype(bool)
     n, lab = cv2.connectedComponents(core.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
     if n > 1:
         counts = np.bincount(lab.ravel(), minlength=n)
-        small = counts < p.min_piece_px
+        small = counts < max(4, p.min_piece_area / (px * px))
         small[0] = False
         lab[small[lab]] = 0
         # unlabelled foreground joins the nearest piece when close in the image and in depth
@@ -315,7 +322,7 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
             rr, cc = np.nonzero(free)
             src_r, src_c = ri[rr, cc], ci[rr, cc]
             dz = np.abs(z[rr, cc] - z[src_r, src_c])
-            ok = (dist[rr, cc] <= k + p.bridge_px + p.absorb_margin) & (
+            ok = (dist[rr, cc] <= k + bridge + p.absorb_margin) & (
                 dz < 2 * (p.jump_abs * s + p.jump_rel * z[rr, cc]))
             lab[rr[ok], cc[ok]] = lab[src_r[ok], src_c[ok]]
         lab = _merge_convex(lab, n, Ps, N, depth_jumps_work(z, p, s), k, p)
@@ -328,4 +335,4 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
     labels[crop] = lab
     normals[crop] = N
     return SurfaceSegmentation(labels=labels, num_labels=n - 1, points=points, height=height,
-                               normals=normals, foreground=fg_all, stride=s)
+                               normals=normals, foreground=fg_all, stride=s, focal=focal)

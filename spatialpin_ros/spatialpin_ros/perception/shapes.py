@@ -92,10 +92,11 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams) -> ShapeFit:
     h = Q[:, 2]
     f.top = quantile(h, 0.98)
     f.low = quantile(h, 0.02)
-    Qs = Q[:: len(Q) // 1500 + 1]
+    Qs = Q[:: len(Q) // 600 + 1]
     xy, hs = Qs[:, :2], Qs[:, 2]
     side = xy[hs < f.top - max(p.top_band, 2 * noise)]
     outline = side if len(side) >= 20 else xy
+    outline = outline[:: len(outline) // 250 + 1]
     size0 = float(np.ptp(xy, axis=0).max())
     tol = max(p.fit_abs, p.fit_rel * min(size0, max(f.top, 0.01)))
 

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from spatialpin_ros.core.errors import PerceptionError
-from spatialpin_ros.core.geometry import plane_from_points, quantile, unit
+from spatialpin_ros.core.geometry import inside_convex, plane_from_points, quantile, unit
 
 
 @dataclass
@@ -88,7 +88,7 @@ class SupportPlane:
 
     def inside(self, uv: np.ndarray) -> np.ndarray:
         """(N,) bool: plane-frame points (N, 2) inside the extent."""
-        return _inside_convex(self.hull, uv)
+        return inside_convex(self.hull, uv)
 
 
 def _ransac(P: np.ndarray, S: np.ndarray, rng: np.random.Generator, iterations: int,
@@ -204,16 +204,6 @@ def find_support(P: np.ndarray, up: Optional[np.ndarray], params: SupportParams,
                         gravity=up is not None)
 
 
-def _inside_convex(hull: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """(N,) bool: points (N, 2) inside a convex polygon (K, 2) of either orientation."""
-    if len(uv) == 0 or len(hull) < 3:
-        return np.zeros(len(uv), dtype=bool)
-    a = hull
-    e = np.roll(hull, -1, axis=0) - a
-    cross = e[:, 0][None] * (uv[:, 1:2] - a[:, 1][None]) - e[:, 1][None] * (uv[:, 0:1] - a[:, 0][None])
-    return (cross >= 0).all(axis=1) | (cross <= 0).all(axis=1)
-
-
 def _see_through(P: np.ndarray, plane: np.ndarray, inl: np.ndarray,
                  p: SupportParams) -> int:
     """How many points lie ``see_through_depth`` below ``plane`` inside its inliers' extent."""
@@ -228,7 +218,7 @@ def _see_through(P: np.ndarray, plane: np.ndarray, inl: np.ndarray,
     hull = cv2.convexHull(uv[inl], clockwise=False).reshape(-1, 2).astype(np.float64)
     if len(hull) < 3:
         return 0
-    return int(np.count_nonzero(_inside_convex(hull, uv[below].astype(np.float64))))
+    return int(np.count_nonzero(inside_convex(hull, uv[below].astype(np.float64))))
 
 
 def _grow_convex(hull: np.ndarray, margin: float) -> np.ndarray:
@@ -256,19 +246,19 @@ def support_extent(sup: SupportPlane, points: np.ndarray, height: np.ndarray,
     big = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     comp = lab == big
     # holes: what the region encloses (objects on it) is part of it
-    filled = comp.view(np.uint8).copy()
-    inv = (1 - filled).astype(np.uint8)
-    m, hl, hs, _ = cv2.connectedComponentsWithStats(inv, connectivity=4)
     h, w = comp.shape
-    for i in range(1, m):
-        x, y, ww, hh = hs[i, :4]
-        if x > 0 and y > 0 and x + ww < w and y + hh < h:
-            filled[hl == i] = 1
+    inv = (~comp).view(np.uint8)
+    m, hl, hs, _ = cv2.connectedComponentsWithStats(inv, connectivity=4)
+    x, y, ww, hh = hs[:, 0], hs[:, 1], hs[:, 2], hs[:, 3]
+    hole = (x > 0) & (y > 0) & (x + ww < w) & (y + hh < h)
+    hole[0] = False
+    filled = comp | hole[hl]
     zf = float(np.nanmedian(points[comp, 2])) if comp.any() else 1.0
-    r = int(np.clip(round(params.extent_margin * focal / max(zf, 0.1)), 1, 40))
-    region = cv2.dilate(filled, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
+    r = float(np.clip(params.extent_margin * focal / max(zf, 0.1), 1, 40))
+    dist = cv2.distanceTransform((~filled).view(np.uint8), cv2.DIST_L2, 3)
+    region = dist <= r
     P = points[comp][:: max(1, int(comp.sum()) // 4000)].astype(np.float64)
     uv = sup.to_plane(P)[:, :2].astype(np.float32)
     hull = cv2.convexHull(uv).reshape(-1, 2).astype(np.float64)
     sup.hull = _grow_convex(hull, params.extent_margin)
-    return region.astype(bool), sup.hull
+    return region, sup.hull
