@@ -89,9 +89,11 @@ class GeometricParams:
     rest_tolerance: float = 0.03
     #: At least this share of its footprint lies on the plane's extent.
     min_on_extent: float = 0.5
+    #: Full-resolution masks grow by this many pixels over unclaimed silhouette pixels.
+    mask_margin: int = 3
     #: Thin things lying on the support (lower than ``flat_max_height``): "list" keeps them in
     #: ``Scene.flat_items``, "drop" drops them.
-    flat_max_height: float = 0.015
+    flat_max_height: float = 0.022
     flat_items: str = "list"
     #: Frame id of scenes perceived without a camera pose.
     plane_frame: str = "support_plane"
@@ -324,11 +326,14 @@ class GeometricBackend(PerceptionBackend):
             cands.append(_Candidate(pc.label, f, r, c, len(Q), noise))
         fits = [c.fit for c in cands]
         resolve_support(fits, tol=p.rest_tolerance)
+        floating = {i for i, c in enumerate(cands)
+                    if c.fit.support is None and c.fit.low > p.rest_tolerance + 3 * c.noise
+                    and not self._bottom_occluded(c, seg)}
+        if floating:
+            resolve_support(fits, tol=p.rest_tolerance, only=floating)
         out = []
-        for c in cands:
-            f = c.fit
-            if (f.support is None and f.low > p.rest_tolerance + 3 * c.noise
-                    and not self._bottom_occluded(c, seg)):
+        for i, c in enumerate(cands):
+            if i in floating and c.fit.support is None:
                 dropped.append((c.label, "not resting on anything", len(c.rows)))
                 continue
             out.append(c)
@@ -374,13 +379,12 @@ class GeometricBackend(PerceptionBackend):
         R_wp = R_wc @ sup.R                               # plane axes in the world
         o_w = T_wc.transform_points(sup.origin[None])[0]
         dirs = viewer_directions(R_wp[:, 2], R_wc[:, 2], R_wc[:, 0])
-        full = cv2.resize(seg.labels, (cam.width, cam.height), interpolation=cv2.INTER_NEAREST) \
-            if s > 1 else seg.labels
+        full = self._full_labels(seg.labels, cam.width, cam.height, frame.depth)
         objects, flat, masks = [], [], []
         for c in cands:
             f = c.fit
             height = f.top - f.bottom
-            is_flat = f.top < p.flat_max_height
+            is_flat = f.top < p.flat_max_height and not f.container
             if not is_flat and height < p.min_object_height:
                 continue
             if is_flat and p.flat_items == "drop":
@@ -424,6 +428,25 @@ class GeometricBackend(PerceptionBackend):
                 ob.label = name
         objects.sort(key=lambda ob: (ob.roi[0], ob.roi[1]))
         return objects, flat
+
+    def _full_labels(self, labels: np.ndarray, width: int, height: int,
+                     depth: np.ndarray) -> np.ndarray:
+        """The working-grid labels at full resolution; each object's outline grows by
+        ``mask_margin`` pixels over pixels that are nobody's and have no depth or a depth near
+        the object's (the silhouette's mixed pixels that segmentation cuts away)."""
+        full = labels if labels.shape == (height, width) else cv2.resize(
+            labels, (width, height), interpolation=cv2.INTER_NEAREST)
+        g = int(self.params.mask_margin)
+        if g <= 0 or full.max() == 0:
+            return full
+        grown = cv2.dilate(full.astype(np.uint16), np.ones((2 * g + 1, 2 * g + 1), np.uint8))
+        z = np.asarray(depth)
+        zl = cv2.dilate(np.where(full > 0, z, 0).astype(np.float32),
+                        np.ones((2 * g + 1, 2 * g + 1), np.uint8))
+        take = (full == 0) & (grown > 0) & ((z <= 0) | (np.abs(z - zl) < 0.03))
+        full = full.copy()
+        full[take] = grown[take].astype(full.dtype)
+        return full
 
     @staticmethod
     def _colour(px: np.ndarray) -> tuple[int, int, int]:

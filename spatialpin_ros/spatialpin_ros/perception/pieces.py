@@ -24,7 +24,7 @@ from spatialpin_ros.perception.support import SupportPlane
 class Piece:
     """One segmented piece: its working-grid pixels (``rows``, ``cols``; with and without
     depth), plane-frame points ``Q`` (N, 3; metres, h above the plane) of those with depth,
-    ``top`` (98 % height quantile, metres) and its footprint hull ``hull`` (K, 2)."""
+    ``top`` (90 % height quantile, metres: robust to a few stray points) and its footprint hull ``hull`` (K, 2)."""
 
     label: int
     rows: np.ndarray
@@ -57,7 +57,7 @@ def gather_pieces(seg: SurfaceSegmentation, sup: SupportPlane, min_area: float) 
         if ok.sum() * px * px < min_area:
             continue
         Q = sup.to_plane(P[ok].astype(np.float64))
-        out.append(Piece(L, r, c, Q, quantile(Q[:, 2], 0.98), _hull(Q)))
+        out.append(Piece(L, r, c, Q, quantile(Q[:, 2], 0.9), _hull(Q)))
     return out
 
 
@@ -66,10 +66,10 @@ def _hull(Q: np.ndarray) -> np.ndarray:
     return cv2.convexHull(uv).reshape(-1, 2).astype(np.float64)
 
 
-def merge_nested(pieces: list[Piece], inside_share: float = 0.8, top_margin: float = 0.01
+def merge_nested(pieces: list[Piece], inside_share: float = 0.8, top_margin: float = -0.005
                  ) -> tuple[list[Piece], dict[int, int]]:
     """Join each piece lying inside a larger piece's footprint (``inside_share`` of its points)
-    and not above its top (by more than ``top_margin``) to that piece. Returns the pieces and
+    and lower than its top (by at least ``-top_margin``) to that piece. Returns the pieces and
     the label map {absorbed label: label it joined}."""
     order = sorted(range(len(pieces)), key=lambda i: -len(pieces[i].Q))
     joined: dict[int, int] = {}

@@ -76,6 +76,8 @@ class SegmentationParams:
     #: Pieces smaller than this (square metres at their depth) are absorbed by neighbours or
     #: dropped.
     min_piece_area: float = 1.5e-4
+    #: Patches without depth mostly surrounded by one piece join it (dark or shiny parts).
+    fill_missing: bool = True
     #: Cut pixels join a piece within this many working pixels beyond the baseline.
     absorb_margin: float = 2.0
 
@@ -230,6 +232,67 @@ def _merge_convex(lab: np.ndarray, n: int, Ps: np.ndarray, N: np.ndarray, jumps,
     return roots[lab]
 
 
+def _components(core: np.ndarray, bridge: int) -> tuple[int, np.ndarray]:
+    """4-connected pieces of ``core`` after breaking bridges up to ``2 * bridge`` pixels wide
+    (erosion); a thin part that erosion removes whole (a pen, a handle) keeps its own label
+    rather than vanishing. Returns (number of labels incl. 0, labels)."""
+    if bridge <= 0:
+        return cv2.connectedComponents(core.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    eroded = cv2.erode(core.view(np.uint8), np.ones((3, 3), np.uint8), iterations=bridge)
+    n, lab = cv2.connectedComponents(eroded, connectivity=4, ltype=cv2.CV_32S)
+    m, whole = cv2.connectedComponents(core.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    survived = np.zeros(m, dtype=bool)
+    survived[whole[lab > 0]] = True
+    thin = ~survived
+    thin[0] = False
+    if thin.any():
+        ids = np.zeros(m, dtype=np.int32)
+        ids[thin] = np.arange(n, n + int(thin.sum()), dtype=np.int32)
+        sel = thin[whole]
+        lab[sel] = ids[whole[sel]]
+        n += int(thin.sum())
+    return n, lab
+
+
+def _fill_missing_depth(lab: np.ndarray, valid: np.ndarray, fg: np.ndarray,
+                        min_share: float = 0.6) -> None:
+    """Pixels without depth (dark, shiny or black parts of an object) join the piece that
+    surrounds them: each connected patch of missing depth whose boundary touches one piece for
+    at least ``min_share`` of its length (and is no larger than that piece) becomes part of it.
+    Shadows beside an object border the table as much as the object and stay out. In place."""
+    miss = ~valid
+    if not miss.any() or lab.max() == 0:
+        return
+    m, comp, stats, _ = cv2.connectedComponentsWithStats(miss.view(np.uint8), connectivity=4)
+    h, w = lab.shape
+    keys, labs = [], []
+    for dr, dc in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+        src = comp[max(-dr, 0):h - max(dr, 0), max(-dc, 0):w - max(dc, 0)]
+        nb_lab = lab[max(dr, 0):h - max(-dr, 0) or None, max(dc, 0):w - max(-dc, 0) or None]
+        nb_miss = miss[max(dr, 0):h - max(-dr, 0) or None, max(dc, 0):w - max(-dc, 0) or None]
+        edge = (src > 0) & ~nb_miss                 # boundary of a missing patch
+        keys.append(src[edge])
+        labs.append(nb_lab[edge])
+    key = np.concatenate(keys)
+    nl = np.concatenate(labs)
+    total = np.bincount(key, minlength=m)
+    if not (nl > 0).any():
+        return
+    L = int(lab.max()) + 1
+    pair = np.bincount(key[nl > 0] * L + nl[nl > 0], minlength=m * L).reshape(m, L)
+    best = pair.argmax(axis=1)
+    share = pair.max(axis=1) / np.maximum(total, 1)
+    size = np.bincount(lab.ravel(), minlength=L)
+    ok = (share >= min_share) & (stats[:, cv2.CC_STAT_AREA] <= size[best])
+    ok[0] = False
+    # patches touching the crop's border may be the image's or the table's edge: leave them
+    x, y, ww, hh = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3]
+    ok &= (x > 0) & (y > 0) & (x + ww < w) & (y + hh < h)
+    if ok.any():
+        sel = ok[comp]
+        lab[sel] = best[comp[sel]]
+
+
 def working_stride(focal: float, distance: float, params: SegmentationParams,
                    area: float = 0.0) -> int:
     """The working grid's stride: ``stride`` when set, else the largest whose pixels are at
@@ -306,10 +369,7 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
         cut |= colour_edges(rgb[crop], p.edge_lightness_weight, p.color_edge)
     core = fg & ~cut
     bridge = int(np.clip(round(p.bridge_width / px), 0, 3))
-    if bridge > 0:                      # break narrow bridges around the ends of a fold
-        core = cv2.erode(core.view(np.uint8), np.ones((3, 3), np.uint8),
-                         iterations=bridge).astype(bool)
-    n, lab = cv2.connectedComponents(core.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    n, lab = _components(core, bridge)
     if n > 1:
         counts = np.bincount(lab.ravel(), minlength=n)
         small = counts < max(4, p.min_piece_area / (px * px))
@@ -332,6 +392,8 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
         remap[used] = np.arange(1, len(used) + 1, dtype=np.int32)
         lab = remap[lab]
         n = len(used) + 1
+        if p.fill_missing:
+            _fill_missing_depth(lab, v, fg)
     labels[crop] = lab
     normals[crop] = N
     return SurfaceSegmentation(labels=labels, num_labels=n - 1, points=points, height=height,

@@ -156,21 +156,25 @@ def _container(Q: np.ndarray, f: ShapeFit, noise: float, p: ShapeParams) -> None
         f.inner_depth = float(f.top - quantile(Q[inner][low, 2], 0.3))
 
 
-def resolve_support(fits: list[ShapeFit], tol: float = 0.02) -> None:
+def resolve_support(fits: list[ShapeFit], tol: float = 0.02,
+                    only: Optional[set[int]] = None) -> None:
     """Each object rests on the table or on the object under it: set ``bottom`` and
-    ``support``; a base's box footprint grows to contain what stands on it."""
+    ``support``. ``only``: resolve just these (floating) objects, and accept a base whose top
+    is above their lowest visible point (part of the base was taken for theirs)."""
     order = sorted(range(len(fits)), key=lambda i: fits[i].top)
     for i in order:
         f = fits[i]
+        if only is not None and i not in only:
+            continue
         f.bottom = 0.0
-        if f.shape == "sphere" or f.low < 0.015:
+        if f.shape == "sphere" or (only is None and f.low < 0.015):
             continue
         best, best_gap = None, None
         for j in order:
             b = fits[j]
-            if j == i or b.top > f.top - 0.005:
+            if j == i or b.top > f.top - (0.005 if only is None else 0.02):
                 continue
-            gap = abs(f.low - b.top)
+            gap = abs(f.low - b.top) if only is None else max(f.low - b.top, 0.0)
             if gap > tol:
                 continue
             inter = cv2.intersectConvexConvex(
