@@ -322,7 +322,7 @@ class GeometricBackend(PerceptionBackend):
             if min(thin) < p.wall_thickness and max(thin) > p.wall_length:
                 dropped.append((pc.label, "a wall (thin, long, upright)", len(r)))
                 continue
-            f = fit_shape(Q, noise, p.shapes)
+            f = fit_shape(Q, noise, p.shapes, camera=np.array([0.0, 0.0, sup.offset]))
             cands.append(_Candidate(pc.label, f, r, c, len(Q), noise))
         fits = [c.fit for c in cands]
         resolve_support(fits, tol=p.rest_tolerance)

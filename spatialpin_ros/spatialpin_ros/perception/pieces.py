@@ -1,19 +1,22 @@
 """Between segmentation and shape fitting: the segmented pieces in the support-plane frame, and
 the one merge that needs 3D layout rather than local convexity.
 
-Solid things cannot share a footprint unless one stands on the other. A piece that lies inside
-another piece's footprint (seen from above) and does not rise above its top is therefore inside
-it: the inner wall and bottom of a bowl, a cup or a tray, which meet the rim in a concave fold
-that the convexity segmentation cuts. It joins the piece around it. Something standing in a
-bowl and rising above its rim stays apart; so does an object stacked on another (it is above).
+Solid things cannot share a footprint unless one stands on the other. Two pieces whose
+footprints (seen from above) overlap, where one lies mostly below the other's top, are one
+object: the inner wall and bottom of a bowl, a cup or a tray meet the rim in a concave fold that
+the convexity segmentation cuts, and they join again here. An object stacked on another is
+above it and stays apart; so does something standing in a bowl and rising well above its rim.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import cv2
 import numpy as np
+
+from scipy.spatial import cKDTree
 
 from spatialpin_ros.core.geometry import inside_convex, quantile
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
@@ -66,30 +69,74 @@ def _hull(Q: np.ndarray) -> np.ndarray:
     return cv2.convexHull(uv).reshape(-1, 2).astype(np.float64)
 
 
-def merge_nested(pieces: list[Piece], inside_share: float = 0.8, top_margin: float = -0.005
+def _enclosures(pieces: list[Piece], med: list[float], margin: float, share: float,
+                touch: float) -> list[tuple[int, int]]:
+    """Pairs (inner, outer): the pieces that ``inner`` touches in 3D (closer than ``touch``
+    metres), all standing higher than it, surround it seen from above: ``share`` of its
+    footprint lies inside the convex hull of theirs (a bowl's bottom inside its rim arcs, a
+    tray's floor between its walls)."""
+    sub = [pc.Q[:: max(1, len(pc.Q) // 300)] for pc in pieces]
+    trees = [cKDTree(q) for q in sub]
+    out = []
+    for i in range(len(pieces)):
+        near = [j for j in range(len(pieces)) if j != i
+                and trees[j].query(sub[i], k=1, distance_upper_bound=touch)[0].min() < touch]
+        if not near or not all(med[i] < pieces[j].top - margin for j in near):
+            continue
+        uv = np.concatenate([sub[j][:, :2] for j in near]).astype(np.float32)
+        hull = cv2.convexHull(uv).reshape(-1, 2).astype(np.float64)
+        if len(hull) >= 3 and inside_convex(hull, sub[i][:, :2]).mean() >= share:
+            out.extend((i, j) for j in near)
+    return out
+
+
+def merge_nested(pieces: list[Piece], inside: float = 0.8, margin: float = 0.005,
+                 enclosed: float = 0.8, touch: float = 0.015
                  ) -> tuple[list[Piece], dict[int, int]]:
-    """Join each piece lying inside a larger piece's footprint (``inside_share`` of its points)
-    and lower than its top (by at least ``-top_margin``) to that piece. Returns the pieces and
-    the label map {absorbed label: label it joined}."""
-    order = sorted(range(len(pieces)), key=lambda i: -len(pieces[i].Q))
-    joined: dict[int, int] = {}
-    alive = [True] * len(pieces)
-    for ib, b in enumerate(order):
-        B = pieces[b]
-        for a in order[:ib]:
-            A = pieces[a]
-            if not alive[a] or len(A.hull) < 3 or B.top > A.top + top_margin:
+    """Join pieces where one lies inside the other, below its top (its median height lower
+    than the other's top by ``margin``): either ``inside`` of its footprint lies in the other's
+    (a bowl's inside within its rim), or the higher pieces it touches
+    surround it seen from above (``enclosed`` of its footprint inside theirs: a bowl's bottom
+    inside its rim, whose arcs the folds cut apart). Returns the pieces and the
+    label map {absorbed label: label it joined}."""
+    n = len(pieces)
+    parent = list(range(n))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i, j):
+        a, b = find(i), find(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    med = [float(np.median(pc.Q[:, 2])) for pc in pieces]
+    for i, j in _enclosures(pieces, med, margin, enclosed, touch):
+        union(i, j)
+    for i in range(n):
+        for j in range(n):
+            A, B = pieces[i], pieces[j]
+            if i == j or len(A.hull) < 3 or med[j] > A.top - margin or B.top > A.top + margin:
                 continue
-            pts = B.Q[:: max(1, len(B.Q) // 300), :2]
-            if inside_convex(A.hull, pts).mean() >= inside_share:
-                A.rows = np.concatenate([A.rows, B.rows])
-                A.cols = np.concatenate([A.cols, B.cols])
-                A.Q = np.concatenate([A.Q, B.Q])
-                joined[B.label] = A.label
-                alive[b] = False
-                break
-    for k, v in list(joined.items()):              # chains: follow to the final piece
-        while v in joined:
-            v = joined[v]
-        joined[k] = v
-    return [p for p, a in zip(pieces, alive) if a], joined
+            if inside_convex(A.hull, B.Q[:: max(1, len(B.Q) // 300), :2]).mean() >= inside:
+                union(i, j)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(i)
+    out, joined = [], {}
+    for root, members in groups.items():
+        members.sort(key=lambda i: -len(pieces[i].Q))
+        A = pieces[members[0]]
+        for m in members[1:]:
+            B = pieces[m]
+            A.rows = np.concatenate([A.rows, B.rows])
+            A.cols = np.concatenate([A.cols, B.cols])
+            A.Q = np.concatenate([A.Q, B.Q])
+            joined[B.label] = A.label
+        if len(members) > 1:
+            A.top = quantile(A.Q[:, 2], 0.9)
+            A.hull = _hull(A.Q)
+        out.append(A)
+    return out, joined

@@ -39,10 +39,11 @@ class ShapeParams:
     fit_rel: float = 0.12
     #: A circle must beat the rectangle by this factor to make a cylinder.
     circle_margin: float = 0.75
-    #: Container: inside the rim (footprint shrunk by ``rim_shrink``), at least ``inner_share``
-    #: of the points lie ``min_inner_depth`` (or ``inner_depth_rel`` of the height) below the rim.
-    rim_shrink: float = 0.3
-    inner_share: float = 0.5
+    #: Container: seen through the plane of the rim, inside it (the footprint shrunk by
+    #: ``rim_shrink``), at least ``inner_share`` of the points lie ``min_inner_depth`` (or
+    #: ``inner_depth_rel`` of the height) below the rim.
+    rim_shrink: float = 0.15
+    inner_share: float = 0.03
     min_inner_depth: float = 0.012
     inner_depth_rel: float = 0.3
 
@@ -84,9 +85,11 @@ def _box_extent(xy: np.ndarray, yaw: float) -> tuple[np.ndarray, np.ndarray]:
     return ((lo + hi) / 2) @ axes, np.maximum(hi - lo, 0.004)
 
 
-def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams) -> ShapeFit:
+def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
+              camera: Optional[np.ndarray] = None) -> ShapeFit:
     """Fit one object's plane-frame points ``Q`` (N, 3; N >= 10). ``noise``: the depth noise
-    (metres) at the object's distance."""
+    (metres) at the object's distance; ``camera``: the camera centre in the plane frame (a
+    sphere is only fitted to a surface that bulges toward it, not to a bowl's inside)."""
     p = params
     f = ShapeFit()
     h = Q[:, 2]
@@ -116,8 +119,10 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams) -> ShapeFit:
         shape = "other"
     if shape != "cylinder" and len(Q) >= 30:
         cs, rs, es = sphere_fit(Q[:: max(1, len(Q) // 600)])
-        if (0.02 < rs < 0.15 and es < max(0.003, 0.08 * rs) + noise and abs(cs[2] - rs) < 0.02
-                and f.top < 2.4 * rs and size0 < 2.3 * rs):
+        convex = camera is None or float(np.mean(
+            np.einsum("ij,ij->i", Q - cs, camera - Q) > 0)) > 0.8
+        if (convex and 0.02 < rs < 0.15 and es < max(0.003, 0.08 * rs) + noise
+                and abs(cs[2] - rs) < 0.02 and f.top < 2.4 * rs and size0 < 2.3 * rs):
             shape, f.sphere_center = "sphere", cs
             f.center_uv, f.size_uv, f.yaw = cs[:2].copy(), np.array([2 * rs] * 2), 0.0
             f.top, f.residual = float(cs[2] + rs), es
@@ -131,29 +136,37 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams) -> ShapeFit:
         f.yaw, f.residual = yaw, float(min(res_r, res_c))
     f.shape = shape
     if shape != "sphere":
-        _container(Q, f, noise, p)
+        _container(Q, f, noise, p, camera)
     return f
 
 
-def _container(Q: np.ndarray, f: ShapeFit, noise: float, p: ShapeParams) -> None:
-    """Set ``container`` and ``inner_depth`` when the surface inside the rim is well below it."""
+def _container(Q: np.ndarray, f: ShapeFit, noise: float, p: ShapeParams,
+               camera: Optional[np.ndarray]) -> None:
+    """Set ``container`` and ``inner_depth`` when the object is open at the top: the camera
+    sees through the plane of its rim, inside the rim (the footprint shrunk by ``rim_shrink``),
+    surface well below the rim (the far inner wall or the bottom). A solid top would hide it.
+    ``inner_depth``: rim height minus the deepest such point (a lower bound when the inner
+    bottom is hidden)."""
     height = f.top
-    if height < 0.02:
-        return
-    c, s = math.cos(f.yaw), math.sin(f.yaw)
-    loc = (Q[:, :2] - f.center_uv) @ np.array([[c, s], [-s, c]]).T
-    half = f.size_uv / 2 * (1 - p.rim_shrink)
-    if f.shape == "cylinder":
-        inner = np.hypot(loc[:, 0], loc[:, 1]) < half[0]
-    else:
-        inner = (np.abs(loc[:, 0]) < half[0]) & (np.abs(loc[:, 1]) < half[1])
-    if inner.sum() < 15:
+    if camera is None or height < 0.02 or camera[2] <= f.top + 0.01:
         return
     drop = max(p.min_inner_depth, p.inner_depth_rel * height, 4 * noise)
-    low = Q[inner, 2] < f.top - drop
-    if low.mean() >= p.inner_share:
+    below = Q[Q[:, 2] < f.top - drop]
+    if len(below) < 10:
+        return
+    t = (f.top - camera[2]) / (below[:, 2] - camera[2])    # where the ray crosses the rim plane
+    x = camera[:2] + t[:, None] * (below[:, :2] - camera[:2])
+    c, s = math.cos(f.yaw), math.sin(f.yaw)
+    loc = (x - f.center_uv) @ np.array([[c, s], [-s, c]]).T
+    half = f.size_uv / 2 * (1 - p.rim_shrink)
+    if f.shape == "cylinder":
+        inside = np.hypot(loc[:, 0], loc[:, 1]) < half[0]
+    else:
+        inside = (np.abs(loc[:, 0]) < half[0]) & (np.abs(loc[:, 1]) < half[1])
+    through = below[inside & (t > 0) & (t < 1)]
+    if len(through) >= max(10, p.inner_share * len(Q)):
         f.container = True
-        f.inner_depth = float(f.top - quantile(Q[inner][low, 2], 0.3))
+        f.inner_depth = float(f.top - quantile(through[:, 2], 0.05))
 
 
 def resolve_support(fits: list[ShapeFit], tol: float = 0.02,
