@@ -234,3 +234,13 @@ def inside_convex(hull: np.ndarray, uv: np.ndarray) -> np.ndarray:
     e = np.roll(hull, -1, axis=0) - a
     cross = e[:, 0][None] * (uv[:, 1:2] - a[:, 1][None]) - e[:, 1][None] * (uv[:, 0:1] - a[:, 0][None])
     return (cross >= 0).all(axis=1) | (cross <= 0).all(axis=1)
+
+
+def grow_convex(hull: np.ndarray, margin: float) -> np.ndarray:
+    """A convex polygon (K, 2) grown outward by ``margin`` (counter-clockwise result)."""
+    c = hull.mean(axis=0)
+    d = hull - c
+    r = np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-9)
+    out = c + d * (1.0 + margin / r)
+    area = 0.5 * np.sum(out[:, 0] * np.roll(out[:, 1], -1) - np.roll(out[:, 0], -1) * out[:, 1])
+    return out if area >= 0 else out[::-1]

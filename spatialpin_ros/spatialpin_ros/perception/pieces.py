@@ -18,7 +18,7 @@ import numpy as np
 
 from scipy.spatial import cKDTree
 
-from spatialpin_ros.core.geometry import inside_convex, quantile
+from spatialpin_ros.core.geometry import grow_convex, inside_convex, quantile, robust_circle
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
 from spatialpin_ros.perception.support import SupportPlane
 
@@ -69,14 +69,12 @@ def _hull(Q: np.ndarray) -> np.ndarray:
     return cv2.convexHull(uv).reshape(-1, 2).astype(np.float64)
 
 
-def _enclosures(pieces: list[Piece], med: list[float], margin: float, share: float,
-                touch: float) -> list[tuple[int, int]]:
+def _enclosures(pieces: list[Piece], sub: list[np.ndarray], trees, med: list[float],
+                margin: float, share: float, touch: float) -> list[tuple[int, int]]:
     """Pairs (inner, outer): the pieces that ``inner`` touches in 3D (closer than ``touch``
     metres), all standing higher than it, surround it seen from above: ``share`` of its
     footprint lies inside the convex hull of theirs (a bowl's bottom inside its rim arcs, a
     tray's floor between its walls)."""
-    sub = [pc.Q[:: max(1, len(pc.Q) // 300)] for pc in pieces]
-    trees = [cKDTree(q) for q in sub]
     out = []
     for i in range(len(pieces)):
         near = [j for j in range(len(pieces)) if j != i
@@ -90,12 +88,46 @@ def _enclosures(pieces: list[Piece], med: list[float], margin: float, share: flo
     return out
 
 
-def merge_nested(pieces: list[Piece], inside: float = 0.8, margin: float = 0.005,
+def _rim_arcs(pieces: list[Piece], sub: list[np.ndarray], trees, touch: float,
+              max_residual: float = 0.003, band: float = 0.015) -> list[tuple[int, int]]:
+    """Pairs of pieces that are arcs of one rim: tops at the same height, touching, and
+    their top bands lie on one circle (radius 2-20 cm) with nothing at that height inside it
+    (a bowl's or cup's rim cut into arcs by folds). Two cans side by side do not fit one
+    circle."""
+    out = []
+    n = len(pieces)
+    for i in range(n):
+        for j in range(i + 1, n):
+            A, B = pieces[i], pieces[j]
+            if abs(A.top - B.top) > 0.01:
+                continue
+            if trees[j].query(sub[i], k=1, distance_upper_bound=touch)[0].min() >= touch:
+                continue
+            ba = sub[i][sub[i][:, 2] > A.top - band, :2]
+            bb = sub[j][sub[j][:, 2] > B.top - band, :2]
+            if len(ba) < 8 or len(bb) < 8:
+                continue
+            fit = robust_circle(np.concatenate([ba, bb]), 0.004)
+            if fit is None:
+                continue
+            c, r, res = fit
+            if not (0.02 < r < 0.2) or res > max_residual:
+                continue
+            near_a = np.abs(np.hypot(*(ba - c).T) - r) < 3 * max_residual
+            near_b = np.abs(np.hypot(*(bb - c).T) - r) < 3 * max_residual
+            if near_a.mean() > 0.8 and near_b.mean() > 0.8:
+                out.append((i, j))
+    return out
+
+
+def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
+                 margin: float = 0.005,
                  enclosed: float = 0.8, touch: float = 0.015
                  ) -> tuple[list[Piece], dict[int, int]]:
-    """Join pieces where one lies inside the other, below its top (its median height lower
-    than the other's top by ``margin``): either ``inside`` of its footprint lies in the other's
-    (a bowl's inside within its rim), or the higher pieces it touches
+    """Join pieces where one lies inside the other and not above it: either ``inside`` of the
+    smaller one's footprint lies in the larger one's (grown by ``grow`` metres) and its top is
+    no higher (by ``margin``) -- a bowl's inside within its rim, a piece of its rim cut off by a
+    fold --, or the higher pieces it touches
     surround it seen from above (``enclosed`` of its footprint inside theirs: a bowl's bottom
     inside its rim, whose arcs the folds cut apart). Returns the pieces and the
     label map {absorbed label: label it joined}."""
@@ -113,14 +145,19 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, margin: float = 0.005
         if a != b:
             parent[max(a, b)] = min(a, b)
     med = [float(np.median(pc.Q[:, 2])) for pc in pieces]
-    for i, j in _enclosures(pieces, med, margin, enclosed, touch):
+    sub = [pc.Q[:: max(1, len(pc.Q) // 300)] for pc in pieces]
+    trees = [cKDTree(q) for q in sub]
+    for i, j in _enclosures(pieces, sub, trees, med, margin, enclosed, touch):
         union(i, j)
+    for i, j in _rim_arcs(pieces, sub, trees, touch):
+        union(i, j)
+    grown = [grow_convex(pc.hull, grow) if len(pc.hull) >= 3 else pc.hull for pc in pieces]
     for i in range(n):
         for j in range(n):
             A, B = pieces[i], pieces[j]
-            if i == j or len(A.hull) < 3 or med[j] > A.top - margin or B.top > A.top + margin:
+            if i == j or len(A.hull) < 3 or len(B.Q) > len(A.Q) or B.top > A.top + margin:
                 continue
-            if inside_convex(A.hull, B.Q[:: max(1, len(B.Q) // 300), :2]).mean() >= inside:
+            if inside_convex(grown[i], B.Q[:: max(1, len(B.Q) // 300), :2]).mean() >= inside:
                 union(i, j)
     groups: dict[int, list[int]] = {}
     for i in range(n):

@@ -142,9 +142,10 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
 
 def _container(Q: np.ndarray, f: ShapeFit, noise: float, p: ShapeParams,
                camera: Optional[np.ndarray]) -> None:
-    """Set ``container`` and ``inner_depth`` when the object is open at the top: the camera
-    sees through the plane of its rim, inside the rim (the footprint shrunk by ``rim_shrink``),
-    surface well below the rim (the far inner wall or the bottom). A solid top would hide it.
+    """Set ``container`` and ``inner_depth`` when the object is open at the top: its top is a
+    rim (:func:`_rim_only`), and the camera sees through the plane of the rim, inside it (the
+    footprint shrunk by ``rim_shrink``), surface well below it (the far inner wall or the
+    bottom). A solid top would hide it.
     ``inner_depth``: rim height minus the deepest such point (a lower bound when the inner
     bottom is hidden)."""
     height = f.top
@@ -164,9 +165,28 @@ def _container(Q: np.ndarray, f: ShapeFit, noise: float, p: ShapeParams,
     else:
         inside = (np.abs(loc[:, 0]) < half[0]) & (np.abs(loc[:, 1]) < half[1])
     through = below[inside & (t > 0) & (t < 1)]
-    if len(through) >= max(10, p.inner_share * len(Q)):
-        f.container = True
-        f.inner_depth = float(f.top - quantile(through[:, 2], 0.05))
+    if len(through) < max(10, p.inner_share * len(Q)) or not _rim_only(Q, f, noise):
+        return
+    f.container = True
+    f.inner_depth = float(f.top - quantile(through[:, 2], 0.05))
+
+
+def _rim_only(Q: np.ndarray, f: ShapeFit, noise: float, centre: float = 0.6,
+              max_share: float = 0.1) -> bool:
+    """True when the points at the top height form a rim: almost none of them (``max_share``)
+    lie in the middle of the footprint (within ``centre`` of its half-size). A solid top, or the
+    cap of a ball, fills the middle."""
+    band = Q[Q[:, 2] > f.top - max(0.01, 3 * noise)]
+    if len(band) < 8:
+        return False
+    c, s = math.cos(f.yaw), math.sin(f.yaw)
+    loc = (band[:, :2] - f.center_uv) @ np.array([[c, s], [-s, c]]).T
+    half = np.maximum(f.size_uv / 2, 1e-3)
+    if f.shape == "cylinder":
+        r = np.hypot(loc[:, 0], loc[:, 1]) / half[0]
+    else:
+        r = np.max(np.abs(loc) / half, axis=1)
+    return bool(np.mean(r < centre) <= max_share)
 
 
 def resolve_support(fits: list[ShapeFit], tol: float = 0.02,

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from spatialpin_ros.core.errors import PerceptionError
-from spatialpin_ros.core.geometry import inside_convex, plane_from_points, quantile, unit
+from spatialpin_ros.core.geometry import grow_convex, inside_convex, plane_from_points, quantile, unit
 
 
 @dataclass
@@ -198,7 +198,7 @@ def find_support(P: np.ndarray, up: Optional[np.ndarray], params: SupportParams,
     noise_k = 1.4826 * quantile(resid / np.maximum(z, 0.1) ** 2, 0.5)
     uv = ((Pi - origin) @ R)[:, :2].astype(np.float32)
     hull = cv2.convexHull(uv).reshape(-1, 2).astype(np.float64)
-    hull = _grow_convex(hull, p.extent_margin)
+    hull = grow_convex(hull, p.extent_margin)
     return SupportPlane(normal=nrm, offset=off, R=R, origin=origin, hull=hull,
                         noise_k=float(noise_k), inlier_share=float(inl.mean()),
                         gravity=up is not None)
@@ -221,14 +221,6 @@ def _see_through(P: np.ndarray, plane: np.ndarray, inl: np.ndarray,
     return int(np.count_nonzero(inside_convex(hull, uv[below].astype(np.float64))))
 
 
-def _grow_convex(hull: np.ndarray, margin: float) -> np.ndarray:
-    """A convex polygon (K, 2) grown outward by ``margin`` (counter-clockwise result)."""
-    c = hull.mean(axis=0)
-    d = hull - c
-    r = np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-9)
-    out = c + d * (1.0 + margin / r)
-    area = 0.5 * np.sum(out[:, 0] * np.roll(out[:, 1], -1) - np.roll(out[:, 0], -1) * out[:, 1])
-    return out if area >= 0 else out[::-1]
 
 
 def support_extent(sup: SupportPlane, points: np.ndarray, height: np.ndarray,
@@ -260,5 +252,5 @@ def support_extent(sup: SupportPlane, points: np.ndarray, height: np.ndarray,
     P = points[comp][:: max(1, int(comp.sum()) // 4000)].astype(np.float64)
     uv = sup.to_plane(P)[:, :2].astype(np.float32)
     hull = cv2.convexHull(uv).reshape(-1, 2).astype(np.float64)
-    sup.hull = _grow_convex(hull, params.extent_margin)
+    sup.hull = grow_convex(hull, params.extent_margin)
     return region, sup.hull
