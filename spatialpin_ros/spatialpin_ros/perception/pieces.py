@@ -120,6 +120,32 @@ def _rim_arcs(pieces: list[Piece], sub: list[np.ndarray], trees, touch: float,
     return out
 
 
+def _necks(pieces: list[Piece], sub: list[np.ndarray], trees, touch: float,
+           flat: float = 0.005, ring: float = 0.02) -> list[tuple[int, int]]:
+    """Pairs (upper, lower): a smaller piece on top of a larger one that has no flat top around
+    it: the lower piece's points within ``ring`` metres around the upper one's footprint do
+    not lie on a plane at the upper one's base (within ``flat``). A bottle's neck or cap on its
+    shoulder, a mustard bottle's cap. Something stacked on a box stands on a flat top and stays
+    apart."""
+    out = []
+    for j, B in enumerate(pieces):
+        low_b = quantile(sub[j][:, 2], 0.05)
+        cen = sub[j][:, :2].mean(axis=0)
+        rad = float(np.percentile(np.hypot(*(sub[j][:, :2] - cen).T), 90))
+        for i, A in enumerate(pieces):
+            if i == j or len(A.Q) <= len(B.Q) or A.top > low_b + 0.01 or len(A.hull) < 3:
+                continue
+            if inside_convex(grow_convex(A.hull, 0.005), sub[j][:, :2]).mean() < 0.8:
+                continue
+            if trees[i].query(sub[j], k=1, distance_upper_bound=touch)[0].min() >= touch:
+                continue
+            d = np.hypot(*(sub[i][:, :2] - cen).T)
+            around = sub[i][(d > rad) & (d < rad + ring), 2]
+            if len(around) >= 5 and np.mean(np.abs(around - low_b) < flat) < 0.5:
+                out.append((j, i))
+    return out
+
+
 def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
                  margin: float = 0.005,
                  enclosed: float = 0.8, touch: float = 0.015
@@ -150,6 +176,8 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
     for i, j in _enclosures(pieces, sub, trees, med, margin, enclosed, touch):
         union(i, j)
     for i, j in _rim_arcs(pieces, sub, trees, touch):
+        union(i, j)
+    for i, j in _necks(pieces, sub, trees, touch):
         union(i, j)
     grown = [grow_convex(pc.hull, grow) if len(pc.hull) >= 3 else pc.hull for pc in pieces]
     for i in range(n):
