@@ -94,6 +94,9 @@ class GeometricParams:
     #: Thin things lying on the support (lower than ``flat_max_height``): "list" keeps them in
     #: ``Scene.flat_items``, "drop" drops them.
     flat_max_height: float = 0.022
+    #: ... and thin for their size (height below this share of their longest side): a phone,
+    #: a board, paper; a jenga block or a lego brick lying down is an object.
+    flat_max_ratio: float = 0.2
     flat_items: str = "list"
     #: Frame id of scenes perceived without a camera pose.
     plane_frame: str = "support_plane"
@@ -384,7 +387,8 @@ class GeometricBackend(PerceptionBackend):
         for c in cands:
             f = c.fit
             height = f.top - f.bottom
-            is_flat = f.top < p.flat_max_height and not f.container
+            is_flat = (f.top < p.flat_max_height and not f.container
+                       and f.top < p.flat_max_ratio * float(max(f.size_uv)))
             if not is_flat and height < p.min_object_height:
                 continue
             if is_flat and p.flat_items == "drop":

@@ -121,9 +121,10 @@ def _rim_arcs(pieces: list[Piece], sub: list[np.ndarray], trees, touch: float,
 
 
 def _necks(pieces: list[Piece], sub: list[np.ndarray], trees, touch: float,
-           flat: float = 0.005, ring: float = 0.02) -> list[tuple[int, int]]:
-    """Pairs (upper, lower): a smaller piece on top of a larger one that has no flat top around
-    it: the lower piece's points within ``ring`` metres around the upper one's footprint do
+           flat: float = 0.005, ring: float = 0.02, narrow: float = 0.5, centred: float = 0.6
+           ) -> list[tuple[int, int]]:
+    """Pairs (upper, lower): a narrow piece (radius under ``narrow`` of the lower one's) centred
+    on top of a larger one (within ``centred`` of its radius) that has no flat top around it: the lower piece's points within ``ring`` metres around the upper one's footprint do
     not lie on a plane at the upper one's base (within ``flat``). A bottle's neck or cap on its
     shoulder, a mustard bottle's cap. Something stacked on a box stands on a flat top and stays
     apart."""
@@ -137,6 +138,10 @@ def _necks(pieces: list[Piece], sub: list[np.ndarray], trees, touch: float,
                 continue
             if inside_convex(grow_convex(A.hull, 0.005), sub[j][:, :2]).mean() < 0.8:
                 continue
+            cen_a = sub[i][:, :2].mean(axis=0)
+            rad_a = float(np.percentile(np.hypot(*(sub[i][:, :2] - cen_a).T), 90))
+            if rad > narrow * rad_a or np.hypot(*(cen - cen_a)) > centred * rad_a:
+                continue                                   # not a neck: wide or off-centre
             if trees[i].query(sub[j], k=1, distance_upper_bound=touch)[0].min() >= touch:
                 continue
             d = np.hypot(*(sub[i][:, :2] - cen).T)

@@ -44,7 +44,7 @@ class ShapeParams:
     #: ``inner_depth_rel`` of the height) below the rim.
     rim_shrink: float = 0.15
     inner_share: float = 0.03
-    min_inner_depth: float = 0.012
+    min_inner_depth: float = 0.006
     inner_depth_rel: float = 0.3
 
 
