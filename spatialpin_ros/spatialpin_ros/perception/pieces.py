@@ -73,8 +73,8 @@ def _enclosures(pieces: list[Piece], sub: list[np.ndarray], trees, med: list[flo
                 margin: float, share: float, touch: float) -> list[tuple[int, int]]:
     """Pairs (inner, outer): the pieces that ``inner`` touches in 3D (closer than ``touch``
     metres), all standing higher than it, surround it seen from above: ``share`` of its
-    footprint lies inside the convex hull of theirs (a bowl's bottom inside its rim arcs, a
-    tray's floor between its walls)."""
+    footprint lies inside the convex hull of theirs, and they lie all around it (in 9 of 12
+    directions): a bowl's bottom inside its rim arcs, a tray's floor between its walls."""
     out = []
     for i in range(len(pieces)):
         near = [j for j in range(len(pieces)) if j != i
@@ -83,7 +83,12 @@ def _enclosures(pieces: list[Piece], sub: list[np.ndarray], trees, med: list[flo
             continue
         uv = np.concatenate([sub[j][:, :2] for j in near]).astype(np.float32)
         hull = cv2.convexHull(uv).reshape(-1, 2).astype(np.float64)
-        if len(hull) >= 3 and inside_convex(hull, sub[i][:, :2]).mean() >= share:
+        if len(hull) < 3 or inside_convex(hull, sub[i][:, :2]).mean() < share:
+            continue
+        # surrounded on all sides, not merely lying beside two objects
+        d = uv - sub[i][:, :2].mean(axis=0)
+        bins = np.unique((np.degrees(np.arctan2(d[:, 1], d[:, 0])) // 30).astype(int))
+        if len(bins) >= 9:
             out.extend((i, j) for j in near)
     return out
 
