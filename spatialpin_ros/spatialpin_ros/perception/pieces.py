@@ -69,104 +69,95 @@ def _hull(Q: np.ndarray) -> np.ndarray:
     return cv2.convexHull(uv).reshape(-1, 2).astype(np.float64)
 
 
-def _enclosures(pieces: list[Piece], sub: list[np.ndarray], trees, med: list[float],
-                margin: float, share: float, touch: float) -> list[tuple[int, int]]:
-    """Pairs (inner, outer): the pieces that ``inner`` touches in 3D (closer than ``touch``
-    metres), all standing higher than it, surround it seen from above: ``share`` of its
-    footprint lies inside the convex hull of theirs, and they lie all around it (in 9 of 12
-    directions): a bowl's bottom inside its rim arcs, a tray's floor between its walls."""
-    out = []
-    for i in range(len(pieces)):
-        near = [j for j in range(len(pieces)) if j != i
-                and trees[j].query(sub[i], k=1, distance_upper_bound=touch)[0].min() < touch]
-        if not near or not all(med[i] < pieces[j].top - margin for j in near):
-            continue
-        uv = np.concatenate([sub[j][:, :2] for j in near]).astype(np.float32)
-        hull = cv2.convexHull(uv).reshape(-1, 2).astype(np.float64)
-        if len(hull) < 3 or inside_convex(hull, sub[i][:, :2]).mean() < share:
-            continue
-        # surrounded on all sides, not merely lying beside two objects
-        d = uv - sub[i][:, :2].mean(axis=0)
-        bins = np.unique((np.degrees(np.arctan2(d[:, 1], d[:, 0])) // 30).astype(int))
-        if len(bins) >= 9:
-            out.extend((i, j) for j in near)
-    return out
+def _touching(sub: list[np.ndarray], touch: float) -> dict[int, set[int]]:
+    """{piece: pieces with a point closer than ``touch`` metres} in one KD-tree query."""
+    ids = np.concatenate([np.full(len(q), i) for i, q in enumerate(sub)])
+    pairs = cKDTree(np.concatenate(sub)).query_pairs(touch, output_type="ndarray")
+    near: dict[int, set[int]] = {i: set() for i in range(len(sub))}
+    if len(pairs):
+        a, b = ids[pairs[:, 0]], ids[pairs[:, 1]]
+        for i, j in set(zip(a[a != b].tolist(), b[a != b].tolist())):
+            near[i].add(j)
+            near[j].add(i)
+    return near
 
 
-def _rim_arcs(pieces: list[Piece], sub: list[np.ndarray], trees, touch: float,
-              max_residual: float = 0.003, band: float = 0.015) -> list[tuple[int, int]]:
-    """Pairs of pieces that are arcs of one rim: tops at the same height, touching, and
-    their top bands lie on one circle (radius 2-20 cm) with nothing at that height inside it
-    (a bowl's or cup's rim cut into arcs by folds). Two cans side by side do not fit one
-    circle."""
-    out = []
-    n = len(pieces)
-    for i in range(n):
-        for j in range(i + 1, n):
-            A, B = pieces[i], pieces[j]
-            if abs(A.top - B.top) > 0.01:
-                continue
-            if trees[j].query(sub[i], k=1, distance_upper_bound=touch)[0].min() >= touch:
-                continue
-            ba = sub[i][sub[i][:, 2] > A.top - band, :2]
-            bb = sub[j][sub[j][:, 2] > B.top - band, :2]
-            if len(ba) < 8 or len(bb) < 8:
-                continue
-            fit = robust_circle(np.concatenate([ba, bb]), 0.004)
-            if fit is None:
-                continue
-            c, r, res = fit
-            if not (0.02 < r < 0.2) or res > max_residual:
-                continue
-            near_a = np.abs(np.hypot(*(ba - c).T) - r) < 3 * max_residual
-            near_b = np.abs(np.hypot(*(bb - c).T) - r) < 3 * max_residual
-            if near_a.mean() > 0.8 and near_b.mean() > 0.8:
-                out.append((i, j))
-    return out
+def _radius(xy: np.ndarray) -> tuple[np.ndarray, float]:
+    cen = xy.mean(axis=0)
+    return cen, float(np.percentile(np.hypot(*(xy - cen).T), 90))
 
 
-def _necks(pieces: list[Piece], sub: list[np.ndarray], trees, touch: float,
-           flat: float = 0.005, ring: float = 0.02, narrow: float = 0.5, centred: float = 0.6
-           ) -> list[tuple[int, int]]:
-    """Pairs (upper, lower): a narrow piece (radius under ``narrow`` of the lower one's) centred
-    on top of a larger one (within ``centred`` of its radius) that has no flat top around it: the lower piece's points within ``ring`` metres around the upper one's footprint do
-    not lie on a plane at the upper one's base (within ``flat``). A bottle's neck or cap on its
-    shoulder, a mustard bottle's cap. Something stacked on a box stands on a flat top and stays
-    apart."""
-    out = []
-    for j, B in enumerate(pieces):
-        low_b = quantile(sub[j][:, 2], 0.05)
-        cen = sub[j][:, :2].mean(axis=0)
-        rad = float(np.percentile(np.hypot(*(sub[j][:, :2] - cen).T), 90))
-        for i, A in enumerate(pieces):
-            if i == j or len(A.Q) <= len(B.Q) or A.top > low_b + 0.01 or len(A.hull) < 3:
-                continue
-            if inside_convex(grow_convex(A.hull, 0.005), sub[j][:, :2]).mean() < 0.8:
-                continue
-            cen_a = sub[i][:, :2].mean(axis=0)
-            rad_a = float(np.percentile(np.hypot(*(sub[i][:, :2] - cen_a).T), 90))
-            if rad > narrow * rad_a or np.hypot(*(cen - cen_a)) > centred * rad_a:
-                continue                                   # not a neck: wide or off-centre
-            if trees[i].query(sub[j], k=1, distance_upper_bound=touch)[0].min() >= touch:
-                continue
-            d = np.hypot(*(sub[i][:, :2] - cen).T)
-            around = sub[i][(d > rad) & (d < rad + ring), 2]
-            if len(around) >= 5 and np.mean(np.abs(around - low_b) < flat) < 0.5:
-                out.append((j, i))
-    return out
+def _enclosed(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray],
+              med: list[float], margin: float, share: float) -> bool:
+    """The pieces touching ``i``, all standing higher than it, surround it seen from above:
+    ``share`` of its footprint lies inside the convex hull of theirs, and they lie all around it
+    (in 9 of 12 directions): a bowl's bottom inside its rim arcs, a tray's floor between its
+    walls. A banana lying beside a block is not enclosed."""
+    if not near or not all(med[i] < pieces[j].top - margin for j in near):
+        return False
+    uv = np.concatenate([sub[j][:, :2] for j in near]).astype(np.float32)
+    hull = cv2.convexHull(uv).reshape(-1, 2).astype(np.float64)
+    if len(hull) < 3 or inside_convex(hull, sub[i][:, :2]).mean() < share:
+        return False
+    d = uv - sub[i][:, :2].mean(axis=0)
+    return len(np.unique((np.degrees(np.arctan2(d[:, 1], d[:, 0])) // 30).astype(int))) >= 9
+
+
+def _rim_arcs(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray,
+              max_residual: float = 0.003, band: float = 0.015) -> bool:
+    """Two touching pieces are arcs of one rim: tops at the same height and their top bands on
+    one circle (radius 2-20 cm): a bowl's or cup's rim cut into arcs by folds. Two cans side
+    by side do not fit one circle."""
+    if abs(A.top - B.top) > 0.01:
+        return False
+    ba, bb = qa[qa[:, 2] > A.top - band, :2], qb[qb[:, 2] > B.top - band, :2]
+    if len(ba) < 8 or len(bb) < 8:
+        return False
+    fit = robust_circle(np.concatenate([ba, bb]), 0.004)
+    if fit is None:
+        return False
+    c, r, res = fit
+    if not (0.02 < r < 0.2) or res > max_residual:
+        return False
+    tol = 3 * max_residual
+    return bool(np.mean(np.abs(np.hypot(*(ba - c).T) - r) < tol) > 0.8
+                and np.mean(np.abs(np.hypot(*(bb - c).T) - r) < tol) > 0.8)
+
+
+def _neck(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray, flat: float = 0.005,
+          ring: float = 0.02, narrow: float = 0.5, centred: float = 0.6) -> bool:
+    """``B`` is the neck or cap of ``A``: narrow (radius under ``narrow`` of A's), centred on
+    top of it (within ``centred`` of A's radius), inside its footprint, and A has no flat top
+    around it -- A's points within ``ring`` metres around B do not lie on a plane at B's base
+    (within ``flat``): a bottle's shoulder, a mustard bottle's cap. Something stacked on a box
+    stands on its flat top and stays apart."""
+    low_b = quantile(qb[:, 2], 0.05)
+    if len(A.Q) <= len(B.Q) or A.top > low_b + 0.01 or len(A.hull) < 3:
+        return False
+    cen, rad = _radius(qb[:, :2])
+    cen_a, rad_a = _radius(qa[:, :2])
+    if rad > narrow * rad_a or np.hypot(*(cen - cen_a)) > centred * rad_a:
+        return False
+    if inside_convex(grow_convex(A.hull, 0.005), qb[:, :2]).mean() < 0.8:
+        return False
+    d = np.hypot(*(qa[:, :2] - cen).T)
+    around = qa[(d > rad) & (d < rad + ring), 2]
+    return len(around) >= 5 and float(np.mean(np.abs(around - low_b) < flat)) < 0.5
 
 
 def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
-                 margin: float = 0.005,
-                 enclosed: float = 0.8, touch: float = 0.015
+                 margin: float = 0.005, enclosed: float = 0.8, touch: float = 0.015
                  ) -> tuple[list[Piece], dict[int, int]]:
-    """Join pieces where one lies inside the other and not above it: either ``inside`` of the
-    smaller one's footprint lies in the larger one's (grown by ``grow`` metres) and its top is
-    no higher (by ``margin``) -- a bowl's inside within its rim, a piece of its rim cut off by a
-    fold --, or the higher pieces it touches
-    surround it seen from above (``enclosed`` of its footprint inside theirs: a bowl's bottom
-    inside its rim, whose arcs the folds cut apart). Returns the pieces and the
-    label map {absorbed label: label it joined}."""
+    """Join touching pieces that are parts of one object:
+
+    * one lies inside the other and not above it: ``inside`` of the smaller one's footprint
+      lies in the larger one's (grown by ``grow`` metres) and its top is no higher (by
+      ``margin``) -- a bowl's inside within its rim;
+    * one is enclosed by higher pieces all around (:func:`_enclosed`) -- a tray's floor;
+    * two are arcs of one rim (:func:`_rim_arcs`);
+    * one is the other's neck or cap (:func:`_neck`).
+
+    Returns the pieces and the label map {absorbed label: label it joined}."""
     n = len(pieces)
     parent = list(range(n))
 
@@ -180,28 +171,30 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
         a, b = find(i), find(j)
         if a != b:
             parent[max(a, b)] = min(a, b)
+    if n == 0:
+        return [], {}
     med = [float(np.median(pc.Q[:, 2])) for pc in pieces]
-    sub = [pc.Q[:: max(1, len(pc.Q) // 300)] for pc in pieces]
-    trees = [cKDTree(q) for q in sub]
-    for i, j in _enclosures(pieces, sub, trees, med, margin, enclosed, touch):
-        union(i, j)
-    for i, j in _rim_arcs(pieces, sub, trees, touch):
-        union(i, j)
-    for i, j in _necks(pieces, sub, trees, touch):
-        union(i, j)
+    sub = [pc.Q[:: max(1, len(pc.Q) // 150)] for pc in pieces]
+    near = _touching(sub, touch)
     grown = [grow_convex(pc.hull, grow) if len(pc.hull) >= 3 else pc.hull for pc in pieces]
     for i in range(n):
-        for j in range(n):
+        if _enclosed(i, near[i], pieces, sub, med, margin, enclosed):
+            for j in near[i]:
+                union(i, j)
+        for j in near[i]:
             A, B = pieces[i], pieces[j]
-            if i == j or len(A.hull) < 3 or len(B.Q) > len(A.Q) or B.top > A.top + margin:
-                continue
-            if inside_convex(grown[i], B.Q[:: max(1, len(B.Q) // 300), :2]).mean() >= inside:
+            if j > i and _rim_arcs(A, B, sub[i], sub[j]):
+                union(i, j)
+            if _neck(A, B, sub[i], sub[j]):
+                union(i, j)
+            if (len(A.hull) >= 3 and len(B.Q) <= len(A.Q) and B.top <= A.top + margin
+                    and inside_convex(grown[i], sub[j][:, :2]).mean() >= inside):
                 union(i, j)
     groups: dict[int, list[int]] = {}
     for i in range(n):
         groups.setdefault(find(i), []).append(i)
     out, joined = [], {}
-    for root, members in groups.items():
+    for members in groups.values():
         members.sort(key=lambda i: -len(pieces[i].Q))
         A = pieces[members[0]]
         for m in members[1:]:
