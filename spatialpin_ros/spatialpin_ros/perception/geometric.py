@@ -382,7 +382,7 @@ class GeometricBackend(PerceptionBackend):
         R_wp = R_wc @ sup.R                               # plane axes in the world
         o_w = T_wc.transform_points(sup.origin[None])[0]
         dirs = viewer_directions(R_wp[:, 2], R_wc[:, 2], R_wc[:, 0])
-        full = self._full_labels(seg.labels, cam.width, cam.height, frame.depth)
+        full = self._full_labels(seg, cam.width, cam.height)
         objects, flat, masks = [], [], []
         for c in cands:
             f = c.fit
@@ -433,24 +433,24 @@ class GeometricBackend(PerceptionBackend):
         objects.sort(key=lambda ob: (ob.roi[0], ob.roi[1]))
         return objects, flat
 
-    def _full_labels(self, labels: np.ndarray, width: int, height: int,
-                     depth: np.ndarray) -> np.ndarray:
-        """The working-grid labels at full resolution; each object's outline grows by
-        ``mask_margin`` pixels over pixels that are nobody's and have no depth or a depth near
-        the object's (the silhouette's mixed pixels that segmentation cuts away)."""
-        full = labels if labels.shape == (height, width) else cv2.resize(
-            labels, (width, height), interpolation=cv2.INTER_NEAREST)
-        g = int(self.params.mask_margin)
-        if g <= 0 or full.max() == 0:
-            return full
-        grown = cv2.dilate(full.astype(np.uint16), np.ones((2 * g + 1, 2 * g + 1), np.uint8))
-        z = np.asarray(depth)
-        zl = cv2.dilate(np.where(full > 0, z, 0).astype(np.float32),
-                        np.ones((2 * g + 1, 2 * g + 1), np.uint8))
-        take = (full == 0) & (grown > 0) & ((z <= 0) | (np.abs(z - zl) < 0.03))
-        full = full.copy()
-        full[take] = grown[take].astype(full.dtype)
-        return full
+    def _full_labels(self, seg: SurfaceSegmentation, width: int, height: int) -> np.ndarray:
+        """The working-grid labels at full resolution; each object's outline first grows by
+        ``mask_margin`` full-resolution pixels (rounded up to working pixels) over working
+        pixels that are nobody's and have no depth or a depth near the object's: the
+        silhouette's mixed pixels that segmentation cuts away."""
+        labels = seg.labels
+        g = int(math.ceil(self.params.mask_margin / seg.stride))
+        if g > 0 and labels.max() > 0:
+            k = np.ones((2 * g + 1, 2 * g + 1), np.uint8)
+            grown = cv2.dilate(labels.astype(np.uint16), k)
+            z = np.nan_to_num(seg.points[..., 2], nan=0.0)
+            zl = cv2.dilate(np.where(labels > 0, z, 0).astype(np.float32), k)
+            take = (labels == 0) & (grown > 0) & ((z <= 0) | (np.abs(z - zl) < 0.03))
+            labels = labels.copy()
+            labels[take] = grown[take].astype(labels.dtype)
+        if labels.shape == (height, width):
+            return labels
+        return cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
 
     @staticmethod
     def _colour(px: np.ndarray) -> tuple[int, int, int]:

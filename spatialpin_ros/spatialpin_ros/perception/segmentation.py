@@ -362,8 +362,9 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
     P0 = np.where(v[..., None], points[crop], 0.0).astype(np.float32)
     Ps = _box_mean(P0, fg, radius)      # the table must not bend the normals at a base
     N = _normals(Ps)
-    cut = _pool_any(depth_jumps(depth[r0 * s:r1 * s, c0 * s:c1 * s], p.jump_abs, p.jump_rel),
-                    s, fg.shape)
+    j = s // 2 if s % 2 == 0 else 1     # jumps at twice the working resolution: gaps survive
+    cut = _pool_any(depth_jumps(depth[r0 * s:r1 * s:j, c0 * s:c1 * s:j], p.jump_abs * j,
+                                p.jump_rel), s // j, fg.shape)
     cut |= _concave(Ps, N, fg, k, p.crease)
     if rgb is not None and p.color_edge > 0:
         cut |= colour_edges(rgb[crop], p.edge_lightness_weight, p.color_edge)
