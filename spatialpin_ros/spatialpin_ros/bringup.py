@@ -30,8 +30,7 @@ def node_command(spec: NodeSpec, overrides: Sequence[str] = ()) -> list[str]:
         if not path.is_file():
             raise FileNotFoundError(f"parameter file {path} of node {spec.name} is missing")
         cmd += ["--params-file", str(path)]
-    for src, dst in spec.remappings:
-        cmd += ["-r", f"{src}:={dst}"]
+    cmd += spec.remap_args()
     for o in overrides:
         cmd += ["-p", o]
     return cmd

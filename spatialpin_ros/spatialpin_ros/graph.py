@@ -20,10 +20,28 @@ class NodeSpec:
     params: tuple[str, ...] = ()
     remappings: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
+    def remap_args(self) -> list[str]:
+        """The remappings as ROS command-line arguments (``-r from:=to`` each), e.g. for an
+        in-process node: ``Node(cli_args=["--ros-args", *spec.remap_args()])``."""
+        return [a for src, dst in self.remappings for a in ("-r", f"{src}:={dst}")]
+
 
 SIM = NodeSpec("sim", "sim_node", "spatialpin_ros.ros.sim_node", ("sim.yaml",))
 PERCEPTION = NodeSpec("perception", "perception_node", "spatialpin_ros.ros.perception_node",
                       ("perception.yaml",))
+
+#: The perception node's default camera topics (realsense-ros 4.x, namespace and name "camera")
+#: and the simulator's (config/sim.yaml), which the simulated graphs remap them to.
+REALSENSE_TOPICS = {"color": "/camera/camera/color/image_raw",
+                    "depth": "/camera/camera/aligned_depth_to_color/image_raw",
+                    "info": "/camera/camera/color/camera_info"}
+SIM_CAMERA_TOPICS = {"color": "/camera/color/image_raw",
+                     "depth": "/camera/aligned_depth_to_color/image_raw",
+                     "info": "/camera/color/camera_info"}
+#: Perception on the simulator: its RealSense-named inputs remapped to the simulator's camera.
+PERCEPTION_ON_SIM = NodeSpec(
+    PERCEPTION.name, PERCEPTION.executable, PERCEPTION.module, PERCEPTION.params,
+    tuple((REALSENSE_TOPICS[k], SIM_CAMERA_TOPICS[k]) for k in ("color", "depth", "info")))
 SPATIAL_QA = NodeSpec("spatial_qa", "spatial_qa_node", "spatialpin_ros.ros.spatial_qa_node",
                       ("spatial_qa.yaml",))
 MANIPULATION = NodeSpec("manipulation", "manipulation_node",
@@ -32,15 +50,16 @@ MANIPULATION = NodeSpec("manipulation", "manipulation_node",
 GRAPHS: dict[str, tuple[NodeSpec, ...]] = {
     # The simulated arm, scene and camera alone.
     "sim": (SIM,),
-    # Perception and spatial questions on a real camera (RealSense topic names; camera pose
-    # from TF or a parameter).
+    # Perception and spatial questions on a real camera (realsense-ros 4.x topic names, or the
+    # color_topic, depth_topic and camera_info_topic arguments; camera pose from TF or a
+    # parameter, else the table's gravity frame).
     "perception": (PERCEPTION, SPATIAL_QA),
     # The simulated world, perceived, with spatial questions.
-    "sim_perception": (SIM, PERCEPTION, SPATIAL_QA),
+    "sim_perception": (SIM, PERCEPTION_ON_SIM, SPATIAL_QA),
     # The spatial question service alone (scene priors come from elsewhere).
     "spatial_qa": (SPATIAL_QA,),
     # The simulated arm perceives, proposes, plans and stacks.
-    "pick_and_stack": (SIM, PERCEPTION, SPATIAL_QA, MANIPULATION),
+    "pick_and_stack": (SIM, PERCEPTION_ON_SIM, SPATIAL_QA, MANIPULATION),
     # Perception, questions, proposals and planning for a real arm under ros2_control.
     "manipulation": (PERCEPTION, SPATIAL_QA, MANIPULATION),
 }
@@ -52,6 +71,12 @@ ARGUMENTS: tuple[tuple[str, str, str, str, str, type], ...] = (
      str),
     ("perception_backend", "geometric", "Perception backend: geometric or models", "perception",
      "backend", str),
+    ("color_topic", REALSENSE_TOPICS["color"], "Colour image topic of the camera (realsense-ros "
+     "3.x: /camera/color/image_raw)", "perception", "color_topic", str),
+    ("depth_topic", REALSENSE_TOPICS["depth"], "Depth aligned to colour (realsense-ros 3.x: "
+     "/camera/aligned_depth_to_color/image_raw)", "perception", "depth_topic", str),
+    ("camera_info_topic", REALSENSE_TOPICS["info"], "Camera info of the colour image "
+     "(realsense-ros 3.x: /camera/color/camera_info)", "perception", "camera_info_topic", str),
     ("qa_backend", "geometric", "Default spatial QA backend: geometric, openai or transformers",
      "spatial_qa", "default_backend", str),
 )

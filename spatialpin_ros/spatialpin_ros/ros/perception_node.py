@@ -7,11 +7,24 @@ from the ``camera_pose`` parameter, else from a PoseStamped topic, else from TF 
 exists). Outputs: ScenePriors (reliable, transient-local), a MarkerArray, a PointCloud2 of the
 scene, and vision_msgs/Detection3DArray where vision_msgs is installed. The last
 ``scene_history`` scenes are kept by id.
+
+Every processed frame gives one ScenePriors. A frame the backend cannot perceive (no valid depth,
+no table in view) gives the backend's empty scene with its ``status`` and ``status_message``;
+input the node cannot read at all (an unsupported encoding, data that does not match its header,
+colour, depth and camera_info of different sizes) gives an empty ScenePriors with status
+``bad_image`` and the reason. Either way the status topic says what happened and the node keeps
+running. Without any camera pose (and ``pose_from_plane``) the backend perceives in the support
+plane's gravity frame ``plane_frame``.
+
+Default topics are those of realsense-ros 4.x (namespace and name ``camera``:
+``/camera/camera/color/image_raw``, ...); the simulator graphs remap them to the simulator's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import traceback
 from collections import OrderedDict
 from typing import Optional
 
@@ -25,15 +38,16 @@ from spatialpin_interfaces.msg import ScenePriors
 from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
 
-from spatialpin_ros.core.errors import SpatialPinError
+from spatialpin_ros.core.errors import ImageError, PerceptionError, SpatialPinError
 from spatialpin_ros.core.sync import ApproxTimeSync
-from spatialpin_ros.core.types import CameraModel, Pose, RGBDFrame, Scene
+from spatialpin_ros.core.types import CameraModel, PerceptionStatus, Pose, RGBDFrame, Scene
 from spatialpin_ros.perception import make_backend
 from spatialpin_ros.reasoning.registration import plane_frame_pose
 from spatialpin_ros.ros import conversions as conv
 from spatialpin_ros.ros.node_main import run_node
 from spatialpin_ros.ros import viz
-from spatialpin_ros.ros.params import Param, declare_params, numbers, one_of, positive
+from spatialpin_ros.ros.params import (Param, declare_params, non_negative, numbers, one_of,
+                                       positive)
 from spatialpin_ros.ros.sim_node import LATCHED
 
 PARAMS = {
@@ -63,6 +77,14 @@ PARAMS = {
                             "is published", positive),
     "models.plane_distance": Param(0.0, "models backend: known camera height above the table "
                                    "(m) to align monocular depth's scale; 0 = none"),
+    "geometric.flat_items": Param("list", "geometric backend: thin things lying on the table "
+                                  "(paper, boards, a phone): list them in the ScenePriors' "
+                                  "flat_items, or drop them", one_of("list", "drop")),
+    "geometric.max_object_size": Param(0.5, "geometric backend: largest object footprint (m); "
+                                       "larger pieces (furniture, walls, monitors) are not "
+                                       "objects", positive),
+    "geometric.min_object_height": Param(0.015, "geometric backend: smallest object height (m) "
+                                         "above what it rests on", non_negative),
     "world_frame": Param("world", "World frame id of the published priors (z up)"),
     "rgb_only": Param(False, "RGB camera without depth: process colour alone (camera_info when "
                       "published, else intrinsics from models.fov_deg); needs the models backend "
@@ -78,16 +100,19 @@ PARAMS = {
                              "cameras): heights and sizes stay metric, x/y follow the camera"),
     "plane_frame": Param("support_plane", "Frame id of scenes perceived in the support-plane "
                          "gravity frame"),
-    "color_topic": Param("/camera/color/image_raw", "Colour image topic (rgb8, bgr8, rgba8, bgra8, "
-                         "mono8)"),
-    "depth_topic": Param("/camera/aligned_depth_to_color/image_raw", "Depth aligned to colour "
-                         "(32FC1 metres or 16UC1 millimetres)"),
-    "camera_info_topic": Param("/camera/color/camera_info", "Camera info of the colour image"),
-    "scene_priors_topic": Param("/spatialpin/scene_priors", "Published ScenePriors"),
+    "color_topic": Param("/camera/camera/color/image_raw", "Colour image topic (rgb8, bgr8, "
+                         "rgba8, bgra8, mono8); default: realsense-ros 4.x"),
+    "depth_topic": Param("/camera/camera/aligned_depth_to_color/image_raw", "Depth aligned to "
+                         "colour (32FC1 metres or 16UC1 millimetres; realsense-ros: "
+                         "align_depth.enable:=true)"),
+    "camera_info_topic": Param("/camera/camera/color/camera_info", "Camera info of the colour "
+                               "image"),
+    "scene_priors_topic": Param("/spatialpin/scene_priors", "Published ScenePriors, one per "
+                                "processed frame (status and status_message say how it went)"),
     "markers_topic": Param("/spatialpin/markers", "Published MarkerArray for rviz"),
     "cloud_topic": Param("/spatialpin/scene_cloud", "Published PointCloud2 (world frame)"),
     "status_topic": Param("/spatialpin/perception/status", "Status per processed frame "
-                          "(std_msgs/String): 'ok: ...' or 'error: <reason>'"),
+                          "(std_msgs/String): 'ok: ...' or 'error: <status>: <reason>'"),
     "detections_topic": Param("/spatialpin/detections_3d", "Published vision_msgs/Detection3DArray "
                               "(only where vision_msgs is installed)"),
     "max_rate_hz": Param(5.0, "Most frames processed per second; newer frames replace unprocessed "
@@ -102,6 +127,9 @@ PARAMS = {
     "publish_markers": Param(True, "Publish rviz markers"),
     "scene_id_prefix": Param("scene", "Scene ids are <prefix>_<n>"),
 }
+
+#: Longest reason (characters) in a status line or a ScenePriors' status_message.
+MAX_REASON = 500
 
 
 class PerceptionNode(Node):
@@ -136,6 +164,7 @@ class PerceptionNode(Node):
         if p.backend == "models" and p.models_names_source != "parameter":
             self.create_subscription(String, p.models_object_names_topic, self._on_object_names,
                                      LATCHED)
+        self.add_post_set_parameters_callback(self._on_params_set)
         self.create_timer(1.0 / p.max_rate_hz, self._on_timer)
         self.get_logger().info(f"perception backend '{p.backend}', at most {p.max_rate_hz:g} Hz")
 
@@ -180,13 +209,22 @@ class PerceptionNode(Node):
 
     def _on_object_names(self, msg: String) -> None:
         keep = list(self.p.models_object_names) if self.p.models_names_source == "both" else []
+        names = None
         for b in (self.backend, self._plane_backend):
             if b is not None and hasattr(b, "set_object_names_from_text"):
-                names = b.set_object_names_from_text(msg.data, keep)
-        self.get_logger().info(f"looking for: {', '.join(names)}")
+                try:
+                    names = b.set_object_names_from_text(msg.data, keep)
+                except (SpatialPinError, ValueError, TypeError) as e:
+                    self.get_logger().error(f"ignored an object list: {e}")
+                    return
+        if names is not None:
+            self.get_logger().info(f"looking for: {', '.join(names)}")
 
     def _on_camera_pose(self, msg: PoseStamped) -> None:
-        self._camera_pose_msg = conv.pose_from_msg(msg.pose)
+        try:
+            self._camera_pose_msg = conv.pose_from_msg(msg.pose)
+        except ValueError as e:  # a zero or non-finite quaternion
+            self.get_logger().error(f"ignored a camera pose: {e}", throttle_duration_sec=5.0)
 
     def _make_tf(self):
         try:
@@ -228,34 +266,101 @@ class PerceptionNode(Node):
         msgs, self._pending = self._pending, None
         if msgs is None:
             return
-        t0 = time.perf_counter()
         try:
-            frame = self.frame_from_msgs(msgs["color"], msgs["depth"], msgs["info"])
-            t1 = time.perf_counter()
-            scene = self._backend_for(frame).perceive(frame)
-            t2 = time.perf_counter()
+            self.process(msgs)
+        except Exception as e:  # noqa: BLE001 - no message's content may end the node
+            self._report_error(f"unexpected {type(e).__name__}: {e}")
+            self.get_logger().error(f"frame skipped, unexpected error:\n{traceback.format_exc()}",
+                                    throttle_duration_sec=5.0)
+
+    def process(self, msgs: dict) -> Optional[Scene]:
+        """Perceive one paired frame and publish its ScenePriors and status line. Returns the
+        backend's scene (empty with a status when it could not perceive the frame), or None for
+        input that could not be read (an empty ``bad_image`` ScenePriors went out) and for a
+        frame with no camera pose while ``pose_from_plane`` is off (a status line only)."""
+        t0 = time.perf_counter()
+        color = msgs["color"]
+        try:
+            frame = self.frame_from_msgs(color, msgs["depth"], msgs["info"])
+        except (ImageError, ValueError, TypeError, LookupError) as e:  # unreadable input
+            return self._publish_bad_image(msgs, str(e))
+        except SpatialPinError as e:  # no camera pose
+            self._report_error(str(e))
+            return None
+        t1 = time.perf_counter()
+        try:
+            scene = self._perceive(frame)
+        except ImageError as e:  # e.g. depth in millimetres as 32FC1
+            return self._publish_bad_image(msgs, str(e))
         except (SpatialPinError, ValueError, TypeError, LookupError) as e:
-            self.errors += 1
-            self.last_error = str(e)
-            self.pub_status.publish(String(data=f"error: {e}"))
-            self.get_logger().error(f"frame skipped: {e}", throttle_duration_sec=5.0)
-            return
+            self._report_error(str(e))
+            return None
+        t2 = time.perf_counter()
         self._counter += 1
         scene.scene_id = f"{self.p.scene_id_prefix}_{self._counter}"
-        scene.frame_id = frame.world_frame
+        if frame.camera_pose is not None:
+            scene.frame_id = frame.world_frame
+        elif not scene.frame_id:
+            scene.frame_id = self.p.plane_frame
+        self.publish(scene, color.header.stamp, frame)
+        if scene.status is not PerceptionStatus.OK:
+            self._report_error(f"{scene.status.value}: {scene.status_message}")
+            return scene
         self.remember(scene)
-        self.publish(scene, msgs["color"].header.stamp, frame)
         self.frames_done += 1
+        flat = f", {len(scene.flat_items)} flat items" if scene.flat_items else ""
         self.pub_status.publish(String(data=(
-            f"ok: {scene.scene_id}, {len(scene.objects)} objects in frame {scene.frame_id}, "
-            f"{1000 * (t2 - t1):.0f} ms")))
+            f"ok: {scene.scene_id}, {len(scene.objects)} objects{flat} in frame "
+            f"{scene.frame_id}, {1000 * (t2 - t1):.0f} ms")))
         self.timing["core_ms"].append(1000 * (t2 - t1))
         self.timing["node_ms"].append(1000 * (time.perf_counter() - t0))
         del self.timing["core_ms"][:-200], self.timing["node_ms"][:-200]
+        return scene
+
+    def _report_error(self, reason: str) -> None:
+        """Count a frame without a usable scene and say why on the status topic."""
+        self.errors += 1
+        self.last_error = reason[:MAX_REASON]
+        self.pub_status.publish(String(data=f"error: {self.last_error}"))
+        self.get_logger().error(f"frame not perceived: {self.last_error}",
+                                throttle_duration_sec=5.0)
+
+    def _publish_bad_image(self, msgs: dict, reason: str) -> None:
+        """An empty ScenePriors with status bad_image and the reason, in the frame's stamp."""
+        self._counter += 1
+        color, info = msgs["color"], msgs["info"]
+        msg = ScenePriors(header=Header(frame_id=self.p.world_frame, stamp=color.header.stamp),
+                          scene_id=f"{self.p.scene_id_prefix}_{self._counter}",
+                          status=ScenePriors.STATUS_BAD_IMAGE, status_message=reason[:MAX_REASON])
+        if isinstance(info, CameraInfo):
+            msg.camera_info = info
+        msg.camera_pose.orientation.w = 1.0
+        self.pub_scene.publish(msg)
+        self._report_error(f"{ScenePriors.STATUS_BAD_IMAGE}: {reason}")
+
+    def _perceive(self, frame: RGBDFrame) -> Scene:
+        """The backend's scene of ``frame``. A frame without a camera pose goes to the backend
+        as it is (it perceives in the support plane's gravity frame); a backend that needs a
+        pose gets the table's gravity frame computed here."""
+        backend = self._backend_for(frame)
+        if frame.camera_pose is not None:
+            return backend.perceive(frame)
+        try:
+            return backend.perceive(frame)
+        except PerceptionError as e:
+            if "pose" not in str(e).lower() or not np.any(frame.depth > 0):
+                raise
+        posed = dataclasses.replace(frame, camera_pose=plane_frame_pose(frame.depth, frame.camera))
+        return backend.perceive(posed)
 
     def _backend_params(self) -> dict:
         """Constructor arguments of the chosen backend, from the node's parameters."""
         p = self.p
+        if p.backend == "geometric":
+            return {"flat_items": p.geometric_flat_items,
+                    "max_object_size": float(p.geometric_max_object_size),
+                    "min_object_height": float(p.geometric_min_object_height),
+                    "plane_frame": p.plane_frame}
         if p.backend != "models":
             return {}
         return {"depth_model": p.models_depth_model, "detector_model": p.models_detector_model,
@@ -265,9 +370,20 @@ class PerceptionNode(Node):
                 "cuda_graphs": bool(p.models_cuda_graphs), "fov_deg": float(p.models_fov_deg),
                 "plane_distance": float(p.models_plane_distance) or None}
 
+    def _on_params_set(self, params) -> None:
+        """Runtime changes of the geometric.* parameters reach the backends."""
+        for prm in params:
+            if not prm.name.startswith("geometric.") or self.p.backend != "geometric":
+                continue
+            key = prm.name.split(".", 1)[1]
+            value = prm.value if key == "flat_items" else float(prm.value)
+            for b in (self.backend, self._plane_backend):
+                if b is not None and hasattr(getattr(b, "params", None), "set"):
+                    b.params.set(key, value)
+
     def _backend_for(self, frame: RGBDFrame):
         """The backend, or for frames in the support-plane frame one without the workspace
-        bounds, which are given in the robot's world frame."""
+        bounds (given in the robot's world frame) and with its own object ids."""
         if frame.world_frame != self.p.plane_frame:
             return self.backend
         if self._plane_backend is None:
@@ -279,7 +395,9 @@ class PerceptionNode(Node):
         return self._plane_backend
 
     def frame_from_msgs(self, color: Image, depth: Image, info: CameraInfo) -> RGBDFrame:
-        """An RGBDFrame from messages; ImageError/SpatialPinError with the reason otherwise."""
+        """An RGBDFrame from messages, ``camera_pose`` None (frame ``plane_frame``) when no
+        source has a pose and ``pose_from_plane`` is on. ImageError with the reason for input
+        that cannot be read; SpatialPinError when no camera pose is available."""
         rgb = conv.rgb_from_msg(color)
         if info is not None:
             cam = conv.camera_model_from_msg(info)
@@ -300,7 +418,7 @@ class PerceptionNode(Node):
         except SpatialPinError:
             if not self.p.pose_from_plane or depth is None:
                 raise
-            pose, world = plane_frame_pose(d, cam), self.p.plane_frame
+            pose, world = None, self.p.plane_frame
         return RGBDFrame(rgb=rgb, depth=d, camera=cam, camera_pose=pose,
                          stamp=conv.stamp_to_sec(color.header.stamp), world_frame=world)
 
@@ -313,9 +431,10 @@ class PerceptionNode(Node):
         self.pub_scene.publish(conv.scene_to_msg(scene, stamp))
         if self.p.publish_markers:
             self.pub_markers.publish(viz.scene_markers(scene, stamp))
-        if self.p.publish_cloud and self.pub_cloud.get_subscription_count() > 0:
+        posed = frame.camera_pose is not None or scene.status is PerceptionStatus.OK
+        if self.p.publish_cloud and posed and self.pub_cloud.get_subscription_count() > 0:
             s = int(self.p.cloud_stride)
-            pts = frame.camera_pose.transform_points(
+            pts = scene.camera_pose.transform_points(
                 frame.camera.subsampled(s).backproject(frame.depth[::s, ::s]))
             rgb = frame.rgb[::s, ::s]
             ok = np.isfinite(pts[..., 2])
