@@ -10,7 +10,7 @@ camera. It is never a wall:
   top-down camera), while a wall seen by such a camera faces the bottom of the image or
   straight at it. Candidates are the planes whose camera-facing normal does not point down the
   image by more than ``min_image_up`` (cosine); they are ranked by support (inliers) weighted by
-  how much they face up the image.
+  how squarely they face the camera (a bin's floor seen from above beats its walls).
 
 Among parallel candidates the highest (nearest the camera along the normal) wins when it holds
 at least ``prefer_higher_ratio`` of the best's inliers: a table above the floor.
@@ -168,7 +168,11 @@ def find_support(P: np.ndarray, up: Optional[np.ndarray], params: SupportParams,
     def score(c):
         plane, inl = c
         s = float(inl.sum())
-        return s if up is not None else s * (1.0 + max(0.0, -plane[1]))
+        if up is not None:
+            return s
+        # without gravity: the camera looks down at its support, which faces it
+        ray = unit(P[inl].mean(axis=0))
+        return s * (0.25 + abs(float(plane[:3] @ ray)))
     # a solid support hides what is behind it: many points well below a plane, inside its
     # extent, mean the plane is not a surface (a plane through object tops or the far floor)
     cands = [c for c in cands if _see_through(P, c[0], c[1], p) < 0.5 * c[1].sum()]
