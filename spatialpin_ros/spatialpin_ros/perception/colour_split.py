@@ -62,11 +62,12 @@ def _try_split(rows, cols, lab, shape, p: ColourSplitParams):
 
 def _regions(rows, cols, lab, centres, shape, p: ColourSplitParams):
     k = len(centres)
-    gaps = np.linalg.norm(centres[:, None] - centres[None], axis=2)[np.triu_indices(k, 1)]
+    gaps = np.sqrt(((centres[:, None] - centres[None]) ** 2).sum(axis=2))[np.triu_indices(k, 1)]
     if gaps.min() < p.min_contrast:
         return None
     n = len(rows)
-    d = np.linalg.norm(lab[:, None, :] - centres[None], axis=2)
+    diff = lab[:, None, :] - centres[None]
+    d = np.sqrt(np.einsum("nki,nki->nk", diff, diff))
     which = np.argmin(d, axis=1)
     for k in range(k):
         sel = which == k

@@ -123,10 +123,10 @@ def _pool_any(mask: np.ndarray, s: int, shape: tuple[int, int]) -> np.ndarray:
     if s == 1:
         return mask
     h, w = shape
-    m = mask[: h * s, : w * s]
+    m = mask[: h * s, : w * s].astype(np.uint8) * np.uint8(255)
     if m.shape != (h * s, w * s):
         m = np.pad(m, ((0, h * s - m.shape[0]), (0, w * s - m.shape[1])))
-    return m.reshape(h, s, w, s).any(axis=(1, 3))
+    return cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA) > 0    # any of s x s
 
 
 def _box_mean(P: np.ndarray, valid: np.ndarray, r: int) -> np.ndarray:
@@ -147,7 +147,7 @@ def _normals(Ps: np.ndarray) -> np.ndarray:
     dx[:, 1:-1] = Ps[:, 2:] - Ps[:, :-2]
     dy[1:-1] = Ps[2:] - Ps[:-2]
     n = np.cross(dx, dy)
-    norm = np.linalg.norm(n, axis=2, keepdims=True)
+    norm = np.sqrt(np.einsum("hwi,hwi->hw", n, n))[..., None]
     n = n / np.maximum(norm, 1e-12)
     flip = np.einsum("hwi,hwi->hw", n, Ps) > 0
     n[flip] *= -1
