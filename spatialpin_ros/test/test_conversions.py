@@ -10,7 +10,8 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from spatialpin_ros.core.errors import ImageError  # noqa: E402
 from spatialpin_ros.core.trajectory import JointTrajectory  # noqa: E402
-from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, Scene  # noqa: E402
+from spatialpin_ros.core.types import (CameraModel, ObjectPrior,  # noqa: E402
+                                       PerceptionStatus, Pose, Scene)
 from spatialpin_ros.ros import conversions as conv  # noqa: E402
 
 RNG = np.random.default_rng(0)
@@ -76,6 +77,30 @@ def test_scene_round_trip():
     assert o.axis_names == ["front", "left", "up"]
     np.testing.assert_allclose(o.pose.matrix(), obj.pose.matrix(), atol=1e-9)
     np.testing.assert_allclose(back.support_plane, [0, 0, 1, 0])
+    assert back.status is PerceptionStatus.OK and back.flat_items == []
+
+
+def test_scene_round_trip_carries_containers_flat_items_and_status():
+    cam = CameraModel.from_fov(640, 480, 58.0)
+    bowl = ObjectPrior("obj_0", "blue bowl", Pose([0.5, 0.1, 0.03]), [0.15, 0.15, 0.06],
+                       container=True, inner_depth=0.052)
+    sheet = ObjectPrior("flat_0", "white object", Pose([0.6, 0, 0.002]), [0.2, 0.14, 0.004])
+    scene = Scene("s2", [bowl], cam, Pose(), flat_items=[sheet])
+    back = conv.scene_from_msg(conv.scene_to_msg(scene))
+    assert back.objects[0].container and back.objects[0].inner_depth == pytest.approx(0.052)
+    assert not back.flat_items[0].container and back.flat_items[0].id == "flat_0"
+    assert back.status is PerceptionStatus.OK
+    empty = Scene("s3", [], cam, Pose(), status=PerceptionStatus.NO_SUPPORT_PLANE,
+                  status_message="no support plane: a wall")
+    back = conv.scene_from_msg(conv.scene_to_msg(empty))
+    assert back.status is PerceptionStatus.NO_SUPPORT_PLANE
+    assert back.status_message == "no support plane: a wall" and back.objects == []
+    msg = conv.scene_to_msg(empty)
+    msg.status = ""                                   # an older publisher: ok
+    assert conv.scene_from_msg(msg).status is PerceptionStatus.OK
+    msg.status = "confused"
+    with pytest.raises(ImageError, match="status"):
+        conv.scene_from_msg(msg)
 
 
 def test_camera_info_must_be_valid():

@@ -1,4 +1,4 @@
-"""Core types: poses, cameras, trajectories (no ROS)."""
+"""Core types: poses, cameras, object priors and scenes, trajectories (no ROS)."""
 
 import math
 
@@ -7,7 +7,8 @@ import pytest
 
 from spatialpin_ros.core.errors import ImageError, TrajectoryError
 from spatialpin_ros.core.trajectory import JointLimits, JointTrajectory
-from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, RGBDFrame, Scene, look_at
+from spatialpin_ros.core.types import (CameraModel, ObjectPrior, PerceptionStatus, Pose,
+                                       RGBDFrame, Scene, look_at)
 
 
 def test_pose_inverse_and_compose():
@@ -130,3 +131,31 @@ def test_subsampled_camera_back_projects_the_same_points():
     depth = np.random.default_rng(1).uniform(0.5, 2.0, (48, 64)).astype(np.float32)
     full = cam.backproject(depth)[::4, ::4]
     np.testing.assert_allclose(cam.subsampled(4).backproject(depth[::4, ::4]), full, rtol=1e-5)
+
+
+def test_object_prior_container_and_roi_mask():
+    mask = np.zeros((4, 3), dtype=np.uint8)
+    mask[1:3, 1] = 1
+    o = ObjectPrior("c", "blue bowl", Pose([0.5, 0, 0.03]), [0.15, 0.15, 0.06], container=True,
+                    inner_depth=0.05, roi=(8, 5, 3, 4), mask=mask)
+    assert o.container and o.inner_depth == 0.05 and o.mask.dtype == bool
+    full = o.full_mask(10, 12)
+    assert full.shape == (10, 12) and full.sum() == 2 and full[6, 9] and full[7, 9]
+    # a roi reaching past the image is clipped
+    edge = ObjectPrior("e", "", Pose(), [0.1] * 3, roi=(10, 8, 3, 4), mask=np.ones((4, 3), bool))
+    assert edge.full_mask(10, 12).sum() == 2 * 2
+    assert ObjectPrior("n", "", Pose(), [0.1] * 3).full_mask(10, 12) is None
+    with pytest.raises(ValueError, match="mask"):
+        ObjectPrior("bad", "", Pose(), [0.1] * 3, roi=(0, 0, 3, 4), mask=np.ones((3, 4), bool))
+
+
+def test_scene_status_and_flat_items():
+    cam = CameraModel.from_fov(64, 48, 58.0)
+    s = Scene("s", [], cam, Pose())
+    assert s.status is PerceptionStatus.OK and s.status_message == "" and s.flat_items == []
+    empty = Scene("s", [], cam, Pose(), status="no_support_plane", status_message="a wall")
+    assert empty.status is PerceptionStatus.NO_SUPPORT_PLANE
+    with pytest.raises(ValueError):
+        Scene("s", [], cam, Pose(), status="fine")
+    sheet = ObjectPrior("flat_0", "white object", Pose([0.5, 0, 0.002]), [0.2, 0.14, 0.004])
+    assert Scene("s", [], cam, Pose(), flat_items=[sheet]).flat_items == [sheet]

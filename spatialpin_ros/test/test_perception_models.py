@@ -22,7 +22,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from spatialpin_ros.core.errors import ModelLoadError, PerceptionError, SpatialPinError  # noqa: E402
-from spatialpin_ros.core.types import SHAPES, CameraModel, ObjectPrior, Pose, Scene  # noqa: E402
+from spatialpin_ros.core.types import (SHAPES, CameraModel, ObjectPrior,  # noqa: E402
+                                       PerceptionStatus, Pose, Scene)
 from spatialpin_ros.perception import available_backends, make_backend  # noqa: E402
 from spatialpin_ros.perception.geometric import GeometricBackend  # noqa: E402
 from spatialpin_ros.perception.model_utils import upload_image  # noqa: E402
@@ -80,7 +81,7 @@ def test_models_backend_is_registered_and_builds_a_geometric_backend(models):
     b = backend(models, min_height=0.006, workspace_x=None)
     assert isinstance(b, ModelBackend) and isinstance(b, GeometricBackend)
     assert b.name == "models"
-    assert b.params.min_height == 0.006 and b.params.workspace_x is None
+    assert b.params.segmentation.min_height == 0.006 and b.params.workspace_x is None
     assert isinstance(b.depth_estimator, TransformersDepth)
     assert b.detector.names[:3] == ("box", "block", "cube")
     with pytest.raises(ValueError, match="min_heigth"):
@@ -311,11 +312,12 @@ def test_rgbd_frames_skip_the_depth_model_unless_asked(models, frames):
     assert scene.support_plane[3] == pytest.approx(0.2, abs=2e-3)
 
 
-def test_rgb_only_without_a_depth_model_is_a_clear_perception_error(models, frames):
+def test_rgb_only_without_a_depth_model_is_a_clear_perception_status(models, frames):
     b = backend(models, depth_model=None)
     rgb_only = dataclasses.replace(frames[0], depth=np.zeros_like(frames[0].depth))
-    with pytest.raises(PerceptionError, match="depth pixels are valid"):
-        b.perceive(rgb_only)
+    scene = b.perceive(rgb_only)          # an empty scene saying why, not an exception
+    assert scene.status is PerceptionStatus.NO_VALID_DEPTH and scene.objects == []
+    assert "depth pixels are valid" in scene.status_message
     with pytest.raises(PerceptionError, match="camera pose"):
         b.perceive(dataclasses.replace(frames[0], camera_pose=None))
 

@@ -27,14 +27,15 @@ from spatialpin_ros.sim.world import SimWorld  # noqa: E402
 
 
 class Camera(Node):
-    """Publishes one simulated frame on the RealSense topics, and listens to the outputs."""
+    """Publishes one simulated frame on the perception node's camera topics (its parameters;
+    by default realsense-ros's), and listens to the outputs."""
 
-    def __init__(self):
+    def __init__(self, node: PerceptionNode):
         super().__init__("fake_camera")
         sd = qos_profile_sensor_data
-        self.pub_c = self.create_publisher(Image, "/camera/color/image_raw", sd)
-        self.pub_d = self.create_publisher(Image, "/camera/aligned_depth_to_color/image_raw", sd)
-        self.pub_i = self.create_publisher(CameraInfo, "/camera/color/camera_info", sd)
+        self.pub_c = self.create_publisher(Image, node.p.color_topic, sd)
+        self.pub_d = self.create_publisher(Image, node.p.depth_topic, sd)
+        self.pub_i = self.create_publisher(CameraInfo, node.p.camera_info_topic, sd)
         self.pub_pose = self.create_publisher(PoseStamped, "/spatialpin/sim/camera_pose", LATCHED)
         self.got = {}
         self.create_subscription(ScenePriors, "/spatialpin/scene_priors",
@@ -64,7 +65,7 @@ def setup(rclpy_context):
     truth = world.ground_truth()
     world.close()
     node = PerceptionNode(parameter_overrides=[Parameter("max_rate_hz", value=20.0)])
-    cam = Camera()
+    cam = Camera(node)
     ex = SingleThreadedExecutor()
     ex.add_node(node)
     ex.add_node(cam)
@@ -177,6 +178,14 @@ def test_bad_frames_are_reported_and_the_node_keeps_running(setup, bad):
     assert node.last_error
     assert spin_until(ex, lambda: any(m == f"error: {node.last_error}"
                                       for m in cam.status[n_status:]), timeout=5)
+    # the status names the reason, and an empty ScenePriors with that status is published
+    expected = {"encoding": "bad_image", "size_mismatch": "bad_image",
+                "nan_depth": "no_valid_depth", "empty_depth": "no_valid_depth",
+                "no_plane": "no_support_plane"}[bad]
+    assert node.last_error.startswith(f"{expected}: "), node.last_error
+    assert spin_until(ex, lambda: "scene" in cam.got and cam.got["scene"].status == expected,
+                      timeout=5)
+    assert len(cam.got["scene"].objects) == 0 and cam.got["scene"].status_message
     done = node.frames_done
     cam.send(frame)  # and a good frame still works
     assert spin_until(ex, lambda: node.frames_done > done, timeout=10)
@@ -198,7 +207,7 @@ def test_switching_to_the_models_backend_is_one_parameter(rclpy_context, tmp_pat
     paths = build_all(tmp_path, hand_set=True)
     node = PerceptionNode(parameter_overrides=_models_backend(paths) + [
         Parameter("max_rate_hz", value=20.0), Parameter("models.box_threshold", value=0.0)])
-    cam = Camera()
+    cam = Camera(node)
     ex = SingleThreadedExecutor()
     ex.add_node(node)
     ex.add_node(cam)
@@ -233,7 +242,7 @@ def test_rgb_only_camera_without_camera_info(rclpy_context, tmp_path):
         Parameter("rgb_only", value=True), Parameter("max_rate_hz", value=20.0),
         Parameter("models.box_threshold", value=0.0), Parameter("models.fov_deg", value=58.0),
         Parameter("models.plane_distance", value=0.8)])
-    cam = Camera()
+    cam = Camera(node)
     ex = SingleThreadedExecutor()
     ex.add_node(node)
     ex.add_node(cam)
