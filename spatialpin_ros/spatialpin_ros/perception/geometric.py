@@ -190,6 +190,8 @@ class GeometricBackend(PerceptionBackend):
             status = (PerceptionStatus.NO_VALID_DEPTH if "depth" in str(e)
                       else PerceptionStatus.NO_SUPPORT_PLANE)
             return self._empty(frame, scene_id, status, str(e), tick)
+        if pose is not None:                  # plane x along world x: yaws read in the world
+            self._align_to_world(support, pose)
         tick("support")
         dist, area = self._object_layout(coarse, support, c)
         s = working_stride(cam.fx, dist, self.params.segmentation, area)
@@ -253,6 +255,18 @@ class GeometricBackend(PerceptionBackend):
         return find_support(Ps, up, self.params.support, rng)
 
     @staticmethod
+    def _align_to_world(sup: SupportPlane, pose: Pose) -> None:
+        """Turn the plane frame about its normal so that its x axis is world x laid on the
+        plane (world y when world x is nearly vertical)."""
+        R_cw = pose.rotation.inv().as_matrix()           # world axes in the optical frame
+        for axis in (R_cw[:, 0], R_cw[:, 1]):
+            x = axis - (axis @ sup.normal) * sup.normal
+            if np.linalg.norm(x) > 0.3:
+                e1 = x / np.linalg.norm(x)
+                sup.R = np.stack([e1, np.cross(sup.normal, e1), sup.normal], axis=1)
+                return
+
+    @staticmethod
     def _object_layout(coarse: np.ndarray, sup: SupportPlane, c: int) -> tuple[float, float]:
         """Median distance (metres) of what rises above the plane (else of the plane), and an
         estimate of the image area (full-resolution pixels) the segmentation will work on:
@@ -292,7 +306,7 @@ class GeometricBackend(PerceptionBackend):
         lab = np.zeros(seg.labels.shape, dtype=np.int32)
         for i, mk in enumerate(masks):
             m = np.asarray(mk, dtype=bool)[::s, ::s][: lab.shape[0], : lab.shape[1]]
-            lab[m & (lab == 0) & np.isfinite(seg.height)] = i + 1
+            lab[m & (lab == 0) & seg.foreground] = i + 1
         return dataclasses.replace(seg, labels=lab, num_labels=len(masks))
 
     def _candidates(self, seg: SurfaceSegmentation, sup: SupportPlane,

@@ -37,6 +37,9 @@ class ShapeParams:
     #: A fit is good when its RMS error is below max(fit_abs, fit_rel * the object's size).
     fit_abs: float = 0.004
     fit_rel: float = 0.12
+    #: Sides within this of an L-shape (RMS, metres, or 1.5 sigma of depth noise) are flat
+    #: faces: a box, however well a circle also fits.
+    flat_face: float = 0.0012
     #: A circle must beat the rectangle by this factor to make a cylinder.
     circle_margin: float = 0.75
     #: Container: seen through the plane of the rim, inside it (the footprint shrunk by
@@ -113,7 +116,8 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
         if np.mean(rr < circ[1] + 0.004 + 2 * noise) < 0.9 or 2 * circ[1] > 1.6 * size0 + 0.01:
             res_c = np.inf
     shape = "box"
-    if res_c < tol and res_c < p.circle_margin * res_r:
+    flat_sides = res_r < max(p.flat_face, 1.5 * noise)   # the sides seen are flat faces
+    if res_c < tol and res_c < p.circle_margin * res_r and not flat_sides:
         shape = "cylinder"
     elif res_r > tol and res_c > tol:
         shape = "other"
