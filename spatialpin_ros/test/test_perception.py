@@ -271,10 +271,9 @@ def test_a_plugged_in_segmenter_decides_the_objects(sim_bodies):
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "a segmenter mask is taken whole, table pixels included (GeometricBackend."
-    "_segment_from_masks labels every mask pixel with depth, not only the foreground above "
-    "the plane): the left-half mask becomes one 99722-pixel piece dropped as 'too large "
-    "(furniture, a wall)', 0 objects instead of the cylinder it holds"))
+    "a segmenter mask is one object: the left-half mask holds both the robot's base and the "
+    "cylinder (what stands above the plane in it), which together are dropped as 'too large "
+    "(furniture, a wall)', 0 objects instead of the cylinder; masks are not split by geometry"))
 def test_a_coarse_segmenter_mask_keeps_only_what_stands_on_the_table(sim):
     frame, gt, _ = sim
 
