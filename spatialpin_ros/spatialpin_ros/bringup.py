@@ -39,21 +39,24 @@ def node_command(spec: NodeSpec, overrides: Sequence[str] = ()) -> list[str]:
 def split_overrides(graph_name: str, overrides: Sequence[str]) -> dict[str, list[str]]:
     """Group ``node.param:=value`` (or a launch argument ``arg:=value``) by node."""
     nodes = {s.name for s in graph(graph_name)}
-    args = {a[0]: (a[3], a[4]) for a in ARGUMENTS}
+    args: dict[str, list[tuple[str, str]]] = {}
+    for a in ARGUMENTS:  # an argument may set a parameter of several nodes
+        args.setdefault(a[0], []).append((a[3], a[4]))
     out: dict[str, list[str]] = {n: [] for n in nodes}
     for o in overrides:
         if ":=" not in o:
             raise ValueError(f"override {o!r} must look like node.param:=value or arg:=value")
         key, value = o.split(":=", 1)
         if key in args:
-            node, param = args[key]
+            targets = args[key]
         elif "." in key and key.split(".", 1)[0] in nodes:
-            node, param = key.split(".", 1)
+            targets = [tuple(key.split(".", 1))]
         else:
             raise ValueError(f"override {o!r}: no node or launch argument {key!r} in graph "
                              f"{graph_name!r} (nodes: {sorted(nodes)}, arguments: {sorted(args)})")
-        if node in out:
-            out[node].append(f"{param}:={value}")
+        for node, param in targets:
+            if node in out:
+                out[node].append(f"{param}:={value}")
     return out
 
 

@@ -44,6 +44,11 @@ PERCEPTION_ON_SIM = NodeSpec(
     tuple((REALSENSE_TOPICS[k], SIM_CAMERA_TOPICS[k]) for k in ("color", "depth", "info")))
 SPATIAL_QA = NodeSpec("spatial_qa", "spatial_qa_node", "spatialpin_ros.ros.spatial_qa_node",
                       ("spatial_qa.yaml",))
+#: Spatial QA on the simulator: its RealSense-named colour input (images for VLM backends)
+#: remapped to the simulator's camera, like perception's.
+SPATIAL_QA_ON_SIM = NodeSpec(
+    SPATIAL_QA.name, SPATIAL_QA.executable, SPATIAL_QA.module, SPATIAL_QA.params,
+    ((REALSENSE_TOPICS["color"], SIM_CAMERA_TOPICS["color"]),))
 MANIPULATION = NodeSpec("manipulation", "manipulation_node",
                         "spatialpin_ros.ros.manipulation_node", ("manipulation.yaml",))
 
@@ -55,16 +60,18 @@ GRAPHS: dict[str, tuple[NodeSpec, ...]] = {
     # parameter, else the table's gravity frame).
     "perception": (PERCEPTION, SPATIAL_QA),
     # The simulated world, perceived, with spatial questions.
-    "sim_perception": (SIM, PERCEPTION_ON_SIM, SPATIAL_QA),
+    "sim_perception": (SIM, PERCEPTION_ON_SIM, SPATIAL_QA_ON_SIM),
     # The spatial question service alone (scene priors come from elsewhere).
     "spatial_qa": (SPATIAL_QA,),
     # The simulated arm perceives, proposes, plans and stacks.
-    "pick_and_stack": (SIM, PERCEPTION_ON_SIM, SPATIAL_QA, MANIPULATION),
+    "pick_and_stack": (SIM, PERCEPTION_ON_SIM, SPATIAL_QA_ON_SIM, MANIPULATION),
     # Perception, questions, proposals and planning for a real arm under ros2_control.
     "manipulation": (PERCEPTION, SPATIAL_QA, MANIPULATION),
 }
 
 #: Launch arguments every graph accepts, as (name, default, description, node, parameter, type).
+#: A name may appear more than once: the argument then sets a parameter of each node named
+#: (color_topic: perception's and spatial QA's colour input).
 ARGUMENTS: tuple[tuple[str, str, str, str, str, type], ...] = (
     ("seed", "0", "Seed of the random tabletop", "sim", "seed", int),
     ("scene_file", "", "YAML scene file; empty = random tabletop from seed", "sim", "scene_file",
@@ -73,6 +80,8 @@ ARGUMENTS: tuple[tuple[str, str, str, str, str, type], ...] = (
      "backend", str),
     ("color_topic", REALSENSE_TOPICS["color"], "Colour image topic of the camera (realsense-ros "
      "3.x: /camera/color/image_raw)", "perception", "color_topic", str),
+    ("color_topic", REALSENSE_TOPICS["color"], "Colour image topic of the camera (realsense-ros "
+     "3.x: /camera/color/image_raw)", "spatial_qa", "color_topic", str),
     ("depth_topic", REALSENSE_TOPICS["depth"], "Depth aligned to colour (realsense-ros 3.x: "
      "/camera/aligned_depth_to_color/image_raw)", "perception", "depth_topic", str),
     ("camera_info_topic", REALSENSE_TOPICS["info"], "Camera info of the colour image "

@@ -188,11 +188,12 @@ def robust_circle(xy: np.ndarray, inside_tol: float):
     radius, RMS residual of the kept points) or None."""
     if len(xy) < 8:
         return None
-    c, r, _ = circle_fit_geometric(xy)
+    xy = xy[:: len(xy) // 150 + 1]
+    c, r, _ = _circle_fit(xy)
     d = np.hypot(xy[:, 0] - c[0], xy[:, 1] - c[1]) - r
     keep = d > -inside_tol
-    if keep.sum() >= 8 and not keep.all():
-        c, r, res = circle_fit_geometric(xy[keep])
+    if keep.sum() >= 8:
+        c, r, res = circle_fit_geometric(xy[keep], iterations=3)
     else:
         res = float(np.sqrt(np.mean(d * d)))
     span = float(np.ptp(xy, axis=0).max())

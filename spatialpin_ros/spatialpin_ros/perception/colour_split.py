@@ -44,23 +44,44 @@ def _lab(rgb: np.ndarray, w: float) -> np.ndarray:
     return np.concatenate([300.0 * x[:, :2] / s, w * L], axis=1)
 
 
-def _try_split(rows, cols, lab, shape, p: ColourSplitParams):
+def _try_split(rows, cols, lab, p: ColourSplitParams):
     """Region index (0..k-1) of each pixel for the first k in (2, 3) that splits the piece into
     uniform, distinct, contiguous regions; None when none does."""
     n = len(rows)
-    sample = lab[:: max(1, n // 600)].astype(np.float32)
+    sample = lab[:: max(1, n // 400)].astype(np.float32)
+    dev = sample - sample.mean(axis=0)
+    if np.sqrt(np.einsum("ni,ni->n", dev, dev)).mean() < p.min_contrast / 4:
+        return None                                   # one colour: nothing to split
     crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 10, 0.5)
     for k in (2, 3):
         if n < k * p.min_pixels or len(sample) < 4 * k:
             return None
         _, _, centres = cv2.kmeans(sample, k, None, crit, 1, cv2.KMEANS_PP_CENTERS)
-        which = _regions(rows, cols, lab, centres, shape, p)
+        if not _plausible(sample, centres, p):
+            continue
+        which = _regions(rows, cols, lab, centres, p)
         if which is not None:
             return which
     return None
 
 
-def _regions(rows, cols, lab, centres, shape, p: ColourSplitParams):
+def _plausible(sample: np.ndarray, centres: np.ndarray, p: ColourSplitParams) -> bool:
+    """The cheap tests of :func:`_regions` on the sample only."""
+    k = len(centres)
+    gaps = np.sqrt(((centres[:, None] - centres[None]) ** 2).sum(axis=2))[np.triu_indices(k, 1)]
+    if gaps.min() < p.min_contrast:
+        return False
+    diff = sample[:, None, :] - centres[None]
+    d = np.sqrt(np.einsum("nki,nki->nk", diff, diff))
+    which = np.argmin(d, axis=1)
+    for j in range(k):
+        sel = which == j
+        if sel.mean() < p.min_share or np.median(d[sel, j]) > p.max_spread:
+            return False
+    return True
+
+
+def _regions(rows, cols, lab, centres, p: ColourSplitParams):
     k = len(centres)
     gaps = np.sqrt(((centres[:, None] - centres[None]) ** 2).sum(axis=2))[np.triu_indices(k, 1)]
     if gaps.min() < p.min_contrast:
@@ -75,8 +96,9 @@ def _regions(rows, cols, lab, centres, shape, p: ColourSplitParams):
             return None
         if np.median(d[sel, k]) > p.max_spread:
             return None
-        m = np.zeros(shape, np.uint8)
-        m[rows[sel], cols[sel]] = 1
+        r0, c0 = rows.min(), cols.min()
+        m = np.zeros((rows.max() - r0 + 1, cols.max() - c0 + 1), np.uint8)
+        m[rows[sel] - r0, cols[sel] - c0] = 1
         nc, cl, st, _ = cv2.connectedComponentsWithStats(m, connectivity=4)
         if nc <= 1 or st[1:, cv2.CC_STAT_AREA].max() < p.min_contiguous * sel.sum():
             return None
@@ -103,7 +125,7 @@ def split_by_colour(labels: np.ndarray, rgb: np.ndarray, p: ColourSplitParams) -
     while todo:
         r, c, left = todo.pop()
         lab = _lab(rgb[r, c], p.lightness_weight)
-        which = _try_split(r, c, lab, labels.shape, p)
+        which = _try_split(r, c, lab, p)
         if which is None:
             continue
         for k in range(1, int(which.max()) + 1):

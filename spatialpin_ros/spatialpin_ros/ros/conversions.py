@@ -171,6 +171,14 @@ def scene_from_msg_or_log(msg: ScenePriors, logger) -> Optional[Scene]:
         logger.error(f"ignored a malformed ScenePriors: {e}")
         return None
 
+
+def scene_status_text(scene: Scene) -> str:
+    """How perception went for ``scene``: ``"ok"``, or ``"<status>: <reason>"`` for an empty
+    scene perception could not use (no valid depth, no support plane, a bad image)."""
+    if scene.status is PerceptionStatus.OK:
+        return "ok"
+    return f"{scene.status.value}: {scene.status_message or 'no reason given'}"
+
 def trajectory_from_msg(msg: JointTrajectoryMsg) -> JointTrajectory:
     """Core trajectory from a JointTrajectory message (not yet validated: call ``validate``).
 

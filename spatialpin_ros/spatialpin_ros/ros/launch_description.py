@@ -17,8 +17,11 @@ from spatialpin_ros.paths import config_file
 
 
 def generate(graph_name: str, rviz: bool = False) -> LaunchDescription:
+    declared = {}  # one declaration per name (an argument may set several nodes' parameters)
+    for name, default, desc, *_ in ARGUMENTS:
+        declared.setdefault(name, (default, desc))
     actions = [DeclareLaunchArgument(name, default_value=default, description=desc)
-               for name, default, desc, *_ in ARGUMENTS]
+               for name, (default, desc) in declared.items()]
     for spec in graph(graph_name):
         overrides = {param: ParameterValue(LaunchConfiguration(arg), value_type=typ)
                      for arg, _, _, node, param, typ in ARGUMENTS if node == spec.name}

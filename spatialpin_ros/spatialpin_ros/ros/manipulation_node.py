@@ -9,12 +9,17 @@ FollowJointTrajectory action where control_msgs is installed and ``use_follow_jo
 is set. A trajectory breaking joint, velocity or acceleration limits is never sent. Feedback
 names the stage; a cancel stops the arm where it is. After execution it checks the result on a
 fresh perceived scene.
+
+An empty scene perception could not use (ScenePriors status other than "ok") never replaces the
+last good scene: it is logged (throttled), and a task naming its id is refused with its status
+and reason.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from typing import Optional
 
 import numpy as np
@@ -32,6 +37,7 @@ from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
 from spatialpin_ros.core.errors import TrajectoryError
 from spatialpin_ros.core.trajectory import JointTrajectory  # noqa: F401 (type of send())
+from spatialpin_ros.core.types import PerceptionStatus, Scene
 from spatialpin_ros.reasoning.tasks import check_stack, verify_stacked
 from spatialpin_ros.ros import conversions as conv
 from spatialpin_ros.ros.node_main import run_node
@@ -74,6 +80,10 @@ def _cleared_note(plan) -> str:
                    f"{p.position[1]:.2f})" for oid, p in plan.cleared)
 
 
+#: Scenes perception could not use, remembered by id to explain a refused task.
+MAX_UNUSABLE = 20
+
+
 class ManipulationNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("manipulation", **kwargs)
@@ -84,6 +94,10 @@ class ManipulationNode(Node):
         self._lock = threading.Lock()
         self.scene = None
         self.scene_time = 0.0
+        #: Recent scenes with a status other than ok (empty, with the reason), by id, and when
+        #: the latest arrived; they never replace ``scene``.
+        self.unusable: "OrderedDict[str, Scene]" = OrderedDict()
+        self.unusable_time = 0.0
         self.joints: Optional[JointState] = None
         self.sent_trajectories = 0
         group = ReentrantCallbackGroup()
@@ -115,7 +129,21 @@ class ManipulationNode(Node):
         scene = conv.scene_from_msg_or_log(msg, self.get_logger())
         if scene is None:
             return
+        if scene.status is not PerceptionStatus.OK:
+            with self._lock:
+                self.unusable[scene.scene_id] = scene
+                self.unusable.move_to_end(scene.scene_id)
+                while len(self.unusable) > MAX_UNUSABLE:
+                    self.unusable.popitem(last=False)
+                self.unusable_time = time.monotonic()
+                last = self.scene.scene_id if self.scene is not None else None
+            self.get_logger().warning(
+                f"scene {scene.scene_id!r} is {conv.scene_status_text(scene)}; planning on "
+                + (f"the last good scene {last!r}" if last else "no scene until a good one comes"),
+                throttle_duration_sec=5.0)
+            return
         with self._lock:
+            self.unusable.pop(scene.scene_id, None)
             self.scene, self.scene_time = scene, time.monotonic()
 
     def _on_joints(self, msg: JointState) -> None:
@@ -161,14 +189,23 @@ class ManipulationNode(Node):
             return result
 
         feedback("check", 0.02)
+        task = goal.task
         with self._lock:
             scene = self.scene
+            bad = self.unusable.get(task.scene_id) if task.scene_id else None
+            latest_bad = next(reversed(self.unusable.values()), None)
+        if bad is not None:
+            return fail(f"task scene {task.scene_id!r} has no objects to use: perception "
+                        f"status {conv.scene_status_text(bad)}")
         if scene is None:
+            if latest_bad is not None:
+                return fail("no scene yet: perception has published only scenes it could not "
+                            f"use; the latest, {latest_bad.scene_id!r}, is "
+                            f"{conv.scene_status_text(latest_bad)}")
             return fail("no scene yet: nothing has been perceived")
         q0 = self.current_q()
         if q0 is None:
             return fail("no joint states from the arm")
-        task = goal.task
         if task.scene_id and task.scene_id != scene.scene_id:
             self.get_logger().info(f"task for {task.scene_id}; planning on the latest scene "
                                    f"{scene.scene_id} (object ids are stable across frames)")
@@ -248,7 +285,12 @@ class ManipulationNode(Node):
                     break
                 time.sleep(0.1)
             else:
-                return fail("executed, but no fresh scene arrived to check the result")
+                with self._lock:
+                    bad = next(reversed(self.unusable.values()), None) \
+                        if self.unusable_time > t_done else None
+                return fail("executed, but no fresh scene arrived to check the result"
+                            + (f" (the latest, {bad.scene_id!r}, is "
+                               f"{conv.scene_status_text(bad)})" if bad is not None else ""))
             ok, why = verify_stacked(fresh, scene, task.object_id, task.target_id)
             result.success = ok
             result.message = ("stacked: " if ok else "not stacked: ") + why + _cleared_note(plan)

@@ -7,6 +7,10 @@ backend or a VLM backend (openai-compatible server, or a local transformers mode
 ``default_backend`` or per request. Questions about two views use ``reference_scene_id``: with
 known camera poses (both scenes in ``world_frame``) the poses are compared; for scenes in a
 support-plane gravity frame (no camera pose known) the clouds are registered.
+
+An empty scene perception could not use (ScenePriors status other than "ok": no valid depth, no
+support plane, a bad image) never replaces the last good scene: it is logged (throttled) and
+remembered by id, so a question about that id is refused with its status and reason.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from spatialpin_ros.core.errors import SpatialPinError
+from spatialpin_ros.core.types import PerceptionStatus, Scene
 from spatialpin_ros.reasoning.engine import SpatialQA
 from spatialpin_ros.reasoning.geometric import Answer
 from spatialpin_ros.reasoning.registration import camera_motion, register_scenes
@@ -61,7 +66,8 @@ PARAMS = {
     "scene_priors_topic": Param("/spatialpin/scene_priors", "ScenePriors input"),
     "cloud_topic": Param("/spatialpin/scene_cloud", "Scene cloud input (for ZeroVLM views and "
                          "registration)"),
-    "color_topic": Param("/camera/color/image_raw", "Colour images (sent to VLM backends)"),
+    "color_topic": Param("/camera/camera/color/image_raw", "Colour images (sent to VLM "
+                         "backends); realsense-ros 4.x name, remapped in the simulator graphs"),
     "ask_service": Param("/spatialpin/ask", "AskSpatial service name"),
     "propose_service": Param("/spatialpin/propose_tasks", "ProposeTasks service name"),
     "proposer": Param("geometric", "Task proposer: geometric, openai or transformers (VLM "
@@ -95,6 +101,8 @@ class SpatialQANode(Node):
         self.p = declare_params(self, PARAMS)
         p = self.p
         self.records: "OrderedDict[str, SceneRecord]" = OrderedDict()
+        #: Scenes with a status other than ok (empty, with the reason), by id; never answered.
+        self.unusable: "OrderedDict[str, Scene]" = OrderedDict()
         self._images: "OrderedDict[tuple, Image]" = OrderedDict()
         self._clouds: "OrderedDict[tuple, PointCloud2]" = OrderedDict()
         self._lock = threading.Lock()
@@ -124,8 +132,21 @@ class SpatialQANode(Node):
         scene = conv.scene_from_msg_or_log(msg, self.get_logger())
         if scene is None:
             return
+        if scene.status is not PerceptionStatus.OK:
+            with self._lock:
+                self.unusable[scene.scene_id] = scene
+                self.unusable.move_to_end(scene.scene_id)
+                while len(self.unusable) > self.p.scene_history:
+                    self.unusable.popitem(last=False)
+                last = next(reversed(self.records), None)
+            self.get_logger().warning(
+                f"scene {scene.scene_id!r} is {conv.scene_status_text(scene)}; answering about "
+                + (f"the last good scene {last!r}" if last else "no scene until a good one comes"),
+                throttle_duration_sec=5.0)
+            return
         rec = SceneRecord(scene, self._key(msg.header.stamp))
         with self._lock:
+            self.unusable.pop(scene.scene_id, None)
             img = self._images.get(rec.stamp)
             cl = self._clouds.get(rec.stamp)
             if img is not None:
@@ -208,16 +229,10 @@ class SpatialQANode(Node):
                     res: ProposeTasks.Response) -> ProposeTasks.Response:
         from spatialpin_ros.reasoning.tasks import GeometricProposer, VLMProposer
         with self._lock:
-            if not self.records:
-                res.success, res.message = False, "no scene yet"
-                return res
-            if req.scene_id and req.scene_id not in self.records:
-                res.success = False
-                res.message = (f"unknown scene id {req.scene_id!r}; known: "
-                               f"{', '.join(self.records)}")
-                return res
-            rec = self.records[req.scene_id] if req.scene_id else \
-                next(reversed(self.records.values()))
+            rec, why = self._record(req.scene_id)
+        if rec is None:
+            res.success, res.message = False, why
+            return res
         n = int(req.max_tasks) or int(self.p.max_tasks)
         instruction = req.instruction[:1000]
         message = ""
@@ -245,20 +260,39 @@ class SpatialQANode(Node):
             self.get_logger().warning(message)
         return res
 
+    def _record(self, scene_id: str, role: str = "scene") -> tuple[Optional[SceneRecord], str]:
+        """The record of ``scene_id`` (the latest good one for ""), or None and why not: no
+        scene yet, a scene perception could not use (its status and reason), an unknown id.
+        Call with the lock held."""
+        if not scene_id:
+            if self.records:
+                return next(reversed(self.records.values())), ""
+            why = ("no scene yet: the perception node has published nothing on "
+                   + self.p.scene_priors_topic)
+            if self.unusable:
+                bad = next(reversed(self.unusable.values()))
+                why = (f"no scene yet: perception has published only scenes it could not use; "
+                       f"the latest, {bad.scene_id!r}, is {conv.scene_status_text(bad)}")
+            return None, why
+        if scene_id in self.records:
+            return self.records[scene_id], ""
+        if scene_id in self.unusable:
+            bad = self.unusable[scene_id]
+            return None, (f"{role} {scene_id!r} has no objects to use: perception status "
+                          f"{conv.scene_status_text(bad)}")
+        return None, (f"unknown {role} id {scene_id!r}; known: {', '.join(self.records)}")
+
     def answer(self, question: str, scene_id: str = "", ref_id: str = "",
                backend: str = "") -> Answer:
         with self._lock:
-            if not self.records:
-                return Answer(False, message="no scene yet: the perception node has published "
-                              "nothing on " + self.p.scene_priors_topic)
-            if scene_id and scene_id not in self.records:
-                return Answer(False, message=f"unknown scene id {scene_id!r}; known: "
-                              f"{', '.join(self.records)}")
-            if ref_id and ref_id not in self.records:
-                return Answer(False, message=f"unknown reference scene id {ref_id!r}; known: "
-                              f"{', '.join(self.records)}")
-            rec = self.records[scene_id] if scene_id else next(reversed(self.records.values()))
-            ref = self.records[ref_id] if ref_id else None
+            rec, why = self._record(scene_id)
+            if rec is None:
+                return Answer(False, message=why)
+            ref = None
+            if ref_id:
+                ref, why = self._record(ref_id, "reference scene")
+                if ref is None:
+                    return Answer(False, message=why)
         motion = None
         if ref is not None and (rec.scene.frame_id != ref.scene.frame_id
                                 or rec.scene.frame_id == self.p.plane_frame):
