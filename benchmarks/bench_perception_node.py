@@ -29,6 +29,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from spatialpin_interfaces.msg import ScenePriors
 from std_msgs.msg import Header
 
+from spatialpin_ros.graph import REALSENSE_TOPICS
 from spatialpin_ros.ros import conversions as conv
 from spatialpin_ros.ros.perception_node import PerceptionNode
 from spatialpin_ros.ros.sim_node import LATCHED
@@ -52,11 +53,11 @@ def main() -> None:
     node = PerceptionNode(parameter_overrides=[Parameter("max_rate_hz", value=100.0),
                                                Parameter("camera_pose_topic", value="")])
     src = Node("bench_camera")
-    pubs = (src.create_publisher(Image, "/camera/color/image_raw", qos_profile_sensor_data),
-            src.create_publisher(Image, "/camera/aligned_depth_to_color/image_raw",
-                                 qos_profile_sensor_data),
-            src.create_publisher(CameraInfo, "/camera/color/camera_info",
-                                 qos_profile_sensor_data))
+    # The node's default camera topics (realsense-ros 4.x names), as a real camera publishes.
+    sd = qos_profile_sensor_data
+    pubs = (src.create_publisher(Image, REALSENSE_TOPICS["color"], sd),
+            src.create_publisher(Image, REALSENSE_TOPICS["depth"], sd),
+            src.create_publisher(CameraInfo, REALSENSE_TOPICS["info"], sd))
     got = {}
     src.create_subscription(ScenePriors, "/spatialpin/scene_priors",
                             lambda m: got.__setitem__(conv.stamp_to_sec(m.header.stamp),

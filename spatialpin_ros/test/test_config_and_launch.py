@@ -75,3 +75,22 @@ def test_a_node_with_a_bad_parameter_exits_with_the_reason():
                         "-p", "depth_encoding:=8UC1"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "depth_encoding" in r.stderr and "cannot start" in r.stderr
+
+
+def test_spatial_qa_colour_input_follows_the_camera_like_perception():
+    from spatialpin_ros.graph import REALSENSE_TOPICS, SIM_CAMERA_TOPICS, SPATIAL_QA, \
+        SPATIAL_QA_ON_SIM
+    from spatialpin_ros.ros.spatial_qa_node import PARAMS
+    assert PARAMS["color_topic"].default == REALSENSE_TOPICS["color"]
+    assert dict(SPATIAL_QA_ON_SIM.remappings) == {REALSENSE_TOPICS["color"]:
+                                                  SIM_CAMERA_TOPICS["color"]}
+    for name, nodes in GRAPHS.items():
+        has_sim = any(s.name == "sim" for s in nodes)
+        for s in nodes:
+            if s.name == "spatial_qa":
+                assert s is (SPATIAL_QA_ON_SIM if has_sim else SPATIAL_QA), name
+    # The color_topic launch argument sets both nodes' colour input.
+    out = split_overrides("perception", ["color_topic:=/camera/color/image_raw"])
+    assert out == {"perception": ["color_topic:=/camera/color/image_raw"],
+                   "spatial_qa": ["color_topic:=/camera/color/image_raw"]}
+    assert split_overrides("sim", ["color_topic:=/x"]) == {"sim": []}

@@ -20,6 +20,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
+from spatialpin_ros.graph import PERCEPTION_ON_SIM  # noqa: E402
 from spatialpin_ros.ros import conversions as conv  # noqa: E402
 from spatialpin_ros.ros.manipulation_node import ManipulationNode  # noqa: E402
 from spatialpin_ros.ros.perception_node import PerceptionNode  # noqa: E402
@@ -34,7 +35,8 @@ RESET: list = []
 def graph(rclpy_context):
     sim = SimNode(parameter_overrides=[Parameter("scene_file", value="three_blocks"),
                                        Parameter("camera_rate_hz", value=4.0)])
-    perception = PerceptionNode()
+    # The perception node's RealSense-named camera inputs, remapped to the simulator's camera.
+    perception = PerceptionNode(cli_args=["--ros-args", *PERCEPTION_ON_SIM.remap_args()])
     manip = ManipulationNode()
     client = Node("task_client")
     scenes = []

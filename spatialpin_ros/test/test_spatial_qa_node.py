@@ -138,7 +138,9 @@ def test_find_objects_fails_clearly_without_a_server(graph):
     fut = find.call_async(Trigger.Request())
     assert spin_until(ex, fut.done)
     assert not fut.result().success and "no colour image" in fut.result().message
-    img = client_node.create_publisher(Image, "/camera/color/image_raw", 10)
+    from spatialpin_ros.ros.spatial_qa_node import PARAMS
+    # The node's own colour topic (realsense-ros 4.x name; the simulator graphs remap it).
+    img = client_node.create_publisher(Image, PARAMS["color_topic"].default, 10)
     img.publish(conv.image_to_msg(np.zeros((48, 64, 3), np.uint8), "rgb8"))
     assert spin_until(ex, lambda: len(qa._images) > 0)
     fut = find.call_async(Trigger.Request())
