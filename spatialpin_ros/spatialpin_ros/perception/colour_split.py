@@ -37,11 +37,11 @@ class ColourSplitParams:
 
 def _lab(rgb: np.ndarray, w: float) -> np.ndarray:
     """Shading-tolerant colour features (N, 3): rg chromaticity (x 300, so that 0.1 of
-    chromaticity is 30 units) and L* lightness x ``w``."""
+    chromaticity is 30 units) and luma (0-100) x ``w``."""
     x = rgb.reshape(-1, 3).astype(np.float32)
     s = x.sum(axis=1, keepdims=True) + 30.0
-    L = cv2.cvtColor(x.reshape(-1, 1, 3) / 255.0, cv2.COLOR_RGB2Lab).reshape(-1, 3)[:, :1]
-    return np.concatenate([300.0 * x[:, :2] / s, w * L], axis=1)
+    luma = x @ np.array([[0.299], [0.587], [0.114]], np.float32) / 2.55   # 0..100, like L*
+    return np.concatenate([300.0 * x[:, :2] / s, w * luma], axis=1)
 
 
 def _try_split(rows, cols, lab, p: ColourSplitParams):
