@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from spatialpin_ros.core.geometry import quantile
+
 
 @dataclass
 class ColourSplitParams:
@@ -76,7 +78,7 @@ def _plausible(sample: np.ndarray, centres: np.ndarray, p: ColourSplitParams) ->
     which = np.argmin(d, axis=1)
     for j in range(k):
         sel = which == j
-        if sel.mean() < p.min_share or np.median(d[sel, j]) > p.max_spread:
+        if sel.mean() < p.min_share or quantile(d[sel, j], 0.5) > p.max_spread:
             return False
     return True
 
@@ -94,7 +96,7 @@ def _regions(rows, cols, lab, centres, p: ColourSplitParams):
         sel = which == k
         if sel.sum() < max(p.min_pixels, p.min_share * n):
             return None
-        if np.median(d[sel, k]) > p.max_spread:
+        if quantile(d[sel, k], 0.5) > p.max_spread:
             return None
         r0, c0 = rows.min(), cols.min()
         m = np.zeros((rows.max() - r0 + 1, cols.max() - c0 + 1), np.uint8)

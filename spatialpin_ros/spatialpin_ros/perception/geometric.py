@@ -34,7 +34,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from spatialpin_ros.core.errors import ImageError, PerceptionError
-from spatialpin_ros.core.geometry import quantile, rect_from_points
+from spatialpin_ros.core.geometry import quantile, quat_mul, rect_from_points
 from spatialpin_ros.core.types import (ObjectPrior, PerceptionStatus, Pose, RGBDFrame, Scene)
 from spatialpin_ros.perception.attributes import (axis_names, object_label,
                                                   shading_invariant_color_name,
@@ -235,9 +235,9 @@ class GeometricBackend(PerceptionBackend):
         depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
         sample = depth[::8, ::8]
         ok = sample > 0
-        if ok.any() and float(np.median(sample[ok])) > 50.0:
+        if ok.any() and float(quantile(sample[ok], 0.5)) > 50.0:
             raise ImageError(f"depth must be in metres, but its median is "
-                             f"{float(np.median(sample[ok])):.0f}: millimetres? (divide 16-bit "
+                             f"{float(quantile(sample[ok], 0.5)):.0f}: millimetres? (divide 16-bit "
                              "depth by 1000)")
         return depth
 
@@ -278,7 +278,7 @@ class GeometricBackend(PerceptionBackend):
         if above.sum() < 20:
             return float(np.nanmedian(z)), 0.0
         area = 3.0 * float(above.sum()) * c * c
-        return float(np.median(z[above])), area
+        return float(quantile(z[above], 0.5)), area
 
     def _world(self, frame: RGBDFrame, sup: SupportPlane) -> tuple[Pose, str]:
         """The camera's pose in the scene's world frame, and that frame's id."""
@@ -322,7 +322,7 @@ class GeometricBackend(PerceptionBackend):
         dropped = self.last_dropped = []
         for pc in pieces:
             r, c, Q = pc.rows, pc.cols, pc.Q
-            zmed = float(np.median(seg.points[r, c, 2][np.isfinite(seg.points[r, c, 2])]))
+            zmed = float(quantile(seg.points[r, c, 2][np.isfinite(seg.points[r, c, 2])], 0.5))
             noise = sup.noise_k * zmed * zmed
             low = quantile(Q[:, 2], 0.02)
             base = Q[Q[:, 2] < low + 0.02, :2]
@@ -396,6 +396,7 @@ class GeometricBackend(PerceptionBackend):
         R_wp = R_wc @ sup.R                               # plane axes in the world
         o_w = T_wc.transform_points(sup.origin[None])[0]
         dirs = viewer_directions(R_wp[:, 2], R_wc[:, 2], R_wc[:, 0])
+        q_wp = Rotation.from_matrix(R_wp).as_quat()
         full = self._full_labels(seg, cam.width, cam.height)
         objects, flat, masks = [], [], []
         for c in cands:
@@ -428,7 +429,8 @@ class GeometricBackend(PerceptionBackend):
                          * np.clip(1.0 - f.residual / 0.02, 0.5, 1.0))
             prior = ObjectPrior(
                 id="", label=object_label(color, f.shape, size, f.container),
-                pose=Pose(center, Rotation.from_matrix(Rb).as_quat()), size=size,
+                pose=Pose(center, quat_mul(q_wp, np.array([0.0, 0.0, math.sin(f.yaw / 2),
+                                                            math.cos(f.yaw / 2)]))), size=size,
                 shape=f.shape, color_name=color, confidence=round(conf, 3),
                 roi=(c0, r0, c1 - c0, r1 - r0), num_points=c.num_points,
                 axis_names=axis_names(Rb, dirs), yaw_symmetric=f.shape in ("cylinder", "sphere"),

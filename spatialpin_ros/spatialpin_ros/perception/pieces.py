@@ -56,7 +56,7 @@ def gather_pieces(seg: SurfaceSegmentation, sup: SupportPlane, min_area: float) 
         ok = np.isfinite(P[:, 2])
         if ok.sum() < 4:
             continue
-        px = float(np.median(P[ok, 2])) / max(seg.focal, 1e-6)
+        px = float(quantile(P[ok, 2], 0.5)) / max(seg.focal, 1e-6)
         if ok.sum() * px * px < min_area:
             continue
         Q = sup.to_plane(P[ok].astype(np.float64))
@@ -173,7 +173,7 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
             parent[max(a, b)] = min(a, b)
     if n == 0:
         return [], {}
-    med = [float(np.median(pc.Q[:, 2])) for pc in pieces]
+    med = [float(quantile(pc.Q[:, 2], 0.5)) for pc in pieces]
     sub = [pc.Q[:: max(1, len(pc.Q) // 150)] for pc in pieces]
     near = _touching(sub, touch)
     grown = [grow_convex(pc.hull, grow) if len(pc.hull) >= 3 else pc.hull for pc in pieces]

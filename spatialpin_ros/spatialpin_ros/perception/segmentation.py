@@ -25,6 +25,8 @@ from typing import Optional
 
 import cv2
 import numpy as np
+
+from spatialpin_ros.core.geometry import quantile
 from scipy import ndimage
 
 from spatialpin_ros.perception.support import SupportPlane
@@ -349,7 +351,7 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
     if not fg_all.any():
         return SurfaceSegmentation(labels=labels, num_labels=0, points=points, height=height,
                                    normals=normals, foreground=fg_all, stride=s, focal=focal)
-    zf = float(np.median(z_all[fg_all]))
+    zf = float(quantile(z_all[fg_all], 0.5))
     px = zf / focal                                   # metres per working pixel
     radius = int(np.clip(round(p.normal_window / 2 / px), 1, 8))
     k = int(np.clip(round(p.crease_baseline / px), 2, 12))

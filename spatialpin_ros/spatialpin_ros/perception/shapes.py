@@ -121,7 +121,7 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
         shape = "cylinder"
     elif res_r > tol and res_c > tol:
         shape = "other"
-    if shape != "cylinder" and len(Q) >= 30:
+    if shape != "cylinder" and not flat_sides and len(Q) >= 30:
         cs, rs, es = sphere_fit(Q[:: max(1, len(Q) // 600)])
         convex = camera is None or float(np.mean(
             np.einsum("ij,ij->i", Q - cs, camera - Q) > 0)) > 0.8
