@@ -76,6 +76,8 @@ class GeometricParams:
     plane_points: int = 6000
     #: Stride of the coarse grid that finds the support plane and the objects' distance.
     support_stride: int = 4
+    #: At most this many pieces (the largest) go on to shape fitting: a bound on the cost.
+    max_pieces: int = 30
     #: Smallest object: image area at its depth (square metres), height above what it rests on.
     min_object_area: float = 1.2e-4
     min_object_height: float = 0.015
@@ -274,10 +276,14 @@ class GeometricBackend(PerceptionBackend):
         h = coarse @ sup.normal + sup.offset
         above = np.nan_to_num(h, nan=-1.0)
         above = (above > 0.01) & (above < 0.4)
+        above = cv2.morphologyEx(above.view(np.uint8), cv2.MORPH_OPEN,
+                                 np.ones((2, 2), np.uint8)).view(bool)   # not noise speckles
         z = coarse[..., 2]
         if above.sum() < 20:
             return float(np.nanmedian(z)), 0.0
-        area = 3.0 * float(above.sum()) * c * c
+        rows, cols = np.nonzero(above.any(axis=1))[0], np.nonzero(above.any(axis=0))[0]
+        box = float((rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1))
+        area = min(3.0 * float(above.sum()), box) * c * c
         return float(quantile(z[above], 0.5)), area
 
     def _world(self, frame: RGBDFrame, sup: SupportPlane) -> tuple[Pose, str]:
@@ -312,7 +318,10 @@ class GeometricBackend(PerceptionBackend):
     def _candidates(self, seg: SurfaceSegmentation, sup: SupportPlane,
                     region: np.ndarray) -> list[_Candidate]:
         p = self.params
-        pieces, joined = merge_nested(gather_pieces(seg, sup, p.min_object_area))
+        pieces = gather_pieces(seg, sup, p.min_object_area)
+        if len(pieces) > p.max_pieces:                 # clutter or noise: the largest only
+            pieces = sorted(pieces, key=lambda pc: -len(pc.Q))[: p.max_pieces]
+        pieces, joined = merge_nested(pieces)
         if joined:                                   # the masks follow the merge
             remap = np.arange(int(seg.labels.max()) + 1, dtype=np.int32)
             for k, v in joined.items():
@@ -423,7 +432,8 @@ class GeometricBackend(PerceptionBackend):
             r1 = min(int(c.rows.max()) * s + s, cam.height)
             c1 = min(int(c.cols.max()) * s + s, cam.width)
             mask = full[r0:r1, c0:c1] == c.label
-            rgb = self._colour(frame.rgb[r0:r1, c0:c1][mask])
+            st = max(1, int(math.sqrt(mask.size / 4000)))
+            rgb = self._colour(frame.rgb[r0:r1:st, c0:c1:st][mask[::st, ::st]])
             color = shading_invariant_color_name(rgb)
             conf = float(np.clip(c.num_points / 80.0, 0.2, 1.0)
                          * np.clip(1.0 - f.residual / 0.02, 0.5, 1.0))

@@ -355,7 +355,11 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
     px = zf / focal                                   # metres per working pixel
     radius = int(np.clip(round(p.normal_window / 2 / px), 1, 8))
     k = int(np.clip(round(p.crease_baseline / px), 2, 12))
-    rows, cols = np.nonzero(fg_all.any(axis=1))[0], np.nonzero(fg_all.any(axis=0))[0]
+    solid = cv2.morphologyEx(fg_all.view(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    if not solid.any():                   # only speckles (noise) rise above the plane
+        return SurfaceSegmentation(labels=labels, num_labels=0, points=points, height=height,
+                                   normals=normals, foreground=fg_all, stride=s, focal=focal)
+    rows, cols = np.nonzero(solid.any(axis=1))[0], np.nonzero(solid.any(axis=0))[0]
     m = k + radius + 2
     r0, r1 = max(int(rows[0]) - m, 0), min(int(rows[-1]) + m + 1, h)
     c0, c1 = max(int(cols[0]) - m, 0), min(int(cols[-1]) + m + 1, w)
