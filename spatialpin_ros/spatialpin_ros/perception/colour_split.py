@@ -39,11 +39,12 @@ class ColourSplitParams:
 
 def _lab(rgb: np.ndarray, w: float) -> np.ndarray:
     """Shading-tolerant colour features (N, 3): rg chromaticity (x 300, so that 0.1 of
-    chromaticity is 30 units) and luma (0-100) x ``w``."""
+    chromaticity is 30 units; dark pixels pulled to neutral) and luma (0-100) x ``w``."""
     x = rgb.reshape(-1, 3).astype(np.float32)
-    s = x.sum(axis=1, keepdims=True) + 30.0
+    s = x.sum(axis=1, keepdims=True) + 45.0
     luma = x @ np.array([[0.299], [0.587], [0.114]], np.float32) / 2.55   # 0..100, like L*
-    return np.concatenate([300.0 * x[:, :2] / s, w * luma], axis=1)
+    # (c + 15) / (sum + 45): dark pixels, whose chromaticity is noise, tend to neutral grey
+    return np.concatenate([300.0 * (x[:, :2] + 15.0) / s, w * luma], axis=1)
 
 
 def _try_split(rows, cols, lab, p: ColourSplitParams):

@@ -151,8 +151,9 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
     """Join touching pieces that are parts of one object:
 
     * one lies inside the other and not above it: ``inside`` of the smaller one's footprint
-      lies in the larger one's (grown by ``grow`` metres) and its top is no higher (by
-      ``margin``) -- a bowl's inside within its rim;
+      lies in the larger one's (grown by ``grow`` metres), its top is no higher (by
+      ``margin``) and above the other's bottom (it is not a base the other stands on) -- a
+      bowl's inside within its rim;
     * one is enclosed by higher pieces all around (:func:`_enclosed`) -- a tray's floor;
     * two are arcs of one rim (:func:`_rim_arcs`);
     * one is the other's neck or cap (:func:`_neck`).
@@ -174,6 +175,7 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
     if n == 0:
         return [], {}
     med = [float(quantile(pc.Q[:, 2], 0.5)) for pc in pieces]
+    low = [float(quantile(pc.Q[:, 2], 0.05)) for pc in pieces]
     sub = [pc.Q[:: max(1, len(pc.Q) // 150)] for pc in pieces]
     near = _touching(sub, touch)
     grown = [grow_convex(pc.hull, grow) if len(pc.hull) >= 3 else pc.hull for pc in pieces]
@@ -188,6 +190,7 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
             if _neck(A, B, sub[i], sub[j]):
                 union(i, j)
             if (len(A.hull) >= 3 and len(B.Q) <= len(A.Q) and B.top <= A.top + margin
+                    and B.top > low[i] + 0.01           # not the base A stands on
                     and inside_convex(grown[i], sub[j][:, :2]).mean() >= inside):
                 union(i, j)
     groups: dict[int, list[int]] = {}
