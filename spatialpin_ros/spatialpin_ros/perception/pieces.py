@@ -104,7 +104,7 @@ def _enclosed(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray]
 
 
 def _rim_arcs(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray,
-              max_residual: float = 0.003, band: float = 0.015) -> bool:
+              max_residual: float = 0.005, band: float = 0.015) -> bool:
     """Two touching pieces are arcs of one rim: tops at the same height and their top bands on
     one circle (radius 2-20 cm): a bowl's or cup's rim cut into arcs by folds. Two cans side
     by side do not fit one circle."""
