@@ -47,11 +47,13 @@ def _lab(rgb: np.ndarray, w: float) -> np.ndarray:
     return np.concatenate([300.0 * (x[:, :2] + 15.0) / s, w * luma], axis=1)
 
 
-def _try_split(rows, cols, lab, p: ColourSplitParams):
+def _try_split(rows, cols, rgb, p: ColourSplitParams):
     """Region index (0..k-1) of each pixel for the first k in (2, 3) that splits the piece into
-    uniform, distinct, contiguous regions; None when none does."""
+    uniform, distinct, contiguous regions; None when none does. The tests run on a sample of
+    the piece's pixels first; all pixels are only labelled when the sample allows a split."""
     n = len(rows)
-    sample = lab[:: max(1, n // 400)].astype(np.float32)
+    step = max(1, n // 400)
+    sample = _lab(rgb[rows[::step], cols[::step]], p.lightness_weight)
     dev = sample - sample.mean(axis=0)
     if np.sqrt(np.einsum("ni,ni->n", dev, dev)).mean() < p.min_contrast / 4:
         return None                                   # one colour: nothing to split
@@ -62,7 +64,7 @@ def _try_split(rows, cols, lab, p: ColourSplitParams):
         _, _, centres = cv2.kmeans(sample, k, None, crit, 1, cv2.KMEANS_PP_CENTERS)
         if not _plausible(sample, centres, p):
             continue
-        which = _regions(rows, cols, lab, centres, p)
+        which = _regions(rows, cols, _lab(rgb[rows, cols], p.lightness_weight), centres, p)
         if which is not None:
             return which
     return None
@@ -127,8 +129,7 @@ def split_by_colour(labels: np.ndarray, rgb: np.ndarray, p: ColourSplitParams) -
             todo.append((idx // w, idx % w, p.max_splits))
     while todo:
         r, c, left = todo.pop()
-        lab = _lab(rgb[r, c], p.lightness_weight)
-        which = _try_split(r, c, lab, p)
+        which = _try_split(r, c, rgb, p)
         if which is None:
             continue
         for k in range(1, int(which.max()) + 1):

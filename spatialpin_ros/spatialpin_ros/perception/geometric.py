@@ -73,7 +73,7 @@ class GeometricParams:
     #: Depth pixels that must be valid in a frame; about ``plane_points`` working pixels feed the
     #: support-plane search.
     min_valid_pixels: int = 500
-    plane_points: int = 6000
+    plane_points: int = 4000
     #: Stride of the coarse grid that finds the support plane and the objects' distance.
     support_stride: int = 4
     #: At most this many pieces (the largest) go on to shape fitting: a bound on the cost.

@@ -84,7 +84,7 @@ def _touching(sub: list[np.ndarray], touch: float) -> dict[int, set[int]]:
 
 def _radius(xy: np.ndarray) -> tuple[np.ndarray, float]:
     cen = xy.mean(axis=0)
-    return cen, float(np.percentile(np.hypot(*(xy - cen).T), 90))
+    return cen, quantile(np.hypot(*(xy - cen).T), 0.9)
 
 
 def _enclosed(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray],
@@ -124,18 +124,19 @@ def _rim_arcs(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray,
                 and np.mean(np.abs(np.hypot(*(bb - c).T) - r) < tol) > 0.8)
 
 
-def _neck(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray, flat: float = 0.005,
-          ring: float = 0.02, narrow: float = 0.5, centred: float = 0.6) -> bool:
+def _neck(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray, stats_a, stats_b,
+          flat: float = 0.005, ring: float = 0.02, narrow: float = 0.5, centred: float = 0.6
+          ) -> bool:
     """``B`` is the neck or cap of ``A``: narrow (radius under ``narrow`` of A's), centred on
     top of it (within ``centred`` of A's radius), inside its footprint, and A has no flat top
     around it -- A's points within ``ring`` metres around B do not lie on a plane at B's base
     (within ``flat``): a bottle's shoulder, a mustard bottle's cap. Something stacked on a box
-    stands on its flat top and stays apart."""
-    low_b = quantile(qb[:, 2], 0.05)
+    stands on its flat top and stays apart. ``stats_*``: (low height, footprint centre,
+    footprint radius) of each."""
+    low_b, cen, rad = stats_b
+    _, cen_a, rad_a = stats_a
     if len(A.Q) <= len(B.Q) or A.top > low_b + 0.01 or len(A.hull) < 3:
         return False
-    cen, rad = _radius(qb[:, :2])
-    cen_a, rad_a = _radius(qa[:, :2])
     if rad > narrow * rad_a or np.hypot(*(cen - cen_a)) > centred * rad_a:
         return False
     if inside_convex(grow_convex(A.hull, 0.005), qb[:, :2]).mean() < 0.8:
@@ -178,6 +179,7 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
     low = [float(quantile(pc.Q[:, 2], 0.05)) for pc in pieces]
     sub = [pc.Q[:: max(1, len(pc.Q) // 150)] for pc in pieces]
     near = _touching(sub, touch)
+    stats = [(float(quantile(q[:, 2], 0.05)),) + _radius(q[:, :2]) for q in sub]
     grown = [grow_convex(pc.hull, grow) if len(pc.hull) >= 3 else pc.hull for pc in pieces]
     for i in range(n):
         if _enclosed(i, near[i], pieces, sub, med, margin, enclosed):
@@ -187,7 +189,7 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
             A, B = pieces[i], pieces[j]
             if j > i and _rim_arcs(A, B, sub[i], sub[j]):
                 union(i, j)
-            if _neck(A, B, sub[i], sub[j]):
+            if _neck(A, B, sub[i], sub[j], stats[i], stats[j]):
                 union(i, j)
             if (len(A.hull) >= 3 and len(B.Q) <= len(A.Q) and B.top <= A.top + margin
                     and B.top > low[i] + 0.01           # not the base A stands on

@@ -42,8 +42,8 @@ class SegmentationParams:
     #: Working resolution: every ``stride``-th pixel; 0 = the largest stride (up to
     #: ``max_stride``) whose pixels are at most ``working_pixel`` metres wide on the objects.
     stride: int = 0
-    working_pixel: float = 0.003
-    max_work_pixels: int = 25000
+    working_pixel: float = 0.0035
+    max_work_pixels: int = 20000
     max_stride: int = 6
     #: Foreground: higher than max(min_height, noise_sigmas * sigma(z)) above the plane.
     min_height: float = 0.006

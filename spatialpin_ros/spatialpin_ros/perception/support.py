@@ -40,7 +40,7 @@ class SupportParams:
     """Support-plane search (metres, degrees)."""
 
     #: RANSAC hypotheses per plane, inlier distance, largest number of planes tried.
-    ransac_iterations: int = 96
+    ransac_iterations: int = 64
     plane_inlier: float = 0.008
     max_planes: int = 3
     #: A candidate plane needs at least this share of the sampled points.
