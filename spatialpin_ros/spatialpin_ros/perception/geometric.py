@@ -195,7 +195,7 @@ class GeometricBackend(PerceptionBackend):
         if pose is not None:                  # plane x along world x: yaws read in the world
             self._align_to_world(support, pose)
         tick("support")
-        dist, area = self._object_layout(coarse, support, c)
+        dist, area = self._object_layout(coarse, support, c, self._workspace_mask(coarse, pose))
         s = working_stride(cam.fx, dist, self.params.segmentation, area)
         wcam = cam.subsampled(s)
         pts = wcam.backproject(depth[::s, ::s]).astype(np.float32)
@@ -268,14 +268,29 @@ class GeometricBackend(PerceptionBackend):
                 sup.R = np.stack([e1, np.cross(sup.normal, e1), sup.normal], axis=1)
                 return
 
+    def _workspace_mask(self, P: np.ndarray, pose: Optional[Pose]) -> Optional[np.ndarray]:
+        """(h, w) bool: optical-frame points (h, w, 3) inside the workspace bounds (x, y in the
+        world frame); None without a camera pose (then no bounds apply)."""
+        if pose is None:
+            return None
+        W = pose.transform_points(P.reshape(-1, 3)).reshape(P.shape)
+        ok = np.ones(P.shape[:2], dtype=bool)
+        for k, b in ((0, self.params.workspace_x), (1, self.params.workspace_y)):
+            if b is not None:
+                ok &= (W[..., k] > b[0]) & (W[..., k] < b[1])
+        return ok
+
     @staticmethod
-    def _object_layout(coarse: np.ndarray, sup: SupportPlane, c: int) -> tuple[float, float]:
+    def _object_layout(coarse: np.ndarray, sup: SupportPlane, c: int,
+                       inside: Optional[np.ndarray] = None) -> tuple[float, float]:
         """Median distance (metres) of what rises above the plane (else of the plane), and an
         estimate of the image area (full-resolution pixels) the segmentation will work on:
         three times the area of what rises above the plane (its bounding boxes' share)."""
         h = coarse @ sup.normal + sup.offset
         above = np.nan_to_num(h, nan=-1.0)
         above = (above > 0.01) & (above < 0.4)
+        if inside is not None:                # the robot beside the workspace does not count
+            above &= inside
         above = cv2.morphologyEx(above.view(np.uint8), cv2.MORPH_OPEN,
                                  np.ones((2, 2), np.uint8)).view(bool)   # not noise speckles
         z = coarse[..., 2]
