@@ -391,13 +391,16 @@ class GeometricBackend(PerceptionBackend):
         return pc.rows[sel], pc.cols[sel]
 
     @staticmethod
-    def _bottom_occluded(c: _Candidate, seg: SurfaceSegmentation, reach: int = 12,
+    def _bottom_occluded(c: _Candidate, seg: SurfaceSegmentation, reach: float = 0.04,
                          min_share: float = 0.5) -> bool:
         """True when the object's lowest visible edge is hidden behind a nearer object: below
-        most of its bottom pixels (within ``reach`` rows) lies another object, nearer the
-        camera. Its base is then not seen and it may stand on the table behind."""
+        most of its bottom pixels (within ``reach`` metres in the image, across the cut band
+        between them) lies another object, nearer the camera. Its base is then not seen and it
+        may stand on the table behind."""
         lab, z = seg.labels, seg.points[..., 2]
         h = lab.shape[0]
+        zc = quantile(np.nan_to_num(z[c.rows, c.cols], nan=1.0), 0.5)
+        reach = int(np.clip(reach * seg.focal / max(zc, 0.1), 3, 40))
         cols = np.unique(c.cols)
         bottom = np.full(lab.shape[1], -1)
         np.maximum.at(bottom, c.cols, c.rows)
