@@ -127,7 +127,8 @@ def test_backend_gets_the_geometric_parameters(rclpy_context):
         Parameter("geometric.min_object_height", value=0.01)])
     try:
         prm = node.backend.params
-        assert (prm.flat_items, prm.max_object_size, prm.min_object_height) == ("drop", 0.4, 0.01)
+        assert (prm.flat_items, prm.selection.max_object_size, prm.min_object_height) == (
+            "drop", 0.4, 0.01)
         assert prm.plane_frame == "support_plane"
         res = node.set_parameters([Parameter("geometric.flat_items", value="list")])
         assert res[0].successful and prm.flat_items == "list"

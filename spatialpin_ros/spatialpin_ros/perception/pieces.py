@@ -11,7 +11,6 @@ above it and stays apart; so does something standing in a bowl and rising well a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import cv2
 import numpy as np

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import cv2
 import numpy as np
@@ -30,9 +29,6 @@ from spatialpin_ros.core.geometry import quantile
 from scipy import ndimage
 
 from spatialpin_ros.perception.support import SupportPlane
-
-
-_DEBUG: dict = {}
 
 
 @dataclass
@@ -62,12 +58,6 @@ class SegmentationParams:
     #: Convexity baseline (metres each side) and the concave fold that cuts.
     crease_baseline: float = 0.012
     crease: float = 0.15
-    #: Colour edges (CIE L*a*b* difference over 2 working pixels, lightness weighted by
-    #: ``edge_lightness_weight`` against shading) also cut the surface into pieces; the pieces
-    #: merge again wherever the surface between them is convex or flat, so texture and printed
-    #: labels never split an object: colour only proposes cuts, geometry decides. 0 disables.
-    color_edge: float = 0.0
-    edge_lightness_weight: float = 0.35
     #: Pieces meeting along a boundary whose mean convexity is above ``-merge_concavity`` merge.
     merge_concavity: float = 0.1
     #: Shortest shared boundary (working pixel pairs) that can merge two pieces.
@@ -215,7 +205,6 @@ def _merge_convex(lab: np.ndarray, n: int, Ps: np.ndarray, N: np.ndarray, jumps,
     uk, inv, cnt = np.unique(key, return_inverse=True, return_counts=True)
     mean = np.bincount(inv, weights=np.clip(val, -1, 1)) / cnt
     parent = np.arange(n)
-    _DEBUG.update(pre=lab.copy(), pairs=(uk // n, uk % n, cnt, mean))
 
     def find(x):
         while parent[x] != x:
@@ -309,29 +298,14 @@ def working_stride(focal: float, distance: float, params: SegmentationParams,
     return int(np.clip(s, 1, params.max_stride))
 
 
-def colour_edges(rgb: np.ndarray, lightness_weight: float, threshold: float) -> np.ndarray:
-    """(h, w) bool: pixels across which the colour changes by more than ``threshold`` (L*a*b*
-    distance between the pixels on either side, lightness weighted down)."""
-    lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
-    lab[..., 0] *= lightness_weight
-    out = np.zeros(rgb.shape[:2], dtype=bool)
-    t2 = threshold * threshold
-    dx = lab[:, 2:] - lab[:, :-2]
-    out[:, 1:-1] |= np.einsum("hwi,hwi->hw", dx, dx) > t2
-    dy = lab[2:] - lab[:-2]
-    out[1:-1] |= np.einsum("hwi,hwi->hw", dy, dy) > t2
-    return out
-
-
 def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlane,
-                     params: SegmentationParams, focal: float, stride: int,
-                     rgb: Optional[np.ndarray] = None) -> SurfaceSegmentation:
+                     params: SegmentationParams, focal: float, stride: int
+                     ) -> SurfaceSegmentation:
     """Cut what stands on ``support`` into convex pieces.
 
     ``depth`` (H, W) float32 metres (0 = missing), full resolution; ``points`` (h, w, 3) the
     optical-frame points of the working grid (NaN where missing), ``stride`` its stride and
-    ``focal`` its focal length (pixels); ``rgb`` (h, w, 3) uint8: the colour image on the
-    working grid (optional: colour edges). The work is done on the foreground's bounding box."""
+    ``focal`` its focal length (pixels). The work is done on the foreground's bounding box."""
     p = params
     s = stride
     h, w = points.shape[:2]
@@ -372,8 +346,6 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
     cut = _pool_any(depth_jumps(depth[r0 * s:r1 * s:j, c0 * s:c1 * s:j], p.jump_abs * j,
                                 p.jump_rel), s // j, fg.shape)
     cut |= _concave(Ps, N, fg, k, p.crease)
-    if rgb is not None and p.color_edge > 0:
-        cut |= colour_edges(rgb[crop], p.edge_lightness_weight, p.color_edge)
     core = fg & ~cut
     bridge = int(np.clip(round(p.bridge_width / px), 0, 3))
     n, lab = _components(core, bridge)

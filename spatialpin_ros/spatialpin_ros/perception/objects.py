@@ -1,0 +1,108 @@
+"""From a fitted piece to an :class:`~spatialpin_ros.core.types.ObjectPrior`: its pose and size in
+the world frame, its full-resolution pixel mask, its colour and what a person would call it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from spatialpin_ros.core.geometry import quantile, quat_mul
+from spatialpin_ros.core.types import ObjectPrior, Pose
+from spatialpin_ros.perception.attributes import (axis_names, object_label,
+                                                  shading_invariant_color_name,
+                                                  viewer_directions)
+from spatialpin_ros.perception.segmentation import SurfaceSegmentation
+from spatialpin_ros.perception.shapes import ShapeFit
+from spatialpin_ros.perception.support import SupportPlane
+
+
+@dataclass
+class WorldView:
+    """The support plane's frame in the world and the viewer's directions, once per frame.
+
+    ``R_wp`` (3, 3): plane axes in the world; ``origin`` (3,): the plane frame's origin in the
+    world (metres); ``q_wp``: R_wp as a quaternion (x, y, z, w); ``dirs`` (10, 3): SpatialPIN's
+    direction names as the viewer sees them."""
+
+    R_wp: np.ndarray
+    origin: np.ndarray
+    q_wp: np.ndarray
+    dirs: np.ndarray
+
+    @classmethod
+    def of(cls, sup: SupportPlane, T_wc: Pose) -> "WorldView":
+        R_wc = T_wc.rotation.as_matrix()
+        R_wp = R_wc @ sup.R
+        return cls(R_wp=R_wp, origin=T_wc.transform_points(sup.origin[None])[0],
+                   q_wp=Rotation.from_matrix(R_wp).as_quat(),
+                   dirs=viewer_directions(R_wp[:, 2], R_wc[:, 2], R_wc[:, 0]))
+
+    def box(self, f: ShapeFit) -> tuple[np.ndarray, np.ndarray]:
+        """The fit's box centre in the world and its size (metres)."""
+        if f.shape == "sphere":
+            cen_p = f.sphere_center.copy()
+            size = np.array([f.size_uv[0]] * 3)
+        else:
+            cen_p = np.array([f.center_uv[0], f.center_uv[1], (f.top + f.bottom) / 2])
+            size = np.array([f.size_uv[0], f.size_uv[1], max(f.top - f.bottom, 0.002)])
+        return self.origin + self.R_wp @ cen_p, size
+
+
+def full_labels(seg: SurfaceSegmentation, width: int, height: int, margin: int) -> np.ndarray:
+    """The working-grid labels at full resolution; each object's outline first grows by
+    ``margin`` full-resolution pixels (rounded up to working pixels) over working pixels that are
+    nobody's and have no depth or a depth near the object's: the silhouette's mixed pixels that
+    segmentation cuts away."""
+    labels = seg.labels
+    g = int(math.ceil(margin / seg.stride))
+    if g > 0 and labels.max() > 0:
+        k = np.ones((2 * g + 1, 2 * g + 1), np.uint8)
+        grown = cv2.dilate(labels.astype(np.uint16), k)
+        z = np.nan_to_num(seg.points[..., 2], nan=0.0)
+        zl = cv2.dilate(np.where(labels > 0, z, 0).astype(np.float32), k)
+        take = (labels == 0) & (grown > 0) & ((z <= 0) | (np.abs(z - zl) < 0.03))
+        labels = labels.copy()
+        labels[take] = grown[take].astype(labels.dtype)
+    if labels.shape == (height, width):
+        return labels
+    return cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def lit_colour(px: np.ndarray) -> tuple[int, int, int]:
+    """The lit part's colour (0-255): the mean of the brightest half of the pixels (N, 3)."""
+    if len(px) == 0:
+        return (0, 0, 0)
+    px = px.reshape(-1, 3)[:: max(1, len(px) // 2000)].astype(np.float32)
+    lum = px.sum(axis=1)
+    bright = px[lum >= quantile(lum, 0.5)]
+    return tuple(int(round(float(v))) for v in bright.mean(axis=0))
+
+
+def make_prior(f: ShapeFit, label: int, rows: np.ndarray, cols: np.ndarray, num_points: int,
+               view: WorldView, full: np.ndarray, rgb: np.ndarray, stride: int) -> ObjectPrior:
+    """The prior of one fitted piece: ``label`` and its working-grid pixels (``rows``, ``cols``)
+    in ``full`` (the full-resolution label image), ``rgb`` the colour image."""
+    height, width = full.shape
+    center, size = view.box(f)
+    cz, sz = math.cos(f.yaw), math.sin(f.yaw)
+    Rb = view.R_wp @ np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1.0]])
+    r0, c0 = int(rows.min()) * stride, int(cols.min()) * stride
+    r1 = min(int(rows.max()) * stride + stride, height)
+    c1 = min(int(cols.max()) * stride + stride, width)
+    mask = full[r0:r1, c0:c1] == label
+    st = max(1, int(math.sqrt(mask.size / 4000)))
+    colour = lit_colour(rgb[r0:r1:st, c0:c1:st][mask[::st, ::st]])
+    name = shading_invariant_color_name(colour)
+    conf = float(np.clip(num_points / 80.0, 0.2, 1.0) * np.clip(1.0 - f.residual / 0.02, 0.5, 1.0))
+    yaw_q = np.array([0.0, 0.0, math.sin(f.yaw / 2), math.cos(f.yaw / 2)])
+    return ObjectPrior(
+        id="", label=object_label(name, f.shape, size, f.container),
+        pose=Pose(center, quat_mul(view.q_wp, yaw_q)), size=size, shape=f.shape,
+        color_name=name, confidence=round(conf, 3), roi=(c0, r0, c1 - c0, r1 - r0),
+        num_points=num_points, axis_names=axis_names(Rb, view.dirs),
+        yaw_symmetric=f.shape in ("cylinder", "sphere"), rgb=colour, container=f.container,
+        inner_depth=round(f.inner_depth, 4), mask=mask)

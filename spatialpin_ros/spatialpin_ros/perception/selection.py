@@ -1,0 +1,152 @@
+"""Which pieces are objects: what stands on the support's own extent, is object-sized, is not a
+wall, and rests on the support or on another object (or has its base hidden behind one).
+Each surviving piece gets its shape fit; each dropped one a reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spatialpin_ros.core.geometry import quantile, rect_from_points
+from spatialpin_ros.perception.pieces import Piece, gather_pieces, merge_nested
+from spatialpin_ros.perception.segmentation import SurfaceSegmentation
+from spatialpin_ros.perception.shapes import ShapeFit, ShapeParams, fit_shape, resolve_support
+from spatialpin_ros.perception.support import SupportPlane
+
+
+@dataclass
+class SelectionParams:
+    """Which pieces are objects (metres)."""
+
+    #: At most this many pieces (the largest) go on to shape fitting: a bound on the cost.
+    max_pieces: int = 30
+    #: Smallest object: image area at its depth (square metres).
+    min_object_area: float = 1.2e-4
+    #: Largest object footprint (furniture, walls and monitors are larger).
+    max_object_size: float = 0.5
+    #: A piece thinner than ``wall_thickness`` and longer than ``wall_length`` (its footprint)
+    #: is a wall, a bin's side or a board on edge, not an object.
+    wall_thickness: float = 0.015
+    wall_length: float = 0.2
+    #: An object's lowest point is at most this high above the plane (or on another object).
+    rest_tolerance: float = 0.03
+    #: At least this share of its base lies on the plane's extent.
+    min_on_extent: float = 0.5
+    #: The hidden-base rule looks this far (metres, in the image) below an object's lowest
+    #: visible edge for a nearer object.
+    occlusion_reach: float = 0.04
+
+
+@dataclass
+class Candidate:
+    """A piece that passed: its ``label`` in the segmentation, working-grid pixels, fit,
+    number of points with depth and the depth noise at its distance (metres)."""
+
+    label: int
+    fit: ShapeFit
+    rows: np.ndarray
+    cols: np.ndarray
+    num_points: int
+    noise: float
+
+
+@dataclass
+class Selection:
+    """The candidates and the dropped pieces as (label, reason, working pixels)."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    dropped: list[tuple[int, str, int]] = field(default_factory=list)
+
+
+def select_objects(seg: SurfaceSegmentation, sup: SupportPlane, region: np.ndarray,
+                   p: SelectionParams, shapes: ShapeParams) -> Selection:
+    """Pieces of ``seg`` that are objects, fitted. ``region`` (h, w) bool: the support's extent
+    in the image. Merged pieces are relabelled in ``seg.labels`` (the masks follow)."""
+    pieces = gather_pieces(seg, sup, p.min_object_area)
+    if len(pieces) > p.max_pieces:                     # clutter or noise: the largest only
+        pieces = sorted(pieces, key=lambda pc: -len(pc.Q))[: p.max_pieces]
+    pieces, joined = merge_nested(pieces)
+    if joined:
+        remap = np.arange(int(seg.labels.max()) + 1, dtype=np.int32)
+        for k, v in joined.items():
+            remap[k] = v
+        seg.labels = remap[seg.labels]
+    out = Selection()
+    camera = np.array([0.0, 0.0, sup.offset])
+    for pc in pieces:
+        reason = _reject(pc, seg, sup, region, p)
+        if reason:
+            out.dropped.append((pc.label, reason, len(pc.rows)))
+            continue
+        z = seg.points[pc.rows, pc.cols, 2]
+        zmed = float(quantile(z[np.isfinite(z)], 0.5))
+        noise = sup.noise_k * zmed * zmed
+        out.candidates.append(Candidate(pc.label, fit_shape(pc.Q, noise, shapes, camera),
+                                        pc.rows, pc.cols, len(pc.Q), noise))
+    fits = [c.fit for c in out.candidates]
+    resolve_support(fits, tol=p.rest_tolerance)
+    floating = {i for i, c in enumerate(out.candidates)
+                if c.fit.support is None and c.fit.low > p.rest_tolerance + 3 * c.noise
+                and not bottom_occluded(c, seg, p.occlusion_reach)}
+    if floating:
+        resolve_support(fits, tol=p.rest_tolerance, only=floating)
+    keep = []
+    for i, c in enumerate(out.candidates):
+        if i in floating and c.fit.support is None:
+            out.dropped.append((c.label, "not resting on anything", len(c.rows)))
+        else:
+            keep.append(c)
+    out.candidates = keep
+    return out
+
+
+def _reject(pc: Piece, seg: SurfaceSegmentation, sup: SupportPlane, region: np.ndarray,
+            p: SelectionParams) -> str:
+    """Why the piece is not an object ("" when it may be one)."""
+    Q = pc.Q
+    low = quantile(Q[:, 2], 0.02)
+    base = Q[Q[:, 2] < low + 0.02, :2]
+    rows, cols = base_pixels(pc, seg)
+    on_region = region[rows, cols].mean() if len(rows) else 0.0
+    if sup.inside(base).mean() < p.min_on_extent or on_region < p.min_on_extent:
+        return "beyond the support's extent"
+    if max(np.ptp(Q[:, :2], axis=0)) > p.max_object_size:
+        return "too large (furniture, a wall)"
+    thin = rect_from_points(Q[:: max(1, len(Q) // 400), :2])[1]
+    if min(thin) < p.wall_thickness and max(thin) > p.wall_length:
+        return "a wall (thin, long, upright)"
+    return ""
+
+
+def base_pixels(pc: Piece, seg: SurfaceSegmentation) -> tuple[np.ndarray, np.ndarray]:
+    """Working pixels of the piece's lowest visible band (its base)."""
+    h = seg.height[pc.rows, pc.cols]
+    ok = np.isfinite(h)
+    if not ok.any():
+        return pc.rows, pc.cols
+    sel = ok & (h < quantile(h[ok], 0.02) + 0.02)
+    return pc.rows[sel], pc.cols[sel]
+
+
+def bottom_occluded(c: Candidate, seg: SurfaceSegmentation, reach: float = 0.04,
+                    min_share: float = 0.5) -> bool:
+    """True when the object's lowest visible edge is hidden behind a nearer object: below most
+    of its bottom pixels (within ``reach`` metres in the image, across the cut band between
+    them) lies another object, nearer the camera. Its base is then not seen and it may stand on
+    the table behind."""
+    lab, z = seg.labels, seg.points[..., 2]
+    h = lab.shape[0]
+    zc = quantile(np.nan_to_num(z[c.rows, c.cols], nan=1.0), 0.5)
+    steps = int(np.clip(reach * seg.focal / max(zc, 0.1), 3, 40))
+    cols = np.unique(c.cols)
+    bottom = np.full(lab.shape[1], -1)
+    np.maximum.at(bottom, c.cols, c.rows)
+    rb = bottom[cols]
+    hidden = np.zeros(len(cols), dtype=bool)
+    for dr in range(1, steps + 1):
+        r = np.minimum(rb + dr, h - 1)
+        other = (lab[r, cols] > 0) & (lab[r, cols] != c.label)
+        nearer = np.nan_to_num(z[r, cols], nan=np.inf) < np.nan_to_num(z[rb, cols], nan=0.0) - 0.01
+        hidden |= other & nearer
+    return bool(hidden.mean() >= min_share)
