@@ -43,6 +43,20 @@ def plane_from_points(Q: np.ndarray, up: np.ndarray) -> np.ndarray:
     return np.append(nv, -nv @ cen)
 
 
+def plane_hypotheses(P: np.ndarray, rng: np.random.Generator, iterations: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``iterations`` RANSAC plane hypotheses from random point triples of ``P`` (N, 3): unit
+    normals (k, 3) of either orientation, a point on each plane (k, 3), and which are valid
+    (non-degenerate triples)."""
+    idx = rng.integers(0, len(P), size=(iterations, 3))
+    a, b, c = P[idx[:, 0]], P[idx[:, 1]], P[idx[:, 2]]
+    nrm = np.cross(b - a, c - a)
+    norm = np.linalg.norm(nrm, axis=1)
+    ok = norm > 1e-12
+    nrm[ok] /= norm[ok, None]
+    return nrm, a, ok
+
+
 def fit_plane_ransac(points: np.ndarray, rng: np.random.Generator, iterations: int = 64,
                      inlier: float = 0.006, up: Sequence[float] = (0, 0, 1),
                      max_tilt_deg: float = 25.0, score_points: int = 1500
@@ -56,12 +70,7 @@ def fit_plane_ransac(points: np.ndarray, rng: np.random.Generator, iterations: i
     if n < 3:
         raise PerceptionError(f"too few valid depth points ({n}) to find the support plane")
     up = unit(np.asarray(up, dtype=float))
-    idx = rng.integers(0, n, size=(iterations, 3))
-    a, b, c = P[idx[:, 0]], P[idx[:, 1]], P[idx[:, 2]]
-    nrm = np.cross(b - a, c - a)
-    norm = np.linalg.norm(nrm, axis=1)
-    ok = norm > 1e-12
-    nrm[ok] /= norm[ok, None]
+    nrm, a, ok = plane_hypotheses(P, rng, iterations)
     nrm *= np.where(nrm @ up < 0, -1.0, 1.0)[:, None]
     ok &= nrm @ up > math.cos(math.radians(max_tilt_deg))
     if not ok.any():

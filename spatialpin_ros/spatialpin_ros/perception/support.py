@@ -32,7 +32,8 @@ import cv2
 import numpy as np
 
 from spatialpin_ros.core.errors import PerceptionError
-from spatialpin_ros.core.geometry import grow_convex, inside_convex, plane_from_points, quantile, unit
+from spatialpin_ros.core.geometry import (grow_convex, inside_convex, plane_from_points,
+                                          plane_hypotheses, quantile, unit)
 
 
 @dataclass
@@ -98,12 +99,7 @@ def _ransac(P: np.ndarray, S: np.ndarray, rng: np.random.Generator, iterations: 
     n = len(P)
     if n < 3:
         return None
-    idx = rng.integers(0, n, size=(iterations, 3))
-    a, b, c = P[idx[:, 0]], P[idx[:, 1]], P[idx[:, 2]]
-    nrm = np.cross(b - a, c - a)
-    norm = np.linalg.norm(nrm, axis=1)
-    ok = norm > 1e-12
-    nrm[ok] /= norm[ok, None]
+    nrm, a, ok = plane_hypotheses(P, rng, iterations)
     d = -np.einsum("ij,ij->i", nrm, a)
     flip = d < 0                                   # camera side: n . 0 + d > 0
     nrm[flip], d[flip] = -nrm[flip], -d[flip]

@@ -495,6 +495,23 @@ def _place(rng: np.random.Generator, shape: str, size, yaw_deg: float,
 MIXES = ("primitives", "meshes", "mixed")
 
 
+def _random_camera(rng: np.random.Generator, width: int, height: int,
+                   dist: tuple[float, float], target_z: float) -> CameraSpec:
+    """A camera 0.6-0.95 m from a point over the table (``dist`` range), 35-60 degrees above
+    it, +-35 degrees around it, with a 50-62 degree field of view."""
+    cam = CameraSpec(width=width, height=height)
+    d = rng.uniform(*dist)
+    elev = math.radians(rng.uniform(35, 60))
+    azim = math.radians(rng.uniform(-35, 35))
+    target = np.array([0.53, 0.0, target_z]) + rng.uniform(-0.03, 0.03, 3) * [1, 1, 0]
+    eye = target + d * np.array([math.cos(elev) * math.cos(azim),
+                                 math.cos(elev) * math.sin(azim), math.sin(elev)])
+    cam.eye = tuple(float(v) for v in eye)
+    cam.target = tuple(float(v) for v in target)
+    cam.fov_deg = float(rng.uniform(50, 62))
+    return cam
+
+
 def random_scene(seed: int, n_objects: Optional[int] = None, width: int = 640,
                  height: int = 480, vary_camera: bool = True,
                  mix: str = "primitives") -> SceneSpec:
@@ -555,17 +572,8 @@ def random_scene(seed: int, n_objects: Optional[int] = None, width: int = 640,
         o.position = (pos[0], pos[1], size[2] / 2)
         placed.append(footprint(shape, size, pos[0], pos[1], o.yaw_deg))
         objects.append(o)
-    cam = CameraSpec(width=width, height=height)
-    if vary_camera:
-        dist = rng.uniform(0.6, 0.85)
-        elev = math.radians(rng.uniform(35, 60))
-        azim = math.radians(rng.uniform(-35, 35))
-        target = np.array([0.53, 0.0, 0.02]) + rng.uniform(-0.03, 0.03, 3) * [1, 1, 0]
-        eye = target + dist * np.array([math.cos(elev) * math.cos(azim),
-                                        math.cos(elev) * math.sin(azim), math.sin(elev)])
-        cam.eye = tuple(float(v) for v in eye)
-        cam.target = tuple(float(v) for v in target)
-        cam.fov_deg = float(rng.uniform(50, 62))
+    cam = _random_camera(rng, width, height, (0.6, 0.85), 0.02) if vary_camera else \
+        CameraSpec(width=width, height=height)
     return SceneSpec(camera=cam, objects=objects, name=f"random_{seed}", seed=seed)
 
 
@@ -669,16 +677,7 @@ def random_mesh_scene(seed: int, n_objects: Optional[int] = None, width: int = 6
         o.position = (pos[0], pos[1], fsize[2] / 2)
         placed.append(footprint(fshape, fsize, pos[0], pos[1], o.yaw_deg))
         objects.append(o)
-    cam = CameraSpec(width=width, height=height)
-    if vary_camera:
-        dist = rng.uniform(0.7, 0.95)
-        elev = math.radians(rng.uniform(35, 60))
-        azim = math.radians(rng.uniform(-35, 35))
-        target = np.array([0.53, 0.0, 0.04]) + rng.uniform(-0.03, 0.03, 3) * [1, 1, 0]
-        eye = target + dist * np.array([math.cos(elev) * math.cos(azim),
-                                        math.cos(elev) * math.sin(azim), math.sin(elev)])
-        cam.eye = tuple(float(v) for v in eye)
-        cam.target = tuple(float(v) for v in target)
-        cam.fov_deg = float(rng.uniform(50, 62))
+    cam = _random_camera(rng, width, height, (0.7, 0.95), 0.04) if vary_camera else \
+        CameraSpec(width=width, height=height)
     tag = "mixed" if mixed else "meshes"
     return SceneSpec(camera=cam, objects=objects, name=f"random_{tag}_{seed}", seed=seed)
