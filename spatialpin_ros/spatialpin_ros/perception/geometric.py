@@ -180,7 +180,7 @@ class GeometricBackend(PerceptionBackend):
             seg = segment_surfaces(depth, pts, support, self.params.segmentation, wcam.fx, s)
             lab = split_by_colour(seg.labels, small, self.params.colour_split)
             seg = dataclasses.replace(seg, labels=lab, num_labels=int(lab.max()))
-        region, _ = support_extent(support, pts, seg.height, self.params.support, wcam.fx)
+        region = support_extent(support, pts, seg.height, self.params.support, wcam.fx)
         tick("segmentation")
         sel = select_objects(seg, support, region, self.params.selection, self.params.shapes)
         tick("shapes")

@@ -224,17 +224,17 @@ def _see_through(P: np.ndarray, plane: np.ndarray, inl: np.ndarray,
 
 
 def support_extent(sup: SupportPlane, points: np.ndarray, height: np.ndarray,
-                   params: SupportParams, focal: float) -> tuple[np.ndarray, np.ndarray]:
-    """The support's own extent on the working grid: the largest connected region of plane
-    pixels (stray inliers elsewhere, e.g. the floor or a far surface at the same height, do not
-    count), with its holes (what stands on it) filled and grown by ``extent_margin``. Returns
-    (mask (h, w) bool, hull (K, 2) of the region in plane-frame metres, grown by the margin).
-    Also replaces ``sup.hull``."""
+                   params: SupportParams, focal: float) -> np.ndarray:
+    """The support's own extent on the working grid, (h, w) bool: the largest connected region
+    of plane pixels (stray inliers elsewhere, e.g. the floor or a far surface at the same
+    height, do not count), with its holes (what stands on it) filled and grown by
+    ``extent_margin``. Also replaces ``sup.hull`` by that region's hull in the plane frame
+    (metres), grown by the margin."""
     near = np.abs(np.nan_to_num(height, nan=1.0)) < 1.5 * params.plane_inlier
     near = cv2.morphologyEx(near.view(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     n, lab, stats, _ = cv2.connectedComponentsWithStats(near, connectivity=4)
     if n <= 1:
-        return np.zeros(height.shape, dtype=bool), sup.hull
+        return np.zeros(height.shape, dtype=bool)
     big = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     comp = lab == big
     # holes: what the region encloses (objects on it) is part of it
@@ -253,4 +253,4 @@ def support_extent(sup: SupportPlane, points: np.ndarray, height: np.ndarray,
     uv = sup.to_plane(P)[:, :2].astype(np.float32)
     hull = cv2.convexHull(uv).reshape(-1, 2).astype(np.float64)
     sup.hull = grow_convex(hull, params.extent_margin)
-    return region, sup.hull
+    return region
