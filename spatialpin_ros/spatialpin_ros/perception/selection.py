@@ -74,8 +74,9 @@ def select_objects(seg: SurfaceSegmentation, sup: SupportPlane, region: np.ndarr
         seg.labels = remap[seg.labels]
     out = Selection()
     camera = np.array([0.0, 0.0, sup.offset])
+    on_extent = []
     for pc in pieces:
-        reason = _reject(pc, seg, sup, region, p)
+        reason = _reject(pc, p)
         if reason:
             out.dropped.append((pc.label, reason, len(pc.rows)))
             continue
@@ -84,6 +85,7 @@ def select_objects(seg: SurfaceSegmentation, sup: SupportPlane, region: np.ndarr
         noise = sup.noise_k * zmed * zmed
         out.candidates.append(Candidate(pc.label, fit_shape(pc.Q, noise, shapes, camera),
                                         pc.rows, pc.cols, len(pc.Q), noise))
+        on_extent.append(_on_extent(pc, seg, sup, region, p))
     fits = [c.fit for c in out.candidates]
     resolve_support(fits, tol=p.rest_tolerance)
     floating = {i for i, c in enumerate(out.candidates)
@@ -95,22 +97,42 @@ def select_objects(seg: SurfaceSegmentation, sup: SupportPlane, region: np.ndarr
     for i, c in enumerate(out.candidates):
         if i in floating and c.fit.support is None:
             out.dropped.append((c.label, "not resting on anything", len(c.rows)))
+        elif not _stands_on_extent(i, fits, on_extent):
+            out.dropped.append((c.label, "beyond the support's extent", len(c.rows)))
         else:
             keep.append(c)
     out.candidates = keep
     return out
 
 
-def _reject(pc: Piece, seg: SurfaceSegmentation, sup: SupportPlane, region: np.ndarray,
-            p: SelectionParams) -> str:
-    """Why the piece is not an object ("" when it may be one)."""
+def _stands_on_extent(i: int, fits: list[ShapeFit], on_extent: list[bool]) -> bool:
+    """The object's base is on the support's extent, or it rests on an object that is (an
+    object stacked on a block has its base on the block, not on the table)."""
+    seen = set()
+    while i not in seen:
+        if on_extent[i]:
+            return True
+        seen.add(i)
+        if fits[i].support is None:
+            return False
+        i = fits[i].support
+    return False
+
+
+def _on_extent(pc: Piece, seg: SurfaceSegmentation, sup: SupportPlane, region: np.ndarray,
+               p: SelectionParams) -> bool:
+    """At least ``min_on_extent`` of the piece's base lies on the support's extent, in the
+    plane frame and in the image."""
     Q = pc.Q
-    low = quantile(Q[:, 2], 0.02)
-    base = Q[Q[:, 2] < low + 0.02, :2]
+    base = Q[Q[:, 2] < quantile(Q[:, 2], 0.02) + 0.02, :2]
     rows, cols = base_pixels(pc, seg)
     on_region = region[rows, cols].mean() if len(rows) else 0.0
-    if sup.inside(base).mean() < p.min_on_extent or on_region < p.min_on_extent:
-        return "beyond the support's extent"
+    return bool(sup.inside(base).mean() >= p.min_on_extent and on_region >= p.min_on_extent)
+
+
+def _reject(pc: Piece, p: SelectionParams) -> str:
+    """Why the piece cannot be an object whatever it rests on ("" when it may be one)."""
+    Q = pc.Q
     if max(np.ptp(Q[:, :2], axis=0)) > p.max_object_size:
         return "too large (furniture, a wall)"
     thin = rect_from_points(Q[:: max(1, len(Q) // 400), :2])[1]
