@@ -2,6 +2,11 @@
 
 Images: colour as rgb8 / bgr8 / rgba8 / bgra8 / mono8; depth as 32FC1 (metres) or 16UC1
 (millimetres). Anything else raises ImageError, with the encoding named.
+
+Every message is input from the network: poses and scenes are validated here (finite numbers, a
+non-zero quaternion, ids of bounded length) and a bad one raises ``MessageError`` with the reason,
+which the receiving node logs before it carries on. Text from a message that is echoed back or
+logged goes through ``bounded`` (the one place that cuts it to a few hundred characters).
 """
 
 from __future__ import annotations
@@ -28,6 +33,28 @@ from spatialpin_ros.perception.frame_sources import (COLOR_ENCODINGS,  # noqa: F
                                                      DEPTH_ENCODINGS)
 from spatialpin_ros.perception.frame_sources import depth_from_image as depth_from_msg  # noqa: F401
 from spatialpin_ros.perception.frame_sources import rgb_from_image as rgb_from_msg  # noqa: F401
+
+
+#: Most characters of any one input (an id, a question, a message) echoed back or logged.
+MAX_ECHO_CHARS = 200
+#: Longest scene or object id accepted in a ScenePriors message.
+MAX_ID_CHARS = 256
+
+
+class MessageError(SpatialPinError, ValueError):
+    """A message's content is malformed (a zero or non-finite quaternion, NaN, an over-long id);
+    the message names the field."""
+
+
+def bounded(text, limit: int = MAX_ECHO_CHARS, one_line: bool = True) -> str:
+    """``text`` (any value, as ``str``) cut to ``limit`` characters with an ellipsis and its full
+    length, for echoing an input back to its sender or into a log line:
+    ``bounded("x" * 100000)`` -> ``"xxx…(100000 chars)"``. With ``one_line`` newlines are shown
+    as ``\\n``, so one input is one log line."""
+    text = str(text)
+    if len(text) > limit:
+        text = f"{text[:limit]}…({len(text)} chars)"
+    return text.replace("\r", "\\r").replace("\n", "\\n") if one_line else text
 
 
 # -- time ------------------------------------------------------------------------------------
@@ -57,9 +84,16 @@ def pose_to_msg(pose: Pose) -> PoseMsg:
                                           w=float(q[3])))
 
 
-def pose_from_msg(msg: PoseMsg) -> Pose:
-    o = msg.orientation
-    return Pose([msg.position.x, msg.position.y, msg.position.z], [o.x, o.y, o.z, o.w])
+def pose_from_msg(msg: PoseMsg, what: str = "pose") -> Pose:
+    """A core Pose from a geometry_msgs Pose; MessageError (a ValueError) naming ``what`` for a
+    non-finite position or a zero or non-finite quaternion (e.g. an unset orientation)."""
+    o, p = msg.orientation, msg.position
+    xyz, q = [p.x, p.y, p.z], [o.x, o.y, o.z, o.w]
+    if not all(math.isfinite(v) for v in xyz):
+        raise MessageError(f"{what} has a non-finite position {xyz}")
+    if not all(math.isfinite(v) for v in q) or math.sqrt(sum(v * v for v in q)) < 1e-6:
+        raise MessageError(f"{what} has a zero or non-finite quaternion (x, y, z, w) = {q}")
+    return Pose(xyz, q)
 
 
 # -- camera ----------------------------------------------------------------------------------
@@ -118,10 +152,21 @@ def object_prior_to_msg(o: ObjectPrior) -> ObjectPriorMsg:
         inner_depth=float(o.inner_depth))
 
 
+def _check_id(kind: str, value: str) -> None:
+    if len(value) > MAX_ID_CHARS:
+        raise MessageError(f"{kind} {bounded(value, 40)!r} is {len(value)} characters long; at "
+                           f"most {MAX_ID_CHARS} are accepted")
+
+
 def object_prior_from_msg(m: ObjectPriorMsg) -> ObjectPrior:
+    _check_id("object id", m.id)
+    what = f"object {bounded(m.id, 40)!r}"
+    size = [m.size.x, m.size.y, m.size.z]
+    if not all(math.isfinite(v) and v >= 0 for v in size):
+        raise MessageError(f"{what} has a negative or non-finite size {size}")
     return ObjectPrior(
-        id=m.id, label=m.label, pose=pose_from_msg(m.pose),
-        size=np.array([m.size.x, m.size.y, m.size.z]), shape=m.shape or "other",
+        id=m.id, label=m.label, pose=pose_from_msg(m.pose, f"the pose of {what}"),
+        size=np.array(size), shape=m.shape or "other",
         color_name=m.color_name, confidence=m.confidence,
         roi=(m.roi.x_offset, m.roi.y_offset, m.roi.width, m.roi.height),
         num_points=m.num_points, axis_names=list(m.axis_names), yaw_symmetric=m.yaw_symmetric,
@@ -141,11 +186,18 @@ def scene_to_msg(scene: Scene, stamp: Optional[Time] = None) -> ScenePriors:
 
 
 def scene_from_msg(msg: ScenePriors) -> Scene:
+    """A core Scene; MessageError or ImageError (both SpatialPinError) with the reason for a
+    malformed message: an over-long id, a zero or non-finite quaternion, NaN, a bad camera."""
+    _check_id("scene id", msg.scene_id)
+    plane = np.array(msg.support_plane, dtype=float)
+    if not np.all(np.isfinite(plane)):
+        raise MessageError(f"scene {bounded(msg.scene_id, 40)!r} has a non-finite support plane "
+                           f"{plane.tolist()}")
     return Scene(scene_id=msg.scene_id,
                  objects=[object_prior_from_msg(o) for o in msg.objects],
                  camera=camera_model_from_msg(msg.camera_info),
-                 camera_pose=pose_from_msg(msg.camera_pose),
-                 support_plane=np.array(msg.support_plane, dtype=float),
+                 camera_pose=pose_from_msg(msg.camera_pose, "the camera pose"),
+                 support_plane=plane,
                  stamp=stamp_to_sec(msg.header.stamp), frame_id=msg.header.frame_id or "world",
                  flat_items=[object_prior_from_msg(o) for o in msg.flat_items],
                  status=_status_from_msg(msg.status), status_message=msg.status_message)
@@ -167,8 +219,9 @@ def scene_from_msg_or_log(msg: ScenePriors, logger) -> Optional[Scene]:
     (a node receiving scenes keeps running)."""
     try:
         return scene_from_msg(msg)
-    except SpatialPinError as e:
-        logger.error(f"ignored a malformed ScenePriors: {e}")
+    except (SpatialPinError, ValueError, TypeError) as e:
+        logger.error(f"ignored a malformed ScenePriors {bounded(msg.scene_id, 40)!r}: "
+                     f"{bounded(e, 400)}")
         return None
 
 

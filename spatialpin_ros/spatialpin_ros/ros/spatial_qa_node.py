@@ -11,16 +11,27 @@ support-plane gravity frame (no camera pose known) the clouds are registered.
 An empty scene perception could not use (ScenePriors status other than "ok": no valid depth, no
 support plane, a bad image) never replaces the last good scene: it is logged (throttled) and
 remembered by id, so a question about that id is refused with its status and reason.
+
+Every callback is a boundary: a malformed message (a zero or NaN quaternion, an over-long id) is
+logged with the reason and dropped, and the node keeps running. A scene stamped older than the
+newest one (time going backwards) is kept by id but never becomes the latest scene; it is logged.
+Inputs echoed in answers or logs are cut to a few hundred characters (``conversions.bounded``).
+
+Secrets: ``openai.base_url`` and ``openai.api_key_env`` are read-only after start-up (a
+``set_parameters`` call to change them is refused with the reason), so a neighbour on the ROS
+network cannot point the key at another host. ``openai.model`` and ``openai.timeout_s`` may change
+at runtime; the client is then re-created on the next request.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from typing import Optional
 
 import numpy as np
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, PointCloud2
@@ -38,17 +49,20 @@ from spatialpin_ros.reasoning.registration import camera_motion, register_scenes
 from spatialpin_ros.ros import conversions as conv
 from spatialpin_ros.ros.node_main import run_node
 from spatialpin_ros.ros.params import Param, declare_params, one_of, positive
-from spatialpin_ros.ros.sim_node import LATCHED
+from spatialpin_ros.ros.sim_node import LATCHED, SERVICE_QOS
 from spatialpin_ros.ros.viz import cloud_from_msg
 
 PARAMS = {
     "default_backend": Param("geometric", "Backend when a request names none: geometric, openai "
                              "or transformers", one_of("geometric", "openai", "transformers")),
     "openai.base_url": Param("http://127.0.0.1:8000/v1", "Base URL of an OpenAI-compatible "
-                             "server (OpenAI, vLLM, Ollama, llama.cpp, transformers serve)"),
+                             "server (OpenAI, vLLM, Ollama, llama.cpp, transformers serve); "
+                             "read-only after start-up (the API key goes only there)",
+                             read_only=True),
     "openai.model": Param("gpt-4o", "Model name sent to the OpenAI-compatible server"),
     "openai.api_key_env": Param("OPENAI_API_KEY", "Environment variable holding the API key "
-                                "(never logged; may be unset for local servers)"),
+                                "(never logged; may be unset for local servers); read-only after "
+                                "start-up", read_only=True),
     "openai.timeout_s": Param(30.0, "Seconds to wait for the server before falling back to the "
                               "geometric answer", positive),
     "transformers.model": Param("", "Hugging Face id or local path of an image-text-to-text "
@@ -85,6 +99,41 @@ PARAMS = {
 }
 
 
+#: Executor threads of the node: questions are answered this many at a time.
+ASK_THREADS = 8
+
+
+def boundary(what: str, service: bool = False):
+    """Wrap a subscription (or, with ``service``, a service) callback so that no exception ends
+    the node: the error is logged (bounded), and a service replies success=False with the reason.
+    (The wrappers keep the callbacks' arity: rclpy passes a subscription with two parameters its
+    MessageInfo too.)"""
+    def failed(node, e: Exception) -> str:
+        why = f"{what} failed: {type(e).__name__}: {conv.bounded(e, 400)}"
+        node.get_logger().error(why)
+        return why
+
+    def wrap(fn):
+        if service:
+            @functools.wraps(fn)
+            def guarded_service(self, req, res):
+                try:
+                    return fn(self, req, res)
+                except Exception as e:  # noqa: BLE001 - the boundary
+                    res.success, res.message = False, failed(self, e)
+                    return res
+            return guarded_service
+
+        @functools.wraps(fn)
+        def guarded(self, msg):
+            try:
+                fn(self, msg)
+            except Exception as e:  # noqa: BLE001 - the boundary
+                failed(self, e)
+        return guarded
+    return wrap
+
+
 class SceneRecord:
     """A scene with the colour image and cloud of the same stamp, when they arrived."""
 
@@ -113,21 +162,34 @@ class SpatialQANode(Node):
         self.create_subscription(ScenePriors, p.scene_priors_topic, self._on_scene, LATCHED)
         self.create_subscription(PointCloud2, p.cloud_topic, self._on_cloud, 2)
         self.create_subscription(Image, p.color_topic, self._on_image, qos_profile_sensor_data)
-        self.create_service(AskSpatial, p.ask_service, self._on_ask,
-                            callback_group=MutuallyExclusiveCallbackGroup())
+        # Questions are queued (SERVICE_QOS: hundreds at once, not the default 10) and answered
+        # by ASK_THREADS executor threads at once (a VLM answer waits on its server).
+        self.create_service(AskSpatial, p.ask_service, self._on_ask, qos_profile=SERVICE_QOS,
+                            callback_group=ReentrantCallbackGroup())
         self.create_service(ProposeTasks, p.propose_service, self._on_propose,
+                            qos_profile=SERVICE_QOS,
                             callback_group=MutuallyExclusiveCallbackGroup())
         self.pub_names = self.create_publisher(String, p.object_names_topic, LATCHED)
         self.create_service(Trigger, p.find_objects_service, self._on_find_objects,
                             callback_group=MutuallyExclusiveCallbackGroup())
+        self.add_on_set_parameters_callback(self._on_params_set)
         self.get_logger().info(f"answering on {p.ask_service} (default backend "
                                f"'{p.default_backend}')")
+
+    def _on_params_set(self, params):
+        """A change of openai.model or openai.timeout_s drops the openai client, so the next
+        request makes one with the new values (the endpoint and key settings are read-only)."""
+        from rcl_interfaces.msg import SetParametersResult
+        if any(q.name.startswith("openai.") for q in params):
+            self.qa.vlms.forget("openai")
+        return SetParametersResult(successful=True)
 
     # -- inputs --------------------------------------------------------------------------------
     @staticmethod
     def _key(stamp) -> tuple:
         return (stamp.sec, stamp.nanosec)
 
+    @boundary("a ScenePriors message")
     def _on_scene(self, msg: ScenePriors) -> None:
         scene = conv.scene_from_msg_or_log(msg, self.get_logger())
         if scene is None:
@@ -140,7 +202,8 @@ class SpatialQANode(Node):
                     self.unusable.popitem(last=False)
                 last = next(reversed(self.records), None)
             self.get_logger().warning(
-                f"scene {scene.scene_id!r} is {conv.scene_status_text(scene)}; answering about "
+                f"scene {conv.bounded(scene.scene_id)!r} is "
+                f"{conv.bounded(conv.scene_status_text(scene), 400)}; answering about "
                 + (f"the last good scene {last!r}" if last else "no scene until a good one comes"),
                 throttle_duration_sec=5.0)
             return
@@ -153,10 +216,32 @@ class SpatialQANode(Node):
                 rec.image = self._decode_image(img)
             if cl is not None:
                 rec.cloud = cloud_from_msg(cl)
+            newest = next(reversed(self.records.values()), None)
             self.records[scene.scene_id] = rec
-            self.records.move_to_end(scene.scene_id)
+            older = (newest is not None and newest.scene.scene_id != scene.scene_id
+                     and rec.stamp < newest.stamp and not self._clock_was_reset(newest.stamp))
+            if older:
+                # Time went backwards: keep the scene by id, in stamp order, never as the newest.
+                ordered = sorted(self.records.items(), key=lambda kv: kv[1].stamp)
+                self.records.clear()
+                self.records.update(ordered)
+            else:
+                self.records.move_to_end(scene.scene_id)
             while len(self.records) > self.p.scene_history:
                 self.records.popitem(last=False)
+        if older:
+            dt = (newest.stamp[0] - rec.stamp[0]) + (newest.stamp[1] - rec.stamp[1]) * 1e-9
+            self.get_logger().warning(
+                f"scene {conv.bounded(scene.scene_id)!r} is stamped {dt:.3f} s before the newest "
+                f"scene {conv.bounded(newest.scene.scene_id)!r} (time went backwards); kept by id "
+                "but not used as the latest scene", throttle_duration_sec=5.0)
+
+    def _clock_was_reset(self, newest_stamp: tuple) -> bool:
+        """True when the newest scene is stamped more than 1 s after this node's clock now, i.e.
+        the clock itself went back (a restarted simulator under use_sim_time): then a scene with
+        an older stamp is the new present, not a late message."""
+        now = self.get_clock().now().nanoseconds
+        return now > 0 and newest_stamp[0] * 1_000_000_000 + newest_stamp[1] > now + 1_000_000_000
 
     def _decode_image(self, msg: Image) -> Optional[np.ndarray]:
         try:
@@ -164,6 +249,7 @@ class SpatialQANode(Node):
         except SpatialPinError:
             return None
 
+    @boundary("a colour image")
     def _on_image(self, msg: Image) -> None:
         with self._lock:
             key = self._key(msg.header.stamp)
@@ -174,6 +260,7 @@ class SpatialQANode(Node):
                 if rec.stamp == key and rec.image is None:
                     rec.image = self._decode_image(msg)
 
+    @boundary("a scene cloud")
     def _on_cloud(self, msg: PointCloud2) -> None:
         with self._lock:
             key = self._key(msg.header.stamp)
@@ -185,19 +272,23 @@ class SpatialQANode(Node):
                     rec.cloud = cloud_from_msg(msg)
 
     # -- the service ---------------------------------------------------------------------------
+    @boundary("a question", service=True)
     def _on_ask(self, req: AskSpatial.Request, res: AskSpatial.Response) -> AskSpatial.Response:
         self.requests += 1
         ans = self.answer(req.question, req.scene_id, req.reference_scene_id, req.backend)
         res.success, res.answer, res.value, res.unit = ans.success, ans.answer, ans.value, ans.unit
         res.object_ids = list(ans.object_ids)
-        res.explanation = ans.explanation
-        res.message = ans.message
+        # Inputs echoed in the reply are bounded where they are quoted; the whole message and
+        # explanation are capped too (a backend may quote a request field).
+        res.explanation = conv.bounded(ans.explanation, 4000, one_line=False)
+        res.message = conv.bounded(ans.message, 1000, one_line=False)
         if not ans.success:
-            self.get_logger().warning(f"question refused: {ans.message}")
+            self.get_logger().warning(f"question refused: {conv.bounded(ans.message, 500)}")
         elif ans.message:
-            self.get_logger().warning(ans.message)
+            self.get_logger().warning(conv.bounded(ans.message, 500))
         return res
 
+    @boundary("finding objects", service=True)
     def _on_find_objects(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
         from spatialpin_ros.perception.models_detect import (OBJECT_FINDING_PROMPT,
                                                              parse_object_lines)
@@ -213,7 +304,8 @@ class SpatialQANode(Node):
             reply = self.qa.vlms[self.p.object_finder].generate(
                 "", OBJECT_FINDING_PROMPT, [image], max_tokens=256)
         except SpatialPinError as e:
-            res.success, res.message = False, f"{self.p.object_finder} failed: {e}"
+            res.success = False
+            res.message = f"{self.p.object_finder} failed: {conv.bounded(e, 500)}"
             self.get_logger().warning(res.message)
             return res
         names = parse_object_lines(reply.text)
@@ -225,6 +317,7 @@ class SpatialQANode(Node):
         res.success, res.message = True, "objects: " + ", ".join(names)
         return res
 
+    @boundary("a task proposal", service=True)
     def _on_propose(self, req: ProposeTasks.Request,
                     res: ProposeTasks.Response) -> ProposeTasks.Response:
         from spatialpin_ros.reasoning.tasks import GeometricProposer, VLMProposer
@@ -232,6 +325,7 @@ class SpatialQANode(Node):
             rec, why = self._record(req.scene_id)
         if rec is None:
             res.success, res.message = False, why
+            self.get_logger().warning(f"proposal refused: {why}")
             return res
         n = int(req.max_tasks) or int(self.p.max_tasks)
         instruction = req.instruction[:1000]
@@ -255,9 +349,10 @@ class SpatialQANode(Node):
                                      place_pose=conv.pose_to_msg(t.place_pose),
                                      scene_id=rec.scene.scene_id) for t in tasks]
         res.success = bool(tasks)
-        res.message = message if tasks else (message or "no feasible task in this scene")
+        res.message = conv.bounded(message if tasks else (message or "no feasible task in this "
+                                                          "scene"), 1000, one_line=False)
         if message:
-            self.get_logger().warning(message)
+            self.get_logger().warning(conv.bounded(message, 500))
         return res
 
     def _record(self, scene_id: str, role: str = "scene") -> tuple[Optional[SceneRecord], str]:
@@ -272,15 +367,17 @@ class SpatialQANode(Node):
             if self.unusable:
                 bad = next(reversed(self.unusable.values()))
                 why = (f"no scene yet: perception has published only scenes it could not use; "
-                       f"the latest, {bad.scene_id!r}, is {conv.scene_status_text(bad)}")
+                       f"the latest, {conv.bounded(bad.scene_id)!r}, is "
+                       f"{conv.bounded(conv.scene_status_text(bad), 400)}")
             return None, why
         if scene_id in self.records:
             return self.records[scene_id], ""
         if scene_id in self.unusable:
             bad = self.unusable[scene_id]
-            return None, (f"{role} {scene_id!r} has no objects to use: perception status "
-                          f"{conv.scene_status_text(bad)}")
-        return None, (f"unknown {role} id {scene_id!r}; known: {', '.join(self.records)}")
+            return None, (f"{role} {conv.bounded(scene_id)!r} has no objects to use: perception "
+                          f"status {conv.bounded(conv.scene_status_text(bad), 400)}")
+        known = ", ".join(conv.bounded(k, 60) for k in list(self.records)[-self.p.scene_history:])
+        return None, f"unknown {role} id {conv.bounded(scene_id)!r}; known: {known}"
 
     def answer(self, question: str, scene_id: str = "", ref_id: str = "",
                backend: str = "") -> Answer:
@@ -320,6 +417,10 @@ class _LazyVLMs(dict):
     def __contains__(self, name) -> bool:
         return name in ("openai", "transformers")
 
+    def forget(self, name) -> None:
+        """Drop the client ``name`` (made again, from the parameters, on next use)."""
+        dict.pop(self, name, None)
+
     def __iter__(self):
         return iter(("openai", "transformers"))
 
@@ -341,7 +442,7 @@ class _LazyVLMs(dict):
 
 
 def main(args=None) -> int:
-    return run_node(SpatialQANode, args, threads=2)
+    return run_node(SpatialQANode, args, threads=ASK_THREADS)
 
 
 if __name__ == "__main__":
