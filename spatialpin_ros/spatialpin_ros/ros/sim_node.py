@@ -5,7 +5,9 @@ Publishes colour (rgb8), aligned depth (32FC1 metres or 16UC1 millimetres) and c
 ``camera_rate_hz``; ``/joint_states``; the true object boxes on the ground-truth topic (for
 scoring only); the camera's optical-frame pose as a latched PoseStamped (and as a static TF
 where tf2_ros exists). Executes JointTrajectory messages (arm and gripper) at their timestamps.
-A Trigger service reloads the scene from the ``scene_file`` / ``seed`` parameters.
+A Trigger service reloads the scene from the ``scene_file`` / ``seed`` parameters; each load
+(start-up included) is announced as a latched std_msgs/Header stamped when it was done, so that
+a consumer can tell frames of the current scene (stamped later) from older ones.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ PARAMS = {
     "camera_pose_topic": Param("/spatialpin/sim/camera_pose",
                                "Latched camera optical-frame pose (PoseStamped, world frame)"),
     "reset_service": Param("/spatialpin/sim/reset", "Trigger service that reloads the scene"),
+    "reset_notice_topic": Param("/spatialpin/sim/scene_loaded",
+                                "Latched std_msgs/Header stamped when the scene was last loaded "
+                                "(start-up or reset); frames stamped later show that scene"),
 }
 
 
@@ -96,6 +101,7 @@ class SimNode(Node):
         self.pub_joints = self.create_publisher(JointState, p.joint_states_topic, 10)
         self.pub_gt = self.create_publisher(ScenePriors, p.ground_truth_topic, LATCHED)
         self.pub_cam_pose = self.create_publisher(PoseStamped, p.camera_pose_topic, LATCHED)
+        self.pub_loaded = self.create_publisher(Header, p.reset_notice_topic, LATCHED)
         # Commands and resets have their own callback group, so that a busy physics timer
         # (always ready when ticks run late) cannot keep them waiting; ``world_lock`` keeps every
         # use of the PyBullet world to one thread at a time.
@@ -116,6 +122,7 @@ class SimNode(Node):
                               camera_pose=self._camera_pose_param(),
                               render_shadows=p.render_shadows)
         self._publish_camera_pose()
+        self._announce_scene_loaded()
         self.frames_published = 0
         self._last_wall = time.monotonic()
         self.create_timer(1.0 / p.joint_state_rate_hz, self._on_physics_timer)
@@ -157,6 +164,12 @@ class SimNode(Node):
             t.transform.rotation = pose.orientation
             self._tf_broadcaster.sendTransform(t)
 
+    def _announce_scene_loaded(self) -> None:
+        """Stamped after the load, under the world lock (as every render): a frame stamped later
+        was rendered from the new scene."""
+        self.pub_loaded.publish(Header(frame_id=self.p.world_frame,
+                                       stamp=self.get_clock().now().to_msg()))
+
     @_with_world_lock
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         spec, error = self._scene_from_params()
@@ -171,6 +184,7 @@ class SimNode(Node):
             self.get_logger().error(f"reset failed: {e}")
             return response
         self._publish_camera_pose()
+        self._announce_scene_loaded()
         response.success = True
         response.message = f"loaded scene '{spec.name}' with {len(spec.objects)} objects"
         self.get_logger().info(response.message)
