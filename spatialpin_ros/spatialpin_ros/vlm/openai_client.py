@@ -6,7 +6,11 @@ Only the standard library does the HTTP (no ``openai``/``requests``/``httpx`` at
 are encoded with Pillow as PNG (lossless, default) or JPEG ``data:`` URLs.
 
 The API key is read from the environment variable named by ``api_key_env`` at each call, so it is
-never held by the client, and it is never written to logs, ``repr()`` or error messages.
+never held by the client, and it is never written to logs, ``repr()`` or error messages. It goes
+only to ``base_url``'s host: HTTP redirects are never followed (a 3xx reply is an error naming
+where it pointed), so a server, or anything between, cannot send the ``Authorization`` header on
+to another host. The endpoint is fixed for the client's life (the spatial QA node makes it
+read-only; a new endpoint needs a new client).
 """
 
 from __future__ import annotations
@@ -61,6 +65,14 @@ def _is_loopback(host: Optional[str]) -> bool:
         return False
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow no redirect: urllib would resend the request's headers, ``Authorization``
+    included, to whatever host the ``Location`` names. A 3xx reply becomes an HTTPError."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D401
+        return None
+
+
 def _excerpt(raw: bytes) -> str:
     text = " ".join(raw.decode("utf-8", errors="replace").split())
     return text if len(text) <= _EXCERPT_CHARS else text[:_EXCERPT_CHARS] + "..."
@@ -113,7 +125,9 @@ class OpenAICompatibleClient(VLMClient):
         self.image_format = image_format
         self._extra_headers = dict(extra_headers or {})
         self.name = f"openai:{self.model}"
-        handlers = [urllib.request.ProxyHandler({})] if _is_loopback(parsed.hostname) else []
+        handlers: list = [_NoRedirects()]
+        if _is_loopback(parsed.hostname):
+            handlers.append(urllib.request.ProxyHandler({}))
         self._opener = urllib.request.build_opener(*handlers)
 
     def __repr__(self) -> str:
@@ -213,6 +227,13 @@ class OpenAICompatibleClient(VLMClient):
                 detail = ""
             finally:
                 e.close()
+            if 300 <= e.code < 400:
+                where_to = _excerpt(str(e.headers.get("Location", "") if e.headers else "").encode())
+                raise self._fail(f"{where} answered HTTP {e.code}, a redirect to "
+                                 f"{where_to or '(no Location)'}; redirects are not followed, so "
+                                 "the API key goes only to base_url (set base_url to the final "
+                                 "address if the move is genuine)", reason="http",
+                                 status=e.code) from None
             raise self._fail(f"{where} failed with HTTP {e.code} {e.reason}: {detail or '(empty body)'}",
                              reason="http", status=e.code) from None
         except urllib.error.URLError as e:
