@@ -39,6 +39,10 @@ from spatialpin_ros.sim.world import SimWorld
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+#: QoS of the graph's services: requests are queued, not dropped, up to this many at once (the
+#: ROS default keeps only the last 10, so the 11th of 20 simultaneous calls is never answered).
+SERVICE_QOS = QoSProfile(depth=256, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
 
 PARAMS = {
     "scene_file": Param("", "YAML scene file (absolute, or a name under config/scenes); empty = "
@@ -102,14 +106,17 @@ class SimNode(Node):
         self.pub_gt = self.create_publisher(ScenePriors, p.ground_truth_topic, LATCHED)
         self.pub_cam_pose = self.create_publisher(PoseStamped, p.camera_pose_topic, LATCHED)
         self.pub_loaded = self.create_publisher(Header, p.reset_notice_topic, LATCHED)
-        # Commands and resets have their own callback group, so that a busy physics timer
-        # (always ready when ticks run late) cannot keep them waiting; ``world_lock`` keeps every
-        # use of the PyBullet world to one thread at a time.
+        # Commands and resets have their own callback groups, so that a busy physics timer
+        # (always ready when ticks run late) cannot keep them waiting, and a queue of resets
+        # cannot keep a stop command waiting; ``world_lock`` keeps every use of the PyBullet
+        # world to one thread at a time. Resets are queued (SERVICE_QOS) and run one at a time,
+        # each answered.
         self.world_lock = threading.RLock()
         commands = MutuallyExclusiveCallbackGroup()
         self.create_subscription(JointTrajectoryMsg, p.joint_trajectory_topic,
                                  self._on_trajectory, 10, callback_group=commands)
-        self.create_service(Trigger, p.reset_service, self._on_reset, callback_group=commands)
+        self.create_service(Trigger, p.reset_service, self._on_reset, qos_profile=SERVICE_QOS,
+                            callback_group=MutuallyExclusiveCallbackGroup())
         self._tf_broadcaster = self._make_tf_broadcaster()
 
         self.world: Optional[SimWorld] = None
@@ -270,7 +277,7 @@ class SimNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(SimNode, args, threads=2)
+    return run_node(SimNode, args, threads=3)
 
 
 if __name__ == "__main__":
