@@ -10,6 +10,23 @@ is set. A trajectory breaking joint, velocity or acceleration limits is never se
 names the stage; a cancel stops the arm where it is. After execution it checks the result on a
 fresh perceived scene.
 
+One goal at a time: a new goal while one runs (plans, executes or verifies) is rejected
+(``goal_policy: reject``, the default) or preempts it (``goal_policy: preempt``, as ros2_control's
+joint_trajectory_controller): the running goal stops the arm and ends ABORTED with "preempted by
+a new goal", and only then does the new one start. Two trajectories never overlap in time.
+
+Fresh scenes: a goal is checked, planned and executed on a scene whose header stamp is later
+than the last scene load announced on ``scene_loaded_topic`` (the simulator's reset), the end
+of the last arm motion, and (for a goal that executes) the goal's arrival; it waits up to
+``fresh_scene_timeout_s`` for one, and fails with the reason when none comes. Verification
+waits, up to ``verify_timeout_s``, for a scene stamped after the motion ended. Scene stamps must
+be on this node's clock (the camera's image stamps).
+
+Every goal ends with a reason in the result message (at most 500 characters): a bad
+``place_pose`` (NaN, infinite, an all-zero or non-unit quaternion) is ABORTED before planning,
+and an exception anywhere in a goal aborts it with its type and text (the arm is stopped if it
+was moving).
+
 An empty scene perception could not use (ScenePriors status other than "ok") never replaces the
 last good scene: it is logged (throttled), and a task naming its id is refused with its status
 and reason.
@@ -17,10 +34,12 @@ and reason.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+import traceback
 from collections import OrderedDict
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
@@ -71,7 +90,57 @@ PARAMS = {
     "action_name": Param("/spatialpin/execute_task", "ExecuteTask action name"),
     "verify_timeout_s": Param(10.0, "Seconds to wait for a fresh scene to check the result",
                               positive),
+    "goal_policy": Param(
+        "reject", "What a new ExecuteTask goal does while another runs (plans, executes or "
+        "verifies): 'reject' refuses it and the running goal goes on; 'preempt' stops the "
+        "running goal as ros2_control's joint_trajectory_controller does (the arm is stopped "
+        "where it is and that goal ends ABORTED with 'preempted by a new goal'), waits for it "
+        "to end, then starts the new one. Never two trajectories at once",
+        one_of("reject", "preempt")),
+    "fresh_scene_timeout_s": Param(
+        5.0, "Seconds a goal waits for a scene stamped after the last scene load (reset), the "
+        "end of the last arm motion and, for a goal that executes, the goal's arrival; the goal "
+        "fails with the reason when none comes", positive),
+    "scene_loaded_topic": Param(
+        "/spatialpin/sim/scene_loaded", "Latched std_msgs/Header stamped at each scene load "
+        "or reset (the simulator's); scenes stamped earlier are stale. Empty: none"),
 }
+
+#: Longest result message (reasons echo goal fields and exception texts).
+MAX_REASON = 500
+#: Seconds after a stop is sent before the arm counts as at rest (frames before show it moving).
+STOP_SETTLE_S = 0.3
+PREEMPTED = "preempted by a new goal"
+
+
+def bounded_reason(text: str, limit: int = MAX_REASON) -> str:
+    """``text`` on one line, at most ``limit`` characters."""
+    text = str(text).replace("\r", " ").replace("\n", " ")
+    return text if len(text) <= limit else text[:limit - 20] + f"…({len(text)} chars)"
+
+
+def place_pose_problem(pose) -> Optional[str]:
+    """Why a goal's ``place_pose`` (geometry_msgs/Pose) cannot be used, or None."""
+    p, o = pose.position, pose.orientation
+    xyz, q = [p.x, p.y, p.z], [o.x, o.y, o.z, o.w]
+    if not all(math.isfinite(v) for v in xyz):
+        return f"place_pose position {xyz} is not finite"
+    if not all(math.isfinite(v) for v in q):
+        return f"place_pose orientation {q} is not finite"
+    n = math.sqrt(sum(v * v for v in q))
+    if n < 1e-6:
+        return ("place_pose orientation is an all-zero quaternion, which is no rotation "
+                "(use x=y=z=0, w=1 for the identity)")
+    if abs(n - 1.0) > 0.01:
+        return f"place_pose orientation {q} is not a unit quaternion (norm {n:.3g})"
+    return None
+
+
+class _Run:
+    """One accepted goal in the node's single-goal queue."""
+
+    def __init__(self) -> None:
+        self.preempted = False
 
 
 def _cleared_note(plan) -> str:
@@ -100,20 +169,34 @@ class ManipulationNode(Node):
         self.unusable_time = 0.0
         self.joints: Optional[JointState] = None
         self.sent_trajectories = 0
+        #: Stamps (s, this node's clock): the last scene load announced, and when the arm last
+        #: came to rest (end of a trajectory, or a stop plus STOP_SETTLE_S).
+        self.scene_loaded_stamp = 0.0
+        self.motion_end_stamp = 0.0
+        #: One goal at a time: the goal that owns the arm, the newest one waiting to preempt
+        #: it, and goals accepted but not started yet (guarded by ``_goals``).
+        self._goals = threading.Condition()
+        self._running: Optional[_Run] = None
+        self._next: Optional[_Run] = None
+        self._accepted = 0
         group = ReentrantCallbackGroup()
         self.create_subscription(ScenePriors, p.scene_priors_topic, self._on_scene, LATCHED,
                                  callback_group=group)
         self.create_subscription(JointState, p.joint_states_topic, self._on_joints, 10,
                                  callback_group=group)
+        if p.scene_loaded_topic:
+            self.create_subscription(Header, p.scene_loaded_topic, self._on_scene_loaded,
+                                     LATCHED, callback_group=group)
         self.pub_traj = self.create_publisher(JointTrajectoryMsg, p.joint_trajectory_topic, 10)
         self.pub_path = self.create_publisher(Path, p.path_topic, LATCHED)
         self.pub_markers = self.create_publisher(MarkerArray, p.plan_markers_topic, LATCHED)
         self._fjt = self._make_fjt_client() if p.use_follow_joint_trajectory else None
         self._server = ActionServer(self, ExecuteTask, p.action_name, self._execute,
-                                    goal_callback=lambda g: GoalResponse.ACCEPT,
+                                    goal_callback=self._on_goal,
                                     cancel_callback=lambda g: CancelResponse.ACCEPT,
                                     callback_group=group)
-        self.get_logger().info(f"ready: {p.action_name} ({p.algorithm})")
+        self.get_logger().info(f"ready: {p.action_name} ({p.algorithm}, goal_policy "
+                               f"{p.goal_policy})")
 
     def _make_fjt_client(self):
         try:
@@ -144,7 +227,21 @@ class ManipulationNode(Node):
             return
         with self._lock:
             self.unusable.pop(scene.scene_id, None)
-            self.scene, self.scene_time = scene, time.monotonic()
+            if self.scene is not None and scene.stamp < self.scene.stamp:
+                older = self.scene.stamp - scene.stamp
+            else:
+                older = 0.0
+                self.scene, self.scene_time = scene, time.monotonic()
+        if older:
+            self.get_logger().warning(
+                f"ignored scene {conv.bounded(scene.scene_id, 40)!r}: stamped {older:.3f} s "
+                "before the newest one", throttle_duration_sec=5.0)
+
+    def _on_scene_loaded(self, msg: Header) -> None:
+        stamp = conv.stamp_to_sec(msg.stamp)
+        with self._lock:
+            self.scene_loaded_stamp = max(self.scene_loaded_stamp, stamp)
+        self.get_logger().info("scene (re)loaded: goals wait for a scene perceived after it")
 
     def _on_joints(self, msg: JointState) -> None:
         with self._lock:
@@ -171,53 +268,181 @@ class ManipulationNode(Node):
         except ValueError:
             return None
 
-    # -- the action ----------------------------------------------------------------------------
+    # -- one goal at a time ------------------------------------------------------------------
+    def _on_goal(self, goal_request) -> GoalResponse:
+        with self._goals:
+            busy = self._running is not None or self._accepted > 0
+            if busy and self.p.goal_policy == "reject":
+                self.get_logger().warning("rejected a new goal: another goal is running "
+                                          "(goal_policy reject)")
+                return GoalResponse.REJECT
+            self._accepted += 1
+        return GoalResponse.ACCEPT
+
     def _execute(self, goal_handle) -> ExecuteTask.Result:
-        goal = goal_handle.request
-        result = ExecuteTask.Result()
+        arrival = self._now()
+        run = _Run()
+        with self._goals:
+            self._accepted = max(0, self._accepted - 1)
+            if self._running is not None:
+                if self.p.goal_policy == "reject":  # the policy changed since it was accepted
+                    return self._end(goal_handle, ExecuteTask.Result(), False,
+                                     "another goal is running (goal_policy reject)")
+                # Preempt: stop the running goal and any goal waiting to, then wait for the
+                # running one to end (it stops the arm first).
+                self.get_logger().info("a new goal preempts the running one")
+                self._running.preempted = True
+                if self._next is not None:
+                    self._next.preempted = True
+                self._next = run
+                while (self._running is not None and not run.preempted
+                       and not goal_handle.is_cancel_requested):
+                    self._goals.wait(0.05)
+                if self._next is run:
+                    self._next = None
+                if run.preempted or goal_handle.is_cancel_requested:
+                    return self._end(goal_handle, ExecuteTask.Result(), False,
+                                     PREEMPTED if run.preempted
+                                     else "cancelled before it started",
+                                     cancelled=not run.preempted)
+            self._running = run
+        try:
+            return self._run_goal(goal_handle, run, arrival)
+        finally:
+            with self._goals:
+                self._running = None
+                self._goals.notify_all()
 
-        def feedback(stage: str, progress: float) -> None:
-            goal_handle.publish_feedback(ExecuteTask.Feedback(stage=stage, progress=progress))
-
-        def fail(msg: str, cancelled: bool = False) -> ExecuteTask.Result:
-            result.success, result.message = False, msg
-            self.get_logger().warning(f"task failed: {msg}")
-            if cancelled:
+    def _end(self, goal_handle, result: ExecuteTask.Result, ok: bool, msg: str,
+             cancelled: bool = False) -> ExecuteTask.Result:
+        """Finish the goal: SUCCEEDED, CANCELED or ABORTED, with ``msg`` (bounded) as the
+        result message."""
+        result.success, result.message = ok, bounded_reason(msg)
+        if not ok:
+            self.get_logger().warning(f"task failed: {result.message}")
+        try:
+            if ok:
+                goal_handle.succeed()
+            elif cancelled:
                 goal_handle.canceled()
             else:
                 goal_handle.abort()
-            return result
+        except Exception as e:  # noqa: BLE001 (already terminal: keep the first outcome)
+            self.get_logger().error(f"could not end the goal: {e}")
+        return result
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _run_goal(self, goal_handle, run: _Run, arrival: float) -> ExecuteTask.Result:
+        """The goal, with any exception turned into an ABORTED result with its reason."""
+        result = ExecuteTask.Result()
+        state = {"stage": "check", "moving": False}
+        try:
+            return self._task(goal_handle, run, arrival, result, state)
+        except Exception as e:  # noqa: BLE001 (a goal is a boundary: the node keeps serving)
+            if state["moving"]:
+                self.stop()
+            self.get_logger().error(f"error in stage {state['stage']}: "
+                                    + bounded_reason(traceback.format_exc(), 2000))
+            return self._end(goal_handle, result, False,
+                             f"error while {state['stage']}: {type(e).__name__}: {e}"
+                             + ("; the arm was stopped where it was" if state["moving"] else ""))
+
+    def _fresh_scene(self, after: float, timeout: float,
+                     interrupted: Callable[[], Optional[str]]) -> tuple[Optional[Scene], str]:
+        """The latest good scene stamped after ``after``, the last scene load and the end of the
+        last arm motion, waiting up to ``timeout`` s; else None and the reason (or the reason
+        ``interrupted()`` gives)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                marks = {"the goal's arrival": after,
+                         "the last scene reset": self.scene_loaded_stamp,
+                         "the end of the last arm motion": self.motion_end_stamp}
+                scene = self.scene
+                bad = next(reversed(self.unusable.values()), None)
+            what, need = max(marks.items(), key=lambda kv: kv[1])
+            if scene is not None and scene.stamp > need:
+                return scene, ""
+            why = interrupted()
+            if why:
+                return None, why
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        latest = ("no scene has been perceived" if scene is None else
+                  f"the latest, {conv.bounded(scene.scene_id, 40)!r}, is stamped "
+                  f"{need - scene.stamp:.2f} s before {what}")
+        if bad is not None and bad.stamp > need:
+            latest += (f"; a newer one, {conv.bounded(bad.scene_id, 40)!r}, is "
+                       f"{conv.scene_status_text(bad)}")
+        return None, (f"no scene perceived after {what} arrived within {timeout:g} s "
+                      f"({latest})")
+
+    # -- the action ----------------------------------------------------------------------------
+    def _task(self, goal_handle, run: _Run, arrival: float, result: ExecuteTask.Result,
+              state: dict) -> ExecuteTask.Result:
+        goal = goal_handle.request
+
+        def feedback(stage: str, progress: float) -> None:
+            state["stage"] = stage
+            goal_handle.publish_feedback(ExecuteTask.Feedback(stage=stage, progress=progress))
+
+        def fail(msg: str, cancelled: bool = False) -> ExecuteTask.Result:
+            return self._end(goal_handle, result, False, msg, cancelled)
+
+        def interrupted() -> Optional[str]:
+            if run.preempted:
+                return PREEMPTED
+            if goal_handle.is_cancel_requested:
+                return "cancelled"
+            return None
+
+        def stopped(why: str) -> ExecuteTask.Result:
+            return fail(why, cancelled=why == "cancelled")
 
         feedback("check", 0.02)
         task = goal.task
+        if task.action == "pick_and_place":
+            why = place_pose_problem(task.place_pose)
+            if why:
+                return fail(why)
+        elif task.action != "stack":
+            return fail(f"unknown action {conv.bounded(task.action, 40)!r}; use stack or "
+                        "pick_and_place")
         with self._lock:
-            scene = self.scene
             bad = self.unusable.get(task.scene_id) if task.scene_id else None
             latest_bad = next(reversed(self.unusable.values()), None)
+            have_scene = self.scene is not None
         if bad is not None:
-            return fail(f"task scene {task.scene_id!r} has no objects to use: perception "
-                        f"status {conv.scene_status_text(bad)}")
+            return fail(f"task scene {conv.bounded(task.scene_id, 40)!r} has no objects to use: "
+                        f"perception status {conv.scene_status_text(bad)}")
+        if not have_scene and latest_bad is not None:
+            return fail("no scene yet: perception has published only scenes it could not "
+                        f"use; the latest, {conv.bounded(latest_bad.scene_id, 40)!r}, is "
+                        f"{conv.scene_status_text(latest_bad)}")
+        # A goal that moves the arm is judged on a scene perceived after it arrived; any goal
+        # on one perceived after the last reset and the last arm motion.
+        feedback("perceive", 0.05)
+        scene, why = self._fresh_scene(arrival if goal.execute else 0.0,
+                                       float(self.p.fresh_scene_timeout_s), interrupted)
         if scene is None:
-            if latest_bad is not None:
-                return fail("no scene yet: perception has published only scenes it could not "
-                            f"use; the latest, {latest_bad.scene_id!r}, is "
-                            f"{conv.scene_status_text(latest_bad)}")
-            return fail("no scene yet: nothing has been perceived")
+            return stopped(why)
         q0 = self.current_q()
         if q0 is None:
             return fail("no joint states from the arm")
         if task.scene_id and task.scene_id != scene.scene_id:
-            self.get_logger().info(f"task for {task.scene_id}; planning on the latest scene "
-                                   f"{scene.scene_id} (object ids are stable across frames)")
+            self.get_logger().info(f"task for {conv.bounded(task.scene_id, 40)}; planning on "
+                                   f"the latest scene {scene.scene_id} (object ids are stable "
+                                   "across frames)")
         if task.action == "stack":
             why = check_stack(scene, task.object_id, task.target_id)
             if why:
                 return fail(why)
-        elif task.action == "pick_and_place":
-            if task.object_id not in {o.id for o in scene.objects}:
-                return fail(f"no object {task.object_id!r} in the scene")
-        else:
-            return fail(f"unknown action {task.action!r}; use stack or pick_and_place")
+        elif task.object_id not in {o.id for o in scene.objects}:
+            return fail(f"no object {conv.bounded(task.object_id, 40)!r} in the scene "
+                        f"{scene.scene_id!r}")
 
         feedback("plan", 0.1)
         from spatialpin_ros.planning import plan_task
@@ -228,9 +453,11 @@ class ManipulationNode(Node):
             place_pose=None if task.action == "stack" else conv.pose_from_msg(task.place_pose),
             q_start=q0, finger_start=self.current_fingers(), algorithm=self.p.algorithm,
             motion_time_limit=self.p.planning_time_limit, time_limit=self.p.task_time_limit,
-            should_cancel=lambda: goal_handle.is_cancel_requested)
+            should_cancel=lambda: interrupted() is not None)
         result.planning_time = float(plan.planning_time)
         if not plan.success:
+            if plan.code == "cancelled" and interrupted():
+                return stopped(interrupted())
             return fail(f"planning failed ({plan.code}): {plan.reason}",
                         cancelled=plan.code == "cancelled")
         traj = plan.trajectory
@@ -252,56 +479,57 @@ class ManipulationNode(Node):
         desc = task.description or (f"{task.action} {task.object_id}"
                                     + (f" on {task.target_id}" if task.target_id else ""))
         self.pub_markers.publish(plan_markers(plan, scene, desc, self.p.world_frame, stamp))
+        on_scene = f" on scene {scene.scene_id!r}"
         if not goal.execute:
-            result.success = True
-            result.message = (f"planned {len(plan.stages)} stages, {traj.duration:.1f} s of "
-                              f"motion, in {plan.planning_time:.2f} s (not executed)"
-                              + _cleared_note(plan))
-            goal_handle.succeed()
-            return result
+            return self._end(goal_handle, result, True,
+                             f"planned {len(plan.stages)} stages, {traj.duration:.1f} s of "
+                             f"motion, in {plan.planning_time:.2f} s{on_scene} (not executed)"
+                             + _cleared_note(plan))
+        why = interrupted()
+        if why:
+            return stopped(why)
+        with self._lock:
+            reset_since = self.scene_loaded_stamp > scene.stamp
+        if reset_since:
+            return fail(f"the scene was reset while planning on {scene.scene_id!r}; nothing "
+                        "was sent")
 
         feedback("execute", 0.3)
+        state["moving"] = True
         self.send(traj)
         t0 = time.monotonic()
         stages = list(plan.stages)
         while time.monotonic() - t0 < traj.duration + 0.5:
-            if goal_handle.is_cancel_requested:
+            why = interrupted()
+            if why:
                 self.stop()
+                state["moving"] = False
+                if why == PREEMPTED:
+                    return fail(f"{PREEMPTED}; the arm was stopped where it was")
                 return fail("cancelled during execution; the arm was stopped where it was",
                             cancelled=True)
             t = time.monotonic() - t0
             name = next((s[0] for s in stages if s[1] <= t < s[2]), "execute")
             feedback(name, 0.3 + 0.6 * min(1.0, t / max(traj.duration, 1e-3)))
             time.sleep(0.05)
+        t_done = self._now()
+        with self._lock:
+            self.motion_end_stamp = max(self.motion_end_stamp, t_done)
+        state["moving"] = False
 
         feedback("verify", 0.92)
         if task.action == "stack":
-            t_done = time.monotonic()
-            deadline = t_done + self.p.verify_timeout_s
-            while time.monotonic() < deadline:
-                with self._lock:
-                    fresh, when = self.scene, self.scene_time
-                if when > t_done + 0.3:
-                    break
-                time.sleep(0.1)
-            else:
-                with self._lock:
-                    bad = next(reversed(self.unusable.values()), None) \
-                        if self.unusable_time > t_done else None
-                return fail("executed, but no fresh scene arrived to check the result"
-                            + (f" (the latest, {bad.scene_id!r}, is "
-                               f"{conv.scene_status_text(bad)})" if bad is not None else ""))
+            fresh, why = self._fresh_scene(t_done, float(self.p.verify_timeout_s), interrupted)
+            if fresh is None:
+                if why in (PREEMPTED, "cancelled"):
+                    return stopped(why)
+                return fail(f"executed, but not verified: {why}")
             ok, why = verify_stacked(fresh, scene, task.object_id, task.target_id)
-            result.success = ok
-            result.message = ("stacked: " if ok else "not stacked: ") + why + _cleared_note(plan)
+            msg = ("stacked: " if ok else "not stacked: ") + why + _cleared_note(plan)
         else:
-            result.success, result.message = True, "executed" + _cleared_note(plan)
+            ok, msg = True, "executed" + _cleared_note(plan)
         feedback("done", 1.0)
-        if result.success:
-            goal_handle.succeed()
-        else:
-            goal_handle.abort()
-        return result
+        return self._end(goal_handle, result, ok, msg)
 
     def _path_msg(self, ee_path: np.ndarray, stamp) -> Path:
         header = Header(frame_id=self.p.world_frame, stamp=stamp)
@@ -328,6 +556,8 @@ class ManipulationNode(Node):
     def stop(self) -> None:
         """Stop the arm where it is: cancel the FollowJointTrajectory goal, or send an empty
         trajectory, which a joint_trajectory_controller (and the simulator) takes as stop."""
+        with self._lock:
+            self.motion_end_stamp = max(self.motion_end_stamp, self._now() + STOP_SETTLE_S)
         fut = getattr(self, "_fjt_goal", None)
         if self._fjt is not None and fut is not None and fut.done() and fut.result():
             fut.result().cancel_goal_async()
