@@ -9,6 +9,7 @@ The camera's optical-frame pose comes from TF (world <- the image's frame_id), o
 perception node's camera_pose parameter; without either, scenes are in the table's gravity frame
 (support_plane). Without `ros2 launch`: `spatialpin bringup perception` (the same arguments as
 `-p color_topic:=...`).
+`respawn:=true` (and `respawn_delay:=S`) restarts a node that exits, as with `spatialpin bringup`.
 """
 
 from spatialpin_ros.ros.launch_description import generate

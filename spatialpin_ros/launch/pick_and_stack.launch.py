@@ -5,6 +5,7 @@
 Nodes: sim, perception, spatial_qa (questions and task proposals), manipulation (the
 /spatialpin/execute_task action). Without `ros2 launch`: `spatialpin bringup pick_and_stack`;
 the headless demo with a report: `spatialpin demo` (`make demo`).
+`respawn:=true` (and `respawn_delay:=S`) restarts a node that exits, as with `spatialpin bringup`.
 """
 
 from spatialpin_ros.ros.launch_description import generate

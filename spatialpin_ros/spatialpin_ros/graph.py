@@ -12,13 +12,20 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class NodeSpec:
     """One node: its ``name``, console-script ``executable`` (in lib/spatialpin_ros), Python
-    ``module`` with a ``main()``, parameter files under config/, and topic ``remappings``."""
+    ``module`` with a ``main()``, parameter files under config/, and topic ``remappings``.
+
+    ``respawn``: restart the node when it exits, ``respawn_delay`` seconds later (as launch's
+    ``Node(respawn=True, respawn_delay=...)``). Off by default, as in launch; the ``respawn`` and
+    ``respawn_delay`` launch arguments (``RESPAWN_ARGUMENTS``) turn it on for every node, and
+    ``spatialpin bringup`` also takes ``NODE.respawn:=true`` and ``NODE.respawn_delay:=S``."""
 
     name: str
     executable: str
     module: str
     params: tuple[str, ...] = ()
     remappings: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    respawn: bool = False
+    respawn_delay: float = 1.0
 
     def remap_args(self) -> list[str]:
         """The remappings as ROS command-line arguments (``-r from:=to`` each), e.g. for an
@@ -88,6 +95,15 @@ ARGUMENTS: tuple[tuple[str, str, str, str, str, type], ...] = (
      "(realsense-ros 3.x: /camera/color/camera_info)", "perception", "camera_info_topic", str),
     ("qa_backend", "geometric", "Default spatial QA backend: geometric, openai or transformers",
      "spatial_qa", "default_backend", str),
+)
+
+
+#: Launch arguments of the process supervisor rather than of a node, as (name, default,
+#: description): both the launch files and ``spatialpin bringup`` accept them.
+RESPAWN_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
+    ("respawn", "false", "Restart a node that exits (crash or error), as launch's "
+     "Node(respawn=True); with false, under spatialpin bringup one node's exit stops the graph"),
+    ("respawn_delay", "1.0", "Seconds to wait before restarting an exited node (respawn)"),
 )
 
 
