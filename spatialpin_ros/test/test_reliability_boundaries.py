@@ -1,0 +1,379 @@
+"""Reliability at the boundaries (issue 15): malformed and hostile messages to the spatial QA node,
+inputs echoed unbounded, time going backwards, the API key redirected (by a parameter change or an
+HTTP redirect), and a crashed node under ``spatialpin bringup`` (respawn).
+
+Each test asserts the caller's answer, that the node is alive, and that the next normal request
+works."""
+
+import http.server
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import types
+
+import pytest
+
+from conftest import spin_until
+
+rclpy = pytest.importorskip("rclpy")
+from geometry_msgs.msg import PoseStamped  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from spatialpin_interfaces.msg import ScenePriors  # noqa: E402
+from spatialpin_interfaces.srv import AskSpatial  # noqa: E402
+
+from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, Scene, look_at  # noqa
+from spatialpin_ros.ros import conversions as conv  # noqa: E402
+from spatialpin_ros.ros.sim_node import LATCHED  # noqa: E402
+from spatialpin_ros.ros.spatial_qa_node import SpatialQANode  # noqa: E402
+
+KEY_ENV = "SPATIALPIN_TEST_SECRET_KEY"
+KEY = "sk-test-0123456789-do-not-leak"
+
+
+# -- two local HTTP listeners: the configured server and a stranger -----------------------------
+class Listener:
+    """An HTTP server on 127.0.0.1 in a thread, recording every request's method, path and
+    headers. ``mode``: "answer" (a chat completion / model list) or a 3xx code (a redirect to
+    ``redirect_to``)."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.mode = "answer"
+        self.redirect_to = ""
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _handle(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                outer.requests.append({"method": self.command, "path": self.path,
+                                       "headers": dict(self.headers), "body": body})
+                if outer.mode != "answer":
+                    self.send_response(int(outer.mode))
+                    self.send_header("Location", outer.redirect_to + self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if self.command == "GET":
+                    data = {"data": [{"id": "m"}]}
+                else:
+                    model = json.loads(body or b"{}").get("model", "")
+                    data = {"model": model, "choices": [{"message": {"content": "0.3 m"}}]}
+                raw = json.dumps(data).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            do_GET = do_POST = _handle
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def authorized(self) -> list[dict]:
+        return [r for r in self.requests
+                if any(k.lower() == "authorization" for k in r["headers"])]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def listeners():
+    os.environ[KEY_ENV] = KEY
+    a, b = Listener(), Listener()
+    yield a, b
+    a.close()
+    b.close()
+    os.environ.pop(KEY_ENV, None)
+
+
+class LogRecorder:
+    """Stands in for the node's logger: records every line (and passes it on)."""
+
+    def __init__(self, logger):
+        self.logger = logger
+        self.lines: list[tuple[str, str]] = []
+
+    # One call site per severity (rclpy refuses one site logging at several severities).
+    def info(self, msg, **kw):
+        self.lines.append(("info", str(msg)))
+        self.logger.info(str(msg)[:300])
+
+    def warning(self, msg, **kw):
+        self.lines.append(("warning", str(msg)))
+        self.logger.warning(str(msg)[:300])
+
+    warn = warning
+
+    def error(self, msg, **kw):
+        self.lines.append(("error", str(msg)))
+        self.logger.error(str(msg)[:300])
+
+    def debug(self, msg, **kw):
+        pass
+
+
+@pytest.fixture(scope="module")
+def qa_graph(rclpy_context, listeners):
+    a, _ = listeners
+    qa = SpatialQANode(parameter_overrides=[
+        Parameter("openai.base_url", value=a.url + "/v1"),
+        Parameter("openai.api_key_env", value=KEY_ENV),
+        Parameter("openai.timeout_s", value=5.0)])
+    log = LogRecorder(qa.get_logger())
+    qa.get_logger = lambda: log
+    client_node = Node("reliability_asker")
+    pub = client_node.create_publisher(ScenePriors, "/spatialpin/scene_priors", LATCHED)
+    cli = client_node.create_client(AskSpatial, "/spatialpin/ask")
+    ex = SingleThreadedExecutor()
+    ex.add_node(qa)
+    ex.add_node(client_node)
+    assert cli.wait_for_service(timeout_sec=5)
+    yield qa, pub, cli, ex, log
+    ex.shutdown()
+    client_node.destroy_node()
+    qa.destroy_node()
+
+
+def make_scene(scene_id, stamp=0.0):
+    objs = [ObjectPrior("obj_0", "red box", Pose.from_yaw([0.5, -0.2, 0.025], 0.3),
+                        [0.05, 0.04, 0.05], shape="box", color_name="red"),
+            ObjectPrior("obj_1", "blue box", Pose.from_yaw([0.5, 0.1, 0.03], 0.0),
+                        [0.08, 0.06, 0.06], shape="box", color_name="blue")]
+    return Scene(scene_id, objs, CameraModel.from_fov(640, 480, 58),
+                 look_at([1.2, 0.0, 0.5], [0.5, 0, 0]), [0, 0, 1, 0], stamp=stamp)
+
+
+def ask(cli, ex, question, scene_id="", backend=""):
+    fut = cli.call_async(AskSpatial.Request(question=question, scene_id=scene_id,
+                                            backend=backend))
+    assert spin_until(ex, fut.done, timeout=15), "no answer: is the node alive?"
+    return fut.result()
+
+
+def publish_and_settle(pub, ex, msg, qa, wait_for=None, settle=0.5):
+    pub.publish(msg)
+    if wait_for is not None:
+        assert spin_until(ex, lambda: wait_for in qa.records, timeout=10)
+    else:
+        spin_until(ex, lambda: False, timeout=settle)  # an exception here = the node died
+
+
+# -- 1. malformed ScenePriors --------------------------------------------------------------------
+@pytest.mark.parametrize("bad", ["zero_camera_quaternion", "nan_camera_quaternion",
+                                 "zero_object_quaternion", "nan_object_position"])
+def test_malformed_scene_priors_do_not_kill_the_qa_node(qa_graph, bad):
+    qa, pub, cli, ex, log = qa_graph
+    publish_and_settle(pub, ex, conv.scene_to_msg(make_scene("good")), qa, wait_for="good")
+    msg = conv.scene_to_msg(make_scene("bad_" + bad))
+    if bad == "zero_camera_quaternion":
+        q = msg.camera_pose.orientation
+        q.x = q.y = q.z = q.w = 0.0
+    elif bad == "nan_camera_quaternion":
+        msg.camera_pose.orientation.w = math.nan
+    elif bad == "zero_object_quaternion":
+        q = msg.objects[0].pose.orientation
+        q.x = q.y = q.z = q.w = 0.0
+    else:
+        msg.objects[1].pose.position.x = math.nan
+    n = len(log.lines)
+    publish_and_settle(pub, ex, msg, qa)
+    assert "bad_" + bad not in qa.records
+    errors = [m for lvl, m in log.lines[n:] if lvl == "error"]
+    assert any("quaternion" in m or "non-finite" in m for m in errors), log.lines[n:]
+    r = ask(cli, ex, "How far is the red box from the blue box?")  # the node still answers
+    assert r.success and r.value == pytest.approx(0.3, abs=0.01)
+
+
+# -- 2. unbounded echoes -------------------------------------------------------------------------
+def test_a_100k_scene_id_is_never_echoed_or_logged_whole(qa_graph):
+    qa, pub, cli, ex, log = qa_graph
+    huge = "x" * 100_000
+    n = len(log.lines)
+    r = ask(cli, ex, "How tall is the red box?", scene_id=huge)
+    assert not r.success and "unknown scene id" in r.message
+    assert len(r.message) < 1000 and "…" in r.message and "100000 chars" in r.message
+    # A ScenePriors with a 100 kB scene id or object id is refused, and logged bounded.
+    msg = conv.scene_to_msg(make_scene(huge))
+    publish_and_settle(pub, ex, msg, qa)
+    msg = conv.scene_to_msg(make_scene("long_object_id"))
+    msg.objects[0].id = "o" * 100_000
+    publish_and_settle(pub, ex, msg, qa)
+    assert huge not in qa.records and "long_object_id" not in qa.records
+    assert len(log.lines) > n and all(len(m) < 2000 for _, m in log.lines[n:]), \
+        [len(m) for _, m in log.lines[n:]]
+    r = ask(cli, ex, "How tall is the red box?")
+    assert r.success
+
+
+# -- 3. time going backwards ---------------------------------------------------------------------
+def test_an_older_scene_does_not_become_the_newest(qa_graph):
+    qa, pub, cli, ex, log = qa_graph
+    now = qa.get_clock().now().nanoseconds * 1e-9
+    publish_and_settle(pub, ex, conv.scene_to_msg(make_scene("now", stamp=now)), qa,
+                       wait_for="now")
+    n = len(log.lines)
+    older = make_scene("five_s_older", stamp=now - 5.0)
+    older.objects[0].pose.position[1] = 0.0  # in this (stale) scene the boxes are 0.1 m apart
+    publish_and_settle(pub, ex, conv.scene_to_msg(older), qa)
+    spin_until(ex, lambda: "five_s_older" in qa.records, timeout=2)
+    with qa._lock:
+        latest, _ = qa._record("")
+    assert latest.scene.scene_id == "now"
+    assert any("older" in m or "backwards" in m for _, m in log.lines[n:]), log.lines[n:]
+    r = ask(cli, ex, "How far is the red box from the blue box?")
+    assert r.success and r.value == pytest.approx(0.3, abs=0.01)
+
+
+# -- 4. secrets ----------------------------------------------------------------------------------
+def test_the_endpoint_and_key_settings_are_read_only(qa_graph, listeners):
+    qa, pub, cli, ex, log = qa_graph
+    a, b = listeners
+    a.mode = "answer"
+    publish_and_settle(pub, ex, conv.scene_to_msg(make_scene("secrets")), qa, wait_for="secrets")
+    n0 = len(a.authorized())
+    r = ask(cli, ex, "How far is the red box from the blue box?", backend="openai")
+    assert len(a.authorized()) == n0 + 1  # the configured server got the key
+    for name, value in (("openai.base_url", b.url + "/v1"), ("openai.api_key_env", "HOME")):
+        res = qa.set_parameters([Parameter(name, value=value)])[0]
+        assert not res.successful and res.reason, f"{name} change was accepted"
+    assert qa.get_parameter("openai.base_url").value == a.url + "/v1"
+    # A model change is allowed and used by the next request (not silently ignored).
+    assert qa.set_parameters([Parameter("openai.model", value="other-model")])[0].successful
+    r = ask(cli, ex, "How far is the red box from the blue box?", backend="openai")
+    assert r.success
+    assert b.requests == [], "the stranger was contacted"
+    assert json.loads(a.requests[-1]["body"])["model"] == "other-model"
+    assert all(KEY not in m for _, m in log.lines)
+
+
+@pytest.mark.parametrize("code", [307, 302, 308])
+def test_an_http_redirect_never_carries_the_key_to_another_host(listeners, code):
+    from spatialpin_ros.vlm import VLMError
+    from spatialpin_ros.vlm.openai_client import OpenAICompatibleClient
+    a, b = listeners
+    a.mode, a.redirect_to = str(code), b.url
+    n = len(b.requests)
+    client = OpenAICompatibleClient(a.url + "/v1", "m", api_key_env=KEY_ENV, timeout_s=5.0)
+    try:
+        for call in (lambda: client.generate("", "hi"), client.list_models):
+            with pytest.raises(VLMError, match="redirect") as e:
+                call()
+            assert KEY not in str(e.value)
+    finally:
+        a.mode = "answer"
+    assert b.authorized() == [] and b.requests[n:] == [], \
+        f"the other listener got {len(b.requests) - n} request(s)"
+    assert client.generate("", "hi").text == "0.3 m"  # the configured server still works
+
+
+# -- 5. the perception node's camera pose topic ---------------------------------------------------
+def test_a_zero_quaternion_camera_pose_does_not_kill_perception(rclpy_context):
+    from spatialpin_ros.ros.perception_node import PerceptionNode
+    node = PerceptionNode(parameter_overrides=[Parameter("camera_pose_topic",
+                                                         value="/reliability/camera_pose")])
+    probe = Node("reliability_pose_pub")
+    pub = probe.create_publisher(PoseStamped, "/reliability/camera_pose", LATCHED)
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    ex.add_node(probe)
+    try:
+        zero = PoseStamped()
+        zero.pose.orientation.w = 0.0  # (the message's default is w = 1)
+        pub.publish(zero)  # orientation (0, 0, 0, 0)
+        spin_until(ex, lambda: False, timeout=1.0)
+        assert node._camera_pose_msg is None
+        good = PoseStamped()
+        good.pose.orientation.w = 1.0
+        pub.publish(good)
+        assert spin_until(ex, lambda: node._camera_pose_msg is not None, timeout=5)
+    finally:
+        ex.shutdown()
+        probe.destroy_node()
+        node.destroy_node()
+
+
+# -- 6. respawn ----------------------------------------------------------------------------------
+def test_bringup_respawns_a_killed_node(tmp_path):
+    from spatialpin_ros.bringup import Bringup
+    b = Bringup("spatial_qa", ["respawn:=true", "respawn_delay:=0.2"], echo=False,
+                log_dir=str(tmp_path))
+    with b:
+        first = b.procs["spatial_qa"]
+        time.sleep(1.0)
+        os.killpg(first.pid, signal.SIGKILL)  # a crash
+        assert _wait(lambda: b.restarts["spatial_qa"] >= 1, 20), b.exit_reason("spatial_qa")
+        second = b.procs["spatial_qa"]
+        assert second is not first
+        assert _wait(lambda: "answering on" in (tmp_path / "spatial_qa.log").read_text(), 30), \
+            (tmp_path / "spatial_qa.log").read_text()[-2000:]
+        assert second.poll() is None and b.failed() == {}
+        assert b.exits["spatial_qa"][0] == -signal.SIGKILL
+
+
+def test_without_respawn_bringup_says_which_node_died_and_why(tmp_path):
+    from spatialpin_ros.bringup import Bringup, respawn_settings
+    assert respawn_settings("sim_perception", ["respawn:=true", "sim.respawn:=false"])[0] == {
+        "sim": (False, 1.0), "perception": (True, 1.0), "spatial_qa": (True, 1.0)}
+    with Bringup("spatial_qa", ["spatial_qa.default_backend:=nope"], echo=False) as b:
+        assert _wait(lambda: b.failed(), 30)
+        assert b.failed() == {"spatial_qa": 2} and b.restarts["spatial_qa"] == 0
+        why = b.exit_reason("spatial_qa")
+    assert "exit code 2" in why and "cannot start" in why and "default_backend" in why, why
+
+
+def test_launch_files_carry_respawn(monkeypatch):
+    """launch_description with stand-ins for launch and launch_ros (not on PyPI)."""
+    made = []
+
+    def record(kind):
+        class Action:
+            def __init__(self, *args, **kwargs):
+                self.args, self.kwargs = args, kwargs
+                made.append((kind, self))
+        return Action
+    mods = {"launch": {"LaunchDescription": record("ld")},
+            "launch.actions": {"DeclareLaunchArgument": record("arg"),
+                               "OpaqueFunction": record("opaque")},
+            "launch.substitutions": {"LaunchConfiguration": record("conf")},
+            "launch.conditions": {"IfCondition": record("if")},
+            "launch_ros": {}, "launch_ros.actions": {"Node": record("node")},
+            "launch_ros.parameter_descriptions": {"ParameterValue": record("pv")}}
+    for name, attrs in mods.items():
+        monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(**attrs))
+    monkeypatch.delitem(sys.modules, "spatialpin_ros.ros.launch_description", raising=False)
+    from spatialpin_ros.ros import launch_description as ldm
+    ld = ldm.generate("sim_perception")
+    args = {a.args[0]: a.kwargs["default_value"] for k, a in made if k == "arg"}
+    assert args["respawn"] == "false" and float(args["respawn_delay"]) >= 0
+    nodes = [a for a in ld.args[0] if (("node", a) in made)]
+    if not nodes:  # nodes made at launch time, once the arguments are known
+        opaque = [a for k, a in made if k == "opaque"][0]
+        ctx = types.SimpleNamespace(launch_configurations={"respawn": "true",
+                                                           "respawn_delay": "2.5"})
+        nodes = opaque.kwargs["function"](ctx, *opaque.kwargs.get("args", []))
+    assert {n.kwargs["name"] for n in nodes} == {"sim", "perception", "spatial_qa"}
+    assert all(n.kwargs["respawn"] is True and n.kwargs["respawn_delay"] == 2.5 for n in nodes)
+
+
+def _wait(pred, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return False
