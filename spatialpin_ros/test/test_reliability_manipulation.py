@@ -129,7 +129,7 @@ def g(rclpy_context):
 
 
 def test_a_second_goal_is_rejected_while_one_executes(g):
-    g.set_policy("reject")
+    # goal_policy "reject" is the default (the preempt test puts it back).
     ids = g.ids()
     n0 = len(g.sent)
     first, fb = g.send(stack(ids), execute=True)
@@ -226,3 +226,36 @@ def test_a_bad_place_pose_is_aborted_with_the_reason_and_the_next_goal_works(g, 
     handle, _ = g.send(stack(g.ids()), execute=False)
     status, res = g.result(handle)
     assert status == GoalStatus.STATUS_SUCCEEDED and res.success, res.message
+
+
+def test_an_error_while_planning_is_aborted_with_a_bounded_reason(g, monkeypatch):
+    import spatialpin_ros.planning as planning
+
+    def broken(*a, **kw):
+        raise RuntimeError("SVD did not converge " + "x" * 10000)
+    monkeypatch.setattr(planning, "plan_task", broken)
+    handle, _ = g.send(stack(g.ids()), execute=True)
+    status, res = g.result(handle)
+    assert status == GoalStatus.STATUS_ABORTED and not res.success
+    assert "RuntimeError" in res.message and "SVD did not converge" in res.message
+    assert len(res.message) <= 500
+    monkeypatch.undo()
+    handle, _ = g.send(stack(g.ids()), execute=False)
+    status, res = g.result(handle)
+    assert status == GoalStatus.STATUS_SUCCEEDED and res.success, res.message
+
+
+def test_no_fresh_scene_in_time_fails_the_goal_with_the_reason(g):
+    # A scene stamped after the goal's arrival needs a render and a perception pass: never
+    # within 10 ms.
+    res = g.manip.set_parameters([Parameter("fresh_scene_timeout_s", value=0.01)])
+    assert res[0].successful, res[0].reason
+    try:
+        n0 = len(g.sent)
+        handle, _ = g.send(stack(g.ids()), execute=True)
+        status, res = g.result(handle, timeout=10)
+        assert status == GoalStatus.STATUS_ABORTED and not res.success
+        assert "no scene perceived after the goal's arrival" in res.message, res.message
+        assert len(g.sent) == n0
+    finally:
+        g.manip.set_parameters([Parameter("fresh_scene_timeout_s", value=5.0)])

@@ -16,8 +16,8 @@ joint_trajectory_controller): the running goal stops the arm and ends ABORTED wi
 a new goal", and only then does the new one start. Two trajectories never overlap in time.
 
 Fresh scenes: a goal is checked, planned and executed on a scene whose header stamp is later
-than the last scene load announced on ``scene_loaded_topic`` (the simulator's reset), the end
-of the last arm motion, and (for a goal that executes) the goal's arrival; it waits up to
+than the goal's arrival, the last scene load announced on ``scene_loaded_topic`` (the
+simulator's reset) and the end of the last arm motion; it waits up to
 ``fresh_scene_timeout_s`` for one, and fails with the reason when none comes. Verification
 waits, up to ``verify_timeout_s``, for a scene stamped after the motion ended. Scene stamps must
 be on this node's clock (the camera's image stamps).
@@ -98,9 +98,9 @@ PARAMS = {
         "to end, then starts the new one. Never two trajectories at once",
         one_of("reject", "preempt")),
     "fresh_scene_timeout_s": Param(
-        5.0, "Seconds a goal waits for a scene stamped after the last scene load (reset), the "
-        "end of the last arm motion and, for a goal that executes, the goal's arrival; the goal "
-        "fails with the reason when none comes", positive),
+        5.0, "Seconds a goal waits for a scene stamped after its arrival, the last scene load "
+        "(reset) and the end of the last arm motion, to be checked, planned and executed on; "
+        "the goal fails with the reason when none comes", positive),
     "scene_loaded_topic": Param(
         "/spatialpin/sim/scene_loaded", "Latched std_msgs/Header stamped at each scene load "
         "or reset (the simulator's); scenes stamped earlier are stale. Empty: none"),
@@ -346,7 +346,7 @@ class ManipulationNode(Node):
             self.get_logger().error(f"error in stage {state['stage']}: "
                                     + bounded_reason(traceback.format_exc(), 2000))
             return self._end(goal_handle, result, False,
-                             f"error while {state['stage']}: {type(e).__name__}: {e}"
+                             f"error in the {state['stage']} stage: {type(e).__name__}: {e}"
                              + ("; the arm was stopped where it was" if state["moving"] else ""))
 
     def _fresh_scene(self, after: float, timeout: float,
@@ -377,8 +377,7 @@ class ManipulationNode(Node):
         if bad is not None and bad.stamp > need:
             latest += (f"; a newer one, {conv.bounded(bad.scene_id, 40)!r}, is "
                        f"{conv.scene_status_text(bad)}")
-        return None, (f"no scene perceived after {what} arrived within {timeout:g} s "
-                      f"({latest})")
+        return None, f"no scene perceived after {what} within {timeout:g} s ({latest})"
 
     # -- the action ----------------------------------------------------------------------------
     def _task(self, goal_handle, run: _Run, arrival: float, result: ExecuteTask.Result,
@@ -422,11 +421,11 @@ class ManipulationNode(Node):
             return fail("no scene yet: perception has published only scenes it could not "
                         f"use; the latest, {conv.bounded(latest_bad.scene_id, 40)!r}, is "
                         f"{conv.scene_status_text(latest_bad)}")
-        # A goal that moves the arm is judged on a scene perceived after it arrived; any goal
-        # on one perceived after the last reset and the last arm motion.
+        # Judged on a scene perceived after the goal arrived, the last reset and the last arm
+        # motion (the arrival also covers a reset whose notice is still on its way).
         feedback("perceive", 0.05)
-        scene, why = self._fresh_scene(arrival if goal.execute else 0.0,
-                                       float(self.p.fresh_scene_timeout_s), interrupted)
+        scene, why = self._fresh_scene(arrival, float(self.p.fresh_scene_timeout_s),
+                                       interrupted)
         if scene is None:
             return stopped(why)
         q0 = self.current_q()
