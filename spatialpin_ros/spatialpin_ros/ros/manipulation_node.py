@@ -111,6 +111,8 @@ MAX_REASON = 500
 #: Seconds after a stop is sent before the arm counts as at rest (frames before show it moving).
 STOP_SETTLE_S = 0.3
 PREEMPTED = "preempted by a new goal"
+#: Seconds an accepted goal counts as running before its execution starts.
+ACCEPTED_STARTS_WITHIN_S = 5.0
 
 
 def bounded_reason(text: str, limit: int = MAX_REASON) -> str:
@@ -178,7 +180,8 @@ class ManipulationNode(Node):
         self._goals = threading.Condition()
         self._running: Optional[_Run] = None
         self._next: Optional[_Run] = None
-        self._accepted = 0
+        #: monotonic times of goals accepted and not started yet
+        self._accepted: list[float] = []
         group = ReentrantCallbackGroup()
         self.create_subscription(ScenePriors, p.scene_priors_topic, self._on_scene, LATCHED,
                                  callback_group=group)
@@ -271,19 +274,23 @@ class ManipulationNode(Node):
     # -- one goal at a time ------------------------------------------------------------------
     def _on_goal(self, goal_request) -> GoalResponse:
         with self._goals:
-            busy = self._running is not None or self._accepted > 0
+            # An accepted goal starts at once; one that never started holds nothing for long.
+            now = time.monotonic()
+            self._accepted = [t for t in self._accepted if now - t < ACCEPTED_STARTS_WITHIN_S]
+            busy = self._running is not None or bool(self._accepted)
             if busy and self.p.goal_policy == "reject":
                 self.get_logger().warning("rejected a new goal: another goal is running "
                                           "(goal_policy reject)")
                 return GoalResponse.REJECT
-            self._accepted += 1
+            self._accepted.append(now)
         return GoalResponse.ACCEPT
 
     def _execute(self, goal_handle) -> ExecuteTask.Result:
         arrival = self._now()
         run = _Run()
         with self._goals:
-            self._accepted = max(0, self._accepted - 1)
+            if self._accepted:
+                self._accepted.pop(0)
             if self._running is not None:
                 if self.p.goal_policy == "reject":  # the policy changed since it was accepted
                     return self._end(goal_handle, ExecuteTask.Result(), False,
