@@ -148,7 +148,7 @@ def test_scene_history_is_bounded(setup):
         assert spin_until(ex, lambda: node.frames_done > n, timeout=10)
     assert len(node.scenes) == 3
     ids = list(node.scenes)
-    assert ids == sorted(ids, key=lambda s: int(s.split("_")[1]))
+    assert ids == sorted(ids, key=lambda s: int(s.rsplit("_", 1)[1]))
 
 
 @pytest.mark.parametrize("bad", ["encoding", "nan_depth", "empty_depth", "size_mismatch",

@@ -6,7 +6,13 @@ so a 30 Hz camera never queues work. The camera's optical-frame pose in the worl
 from the ``camera_pose`` parameter, else from a PoseStamped topic, else from TF (where tf2_ros
 exists). Outputs: ScenePriors (reliable, transient-local), a MarkerArray, a PointCloud2 of the
 scene, and vision_msgs/Detection3DArray where vision_msgs is installed. The last
-``scene_history`` scenes are kept by id.
+``scene_history`` scenes are kept by id. Scene ids are ``<prefix>_<token>_<n>``: the token is
+drawn at start-up (``scene_id_token``), so ids never repeat across restarts of the node.
+
+Robot self-filter: with a robot model (``self_filter.urdf``) the robot's own links, posed from
+``/joint_states`` (the state nearest the frame's stamp), are rendered from the camera and their
+pixels (grown by a margin) get depth 0 before segmenting, so the arm in view is never an object.
+Frames without a camera pose in the world frame (the robot's) cannot be filtered (logged once).
 
 Every processed frame gives one ScenePriors. A frame the backend cannot perceive (no valid depth,
 no table in view) gives the backend's empty scene with its ``status`` and ``status_message``;
@@ -23,9 +29,10 @@ Default topics are those of realsense-ros 4.x (namespace and name ``camera``:
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import time
 import traceback
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Optional
 
 import numpy as np
@@ -33,7 +40,7 @@ import rclpy
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
 from spatialpin_interfaces.msg import ScenePriors
 from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
@@ -42,6 +49,7 @@ from spatialpin_ros.core.errors import ImageError, PerceptionError, SpatialPinEr
 from spatialpin_ros.core.sync import ApproxTimeSync
 from spatialpin_ros.core.types import CameraModel, PerceptionStatus, Pose, RGBDFrame, Scene
 from spatialpin_ros.perception import make_backend
+from spatialpin_ros.perception.self_filter import RobotSelfFilter
 from spatialpin_ros.reasoning.registration import plane_frame_pose
 from spatialpin_ros.ros import conversions as conv
 from spatialpin_ros.ros.node_main import run_node
@@ -125,8 +133,28 @@ PARAMS = {
                           positive),
     "publish_cloud": Param(True, "Publish the scene point cloud"),
     "publish_markers": Param(True, "Publish rviz markers"),
-    "scene_id_prefix": Param("scene", "Scene ids are <prefix>_<n>"),
+    "scene_id_prefix": Param("scene", "Scene ids are <prefix>_<token>_<n>"),
+    "scene_id_token": Param("", "Token in the scene ids; empty = 6 random hex digits drawn at "
+                            "start-up, so ids are unique across restarts", read_only=True),
+    "self_filter.enabled": Param(True, "Remove the robot's own body from the depth image before "
+                                 "segmenting (needs self_filter.urdf, /joint_states and a camera "
+                                 "pose in the robot's world frame)"),
+    "self_filter.urdf": Param("franka_panda/panda.urdf", "Robot model for the self-filter: a "
+                              "URDF file, a path under pybullet_data (default: the Panda of the "
+                              "simulator and planner) or the URDF XML (robot_description); empty "
+                              "= no self-filter", read_only=True),
+    "self_filter.base_pose": Param([], "Robot base pose in world_frame [x, y, z, qx, qy, qz, qw]; "
+                                   "empty = the world origin", numbers(7), read_only=True),
+    "self_filter.joint_states_topic": Param("/joint_states", "JointState topic that poses the "
+                                            "robot model", read_only=True),
+    "self_filter.margin_m": Param(0.02, "Margin around the robot's links (m, at the arm's "
+                                  "nearest depth in view); measured depth this much in front of "
+                                  "the arm is kept", non_negative),
+    "self_filter.margin_px": Param(4, "Pixels added to the self-filter margin", non_negative),
 }
+
+#: Joint states kept to find the one nearest a frame's stamp (50 Hz: 2 s).
+JOINT_STATE_HISTORY = 100
 
 #: Longest reason (characters) in a status line or a ScenePriors' status_message.
 MAX_REASON = 500
@@ -150,6 +178,12 @@ class PerceptionNode(Node):
         self._pending: Optional[dict] = None
         self._camera_pose_msg: Optional[Pose] = None
         self._counter = 0
+        self.scene_token = p.scene_id_token or secrets.token_hex(3)
+        self.self_filter: Optional[RobotSelfFilter] = None
+        self.self_filtered = 0  # frames whose robot pixels were cleared
+        self._joint_states: "deque[tuple[float, dict]]" = deque(maxlen=JOINT_STATE_HISTORY)
+        self._warned: set = set()
+        self._make_self_filter()
 
         self.pub_scene = self.create_publisher(ScenePriors, p.scene_priors_topic, LATCHED)
         self.pub_markers = self.create_publisher(MarkerArray, p.markers_topic, LATCHED)
@@ -166,7 +200,64 @@ class PerceptionNode(Node):
                                      LATCHED)
         self.add_post_set_parameters_callback(self._on_params_set)
         self.create_timer(1.0 / p.max_rate_hz, self._on_timer)
-        self.get_logger().info(f"perception backend '{p.backend}', at most {p.max_rate_hz:g} Hz")
+        self.get_logger().info(
+            f"perception backend '{p.backend}', at most {p.max_rate_hz:g} Hz, scene ids "
+            f"{p.scene_id_prefix}_{self.scene_token}_<n>, robot self-filter "
+            + ("on" if self.self_filter is not None else "off"))
+
+    # -- robot self-filter ---------------------------------------------------------------------
+    def _make_self_filter(self) -> None:
+        """Load the robot model and subscribe to joint states, when a URDF is configured."""
+        p = self.p
+        if not p.self_filter_urdf:
+            return
+        base = Pose.from_xyz_quat(p.self_filter_base_pose) if p.self_filter_base_pose else None
+        # A model that cannot be loaded stops the node (exit 2 with the reason): the arm would
+        # otherwise be perceived as objects.
+        self.self_filter = RobotSelfFilter(p.self_filter_urdf, float(p.self_filter_margin_m),
+                                           int(p.self_filter_margin_px), base)
+        self.create_subscription(JointState, p.self_filter_joint_states_topic,
+                                 self._on_joint_state, 10)
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        if len(msg.name) != len(msg.position):
+            self.get_logger().warning("ignored a joint state with names and positions of "
+                                      "different lengths", throttle_duration_sec=5.0)
+            return
+        self._joint_states.append((conv.stamp_to_sec(msg.header.stamp),
+                                   dict(zip(msg.name, msg.position))))
+
+    def _warn_once(self, key: str, text: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.get_logger().warning(text)
+
+    def _filter_robot(self, frame: RGBDFrame) -> RGBDFrame:
+        """``frame`` with the robot's pixels at depth 0 (unchanged when the filter is off or
+        cannot run: no camera pose in the world frame, no joint states yet)."""
+        sf, p = self.self_filter, self.p
+        if sf is None or not p.self_filter_enabled:
+            return frame
+        if frame.camera_pose is None or frame.world_frame != p.world_frame:
+            self._warn_once("pose", "robot self-filter: frames without a camera pose in "
+                            f"'{p.world_frame}' (the robot's frame) are not filtered")
+            return frame
+        if not self._joint_states:
+            self._warn_once("joints", "robot self-filter: no joint states yet on "
+                            f"'{p.self_filter_joint_states_topic}'; frames are not filtered "
+                            "until they come")
+            return frame
+        states = list(self._joint_states)  # the one nearest the frame's stamp, else the latest
+        k = (min(range(len(states)), key=lambda k: abs(states[k][0] - frame.stamp))
+             if frame.stamp and states[-1][0] else -1)
+        if sf.set_joint_positions(states[k][1]) == 0:
+            self._warn_once("names", "robot self-filter: the joint states name none of the "
+                            f"model's joints ({', '.join(sf.joint_names[:3])}, ...)")
+            return frame
+        sf.margin_m, sf.margin_px = float(p.self_filter_margin_m), int(p.self_filter_margin_px)
+        out, n = sf.apply(frame)
+        self.self_filtered += n > 0
+        return out
 
     # -- inputs --------------------------------------------------------------------------------
     def _subscribe_inputs(self) -> None:
@@ -289,6 +380,7 @@ class PerceptionNode(Node):
             return None
         t1 = time.perf_counter()
         try:
+            frame = self._filter_robot(frame)
             scene = self._perceive(frame)
         except ImageError as e:  # e.g. depth in millimetres as 32FC1
             return self._publish_bad_image(msgs, str(e))
@@ -296,8 +388,7 @@ class PerceptionNode(Node):
             self._report_error(str(e))
             return None
         t2 = time.perf_counter()
-        self._counter += 1
-        scene.scene_id = f"{self.p.scene_id_prefix}_{self._counter}"
+        scene.scene_id = self._next_scene_id()
         if frame.camera_pose is not None:
             scene.frame_id = frame.world_frame
         elif not scene.frame_id:
@@ -317,6 +408,11 @@ class PerceptionNode(Node):
         del self.timing["core_ms"][:-200], self.timing["node_ms"][:-200]
         return scene
 
+    def _next_scene_id(self) -> str:
+        """``<prefix>_<token>_<n>``: the start-up token keeps ids unique across restarts."""
+        self._counter += 1
+        return f"{self.p.scene_id_prefix}_{self.scene_token}_{self._counter}"
+
     def _report_error(self, reason: str) -> None:
         """Count a frame without a usable scene and say why on the status topic."""
         self.errors += 1
@@ -327,10 +423,9 @@ class PerceptionNode(Node):
 
     def _publish_bad_image(self, msgs: dict, reason: str) -> None:
         """An empty ScenePriors with status bad_image and the reason, in the frame's stamp."""
-        self._counter += 1
         color, info = msgs["color"], msgs["info"]
         msg = ScenePriors(header=Header(frame_id=self.p.world_frame, stamp=color.header.stamp),
-                          scene_id=f"{self.p.scene_id_prefix}_{self._counter}",
+                          scene_id=self._next_scene_id(),
                           status=ScenePriors.STATUS_BAD_IMAGE, status_message=reason[:MAX_REASON])
         if isinstance(info, CameraInfo):
             msg.camera_info = info
