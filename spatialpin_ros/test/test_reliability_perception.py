@@ -188,7 +188,8 @@ def test_100_simultaneous_asks_are_all_answered(rclpy_context):
                                    scene_id="scene_ab12cd_1") for _ in range(100)]
         res, lat = call_all(asker, AskSpatial, "/reliability/ask", reqs, timeout=30)
         answered = [r for r in res if r is not None]
-        assert len(answered) == 100, f"{len(answered)} of 100 asks answered within 30 s; node got {qa.requests}"
+        assert len(answered) == 100, (f"{len(answered)} of 100 asks answered within 30 s; the "
+                                      f"node got {qa.requests}")
         assert all(r.success and abs(r.value - 0.3) < 0.02 for r in answered), answered[0]
         assert max(lat) < 30
     finally:
