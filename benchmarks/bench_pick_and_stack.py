@@ -40,17 +40,21 @@ from spatialpin_ros.sim.world import SimWorld
 
 
 def truth_object(world, scene, oid):
-    """The simulator body of a perceived object: nearest true object of the same colour."""
+    """The simulator body of a perceived object, for scoring only: the nearest true object of
+    the same colour, else (perception named the colour wrongly) the nearest true object."""
     o = scene.get(oid)
-    best, bd = None, 1e9
-    for so in world.objects:
-        if so.spec.color_name != o.color_name:
-            continue
-        pose, _ = world.object_box(so)
-        d = float(np.linalg.norm(pose.position - o.center))
-        if d < bd:
-            best, bd = so, d
-    return best
+    for same_colour in (True, False):
+        best, bd = None, 1e9
+        for so in world.objects:
+            if same_colour and so.spec.color_name != o.color_name:
+                continue
+            pose, _ = world.object_box(so)
+            d = float(np.linalg.norm(pose.position - o.center))
+            if d < bd:
+                best, bd = so, d
+        if best is not None:
+            return best
+    return None
 
 
 def execute(world, traj, obj_body, lift_stage):
