@@ -495,6 +495,18 @@ def _place(rng: np.random.Generator, shape: str, size, yaw_deg: float,
 MIXES = ("primitives", "meshes", "mixed")
 
 
+def _put_on_table(rng: np.random.Generator, o, shape: str, size, placed: list,
+                  touching: bool) -> bool:
+    """Place ``o`` (footprint ``shape``/``size``) on the table clear of the ``placed``
+    footprints (or touching one); records its footprint. False when no spot was found."""
+    pos = _place(rng, shape, size, o.yaw_deg, placed, touching)
+    if pos is None:
+        return False
+    o.position = (pos[0], pos[1], size[2] / 2)
+    placed.append(footprint(shape, size, pos[0], pos[1], o.yaw_deg))
+    return True
+
+
 def _random_camera(rng: np.random.Generator, width: int, height: int,
                    dist: tuple[float, float], target_z: float) -> CameraSpec:
     """A camera 0.6-0.95 m from a point over the table (``dist`` range), 35-60 degrees above
@@ -565,13 +577,8 @@ def random_scene(seed: int, n_objects: Optional[int] = None, width: int = 640,
             o.on = base.name
             objects.append(o)
             continue
-        touching = bool(placed) and mode < 0.6
-        pos = _place(rng, shape, size, o.yaw_deg, placed, touching)
-        if pos is None:
-            continue
-        o.position = (pos[0], pos[1], size[2] / 2)
-        placed.append(footprint(shape, size, pos[0], pos[1], o.yaw_deg))
-        objects.append(o)
+        if _put_on_table(rng, o, shape, size, placed, touching=bool(placed) and mode < 0.6):
+            objects.append(o)
     cam = _random_camera(rng, width, height, (0.6, 0.85), 0.02) if vary_camera else \
         CameraSpec(width=width, height=height)
     return SceneSpec(camera=cam, objects=objects, name=f"random_{seed}", seed=seed)
@@ -670,13 +677,8 @@ def random_mesh_scene(seed: int, n_objects: Optional[int] = None, width: int = 6
             o.on = base.name
             objects.append(o)
             continue
-        touching = bool(placed) and mode < 0.45
-        pos = _place(rng, fshape, fsize, o.yaw_deg, placed, touching)
-        if pos is None:
-            continue
-        o.position = (pos[0], pos[1], fsize[2] / 2)
-        placed.append(footprint(fshape, fsize, pos[0], pos[1], o.yaw_deg))
-        objects.append(o)
+        if _put_on_table(rng, o, fshape, fsize, placed, touching=bool(placed) and mode < 0.45):
+            objects.append(o)
     cam = _random_camera(rng, width, height, (0.7, 0.95), 0.04) if vary_camera else \
         CameraSpec(width=width, height=height)
     tag = "mixed" if mixed else "meshes"
