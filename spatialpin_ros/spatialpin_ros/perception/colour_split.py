@@ -29,7 +29,7 @@ class ColourSplitParams:
     #: ...each is uniform (median distance to its own colour below this)...
     max_spread: float = 10.0
     #: ...holds at least this share of the piece and ``min_pixels`` working pixels...
-    min_share: float = 0.2
+    min_share: float = 0.12
     min_pixels: int = 25
     #: ...and is one contiguous region (its largest part holds this share of it).
     min_contiguous: float = 0.85
@@ -37,7 +37,7 @@ class ColourSplitParams:
     max_splits: int = 3
 
 
-def _lab(rgb: np.ndarray, w: float) -> np.ndarray:
+def colour_features(rgb: np.ndarray, w: float) -> np.ndarray:
     """Shading-tolerant colour features (N, 3): rg chromaticity (x 300, so that 0.1 of
     chromaticity is 30 units; dark pixels pulled to neutral) and luma (0-100) x ``w``."""
     x = rgb.reshape(-1, 3).astype(np.float32)
@@ -53,7 +53,7 @@ def _try_split(rows, cols, rgb, p: ColourSplitParams):
     the piece's pixels first; all pixels are only labelled when the sample allows a split."""
     n = len(rows)
     step = max(1, n // 400)
-    sample = _lab(rgb[rows[::step], cols[::step]], p.lightness_weight)
+    sample = colour_features(rgb[rows[::step], cols[::step]], p.lightness_weight)
     dev = sample - sample.mean(axis=0)
     if np.sqrt(np.einsum("ni,ni->n", dev, dev)).mean() < p.min_contrast / 4:
         return None                                   # one colour: nothing to split
@@ -64,7 +64,7 @@ def _try_split(rows, cols, rgb, p: ColourSplitParams):
         _, _, centres = cv2.kmeans(sample, k, None, crit, 1, cv2.KMEANS_PP_CENTERS)
         if not _plausible(sample, centres, p):
             continue
-        which = _regions(rows, cols, _lab(rgb[rows, cols], p.lightness_weight), centres, p)
+        which = _regions(rows, cols, colour_features(rgb[rows, cols], p.lightness_weight), centres, p)
         if which is not None:
             return which
     return None

@@ -38,6 +38,7 @@ from spatialpin_ros.core.types import (ObjectPrior, PerceptionStatus, Pose, RGBD
 from spatialpin_ros.perception.base import (DepthEstimator, ObjectNamer, PerceptionBackend,
                                             Segmenter)
 from spatialpin_ros.perception.colour_split import ColourSplitParams, split_by_colour
+from spatialpin_ros.perception.occluded import OccludedParams, recover_occluded
 from spatialpin_ros.perception.objects import WorldView, full_labels, make_prior
 from spatialpin_ros.perception.selection import Candidate, SelectionParams, select_objects
 from spatialpin_ros.perception.segmentation import (SegmentationParams, SurfaceSegmentation,
@@ -53,13 +54,15 @@ FLAT_ITEMS_MODES = ("list", "drop")
 @dataclass
 class GeometricParams:
     """Tuning of :class:`GeometricBackend` (metres, pixels). Stage parameters live in
-    ``support``, ``segmentation``, ``colour_split``, ``selection`` and ``shapes``; keyword
+    ``support``, ``segmentation``, ``colour_split``, ``occluded``, ``selection`` and ``shapes``;
+    keyword
     overrides may name a field of any."""
 
     support: SupportParams = field(default_factory=SupportParams)
     segmentation: SegmentationParams = field(default_factory=SegmentationParams)
     shapes: ShapeParams = field(default_factory=ShapeParams)
     colour_split: ColourSplitParams = field(default_factory=ColourSplitParams)
+    occluded: OccludedParams = field(default_factory=OccludedParams)
     selection: SelectionParams = field(default_factory=SelectionParams)
     #: Workspace in the world frame (x, y bounds of object centres, metres) when the camera pose
     #: is known; None disables a bound (the simulator's robot stands at x < 0.1).
@@ -91,14 +94,15 @@ class GeometricParams:
     def set(self, name: str, value) -> None:
         """Set a top-level or stage field by name; ValueError for an unknown name."""
         stages = (self, self.support, self.segmentation, self.shapes, self.colour_split,
-                  self.selection)
+                  self.occluded, self.selection)
         for obj in stages:
             if name in {f.name for f in dataclasses.fields(obj)} and not dataclasses.is_dataclass(
                     getattr(obj, name)):
                 setattr(obj, name, value)
                 return
         known = sorted({f.name for o in stages for f in dataclasses.fields(o)}
-                       - {"support", "segmentation", "shapes", "colour_split", "selection"})
+                       - {"support", "segmentation", "shapes", "colour_split", "occluded",
+                          "selection"})
         raise ValueError(f"unknown geometric backend parameter {name!r}; known: "
                          f"{', '.join(known)}")
 
@@ -179,6 +183,8 @@ class GeometricBackend(PerceptionBackend):
             small = small[: pts.shape[0], : pts.shape[1]]
             seg = segment_surfaces(depth, pts, support, self.params.segmentation, wcam.fx, s)
             lab = split_by_colour(seg.labels, small, self.params.colour_split)
+            lab = recover_occluded(lab, seg.foreground, pts[..., 2], small,
+                                   self._metric_pixel(pts, seg), self.params.occluded)
             seg = dataclasses.replace(seg, labels=lab, num_labels=int(lab.max()))
         region = support_extent(support, pts, seg.height, self.params.support, wcam.fx)
         tick("segmentation")
@@ -196,6 +202,13 @@ class GeometricBackend(PerceptionBackend):
                      support_plane=self._plane_world(support, T_wc), flat_items=flat)
 
     # -- stages ----------------------------------------------------------------------------------
+    @staticmethod
+    def _metric_pixel(pts: np.ndarray, seg: SurfaceSegmentation) -> float:
+        """Metres per working pixel at the foreground's median depth."""
+        z = pts[..., 2][seg.foreground]
+        z = z[np.isfinite(z)]
+        return float(quantile(z, 0.5)) / max(seg.focal, 1e-6) if len(z) else 1e-3
+
     def _depth(self, frame: RGBDFrame) -> np.ndarray:
         cam = frame.camera
         depth = np.asarray(frame.depth)

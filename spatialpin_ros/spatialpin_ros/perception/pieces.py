@@ -86,6 +86,24 @@ def _radius(xy: np.ndarray) -> tuple[np.ndarray, float]:
     return cen, quantile(np.hypot(*(xy - cen).T), 0.9)
 
 
+def _thin_top(q: np.ndarray, top: float, centre: np.ndarray, band: float = 0.01,
+              max_width: float = 0.02) -> bool:
+    """The piece's top band (points within ``band`` metres of its top ``top``) is a wall's rim
+    seen from above: narrower than ``max_width`` metres across, radially from ``centre`` (the
+    container's centre) or across its own main direction (a straight tray wall). A solid
+    object's top is a face at least as wide as the object (3 cm and more)."""
+    b = q[q[:, 2] > top - band, :2]
+    if len(b) < 5:
+        return True
+    d = np.hypot(*(b - centre).T)
+    if quantile(d, 0.95) - quantile(d, 0.05) < max_width:
+        return True
+    dev = b - b.mean(axis=0)
+    _, vecs = np.linalg.eigh(dev.T @ dev)
+    across = dev @ vecs[:, 0]
+    return bool(quantile(across, 0.95) - quantile(across, 0.05) < max_width)
+
+
 def _enclosed(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray],
               med: list[float], margin: float, share: float) -> bool:
     """The pieces touching ``i``, all standing higher than it, surround it seen from above:
@@ -98,8 +116,11 @@ def _enclosed(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray]
     hull = cv2.convexHull(uv).reshape(-1, 2).astype(np.float64)
     if len(hull) < 3 or inside_convex(hull, sub[i][:, :2]).mean() < share:
         return False
-    d = uv - sub[i][:, :2].mean(axis=0)
-    return len(np.unique((np.degrees(np.arctan2(d[:, 1], d[:, 0])) // 30).astype(int))) >= 9
+    centre = sub[i][:, :2].mean(axis=0)
+    d = uv - centre
+    if len(np.unique((np.degrees(np.arctan2(d[:, 1], d[:, 0])) // 30).astype(int))) < 9:
+        return False
+    return all(_thin_top(sub[j], pieces[j].top, centre) for j in near)   # walls, not blocks
 
 
 def _rim_arcs(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray,
@@ -120,7 +141,10 @@ def _rim_arcs(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray,
         return False
     tol = 3 * max_residual
     return bool(np.mean(np.abs(np.hypot(*(ba - c).T) - r) < tol) > 0.8
-                and np.mean(np.abs(np.hypot(*(bb - c).T) - r) < tol) > 0.8)
+                and np.mean(np.abs(np.hypot(*(bb - c).T) - r) < tol) > 0.8
+                and _thin_top(qa, A.top, c) and _thin_top(qb, B.top, c)
+                # a rim is hollow: its top bands keep away from the circle's middle
+                and np.mean(np.hypot(*(np.concatenate([ba, bb]) - c).T) < 0.5 * r) < 0.1)
 
 
 def _neck(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray, stats_a, stats_b,
@@ -154,8 +178,9 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
       lies in the larger one's (grown by ``grow`` metres), its top is no higher (by
       ``margin``) and above the other's bottom (it is not a base the other stands on) -- a
       bowl's inside within its rim;
-    * one is enclosed by higher pieces all around (:func:`_enclosed`) -- a tray's floor;
-    * two are arcs of one rim (:func:`_rim_arcs`);
+    * one is enclosed by higher, thin-topped pieces all around (:func:`_enclosed`) -- a tray's
+      floor;
+    * two are arcs of one rim, each thin (:func:`_rim_arcs`);
     * one is the other's neck or cap (:func:`_neck`).
 
     Returns the pieces and the label map {absorbed label: label it joined}."""

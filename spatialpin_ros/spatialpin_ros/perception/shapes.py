@@ -42,6 +42,9 @@ class ShapeParams:
     flat_face: float = 0.0012
     #: A circle must beat the rectangle by this factor to make a cylinder.
     circle_margin: float = 0.75
+    #: A round outline makes a sphere when the sphere fits this much better than an upright
+    #: cylinder with a flat top (RMS residuals).
+    sphere_margin: float = 0.6
     #: Container: seen through the plane of the rim, inside it (the footprint shrunk by
     #: ``rim_shrink``), at least ``inner_share`` of the points lie ``min_inner_depth`` (or
     #: ``inner_depth_rel`` of the height) below the rim.
@@ -121,12 +124,14 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
         shape = "cylinder"
     elif res_r > tol and res_c > tol:
         shape = "other"
-    if shape != "cylinder" and not flat_sides and len(Q) >= 30:
+    if not flat_sides and len(Q) >= 30:            # a ball's outline is a circle too
         cs, rs, es = sphere_fit(Q[:: max(1, len(Q) // 600)])
         convex = camera is None or float(np.mean(
             np.einsum("ij,ij->i", Q - cs, camera - Q) > 0)) > 0.8
         if (convex and 0.02 < rs < 0.15 and es < max(0.003, 0.08 * rs) + noise
-                and abs(cs[2] - rs) < 0.02 and f.top < 2.4 * rs and size0 < 2.3 * rs):
+                and abs(cs[2] - rs) < 0.02 and f.top < 2.4 * rs and size0 < 2.3 * rs
+                and (shape != "cylinder" or es < p.sphere_margin * _cylinder_residual(
+                    Q[:: max(1, len(Q) // 600)], circ[0], circ[1], f.top))):
             shape, f.sphere_center = "sphere", cs
             f.center_uv, f.size_uv, f.yaw = cs[:2].copy(), np.array([2 * rs] * 2), 0.0
             f.top, f.residual = float(cs[2] + rs), es
@@ -142,6 +147,14 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
     if shape != "sphere":
         _container(Q, f, noise, p, camera)
     return f
+
+
+def _cylinder_residual(Q: np.ndarray, centre, radius: float, top: float) -> float:
+    """RMS distance (metres) of points ``Q`` (N, 3) to an upright cylinder's side or flat top:
+    small for a can, about a tenth of the radius for a ball (whose top is curved)."""
+    rho = np.hypot(Q[:, 0] - centre[0], Q[:, 1] - centre[1])
+    d = np.minimum(np.abs(rho - radius), np.abs(Q[:, 2] - top))
+    return float(np.sqrt(np.mean(d * d)))
 
 
 def _container(Q: np.ndarray, f: ShapeFit, noise: float, p: ShapeParams,
