@@ -2,10 +2,13 @@
 one goal at a time (a second goal is rejected, or preempts the running one, per
 ``goal_policy``) and never two overlapping trajectories at the arm; a goal right after a sim
 reset is judged on a scene perceived after the reset; a NaN or all-zero-quaternion
-``place_pose`` is ABORTED with the reason in the result; the node serves the next goal."""
+``place_pose`` is ABORTED with the reason in the result; the node serves the next goal; after a
+cancel that stops the arm over the table, in the camera's view, no perceived object is the arm and
+the next plan succeeds."""
 
 import math
 
+import numpy as np
 import pytest
 
 from conftest import spin_until
@@ -259,3 +262,55 @@ def test_no_fresh_scene_in_time_fails_the_goal_with_the_reason(g):
         assert len(g.sent) == n0
     finally:
         g.manip.set_parameters([Parameter("fresh_scene_timeout_s", value=5.0)])
+
+
+# -- the arm stopped in view by a cancel ---------------------------------------------------------
+def hand_position(sim) -> np.ndarray:
+    import pybullet as pb
+    w = sim.world
+    return np.array(pb.getLinkState(w.robot, w.link_index["panda_hand"],
+                                    computeForwardKinematics=True,
+                                    physicsClientId=w.client)[4])
+
+
+def hand_over_the_table(sim) -> bool:
+    """The hand reaches over the table towards the objects, less than 0.3 m above it: in the
+    camera's view (the camera looks at the robot from across the table)."""
+    with sim.world_lock:
+        x, _, z = hand_position(sim)
+    return x > 0.33 and z < 0.30
+
+
+def test_after_a_cancel_with_the_arm_in_view_the_next_plan_succeeds(g):
+    """Issue 15, item 4: the arm stopped by a cancel over the table was perceived as objects,
+    which then blocked every plan ("pre-grasp in collision (panda_leftfinger-obj_...)")."""
+    ids = g.reset_and_wait_for_the_table()
+    handle, fb = g.send(stack(ids), execute=True)
+    assert handle.accepted
+    assert g.spin(lambda: "execute" in fb and hand_over_the_table(g.sim), 60), (
+        fb, hand_position(g.sim))
+    handle.cancel_goal_async()
+    status, res = g.result(handle)
+    assert status == GoalStatus.STATUS_CANCELED, res.message
+    # The arm stands still over the table, in view.
+    t_stopped = g.now()
+    g.spin(lambda: False, 0.5)
+    with g.sim.world_lock:
+        hand = hand_position(g.sim)
+        _, seg = g.sim.world.render(with_segmentation=True)
+        truth = g.sim.world.ground_truth()
+    robot_px = int((seg == g.sim.world.robot).sum())
+    assert hand[0] > 0.3 and hand[2] < 0.35 and robot_px > 5000, (hand, robot_px)
+    # A scene perceived after the stop: the three blocks, and nothing that is the arm.
+    assert g.spin(lambda: g.scenes and stamp(g.scenes[-1].header) > t_stopped + 0.5, 30)
+    scene = conv.scene_from_msg(g.scenes[-1])
+    arm = [o.id for o in scene.objects
+           if min(np.linalg.norm(o.pose.position - t.pose.position)
+                  for t in truth.objects) > 0.05]
+    assert arm == [] and len(scene.objects) <= len(truth.objects), (
+        arm, [(o.id, o.label, o.pose.position.round(2)) for o in scene.objects])
+    # The next plan, from where the arm stopped, succeeds.
+    handle, _ = g.send(stack(g.ids()), execute=False)
+    status, res = g.result(handle)
+    assert status == GoalStatus.STATUS_SUCCEEDED and res.success, res.message
+    g.reset_and_wait_for_the_table()
