@@ -4,6 +4,8 @@ image), the node keeps answering, and a frame without any camera pose is perceiv
 plane's frame. The node runs with the simulator graph's remappings, so the camera here publishes
 on the simulator's topics."""
 
+import re
+
 import numpy as np
 import pytest
 import yaml
@@ -48,15 +50,16 @@ class Camera(Node):
                                  lambda m: self.status.append(m.data), 10)
         self._sec = 1000
 
-    def send(self, frame, depth=None, color=None):
-        """Publish one frame (``color``: an Image message replacing the frame's); its stamp."""
+    def send(self, frame, depth=None, color=None, encoding="32FC1"):
+        """Publish one frame (``color``: an Image message replacing the frame's; depth in
+        ``encoding``); its stamp."""
         self._sec += 1  # distinct stamps: each frame is a new pair
         header = Header(frame_id="camera_color_optical_frame")
         header.stamp.sec = self._sec
         c = conv.image_to_msg(frame.rgb, "rgb8", header) if color is None else color
         c.header = header
         self.pub_c.publish(c)
-        self.pub_d.publish(conv.depth_to_msg(frame.depth if depth is None else depth, "32FC1",
+        self.pub_d.publish(conv.depth_to_msg(frame.depth if depth is None else depth, encoding,
                                              header))
         self.pub_i.publish(conv.camera_info_to_msg(frame.camera, header))
         return header.stamp
@@ -187,6 +190,26 @@ def test_unreadable_images_give_bad_image_with_the_reason(setup, bad):
     assert set(node.scenes) == ids  # an unreadable frame is no scene to remember
     msg, _ = answer(ex, cam, cam.send(frame))  # the node still answers
     assert msg.status == ScenePriors.STATUS_OK and len(msg.objects) > 0
+
+
+@pytest.mark.parametrize("case", ["16UC1_100x_too_small", "32FC1_in_millimetres"])
+def test_depth_in_the_wrong_scale_is_refused_with_the_median_it_has(setup, case):
+    """Issue 15, item 9: 16UC1 depth 100x too small (the table a centimetre away) gave "ok, 0
+    objects"; it is refused as bad_image saying the scale looks wrong, with the median seen."""
+    node, cam, ex, frame, _ = setup
+    scale = 0.01 if case == "16UC1_100x_too_small" else 1000.0
+    encoding = "16UC1" if scale < 1 else "32FC1"
+    errors, ids = node.errors, set(node.scenes)
+    msg, status = answer(ex, cam, cam.send(frame, depth=frame.depth * scale, encoding=encoding))
+    assert msg.status == ScenePriors.STATUS_BAD_IMAGE, (msg.status, len(msg.objects))
+    assert "depth scale looks wrong" in msg.status_message, msg.status_message
+    seen = float(re.search(r"median valid depth is ([0-9.]+) m", msg.status_message).group(1))
+    median = float(np.median(frame.depth[frame.depth > 0])) * scale  # the frame's median, m
+    assert seen == pytest.approx(median, rel=0.2, abs=0.001), msg.status_message
+    assert len(msg.objects) == 0 and node.errors == errors + 1 and set(node.scenes) == ids
+    assert any(s.startswith("error: bad_image: depth scale looks wrong") for s in status), status
+    msg, _ = answer(ex, cam, cam.send(frame, encoding="16UC1"))  # millimetres: fine
+    assert msg.status == ScenePriors.STATUS_OK and len(msg.objects) > 0, msg.status_message
 
 
 def test_a_frame_without_any_camera_pose_is_perceived_in_the_support_plane_frame(setup):
