@@ -382,3 +382,52 @@ def _wait(pred, timeout):
             return True
         time.sleep(0.1)
     return False
+
+
+# -- 7. VLM clients shared by the ask threads ----------------------------------------------------
+def test_the_ask_threads_make_each_vlm_client_once(qa_graph, monkeypatch):
+    """The QA node answers on ASK_THREADS threads: those asking at once for a client not made
+    yet share one (two model loads for transformers otherwise), and a client forgotten (an
+    openai.* change) while being made is not kept."""
+    import spatialpin_ros.vlm as vlm
+    from spatialpin_ros.ros.spatial_qa_node import ASK_THREADS
+    qa, pub, cli, ex, log = qa_graph
+    made = []
+
+    def slow_make(kind, **kw):  # a model load or a slow server: other threads ask meanwhile
+        made.append(kind)
+        time.sleep(0.3)
+        return types.SimpleNamespace(kind=kind, n=len(made), model=kw.get("model"))
+
+    monkeypatch.setattr(vlm, "make_vlm", slow_make)
+    vlms = qa.qa.vlms
+    vlms.forget("openai")
+    try:
+        barrier, got = threading.Barrier(ASK_THREADS), []
+
+        def use():
+            barrier.wait()
+            got.append(vlms["openai"])
+        threads = [threading.Thread(target=use) for _ in range(ASK_THREADS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert len(got) == ASK_THREADS and made == ["openai"], made
+        assert all(c is got[0] for c in got)
+        # Forgotten while a thread makes it: the next use gets a new client, not that one.
+        vlms.forget("openai")
+        maker = threading.Thread(target=lambda: got.append(vlms["openai"]))
+        maker.start()
+        while len(made) < 2:
+            time.sleep(0.01)
+        vlms.forget("openai")  # (a model change lands while the client is being made)
+        maker.join(timeout=30)
+        assert vlms["openai"] is not got[-1] and len(made) == 3, made
+        with pytest.raises(KeyError):
+            vlms["no_such_backend"]
+    finally:
+        monkeypatch.undo()
+        vlms.forget("openai")
+    r = ask(cli, ex, "How far is the red box from the blue box?")  # the node still answers
+    assert r.success
