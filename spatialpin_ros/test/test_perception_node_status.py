@@ -22,6 +22,7 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from spatialpin_interfaces.msg import ScenePriors  # noqa: E402
 from std_msgs.msg import Header, String  # noqa: E402
 
+from spatialpin_ros.core.types import CameraModel  # noqa: E402
 from spatialpin_ros.graph import GRAPHS, PERCEPTION, PERCEPTION_ON_SIM  # noqa: E402
 from spatialpin_ros.paths import config_file, resolve_scene_file  # noqa: E402
 from spatialpin_ros.ros import conversions as conv  # noqa: E402
@@ -50,18 +51,20 @@ class Camera(Node):
                                  lambda m: self.status.append(m.data), 10)
         self._sec = 1000
 
-    def send(self, frame, depth=None, color=None, encoding="32FC1"):
-        """Publish one frame (``color``: an Image message replacing the frame's; depth in
-        ``encoding``); its stamp."""
+    def send(self, frame, depth=None, color=None, encoding="32FC1", depth_msg=None,
+             camera=None):
+        """Publish one frame (``color``, ``depth_msg``: Image messages replacing the frame's;
+        depth in ``encoding``; ``camera``: the CameraModel of the camera_info); its stamp."""
         self._sec += 1  # distinct stamps: each frame is a new pair
         header = Header(frame_id="camera_color_optical_frame")
         header.stamp.sec = self._sec
         c = conv.image_to_msg(frame.rgb, "rgb8", header) if color is None else color
         c.header = header
         self.pub_c.publish(c)
-        self.pub_d.publish(conv.depth_to_msg(frame.depth if depth is None else depth, encoding,
-                                             header))
-        self.pub_i.publish(conv.camera_info_to_msg(frame.camera, header))
+        d = depth_msg or conv.depth_to_msg(frame.depth if depth is None else depth, encoding)
+        d.header = header
+        self.pub_d.publish(d)
+        self.pub_i.publish(conv.camera_info_to_msg(camera or frame.camera, header))
         return header.stamp
 
 
@@ -166,13 +169,21 @@ def test_all_zero_depth_gives_no_valid_depth(setup):
     assert any(s.startswith("error: no_valid_depth") for s in status), status
 
 
-@pytest.mark.parametrize("bad", ["header_smaller_than_data", "encoding", "data_too_short"])
+@pytest.mark.parametrize("bad", ["header_smaller_than_data", "every_header_smaller_than_data",
+                                 "encoding", "data_too_short"])
 def test_unreadable_images_give_bad_image_with_the_reason(setup, bad):
+    """Issue 15, item 9: headers declaring 320x240 over 640x480 data (colour, depth and
+    camera_info alike) were read as a garbled crop: "ok, 0 objects"."""
     node, cam, ex, frame, _ = setup
     color = conv.image_to_msg(frame.rgb, "rgb8")
-    if bad == "header_smaller_than_data":  # 640x480 pixels under a 320x240 header
+    depth, camera = None, None
+    if bad.endswith("header_smaller_than_data"):  # 640x480 pixels under a 320x240 header
         color.width, color.height, color.step = 320, 240, 320 * 3
-        why = "differ"
+        why = "longer than its header says"
+        if bad.startswith("every"):
+            depth = conv.depth_to_msg(frame.depth, "32FC1")
+            depth.width, depth.height, depth.step = 320, 240, 320 * 4
+            camera = CameraModel.from_fov(320, 240, 58)
     elif bad == "encoding":
         color.encoding = "yuv422"
         why = "yuv422"
@@ -180,9 +191,9 @@ def test_unreadable_images_give_bad_image_with_the_reason(setup, bad):
         color.width, color.height, color.step = 1280, 960, 1280 * 3
         why = "too short"
     errors, ids = node.errors, set(node.scenes)
-    stamp = cam.send(frame, color=color)
+    stamp = cam.send(frame, color=color, depth_msg=depth, camera=camera)
     msg, status = answer(ex, cam, stamp)
-    assert msg.status == ScenePriors.STATUS_BAD_IMAGE
+    assert msg.status == ScenePriors.STATUS_BAD_IMAGE, (msg.status, len(msg.objects))
     assert why in msg.status_message and len(msg.status_message) <= 500
     assert len(msg.objects) == 0 and msg.scene_id.startswith("scene_")
     assert msg.header.stamp == stamp and node.errors == errors + 1
