@@ -314,3 +314,97 @@ def test_after_a_cancel_with_the_arm_in_view_the_next_plan_succeeds(g):
     status, res = g.result(handle)
     assert status == GoalStatus.STATUS_SUCCEEDED and res.success, res.message
     g.reset_and_wait_for_the_table()
+
+
+# -- bad goals and bad trajectories (handled before issue 15; kept so) ---------------------------
+def bad_goal(ids, case):
+    if case == "unknown_action":
+        return TaskProposal(action="fly", object_id=ids["red"])
+    if case == "unknown_object":
+        return TaskProposal(action="stack", object_id="obj_9999", target_id=ids["blue"])
+    if case == "empty_ids":
+        return TaskProposal(action="stack")
+    if case == "huge_unicode_id":
+        return TaskProposal(action="stack", object_id="🟥\u202e" + "o" * 100_000,
+                            target_id=ids["blue"])
+    if case == "onto_itself":
+        return TaskProposal(action="stack", object_id=ids["red"], target_id=ids["red"])
+    task = TaskProposal(action="pick_and_place", object_id=ids["red"])  # out of reach
+    task.place_pose.position.x, task.place_pose.position.z = 1.6, 0.03
+    task.place_pose.orientation.w = 1.0
+    return task
+
+
+@pytest.mark.parametrize("case, why", [("unknown_action", "unknown action"),
+                                       ("unknown_object", "no object 'obj_9999'"),
+                                       ("empty_ids", "no object ''"),
+                                       ("huge_unicode_id", "no object"),
+                                       ("onto_itself", "on itself"),
+                                       ("unreachable", "reach")])
+def test_a_bad_goal_is_aborted_with_a_bounded_reason_and_the_next_goal_works(g, case, why):
+    n0 = len(g.sent)
+    handle, _ = g.send(bad_goal(g.ids(), case), execute=True)
+    assert handle.accepted
+    status, res = g.result(handle)
+    assert status == GoalStatus.STATUS_ABORTED and not res.success
+    assert why in res.message and len(res.message) <= 500, res.message[:600]
+    assert len(g.sent) == n0  # nothing reached the arm
+    handle, _ = g.send(stack(g.ids()), execute=False)
+    status, res = g.result(handle)
+    assert status == GoalStatus.STATUS_SUCCEEDED and res.success, res.message
+
+
+def break_limits(traj, case):
+    """``traj`` with a joint over its position or velocity limit, or a NaN position."""
+    import copy
+    t = copy.deepcopy(traj)
+    k = len(t.times) // 2
+    if case == "position_limit":  # panda_joint4 stays below -0.07 rad
+        t.positions[k:, t.joint_names.index("panda_joint4")] = 0.5
+    elif case == "velocity_limit":  # panda_joint1 turns 0.3 rad in 10 ms
+        t.positions[k:, t.joint_names.index("panda_joint1")] += 0.3
+        t.times[k:] -= t.times[k] - t.times[k - 1] - 0.01
+    else:
+        t.positions[k, 0] = math.nan
+    return t
+
+
+@pytest.mark.parametrize("case, why", [("position_limit", "leaves its limits"),
+                                       ("velocity_limit", "above its velocity limit"),
+                                       ("nan_position", "non-finite")])
+def test_a_trajectory_over_the_limits_never_reaches_the_arm(g, monkeypatch, case, why):
+    """A planned trajectory breaking a limit is never sent (the goal is ABORTED saying so);
+    sent straight to the arm, the simulator refuses it; the next goal works."""
+    import spatialpin_ros.planning as planning
+    real, broken = planning.plan_task, []
+
+    def tampered(*a, **kw):
+        plan = real(*a, **kw)
+        if plan.success:
+            plan.trajectory = break_limits(plan.trajectory, case)
+            broken.append(plan.trajectory)
+        return plan
+    monkeypatch.setattr(planning, "plan_task", tampered)
+    n0 = len(g.sent)
+    handle, _ = g.send(stack(g.ids()), execute=True)
+    status, res = g.result(handle)
+    assert broken, res.message
+    assert status == GoalStatus.STATUS_ABORTED and not res.success
+    assert "not sent" in res.message and why in res.message, res.message
+    assert len(res.message) <= 500
+    assert len(g.sent) == n0
+    monkeypatch.undo()
+    # Sent straight to the arm, the simulator refuses it and holds still.
+    with g.sim.world_lock:
+        q0 = g.sim.world.joint_state()[1]
+    g.client.create_publisher(JointTrajectoryMsg, TRAJ_TOPIC, 10).publish(
+        conv.trajectory_to_msg(broken[0]))
+    assert g.spin(lambda: len(g.sent) > n0, 5)
+    g.spin(lambda: False, 1.0)
+    with g.sim.world_lock:
+        q1 = g.sim.world.joint_state()[1]
+        assert not g.sim.world.trajectory_active
+    assert np.abs(q1 - q0).max() < 0.01
+    handle, _ = g.send(stack(g.ids()), execute=False)
+    status, res = g.result(handle)
+    assert status == GoalStatus.STATUS_SUCCEEDED and res.success, res.message
