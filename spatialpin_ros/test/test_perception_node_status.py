@@ -4,6 +4,7 @@ image), the node keeps answering, and a frame without any camera pose is perceiv
 plane's frame. The node runs with the simulator graph's remappings, so the camera here publishes
 on the simulator's topics."""
 
+import math
 import re
 
 import numpy as np
@@ -52,9 +53,10 @@ class Camera(Node):
         self._sec = 1000
 
     def send(self, frame, depth=None, color=None, encoding="32FC1", depth_msg=None,
-             camera=None):
+             camera=None, edit_info=None):
         """Publish one frame (``color``, ``depth_msg``: Image messages replacing the frame's;
-        depth in ``encoding``; ``camera``: the CameraModel of the camera_info); its stamp."""
+        depth in ``encoding``; ``camera``: the CameraModel of the camera_info, which
+        ``edit_info`` may change); its stamp."""
         self._sec += 1  # distinct stamps: each frame is a new pair
         header = Header(frame_id="camera_color_optical_frame")
         header.stamp.sec = self._sec
@@ -64,7 +66,10 @@ class Camera(Node):
         d = depth_msg or conv.depth_to_msg(frame.depth if depth is None else depth, encoding)
         d.header = header
         self.pub_d.publish(d)
-        self.pub_i.publish(conv.camera_info_to_msg(camera or frame.camera, header))
+        info = conv.camera_info_to_msg(camera or frame.camera, header)
+        if edit_info is not None:
+            edit_info(info)
+        self.pub_i.publish(info)
         return header.stamp
 
 
@@ -169,14 +174,27 @@ def test_all_zero_depth_gives_no_valid_depth(setup):
     assert any(s.startswith("error: no_valid_depth") for s in status), status
 
 
+def _set_k(**values):
+    """A camera_info edit setting K's entries (fx, fy, cx, cy) and the size."""
+    def edit(info):
+        k = list(info.k)
+        for name, i in (("fx", 0), ("cx", 2), ("fy", 4), ("cy", 5)):
+            if name in values:
+                k[i] = values[name]
+        info.k = k
+        info.width = values.get("width", info.width)
+    return edit
+
+
 @pytest.mark.parametrize("bad", ["header_smaller_than_data", "every_header_smaller_than_data",
-                                 "encoding", "data_too_short"])
+                                 "encoding", "data_too_short", "depth_encoding",
+                                 "nan_focal_length", "inf_principal_point", "zero_size_info"])
 def test_unreadable_images_give_bad_image_with_the_reason(setup, bad):
     """Issue 15, item 9: headers declaring 320x240 over 640x480 data (colour, depth and
     camera_info alike) were read as a garbled crop: "ok, 0 objects"."""
     node, cam, ex, frame, _ = setup
     color = conv.image_to_msg(frame.rgb, "rgb8")
-    depth, camera = None, None
+    depth, camera, edit = None, None, None
     if bad.endswith("header_smaller_than_data"):  # 640x480 pixels under a 320x240 header
         color.width, color.height, color.step = 320, 240, 320 * 3
         why = "longer than its header says"
@@ -187,11 +205,19 @@ def test_unreadable_images_give_bad_image_with_the_reason(setup, bad):
     elif bad == "encoding":
         color.encoding = "yuv422"
         why = "yuv422"
+    elif bad == "depth_encoding":  # signed 16-bit depth
+        depth = conv.depth_to_msg(frame.depth, "16UC1")
+        depth.encoding = why = "16SC1"
+    elif bad in ("nan_focal_length", "inf_principal_point", "zero_size_info"):
+        edit = {"nan_focal_length": _set_k(fx=math.nan),
+                "inf_principal_point": _set_k(cx=math.inf),
+                "zero_size_info": _set_k(width=0)}[bad]
+        why = "camera_info"
     else:  # a header larger than the data
         color.width, color.height, color.step = 1280, 960, 1280 * 3
         why = "too short"
     errors, ids = node.errors, set(node.scenes)
-    stamp = cam.send(frame, color=color, depth_msg=depth, camera=camera)
+    stamp = cam.send(frame, color=color, depth_msg=depth, camera=camera, edit_info=edit)
     msg, status = answer(ex, cam, stamp)
     assert msg.status == ScenePriors.STATUS_BAD_IMAGE, (msg.status, len(msg.objects))
     assert why in msg.status_message and len(msg.status_message) <= 500
