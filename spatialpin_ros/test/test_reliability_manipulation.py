@@ -408,3 +408,19 @@ def test_a_trajectory_over_the_limits_never_reaches_the_arm(g, monkeypatch, case
     handle, _ = g.send(stack(g.ids()), execute=False)
     status, res = g.result(handle)
     assert status == GoalStatus.STATUS_SUCCEEDED and res.success, res.message
+
+
+def test_an_older_scene_never_replaces_the_newest(g):
+    """Issue 15, item 8: a scene stamped 5 s before the newest one was taken as the newest."""
+    assert g.spin(lambda: g.manip.scene is not None, 10)
+    with g.manip._lock:
+        newest = g.manip.scene
+    older = conv.scene_from_msg(g.scenes[-1])
+    older.scene_id, older.objects = "five_s_older", older.objects[:1]
+    # Called as the executor would (the test thread spins it, so nothing else runs meanwhile).
+    g.manip._on_scene(conv.scene_to_msg(older, conv.sec_to_stamp(newest.stamp - 5.0)))
+    with g.manip._lock:
+        assert g.manip.scene is newest, g.manip.scene.scene_id
+    handle, _ = g.send(stack(g.ids()), execute=False)
+    status, res = g.result(handle)
+    assert status == GoalStatus.STATUS_SUCCEEDED and res.success, res.message
