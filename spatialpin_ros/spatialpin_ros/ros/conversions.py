@@ -31,7 +31,8 @@ from spatialpin_ros.core.types import CameraModel, ObjectPrior, PerceptionStatus
 # without ROS); their one home is the core's frame_sources.
 from spatialpin_ros.perception.frame_sources import (COLOR_ENCODINGS,  # noqa: F401 (re-export)
                                                      DEPTH_ENCODINGS)
-from spatialpin_ros.perception.frame_sources import depth_from_image, rgb_from_image
+from spatialpin_ros.perception.frame_sources import depth_from_image as depth_from_msg  # noqa: F401
+from spatialpin_ros.perception.frame_sources import rgb_from_image as rgb_from_msg  # noqa: F401
 
 
 #: Most characters of any one input (an id, a question, a message) echoed back or logged.
@@ -54,33 +55,6 @@ def bounded(text, limit: int = MAX_ECHO_CHARS, one_line: bool = True) -> str:
     if len(text) > limit:
         text = f"{text[:limit]}…({len(text)} chars)"
     return text.replace("\r", "\\r").replace("\n", "\\n") if one_line else text
-
-
-# -- images ----------------------------------------------------------------------------------
-def check_image_size(msg: Image) -> None:
-    """ImageError unless ``msg.data`` holds exactly ``step * height`` bytes, as sensor_msgs/Image
-    requires: a header declaring 320x240 over 640x480 data would otherwise be read as a garbled
-    crop (the decoders only refuse data too short for the header)."""
-    n, want = len(msg.data), int(msg.step) * int(msg.height)
-    if n != want:
-        what = "too short" if n < want else "longer than its header says"
-        raise ImageError(f"image data {what}: {n} bytes, but the header declares {msg.width}x"
-                         f"{msg.height} {bounded(msg.encoding, 20)!r} with step {msg.step} "
-                         f"({want} bytes)")
-
-
-def rgb_from_msg(msg: Image) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from a colour Image; ImageError for an unsupported encoding or data
-    that does not match its header."""
-    check_image_size(msg)
-    return rgb_from_image(msg)
-
-
-def depth_from_msg(msg: Image) -> np.ndarray:
-    """(H, W) float32 metres from a depth Image (32FC1 metres or 16UC1 millimetres; missing
-    depth becomes 0); ImageError for another encoding or data that does not match its header."""
-    check_image_size(msg)
-    return depth_from_image(msg)
 
 
 # -- time ------------------------------------------------------------------------------------
