@@ -4,6 +4,9 @@ image), the node keeps answering, and a frame without any camera pose is perceiv
 plane's frame. The node runs with the simulator graph's remappings, so the camera here publishes
 on the simulator's topics."""
 
+import math
+import re
+
 import numpy as np
 import pytest
 import yaml
@@ -20,6 +23,7 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from spatialpin_interfaces.msg import ScenePriors  # noqa: E402
 from std_msgs.msg import Header, String  # noqa: E402
 
+from spatialpin_ros.core.types import CameraModel  # noqa: E402
 from spatialpin_ros.graph import GRAPHS, PERCEPTION, PERCEPTION_ON_SIM  # noqa: E402
 from spatialpin_ros.paths import config_file, resolve_scene_file  # noqa: E402
 from spatialpin_ros.ros import conversions as conv  # noqa: E402
@@ -48,17 +52,24 @@ class Camera(Node):
                                  lambda m: self.status.append(m.data), 10)
         self._sec = 1000
 
-    def send(self, frame, depth=None, color=None):
-        """Publish one frame (``color``: an Image message replacing the frame's); its stamp."""
+    def send(self, frame, depth=None, color=None, encoding="32FC1", depth_msg=None,
+             camera=None, edit_info=None):
+        """Publish one frame (``color``, ``depth_msg``: Image messages replacing the frame's;
+        depth in ``encoding``; ``camera``: the CameraModel of the camera_info, which
+        ``edit_info`` may change); its stamp."""
         self._sec += 1  # distinct stamps: each frame is a new pair
         header = Header(frame_id="camera_color_optical_frame")
         header.stamp.sec = self._sec
         c = conv.image_to_msg(frame.rgb, "rgb8", header) if color is None else color
         c.header = header
         self.pub_c.publish(c)
-        self.pub_d.publish(conv.depth_to_msg(frame.depth if depth is None else depth, "32FC1",
-                                             header))
-        self.pub_i.publish(conv.camera_info_to_msg(frame.camera, header))
+        d = depth_msg or conv.depth_to_msg(frame.depth if depth is None else depth, encoding)
+        d.header = header
+        self.pub_d.publish(d)
+        info = conv.camera_info_to_msg(camera or frame.camera, header)
+        if edit_info is not None:
+            edit_info(info)
+        self.pub_i.publish(info)
         return header.stamp
 
 
@@ -163,23 +174,52 @@ def test_all_zero_depth_gives_no_valid_depth(setup):
     assert any(s.startswith("error: no_valid_depth") for s in status), status
 
 
-@pytest.mark.parametrize("bad", ["header_smaller_than_data", "encoding", "data_too_short"])
+def _set_k(**values):
+    """A camera_info edit setting K's entries (fx, fy, cx, cy) and the size."""
+    def edit(info):
+        k = list(info.k)
+        for name, i in (("fx", 0), ("cx", 2), ("fy", 4), ("cy", 5)):
+            if name in values:
+                k[i] = values[name]
+        info.k = k
+        info.width = values.get("width", info.width)
+    return edit
+
+
+@pytest.mark.parametrize("bad", ["header_smaller_than_data", "every_header_smaller_than_data",
+                                 "encoding", "data_too_short", "depth_encoding",
+                                 "nan_focal_length", "inf_principal_point", "zero_size_info"])
 def test_unreadable_images_give_bad_image_with_the_reason(setup, bad):
+    """Issue 15, item 9: headers declaring 320x240 over 640x480 data (colour, depth and
+    camera_info alike) were read as a garbled crop: "ok, 0 objects"."""
     node, cam, ex, frame, _ = setup
     color = conv.image_to_msg(frame.rgb, "rgb8")
-    if bad == "header_smaller_than_data":  # 640x480 pixels under a 320x240 header
+    depth, camera, edit = None, None, None
+    if bad.endswith("header_smaller_than_data"):  # 640x480 pixels under a 320x240 header
         color.width, color.height, color.step = 320, 240, 320 * 3
-        why = "differ"
+        why = "longer than its header says"
+        if bad.startswith("every"):
+            depth = conv.depth_to_msg(frame.depth, "32FC1")
+            depth.width, depth.height, depth.step = 320, 240, 320 * 4
+            camera = CameraModel.from_fov(320, 240, 58)
     elif bad == "encoding":
         color.encoding = "yuv422"
         why = "yuv422"
+    elif bad == "depth_encoding":  # signed 16-bit depth
+        depth = conv.depth_to_msg(frame.depth, "16UC1")
+        depth.encoding = why = "16SC1"
+    elif bad in ("nan_focal_length", "inf_principal_point", "zero_size_info"):
+        edit = {"nan_focal_length": _set_k(fx=math.nan),
+                "inf_principal_point": _set_k(cx=math.inf),
+                "zero_size_info": _set_k(width=0)}[bad]
+        why = "camera_info"
     else:  # a header larger than the data
         color.width, color.height, color.step = 1280, 960, 1280 * 3
         why = "too short"
     errors, ids = node.errors, set(node.scenes)
-    stamp = cam.send(frame, color=color)
+    stamp = cam.send(frame, color=color, depth_msg=depth, camera=camera, edit_info=edit)
     msg, status = answer(ex, cam, stamp)
-    assert msg.status == ScenePriors.STATUS_BAD_IMAGE
+    assert msg.status == ScenePriors.STATUS_BAD_IMAGE, (msg.status, len(msg.objects))
     assert why in msg.status_message and len(msg.status_message) <= 500
     assert len(msg.objects) == 0 and msg.scene_id.startswith("scene_")
     assert msg.header.stamp == stamp and node.errors == errors + 1
@@ -187,6 +227,26 @@ def test_unreadable_images_give_bad_image_with_the_reason(setup, bad):
     assert set(node.scenes) == ids  # an unreadable frame is no scene to remember
     msg, _ = answer(ex, cam, cam.send(frame))  # the node still answers
     assert msg.status == ScenePriors.STATUS_OK and len(msg.objects) > 0
+
+
+@pytest.mark.parametrize("case", ["16UC1_100x_too_small", "32FC1_in_millimetres"])
+def test_depth_in_the_wrong_scale_is_refused_with_the_median_it_has(setup, case):
+    """Issue 15, item 9: 16UC1 depth 100x too small (the table a centimetre away) gave "ok, 0
+    objects"; it is refused as bad_image saying the scale looks wrong, with the median seen."""
+    node, cam, ex, frame, _ = setup
+    scale = 0.01 if case == "16UC1_100x_too_small" else 1000.0
+    encoding = "16UC1" if scale < 1 else "32FC1"
+    errors, ids = node.errors, set(node.scenes)
+    msg, status = answer(ex, cam, cam.send(frame, depth=frame.depth * scale, encoding=encoding))
+    assert msg.status == ScenePriors.STATUS_BAD_IMAGE, (msg.status, len(msg.objects))
+    assert "depth scale looks wrong" in msg.status_message, msg.status_message
+    seen = float(re.search(r"median valid depth is ([0-9.]+) m", msg.status_message).group(1))
+    median = float(np.median(frame.depth[frame.depth > 0])) * scale  # the frame's median, m
+    assert seen == pytest.approx(median, rel=0.2, abs=0.001), msg.status_message
+    assert len(msg.objects) == 0 and node.errors == errors + 1 and set(node.scenes) == ids
+    assert any(s.startswith("error: bad_image: depth scale looks wrong") for s in status), status
+    msg, _ = answer(ex, cam, cam.send(frame, encoding="16UC1"))  # millimetres: fine
+    assert msg.status == ScenePriors.STATUS_OK and len(msg.objects) > 0, msg.status_message
 
 
 def test_a_frame_without_any_camera_pose_is_perceived_in_the_support_plane_frame(setup):

@@ -2,10 +2,13 @@
 one goal at a time (a second goal is rejected, or preempts the running one, per
 ``goal_policy``) and never two overlapping trajectories at the arm; a goal right after a sim
 reset is judged on a scene perceived after the reset; a NaN or all-zero-quaternion
-``place_pose`` is ABORTED with the reason in the result; the node serves the next goal."""
+``place_pose`` is ABORTED with the reason in the result; the node serves the next goal; after a
+cancel that stops the arm over the table, in the camera's view, no perceived object is the arm and
+the next plan succeeds."""
 
 import math
 
+import numpy as np
 import pytest
 
 from conftest import spin_until
@@ -259,3 +262,167 @@ def test_no_fresh_scene_in_time_fails_the_goal_with_the_reason(g):
         assert len(g.sent) == n0
     finally:
         g.manip.set_parameters([Parameter("fresh_scene_timeout_s", value=5.0)])
+
+
+# -- the arm stopped in view by a cancel ---------------------------------------------------------
+def hand_position(sim) -> np.ndarray:
+    import pybullet as pb
+    w = sim.world
+    return np.array(pb.getLinkState(w.robot, w.link_index["panda_hand"],
+                                    computeForwardKinematics=True,
+                                    physicsClientId=w.client)[4])
+
+
+def hand_over_the_table(sim) -> bool:
+    """The hand reaches over the table towards the objects, less than 0.3 m above it: in the
+    camera's view (the camera looks at the robot from across the table)."""
+    with sim.world_lock:
+        x, _, z = hand_position(sim)
+    return x > 0.33 and z < 0.30
+
+
+def test_after_a_cancel_with_the_arm_in_view_the_next_plan_succeeds(g):
+    """Issue 15, item 4: the arm stopped by a cancel over the table was perceived as objects,
+    which then blocked every plan ("pre-grasp in collision (panda_leftfinger-obj_...)")."""
+    ids = g.reset_and_wait_for_the_table()
+    handle, fb = g.send(stack(ids), execute=True)
+    assert handle.accepted
+    # Cancelled on the way down to the red block (approach or descend: the gripper open, nothing
+    # held), once the hand is over the table.
+    assert g.spin(lambda: fb and fb[-1] in ("approach", "descend")
+                  and hand_over_the_table(g.sim), 60), (fb, hand_position(g.sim))
+    handle.cancel_goal_async()
+    status, res = g.result(handle)
+    assert status == GoalStatus.STATUS_CANCELED, res.message
+    # The arm stands still over the table, in view.
+    t_stopped = g.now()
+    g.spin(lambda: False, 0.5)
+    with g.sim.world_lock:
+        hand = hand_position(g.sim)
+        _, seg = g.sim.world.render(with_segmentation=True)
+        truth = g.sim.world.ground_truth()
+    robot_px = int((seg == g.sim.world.robot).sum())
+    assert hand[0] > 0.3 and hand[2] < 0.35 and robot_px > 5000, (hand, robot_px)
+    # A scene perceived after the stop: the three blocks, and nothing that is the arm.
+    assert g.spin(lambda: g.scenes and stamp(g.scenes[-1].header) > t_stopped + 0.5, 30)
+    scene = conv.scene_from_msg(g.scenes[-1])
+    arm = [o.id for o in scene.objects
+           if min(np.linalg.norm(o.pose.position - t.pose.position)
+                  for t in truth.objects) > 0.05]
+    assert arm == [] and len(scene.objects) <= len(truth.objects), (
+        arm, [(o.id, o.label, o.pose.position.round(2)) for o in scene.objects])
+    # The next plan, from where the arm stopped, succeeds.
+    handle, _ = g.send(stack(g.ids()), execute=False)
+    status, res = g.result(handle)
+    assert status == GoalStatus.STATUS_SUCCEEDED and res.success, res.message
+    g.reset_and_wait_for_the_table()
+
+
+# -- bad goals and bad trajectories (handled before issue 15; kept so) ---------------------------
+def bad_goal(ids, case):
+    if case == "unknown_action":
+        return TaskProposal(action="fly", object_id=ids["red"])
+    if case == "unknown_object":
+        return TaskProposal(action="stack", object_id="obj_9999", target_id=ids["blue"])
+    if case == "empty_ids":
+        return TaskProposal(action="stack")
+    if case == "huge_unicode_id":
+        return TaskProposal(action="stack", object_id="🟥\u202e" + "o" * 100_000,
+                            target_id=ids["blue"])
+    if case == "onto_itself":
+        return TaskProposal(action="stack", object_id=ids["red"], target_id=ids["red"])
+    task = TaskProposal(action="pick_and_place", object_id=ids["red"])  # out of reach
+    task.place_pose.position.x, task.place_pose.position.z = 1.6, 0.03
+    task.place_pose.orientation.w = 1.0
+    return task
+
+
+@pytest.mark.parametrize("case, why", [("unknown_action", "unknown action"),
+                                       ("unknown_object", "no object 'obj_9999'"),
+                                       ("empty_ids", "no object ''"),
+                                       ("huge_unicode_id", "no object"),
+                                       ("onto_itself", "on itself"),
+                                       ("unreachable", "reach")])
+def test_a_bad_goal_is_aborted_with_a_bounded_reason_and_the_next_goal_works(g, case, why):
+    n0 = len(g.sent)
+    handle, _ = g.send(bad_goal(g.ids(), case), execute=True)
+    assert handle.accepted
+    status, res = g.result(handle)
+    assert status == GoalStatus.STATUS_ABORTED and not res.success
+    assert why in res.message and len(res.message) <= 500, res.message[:600]
+    assert len(g.sent) == n0  # nothing reached the arm
+    handle, _ = g.send(stack(g.ids()), execute=False)
+    status, res = g.result(handle)
+    assert status == GoalStatus.STATUS_SUCCEEDED and res.success, res.message
+
+
+def break_limits(traj, case):
+    """``traj`` with a joint over its position or velocity limit, or a NaN position."""
+    import copy
+    t = copy.deepcopy(traj)
+    k = len(t.times) // 2
+    if case == "position_limit":  # panda_joint4 stays below -0.07 rad
+        t.positions[k:, t.joint_names.index("panda_joint4")] = 0.5
+    elif case == "velocity_limit":  # panda_joint1 turns 0.3 rad in 10 ms
+        t.positions[k:, t.joint_names.index("panda_joint1")] += 0.3
+        t.times[k:] -= t.times[k] - t.times[k - 1] - 0.01
+    else:
+        t.positions[k, 0] = math.nan
+    return t
+
+
+@pytest.mark.parametrize("case, why", [("position_limit", "leaves its limits"),
+                                       ("velocity_limit", "above its velocity limit"),
+                                       ("nan_position", "non-finite")])
+def test_a_trajectory_over_the_limits_never_reaches_the_arm(g, monkeypatch, case, why):
+    """A planned trajectory breaking a limit is never sent (the goal is ABORTED saying so);
+    sent straight to the arm, the simulator refuses it; the next goal works."""
+    import spatialpin_ros.planning as planning
+    real, broken = planning.plan_task, []
+
+    def tampered(*a, **kw):
+        plan = real(*a, **kw)
+        if plan.success:
+            plan.trajectory = break_limits(plan.trajectory, case)
+            broken.append(plan.trajectory)
+        return plan
+    monkeypatch.setattr(planning, "plan_task", tampered)
+    n0 = len(g.sent)
+    handle, _ = g.send(stack(g.ids()), execute=True)
+    status, res = g.result(handle)
+    assert broken, res.message
+    assert status == GoalStatus.STATUS_ABORTED and not res.success
+    assert "not sent" in res.message and why in res.message, res.message
+    assert len(res.message) <= 500
+    assert len(g.sent) == n0
+    monkeypatch.undo()
+    # Sent straight to the arm, the simulator refuses it and holds still.
+    with g.sim.world_lock:
+        q0 = g.sim.world.joint_state()[1]
+    g.client.create_publisher(JointTrajectoryMsg, TRAJ_TOPIC, 10).publish(
+        conv.trajectory_to_msg(broken[0]))
+    assert g.spin(lambda: len(g.sent) > n0, 5)
+    g.spin(lambda: False, 1.0)
+    with g.sim.world_lock:
+        q1 = g.sim.world.joint_state()[1]
+        assert not g.sim.world.trajectory_active
+    assert np.abs(q1 - q0).max() < 0.01
+    handle, _ = g.send(stack(g.ids()), execute=False)
+    status, res = g.result(handle)
+    assert status == GoalStatus.STATUS_SUCCEEDED and res.success, res.message
+
+
+def test_an_older_scene_never_replaces_the_newest(g):
+    """Issue 15, item 8: a scene stamped 5 s before the newest one was taken as the newest."""
+    assert g.spin(lambda: g.manip.scene is not None, 10)
+    with g.manip._lock:
+        newest = g.manip.scene
+    older = conv.scene_from_msg(g.scenes[-1])
+    older.scene_id, older.objects = "five_s_older", older.objects[:1]
+    # Called as the executor would (the test thread spins it, so nothing else runs meanwhile).
+    g.manip._on_scene(conv.scene_to_msg(older, conv.sec_to_stamp(newest.stamp - 5.0)))
+    with g.manip._lock:
+        assert g.manip.scene is newest, g.manip.scene.scene_id
+    handle, _ = g.send(stack(g.ids()), execute=False)
+    status, res = g.result(handle)
+    assert status == GoalStatus.STATUS_SUCCEEDED and res.success, res.message

@@ -100,6 +100,10 @@ def _rows(msg: Any, dtype, channels: int) -> np.ndarray:
     if msg.step < row_bytes or len(data) < msg.step * msg.height:
         raise ImageError(f"image data too short for {msg.width}x{msg.height} {msg.encoding} "
                          f"(step {msg.step}, {len(data)} bytes)")
+    if len(data) > msg.step * msg.height:  # e.g. a 320x240 header over 640x480 data
+        raise ImageError(f"image data longer than its header says: {len(data)} bytes, but "
+                         f"{msg.width}x{msg.height} {msg.encoding} with step {msg.step} is "
+                         f"{msg.step * msg.height} bytes")
     buf = np.frombuffer(data, dtype=np.uint8)
     rows = buf[: msg.step * msg.height].reshape(msg.height, msg.step)[:, :row_bytes]
     dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")

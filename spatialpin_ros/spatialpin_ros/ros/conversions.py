@@ -110,9 +110,11 @@ def camera_info_to_msg(cam: CameraModel, header: Header) -> CameraInfo:
 def camera_model_from_msg(msg: CameraInfo) -> CameraModel:
     """Intrinsics from a CameraInfo (K; distortion is assumed already removed)."""
     k = list(msg.k)
-    if msg.width == 0 or msg.height == 0 or k[0] <= 0 or k[4] <= 0:
+    fx, fy, cx, cy = k[0], k[4], k[2], k[5]
+    if (msg.width == 0 or msg.height == 0 or not all(map(math.isfinite, (fx, fy, cx, cy)))
+            or fx <= 0 or fy <= 0):
         raise ImageError(f"camera_info is empty or invalid (size {msg.width}x{msg.height}, "
-                         f"fx={k[0]}, fy={k[4]})")
+                         f"fx={fx}, fy={fy}, cx={cx}, cy={cy})")
     return CameraModel(width=msg.width, height=msg.height, fx=k[0], fy=k[4], cx=k[2], cy=k[5],
                        frame_id=msg.header.frame_id or "camera_color_optical_frame")
 

@@ -49,6 +49,7 @@ from spatialpin_ros.core.errors import ImageError, PerceptionError, SpatialPinEr
 from spatialpin_ros.core.sync import ApproxTimeSync
 from spatialpin_ros.core.types import CameraModel, PerceptionStatus, Pose, RGBDFrame, Scene
 from spatialpin_ros.perception import make_backend
+from spatialpin_ros.perception.depth_scale import MIN_MEDIAN_DEPTH_M, check_depth_scale
 from spatialpin_ros.perception.self_filter import RobotSelfFilter
 from spatialpin_ros.reasoning.registration import plane_frame_pose
 from spatialpin_ros.ros import conversions as conv
@@ -113,6 +114,10 @@ PARAMS = {
     "depth_topic": Param("/camera/camera/aligned_depth_to_color/image_raw", "Depth aligned to "
                          "colour (32FC1 metres or 16UC1 millimetres; realsense-ros: "
                          "align_depth.enable:=true)"),
+    "depth_min_median_m": Param(MIN_MEDIAN_DEPTH_M, "A frame whose median valid depth is "
+                                "nearer than this (m) is refused as bad_image ('depth scale "
+                                "looks wrong': 16UC1 not in millimetres); 0 = no check",
+                                non_negative),
     "camera_info_topic": Param("/camera/camera/color/camera_info", "Camera info of the colour "
                                "image"),
     "scene_priors_topic": Param("/spatialpin/scene_priors", "Published ScenePriors, one per "
@@ -507,6 +512,9 @@ class PerceptionNode(Node):
             raise conv.ImageError(
                 f"colour {rgb.shape[1]}x{rgb.shape[0]}, depth {d.shape[1]}x{d.shape[0]} and "
                 f"camera_info {cam.width}x{cam.height} differ: is depth aligned to colour?")
+        scale = check_depth_scale(d, float(self.p.depth_min_median_m))
+        if not scale.ok:  # metres expected: 16UC1 depth 100x too small comes out "0 objects"
+            raise conv.ImageError(scale.reason)
         try:
             pose, world = self.camera_pose(color.header.frame_id or cam.frame_id), \
                 self.p.world_frame

@@ -51,6 +51,7 @@ from spatialpin_ros.ros.node_main import run_node
 from spatialpin_ros.ros.params import Param, declare_params, one_of, positive
 from spatialpin_ros.ros.sim_node import LATCHED, SERVICE_QOS
 from spatialpin_ros.ros.viz import cloud_from_msg
+from spatialpin_ros.vlm.lazy import LazyVLMs
 
 PARAMS = {
     "default_backend": Param("geometric", "Backend when a request names none: geometric, openai "
@@ -155,8 +156,9 @@ class SpatialQANode(Node):
         self._images: "OrderedDict[tuple, Image]" = OrderedDict()
         self._clouds: "OrderedDict[tuple, PointCloud2]" = OrderedDict()
         self._lock = threading.Lock()
-        self._vlms: dict = {}
-        self.qa = SpatialQA(vlms=_LazyVLMs(self), views=p.views, view_names=p.view_names,
+        # VLM clients made on first use (a missing model or server never stops the node from
+        # starting), once, whichever of the ASK_THREADS threads asks first.
+        self.qa = SpatialQA(vlms=LazyVLMs(self._make_vlm), views=p.views, view_names=p.view_names,
                             max_tokens=int(p.max_tokens))
         self.requests = 0
         self.create_subscription(ScenePriors, p.scene_priors_topic, self._on_scene, LATCHED)
@@ -175,6 +177,18 @@ class SpatialQANode(Node):
         self.add_on_set_parameters_callback(self._on_params_set)
         self.get_logger().info(f"answering on {p.ask_service} (default backend "
                                f"'{p.default_backend}')")
+
+    def _make_vlm(self, name: str):
+        """The VLM client ``name`` (openai or transformers) from the node's parameters."""
+        from spatialpin_ros.vlm import VLMError, make_vlm
+        p = self.p
+        if name == "openai":
+            return make_vlm("openai", base_url=p.openai_base_url, model=p.openai_model,
+                            api_key_env=p.openai_api_key_env, timeout_s=p.openai_timeout_s)
+        if not p.transformers_model:
+            raise VLMError("the transformers backend has no model: set the transformers.model "
+                           "parameter", reason="load")
+        return make_vlm("transformers", model=p.transformers_model, device=p.transformers_device)
 
     def _on_params_set(self, params):
         """A change of openai.model or openai.timeout_s drops the openai client, so the next
@@ -404,41 +418,6 @@ class SpatialQANode(Node):
         return self.qa.ask(question, rec.scene, ref.scene if ref else None,
                            backend=backend or self.p.default_backend, image=rec.image,
                            cloud=rec.cloud, camera_motion=motion)
-
-
-class _LazyVLMs(dict):
-    """VLM clients made on first use from the node's parameters, so a missing model or server
-    never stops the node from starting."""
-
-    def __init__(self, node: SpatialQANode):
-        super().__init__()
-        self.node = node
-
-    def __contains__(self, name) -> bool:
-        return name in ("openai", "transformers")
-
-    def forget(self, name) -> None:
-        """Drop the client ``name`` (made again, from the parameters, on next use)."""
-        dict.pop(self, name, None)
-
-    def __iter__(self):
-        return iter(("openai", "transformers"))
-
-    def __getitem__(self, name):
-        if not dict.__contains__(self, name):
-            from spatialpin_ros.vlm import VLMError, make_vlm
-            p = self.node.p
-            if name == "openai":
-                client = make_vlm("openai", base_url=p.openai_base_url, model=p.openai_model,
-                                  api_key_env=p.openai_api_key_env, timeout_s=p.openai_timeout_s)
-            else:
-                if not p.transformers_model:
-                    raise VLMError("the transformers backend has no model: set the "
-                                   "transformers.model parameter", reason="load")
-                client = make_vlm("transformers", model=p.transformers_model,
-                                  device=p.transformers_device)
-            dict.__setitem__(self, name, client)
-        return dict.__getitem__(self, name)
 
 
 def main(args=None) -> int:
