@@ -77,6 +77,11 @@ SUPERLATIVES = {w for w in ORDERING if w.endswith(("most", "est"))}
 DETERMINERS = {"the", "a", "an", "that", "this", "these", "those", "any", "all", "some"}
 _NOISE = {"colored", "coloured", "color", "shaped", "looking", "sized", "very", "kind", "of",
           "big", "little"}
+#: words inside a mention that say nothing about which object it is
+_IGNORED = {"which", "that", "is", "are", "in", "on", "at", "the", "s", "'s", "most", "more",
+            "table", "scene", "image", "picture", "here", "visible", "there", "located",
+            "positioned", "placed", "sitting", "standing", "situated", "painted", "hand", "side",
+            "far", "very", "to", "a", "an", "one", "ones"}
 CAMERA_RE = (r"(?:the |this |our )?(?:robot s |robot's )?(?:camera|viewer|observer|"
              r"view ?point|sensor|onlooker)|\bme\b|\bus\b|\bmyself\b")
 ROBOT_RE = (r"(?:the )?(?:robot s |robot's )?(?:robot(?:ic)? ?(?:base|arm)|robot|base of the "
@@ -193,9 +198,7 @@ def describe_phrase(phrase: str, label_words: Iterable[str] = ()) -> Description
         elif w in labels or s in labels:
             d.nouns.append(s if s in labels else w)
         elif w not in GENERIC and w not in DETERMINERS and w not in _NOISE and \
-                w not in ("which", "that", "is", "are", "in", "on", "at", "the", "s", "'s",
-                          "most", "more", "table", "scene", "image", "picture", "here",
-                          "visible", "there"):
+                w not in _IGNORED:
             d.unknown.append(w)
         i += 1
     return d
