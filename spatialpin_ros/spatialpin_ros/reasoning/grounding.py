@@ -50,7 +50,7 @@ NOUNS: dict[str, tuple[str, ...]] = {
     "container": ("cylinder", "box"),
 }
 #: shape adjective -> shapes ("the cylindrical object")
-SHAPE_ADJ = {"cubic": ("box",), "cuboid": ("box",), "rectangular": ("box",), "square": ("box",),
+SHAPE_ADJ = {"cubic": ("box",), "rectangular": ("box",), "square": ("box",),
              "boxy": ("box",), "cylindrical": ("cylinder",), "spherical": ("sphere",),
              "round": ("sphere", "cylinder")}
 GENERIC = {"object", "thing", "item", "one", "shape", "piece", "toy", "entity"}
@@ -89,9 +89,10 @@ ROBOT_RE = (r"(?:the )?(?:robot s |robot's )?(?:robot(?:ic)? ?(?:base|arm)|robot
 ID_RE = r"\bobj(?:ect)?[ _#]?(?P<num>\d+)\b"
 POST_POSITION = re.compile(
     r"^(?:(?:that|which) (?:is |are )?|located |positioned |placed |sitting |standing )?"
-    r"(?:on the (?:far |very )?(?P<s1>left|right)(?: hand side| side)?|(?:farthest|furthest|"
-    r"most) (?:to the )?(?P<s2>left|right)|at the (?P<s3>back|front|left|right)|in the "
-    r"(?P<s4>back|front|middle))(?! of| side of| hand side of| than| or)\b")
+    r"(?:(?:farthest|furthest|most) (?:to the )?(?:left|right)\b|(?:on the (?:far |very )?"
+    r"(?:left|right)(?: hand side| side)?|at the (?:back|front|left|right)|in the "
+    r"(?:back|front|middle))(?! of| side| hand| than| or (?:to |on )?(?:the )?(?:left|right|"
+    r"front|back)| or behind| compared| relative| with respect)\b)")
 
 
 class MentionKind(Enum):
@@ -156,7 +157,8 @@ def _color_at(ws: list[str], i: int) -> tuple[int, Optional[tuple[str, ...]]]:
         return 2, COLOR_WORDS[ws[i + 1]]
     if ws[i] in COLOR_WORDS and ws[i] != "dark":
         return 1, COLOR_WORDS[ws[i]]
-    if ws[i] == "dark" and (i + 1 >= len(ws) or ws[i + 1] in NOUNS or ws[i + 1] in GENERIC):
+    if ws[i] == "dark" and (i + 1 >= len(ws) or singular(ws[i + 1]) in NOUNS or
+                            ws[i + 1] in GENERIC | PLURAL_GENERIC | _NOISE | SHAPE_ADJ.keys()):
         return 1, COLOR_WORDS["dark"]
     return 0, None
 
@@ -205,7 +207,8 @@ def describe_phrase(phrase: str, label_words: Iterable[str] = ()) -> Description
 
 
 # ------------------------------------------------------------------------------ mentions
-def _np_end(ws: list[str], i: int, labels: set[str], allow_unknown: bool) -> tuple[int, bool]:
+def _np_end(ws: list[str], i: int, labels: set[str], allow_unknown: bool,
+            after_wh: bool = False) -> tuple[int, bool]:
     """End index of a noun phrase starting at word i (i itself when none) and whether it has a
     head noun. A phrase is [determiner] modifiers* head [post-modifiers]."""
     j = i
@@ -221,16 +224,18 @@ def _np_end(ws: list[str], i: int, labels: set[str], allow_unknown: bool) -> tup
         else:
             break
     head = False
+    if j < len(ws) and not (singular(ws[j]) in NOUNS or ws[j] in labels) and has_color and \
+            _maybe_noun(ws[j]):
+        return _post_modifiers(ws, j + 1), True  # "the purple unicorn": an unknown noun
     if j < len(ws):
         w, s = ws[j], singular(ws[j])
-        if (s in NOUNS and (j > i or w not in _VERB_LIKE)) or w in SHAPE_ADJ or \
+        if (s in NOUNS and (j > i or after_wh or w not in _VERB_LIKE)) or w in SHAPE_ADJ or \
                 s in labels or w in labels or \
                 (w in GENERIC | PLURAL_GENERIC and (has_color or has_mod or j > i)) or \
-                (allow_unknown and j > i and w not in _NOT_OBJECTS and len(w) > 2
-                 and w.isalpha()):
+                (allow_unknown and j > i and _maybe_noun(w)):
             head, j = True, j + 1
-            if j < len(ws) and singular(ws[j]) in NOUNS:  # "cylindrical object", "toy block"
-                j += 1
+            if j < len(ws) and singular(ws[j]) in NOUNS and ws[j] not in _VERB_LIKE:
+                j += 1  # "cylindrical object", "toy block"
     if not head and not has_color:
         return i, False
     return _post_modifiers(ws, j), head
@@ -250,6 +255,29 @@ _NOT_OBJECTS = {
 }
 
 
+#: words that follow a colour without being a noun ("the red is left of ...", "red and blue")
+_NOT_NOUNS = {
+    "is", "are", "was", "were", "be", "and", "or", "than", "to", "of", "on", "in", "at", "from",
+    "with", "by", "for", "as", "into", "onto", "over", "under", "above", "below", "behind",
+    "beside", "near", "next", "left", "right", "front", "back", "top", "bottom", "up", "down",
+    "look", "looks", "seem", "seems", "appear", "appears", "sit", "sits", "stand", "stands",
+    "rest", "rests", "lie", "lies", "touch", "touches", "put", "that", "which", "who", "there",
+    "here", "more", "less", "most", "very", "come", "comes", "have", "has", "had", "do", "does",
+    "did", "would", "could", "can", "will", "should", "may", "might", "must", "weigh", "weighs",
+    "need", "needs", "turn", "rotate", "ahead", "adjacent", "if", "when", "how", "what", "where",
+    "why", "it", "its", "this", "these", "those", "not", "so", "too", "one", "ones", "object",
+    "objects", "thing", "things", "item", "items", "away", "apart", "across", "horizontally",
+    "vertically", "directly", "right", "tall", "wide", "deep", "high", "long", "big", "small",
+}
+
+
+def _maybe_noun(w: str) -> bool:
+    """Whether an unknown word can be an object's noun ("unicorn", "laptop")."""
+    return w.isalpha() and len(w) > 2 and w not in _NOT_NOUNS and w not in _NOT_OBJECTS and \
+        w not in DETERMINERS and w not in ORDERING and w not in COLOR_WORDS and \
+        not w.endswith(("er", "ly", "ed", "ing", "est"))
+
+
 def _post_modifiers(ws: list[str], j: int) -> int:
     """Past "that is red", "colored blue", "which is a cube", "on the left" after a head."""
     while j < len(ws):
@@ -258,9 +286,14 @@ def _post_modifiers(ws: list[str], j: int) -> int:
         k = j + len(m.group(0).split()) if m else j
         if m and k < len(ws):
             n, col = _color_at(ws, k)
+            if not col and ws[k] == "dark":
+                n, col = 1, COLOR_WORDS["dark"]
             if col:
-                j = k + n + (1 if k + n < len(ws) and ws[k + n] in ("colored", "coloured",
-                                                                     "in", "color") else 0)
+                j = k + n
+                if j < len(ws) and ws[j] in ("colored", "coloured"):
+                    j += 1
+                elif j + 1 < len(ws) and ws[j] == "in" and ws[j + 1] == "color":
+                    j += 2
                 continue
             if singular(ws[k]) in NOUNS or ws[k] in SHAPE_ADJ:
                 j = k + 1
@@ -272,6 +305,8 @@ def _post_modifiers(ws: list[str], j: int) -> int:
         m = re.match(r"(?:colored|coloured|painted|in) (\w+(?: \w+)?)", rest)
         if m:
             n, col = _color_at(ws, j + 1)
+            if not col and ws[j + 1] == "dark":
+                n, col = 1, COLOR_WORDS["dark"]
             if col:
                 j = j + 1 + n
                 continue
@@ -309,7 +344,8 @@ def find_mentions(text: str, label_words: Iterable[str] = (),
         if i in taken:
             i += 1
             continue
-        j, head = _np_end(ws, i, labels, allow_unknown)
+        after_wh = i > 0 and ws[i - 1] in ("which", "what", "many", "any", "the")
+        j, head = _np_end(ws, i, labels, allow_unknown, after_wh)
         if j > i and not taken & set(range(i, j)):
             phrase = " ".join(ws[i:j])
             d = describe_phrase(phrase, labels)

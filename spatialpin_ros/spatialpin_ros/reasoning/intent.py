@@ -162,8 +162,8 @@ def _count(sk, n, group):
                 return Intent("count_relative", rel or "on_top_of", (0,))
             return None
         return Intent("count", "count") if n == 0 else None
-    if n == 0 and _has(sk, r"\b(?:are|is) there (?:any|a|an)\b|\b(?:see|spot|find|have) any\b|"
-                           r"\bare any\b|\bat least one\b|\bany group\b"):
+    if n == 0 and _has(sk, r"\b(?:are|is) there (?:any |a |an )?group\b|\b(?:see|spot|find|"
+                           r"have) (?:any )?group\b|\bare (?:any )?group\b|\bat least one\b"):
         return Intent("exists", "exists")
     return None
 

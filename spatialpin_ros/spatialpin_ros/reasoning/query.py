@@ -113,7 +113,7 @@ _POLITE = re.compile(
     r"^(?:am i right (?:that|in thinking that)|is it true that|would you say(?: that)?|"
     r"do you think(?: that)?|i wonder(?: if| whether)?|i would like to know(?: if| whether)?|"
     r"i want to know(?: if| whether)?) ")
-_TAGS = re.compile(r"(?:,? (?:right|correct|yes or no|true or false|isn't it|is it not|no))+"
+_TAGS = re.compile(r"(?:, ?(?:right|correct|yes or no|true or false|isn't it|is it not|no))+"
                    r"\s*$|,? (?:please|thanks|thank you)\s*$")
 _PERSPECTIVE = re.compile(
     r",? ?(?:(?:as )?(?:seen|viewed) (?:from|by) (?:the |my )?(?:camera|viewer|here)|"
@@ -153,20 +153,35 @@ def _typed(t: str, labels: list[str], allow_unknown: bool):
     groups = [m for m in ms if m.kind is MentionKind.GROUP]
     sk = grounding.skeleton(t, ms)
     it = intent.classify(sk, len(objs), bool(groups))
-    if it is None and len(objs) == 1:
-        # "what is the tallest object (on the table)?": the mention is the set to search
-        d = grounding.describe_phrase(objs[0].text, labels)
-        if any(w in grounding.SUPERLATIVES for w in grounding.words_of(objs[0].text)) or \
-                d.plural:
-            sk2 = sk.replace("obja", objs[0].text, 1)
-            it = intent.classify(sk2, 0, True)
-            if it is not None and it.kind in ("superlative", "count", "exists"):
-                return it, [], objs[0].text
-            it = None
+    if it is None and objs:
+        found = _superlative_mention(sk, objs, labels)
+        if found is not None:
+            return found
     if it is None:
         return None
     refs = [objs[i].text for i in it.order]
     return it, refs, groups[0].text if groups else ""
+
+_PLAIN_FRAME = re.compile(
+    r"\s*(?:(?:which|what|who)(?: one)?(?: is| are)?|(?:point out|show|find|identify|name|tell|"
+    r"give)(?: which is| what is)?)\s+obja(?: (?:to|from) (?:camera|robot|objb))?\s*")
+
+
+def _superlative_mention(sk: str, objs: list, labels: list[str]):
+    """"What is the tallest object (on the table)?", "what is the nearest object to X?": the
+    first mention holds the superlative and is the set to search; None when not that form."""
+    first = objs[0]
+    d = grounding.describe_phrase(first.text, labels)
+    frame = re.sub(r"\b(?:on the table|in the scene|here|there|of them all)\b", "", sk)
+    if not _PLAIN_FRAME.fullmatch(frame) or not (d.plural or any(
+            w in grounding.SUPERLATIVES for w in grounding.words_of(first.text))):
+        return None
+    sk2 = sk.replace("obja", first.text, 1).replace("objb", "obja")
+    it = intent.classify(sk2, len(objs) - 1, True)
+    if it is None or it.kind not in ("superlative", "count", "exists"):
+        return None
+    return it, [objs[1 + i].text for i in it.order], first.text
+
 
 def parse_question(text: str, labels: Optional[list[str]] = None) -> Query:
     """A typed query from a question in English; QuestionError (with ``reason``) when empty, too

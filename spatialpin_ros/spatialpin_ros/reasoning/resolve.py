@@ -29,7 +29,7 @@ class AmbiguousReference(ReferenceError_):
 #: kept for callers of the earlier API: noun -> shape
 SHAPE_NOUNS = {n: shapes[0] for n, shapes in NOUNS.items()}
 POSITIONAL = ORDERING
-COLOR_SYNONYMS = {w: opts[0] for w, opts in COLOR_WORDS.items() if " " not in w}
+COLOR_SYNONYMS = {w: opts[0] for w, opts in COLOR_WORDS.items() if " " not in w and w != "dark"}
 
 
 def describe(o: ObjectPrior) -> str:
