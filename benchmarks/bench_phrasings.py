@@ -223,6 +223,21 @@ class Builder:
         self.visible = truth.replace(objects=self.objs)
         self.full = full_scene
         self.on = {o.name: o.on for o in spec.objects}
+        self.pred = None
+
+    def perception_ok(self, q: Query, pred) -> bool:
+        """Whether perception got the question's objects right: the same shape, and no other
+        perceived object of the same colour (all visible objects for counts and
+        superlatives)."""
+        ids = [o.id for o in self.objs] if q.kind in ("count", "exists", "superlative",
+                                                     "count_relative") else q.refs
+        for tid in ids:
+            t = self.truth.get(tid)
+            p = pred.get(self.pairs[tid]) if tid in self.pairs else None
+            if p is None or p.shape != t.shape or \
+                    sum(o.color_name == t.color_name for o in pred.objects) != 1:
+                return False
+        return True
 
     def phrase(self, o) -> str:
         return self.f.object_phrase(o, self.objs, self.v)
@@ -434,6 +449,12 @@ def run(args) -> dict:
                 s = score(item, pred, ans, True)
                 if q.kind != "refuse":
                     s["understood"] = understood(item, labels)
+                    s["perception_ok"] = b.perception_ok(q, pred)
+                    if args.priors == "perceived":  # the same words on the true boxes
+                        t_item = Asked(fam, text, item.expect, q, b.visible,
+                                       {o.id: o.id for o in b.visible.objects})
+                        s["correct_true_priors"] = score(
+                            t_item, b.visible, qa.ask(text, b.visible), True)["correct"]
                 rows.append({"seed": seed, "family": fam, "template": idx, "q": text,
                              "ok": ans.success, "answer": ans.answer[:160],
                              "msg": ans.message[:200], **{k2: (v if not isinstance(v, float)
@@ -457,6 +478,14 @@ def summarise(rows) -> dict:
             per[f] = {"n": len(rs), "understood": float(np.mean([r["understood"] for r in rs])),
                       "correct": float(np.mean([r["correct"] for r in rs]))}
     tight = [r for r in asked if "tight" in r]
+    ok = [r for r in asked if r["perception_ok"]]
+    extra = {}
+    if asked and "correct_true_priors" in asked[0]:
+        wrong = [r for r in asked if not r["correct"]]
+        extra = {"correct_same_words_true_priors": float(np.mean(
+                     [r["correct_true_priors"] for r in asked])),
+                 "wrong_but_right_on_true_priors": float(np.mean(
+                     [r["correct_true_priors"] for r in wrong])) if wrong else None}
     return {"asked": len(asked), "must_refuse": len(refuse),
             "understood": float(np.mean([r["understood"] for r in asked])),
             "correct": float(np.mean([r["correct"] for r in asked])),
@@ -464,6 +493,9 @@ def summarise(rows) -> dict:
                                                       if r["understood"]])),
             "numbers_0.9-1.11x": float(np.mean([r["tight"] for r in tight])) if tight else None,
             "refused_correctly": float(np.mean([r["refused"] for r in refuse])),
+            "asked_perception_ok": len(ok),
+            "correct_perception_ok": float(np.mean([r["correct"] for r in ok])) if ok else None,
+            **extra,
             "families": len(fam), "per_family": per}
 
 
