@@ -101,10 +101,11 @@ def resolve(phrase: str, scene: Scene, viewer: Optional[ViewerFrame] = None,
     raw = phrase.strip().lower()
     if not scene.objects:
         raise UnknownObject(f"there are no objects in scene {scene.scene_id!r}")
-    for o in scene.objects:  # an id or an exact label, with or without "the"
-        for cand in (raw, re.sub(r"^(the|a|an) ", "", raw)):
-            if cand in (o.id.lower(), o.label.lower(), o.id.lower().replace("_", " ")):
-                return o
+    for cand in (raw, re.sub(r"^(the|a|an) ", "", raw)):  # an id, or a label only one has
+        exact = [o for o in scene.objects
+                 if cand in (o.id.lower(), o.label.lower(), o.id.lower().replace("_", " "))]
+        if len(exact) == 1:
+            return exact[0]
     d = describe_phrase(raw, _label_words(scene))
     if d.object_id is not None:
         hit = [o for o in scene.objects if o.id == d.object_id]
