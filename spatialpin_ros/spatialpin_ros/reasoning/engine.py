@@ -169,7 +169,8 @@ class SpatialQA:
             return Answer(False, message=f"unknown backend {backend!r}; available: "
                           f"{', '.join(self.backends)}", backend=backend)
         if scene is None:
-            return Answer(False, message="no scene yet: nothing has been perceived", backend=backend)
+            return Answer(False, message="no scene yet: nothing has been perceived",
+                          backend=backend)
         try:
             q = parse_question(question, [o.label for o in scene.objects])
         except QuestionError as e:

@@ -79,8 +79,8 @@ SIDE_CUES = [
                    r"\bwhich side\b"),
     ("front_behind", r"\bfront\b.{0,25}\bor\b.{0,15}\b(?:behind|back)\b|\b(?:behind|back)\b.{0,15}"
                      r"\bor\b.{0,15}\bfront\b"),
-    ("above_below", r"\b(?:above|higher)\b.{0,15}\bor\b.{0,15}\b(?:below|lower|under)\b|\b(?:below|"
-                    r"lower|under)\b.{0,15}\bor\b.{0,15}\b(?:above|higher)\b"),
+    ("above_below", r"\b(?:above|higher)\b.{0,15}\bor\b.{0,15}\b(?:below|lower|under)\b|"
+                    r"\b(?:below|lower|under)\b.{0,15}\bor\b.{0,15}\b(?:above|higher)\b"),
 ]
 SUP_CUES = [
     ("leftmost", r"\bleftmost\b|\b(?:farthest|furthest|most) (?:to the )?left\b|\bfar left\b|"
