@@ -140,6 +140,10 @@ class GeometricAnswerer:
             val, what = surface_gap(a, b), "between their surfaces"
         elif n == "horizontal_distance":
             val, what = float(np.hypot(d[0], d[1])), "horizontally, center to center"
+        elif n == "height_difference":
+            dh = float(a.size[2] - b.size[2])
+            val, what = abs(dh), "in height"
+            extra = f" ({a.label} is {'taller' if dh > 0 else 'shorter'})"
         elif n == "top_difference":
             dt = top(a) - top(b)
             val, what = abs(dt), "in the heights of their tops"
@@ -148,7 +152,7 @@ class GeometricAnswerer:
             val, what = float(abs(d[2])), "vertically, center to center"
             extra = f" ({a.label} is {'higher' if d[2] < 0 else 'lower'})"
         return Answer(True, f"{a.label} and {b.label} differ by {f(val)} {what}{extra}."
-                      if n == "top_difference" else
+                      if n in ("top_difference", "height_difference") else
                       f"{a.label} and {b.label} are {f(val)} apart {what}{extra}.", val, "m",
                       ids, "; ".join(facts))
 

@@ -211,6 +211,8 @@ def _metric(sk, n, group):
     if n == 2:
         if _has(sk, r"\btops?\b") and _has(sk, r"\bhigher\b|\blower\b|\bheight\b|\bvertical\w*"):
             return Intent("metric", "top_difference", (0, 1))
+        if _has(sk, r"\bhow much (?:taller|shorter)\b|\bdifference in (?:their )?heights\b"):
+            return Intent("metric", "height_difference", (0, 1))
         for name, rx in (
                 ("horizontal_distance", r"\bhorizontal\w*|\bignoring height\b|\b(?:along|on|"
                                         r"across) the table\b|\bhorizontal plane\b"),

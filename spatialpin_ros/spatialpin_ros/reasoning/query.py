@@ -14,7 +14,7 @@ Kinds and names:
 * ``choice`` (which of two): the same relation names; the answer is one of the two objects.
 * ``side`` (which of two words): left_right, front_behind, above_below.
 * ``metric`` (metres, or the unit asked): distance, gap, horizontal_distance,
-  vertical_distance, top_difference, width, depth, height, length, diameter, size,
+  vertical_distance, top_difference, height_difference, width, depth, height, length, diameter, size,
   distance_to_camera, distance_to_robot.
 * ``angle`` (degrees, or the unit asked): yaw_relative, align_rotation, yaw_to_camera, tilt,
   direction (also as a clock position).
@@ -60,6 +60,7 @@ class QuestionError(SpatialPinError, ValueError):
 
 
 LENGTH_NAMES = {"distance", "gap", "horizontal_distance", "vertical_distance", "top_difference",
+                "height_difference",
                 "width", "depth", "height", "length", "diameter", "size", "distance_to_camera",
                 "distance_to_robot", "camera_translation", "object_displacement"}
 ANGLE_NAMES = {"yaw_relative", "align_rotation", "yaw_to_camera", "tilt", "direction",
@@ -163,8 +164,10 @@ def _typed(t: str, labels: list[str], allow_unknown: bool):
     return it, refs, groups[0].text if groups else ""
 
 _PLAIN_FRAME = re.compile(
-    r"\s*(?:(?:which|what|who)(?: one)?(?: is| are)?|(?:point out|show|find|identify|name|tell|"
-    r"give)(?: which is| what is)?)\s+obja(?: (?:to|from) (?:camera|robot|objb))?\s*")
+    r"\s*(?:(?:which|what|who)(?: one| object| thing| item)?(?: is| are)?|(?:point out|show|find|"
+    r"identify|name|tell|give)(?: which is| what is)?)\s+obja(?: (?:to|from) (?:camera|robot|"
+    r"objb))?\s*")
+_EXISTS_FRAME = re.compile(r"\s*(?:(?:is|are) there|(?:do|can) you see|do we have)\s+obja\s*")
 
 
 def _superlative_mention(sk: str, objs: list, labels: list[str]):
@@ -172,7 +175,10 @@ def _superlative_mention(sk: str, objs: list, labels: list[str]):
     first mention holds the superlative and is the set to search; None when not that form."""
     first = objs[0]
     d = grounding.describe_phrase(first.text, labels)
-    frame = re.sub(r"\b(?:on the table|in the scene|here|there|of them all)\b", "", sk)
+    frame = re.sub(r"\b(?:on the table|in the scene|here|of them all)\b", "", sk)
+    if len(objs) == 1 and _EXISTS_FRAME.fullmatch(frame):  # "is there a red ball?"
+        return intent.Intent("exists", "exists"), [], first.text
+    frame = re.sub(r"\bthere\b", "", frame)
     if not _PLAIN_FRAME.fullmatch(frame) or not (d.plural or any(
             w in grounding.SUPERLATIVES for w in grounding.words_of(first.text))):
         return None
