@@ -464,6 +464,17 @@ def run(args) -> dict:
             "scenes_incomplete": skipped_scenes}
 
 
+GROUPS = [("is_", "yes/no relations"), ("which_", "which of two"), ("side_", "sides in words"),
+          ("distance_", "distances"), ("top_to_top", "distances"), ("size_", "sizes"),
+          ("angle_", "angles"), ("direction", "directions (clock)"),
+          ("superlative", "superlatives"), ("count", "counts and existence"),
+          ("exists", "counts and existence"), ("refuse", "must refuse")]
+
+
+def group_of(family: str) -> str:
+    return next(g for prefix, g in GROUPS if family.startswith(prefix))
+
+
 def summarise(rows) -> dict:
     asked = [r for r in rows if "understood" in r]
     refuse = [r for r in rows if "refused" in r]
@@ -477,6 +488,18 @@ def summarise(rows) -> dict:
         else:
             per[f] = {"n": len(rs), "understood": float(np.mean([r["understood"] for r in rs])),
                       "correct": float(np.mean([r["correct"] for r in rs]))}
+    groups = defaultdict(list)
+    for r in rows:
+        groups[group_of(r["family"])].append(r)
+    by_group = {}
+    for g, rs in groups.items():
+        key = "refused" if "refused" in rs[0] else "correct"
+        by_group[g] = {"n": len(rs), key: float(np.mean([r[key] for r in rs]))}
+        if key == "correct":
+            by_group[g]["understood"] = float(np.mean([r["understood"] for r in rs]))
+            if "correct_true_priors" in rs[0]:
+                by_group[g]["correct_true_priors"] = float(np.mean(
+                    [r["correct_true_priors"] for r in rs]))
     tight = [r for r in asked if "tight" in r]
     ok = [r for r in asked if r["perception_ok"]]
     extra = {}
@@ -496,7 +519,7 @@ def summarise(rows) -> dict:
             "asked_perception_ok": len(ok),
             "correct_perception_ok": float(np.mean([r["correct"] for r in ok])) if ok else None,
             **extra,
-            "families": len(fam), "per_family": per}
+            "families": len(fam), "by_group": by_group, "per_family": per}
 
 
 def corpus_size() -> dict:
@@ -557,7 +580,14 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(report, indent=2))
     Path(args.out).with_suffix(".rows.json").write_text(json.dumps(r["rows"], indent=1))
     print(json.dumps({k: v for k, v in report.items() if k != "summary"}, indent=1))
-    print(json.dumps({k: v for k, v in s.items() if k != "per_family"}, indent=1))
+    print(json.dumps({k: v for k, v in s.items() if k not in ("per_family", "by_group")},
+                     indent=1))
+    print("\n| group | n | understood | correct (or refused) | same words, true priors |")
+    print("| --- | --- | --- | --- | --- |")
+    for g, v in s["by_group"].items():
+        pct = lambda k: f"{100 * v[k]:.1f} %" if k in v else ""  # noqa: E731
+        print(f"| {g} | {v['n']} | {pct('understood')} | {pct('correct') or pct('refused')} | "
+              f"{pct('correct_true_priors')} |")
     print("\n| family | n | understood | correct or refused |\n| --- | --- | --- | --- |")
     for f, v in s["per_family"].items():
         c = v.get("correct", v.get("refused"))
