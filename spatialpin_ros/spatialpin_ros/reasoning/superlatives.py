@@ -3,6 +3,7 @@ red blocks are there?") over a scene or a subset of it, from the 3D priors."""
 
 from __future__ import annotations
 
+import re
 from typing import Callable, Optional
 
 import numpy as np
@@ -81,7 +82,7 @@ def answer_count(q: Query, scene: Scene, viewer: ViewerFrame) -> Answer:
                       float(len(hits)), "", [o.id for o in hits] + [anchor.id],
                       f"{len(scene.objects) - 1} other objects checked")
     hits = _subset(q, scene)
-    what = q.group or "objects"
+    what = re.sub(r"^(?:the|any|a|an|some|all|these|those)\s+", "", q.group) or "objects"
     listed = f": {', '.join(describe(o) for o in hits)}" if hits else ""
     if q.kind == "exists":
         return Answer(True, ("Yes" if hits else "No") + f", there {'are' if hits else 'are no'} "
