@@ -32,7 +32,6 @@ import json
 import math
 import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -55,7 +54,7 @@ from spatialpin_ros.reasoning.measures import (ROBOT_BASE, distance_to, fold_axi
                                                volume)
 from spatialpin_ros.reasoning.query import Query, QuestionError, parse_question  # noqa: E402
 from spatialpin_ros.reasoning.superlatives import SUPERLATIVES  # noqa: E402
-from spatialpin_ros.reasoning.units import UNITS, convert  # noqa: E402
+from spatialpin_ros.reasoning.units import convert  # noqa: E402
 from spatialpin_ros.reasoning.viewer import ViewerFrame  # noqa: E402
 from spatialpin_ros.sim.depth_noise import apply_d435_noise  # noqa: E402
 from spatialpin_ros.sim.scene_spec import random_scene  # noqa: E402
@@ -371,7 +370,7 @@ def true_answer(q: Query, scene):
     return a.value
 
 
-def score(item: Asked, pred_scene, ans, qa_unit_ok: bool) -> dict:
+def score(item: Asked, ans) -> dict:
     q = item.truth
     if q.kind == "refuse":
         return {"refused": (not ans.success) and bool(ans.message.strip())}
@@ -446,7 +445,7 @@ def run(args) -> dict:
                 t0 = time.perf_counter()
                 ans = qa.ask(text, pred)
                 ask_ms.append(1000 * (time.perf_counter() - t0))
-                s = score(item, pred, ans, True)
+                s = score(item, ans)
                 if q.kind != "refuse":
                     s["understood"] = understood(item, labels)
                     s["perception_ok"] = b.perception_ok(q, pred)
@@ -454,7 +453,7 @@ def run(args) -> dict:
                         t_item = Asked(fam, text, item.expect, q, b.visible,
                                        {o.id: o.id for o in b.visible.objects})
                         s["correct_true_priors"] = score(
-                            t_item, b.visible, qa.ask(text, b.visible), True)["correct"]
+                            t_item, qa.ask(text, b.visible))["correct"]
                 rows.append({"seed": seed, "family": fam, "template": idx, "q": text,
                              "ok": ans.success, "answer": ans.answer[:160],
                              "msg": ans.message[:200], **{k2: (v if not isinstance(v, float)

@@ -22,7 +22,7 @@ from spatialpin_ros.core.types import Pose, Scene
 from spatialpin_ros.reasoning.facts import scene_facts
 from spatialpin_ros.reasoning.geometric import Answer, GeometricAnswerer
 from spatialpin_ros.reasoning.query import Query, QuestionError, QuestionFailure, parse_question
-from spatialpin_ros.reasoning.units import UnitError, convert, unit as unit_of
+from spatialpin_ros.reasoning.units import UnitError, convert
 
 log = logging.getLogger(__name__)
 

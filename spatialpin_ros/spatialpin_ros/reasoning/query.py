@@ -38,7 +38,7 @@ from typing import Optional
 from spatialpin_ros.core.errors import SpatialPinError
 from spatialpin_ros.reasoning import grounding, intent
 from spatialpin_ros.reasoning.grounding import MentionKind
-from spatialpin_ros.reasoning.units import BASE, Quantity, find_unit
+from spatialpin_ros.reasoning.units import BASE, UNITS, Quantity, find_unit
 
 MAX_QUESTION_CHARS = 500
 
@@ -94,7 +94,6 @@ class Query:
         q = self.quantity
         if q is None:
             return ""
-        from spatialpin_ros.reasoning.units import UNITS
         if self.asked_unit and UNITS[self.asked_unit].quantity == q:
             return self.asked_unit
         return BASE[q]
