@@ -334,7 +334,10 @@ def summarise(results) -> dict:
     return out
 
 
-def ros_round_trip(n_calls: int = 200) -> dict:
+def ros_round_trip(n_calls: int = 200, questions=None) -> dict:
+    """Median and p90 (ms) of /spatialpin/ask calls from another process. ``questions``: a
+    function of the perceived scene giving the questions to cycle through (default: one
+    distance question)."""
     import subprocess
     import rclpy
     from rclpy.node import Node
@@ -356,12 +359,13 @@ def ros_round_trip(n_calls: int = 200) -> dict:
     cli = node.create_client(AskSpatial, "/spatialpin/ask")
     cli.wait_for_service(timeout_sec=30)
     a, b = scene.objects[0], scene.objects[1]
-    q = f"How far is the {a.color_name} {a.shape} from the {b.color_name} {b.shape}?"
+    qs = questions(scene) if questions else \
+        [f"How far is the {a.color_name} {a.shape} from the {b.color_name} {b.shape}?"]
     times = []
     try:
         for i in range(n_calls + 10):
             t0 = time.perf_counter()
-            fut = cli.call_async(AskSpatial.Request(question=q))
+            fut = cli.call_async(AskSpatial.Request(question=qs[i % len(qs)]))
             rclpy.spin_until_future_complete(node, fut, timeout_sec=10)
             dt = 1000 * (time.perf_counter() - t0)
             if i >= 10 and fut.done() and fut.result().success:

@@ -257,3 +257,46 @@ def test_multi_view_sends_one_stitched_image(local, scene, image, cloud):
     assert "stitched from four views" in call.prompt
     for line in FACT_LINES:
         assert line in call.prompt
+
+
+# ---------------------------------------------------------------------------------- untyped questions
+UNTYPED = "What brand is the red box, and would a child like it?"
+
+
+def _check_hand_off(a, call: Call, backend: str, image: np.ndarray) -> None:
+    """The untyped question went to the model with the 3D block; the answer is the model's."""
+    assert a.success and a.backend == backend
+    assert "could not type this question" in a.message and f"{backend} backend" in a.message
+    assert "3D information block" in a.message
+    assert a.answer == "They are 31 cm apart." and a.object_ids == ["obj_0", "obj_1"]
+    assert f"Question: {UNTYPED}" in call.prompt and "not typed by the geometric parser" in call.prompt
+    for line in FACT_LINES:
+        assert line in call.prompt, line
+    np.testing.assert_array_equal(call.images[0], image)
+
+
+def test_untyped_question_is_refused_by_the_geometric_backend(local, scene):
+    a = SpatialQA(vlms={"transformers": local["good"]}).ask(UNTYPED, scene)
+    assert not a.success and "question not understood" in a.message and "the red block" in a.message
+
+
+def test_untyped_question_goes_to_the_transformers_vlm(local, scene, image):
+    rec = RecordingVLM(local["good"])
+    a = SpatialQA(vlms={"transformers": rec}).ask(UNTYPED, scene, backend="transformers", image=image)
+    (call,) = rec.calls
+    _check_hand_off(a, call, "transformers", image)
+
+
+def test_untyped_question_goes_to_the_openai_vlm(server, models, scene, image):
+    rec = RecordingVLM(OpenAICompatibleClient(server, model=models["good"], timeout_s=30.0))
+    a = SpatialQA(vlms={"openai": rec}).ask(UNTYPED, scene, backend="openai", image=image)
+    (call,) = rec.calls
+    _check_hand_off(a, call, "openai", image)
+
+
+def test_untyped_question_with_a_failing_vlm_is_refused_with_both_reasons(local, scene, image):
+    rec = RecordingVLM(local["garbage"])
+    a = SpatialQA(vlms={"transformers": rec}, max_tokens=24).ask(UNTYPED, scene, backend="transformers",
+                                                                image=image)
+    assert not a.success and len(rec.calls) == 1
+    assert "question not understood" in a.message and "transformers backend was asked too" in a.message

@@ -21,7 +21,8 @@ from spatialpin_ros.core.errors import SpatialPinError
 from spatialpin_ros.core.types import Pose, Scene
 from spatialpin_ros.reasoning.facts import scene_facts
 from spatialpin_ros.reasoning.geometric import Answer, GeometricAnswerer
-from spatialpin_ros.reasoning.query import Query, QuestionError, parse_question
+from spatialpin_ros.reasoning.query import Query, QuestionError, QuestionFailure, parse_question
+from spatialpin_ros.reasoning.units import UnitError, convert
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,6 @@ SYSTEM_PROMPT = (
     "questions that have no numeric answer; for yes/no questions 1 for yes and 0 for no), "
     "\"unit\" (\"m\", \"deg\" or \"\"), \"object_ids\" (the ids of the objects you used).")
 
-UNIT_SCALE = {"m": 1.0, "meter": 1.0, "meters": 1.0, "metre": 1.0, "metres": 1.0,
-              "cm": 0.01, "centimeter": 0.01, "centimeters": 0.01, "mm": 0.001,
-              "deg": 1.0, "degree": 1.0, "degrees": 1.0, "°": 1.0,
-              "rad": 180.0 / math.pi, "radians": 180.0 / math.pi, "": 1.0}
-
-
 class ReplyError(SpatialPinError, ValueError):
     """A model's reply is not a valid answer (the message says what is wrong)."""
 
@@ -51,6 +46,9 @@ def user_prompt(q: Query, scene: Scene, ref_scene: Optional[Scene], view_prompt:
     if view_prompt:
         parts.append(view_prompt)
     unit = q.unit or "none"
+    if q.kind == "free":
+        parts.append("This question was not typed by the geometric parser: answer it from the "
+                     "image and the 3D information above, or say that it cannot be answered.")
     parts.append(f"Expected unit: {unit}. Reply with the JSON object only.")
     return "\n\n".join(parts)
 
@@ -76,8 +74,9 @@ def parse_reply(text: str, q: Query, scene: Scene) -> Answer:
     unknown = [i for i in ids if i not in known]
     if unknown:
         raise ReplyError(f"the reply names objects that are not in the scene: {unknown}")
-    numeric = q.kind in ("metric", "angle", "two_view") and q.name != "size"
-    if q.kind == "relation":
+    numeric = q.kind in ("metric", "angle", "two_view", "count", "count_relative") and \
+        q.name != "size"
+    if q.kind in ("relation", "exists"):
         if isinstance(value, bool):
             value = float(value)
         if value not in (0, 1, 0.0, 1.0):
@@ -96,15 +95,43 @@ def parse_reply(text: str, q: Query, scene: Scene) -> Answer:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or \
                 not math.isfinite(float(value)):
             raise ReplyError("the reply has no number")
-        if unit not in UNIT_SCALE:
-            raise ReplyError(f"unknown unit {unit!r}")
-        value = float(value) * UNIT_SCALE[unit]
+        try:
+            value = convert(float(value), unit or q.unit, q.unit) if q.unit else float(value)
+        except UnitError as e:
+            raise ReplyError(f"unit {unit!r}: {e}") from None
         if value < 0:
             raise ReplyError("a distance or angle cannot be negative")
         return Answer(True, answer, value, q.unit, ids)
     if not answer:
         raise ReplyError("the reply's answer is empty")
     return Answer(True, answer, float("nan"), "", ids)
+
+
+def _noun(o) -> str:
+    return {"box": "block", "cylinder": "cylinder", "sphere": "ball"}.get(o.shape, "object")
+
+
+def refusal_message(scene: Scene) -> str:
+    """Why an untyped question is refused, and what can be asked, with examples built from the
+    scene's own objects."""
+    objs = list(scene.objects)
+    name = lambda o: f"the {o.color_name} {_noun(o)}" if o.color_name else f"{o.id}"  # noqa: E731
+    if not objs:
+        return "question not understood, and the scene has no objects to ask about"
+    a = name(objs[0])
+    b = name(objs[1]) if len(objs) > 1 else "the camera"
+    kinds = [
+        f"relations (\"Is {a} to the left of {b}?\", also above / in front of / behind / "
+        "bigger / taller / wider / on top of / next to)",
+        f"which of two (\"Which is closer to the camera, {a} or {b}?\")",
+        f"distances and sizes, in the unit you name (\"How far is {a} from {b} in "
+        f"centimeters?\", \"How tall is {a}?\", \"How far is {a} from the robot?\")",
+        f"angles and directions (\"If you are at {a}, where is {b}?\")",
+        "superlatives (\"Which object is the tallest?\", \"Which is closest to the robot?\")",
+        f"counts (\"How many {_noun(objs[0])}s are there?\")",
+        "two views (\"How far did the camera move?\")"]
+    return ("question not understood: it asks nothing this package computes from the 3D "
+            "scene. It can answer " + "; ".join(kinds))
 
 
 class SpatialQA:
@@ -142,11 +169,14 @@ class SpatialQA:
             return Answer(False, message=f"unknown backend {backend!r}; available: "
                           f"{', '.join(self.backends)}", backend=backend)
         if scene is None:
-            return Answer(False, message="no scene yet: nothing has been perceived", backend=backend)
+            return Answer(False, message="no scene yet: nothing has been perceived",
+                          backend=backend)
         try:
-            q = parse_question(question)
+            q = parse_question(question, [o.label for o in scene.objects])
         except QuestionError as e:
-            return Answer(False, message=str(e), backend=backend)
+            if e.reason is not QuestionFailure.UNTYPED:
+                return Answer(False, message=str(e), backend=backend)
+            return self._untyped(question, scene, ref_scene, backend, image, cloud)
         try:
             geo = self.geometric.answer(q, scene, ref_scene, camera_motion)
         except (SpatialPinError, LookupError, ValueError) as e:
@@ -164,6 +194,25 @@ class SpatialQA:
         ans.backend = backend
         if not ans.object_ids:
             ans.object_ids = geo.object_ids
+        return ans
+
+    def _untyped(self, question, scene, ref_scene, backend, image, cloud) -> Answer:
+        """A question the parser cannot type: refused with what can be asked (examples from the
+        scene's own objects), or, with a VLM backend, handed to the model with the 3D block."""
+        refusal = refusal_message(scene)
+        if backend == "geometric":
+            return Answer(False, message=refusal, backend=backend)
+        q = Query(kind="free", name="free", text=question.strip())
+        try:
+            ans = self._ask_vlm(backend, q, scene, ref_scene, image, cloud)
+        except SpatialPinError as e:
+            log.warning("%s backend failed on an untyped question: %s", backend, e)
+            return Answer(False, message=f"{refusal}. The {backend} backend was asked too and "
+                          f"failed: {e}", backend=backend)
+        ans.backend = backend
+        ans.message = (f"the geometric parser could not type this question, so it went to the "
+                       f"{backend} backend with SpatialPIN's 3D information block; the answer "
+                       "is the model's, not checked against the geometry")
         return ans
 
     def _ask_vlm(self, backend, q, scene, ref_scene, image, cloud) -> Answer:

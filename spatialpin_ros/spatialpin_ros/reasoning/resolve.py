@@ -8,9 +8,10 @@ from typing import Optional
 
 import numpy as np
 
-from spatialpin_ros.core.colors import PALETTE
 from spatialpin_ros.core.errors import SpatialPinError
 from spatialpin_ros.core.types import ObjectPrior, Scene
+from spatialpin_ros.reasoning.grounding import (COLOR_WORDS, NOUNS, ORDERING, Description,
+                                                describe_phrase, words_of)
 from spatialpin_ros.reasoning.viewer import ViewerFrame
 
 
@@ -25,38 +26,10 @@ class AmbiguousReference(ReferenceError_):
     pass
 
 
-SHAPE_NOUNS = {
-    "box": "box", "block": "box", "cube": "box", "brick": "box", "cuboid": "box",
-    "cylinder": "cylinder", "can": "cylinder", "tube": "cylinder", "cup": "cylinder",
-    "puck": "cylinder", "tin": "cylinder", "jar": "cylinder",
-    "ball": "sphere", "sphere": "sphere", "orb": "sphere",
-}
-GENERIC_NOUNS = {"object", "objects", "thing", "one", "item", "shape", "piece", "it"}
-STOP = {"the", "a", "an", "that", "this", "of", "colored", "coloured", "color", "shaped",
-        "block's", "s"}
-# superlative / positional word -> (score function name, pick max?)
-POSITIONAL = {
-    "leftmost": ("right", False), "left": ("right", False),
-    "rightmost": ("right", True), "right": ("right", True),
-    "front": ("away", False), "frontmost": ("away", False), "nearest": ("dist", False),
-    "closest": ("dist", False), "near": ("dist", False),
-    "back": ("away", True), "rear": ("away", True), "farthest": ("dist", True),
-    "far": ("dist", True), "furthest": ("dist", True),
-    "tallest": ("height", True), "shortest": ("height", False),
-    "highest": ("top", True), "top": ("top", True), "upper": ("top", True),
-    "lowest": ("top", False), "bottom": ("top", False), "lower": ("top", False),
-    "biggest": ("volume", True), "largest": ("volume", True),
-    "smallest": ("volume", False), "tiniest": ("volume", False),
-    "widest": ("width", True), "narrowest": ("width", False),
-}
-SIZE_ADJ = {"big": ("volume", True), "large": ("volume", True), "small": ("volume", False),
-            "little": ("volume", False), "tiny": ("volume", False), "tall": ("height", True),
-            "short": ("height", False), "wide": ("width", True), "narrow": ("width", False),
-            "long": ("width", True)}
-COLOR_SYNONYMS = {"grey": "gray", "violet": "purple", "lilac": "purple", "aqua": "cyan",
-                  "turquoise": "cyan", "teal": "cyan", "gold": "yellow", "golden": "yellow",
-                  "silver": "gray", "rose": "pink", "crimson": "red", "scarlet": "red",
-                  "navy": "blue", "lime": "green", "fuchsia": "magenta"}
+#: kept for callers of the earlier API: noun -> shape
+SHAPE_NOUNS = {n: shapes[0] for n, shapes in NOUNS.items()}
+POSITIONAL = ORDERING
+COLOR_SYNONYMS = {w: opts[0] for w, opts in COLOR_WORDS.items() if " " not in w and w != "dark"}
 
 
 def describe(o: ObjectPrior) -> str:
@@ -84,6 +57,38 @@ def _score(o: ObjectPrior, key: str, viewer: ViewerFrame) -> float:
     return volume(o)
 
 
+def _label_words(scene: Scene) -> set[str]:
+    return {w for o in scene.objects for w in words_of(o.label)}
+
+
+def _filter(d: Description, objs: list[ObjectPrior]) -> list[ObjectPrior]:
+    """Objects that fit the description's colours, nouns and label words (no ordering)."""
+    cands = list(objs)
+    for options in d.colors:  # "light blue": cyan if there is one, else blue
+        for c in options:
+            hit = [o for o in cands if o.color_name == c]
+            if hit:
+                cands = hit
+                break
+        else:
+            return []
+    for noun in d.nouns:
+        cands = [o for o in cands if o.shape in NOUNS.get(noun, ()) or
+                 noun in words_of(o.label)]
+    if d.shapes and not d.nouns:
+        cands = [o for o in cands if o.shape in d.shapes]
+    for w in d.unknown:  # names a model may have given ("laptop"): words of the labels
+        cands = [o for o in cands if w in words_of(o.label)]
+    return cands
+
+
+def select(phrase: str, scene: Scene) -> list[ObjectPrior]:
+    """Every object of ``scene`` a set phrase names ("red blocks", "things", "cylinders");
+    UnknownObject when the phrase has words no object's description or label has."""
+    d = describe_phrase(phrase, _label_words(scene))
+    return _filter(d, list(scene.objects))
+
+
 def resolve(phrase: str, scene: Scene, viewer: Optional[ViewerFrame] = None,
             notes: Optional[list] = None) -> ObjectPrior:
     """The one object ``phrase`` refers to in ``scene``.
@@ -96,42 +101,36 @@ def resolve(phrase: str, scene: Scene, viewer: Optional[ViewerFrame] = None,
     raw = phrase.strip().lower()
     if not scene.objects:
         raise UnknownObject(f"there are no objects in scene {scene.scene_id!r}")
-    for o in scene.objects:  # an id or an exact label, with or without "the"
-        for cand in (raw, re.sub(r"^(the|a|an) ", "", raw)):
-            if cand in (o.id.lower(), o.label.lower(), o.id.lower().replace("_", " ")):
-                return o
-    words = [w for w in re.findall(r"[a-z0-9_'-]+", raw) if w not in STOP]
-    words = [COLOR_SYNONYMS.get(w, w) for w in words]
-    colors = {w for w in words if w in PALETTE}
-    shapes = {SHAPE_NOUNS[w.rstrip("s")] for w in words if w.rstrip("s") in SHAPE_NOUNS}
-    positional = [POSITIONAL[w] for w in words if w in POSITIONAL]
-    size_adj = [SIZE_ADJ[w] for w in words if w in SIZE_ADJ]
-    used = colors | {w for w in words if w.rstrip("s") in SHAPE_NOUNS} | set(POSITIONAL) | \
-        set(SIZE_ADJ) | GENERIC_NOUNS | {"one", "most", "more", "object"}
-    other = [w for w in words if w not in used and w not in PALETTE]
-    cands = list(scene.objects)
-    if colors:
-        cands = [o for o in cands if o.color_name in colors]
-    if shapes:
-        label_match = [o for o in cands if o.shape in shapes or any(
-            n in o.label.lower().split() for n, s in SHAPE_NOUNS.items() if s in shapes)]
-        if not label_match and colors and len(cands) == 1 and notes is not None:
-            notes.append(f"no {' or '.join(sorted(shapes))} is {'/'.join(sorted(colors))}; "
-                         f"'{phrase}' was taken to be {describe(cands[0])}, the only "
-                         f"{'/'.join(sorted(colors))} object, perceived as a {cands[0].shape}")
-        else:
-            cands = label_match
-    if other:  # names a model may have given ("mug", "laptop"): match words of the labels
-        cands = [o for o in cands if all(w in re.findall(r"[a-z0-9]+", o.label.lower())
-                                         for w in other)]
+    for cand in (raw, re.sub(r"^(the|a|an) ", "", raw)):  # an id, or a label only one has
+        exact = [o for o in scene.objects
+                 if cand in (o.id.lower(), o.label.lower(), o.id.lower().replace("_", " "))]
+        if len(exact) == 1:
+            return exact[0]
+    d = describe_phrase(raw, _label_words(scene))
+    if d.object_id is not None:
+        hit = [o for o in scene.objects if o.id == d.object_id]
+        if hit:
+            return hit[0]
+        raise UnknownObject(f"no object has id {d.object_id}; the scene has: {listing(scene)}")
+    if d.empty:
+        raise UnknownObject(f"{phrase!r} names no object; the scene has: {listing(scene)}")
+    cands = _filter(d, list(scene.objects))
+    if not cands and d.colors and (d.nouns or d.shapes) and not d.unknown:
+        by_color = _filter(Description(colors=d.colors), list(scene.objects))
+        if len(by_color) == 1 and notes is not None:
+            c = by_color[0]
+            notes.append(f"no {' or '.join(sorted(d.nouns or d.shapes))} is {c.color_name}; "
+                         f"'{phrase}' was taken to be {describe(c)}, the only {c.color_name} "
+                         f"object, perceived as a {c.shape}")
+            cands = by_color
     if not cands:
         raise UnknownObject(f"no object matches {phrase!r}; the scene has: {listing(scene)}")
-    for key, want_max in positional + size_adj:
+    for key, want_max in d.ordering:
         if len(cands) == 1:
             break
         scores = [_score(o, key, viewer) for o in cands]
         best = max(scores) if want_max else min(scores)
-        cands = [o for o, s in zip(cands, scores) if s == best]
+        cands = [o for o, sc in zip(cands, scores) if sc == best]
     if len(cands) > 1:
         raise AmbiguousReference(
             f"{phrase!r} could be any of {', '.join(describe(o) for o in cands)}; say which "
