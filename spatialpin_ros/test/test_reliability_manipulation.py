@@ -287,10 +287,11 @@ def test_after_a_cancel_with_the_arm_in_view_the_next_plan_succeeds(g):
     ids = g.reset_and_wait_for_the_table()
     handle, fb = g.send(stack(ids), execute=True)
     assert handle.accepted
-    # Cancelled on the way down to the red block (approach or descend: the gripper open, nothing
-    # held), once the hand is over the table.
-    assert g.spin(lambda: fb and fb[-1] in ("approach", "descend")
-                  and hand_over_the_table(g.sim), 60), (fb, hand_position(g.sim))
+    # Cancelled on the way down to the red block, once the hand is over the table (judged by
+    # where the simulated hand is, not by the feedback stage: on a loaded machine the stages
+    # may run ahead of the simulated motion).
+    assert g.spin(lambda: "execute" in fb and hand_over_the_table(g.sim), 60), (
+        fb, hand_position(g.sim))
     handle.cancel_goal_async()
     status, res = g.result(handle)
     assert status == GoalStatus.STATUS_CANCELED, res.message
