@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from spatialpin_ros.core.geometry import quantile
 from spatialpin_ros.perception.colour_split import colour_features
 
 
@@ -54,20 +53,24 @@ def _shared_boundary(sub: np.ndarray, L: np.ndarray, Z: np.ndarray, jump: np.nda
     return shared, behind, np.concatenate(labs)
 
 
-def _median_colour(rgb: np.ndarray, w: float) -> np.ndarray:
-    f = colour_features(rgb, w)
-    return np.array([quantile(f[:, k], 0.5) for k in range(3)])
+def _label_colours(rgb: np.ndarray, labels: np.ndarray, w: float) -> np.ndarray:
+    """(L, 3) mean colour features of each label's pixels (row 0 unused)."""
+    sel = labels > 0
+    f = colour_features(rgb[sel], w)
+    lab = labels[sel]
+    n = int(labels.max()) + 1
+    cnt = np.maximum(np.bincount(lab, minlength=n), 1)
+    return np.stack([np.bincount(lab, weights=f[:, k], minlength=n) / cnt for k in range(3)],
+                    axis=1)
 
 
-def _distinct(rgb: np.ndarray, labels: np.ndarray, win, sub: np.ndarray, nb: np.ndarray,
+def _distinct(mine: np.ndarray, colours: np.ndarray, nb: np.ndarray,
               p: OccludedParams) -> bool:
-    """The strip's colour differs from that of every piece it borders (a strip of the same
-    colour as one of them may be that object's own face)."""
-    mine = _median_colour(rgb[win][sub], p.hidden_lightness_weight)
+    """The strip's colour ``mine`` (3,) differs from that of every piece it borders (a strip of
+    the same colour as one of them may be that object's own face)."""
     ids, counts = np.unique(nb, return_counts=True)
     for L in ids[counts >= 2]:
-        theirs = _median_colour(rgb[labels == L], p.hidden_lightness_weight)
-        if np.linalg.norm(mine - theirs) < p.hidden_min_contrast:
+        if np.linalg.norm(mine - colours[L]) < p.hidden_min_contrast:
             return False
     return True
 
@@ -89,6 +92,7 @@ def recover_occluded(labels: np.ndarray, foreground: np.ndarray, z: np.ndarray,
     h, w = labels.shape
     zz = np.nan_to_num(z, nan=0.0)
     min_px = max(4.0, p.hidden_min_area / (px * px))
+    colours = None                      # each piece's mean colour, when first needed
     for i in range(1, m):
         if stats[i, cv2.CC_STAT_AREA] < min_px:
             continue
@@ -98,7 +102,10 @@ def recover_occluded(labels: np.ndarray, foreground: np.ndarray, z: np.ndarray,
         shared, behind, nb = _shared_boundary(sub, L, Z, p.hidden_jump_abs + p.hidden_jump_rel * Z)
         if not shared or behind < p.hidden_min_behind * shared:
             continue
-        if _distinct(rgb, labels, win, sub, nb, p):
+        if colours is None:
+            colours = _label_colours(rgb, labels, p.hidden_lightness_weight)
+        mine = colour_features(rgb[win][sub], p.hidden_lightness_weight).mean(axis=0)
+        if _distinct(mine, colours, nb, p):
             out[win][sub] = nxt
             nxt += 1
     return out

@@ -87,11 +87,11 @@ def _radius(xy: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def _thin_top(q: np.ndarray, top: float, centre: np.ndarray, band: float = 0.01,
-              max_width: float = 0.02) -> bool:
+              max_width: float = 0.04) -> bool:
     """The piece's top band (points within ``band`` metres of its top ``top``) is a wall's rim
     seen from above: narrower than ``max_width`` metres across, radially from ``centre`` (the
     container's centre) or across its own main direction (a straight tray wall). A solid
-    object's top is a face at least as wide as the object (3 cm and more)."""
+    object's top is a face as wide as the object; a tabletop block's is rarely narrower than 4 cm."""
     b = q[q[:, 2] > top - band, :2]
     if len(b) < 5:
         return True
