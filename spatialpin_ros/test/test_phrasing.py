@@ -6,35 +6,19 @@ import math
 import numpy as np
 import pytest
 
-from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, Scene, look_at
+
 from spatialpin_ros.reasoning.engine import SpatialQA
 from spatialpin_ros.reasoning.measures import clock_hour, surface_gap
 from spatialpin_ros.reasoning.query import QuestionError, QuestionFailure, parse_question
 from spatialpin_ros.reasoning.resolve import AmbiguousReference, UnknownObject, resolve, select
 from spatialpin_ros.reasoning.units import UnitError, convert, find_unit, unit
 
-# The camera looks from +x toward the origin: the viewer's right is +y, "front" is +x.
-CAM = look_at([1.0, 0.0, 0.5], [0.0, 0.0, 0.0])
-
-
-def obj(id_, color, shape, center, size, yaw_deg=0.0):
-    return ObjectPrior(id_, f"{color} {shape}", Pose.from_yaw(center, math.radians(yaw_deg)),
-                       size, shape=shape, color_name=color,
-                       yaw_symmetric=shape in ("cylinder", "sphere"))
+from reasoning_scene import CAM, make_scene, obj as obj  # noqa: E402,F401
 
 
 @pytest.fixture
 def scene():
-    objs = [
-        obj("obj_0", "red", "box", [0.0, -0.2, 0.025], [0.05, 0.04, 0.05], 30.0),
-        obj("obj_1", "blue", "box", [0.0, 0.1, 0.03], [0.08, 0.06, 0.06]),
-        obj("obj_2", "green", "cylinder", [0.2, 0.1, 0.05], [0.04, 0.04, 0.10]),
-        obj("obj_3", "yellow", "box", [0.0, 0.1, 0.08], [0.04, 0.04, 0.04], 10.0),  # on obj_1
-        obj("obj_4", "red", "sphere", [-0.1, 0.3, 0.03], [0.06, 0.06, 0.06]),
-        obj("obj_5", "cyan", "cylinder", [0.3, -0.1, 0.03], [0.05, 0.05, 0.06]),
-        obj("obj_6", "red", "box", [0.1, 0.2, 0.02], [0.04, 0.04, 0.04]),
-    ]
-    return Scene("s", objs, CameraModel.from_fov(640, 480, 58), CAM, [0, 0, 1, 0])
+    return make_scene(7)
 
 
 # ------------------------------------------------------------------------------------ units

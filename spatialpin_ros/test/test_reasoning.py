@@ -6,33 +6,19 @@ import math
 import numpy as np
 import pytest
 
-from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, Scene, look_at
+from spatialpin_ros.core.types import CameraModel, look_at
 from spatialpin_ros.reasoning.engine import ReplyError, SpatialQA, parse_reply
 from spatialpin_ros.reasoning.facts import scene_facts
 from spatialpin_ros.reasoning.query import QuestionError, parse_question
 from spatialpin_ros.reasoning.resolve import AmbiguousReference, UnknownObject, resolve
 from spatialpin_ros.reasoning.views import render_view, view_pose, zerovlm_views
 
-# The camera looks from +x toward the origin, so the viewer's right is +y and "front" is +x.
-CAM = look_at([1.0, 0.0, 0.5], [0.0, 0.0, 0.0])
-
-
-def box(id_, color, shape, center, size, yaw_deg=0.0):
-    return ObjectPrior(id_, f"{color} {shape}", Pose.from_yaw(center, math.radians(yaw_deg)),
-                       size, shape=shape, color_name=color,
-                       yaw_symmetric=shape in ("cylinder", "sphere"))
+from reasoning_scene import make_scene, obj as box  # noqa: E402
 
 
 @pytest.fixture
 def scene():
-    objs = [
-        box("obj_0", "red", "box", [0.0, -0.2, 0.025], [0.05, 0.04, 0.05], 30.0),
-        box("obj_1", "blue", "box", [0.0, 0.1, 0.03], [0.08, 0.06, 0.06], 0.0),
-        box("obj_2", "green", "cylinder", [0.2, 0.1, 0.05], [0.04, 0.04, 0.10]),
-        box("obj_3", "yellow", "box", [0.0, 0.1, 0.08], [0.04, 0.04, 0.04], 10.0),  # on obj_1
-        box("obj_4", "red", "sphere", [-0.1, 0.3, 0.03], [0.06, 0.06, 0.06]),
-    ]
-    return Scene("s", objs, CameraModel.from_fov(640, 480, 58), CAM, [0, 0, 1, 0])
+    return make_scene(5)
 
 
 @pytest.mark.parametrize("text, kind, name, refs", [

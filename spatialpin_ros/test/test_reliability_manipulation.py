@@ -116,7 +116,8 @@ def g(rclpy_context):
                                        Parameter("camera_rate_hz", value=4.0)])
     perception = PerceptionNode(cli_args=["--ros-args", *PERCEPTION_ON_SIM.remap_args()])
     # RRT-Connect: these tests are about goals, not path quality (RRT* spends its whole budget).
-    manip = ManipulationNode(parameter_overrides=[Parameter("algorithm", value="rrtconnect")])
+    manip = ManipulationNode(parameter_overrides=[Parameter("algorithm", value="rrtconnect"),
+                                                 Parameter("fresh_scene_timeout_s", value=20.0)])
     client = Node("reliability_client")
     ex = MultiThreadedExecutor(num_threads=4)
     graph = Graph(sim, manip, client, ex)
@@ -261,7 +262,7 @@ def test_no_fresh_scene_in_time_fails_the_goal_with_the_reason(g):
         assert "no scene perceived after the goal's arrival" in res.message, res.message
         assert len(g.sent) == n0
     finally:
-        g.manip.set_parameters([Parameter("fresh_scene_timeout_s", value=5.0)])
+        g.manip.set_parameters([Parameter("fresh_scene_timeout_s", value=20.0)])
 
 
 # -- the arm stopped in view by a cancel ---------------------------------------------------------
