@@ -38,6 +38,7 @@ from spatialpin_ros.core.types import (ObjectPrior, PerceptionStatus, Pose, RGBD
 from spatialpin_ros.perception.base import (DepthEstimator, ObjectNamer, PerceptionBackend,
                                             Segmenter)
 from spatialpin_ros.perception.colour_split import ColourSplitParams, split_by_colour
+from spatialpin_ros.perception.depth_grid import sample_depth
 from spatialpin_ros.perception.occluded import OccludedParams, recover_occluded
 from spatialpin_ros.perception.objects import WorldView, full_labels, make_prior
 from spatialpin_ros.perception.selection import Candidate, SelectionParams, select_objects
@@ -157,7 +158,7 @@ class GeometricBackend(PerceptionBackend):
         depth = self._depth(frame)
         cam, pose = frame.camera, frame.camera_pose
         c = self.params.support_stride
-        coarse = cam.subsampled(c).backproject(depth[::c, ::c]).astype(np.float32)
+        coarse = cam.subsampled(c).backproject(sample_depth(depth, c)).astype(np.float32)
         up = None
         if pose is not None:
             up = pose.rotation.inv().apply([0.0, 0.0, 1.0])
@@ -173,7 +174,7 @@ class GeometricBackend(PerceptionBackend):
         dist, area = self._object_layout(coarse, support, c, self._workspace_mask(coarse, pose))
         s = working_stride(cam.fx, dist, self.params.segmentation, area)
         wcam = cam.subsampled(s)
-        pts = wcam.backproject(depth[::s, ::s]).astype(np.float32)
+        pts = wcam.backproject(sample_depth(depth, s)).astype(np.float32)
         tick("points")
         T_wc, world = self._world(frame, support)
         if self.segmenter is not None:
