@@ -19,40 +19,38 @@ def _offsets(s: int) -> list[tuple[int, int]]:
     return sorted(offs, key=lambda o: (o[0] ** 2 + o[1] ** 2, o))
 
 
-def _block_spread(d: np.ndarray, s: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Smallest and largest valid depth of each ``s x s`` block ((h, w) each; inf / 0 where the
-    block has no valid pixel)."""
-    pad = np.zeros((h * s, w * s), dtype=np.float32)
-    pad[: d.shape[0], : d.shape[1]] = np.where(np.isfinite(d) & (d > 0), d, 0)
-    blocks = pad.reshape(h, s, w, s)
-    hi = blocks.max(axis=(1, 3))
-    lo = np.where(blocks > 0, blocks, np.inf).min(axis=(1, 3))
-    return lo, hi
-
-
 def sample_depth(depth: np.ndarray, s: int, jump_abs: float = 0.006,
                  jump_rel: float = 0.015) -> np.ndarray:
     """``depth`` (H, W) metres (0 or non-finite = missing) sampled every ``s``-th pixel, each
     missing sample filled from its ``s x s`` block (nearest valid pixel first) when the block's
     valid depths agree (spread under ``jump_abs + jump_rel * z``, metres). A block that spans a
     depth edge stays missing: the band a camera loses beside an occluding edge keeps separating
-    the two sides, and so does a filled sample beside a depth jump on the working grid. Returns (ceil(H/s), ceil(W/s)) float32, 0 where missing."""
+    the two sides, and so does a filled sample beside a depth jump on the working grid. Returns
+    (ceil(H/s), ceil(W/s)) float32, 0 where missing. Only the missing samples' blocks are read."""
     d = np.asarray(depth, dtype=np.float32)
     out = np.where(np.isfinite(d[::s, ::s]), d[::s, ::s], 0).astype(np.float32)
-    if s <= 1 or out.all():
+    if s <= 1:
         return out
-    h, w = out.shape
-    lo, hi = _block_spread(d, s, h, w)
-    fillable = (out <= 0) & (hi > 0) & (hi - lo <= jump_abs + jump_rel * hi)
-    for dr, dc in _offsets(s)[1:]:
-        miss = fillable & (out <= 0)
-        if not miss.any():
-            break
-        blk = d[dr::s, dc::s]
-        cand = np.zeros((h, w), dtype=np.float32)
-        cand[: blk.shape[0], : blk.shape[1]] = np.where(np.isfinite(blk), blk, 0)
-        out[miss] = cand[miss]
-    filled = fillable & (out > 0)
+    rows, cols = np.nonzero(out <= 0)
+    if len(rows) == 0:
+        return out
+    H, W = d.shape
+    offs = _offsets(s)[1:]
+    blk = np.zeros((len(rows), len(offs)), dtype=np.float32)     # nearest first
+    for i, (dr, dc) in enumerate(offs):
+        r, c = rows * s + dr, cols * s + dc
+        ok = (r < H) & (c < W)
+        v = d[np.minimum(r, H - 1), np.minimum(c, W - 1)]
+        blk[:, i] = np.where(ok & np.isfinite(v) & (v > 0), v, 0)
+    valid = blk > 0
+    hi = blk.max(axis=1)
+    lo = np.where(valid, blk, np.inf).min(axis=1)
+    fill = (hi > 0) & (hi - lo <= jump_abs + jump_rel * hi)
+    first = np.argmax(valid, axis=1)
+    val = blk[np.arange(len(rows)), first]
+    out[rows[fill], cols[fill]] = val[fill]
+    filled = np.zeros(out.shape, dtype=bool)
+    filled[rows[fill], cols[fill]] = True
     out[filled & _beside_jump(out, jump_abs * s, jump_rel)] = 0.0
     return out
 
