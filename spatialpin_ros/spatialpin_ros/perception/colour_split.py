@@ -35,6 +35,11 @@ class ColourSplitParams:
     min_contiguous: float = 0.85
     #: Splits per piece at most (a piece of three blocks needs two).
     max_splits: int = 3
+    #: Pixels farther than ``outlier_spread`` x ``max_spread`` from every region's colour (a
+    #: shadow line, a neighbour's edge) may be up to this share of the piece; they do not count
+    #: toward a region's uniformity and join the nearest region.
+    max_outliers: float = 0.1
+    outlier_spread: float = 3.0
 
 
 def colour_features(rgb: np.ndarray, w: float) -> np.ndarray:
@@ -62,12 +67,42 @@ def _try_split(rows, cols, rgb, p: ColourSplitParams):
         if n < k * p.min_pixels or len(sample) < 4 * k:
             return None
         _, _, centres = cv2.kmeans(sample, k, None, crit, 1, cv2.KMEANS_PP_CENTERS)
-        if not _plausible(sample, centres, p):
-            continue
-        which = _regions(rows, cols, colour_features(rgb[rows, cols], p.lightness_weight), centres, p)
-        if which is not None:
-            return which
+        for cand in (centres, _without_minor(sample, centres, p)):
+            if cand is None or not _plausible(sample, cand, p):
+                continue
+            which = _regions(rows, cols, colour_features(rgb[rows, cols], p.lightness_weight),
+                             cand, p)
+            if which is not None:
+                return which
     return None
+
+
+def _assign(x: np.ndarray, centres: np.ndarray, p: ColourSplitParams):
+    """Nearest centre of each feature row, its distance, and whether it is an inlier; None
+    when the outliers are too many."""
+    diff = x[:, None, :] - centres[None]
+    d = np.sqrt(np.einsum("nki,nki->nk", diff, diff))
+    which = np.argmin(d, axis=1)
+    dmin = d[np.arange(len(x)), which]
+    inl = dmin <= p.outlier_spread * p.max_spread
+    if inl.mean() < 1.0 - p.max_outliers:
+        return None
+    return which, dmin, inl
+
+
+def _without_minor(sample: np.ndarray, centres: np.ndarray, p: ColourSplitParams):
+    """Of three colour clusters, the two that each hold ``min_share`` when the third is a
+    minor one (an edge, a shadow line), re-centred on their members; else None."""
+    if len(centres) != 3:
+        return None
+    diff = sample[:, None, :] - centres[None]
+    which = np.argmin(np.einsum("nki,nki->nk", diff, diff), axis=1)
+    share = np.bincount(which, minlength=3) / len(sample)
+    minor = int(np.argmin(share))
+    if share[minor] >= p.min_share or share[minor] > p.max_outliers:
+        return None
+    keep = [j for j in range(3) if j != minor]
+    return np.stack([sample[which == j].mean(axis=0) for j in keep]).astype(np.float32)
 
 
 def _plausible(sample: np.ndarray, centres: np.ndarray, p: ColourSplitParams) -> bool:
@@ -76,12 +111,13 @@ def _plausible(sample: np.ndarray, centres: np.ndarray, p: ColourSplitParams) ->
     gaps = np.sqrt(((centres[:, None] - centres[None]) ** 2).sum(axis=2))[np.triu_indices(k, 1)]
     if gaps.min() < p.min_contrast:
         return False
-    diff = sample[:, None, :] - centres[None]
-    d = np.sqrt(np.einsum("nki,nki->nk", diff, diff))
-    which = np.argmin(d, axis=1)
+    got = _assign(sample, centres, p)
+    if got is None:
+        return False
+    which, d, inl = got
     for j in range(k):
-        sel = which == j
-        if sel.mean() < p.min_share or quantile(d[sel, j], 0.5) > p.max_spread:
+        sel = (which == j) & inl
+        if sel.mean() < p.min_share or quantile(d[sel], 0.5) > p.max_spread:
             return False
     return True
 
@@ -92,20 +128,22 @@ def _regions(rows, cols, lab, centres, p: ColourSplitParams):
     if gaps.min() < p.min_contrast:
         return None
     n = len(rows)
-    diff = lab[:, None, :] - centres[None]
-    d = np.sqrt(np.einsum("nki,nki->nk", diff, diff))
-    which = np.argmin(d, axis=1)
-    for k in range(k):
-        sel = which == k
-        if sel.sum() < max(p.min_pixels, p.min_share * n):
+    got = _assign(lab, centres, p)
+    if got is None:
+        return None
+    which, d, inl = got
+    for j in range(k):
+        sel = which == j
+        if (sel & inl).sum() < max(p.min_pixels, p.min_share * n):
             return None
-        if quantile(d[sel, k], 0.5) > p.max_spread:
+        if quantile(d[sel & inl], 0.5) > p.max_spread:
             return None
         r0, c0 = rows.min(), cols.min()
         m = np.zeros((rows.max() - r0 + 1, cols.max() - c0 + 1), np.uint8)
-        m[rows[sel] - r0, cols[sel] - c0] = 1
+        core = sel & inl
+        m[rows[core] - r0, cols[core] - c0] = 1
         nc, cl, st, _ = cv2.connectedComponentsWithStats(m, connectivity=4)
-        if nc <= 1 or st[1:, cv2.CC_STAT_AREA].max() < p.min_contiguous * sel.sum():
+        if nc <= 1 or st[1:, cv2.CC_STAT_AREA].max() < p.min_contiguous * core.sum():
             return None
     return which
 
