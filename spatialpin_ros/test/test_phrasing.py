@@ -219,3 +219,59 @@ def test_no_question_raises(scene):
     for text in ["\x00\x01", "💥" * 20, "?" * 499, "obj_" * 100, "how many " * 40]:
         a = qa.ask(text, scene)
         assert a.success or a.message
+
+
+# ----------------------------------------------------------- perspective, height, spelling
+@pytest.mark.parametrize("text, kind, name, perspective", [
+    ("Is the mug left of the bowl as I see it?", "relation", "left_of", "viewer"),
+    ("From my vantage point, is the red cube behind the blue box?", "relation", "behind",
+     "viewer"),
+    ("Is the red cube left of the blue box from where we are sitting?", "relation", "left_of",
+     "viewer"),
+    ("On my screen, is the red cube above the blue box?", "relation", "above", "image"),
+    ("Is the red cube on top of the blue box?", "relation", "on_top_of", ""),
+])
+def test_perspective_phrases_are_frames_not_names(text, kind, name, perspective):
+    q = parse_question(text)
+    assert (q.kind, q.name, q.perspective) == (kind, name, perspective)
+    assert all("see" not in r and "screen" not in r for r in q.refs)
+
+
+@pytest.mark.parametrize("text, name", [
+    ("How far apart are the red cube and the blue box if you disregard height?",
+     "horizontal_distance"),
+    ("Not counting the vertical, how far is the red cube from the blue box?",
+     "horizontal_distance"),
+    ("Seen from above, how far is the red cube from the blue box?", "horizontal_distance"),
+    ("How far does the red cube stick up above the blue box?", "top_difference"),
+    ("By how much does the top of the red cube rise over the top of the blue box?",
+     "top_difference"),
+    ("How far is the red cube from the blue box?", "distance"),
+])
+def test_height_phrasings(text, name):
+    q = parse_question(text)
+    assert (q.kind, q.name, q.refs) == ("metric", name, ["the red cube", "the blue box"])
+
+
+@pytest.mark.parametrize("text", ["Is there a blue box anywhere?", "Can you spot a red ball?",
+                                  "Is a green cylinder visible?", "Do we have any cubes at all?"])
+def test_existence_phrasings(text):
+    q = parse_question(text)
+    assert q.kind == "exists" and q.group
+
+
+@pytest.mark.parametrize("text, name, refs", [
+    ("Is the yelow cilinder left of the red blok?", "left_of",
+     ["the yellow cylinder", "the red block"]),
+    ("whats the distnace between the red ball and the blue cube", "distance",
+     ["the red ball", "the blue cube"]),
+])
+def test_near_miss_spellings_are_corrected(text, name, refs):
+    q = parse_question(text)
+    assert (q.name, q.refs) == (name, refs)
+
+
+def test_spelling_correction_keeps_other_words():
+    # "weight" is one letter from "height" but is not a misspelling of it
+    with pytest.raises(QuestionError):
+        parse_question("What is the weight of the red box in kilograms?")

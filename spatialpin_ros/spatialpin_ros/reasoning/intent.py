@@ -111,6 +111,8 @@ MEASURE = (r"\bhow (?:far|tall|high|wide|broad|deep|long|big|large|thick|distant
            r"many)\b|\b(?:distance|gap|height|width|depth|length|diameter|clearance|"
            r"dimensions|apart|separat\w*)\b|\bwhat (?:is |are )?(?:the )?(?:\w+ )?(?:size|space|"
            r"room|difference)\b|\b(?:measure|estimate)\b|\bwhat height\b|\bacross\b")
+#: Verbs of one top reaching past another ("rise above", "stick up over").
+RISE = r"\b(?:rises?|rising|sticks? (?:up|out)|sticking (?:up|out)|towers?|towering|protrudes?|extends?|reach(?:es)?|stands?|comes? up)\b"
 ANGLE = r"\bangle\b|\brotat\w*|\bturn\w*|\borientations?\b|\byaw\b|\bfacing\b|\bdegrees\b"
 TWO_VIEW_MOVE = (r"\b(?:did|has|have|was) .*\b(?:move|moved|shift|shifted|travel|travell?ed|"
                  r"displaced|translated?)\b|\b(?:translation|displacement|movement) of\b")
@@ -209,13 +211,21 @@ def _metric(sk, n, group):
     if _has(sk, r"\bthan\b") and not _has(sk, r"\bhow\b|\bwhat\b|\bmeasure\b|\bestimate\b"):
         return None  # "is the width of A larger than ...": a comparison, not a measurement
     if n == 2:
-        if _has(sk, r"\btops?\b") and _has(sk, r"\bhigher\b|\blower\b|\bheight\b|\bvertical\w*"):
+        if _has(sk, r"\btops?\b") and _has(sk, r"\bhigher\b|\blower\b|\bheight\b|\bvertical\w*|"
+                                          r"\babove\b|\bover\b|\bbelow\b|\bunder\b") or _has(
+                sk, RISE + r".*\b(?:above|over|past|beyond)\b|\bhow much (?:higher|lower)\b.*"
+                r"\breach(?:es)?\b"):
             return Intent("metric", "top_difference", (0, 1))
         if _has(sk, r"\bhow much (?:taller|shorter)\b|\bdifference in (?:their )?heights\b"):
             return Intent("metric", "height_difference", (0, 1))
         for name, rx in (
-                ("horizontal_distance", r"\bhorizontal\w*|\bignoring height\b|\b(?:along|on|"
-                                        r"across) the table\b|\bhorizontal plane\b"),
+                ("horizontal_distance", r"\bhorizontal\w*|\b(?:along|on|across) the table\b|"
+                                        r"\b(?:ignor\w*|disregard\w*|not counting|without|leav\w+"
+                                        r" out|set\w* aside|forget\w*|discount\w*) (?:the |their |"
+                                        r"any )?(?:height|vertical\w*|elevation|altitude|z)\b|"
+                                        r"\b(?:from|seen from) above\b|\btop view\b|\bbird ?s"
+                                        r" eye\b|\bplan view\b|\bfloor plan\b|\bprojected\b|"
+                                        r"\bflat on the table\b|\bin 2d\b"),
                 ("vertical_distance", r"\bvertical\w*|\bheight difference\b|\bdifference in "
                                       r"height\b|\bhigher\b|\blower\b"),
                 ("gap", r"\bgap\b|\bspace\b|\broom\b|\bclearance\b|\bsurfaces?\b|\bedges?\b|"

@@ -30,6 +30,7 @@ Kinds and names:
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -116,13 +117,16 @@ _POLITE = re.compile(
 _TAGS = re.compile(r"(?:, ?(?:right|correct|yes or no|true or false|isn't it|is it not|no))+"
                    r"\s*$|,? (?:please|thanks|thank you)\s*$")
 _PERSPECTIVE = re.compile(
-    r",? ?(?:(?:as )?(?:seen|viewed) (?:from|by) (?:the |my )?(?:camera|viewer|here)|"
-    r"from (?:the )?(?:viewer|camera|observer)'?s? (?:perspective|point of view|viewpoint|view)|"
-    r"from (?:my|our|your) (?:perspective|point of view|viewpoint|view|position)|"
-    r"from where (?:i am|i'm|we are|you are) (?:standing|sitting|looking)|"
-    r"from (?:the )?camera (?:perspective|point of view|view)|"
-    r"as the camera sees (?:it|them)|from here|"
-    r"(?P<image>in (?:the|this) (?:image|picture|photo|photograph|frame|view)))\b,?")
+    r",? ?(?:(?:as )?(?:seen|viewed|looking|looked at) (?:from|by|through) (?:the |my |our |this )?"
+    r"(?:camera|viewer|observer|lens|here|where (?:i|we) (?:am|are|stand|sit))|"
+    r"from (?:the |my |our |your )?(?:viewer|camera|observer|own)?'?s? ?(?:perspective|point of "
+    r"view|viewpoint|vantage point|view|position|side(?! of)|angle|seat|location|eyes)|"
+    r"from where (?:i|we|you)(?: am| are|'m|'re)? ?(?:standing|sitting|looking|stand|sit|look|am|"
+    r"are|see (?:it|them|things))|"
+    r"as (?:i|we|you) (?:see|look at|view|face) (?:it|them|this|things|the scene|the table)|"
+    r"as the camera sees (?:it|them)|from here|relative to (?:me|us|the viewer)|"
+    r"(?P<image>(?:in|on) (?:the|this|my|your) (?:camera )?(?:image|picture|photo|photograph|"
+    r"frame|view|screen|shot)))\b,?")
 
 
 def normalise(text: str) -> tuple[str, str]:
@@ -166,7 +170,9 @@ _PLAIN_FRAME = re.compile(
     r"\s*(?:(?:which|what|who)(?: one| object| thing| item)?(?: is| are)?|(?:point out|show|find|"
     r"identify|name|tell|give)(?: which is| what is)?)\s+obja(?: (?:to|from) (?:camera|robot|"
     r"objb))?\s*")
-_EXISTS_FRAME = re.compile(r"\s*(?:(?:is|are) there|(?:do|can) you see|do we have)\s+obja\s*")
+_EXISTS_FRAME = re.compile(
+    r"\s*(?:(?:is|are) there(?: any| a| an)?|(?:do|can|could) you (?:see|spot|find|detect|notice)|"
+    r"(?:do|did) (?:we|i) have|(?:is|are)(?: any| a| an)?)\s+obja(?: (?:there|somewhere))?\s*")
 
 
 def _superlative_mention(sk: str, objs: list, labels: list[str]):
@@ -174,7 +180,8 @@ def _superlative_mention(sk: str, objs: list, labels: list[str]):
     first mention holds the superlative and is the set to search; None when not that form."""
     first = objs[0]
     d = grounding.describe_phrase(first.text, labels)
-    frame = re.sub(r"\b(?:on the table|in the scene|here|of them all)\b", "", sk)
+    frame = re.sub(r"\b(?:on the table|in the scene|here|of them all|anywhere|at all|in view|"
+                   r"in sight|visible|present|around)\b", "", sk)
     if len(objs) == 1 and _EXISTS_FRAME.fullmatch(frame):  # "is there a red ball?"
         return intent.Intent("exists", "exists"), [], first.text
     frame = re.sub(r"\bthere\b", "", frame)
@@ -186,6 +193,45 @@ def _superlative_mention(sk: str, objs: list, labels: list[str]):
     if it is None or it.kind not in ("superlative", "count", "exists"):
         return None
     return it, [objs[1 + i].text for i in it.order], first.text
+
+
+#: Plain words never corrected into a name ("rest" is not "red").
+_KEEP_WORDS = {"rest", "rests", "bigger", "large", "block", "blocks", "left", "right", "bowl",
+               "both", "ball", "tall", "cans", "case", "than", "then", "there", "their", "where",
+               "were", "what", "with", "from", "front", "behind", "above", "below", "under",
+               "over", "near", "next", "table", "robot", "camera", "close", "closer", "high",
+               "higher", "wide", "wider", "long", "longer", "deep", "much", "many", "that",
+               "this", "these", "those", "which", "whose", "apart", "away", "far", "farther",
+               "further", "tell", "give", "show", "count", "much", "pink", "plate", "place"}
+
+
+#: Question words worth correcting ("distnce", "hieght", "diamter").
+_CUE_WORDS = {"distance", "between", "height", "width", "diameter", "depth", "length",
+              "closer", "nearer", "farther", "taller", "shorter", "wider", "thinner", "bigger",
+              "smaller", "heavier", "lighter", "behind", "front", "above", "below", "beneath",
+              "underneath", "camera", "robot", "centimeters", "centimetres", "millimeters",
+              "millimetres", "inches", "meters", "metres", "degrees", "radians", "leftmost",
+              "rightmost", "tallest", "shortest", "biggest", "smallest", "closest", "nearest",
+              "farthest", "furthest", "widest", "highest", "lowest", "orientation", "angle",
+              "horizontal", "vertical", "clearance", "objects"}
+
+
+def respell(t: str, labels: list[str]) -> str:
+    """``t`` with words that are near misses (difflib ratio >= 0.8, 4 letters or more, the same
+    first letter: "weight" is not "height") of a
+    colour, a shape noun or a scene label replaced by it: "yelow cilinder" -> "yellow
+    cylinder". Only tried on a question that was not understood as written."""
+    lexicon = sorted({w for w in grounding.COLOR_WORDS if " " not in w} | set(grounding.NOUNS)
+                     | {n + "s" for n in grounding.NOUNS} | set(grounding.SHAPE_ADJ)
+                     | set(labels) | _CUE_WORDS | grounding.GENERIC | grounding.PLURAL_GENERIC)
+    out = []
+    for w in t.split(" "):
+        if len(w) >= 4 and w.isalpha() and w not in lexicon and w not in _KEEP_WORDS:
+            near = difflib.get_close_matches(w, [x for x in lexicon if x[0] == w[0]], n=1,
+                                             cutoff=0.8)
+            w = near[0] if near else w
+        out.append(w)
+    return " ".join(out)
 
 
 def parse_question(text: str, labels: Optional[list[str]] = None) -> Query:
@@ -200,7 +246,9 @@ def parse_question(text: str, labels: Optional[list[str]] = None) -> Query:
     t, perspective = normalise(text)
     unit, t = find_unit(t)
     words = sorted({w for lab in labels or [] for w in grounding.words_of(lab)})
-    found = _typed(t, words, False) or _typed(t, words, True)
+    fixed = respell(t, words)               # misspelt names and cue words, corrected
+    found = (_typed(t, words, False) or (fixed != t and _typed(fixed, words, False))
+             or _typed(t, words, True) or (fixed != t and _typed(fixed, words, True)) or None)
     if found is None:
         raise QuestionError(UNTYPED_MESSAGE)
     it, refs, group = found
