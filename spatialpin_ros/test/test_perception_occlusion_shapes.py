@@ -64,3 +64,21 @@ def test_balls_are_spheres_and_cylinders_stay_cylinders(seed):
     assert any(s.gt_shape == "sphere" for s in round_)
     for s in round_:
         assert s.pred_shape == s.gt_shape, (s.gt_id, s.pred_shape)
+
+
+def test_missing_depth_beside_a_strip_is_not_a_depth_jump():
+
+    lab = np.zeros((20, 30), np.int32)
+    lab[:, :15] = 1                                   # a piece in front
+    fg = np.ones_like(lab, dtype=bool)
+    z = np.full(lab.shape, 0.60, np.float32)
+    z[:, 15:] = 0.70                                  # a strip 10 cm behind it
+    rgb = np.zeros(lab.shape + (3,), np.uint8)
+    rgb[:, :15] = (200, 30, 30)
+    rgb[:, 15:] = (30, 30, 200)
+    out = recover_occluded(lab, fg, z, rgb, 0.003, OccludedParams())
+    assert len(np.unique(out[:, 15:])) == 1 and out[0, 20] > 1       # recovered
+    z[:, 15:] = 0.60                                  # the same depth: a fragment, not hidden
+    z[:, 14] = 0.0                                    # and no depth along the shared edge
+    out = recover_occluded(lab, fg, z, rgb, 0.003, OccludedParams())
+    assert np.all(out[:, 15:] == 0)

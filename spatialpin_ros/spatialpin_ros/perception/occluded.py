@@ -40,15 +40,18 @@ class OccludedParams:
 
 def _shared_boundary(sub: np.ndarray, L: np.ndarray, Z: np.ndarray, jump: np.ndarray
                      ) -> tuple[int, int, np.ndarray]:
-    """Pixel pairs between the strip ``sub`` and labelled pixels of ``L``: (pairs, pairs where the
-    strip is more than ``jump`` metres behind, the neighbouring labels)."""
+    """Pixel pairs between the strip ``sub`` and labelled pixels of ``L`` with depth on both
+    sides (``Z`` metres, 0 where missing): (pairs, pairs where the strip is more than ``jump``
+    metres behind, the neighbouring labels of all bordering pairs). A pair with missing depth on
+    either side says nothing about which is in front."""
     shared, behind, labs = 0, 0, []
     for a, b in (((slice(None), slice(1, None)), (slice(None), slice(None, -1))),
                  ((slice(1, None), slice(None)), (slice(None, -1), slice(None)))):
         for u, v in ((a, b), (b, a)):
             edge = sub[u] & (L[v] > 0)
-            shared += int(edge.sum())
-            behind += int((edge & (Z[u] - Z[v] > jump[u])).sum())
+            known = edge & (Z[u] > 0) & (Z[v] > 0)
+            shared += int(known.sum())
+            behind += int((known & (Z[u] - Z[v] > jump[u])).sum())
             labs.append(L[v][edge])
     return shared, behind, np.concatenate(labs)
 
