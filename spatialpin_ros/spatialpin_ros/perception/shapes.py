@@ -111,7 +111,9 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
 
     # rectangle: yaw by L-shape fit of the outline, extents from all points
     yaw, res_r = fit_rectangle_yaw(outline, d0=max(0.0015, 1.5 * noise))
-    circ = robust_circle(outline, 0.002 + 2 * noise)
+    flat_sides = res_r < max(p.flat_face, 1.5 * noise)   # the sides seen are flat faces
+    # flat faces rule out a cylinder and a ball: no circle to fit
+    circ = None if flat_sides else robust_circle(outline, 0.002 + 2 * noise)
     res_c = circ[2] if circ is not None else np.inf
     if circ is not None:
         # a cylinder's points lie inside its circle, and the circle is not much bigger
@@ -119,7 +121,6 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
         if np.mean(rr < circ[1] + 0.004 + 2 * noise) < 0.9 or 2 * circ[1] > 1.6 * size0 + 0.01:
             res_c = np.inf
     shape = "box"
-    flat_sides = res_r < max(p.flat_face, 1.5 * noise)   # the sides seen are flat faces
     if res_c < tol and res_c < p.circle_margin * res_r and not flat_sides:
         shape = "cylinder"
     elif res_r > tol and res_c > tol:
