@@ -275,3 +275,18 @@ def test_spelling_correction_keeps_other_words():
     # "weight" is one letter from "height" but is not a misspelling of it
     with pytest.raises(QuestionError):
         parse_question("What is the weight of the red box in kilograms?")
+
+
+@pytest.mark.parametrize("text, name", [
+    ("What is the rotation of the red block between the two views?", "object_rotation"),
+    ("What is the camera's rotation between the two images?", "camera_rotation"),
+    ("How much did the viewing direction change between the pictures?", "camera_rotation"),
+    ("What is the displacement of the red block between the views?", "object_displacement"),
+    ("How far has the red block travelled from the first view to the second?",
+     "object_displacement"),
+    ("By what angle was the red block turned since the first image?", "object_rotation"),
+])
+def test_two_view_phrasings(text, name):
+    q = parse_question(text)
+    assert (q.kind, q.name) == ("two_view", name)
+    assert q.refs in ([], ["the red block"])

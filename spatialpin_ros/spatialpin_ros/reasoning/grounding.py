@@ -251,7 +251,8 @@ _NOT_OBJECTS = {
     "view", "images", "frames", "other", "surfaces", "surface", "edges", "base", "clock",
     "position", "way", "clearance", "difference", "meaning", "weather", "time", "relative",
     "same", "middle", "ground", "floor", "one", "most", "end", "edge", "dimensions", "axis",
-    "line", "plane", "units", "life",
+    "line", "plane", "units", "life", "pictures", "photo", "photos", "frame", "shot", "shots",
+    "snapshot", "snapshots", "viewpoint", "viewpoints", "first", "second", "earlier",
 }
 
 

@@ -119,6 +119,16 @@ TWO_VIEW_MOVE = (r"\b(?:did|has|have|was) .*\b(?:move|moved|shift|shifted|travel
 TWO_VIEW_TURN = (r"\b(?:did|has|was) .*\b(?:rotate|rotated|turn|turned|spin|spun|pan|panned)\b|"
                  r"\bview(?:ing)? ?(?:angle|direction|point)? (?:change|changed)\b|"
                  r"\b(?:rotation|angular change) of (?:the )?camera\b")
+#: The question is about a change between two views ("between the pictures", "since the first
+#: image"): then plain nouns of motion and rotation are enough.
+TWO_VIEWS = (r"\bbetween (?:the |these |both )?(?:two |2 )?(?:first and (?:the )?second )?(?:views|"
+             r"pictures|images|frames|photos|shots|snapshots)\b|\bsince the (?:first|earlier|"
+             r"previous|last|other) (?:view|picture|image|frame|photo|shot)\b|\bfrom the first "
+             r"(?:view|picture|image|frame) to the second\b")
+TURN_NOUNS = (r"\brotat\w*|\bturn\w*|\bspin\w*|\bspun\b|\bpann?\w*|\borientation\b|"
+              r"\bheading\b|\byaw\b|\bdirection (?:change|changed)\b|\bdirection\b.*\bchange")
+MOVE_NOUNS = (r"\bmov\w*|\bshift\w*|\bdisplace\w*|\btravel\w*|\btranslat\w*|\bposition "
+              r"change")
 
 
 def relation_cue(sk: str) -> Optional[str]:
@@ -142,8 +152,16 @@ def classify(sk: str, n_obj: int, group: bool = False) -> Optional[Intent]:
 def _two_view(sk, n, group):
     if _has(sk, r"\b(?:should|must|need|needs|would|to align|to match|line up)\b"):
         return None
-    cam = _has(sk, r"\bcamera\b|\bviewpoints?\b|\bcamera positions\b|\bview\b")
-    if _has(sk, TWO_VIEW_MOVE) or _has(sk, r"\bhow far apart are the (?:two )?camera"):
+    cam = _has(sk, r"\bcamera\b|\bviewpoints?\b|\bcamera positions\b|\bview\b|"
+                   r"\bviewing (?:direction|angle|position)\b")
+    two = _has(sk, TWO_VIEWS)
+    if two and _has(sk, TURN_NOUNS):
+        if n == 1:
+            return Intent("two_view", "object_rotation", (0,))
+        if n == 0 and cam:
+            return Intent("two_view", "camera_rotation")
+    if _has(sk, TWO_VIEW_MOVE) or _has(sk, r"\bhow far apart are the (?:two )?camera") or (
+            two and _has(sk, MOVE_NOUNS)):
         if n == 1:
             return Intent("two_view", "object_displacement", (0,))
         if n == 0 and cam:
