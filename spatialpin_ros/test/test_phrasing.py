@@ -290,3 +290,11 @@ def test_two_view_phrasings(text, name):
     q = parse_question(text)
     assert (q.kind, q.name) == ("two_view", name)
     assert q.refs in ([], ["the red block"])
+
+
+@pytest.mark.parametrize("text", ["What’s the distance between the red cube and the blue box?",
+                                  "whats the distance between the red cube and the blue box",
+                                  "What's the distance between the red cube and the blue box?"])
+def test_contractions_with_curly_or_no_apostrophe(text):
+    q = parse_question(text)
+    assert (q.kind, q.name, q.refs) == ("metric", "distance", ["the red cube", "the blue box"])

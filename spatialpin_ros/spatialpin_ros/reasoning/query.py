@@ -100,13 +100,13 @@ class Query:
         return BASE[q]
 
 
-_SYNONYMS = [(r"\bgrey\b", "gray"), (r"\bcolour", "color"), (r"\bcentre", "center"),
-             (r"\bmetre", "meter"), (r"\bfurther\b", "farther"), (r"\bfurthest\b", "farthest"),
-             (r"\bwhat's\b", "what is"), (r"\bhow's\b", "how is"), (r"\bwhere's\b", "where is"),
-             (r"\bit's\b", "it is"), (r"\bthat's\b", "that is"), (r"\bwhich's\b", "which is"),
-             (r"\bi'm\b", "i am"), (r"\bi'd\b", "i would"), (r"\bwho's\b", "who is"),
-             (r"\bisn't\b", "is not"), (r"\baren't\b", "are not"), (r"\bdoesn't\b", "does not"),
-             (r"[‘’]", "'"), (r"\s+", " ")]
+_SYNONYMS = [(r"[‘’]", "'"), (r"\bgrey\b", "gray"), (r"\bcolour", "color"),
+             (r"\bcentre", "center"), (r"\bmetre", "meter"), (r"\bfurther\b", "farther"),
+             (r"\bfurthest\b", "farthest"), (r"\bwhat'?s\b", "what is"),
+             (r"\bhow'?s\b", "how is"), (r"\bwhere'?s\b", "where is"), (r"\bit's\b", "it is"),
+             (r"\bthat'?s\b", "that is"), (r"\bwhich's\b", "which is"), (r"\bi'm\b", "i am"),
+             (r"\bi'd\b", "i would"), (r"\bwho'?s\b", "who is"), (r"\bisn'?t\b", "is not"),
+             (r"\baren'?t\b", "are not"), (r"\bdoesn'?t\b", "does not"), (r"\s+", " ")]
 # lead-ins and tags that carry no meaning for the geometry
 _POLITE = re.compile(
     r"^(?:(?:please|hey|hi|ok|okay|so|robot|quick question|question|now|then|and|also|well|"
