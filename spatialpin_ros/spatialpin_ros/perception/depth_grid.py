@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from spatialpin_ros.perception.segmentation import depth_jumps
+
 
 def _offsets(s: int) -> list[tuple[int, int]]:
     """The ``s x s`` block's offsets, nearest to (0, 0) first."""
@@ -51,17 +53,5 @@ def sample_depth(depth: np.ndarray, s: int, jump_abs: float = 0.006,
     out[rows[fill], cols[fill]] = val[fill]
     filled = np.zeros(out.shape, dtype=bool)
     filled[rows[fill], cols[fill]] = True
-    out[filled & _beside_jump(out, jump_abs * s, jump_rel)] = 0.0
-    return out
-
-
-def _beside_jump(z: np.ndarray, jump_abs: float, jump_rel: float) -> np.ndarray:
-    """(h, w) bool: valid pixels with a valid 4-neighbour farther or nearer than the jump."""
-    thr = jump_abs + jump_rel * z
-    out = np.zeros(z.shape, dtype=bool)
-    for a, b in (((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
-                 ((slice(None, -1), slice(None)), (slice(1, None), slice(None)))):
-        j = (z[a] > 0) & (z[b] > 0) & (np.abs(z[a] - z[b]) > np.maximum(thr[a], thr[b]))
-        out[a] |= j
-        out[b] |= j
+    out[filled & depth_jumps(out, jump_abs * s, jump_rel)] = 0.0
     return out
