@@ -31,6 +31,7 @@ On import this module registers the backend as "models" (see
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from typing import Any, Optional, Sequence
@@ -42,7 +43,8 @@ from spatialpin_ros.core.errors import PerceptionError
 from spatialpin_ros.core.types import CameraModel, RGBDFrame, Scene
 from spatialpin_ros.perception.base import (DepthEstimator, ObjectNamer, Segmentation, Segmenter,
                                             register_backend)
-from spatialpin_ros.perception.geometric import GeometricBackend, GeometricParams
+from spatialpin_ros.perception.frame_pipeline import PinnedHost, can_overlap, perceive_overlapped
+from spatialpin_ros.perception.geometric import GeometricBackend, GeometricParams, Prepared
 from spatialpin_ros.perception.model_utils import (GraphedFunction, pick_device, pick_dtype,
                                                    to_host, upload_image)
 from spatialpin_ros.perception.models_depth import DEFAULT_DEPTH_MODEL, TransformersDepth
@@ -165,6 +167,9 @@ class ModelBackend(GeometricBackend):
             number of names; falls back to eager with a warning if capture fails);
             ``compile``: ``torch.compile`` the parts (falls back likewise); ``concurrent``:
             depth, SAM's encoder and the detector as concurrent CUDA streams.
+        overlap_lifting: on CUDA, lift the depth-only half of the frame on the host while the
+            GPU runs the detector and SAM (:mod:`~spatialpin_ros.perception.frame_pipeline`);
+            off: the whole frame's models first (one graph), then the lifting.
         seed: the lifting's RANSAC seed.
 
     Raises :class:`~spatialpin_ros.core.errors.ModelLoadError` when a model cannot be loaded.
@@ -184,7 +189,8 @@ class ModelBackend(GeometricBackend):
                  query_template: str = "a photo of a {}", mask_box_margin: Optional[float] = 0.1,
                  plane_distance: Optional[float] = None, fov_deg: Optional[float] = None,
                  always_estimate_depth: bool = False, cuda_graphs: bool = False,
-                 compile: bool = False, concurrent: bool = True, seed: int = 0, **overrides):
+                 compile: bool = False, concurrent: bool = True, overlap_lifting: bool = True,
+                 seed: int = 0, **overrides):
         dev = pick_device(device)
         dt = pick_dtype(dtype, dev)
         if fov_deg is not None and not 0 < float(fov_deg) < 180:
@@ -231,6 +237,8 @@ class ModelBackend(GeometricBackend):
         #: decoder; with cuda_graphs one CUDA graph whose branches run concurrently.
         self._frame_fn = GraphedFunction(self._frame_forward, "frame", enabled=cuda_graphs)
         self._last_seg: Optional[Segmentation] = None
+        self.overlap_lifting = bool(overlap_lifting)
+        self._pinned = PinnedHost()
 
     def __repr__(self) -> str:
         return (f"ModelBackend(depth={self.depth_estimator!r}, detector={self.detector!r}, "
@@ -269,6 +277,8 @@ class ModelBackend(GeometricBackend):
         depth = np.asarray(frame.depth)
         need_depth = self.depth_estimator is not None and (
             self.always_estimate_depth or not np.any(np.isfinite(depth) & (depth > 0)))
+        if can_overlap(self, need_depth):
+            return perceive_overlapped(self, frame, need_depth, scene_id)
         est, seg = self.run_models(frame, need_depth)
         t1 = time.perf_counter()
         if need_depth:
@@ -279,6 +289,7 @@ class ModelBackend(GeometricBackend):
                                         "lift": round(1000 * (t2 - t1), 2),
                                         "total": round(1000 * (t2 - t0), 2)}
         self.last["depth_estimated"] = bool(need_depth)
+        self.last["overlapped"] = False
         return scene
 
     def _up_hint(self, frame: RGBDFrame) -> Optional[np.ndarray]:
@@ -305,12 +316,11 @@ class ModelBackend(GeometricBackend):
             dh, host = host[0], host[1:]
         else:
             host = to_host(self.segmenter.segment_gpu(img))
-        seg = self.segmenter.to_segmentation(host)
-        self._last_seg = seg
+        seg = self.finish_segmentation(host)
         est = None
         if depth_est is not None:
             if dh is not None:
-                est = depth_est.finish(dh.copy(), cam, self._up_hint(frame))
+                est = self.finish_depth(dh, frame)
             elif isinstance(depth_est, TransformersDepth):
                 est = depth_est.estimate(rgb, cam, self._up_hint(frame))
             else:
@@ -319,6 +329,22 @@ class ModelBackend(GeometricBackend):
                 raise PerceptionError(f"the depth model gave {est.shape}, not the image's "
                                       f"{rgb.shape[:2]}")
         return est, seg
+
+    def finish_depth(self, dh: np.ndarray, frame: RGBDFrame) -> np.ndarray:
+        """The depth model's host output (H, W) made metric depth for the lifting (the depth
+        model's :meth:`~TransformersDepth.finish`: invalid values to 0, scale alignment)."""
+        est = self.depth_estimator.finish(np.asarray(dh, dtype=np.float32), frame.camera,
+                                          self._up_hint(frame))
+        if est.shape != frame.rgb.shape[:2]:
+            raise PerceptionError(f"the depth model gave {est.shape}, not the image's "
+                                  f"{frame.rgb.shape[:2]}")
+        return est
+
+    def finish_segmentation(self, host) -> Segmentation:
+        """The segmenter's host outputs as this frame's :class:`Segmentation`."""
+        seg = self.segmenter.to_segmentation(host)
+        self._last_seg = seg
+        return seg
 
     def _frame_forward(self, img: torch.Tensor, query_embeds: torch.Tensor):
         """Depth and detection + segmentation of one uploaded frame, on the device. With
@@ -337,17 +363,37 @@ class ModelBackend(GeometricBackend):
         cur.wait_stream(self._aux)
         return (d,) + tuple(seg)
 
-    def lift(self, frame: RGBDFrame, seg: Segmentation, scene_id: str = "") -> Scene:
-        """Masks + depth -> 3D priors through the geometric backend's code; labels are the
-        detector's names, confidences the fit confidence times the detector score."""
+    @contextlib.contextmanager
+    def _lifter(self, seg: Optional[Segmentation] = None):
+        """The geometric backend's parts for lifting: no depth estimator (the depth is given),
+        the given masks, and the namer of those masks."""
         bounds = self.segmenter.last.get("bounds") if seg is self._last_seg else None
-        namer = _DetectionNamer(seg, bounds)
+        namer = _DetectionNamer(seg, bounds) if seg is not None else None
         saved = (self.depth_estimator, self.segmenter, self.namer)
-        self.depth_estimator, self.segmenter, self.namer = None, _Fixed(seg), namer
+        self.depth_estimator = None
+        self.segmenter = _Fixed(seg) if seg is not None else None
+        self.namer = namer
         try:
-            scene = GeometricBackend.perceive(self, frame, scene_id)
+            yield namer
         finally:
             self.depth_estimator, self.segmenter, self.namer = saved
+
+    def prepare_lift(self, frame: RGBDFrame, scene_id: str = "") -> "Prepared | Scene":
+        """The lifting's stages that need the depth alone (:meth:`GeometricBackend.prepare`),
+        with ``frame.depth`` as it is (no estimate): these run while the GPU segments."""
+        with self._lifter():
+            return GeometricBackend.prepare(self, frame, scene_id)
+
+    def lift(self, frame: RGBDFrame, seg: Segmentation, scene_id: str = "",
+             prep: "Optional[Prepared | Scene]" = None) -> Scene:
+        """Masks + depth -> 3D priors through the geometric backend's code; labels are the
+        detector's names, confidences the fit confidence times the detector score. ``prep``:
+        this frame's :meth:`prepare_lift`, when already done."""
+        with self._lifter(seg) as namer:
+            if prep is None:
+                prep = GeometricBackend.prepare(self, frame, scene_id)
+            scene = prep if isinstance(prep, Scene) else GeometricBackend.finish(
+                self, prep, scene_id, masks=seg.masks)
         for ob in scene.objects:
             hit = namer.by_roi.get(tuple(int(v) for v in ob.roi))
             if hit is not None:
