@@ -501,7 +501,11 @@ def bench_vlm(size: str, device, dtype, image: np.ndarray, runs: int, new_tokens
 
     from transformers import (CLIPVisionConfig, GenerationConfig, LlamaConfig, LlavaConfig,
                               LlavaForConditionalGeneration, LlavaProcessor)
-    CLIPImageProcessorPil = image_processor_class("CLIPImageProcessor")
+    import transformers
+
+    # what AutoProcessor gives: the torchvision image processor where torchvision is installed
+    # (transformers >= 5), else the PIL one
+    CLIPImageProcessorAny = transformers.CLIPImageProcessor
 
     from spatialpin_ros.vlm.transformers_client import TransformersVLM
 
@@ -540,7 +544,7 @@ def bench_vlm(size: str, device, dtype, image: np.ndarray, runs: int, new_tokens
     model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=None,
                                                pad_token_id=tok.pad_token_id, do_sample=False)
     processor = LlavaProcessor(
-        image_processor=CLIPImageProcessorPil(size={"shortest_edge": img_size},
+        image_processor=CLIPImageProcessorAny(size={"shortest_edge": img_size},
                                               crop_size={"height": img_size, "width": img_size},
                                               do_center_crop=True),
         tokenizer=tok, patch_size=patch, vision_feature_select_strategy="default",
@@ -559,7 +563,8 @@ def bench_vlm(size: str, device, dtype, image: np.ndarray, runs: int, new_tokens
     out = {"params_B": round(sum(p.numel() for p in model.parameters()) / 1e9, 2),
            "decoder_params_B": round(lm_params / 1e9, 2),
            "build_s": round(build_s, 1), "text_tokens": k,
-           "image_tokens": (img_size // patch) ** 2, "new_tokens": new_tokens, "variants": {}}
+           "image_tokens": (img_size // patch) ** 2, "new_tokens": new_tokens,
+           "image_processor": type(processor.image_processor).__name__, "variants": {}}
     for mode in modes:
         # the repository's backend, around the model built here (no save/load round trip)
         vlm = TransformersVLM.from_loaded(model, processor, "llava-1.5-7b-size-random",
@@ -632,7 +637,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-vlm", action="store_true")
     ap.add_argument("--vlm-runs", type=int, default=5)
     ap.add_argument("--vlm-new-tokens", type=int, default=128)
-    ap.add_argument("--vlm-modes", default="generate,graphs",
+    ap.add_argument("--vlm-modes", default="generate,graphs,compile",
                     help="TransformersVLM decode modes to time (generate, graphs, compile, eager)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--variants", default=None, help="comma-separated indices of the variants "

@@ -10,9 +10,10 @@ model is about 400 launches a token): on an H200 that is ~40 ms a token where th
 * the decode step (model forward on one token, argmax, the next token written back in place,
   the position advanced) is captured once as a CUDA graph and replayed; the host never waits
   for a token: it replays ``chunk`` steps, then reads them back and stops at an end token;
-* ``mode="compile"``: the step through ``torch.compile(mode="reduce-overhead")`` instead (Inductor
-  kernels in CUDA graphs; a slow first call), ``mode="eager"``: the same loop without a graph
-  (the CPU path, and the fallback when a capture fails).
+* ``mode="compile"``: the model's forward is ``torch.compile``'d first (Inductor fuses the many
+  small kernels of the norms, rotary embeddings and activations; a first call of a minute or
+  more), then the step is captured as a CUDA graph as above; ``mode="eager"``: the same loop
+  without a graph (the CPU path, and the fallback when a capture fails).
 
 Greedy only; sampling stays with ``generate``. Results are :class:`DecodeResult`.
 """
@@ -52,13 +53,14 @@ class StaticDecoder:
 
     Args:
         model: the loaded model (eval mode, on its device).
-        max_cache_len: prompt plus new tokens at most; a longer request re-allocates the cache
-            (and re-captures the graph) at the next multiple of 256.
+        max_cache_len: prompt plus new tokens at most (None: the first request's, rounded up to
+            a multiple of 256); a longer request re-allocates the cache (and re-captures the
+            graph) at the next multiple of 256.
         mode: ``"graphs"`` (CUDA only; else eager), ``"compile"`` or ``"eager"``.
         chunk: decode steps replayed between two reads of the tokens (end-token checks).
     """
 
-    def __init__(self, model: Any, max_cache_len: int = 2048, mode: str = "graphs",
+    def __init__(self, model: Any, max_cache_len: Optional[int] = None, mode: str = "graphs",
                  chunk: int = 16) -> None:
         import torch
 
@@ -66,19 +68,23 @@ class StaticDecoder:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.model = model
         self.device = next(model.parameters()).device
-        if mode == "graphs" and self.device.type != "cuda":
+        if mode in ("graphs", "compile") and self.device.type != "cuda":
             mode = "eager"
         self.mode = mode
         self.chunk = max(1, int(chunk))
-        self.max_cache_len = int(max_cache_len)
+        self.max_cache_len = int(max_cache_len or 0)
+        #: The decode step's forward: the model's, or its compiled version (mode "compile").
+        self._fwd = model.forward
+        if mode == "compile":
+            self._fwd = torch.compile(model.forward, dynamic=False)
         self._cache: Any = None
         self._graph: Optional[torch.cuda.CUDAGraph] = None
-        self._compiled: Any = None
         # static buffers of the decode step (fixed addresses: the graph reads and writes them)
         self._ids = torch.zeros((1, 1), dtype=torch.long, device=self.device)
         self._pos = torch.zeros((1,), dtype=torch.long, device=self.device)
         self._step = torch.zeros((1,), dtype=torch.long, device=self.device)
-        self._out = torch.zeros((self.max_cache_len,), dtype=torch.long, device=self.device)
+        self._out = torch.zeros((max(self.max_cache_len, 1),), dtype=torch.long,
+                                device=self.device)
 
     # ------------------------------------------------------------------ cache and graph
     def _ensure_cache(self, need: int) -> None:
@@ -92,12 +98,12 @@ class StaticDecoder:
             self.max_cache_len = int(-(-need // 256) * 256)
             self._out = torch.zeros((self.max_cache_len,), dtype=torch.long, device=self.device)
         self._cache = StaticCache(config=self.model.config, max_cache_len=self.max_cache_len)
-        self._graph, self._compiled = None, None
+        self._graph = None
 
     def _step_fn(self) -> None:
         """One decode step on the static buffers (captured or compiled as it is)."""
-        out = self.model(input_ids=self._ids, past_key_values=self._cache,
-                         cache_position=self._pos, use_cache=True)
+        out = self._fwd(input_ids=self._ids, past_key_values=self._cache,
+                        cache_position=self._pos, use_cache=True)
         nxt = out.logits[:, -1].argmax(dim=-1)
         self._out.index_copy_(0, self._step, nxt)
         self._ids.copy_(nxt.view(1, 1))
@@ -174,7 +180,7 @@ class StaticDecoder:
 
         self._reset_step(first, n)
         run = self._step_fn
-        if self.mode == "graphs":
+        if self.mode in ("graphs", "compile"):
             if self._graph is None:
                 try:
                     self._capture()
@@ -184,14 +190,10 @@ class StaticDecoder:
                                 "decoding", type(e).__name__, e)
                     notes.append(f"graph capture failed: {type(e).__name__}")
                     self.mode = "eager"
+                    self._fwd = self.model.forward
                 self._reset_step(first, n)
             if self._graph is not None:
                 run = self._graph.replay
-        elif self.mode == "compile":
-            if self._compiled is None:
-                self._compiled = torch.compile(self._step_fn, mode="reduce-overhead",
-                                               fullgraph=False)
-            run = self._compiled
         got: list[int] = []
         done = 0
         while done < steps:
