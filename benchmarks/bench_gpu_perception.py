@@ -13,23 +13,27 @@ downloaded: every model is built from a transformers config class:
 * segmentation: SAM ViT-B (1024x1024 input), 10 boxes in one mask-decoder call;
 * lifting: the geometric backend's code on the CPU (support plane, per-mask fits, priors);
 * VLM: LLaVA-1.5-7B-size (CLIP ViT-L/14-336 + Llama-2-7B-size decoder), fp16, through
-  ``TransformersVLM.generate``: time to first token and decode tokens/s for a SpatialPIN-style
-  prompt of ~600 text tokens plus one image (576 image tokens).
+  ``TransformersVLM.generate`` in each ``--vlm-modes`` decode mode (``generate``: transformers'
+  loop, the baseline; ``graphs``: static KV cache and a CUDA-graph decode step; ``compile``: the
+  same with a torch.compile'd forward): time to first token and decode tokens/s for a
+  SpatialPIN-style prompt of ~640 text tokens plus one image (576 image tokens), and the
+  memory-bandwidth limit of a decode step (decoder weights + KV cache over the measured
+  device-to-device copy bandwidth).
 
-The frame is synthesised with numpy (a table and 8 boxes and cylinders ray-cast from a camera
+The frame is synthesised with numpy (a table and 10 boxes and cylinders ray-cast from a camera
 0.6 m above the table, 640x480). Per-stage times use CUDA events on one stream (median, p90 over
 ``--iters`` iterations after warm-up). The end-to-end time is the wall time of
-``backend.perceive(frame)`` on the RGB-only frame (depth all zeros), which runs the depth model,
-SAM's image encoder and the detector as three concurrent branches (then SAM's decoder) and copies
-the outputs back once. Because random
-weights give meaningless depth and masks, the lifting stage of the end-to-end run is handed the
-synthetic frame's true depth and object masks instead (after the models have run on the image), so
-that the CPU lifting does the work a trained model's outputs would give it.
+``backend.perceive(frame)`` on the RGB-only frame (depth all zeros). Because random weights give
+meaningless depth and masks, the lifting of the end-to-end run is handed the synthetic frame's
+true depth and object masks instead (after the models have run on the image and their outputs
+have been finished on the host), so that the CPU lifting does the work a trained model's outputs
+would give it.
 
-Variants: eager fp16, with the three branches on concurrent streams or on one stream; CUDA graphs
-(the frame's device work captured once as one graph, replayed per frame), concurrent or one
-stream; CUDA graphs with a 364 px depth input or a 768 px detector input (faster, coarser);
-optionally ``--compile`` (torch.compile, slow start).
+Variants (``--variants``): eager fp16 and CUDA graphs (the frame's device work as one graph),
+each sequential (models, then the lifting) or with the overlapped lifting
+(:mod:`spatialpin_ros.perception.frame_pipeline`: the depth-only half of the lifting on the host
+while the GPU runs the detector and SAM); overlapped CUDA graphs with a 364 px depth input and
+a 768 px detector input (faster, coarser); optionally ``--compile`` (torch.compile, slow start).
 
 Prints a Markdown table (with the GPU's name) and writes JSON to ``--out`` (default
 ``$OUT/gpu_perception.json`` when $OUT is set, else benchmarks/results/gpu_perception.json).
@@ -497,8 +501,6 @@ def measure_bandwidth(device, gib: float = 2.0) -> float:
 
 def bench_vlm(size: str, device, dtype, image: np.ndarray, runs: int, new_tokens: int,
               target_prompt_tokens: int = 600, modes=("generate", "graphs")):
-    import threading
-
     from transformers import (CLIPVisionConfig, GenerationConfig, LlamaConfig, LlavaConfig,
                               LlavaForConditionalGeneration, LlavaProcessor)
     import transformers
