@@ -641,6 +641,8 @@ def main(argv=None) -> int:
     ap.add_argument("--vlm-new-tokens", type=int, default=128)
     ap.add_argument("--vlm-modes", default="generate,graphs,compile",
                     help="TransformersVLM decode modes to time (generate, graphs, compile, eager)")
+    ap.add_argument("--cv2-threads", type=int, default=None,
+                    help="cv2.setNumThreads for the host lifting (default: OpenCV's own)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--variants", default=None, help="comma-separated indices of the variants "
                     "to run (0 eager sequential, 1 graphs sequential, 2 eager overlapped, "
@@ -655,6 +657,10 @@ def main(argv=None) -> int:
 
     from spatialpin_ros.perception.model_utils import pick_device, pick_dtype
 
+    if args.cv2_threads is not None:
+        import cv2
+
+        cv2.setNumThreads(args.cv2_threads)
     device = pick_device("auto")
     dtype = pick_dtype(args.dtype, device)
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -664,7 +670,10 @@ def main(argv=None) -> int:
            "transformers": transformers.__version__, "device": str(device),
            "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else "none (CPU)",
            "cuda": torch.version.cuda, "dtype": str(dtype).replace("torch.", ""),
-           "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+           "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+           "cv2_threads": __import__("cv2").getNumThreads(),
+           "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
     print(json.dumps(env), flush=True)
 
     frame, gt_depth, gt_seg = synth_frame()
