@@ -297,6 +297,30 @@ def test_rgb_only_frames_go_through_the_depth_model(models, frames, missing):
     _check_scene(scene, rgb_only, set(b.object_names))
 
 
+@pytest.mark.parametrize("rgb_only", [False, True])
+def test_overlapped_lifting_gives_the_sequential_priors(models, frames, rgb_only):
+    """The GPU frame pipeline (depth-only half of the lifting while the segmenter runs; in order
+    on the CPU) and the sequential path (models first, then the lifting) give the same priors."""
+    frame = frames[1]
+    kw = dict(depth_model=models["flat_depth"], plane_distance=TOP_DOWN_HEIGHT,
+              workspace_x=None, workspace_y=None)
+    if rgb_only:
+        frame = dataclasses.replace(frame, depth=np.zeros_like(frame.depth))
+    a = backend(models, overlap_lifting=True, **kw)
+    b = backend(models, overlap_lifting=False, **kw)
+    sa, sb = a.perceive(frame), b.perceive(frame)
+    assert a.last["overlapped"] is True and b.last["overlapped"] is False
+    assert a.last["depth_estimated"] is rgb_only
+    assert {"prepare", "finish", "total"} <= set(a.last["model_timing_ms"])
+    assert np.allclose(sa.support_plane, sb.support_plane)
+    assert len(sa.objects) == len(sb.objects) >= (0 if rgb_only else 1)  # flat depth: none
+    for oa, ob in zip(sa.objects, sb.objects):
+        assert (oa.label, oa.shape, oa.roi, oa.confidence) == (ob.label, ob.shape, ob.roi,
+                                                               ob.confidence)
+        assert np.allclose(oa.pose.position, ob.pose.position)
+        assert np.allclose(oa.size, ob.size)
+
+
 def test_rgbd_frames_skip_the_depth_model_unless_asked(models, frames):
     top = frames[1]
     b = backend(models, depth_model=models["flat_depth"], workspace_x=None, workspace_y=None)

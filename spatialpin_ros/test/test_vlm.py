@@ -167,6 +167,33 @@ def test_transformers_backend_text_only_sampling_and_bad_input(local_vlm):
         local_vlm.generate(SYSTEM, PROMPT, temperature=-1.0)
 
 
+def test_static_cache_decoding_matches_generate(tiny_vlm_path):
+    """The static-cache decoder (the GPU fast path; eager on the CPU, and "graphs" falls back to
+    eager there) gives generate's greedy tokens, reply after reply."""
+    import torch
+
+    from spatialpin_ros.vlm.static_decode import StaticDecoder
+
+    ref = TransformersVLM(tiny_vlm_path, device="cpu", decode="generate")
+    torch.manual_seed(3)
+    with torch.no_grad():                    # livelier weights than the tiny model's: varied tokens
+        for p in ref._model.parameters():
+            p.mul_(6.0)
+    fast = TransformersVLM.from_loaded(ref._model, ref._processor, "tiny", decode="graphs")
+    assert fast.device.type == "cpu"
+    for prompt in (PROMPT, "How far is the mug from the bowl in metres?"):
+        a = ref.generate(SYSTEM, prompt, [_image()], max_tokens=24)
+        b = fast.generate(SYSTEM, prompt, [_image()], max_tokens=24)
+        assert fast.last["mode"] == "eager" and ref.last["mode"] == "generate"
+        assert b.text == a.text and b.completion_tokens == a.completion_tokens
+        assert fast.last["prefill_s"] > 0
+    with pytest.raises(ValueError):
+        StaticDecoder(ref._model, mode="fast")
+    with pytest.raises(ValueError):
+        TransformersVLM.from_loaded(ref._model, ref._processor, "tiny", decode="quick")
+    ref.close()
+
+
 def test_make_vlm_transformers_and_close(tiny_vlm_path):
     vlm = make_vlm("transformers", model=tiny_vlm_path, device="cpu")
     assert isinstance(vlm, TransformersVLM) and isinstance(vlm, VLMClient)

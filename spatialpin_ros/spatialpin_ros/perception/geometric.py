@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
 
 import cv2
 import numpy as np
@@ -43,6 +43,7 @@ from spatialpin_ros.perception.occluded import OccludedParams, recover_occluded
 from spatialpin_ros.perception.objects import WorldView, full_labels, make_prior
 from spatialpin_ros.perception.selection import Candidate, SelectionParams, select_objects
 from spatialpin_ros.perception.segmentation import (SegmentationParams, SurfaceSegmentation,
+                                                    foreground_surfaces, labels_from_masks,
                                                     segment_surfaces, working_stride)
 from spatialpin_ros.perception.shapes import ShapeParams
 from spatialpin_ros.perception.support import (SupportParams, SupportPlane, find_support,
@@ -108,6 +109,22 @@ class GeometricParams:
                          f"{', '.join(known)}")
 
 
+@dataclass
+class Prepared:
+    """What :meth:`GeometricBackend.prepare` found from the depth alone: the checked depth,
+    the support, the working grid's points and camera, the foreground (no pieces yet), the
+    support's extent on the working grid, and the stage timer."""
+
+    frame: RGBDFrame
+    depth: np.ndarray
+    support: SupportPlane
+    points: np.ndarray
+    camera: object
+    foreground: SurfaceSegmentation
+    extent: np.ndarray
+    tick: "_Ticker"
+
+
 class _Ticker:
     """Milliseconds spent per named stage (for ``GeometricBackend.last['timing_ms']``)."""
 
@@ -154,8 +171,19 @@ class GeometricBackend(PerceptionBackend):
 
     # -- main entry ------------------------------------------------------------------------------
     def perceive(self, frame: RGBDFrame, scene_id: str = "") -> Scene:
+        prep = self.prepare(frame, scene_id)
+        if isinstance(prep, Scene):
+            return prep
+        return self.finish(prep, scene_id)
+
+    def prepare(self, frame: RGBDFrame, scene_id: str = "",
+                depth: Optional[np.ndarray] = None) -> "Prepared | Scene":
+        """The stages that need the depth alone: support plane, working grid, foreground and
+        the support's extent. Returns a :class:`Prepared` for :meth:`finish`, or the empty
+        scene (with its status) when the frame has no valid depth or no support. ``depth``:
+        the frame's depth already checked by :meth:`_depth` (estimated, say)."""
         tick = _Ticker()
-        depth = self._depth(frame)
+        depth = self._depth(frame) if depth is None else depth
         cam, pose = frame.camera, frame.camera_pose
         c = self.params.support_stride
         coarse = cam.subsampled(c).backproject(sample_depth(depth, c)).astype(np.float32)
@@ -176,29 +204,45 @@ class GeometricBackend(PerceptionBackend):
         wcam = cam.subsampled(s)
         pts = wcam.backproject(sample_depth(depth, s)).astype(np.float32)
         tick("points")
+        fg = foreground_surfaces(pts, support, self.params.segmentation, wcam.fx, s)
+        region = support_extent(support, pts, fg.height, self.params.support, wcam.fx)
+        tick("foreground")
+        return Prepared(frame=frame, depth=depth, support=support, points=pts, camera=wcam,
+                        foreground=fg, extent=region, tick=tick)
+
+    def finish(self, prep: "Prepared", scene_id: str = "",
+               masks: Optional[Sequence[np.ndarray]] = None) -> Scene:
+        """The rest of :meth:`perceive` after :meth:`prepare`: pieces (from ``masks``, else
+        from the segmenter's masks, else the geometric segmentation), shapes, priors, ids."""
+        frame, depth, support, pts, tick = (prep.frame, prep.depth, prep.support, prep.points,
+                                            prep.tick)
+        s, wcam = prep.foreground.stride, prep.camera
         T_wc, world = self._world(frame, support)
-        if self.segmenter is not None:
-            seg = self._segment_from_masks(frame, depth, pts, support)
+        if masks is None and self.segmenter is not None:
+            masks = self.segmenter.segment(frame.rgb, depth, frame.camera).masks
+        if masks is not None:
+            seg = labels_from_masks(prep.foreground, masks)
         else:
             small = frame.rgb[::s, ::s] if s > 1 else frame.rgb
             small = small[: pts.shape[0], : pts.shape[1]]
-            seg = segment_surfaces(depth, pts, support, self.params.segmentation, wcam.fx, s)
+            seg = segment_surfaces(depth, pts, support, self.params.segmentation, wcam.fx, s,
+                                   base=prep.foreground)
             lab = split_by_colour(seg.labels, small, self.params.colour_split)
             lab = recover_occluded(lab, seg.foreground, pts[..., 2], small,
                                    self._metric_pixel(pts, seg), self.params.occluded)
             seg = dataclasses.replace(seg, labels=lab, num_labels=int(lab.max()))
-        region = support_extent(support, pts, seg.height, self.params.support, wcam.fx)
         tick("segmentation")
-        sel = select_objects(seg, support, region, self.params.selection, self.params.shapes)
+        sel = select_objects(seg, support, prep.extent, self.params.selection,
+                             self.params.shapes)
         tick("shapes")
         objects, flat = self._priors(sel.candidates, seg, support, frame, T_wc)
         objects = self.tracker.assign(objects)
         tick("priors")
-        self.last = {"support": support, "segmentation": seg, "extent": region,
+        self.last = {"support": support, "segmentation": seg, "extent": prep.extent,
                      "dropped": sel.dropped,
                      "num_pieces": seg.num_labels, "timing_ms": tick.times,
                      "plane_inlier_share": support.inlier_share, "noise_k": support.noise_k}
-        return Scene(scene_id=scene_id, objects=objects, camera=cam,
+        return Scene(scene_id=scene_id, objects=objects, camera=frame.camera,
                      camera_pose=T_wc, stamp=frame.stamp, frame_id=world,
                      support_plane=self._plane_world(support, T_wc), flat_items=flat)
 
@@ -301,19 +345,6 @@ class GeometricBackend(PerceptionBackend):
         n = R @ sup.normal
         o = T_wc.transform_points(sup.origin[None])[0]
         return np.append(n, -n @ o)
-
-    def _segment_from_masks(self, frame: RGBDFrame, depth: np.ndarray, pts: np.ndarray,
-                            support: SupportPlane) -> SurfaceSegmentation:
-        """Labels from the external segmenter's masks (first mask wins), on the working grid."""
-        p = self.params.segmentation
-        s = int(round(frame.camera.width / pts.shape[1]))
-        seg = segment_surfaces(depth, pts, support, p, frame.camera.fx / s, s)
-        masks = self.segmenter.segment(frame.rgb, depth, frame.camera).masks
-        lab = np.zeros(seg.labels.shape, dtype=np.int32)
-        for i, mk in enumerate(masks):
-            m = np.asarray(mk, dtype=bool)[::s, ::s][: lab.shape[0], : lab.shape[1]]
-            lab[m & (lab == 0) & seg.foreground] = i + 1
-        return dataclasses.replace(seg, labels=lab, num_labels=len(masks))
 
     def _priors(self, cands: list[Candidate], seg: SurfaceSegmentation, sup: SupportPlane,
                 frame: RGBDFrame, T_wc: Pose) -> tuple[list[ObjectPrior], list[ObjectPrior]]:

@@ -31,6 +31,7 @@ On import this module registers the backend as "models" (see
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from typing import Any, Optional, Sequence
@@ -40,9 +41,10 @@ import torch
 
 from spatialpin_ros.core.errors import PerceptionError
 from spatialpin_ros.core.types import CameraModel, RGBDFrame, Scene
-from spatialpin_ros.perception.base import (DepthEstimator, ObjectNamer, Segmentation, Segmenter,
-                                            register_backend)
-from spatialpin_ros.perception.geometric import GeometricBackend, GeometricParams
+from spatialpin_ros.perception.base import DepthEstimator, Segmentation, register_backend
+from spatialpin_ros.perception.detection_names import _DetectionNamer, _Fixed
+from spatialpin_ros.perception.frame_pipeline import PinnedHost, can_overlap, perceive_overlapped
+from spatialpin_ros.perception.geometric import GeometricBackend, GeometricParams, Prepared
 from spatialpin_ros.perception.model_utils import (GraphedFunction, pick_device, pick_dtype,
                                                    to_host, upload_image)
 from spatialpin_ros.perception.models_depth import DEFAULT_DEPTH_MODEL, TransformersDepth
@@ -68,69 +70,6 @@ def intrinsics(width: int, height: int, camera: Optional[CameraModel] = None,
                                   f"is {width}x{height}")
         return camera
     return CameraModel.from_fov(int(width), int(height), float(fov_deg))
-
-
-class _Fixed(Segmenter):
-    """This frame's segmentation, computed before the lifting."""
-
-    def __init__(self, seg: Segmentation):
-        self.seg = seg
-
-    def segment(self, rgb, depth, camera) -> Segmentation:
-        return self.seg
-
-
-class _DetectionNamer(ObjectNamer):
-    """Names each lifted object after the segmentation mask it came from (the mask holding most
-    of its pixels) and remembers the detector score by the object's roi. ``bounds`` (r0, r1, c0,
-    c1), when known, encloses every mask: the work stays inside it."""
-
-    def __init__(self, seg: Segmentation, bounds: Optional[tuple] = None):
-        self.seg = seg
-        self.bounds = bounds
-        self._lab: Optional[np.ndarray] = None
-        self.by_roi: dict[tuple, tuple[str, float]] = {}
-
-    def _crop(self, shape) -> tuple[slice, slice]:
-        if self.bounds is None:
-            return slice(0, shape[0]), slice(0, shape[1])
-        r0, r1, c0, c1 = self.bounds
-        return slice(r0, r1), slice(c0, c1)
-
-    def _labels(self, crop) -> np.ndarray:
-        if self._lab is None:
-            lab = None
-            for i, m in enumerate(self.seg.masks):      # earlier (higher-scoring) masks win,
-                mc = np.asarray(m, bool)[crop]          # as in the geometric lifting
-                if lab is None:
-                    lab = np.full(mc.shape, -1, dtype=np.int16)
-                lab[mc & (lab < 0)] = i
-            self._lab = lab
-        return self._lab
-
-    def name(self, rgb: np.ndarray, masks: Sequence[np.ndarray]) -> list[str]:
-        out = []
-        if not self.seg.masks:
-            return ["object"] * len(masks)
-        crop = self._crop(rgb.shape[:2])
-        lab = self._labels(crop).ravel()
-        wc = crop[1].stop - crop[1].start
-        for m in masks:
-            flat = np.flatnonzero(np.asarray(m, bool)[crop])
-            hits = lab[flat]
-            hits = hits[hits >= 0]
-            if len(hits) == 0:
-                out.append("object")
-                continue
-            i = int(np.bincount(hits).argmax())
-            name = self.seg.names[i] if self.seg.names else "object"
-            score = float(self.seg.scores[i]) if self.seg.scores else 1.0
-            ys, xs = np.divmod(flat, wc)
-            roi = (int(xs.min()) + crop[1].start, int(ys.min()) + crop[0].start,
-                   int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
-            self.by_roi[roi] = (name, score)
-            out.append(name)
-        return out
 
 
 class ModelBackend(GeometricBackend):
@@ -165,6 +104,9 @@ class ModelBackend(GeometricBackend):
             number of names; falls back to eager with a warning if capture fails);
             ``compile``: ``torch.compile`` the parts (falls back likewise); ``concurrent``:
             depth, SAM's encoder and the detector as concurrent CUDA streams.
+        overlap_lifting: on CUDA, lift the depth-only half of the frame on the host while the
+            GPU runs the detector and SAM (:mod:`~spatialpin_ros.perception.frame_pipeline`);
+            off: the whole frame's models first (one graph), then the lifting.
         seed: the lifting's RANSAC seed.
 
     Raises :class:`~spatialpin_ros.core.errors.ModelLoadError` when a model cannot be loaded.
@@ -184,7 +126,8 @@ class ModelBackend(GeometricBackend):
                  query_template: str = "a photo of a {}", mask_box_margin: Optional[float] = 0.1,
                  plane_distance: Optional[float] = None, fov_deg: Optional[float] = None,
                  always_estimate_depth: bool = False, cuda_graphs: bool = False,
-                 compile: bool = False, concurrent: bool = True, seed: int = 0, **overrides):
+                 compile: bool = False, concurrent: bool = True, overlap_lifting: bool = True,
+                 seed: int = 0, **overrides):
         dev = pick_device(device)
         dt = pick_dtype(dtype, dev)
         if fov_deg is not None and not 0 < float(fov_deg) < 180:
@@ -231,6 +174,8 @@ class ModelBackend(GeometricBackend):
         #: decoder; with cuda_graphs one CUDA graph whose branches run concurrently.
         self._frame_fn = GraphedFunction(self._frame_forward, "frame", enabled=cuda_graphs)
         self._last_seg: Optional[Segmentation] = None
+        self.overlap_lifting = bool(overlap_lifting)
+        self._pinned = PinnedHost()
 
     def __repr__(self) -> str:
         return (f"ModelBackend(depth={self.depth_estimator!r}, detector={self.detector!r}, "
@@ -269,6 +214,8 @@ class ModelBackend(GeometricBackend):
         depth = np.asarray(frame.depth)
         need_depth = self.depth_estimator is not None and (
             self.always_estimate_depth or not np.any(np.isfinite(depth) & (depth > 0)))
+        if can_overlap(self, need_depth):
+            return perceive_overlapped(self, frame, need_depth, scene_id)
         est, seg = self.run_models(frame, need_depth)
         t1 = time.perf_counter()
         if need_depth:
@@ -279,6 +226,7 @@ class ModelBackend(GeometricBackend):
                                         "lift": round(1000 * (t2 - t1), 2),
                                         "total": round(1000 * (t2 - t0), 2)}
         self.last["depth_estimated"] = bool(need_depth)
+        self.last["overlapped"] = False
         return scene
 
     def _up_hint(self, frame: RGBDFrame) -> Optional[np.ndarray]:
@@ -305,12 +253,11 @@ class ModelBackend(GeometricBackend):
             dh, host = host[0], host[1:]
         else:
             host = to_host(self.segmenter.segment_gpu(img))
-        seg = self.segmenter.to_segmentation(host)
-        self._last_seg = seg
+        seg = self.finish_segmentation(host)
         est = None
         if depth_est is not None:
             if dh is not None:
-                est = depth_est.finish(dh.copy(), cam, self._up_hint(frame))
+                est = self.finish_depth(dh, frame)
             elif isinstance(depth_est, TransformersDepth):
                 est = depth_est.estimate(rgb, cam, self._up_hint(frame))
             else:
@@ -319,6 +266,22 @@ class ModelBackend(GeometricBackend):
                 raise PerceptionError(f"the depth model gave {est.shape}, not the image's "
                                       f"{rgb.shape[:2]}")
         return est, seg
+
+    def finish_depth(self, dh: np.ndarray, frame: RGBDFrame) -> np.ndarray:
+        """The depth model's host output (H, W) made metric depth for the lifting (the depth
+        model's :meth:`~TransformersDepth.finish`: invalid values to 0, scale alignment)."""
+        est = self.depth_estimator.finish(np.asarray(dh, dtype=np.float32), frame.camera,
+                                          self._up_hint(frame))
+        if est.shape != frame.rgb.shape[:2]:
+            raise PerceptionError(f"the depth model gave {est.shape}, not the image's "
+                                  f"{frame.rgb.shape[:2]}")
+        return est
+
+    def finish_segmentation(self, host) -> Segmentation:
+        """The segmenter's host outputs as this frame's :class:`Segmentation`."""
+        seg = self.segmenter.to_segmentation(host)
+        self._last_seg = seg
+        return seg
 
     def _frame_forward(self, img: torch.Tensor, query_embeds: torch.Tensor):
         """Depth and detection + segmentation of one uploaded frame, on the device. With
@@ -337,17 +300,37 @@ class ModelBackend(GeometricBackend):
         cur.wait_stream(self._aux)
         return (d,) + tuple(seg)
 
-    def lift(self, frame: RGBDFrame, seg: Segmentation, scene_id: str = "") -> Scene:
-        """Masks + depth -> 3D priors through the geometric backend's code; labels are the
-        detector's names, confidences the fit confidence times the detector score."""
+    @contextlib.contextmanager
+    def _lifter(self, seg: Optional[Segmentation] = None):
+        """The geometric backend's parts for lifting: no depth estimator (the depth is given),
+        the given masks, and the namer of those masks."""
         bounds = self.segmenter.last.get("bounds") if seg is self._last_seg else None
-        namer = _DetectionNamer(seg, bounds)
+        namer = _DetectionNamer(seg, bounds) if seg is not None else None
         saved = (self.depth_estimator, self.segmenter, self.namer)
-        self.depth_estimator, self.segmenter, self.namer = None, _Fixed(seg), namer
+        self.depth_estimator = None
+        self.segmenter = _Fixed(seg) if seg is not None else None
+        self.namer = namer
         try:
-            scene = GeometricBackend.perceive(self, frame, scene_id)
+            yield namer
         finally:
             self.depth_estimator, self.segmenter, self.namer = saved
+
+    def prepare_lift(self, frame: RGBDFrame, scene_id: str = "") -> "Prepared | Scene":
+        """The lifting's stages that need the depth alone (:meth:`GeometricBackend.prepare`),
+        with ``frame.depth`` as it is (no estimate): these run while the GPU segments."""
+        with self._lifter():
+            return GeometricBackend.prepare(self, frame, scene_id)
+
+    def lift(self, frame: RGBDFrame, seg: Segmentation, scene_id: str = "",
+             prep: "Optional[Prepared | Scene]" = None) -> Scene:
+        """Masks + depth -> 3D priors through the geometric backend's code; labels are the
+        detector's names, confidences the fit confidence times the detector score. ``prep``:
+        this frame's :meth:`prepare_lift`, when already done."""
+        with self._lifter(seg) as namer:
+            if prep is None:
+                prep = GeometricBackend.prepare(self, frame, scene_id)
+            scene = prep if isinstance(prep, Scene) else GeometricBackend.finish(
+                self, prep, scene_id, masks=seg.masks)
         for ob in scene.objects:
             hit = namer.by_roi.get(tuple(int(v) for v in ob.roi))
             if hit is not None:

@@ -19,8 +19,10 @@ Returns a label image at the working resolution; the caller turns labels into ob
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -298,16 +300,13 @@ def working_stride(focal: float, distance: float, params: SegmentationParams,
     return int(np.clip(s, 1, params.max_stride))
 
 
-def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlane,
-                     params: SegmentationParams, focal: float, stride: int
-                     ) -> SurfaceSegmentation:
-    """Cut what stands on ``support`` into convex pieces.
-
-    ``depth`` (H, W) float32 metres (0 = missing), full resolution; ``points`` (h, w, 3) the
-    optical-frame points of the working grid (NaN where missing), ``stride`` its stride and
-    ``focal`` its focal length (pixels). The work is done on the foreground's bounding box."""
+def foreground_surfaces(points: np.ndarray, support: SupportPlane, params: SegmentationParams,
+                        focal: float, stride: int) -> SurfaceSegmentation:
+    """What rises above ``support`` (step 1 alone): heights and the foreground with its
+    hysteresis band, no pieces (``labels`` all 0). The masks path needs only this: its pieces
+    come from the masks. ``points`` (h, w, 3): the working grid's optical-frame points (NaN where
+    missing)."""
     p = params
-    s = stride
     h, w = points.shape[:2]
     valid = np.isfinite(points[..., 2])
     z_all = np.where(valid, points[..., 2], 0.0).astype(np.float32)
@@ -320,6 +319,39 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
                                        * z_all * z_all)) & (height < p.max_height)
     near = cv2.dilate(fg_all.view(np.uint8), np.ones((5, 5), np.uint8)).view(bool)
     fg_all |= low & near
+    return SurfaceSegmentation(labels=np.zeros((h, w), dtype=np.int32), num_labels=0,
+                               points=points, height=height,
+                               normals=np.zeros((h, w, 3), dtype=np.float32),
+                               foreground=fg_all, stride=stride, focal=focal)
+
+
+def labels_from_masks(fg: SurfaceSegmentation, masks) -> SurfaceSegmentation:
+    """Pieces from full-resolution masks (first mask wins) on ``fg``'s working grid, inside its
+    foreground."""
+    s = fg.stride
+    lab = np.zeros(fg.labels.shape, dtype=np.int32)
+    for i, mk in enumerate(masks):
+        m = np.asarray(mk, dtype=bool)[::s, ::s][: lab.shape[0], : lab.shape[1]]
+        lab[m & (lab == 0) & fg.foreground] = i + 1
+    return dataclasses.replace(fg, labels=lab, num_labels=len(masks))
+
+
+def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlane,
+                     params: SegmentationParams, focal: float, stride: int,
+                     base: Optional[SurfaceSegmentation] = None) -> SurfaceSegmentation:
+    """Cut what stands on ``support`` into convex pieces.
+
+    ``depth`` (H, W) float32 metres (0 = missing), full resolution; ``points`` (h, w, 3) the
+    optical-frame points of the working grid (NaN where missing), ``stride`` its stride and
+    ``focal`` its focal length (pixels); ``base``: this frame's :func:`foreground_surfaces`
+    when already computed. The work is done on the foreground's bounding box."""
+    p = params
+    s = stride
+    h, w = points.shape[:2]
+    fgs = base if base is not None else foreground_surfaces(points, support, p, focal, s)
+    height, fg_all = fgs.height, fgs.foreground
+    valid = np.isfinite(points[..., 2])
+    z_all = np.where(valid, points[..., 2], 0.0).astype(np.float32)
     labels = np.zeros((h, w), dtype=np.int32)
     normals = np.zeros((h, w, 3), dtype=np.float32)
     if not fg_all.any():

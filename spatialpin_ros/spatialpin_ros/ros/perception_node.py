@@ -82,6 +82,8 @@ PARAMS = {
     "models.device": Param("auto", "models backend: auto, cuda or cpu (CPU with a warning)"),
     "models.cuda_graphs": Param(True, "models backend: capture each frame as a CUDA graph on "
                                 "the GPU (falls back to eager with a warning)"),
+    "models.overlap_lifting": Param(True, "models backend: lift the depth-only half of each "
+                                    "frame on the host while the GPU runs the detector and SAM"),
     "models.fov_deg": Param(60.0, "models backend: vertical field of view when no camera_info "
                             "is published", positive),
     "models.plane_distance": Param(0.0, "models backend: known camera height above the table "
@@ -467,7 +469,8 @@ class PerceptionNode(Node):
                 "segmenter_model": p.models_segmenter_model,
                 "object_names": list(p.models_object_names), "device": p.models_device,
                 "box_threshold": float(p.models_box_threshold),
-                "cuda_graphs": bool(p.models_cuda_graphs), "fov_deg": float(p.models_fov_deg),
+                "cuda_graphs": bool(p.models_cuda_graphs),
+                "overlap_lifting": bool(p.models_overlap_lifting), "fov_deg": float(p.models_fov_deg),
                 "plane_distance": float(p.models_plane_distance) or None}
 
     def _on_params_set(self, params) -> None:

@@ -69,6 +69,10 @@ PARAMS = {
     "transformers.model": Param("", "Hugging Face id or local path of an image-text-to-text "
                                 "model for the transformers backend (empty = not available)"),
     "transformers.device": Param("auto", "Device of the transformers backend: auto, cpu, cuda"),
+    "transformers.decode": Param("auto", "Greedy decoding of the transformers backend: auto "
+                                 "(graphs on CUDA, else generate), generate, graphs, compile, "
+                                 "eager", one_of("auto", "generate", "graphs", "compile",
+                                                 "eager")),
     "views": Param("none", "ZeroVLM novel views added to VLM prompts: none, single or multi",
                    one_of("none", "single", "multi")),
     "view_names": Param(["left"], "Views for single mode: left, right, top or an orbit angle in "
@@ -188,7 +192,8 @@ class SpatialQANode(Node):
         if not p.transformers_model:
             raise VLMError("the transformers backend has no model: set the transformers.model "
                            "parameter", reason="load")
-        return make_vlm("transformers", model=p.transformers_model, device=p.transformers_device)
+        return make_vlm("transformers", model=p.transformers_model, device=p.transformers_device,
+                        decode=p.transformers_decode)
 
     def _on_params_set(self, params):
         """A change of openai.model or openai.timeout_s drops the openai client, so the next

@@ -24,6 +24,7 @@ from spatialpin_ros.vlm.base import VLMClient, VLMError, VLMReply, check_generat
 log = logging.getLogger(__name__)
 
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
+_DECODES = ("auto", "generate", "graphs", "compile", "eager")
 _VLM_EXAMPLES = "LLaVA, Qwen2-VL / Qwen2.5-VL, SmolVLM, Idefics3, Gemma 3, PaliGemma"
 
 
@@ -44,6 +45,11 @@ class TransformersVLM(VLMClient):
         dtype: ``"auto"`` (bfloat16/float16 on CUDA, float32 on CPU), ``"float32"``, ``"float16"``
             or ``"bfloat16"``.
         trust_remote_code: let transformers run model code shipped with the checkpoint.
+        decode: how greedy replies are decoded: ``"auto"`` (``"graphs"`` on CUDA, else
+            ``"generate"``), ``"generate"`` (transformers' ``generate``), or a
+            :class:`~spatialpin_ros.vlm.static_decode.StaticDecoder` mode: ``"graphs"`` (static
+            KV cache, CUDA-graph decode step), ``"compile"`` (torch.compile'd step) or
+            ``"eager"``. Sampling (temperature > 0) always uses ``generate``.
 
     The model is loaded in the constructor and reused by every ``generate`` call; calls are
     serialised by a lock, so one instance may be shared between threads.
@@ -56,7 +62,7 @@ class TransformersVLM(VLMClient):
     """
 
     def __init__(self, model: str, device: str = "auto", dtype: str = "auto",
-                 trust_remote_code: bool = False) -> None:
+                 trust_remote_code: bool = False, decode: str = "auto") -> None:
         if not model or not isinstance(model, (str, os.PathLike)):
             raise ValueError(f"model must be a hub id or a local path, got {model!r}")
         if dtype not in _DTYPES:
@@ -68,7 +74,31 @@ class TransformersVLM(VLMClient):
         self._model: Any = None
         self._processor: Any = None
         self.device, self.dtype = self._pick_device_and_dtype(str(device), dtype)
+        self._set_decode(decode)
         self._load()
+
+    @classmethod
+    def from_loaded(cls, model: Any, processor: Any, name: str, decode: str = "auto"
+                    ) -> "TransformersVLM":
+        """Wrap an already loaded model and processor (benchmarks, tests): no loading."""
+        self = cls.__new__(cls)
+        self.model_id, self.name, self.trust_remote_code = name, f"transformers:{name}", False
+        self._lock = threading.Lock()
+        self._model, self._processor = model, processor
+        p = next(model.parameters())
+        self.device, self.dtype = p.device, p.dtype
+        self._set_decode(decode)
+        return self
+
+    def _set_decode(self, decode: str) -> None:
+        if decode not in _DECODES:
+            raise ValueError(f"decode must be one of {_DECODES}, got {decode!r}")
+        if decode == "auto":
+            decode = "graphs" if getattr(self.device, "type", "") == "cuda" else "generate"
+        self.decode = decode
+        self._decoder: Any = None
+        #: The last reply's decoding: mode, prefill (time to first token) and decode seconds.
+        self.last: dict = {}
 
     def __repr__(self) -> str:
         return (f"TransformersVLM(model={self.model_id!r}, device={str(self.device)!r}, "
@@ -198,17 +228,36 @@ class TransformersVLM(VLMClient):
             gen = self._generation_config(int(max_tokens), float(temperature))
             n_in = int(inputs["input_ids"].shape[1])
             try:
-                with torch.inference_mode():
-                    out = self._model.generate(**inputs, generation_config=gen)
+                if self.decode != "generate" and not gen.do_sample:
+                    new = self._static_generate(inputs, gen)
+                else:
+                    with torch.inference_mode():
+                        out = self._model.generate(**inputs, generation_config=gen)
+                    new = out[0, n_in:]
+                    self.last = {"mode": "generate"}
             except (RuntimeError, ValueError, IndexError) as e:
                 raise VLMError(f"{self.name} failed while generating: {type(e).__name__}: {_first_line(e)}",
                                reason="generate") from e
-            new = out[0, n_in:]
             tokenizer = getattr(self._processor, "tokenizer", self._processor)
             text = tokenizer.decode(new, skip_special_tokens=True).strip()
             latency = time.perf_counter() - t0
         return VLMReply(text=text, model=self.model_id, latency_s=latency,
                         prompt_tokens=n_in, completion_tokens=int(new.shape[0]))
+
+    def _static_generate(self, inputs: Any, gen: Any) -> Any:
+        """Greedy tokens through the static-cache decoder (built on first use)."""
+        import torch
+
+        from spatialpin_ros.vlm.static_decode import StaticDecoder
+
+        if self._decoder is None:
+            self._decoder = StaticDecoder(self._model, mode=self.decode)
+        eos = gen.eos_token_id
+        eos = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
+        res = self._decoder.generate(inputs, gen.max_new_tokens, eos)
+        self.last = {"mode": res.mode, "prefill_s": res.prefill_s, "decode_s": res.decode_s,
+                     "tokens_per_s": res.tokens_per_s, "notes": res.notes}
+        return torch.tensor(res.tokens, dtype=torch.long)
 
     def _encode(self, system: str, prompt: str, images: list) -> Any:
         """The chat template rendered and tokenised, with pixel values, on the model's device."""
@@ -256,7 +305,7 @@ class TransformersVLM(VLMClient):
             if self._model is None:
                 return
             on_cuda = getattr(self.device, "type", "") == "cuda"
-            self._model = self._processor = None
+            self._model = self._processor = self._decoder = None
         if on_cuda:
             import torch
 

@@ -1,0 +1,73 @@
+"""The models backend's lifting helpers: a frame's fixed segmentation (computed before the
+lifting) and the namer that names each lifted object after the detector mask it came from."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from spatialpin_ros.perception.base import ObjectNamer, Segmentation, Segmenter
+
+
+class _Fixed(Segmenter):
+    """This frame's segmentation, computed before the lifting."""
+
+    def __init__(self, seg: Segmentation):
+        self.seg = seg
+
+    def segment(self, rgb, depth, camera) -> Segmentation:
+        return self.seg
+
+
+class _DetectionNamer(ObjectNamer):
+    """Names each lifted object after the segmentation mask it came from (the mask holding most
+    of its pixels) and remembers the detector score by the object's roi. ``bounds`` (r0, r1, c0,
+    c1), when known, encloses every mask: the work stays inside it."""
+
+    def __init__(self, seg: Segmentation, bounds: Optional[tuple] = None):
+        self.seg = seg
+        self.bounds = bounds
+        self._lab: Optional[np.ndarray] = None
+        self.by_roi: dict[tuple, tuple[str, float]] = {}
+
+    def _crop(self, shape) -> tuple[slice, slice]:
+        if self.bounds is None:
+            return slice(0, shape[0]), slice(0, shape[1])
+        r0, r1, c0, c1 = self.bounds
+        return slice(r0, r1), slice(c0, c1)
+
+    def _labels(self, crop) -> np.ndarray:
+        if self._lab is None:
+            lab = None
+            for i, m in enumerate(self.seg.masks):      # earlier (higher-scoring) masks win,
+                mc = np.asarray(m, bool)[crop]          # as in the geometric lifting
+                if lab is None:
+                    lab = np.full(mc.shape, -1, dtype=np.int16)
+                lab[mc & (lab < 0)] = i
+            self._lab = lab
+        return self._lab
+
+    def name(self, rgb: np.ndarray, masks: Sequence[np.ndarray]) -> list[str]:
+        out = []
+        if not self.seg.masks:
+            return ["object"] * len(masks)
+        crop = self._crop(rgb.shape[:2])
+        lab = self._labels(crop).ravel()
+        wc = crop[1].stop - crop[1].start
+        for m in masks:
+            flat = np.flatnonzero(np.asarray(m, bool)[crop])
+            hits = lab[flat]
+            hits = hits[hits >= 0]
+            if len(hits) == 0:
+                out.append("object")
+                continue
+            i = int(np.bincount(hits).argmax())
+            name = self.seg.names[i] if self.seg.names else "object"
+            score = float(self.seg.scores[i]) if self.seg.scores else 1.0
+            ys, xs = np.divmod(flat, wc)
+            roi = (int(xs.min()) + crop[1].start, int(ys.min()) + crop[0].start,
+                   int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+            self.by_roi[roi] = (name, score)
+            out.append(name)
+        return out
