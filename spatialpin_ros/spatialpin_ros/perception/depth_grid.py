@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spatialpin_ros.perception.segmentation import depth_jumps
+from spatialpin_ros.perception.surface_ops import depth_jumps
 
 
 def _offsets(s: int) -> list[tuple[int, int]]:

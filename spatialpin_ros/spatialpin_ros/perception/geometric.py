@@ -229,7 +229,7 @@ class GeometricBackend(PerceptionBackend):
                                    base=prep.foreground)
             lab = split_by_colour(seg.labels, small, self.params.colour_split)
             lab = recover_occluded(lab, seg.foreground, pts[..., 2], small,
-                                   self._metric_pixel(pts, seg), self.params.occluded)
+                                   seg.metric_pixel(), self.params.occluded)
             seg = dataclasses.replace(seg, labels=lab, num_labels=int(lab.max()))
         tick("segmentation")
         sel = select_objects(seg, support, prep.extent, self.params.selection,
@@ -247,13 +247,6 @@ class GeometricBackend(PerceptionBackend):
                      support_plane=self._plane_world(support, T_wc), flat_items=flat)
 
     # -- stages ----------------------------------------------------------------------------------
-    @staticmethod
-    def _metric_pixel(pts: np.ndarray, seg: SurfaceSegmentation) -> float:
-        """Metres per working pixel at the foreground's median depth."""
-        z = pts[..., 2][seg.foreground]
-        z = z[np.isfinite(z)]
-        return float(quantile(z, 0.5)) / max(seg.focal, 1e-6) if len(z) else 1e-3
-
     def _depth(self, frame: RGBDFrame) -> np.ndarray:
         cam = frame.camera
         depth = np.asarray(frame.depth)

@@ -31,6 +31,8 @@ from spatialpin_ros.core.geometry import quantile
 from scipy import ndimage
 
 from spatialpin_ros.perception.support import SupportPlane
+from spatialpin_ros.perception.surface_ops import (box_mean, concave_folds, depth_jumps,
+                                                  pool_any, surface_normals)
 
 
 @dataclass
@@ -96,73 +98,17 @@ class SurfaceSegmentation:
     stride: int
     focal: float = 0.0
 
-
-def depth_jumps(depth: np.ndarray, jump_abs: float, jump_rel: float) -> np.ndarray:
-    """(H, W) bool: full-resolution pixels beside a depth jump to a valid neighbour (both
-    sides marked). ``depth`` in metres, 0 where missing."""
-    z = depth
-    thr = jump_abs + jump_rel * z
-    out = np.zeros(z.shape, dtype=bool)
-    for a, b in (((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
-                 ((slice(None, -1), slice(None)), (slice(1, None), slice(None)))):
-        za, zb = z[a], z[b]
-        j = (za > 0) & (zb > 0) & (np.abs(za - zb) > np.maximum(thr[a], thr[b]))
-        out[a] |= j
-        out[b] |= j
-    return out
+    def metric_pixel(self) -> float:
+        """Metres per working pixel at the foreground's median depth (1 mm without one)."""
+        return metric_pixel(self.points[..., 2], self.foreground, self.focal)
 
 
-def _pool_any(mask: np.ndarray, s: int, shape: tuple[int, int]) -> np.ndarray:
-    """Any-pooling of a full-resolution mask onto the working grid."""
-    if s == 1:
-        return mask
-    h, w = shape
-    m = mask[: h * s, : w * s].astype(np.uint8) * np.uint8(255)
-    if m.shape != (h * s, w * s):
-        m = np.pad(m, ((0, h * s - m.shape[0]), (0, w * s - m.shape[1])))
-    return cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA) > 0    # any of s x s
-
-
-def _box_mean(P: np.ndarray, valid: np.ndarray, r: int) -> np.ndarray:
-    k = (2 * r + 1, 2 * r + 1)
-    w = cv2.boxFilter(valid.astype(np.float32), -1, k, normalize=False,
-                      borderType=cv2.BORDER_CONSTANT)
-    out = np.empty_like(P)
-    for i in range(3):
-        out[..., i] = cv2.boxFilter(np.where(valid, P[..., i], 0).astype(np.float32), -1, k,
-                                    normalize=False, borderType=cv2.BORDER_CONSTANT)
-    return out / np.maximum(w, 1e-6)[..., None]
-
-
-def _normals(Ps: np.ndarray) -> np.ndarray:
-    """Unit normals of a smoothed organised cloud, facing the camera (n . p < 0)."""
-    dx = np.zeros_like(Ps)
-    dy = np.zeros_like(Ps)
-    dx[:, 1:-1] = Ps[:, 2:] - Ps[:, :-2]
-    dy[1:-1] = Ps[2:] - Ps[:-2]
-    n = np.cross(dx, dy)
-    norm = np.sqrt(np.einsum("hwi,hwi->hw", n, n))[..., None]
-    n = n / np.maximum(norm, 1e-12)
-    flip = np.einsum("hwi,hwi->hw", n, Ps) > 0
-    n[flip] *= -1
-    return n
-
-
-def _concave(Ps: np.ndarray, N: np.ndarray, ok: np.ndarray, k: int, crease: float) -> np.ndarray:
-    """(h, w) bool: pixels where the surface folds concavely across x or y (baseline k)."""
-    out = np.zeros(ok.shape, dtype=bool)
-    for axis in (0, 1):
-        a = [slice(None)] * 2
-        b = [slice(None)] * 2
-        c = [slice(None)] * 2
-        a[axis], b[axis], c[axis] = slice(None, -2 * k), slice(2 * k, None), slice(k, -k)
-        a, b, c = tuple(a), tuple(b), tuple(c)
-        d = Ps[b] - Ps[a]
-        dn = np.linalg.norm(d, axis=2)
-        conv = np.einsum("hwi,hwi->hw", N[b] - N[a], d) / np.maximum(dn, 1e-9)
-        both = ok[a] & ok[b]
-        out[c] |= both & (conv < -crease)
-    return out
+def metric_pixel(z: np.ndarray, fg: np.ndarray, focal: float) -> float:
+    """Metres per working pixel at the median depth ``z`` (metres; NaN or 0 where missing) of
+    the pixels ``fg``, for a grid of focal length ``focal`` (pixels); 1 mm without any."""
+    zz = z[fg]
+    zz = zz[np.isfinite(zz) & (zz > 0)]
+    return float(quantile(zz, 0.5)) / max(focal, 1e-6) if len(zz) else 1e-3
 
 
 def depth_jumps_work(z: np.ndarray, p: SegmentationParams, stride: int
@@ -357,8 +303,7 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
     if not fg_all.any():
         return SurfaceSegmentation(labels=labels, num_labels=0, points=points, height=height,
                                    normals=normals, foreground=fg_all, stride=s, focal=focal)
-    zf = float(quantile(z_all[fg_all], 0.5))
-    px = zf / focal                                   # metres per working pixel
+    px = metric_pixel(z_all, fg_all, focal)           # metres per working pixel
     radius = int(np.clip(round(p.normal_window / 2 / px), 1, 8))
     k = int(np.clip(round(p.crease_baseline / px), 2, 12))
     solid = cv2.morphologyEx(fg_all.view(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
@@ -372,12 +317,12 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
     crop = (slice(r0, r1), slice(c0, c1))
     v, fg, z = valid[crop], fg_all[crop], z_all[crop]
     P0 = np.where(v[..., None], points[crop], 0.0).astype(np.float32)
-    Ps = _box_mean(P0, fg, radius)      # the table must not bend the normals at a base
-    N = _normals(Ps)
+    Ps = box_mean(P0, fg, radius)      # the table must not bend the normals at a base
+    N = surface_normals(Ps)
     j = s // 2 if s % 2 == 0 else 1     # jumps at twice the working resolution: gaps survive
-    cut = _pool_any(depth_jumps(depth[r0 * s:r1 * s:j, c0 * s:c1 * s:j], p.jump_abs * j,
+    cut = pool_any(depth_jumps(depth[r0 * s:r1 * s:j, c0 * s:c1 * s:j], p.jump_abs * j,
                                 p.jump_rel), s // j, fg.shape)
-    cut |= _concave(Ps, N, fg, k, p.crease)
+    cut |= concave_folds(Ps, N, fg, k, p.crease)
     core = fg & ~cut
     bridge = int(np.clip(round(p.bridge_width / px), 0, 3))
     n, lab = _components(core, bridge)

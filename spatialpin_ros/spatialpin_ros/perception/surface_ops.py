@@ -1,0 +1,77 @@
+"""Local operations on an organised point cloud or depth image for the convexity segmentation
+(:mod:`~spatialpin_ros.perception.segmentation`): depth jumps, any-pooling onto a coarser grid,
+masked box means, normals and concave folds. ROS-free; numpy and OpenCV only.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def depth_jumps(depth: np.ndarray, jump_abs: float, jump_rel: float) -> np.ndarray:
+    """(H, W) bool: full-resolution pixels beside a depth jump to a valid neighbour (both
+    sides marked). ``depth`` in metres, 0 where missing."""
+    z = depth
+    thr = jump_abs + jump_rel * z
+    out = np.zeros(z.shape, dtype=bool)
+    for a, b in (((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
+                 ((slice(None, -1), slice(None)), (slice(1, None), slice(None)))):
+        za, zb = z[a], z[b]
+        j = (za > 0) & (zb > 0) & (np.abs(za - zb) > np.maximum(thr[a], thr[b]))
+        out[a] |= j
+        out[b] |= j
+    return out
+
+
+def pool_any(mask: np.ndarray, s: int, shape: tuple[int, int]) -> np.ndarray:
+    """Any-pooling of a full-resolution mask onto the working grid."""
+    if s == 1:
+        return mask
+    h, w = shape
+    m = mask[: h * s, : w * s].astype(np.uint8) * np.uint8(255)
+    if m.shape != (h * s, w * s):
+        m = np.pad(m, ((0, h * s - m.shape[0]), (0, w * s - m.shape[1])))
+    return cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA) > 0    # any of s x s
+
+
+def box_mean(P: np.ndarray, valid: np.ndarray, r: int) -> np.ndarray:
+    k = (2 * r + 1, 2 * r + 1)
+    w = cv2.boxFilter(valid.astype(np.float32), -1, k, normalize=False,
+                      borderType=cv2.BORDER_CONSTANT)
+    out = np.empty_like(P)
+    for i in range(3):
+        out[..., i] = cv2.boxFilter(np.where(valid, P[..., i], 0).astype(np.float32), -1, k,
+                                    normalize=False, borderType=cv2.BORDER_CONSTANT)
+    return out / np.maximum(w, 1e-6)[..., None]
+
+
+def surface_normals(Ps: np.ndarray) -> np.ndarray:
+    """Unit normals of a smoothed organised cloud, facing the camera (n . p < 0)."""
+    dx = np.zeros_like(Ps)
+    dy = np.zeros_like(Ps)
+    dx[:, 1:-1] = Ps[:, 2:] - Ps[:, :-2]
+    dy[1:-1] = Ps[2:] - Ps[:-2]
+    n = np.cross(dx, dy)
+    norm = np.sqrt(np.einsum("hwi,hwi->hw", n, n))[..., None]
+    n = n / np.maximum(norm, 1e-12)
+    flip = np.einsum("hwi,hwi->hw", n, Ps) > 0
+    n[flip] *= -1
+    return n
+
+
+def concave_folds(Ps: np.ndarray, N: np.ndarray, ok: np.ndarray, k: int, crease: float) -> np.ndarray:
+    """(h, w) bool: pixels where the surface folds concavely across x or y (baseline k)."""
+    out = np.zeros(ok.shape, dtype=bool)
+    for axis in (0, 1):
+        a = [slice(None)] * 2
+        b = [slice(None)] * 2
+        c = [slice(None)] * 2
+        a[axis], b[axis], c[axis] = slice(None, -2 * k), slice(2 * k, None), slice(k, -k)
+        a, b, c = tuple(a), tuple(b), tuple(c)
+        d = Ps[b] - Ps[a]
+        dn = np.linalg.norm(d, axis=2)
+        conv = np.einsum("hwi,hwi->hw", N[b] - N[a], d) / np.maximum(dn, 1e-9)
+        both = ok[a] & ok[b]
+        out[c] |= both & (conv < -crease)
+    return out
