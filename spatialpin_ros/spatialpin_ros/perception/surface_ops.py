@@ -60,7 +60,8 @@ def surface_normals(Ps: np.ndarray) -> np.ndarray:
     return n
 
 
-def concave_folds(Ps: np.ndarray, N: np.ndarray, ok: np.ndarray, k: int, crease: float) -> np.ndarray:
+def concave_folds(Ps: np.ndarray, N: np.ndarray, ok: np.ndarray, k: int,
+                  crease: float) -> np.ndarray:
     """(h, w) bool: pixels where the surface folds concavely across x or y (baseline k)."""
     out = np.zeros(ok.shape, dtype=bool)
     for axis in (0, 1):
