@@ -18,7 +18,8 @@ import numpy as np
 from spatialpin_ros.core.task_kinds import BASE_KINDS, TaskCheck, TaskKind
 from spatialpin_ros.core.types import Scene
 from spatialpin_ros.planning import PandaModel, TaskPlan, limit_violations, plan_task
-from spatialpin_ros.planning.recovery import HandCheck, hand_check, plan_recovery
+from spatialpin_ros.planning.recovery import (HandCheck, describe_grasp, hand_check,
+                                              plan_recovery)
 from spatialpin_ros.reasoning.task_rules import (check_task, find_again, find_target, task_pose,
                                                 verify_task)
 from spatialpin_ros.reasoning.tasks import TaskProposal
@@ -46,14 +47,6 @@ class TaskRun:
     @property
     def success(self) -> bool:
         return self.check is not None and self.check.ok
-
-
-def describe_grasp(plan: TaskPlan) -> str:
-    g = plan.grasp
-    if g is None:
-        return ""
-    return (f"top-down across {100 * g.width:.1f} cm at yaw {np.degrees(g.yaw):.0f} deg, "
-            f"{100 * g.depth:.1f} cm below the top")
 
 
 class SimTaskRunner:

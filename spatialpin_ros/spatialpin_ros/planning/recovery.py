@@ -104,3 +104,12 @@ def plan_recovery(robot: PandaModel, scene: Optional[Scene], q_now: Sequence[flo
         return b.trajectory()
     finally:
         ps.close()
+
+
+def describe_grasp(plan) -> str:
+    """The grasp a TaskPlan chose, in words."""
+    g = plan.grasp
+    if g is None:
+        return ""
+    return (f"top-down across {100 * g.width:.1f} cm at yaw {np.degrees(g.yaw):.0f} deg, "
+            f"{100 * g.depth:.1f} cm below the top")
