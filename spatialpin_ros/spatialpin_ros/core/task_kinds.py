@@ -319,9 +319,11 @@ def check_done(kind: TaskKind, obj_before: ObjectPrior, obj: Optional[ObjectPrio
     return TaskCheck(ok, rule, f"{dxy * 100:.1f} cm from the planned spot")
 
 
-#: A perceived piece smaller than this in volume (m^3; a 2.7 cm cube) and narrower than
-#: ``PHANTOM_MAX_SIDE`` is no graspable object: a fragment of a textured or hollow object.
-PHANTOM_MAX_VOLUME = 2.0e-5
+#: A perceived piece no longer than ``PHANTOM_MAX_SIDE`` that is smaller in volume than
+#: ``PHANTOM_MAX_VOLUME`` (m^3; a 2 cm cube) or thinner than ``PHANTOM_MIN_THICKNESS`` is no
+#: graspable object: a fragment of a textured or hollow object.
+PHANTOM_MAX_VOLUME = 8.0e-6
+PHANTOM_MIN_THICKNESS = 0.01
 PHANTOM_MAX_SIDE = 0.045
 #: Share of a piece's box inside another object's box (grown by ``PHANTOM_INSIDE_MARGIN``) above
 #: which it counts as part of that object.
@@ -341,7 +343,8 @@ def _inside_share(p: ObjectPrior, o: ObjectPrior, margin: float) -> float:
 def phantom_reason(p: ObjectPrior, objects: Sequence[ObjectPrior]) -> Optional[str]:
     """Why a perceived piece is not a real object to plan around or act on (None when it is):
     smaller than any graspable object, or lying inside another object's box."""
-    if float(np.prod(p.size)) < PHANTOM_MAX_VOLUME and float(max(p.size)) < PHANTOM_MAX_SIDE:
+    if float(max(p.size)) < PHANTOM_MAX_SIDE and (float(np.prod(p.size)) < PHANTOM_MAX_VOLUME
+                                                  or float(min(p.size)) < PHANTOM_MIN_THICKNESS):
         return f"{p.id} is smaller than a graspable object"
     for o in objects:
         if o.id == p.id or float(np.prod(o.size)) <= float(np.prod(p.size)):
