@@ -29,7 +29,7 @@ from spatialpin_ros.planning.scene import PlanningScene
 #: for the object to count as held.
 HELD_MARGIN = 0.002
 #: Finger speed (m/s) below which the fingers count as settled.
-SETTLED_SPEED = 0.01
+SETTLED_SPEED = 0.05
 
 
 class HandState(str, enum.Enum):

@@ -69,10 +69,16 @@ def task_pose(scene: Scene, kind: TaskKind, object_id: str, target_id: str = "")
     return place_pose(kind, a, b, scene.objects, support_z(scene))
 
 
-def find_again(after: Scene, o: ObjectPrior, near: Optional[np.ndarray] = None
-               ) -> Optional[ObjectPrior]:
+#: How near (m) the expected place a newly seen object must be to count as the moved object.
+NEW_OBJECT_RADIUS = 0.04
+
+
+def find_again(after: Scene, o: ObjectPrior, near: Optional[np.ndarray] = None,
+               before: Optional[Scene] = None) -> Optional[ObjectPrior]:
     """The object ``o`` in a later scene: the same id and colour, else the nearest (to ``near``,
-    default its old centre) of the same colour and shape, else of the same colour."""
+    default its old centre) of the same colour and shape, else of the same colour; else (with
+    ``before``) an object not in ``before`` within ``NEW_OBJECT_RADIUS`` of ``near`` (its colour
+    may be seen mixed with what it now stands on)."""
     same = [x for x in after.objects if x.id == o.id]
     if same and same[0].color_name == o.color_name:
         return same[0]
@@ -82,6 +88,12 @@ def find_again(after: Scene, o: ObjectPrior, near: Optional[np.ndarray] = None
         cands = [x for x in after.objects if pick(x)]
         if cands:
             return min(cands, key=lambda x: np.linalg.norm(x.center - ref))
+    if before is not None:
+        old_ids = {x.id for x in before.objects}
+        cands = [x for x in after.objects if x.id not in old_ids
+                 and np.linalg.norm(x.center[:2] - ref[:2]) <= NEW_OBJECT_RADIUS]
+        if cands:
+            return min(cands, key=lambda x: np.linalg.norm(x.center[:2] - ref[:2]))
     return None
 
 
@@ -106,7 +118,7 @@ def verify_task(after: Scene, before: Scene, kind: TaskKind, object_id: str,
     b0 = before.get(target_id) if target_id else None
     b, found = find_target(after, b0) if b0 is not None else (None, True)
     expect = goal.position if goal is not None else (b0.center if b0 is not None else None)
-    a = find_again(after, a0, expect)
+    a = find_again(after, a0, expect, before)
     check = check_done(kind, a0, a, b, goal, support_z(after))
     if not found:
         check.detail += f" (target {b0.id} not seen again: judged at its place before)"
