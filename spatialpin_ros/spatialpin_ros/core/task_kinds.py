@@ -16,7 +16,8 @@ Kinds (``TaskKind``):
   ``FLAT_HOLDER_MAX_DEPTH`` deep, at least ``FLAT_HOLDER_MIN_WIDTH`` wide), inside its rim
   (outer half-width less ``PLATE_RIM``), standing stably (``MIN_TIP_ANGLE`` on its own base).
 * ``place_next_to``: on the table beside an object, ``NEXT_GAP`` from its footprint, on a free
-  spot; never a ball (it would roll away).
+  spot; never a ball (it would roll away), never an object already within ``NEXT_MAX_GAP`` of
+  it; done when it has moved and ends on the table within ``NEXT_MAX_GAP`` of it.
 * ``move``: to a free spot on the table (the former ``pick_and_place``).
 
 Bases (the target of stack, put_in and place_on) are never a ball nor an irregular solid object
@@ -164,6 +165,8 @@ def check_kind(kind: TaskKind, obj: ObjectPrior, target: Optional[ObjectPrior],
     elif kind == TaskKind.PLACE_NEXT_TO:
         if obj.shape == "sphere":
             raise Infeasible("unstable", f"{obj.id!r} is a ball and would roll away")
+        if polygon_gap(footprint(obj), footprint(target)) <= NEXT_MAX_GAP:
+            raise Infeasible("already_done", f"{obj.id!r} is already next to {target.id!r}")
         if next_to_spot(obj, target, objects) is None:
             raise Infeasible("no_free_spot", f"no free spot next to {target.id!r} for "
                              f"{obj.id!r}")
@@ -311,9 +314,10 @@ def check_done(kind: TaskKind, obj_before: ObjectPrior, obj: Optional[ObjectPrio
     on_table = bottom_z(obj) - table_z <= z_tol
     if kind == TaskKind.PLACE_NEXT_TO:
         gap = polygon_gap(footprint(obj), footprint(target))
-        ok = on_table and gap <= NEXT_MAX_GAP and dxy > 0.02
-        return TaskCheck(ok, rule, f"{gap * 100:.1f} cm from the target (at most "
-                         f"{NEXT_MAX_GAP * 100:.0f}), bottom {100 * (bottom_z(obj) - table_z):.1f}"
+        moved = float(np.linalg.norm(obj.center[:2] - obj_before.center[:2]))
+        ok = on_table and gap <= NEXT_MAX_GAP and dxy > 0.02 and moved > 0.02
+        return TaskCheck(ok, rule, f"moved {moved * 100:.1f} cm, {gap * 100:.1f} cm from the "
+                         f"target (at most {NEXT_MAX_GAP * 100:.0f}), bottom {100 * (bottom_z(obj) - table_z):.1f}"
                          " cm above the table")
     ok = on_table and dxy <= 2 * xy_tol
     return TaskCheck(ok, rule, f"{dxy * 100:.1f} cm from the planned spot")
