@@ -37,12 +37,16 @@ from spatialpin_ros.core.types import ObjectPrior, Pose, Scene
 from spatialpin_ros.planning.cartesian import gripper_move, straight_line
 from spatialpin_ros.core.stacking import (MAX_GRASP_WIDTH, MIN_SUPPORT, Infeasible, bottom_z,
                                           clip_polygon, footprint, free_spot, grasp_width,
+                                          point_polygon_distance,
                                           polygon_area, polygon_gap, top_z)
 from spatialpin_ros.planning.grasps import (Grasp, Placement, grasp_candidates, placements_at,
                                             placements_for, stack_poses)
 from spatialpin_ros.planning.planner import MotionPlanner, PlanResult, path_length
+from spatialpin_ros.core.task_kinds import (TaskKind, check_kind, phantom_reason,
+                                            place_on_pose, put_in_pose)
 from spatialpin_ros.planning.robot import (ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN,
-                                           MAX_FLANGE_REACH, PANDA_HOME, PandaModel)
+                                           FINGERTIP_BELOW_TCP, MAX_FLANGE_REACH, PANDA_HOME,
+                                           PandaModel)
 from spatialpin_ros.planning.scene import TABLE, PlanningScene, support_z
 from spatialpin_ros.planning.timing import TimedPath
 
@@ -141,6 +145,27 @@ def object_on_top(prior: ObjectPrior, scene: Scene) -> Optional[str]:
     return None
 
 
+def without_phantoms(scene: Scene, keep: Sequence[Optional[str]] = ()) -> Scene:
+    """The scene without phantom pieces (``core.task_kinds.phantom_reason``), except ``keep``."""
+    objs = [o for o in scene.objects
+            if o.id in keep or phantom_reason(o, scene.objects) is None]
+    return scene if len(objs) == len(scene.objects) else scene.replace(objects=objs)
+
+
+def object_inside(container: ObjectPrior, scene: Scene) -> Optional[str]:
+    """An object standing in or on a container (its centre over the container's footprint, its
+    bottom between the inner bottom and 2 cm above the rim), or None."""
+    fp = footprint(container)
+    lo = top_z(container) - float(container.inner_depth) - 0.02
+    for o in scene.objects:
+        if o.id == container.id:
+            continue
+        if (point_polygon_distance(o.center[None, :2], fp)[0] == 0.0
+                and lo <= bottom_z(o) <= top_z(container) + 0.02):
+            return o.id
+    return None
+
+
 class _Builder:
     """Concatenates timed pieces (arm and fingers) into one trajectory."""
 
@@ -218,7 +243,7 @@ def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
                         cartesian_speed: float = 0.1, close_dwell: float = 0.4,
                         release_dwell: float = 0.3, reference_time: float = 0.0,
                         fine_clearance: float = 0.004,
-                        compute_ee_path: bool = True) -> TaskPlan:
+                        compute_ee_path: bool = True, kind: str = "") -> TaskPlan:
     """Plan picking ``object_id`` and putting it on ``target_id`` (centred on its top, let go
     ``clearance`` above it), or down to rest with its centre at ``place_pose`` (its yaw or a
     half turn from it), from arm configuration ``q_start`` (default home) with the fingers at
@@ -231,7 +256,10 @@ def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
     motions (the short straight moves near contact check the true shapes, keeping
     ``fine_clearance`` metres, except for the contacts the stage needs). ``reference_time`` > 0 also runs a long RRT* of that many seconds for every
     motion that needed sampling (``MotionRecord.reference_length``; its time is not counted in
-    ``planning_time``). Never raises for an infeasible task: see ``TaskPlan.code``.
+    ``planning_time``). ``kind``: ``put_in`` or ``place_on`` put the object into or onto the
+    target (``core.task_kinds``' poses: let go above a container's rim, or on a plate's inner
+    bottom); otherwise a target means stacking on it. Never raises for an infeasible task: see
+    ``TaskPlan.code``.
     """
     t_call = time.perf_counter()
     ref_spent = [0.0]
@@ -266,13 +294,17 @@ def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
                 target = scene.get(target_id)
             except KeyError as e:
                 raise _Fail("missing_object", f"missing object (target): {e.args[0]}") from None
+        # Phantoms (pieces smaller than a graspable object, or inside another object's box)
+        # are no obstacles.
+        scene = without_phantoms(scene, keep=(object_id, target_id))
         ps = PlanningScene(robot, scene, padding=padding, cloud=cloud)
         table_z = ps.table_z
         above = object_on_top(obj, scene)
         if above is not None:
             raise _Fail("blocked", f"no collision-free grasp: {above!r} rests on {object_id!r}")
         if target is not None:
-            above_t = object_on_top(target, scene)
+            above_t = (object_on_top(target, scene) if not target.container else
+                       object_inside(target, scene))
             if above_t is not None:
                 raise _Fail("blocked", f"no collision-free placement: {above_t!r} rests on "
                             f"target {target_id!r}")
@@ -290,8 +322,8 @@ def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
                                   depth=grasp_depth, approach_height=approach_height,
                                   lift_height=approach_height, squeeze=squeeze)
         # Object poses on the target (raises "target too small" etc. before any IK).
-        poses_on = (stack_poses(obj, target, clearance, min_support, scene.objects)
-                    if target is not None else None)
+        poses_on = (_target_poses(kind, obj, target, clearance, min_support, scene.objects,
+                                  grasp_depth) if target is not None else None)
 
         chosen = _choose(robot, ps, obj, target, place_pose, grasps, q_start, support_id,
                          clearance, approach_height, poses_on, cartesian_speed,
@@ -387,6 +419,23 @@ def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
             ps.close()
         plan.planning_time = elapsed()
     return plan
+
+
+def _target_poses(kind: str, obj: ObjectPrior, target: ObjectPrior, clearance: float,
+                  min_support: float, objects: Sequence[ObjectPrior], grasp_depth: float
+                  ) -> list[list[tuple[Pose, float]]]:
+    """The object's poses on or in the target, in tiers (see ``grasps.stack_poses``), by kind.
+    Raises Infeasible when the kind's rule refuses the target."""
+    if kind in (TaskKind.PUT_IN.value, TaskKind.PLACE_ON.value):
+        k = TaskKind(kind)
+        check_kind(k, obj, target, objects)
+        pose = (put_in_pose(obj, target, grasp_depth, FINGERTIP_BELOW_TCP, clearance)
+                if k == TaskKind.PUT_IN else place_on_pose(obj, target, clearance))
+        return [[(pose, float("nan"))]]
+    if target.container:
+        raise Infeasible("container", f"target {target.id!r} is a container (hollow): put "
+                         "things in or on it, never stack on it")
+    return stack_poses(obj, target, clearance, min_support, objects)
 
 
 def blockers(scene: Scene, object_id: str, target_id: Optional[str] = None,

@@ -20,22 +20,25 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from spatialpin_ros.core.errors import SpatialPinError
-from spatialpin_ros.core.stacking import (MAX_GRASP_WIDTH, Infeasible, check_graspable,
-                                          check_support, grasp_width)
+from spatialpin_ros.core.stacking import MAX_GRASP_WIDTH, footprint, grasp_width, polygon_gap
 from spatialpin_ros.core.stacking import free_spot as stacking_free_spot
+from spatialpin_ros.core.task_kinds import TaskKind, action_of, kind_of, real_objects
 from spatialpin_ros.core.types import ObjectPrior, Pose, Scene
+from spatialpin_ros.reasoning import task_rules as _rules
+from spatialpin_ros.reasoning.task_rules import check_task, task_pose
 from spatialpin_ros.reasoning.facts import scene_facts
 from spatialpin_ros.reasoning.resolve import COLOR_SYNONYMS, SHAPE_NOUNS
 
-REACH = (0.25, 0.80)        # m, horizontal distance from the robot base (world origin)
 PLACE_CLEARANCE = 0.005     # m between the placed object's bottom and the target's top
-STACK_TOLERANCE = 0.02      # m: an object whose bottom is this close to another's top rests on it
+STACK_TOLERANCE = _rules.STACK_TOLERANCE
 
 
 @dataclass
 class TaskProposal:
     """A manipulation task. ``place_pose``: where the moved object's box centre should end
-    (world frame)."""
+    (world frame). ``kind``: one of ``core.task_kinds.TaskKind``'s values (stack, put_in,
+    place_on, place_next_to, move); ``action`` keeps its meaning: ``stack`` (on top of the
+    target) or ``pick_and_place`` (put down at ``place_pose``)."""
 
     description: str
     action: str
@@ -45,42 +48,22 @@ class TaskProposal:
     scene_id: str = ""
     score: float = 0.0
     source: str = "geometric"
+    kind: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            self.kind = kind_of(self.action).value
 
 
 def _rests_on(a: ObjectPrior, b: ObjectPrior) -> bool:
-    gap = (a.center[2] - a.size[2] / 2) - (b.center[2] + b.size[2] / 2)
-    inside = np.linalg.norm(a.center[:2] - b.center[:2]) < 0.5 * max(b.size[:2])
-    return abs(gap) < STACK_TOLERANCE and inside
+    return _rules.rests_on(a, b)
 
 
 def check_stack(scene: Scene, object_id: str, target_id: str) -> Optional[str]:
     """None if stacking ``object_id`` on ``target_id`` looks feasible, else the reason. The
     gripper, support and stability rules are the planner's (``core.stacking``); this adds what
     the scene says: both objects exist and are free, and lie within the arm's reach."""
-    ids = {o.id: o for o in scene.objects}
-    for i in (object_id, target_id):
-        if i not in ids:
-            return f"no object {i!r} in the scene; known: {', '.join(ids) or 'none'}"
-    if object_id == target_id:
-        return "an object cannot be stacked on itself"
-    a, b = ids[object_id], ids[target_id]
-    try:
-        check_graspable(a)
-        check_support(a, b)
-    except Infeasible as e:
-        return e.reason
-    for o in scene.objects:
-        if o.id not in (a.id, b.id) and _rests_on(o, b):
-            return f"{b.id} already carries {o.id}"
-        if o.id != a.id and _rests_on(o, a):
-            return f"{a.id} carries {o.id}; move that first"
-    if _rests_on(a, b):
-        return f"{a.id} is already on {b.id}"
-    for o in (a, b):
-        r = float(np.hypot(o.center[0], o.center[1]))
-        if not REACH[0] <= r <= REACH[1]:
-            return f"{o.id} is {r:.2f} m from the robot base, outside its reach"
-    return None
+    return check_task(scene, TaskKind.STACK, object_id, target_id)
 
 
 def stack_pose(scene: Scene, object_id: str, target_id: str) -> Pose:
@@ -91,30 +74,69 @@ def stack_pose(scene: Scene, object_id: str, target_id: str) -> Pose:
     return Pose([b.center[0], b.center[1], z], a.pose.quaternion)
 
 
+_VERB = {TaskKind.STACK: "stack the {a} on the {b}", TaskKind.PUT_IN: "put the {a} in the {b}",
+         TaskKind.PLACE_ON: "place the {a} on the {b}",
+         TaskKind.PLACE_NEXT_TO: "place the {a} next to the {b}"}
+
+
+def _pieces_of_one(a: ObjectPrior, b: ObjectPrior, gap: float = 0.01) -> bool:
+    """Two touching pieces of one colour are most likely one object seen in pieces (a plate,
+    a printed box): no task between them is proposed."""
+    return (bool(a.color_name) and a.color_name == b.color_name
+            and polygon_gap(footprint(a), footprint(b)) < gap)
+
+
+def describe(kind: TaskKind, a: ObjectPrior, b: Optional[ObjectPrior]) -> str:
+    return _VERB[kind].format(a=a.label, b=b.label if b is not None else "")
+
+
+def _score(kind: TaskKind, a: ObjectPrior, b: ObjectPrior) -> float:
+    """Higher first within a kind: stable stacks (a wide target, a low object), roomy
+    containers and plates, and short moves."""
+    if kind == TaskKind.STACK:
+        return min(b.size[:2]) / max(a.size[:2]) - 0.5 * a.size[2] / max(a.size[:2])
+    if kind in (TaskKind.PUT_IN, TaskKind.PLACE_ON):
+        return min(b.size[:2]) / max(a.size[:2])
+    return -float(np.linalg.norm(a.center[:2] - b.center[:2]))
+
+
 class GeometricProposer:
-    """Feasible stack and place tasks from the priors, best first."""
+    """Feasible tasks of every kind over the scene's objects (stack, put_in, place_on,
+    place_next_to, then moves to a free spot), mixed: the best of each kind in turn."""
 
     name = "geometric"
+    KINDS = (TaskKind.STACK, TaskKind.PUT_IN, TaskKind.PLACE_ON, TaskKind.PLACE_NEXT_TO)
 
-    def __init__(self, reachable: Optional[Callable[[Pose], bool]] = None):
+    def __init__(self, reachable: Optional[Callable[[Pose], bool]] = None,
+                 kinds: Sequence[TaskKind] = KINDS):
         self.reachable = reachable
+        self.kinds = tuple(TaskKind(k) for k in kinds)
 
     def propose(self, scene: Scene, max_tasks: int = 5, instruction: str = "") -> list[TaskProposal]:
-        tasks = []
-        for a in scene.objects:
-            for b in scene.objects:
-                if a.id == b.id or check_stack(scene, a.id, b.id):
-                    continue
-                pose = stack_pose(scene, a.id, b.id)
-                if self.reachable is not None and not self.reachable(pose):
-                    continue
-                # Prefer stable stacks: a wide target, a low, light-looking object on top.
-                top_b = min(b.size[:2])
-                score = top_b / max(a.size[:2]) - 0.5 * a.size[2] / max(a.size[:2])
-                tasks.append(TaskProposal(f"stack the {a.label} on the {b.label}", "stack",
-                                          a.id, b.id, pose, scene.scene_id, score))
+        per_kind: dict[TaskKind, list[TaskProposal]] = {k: [] for k in self.kinds}
+        # Phantom pieces (fragments, pieces inside another object's box) are neither moved nor
+        # used as targets.
+        objs = real_objects(scene.objects)
+        for kind in self.kinds:
+            for a in objs:
+                for b in objs:
+                    if a.id == b.id or _pieces_of_one(a, b) or check_task(scene, kind, a.id,
+                                                                           b.id):
+                        continue
+                    pose = task_pose(scene, kind, a.id, b.id)
+                    if pose is None or (self.reachable is not None and not self.reachable(pose)):
+                        continue
+                    per_kind[kind].append(TaskProposal(
+                        describe(kind, a, b), action_of(kind), a.id, b.id, pose, scene.scene_id,
+                        _score(kind, a, b), kind=kind.value))
+        for lst in per_kind.values():
+            lst.sort(key=lambda t: -t.score)
+        # One of each kind in turn, the best first; a kind's proposals keep their order.
+        tasks: list[TaskProposal] = []
+        for i in range(max((len(v) for v in per_kind.values()), default=0)):
+            tasks += [v[i] for v in per_kind.values() if i < len(v)]
         # Moving an object to a free spot: feasible for any graspable object that carries nothing.
-        for a in scene.objects:
+        for a in objs:
             if grasp_width(a) > MAX_GRASP_WIDTH or any(
                     _rests_on(o, a) for o in scene.objects if o.id != a.id):
                 continue
@@ -123,20 +145,29 @@ class GeometricProposer:
                 continue
             side = "left" if pose.position[1] > a.center[1] else "right"
             tasks.append(TaskProposal(f"move the {a.label} to a free spot on its {side}",
-                                      "pick_and_place", a.id, "", pose, scene.scene_id, -1.0))
-        tasks.sort(key=lambda t: -t.score)
+                                      "pick_and_place", a.id, "", pose, scene.scene_id, -1.0,
+                                      kind=TaskKind.MOVE.value))
         if instruction.strip():
             tasks = steer(tasks, scene, instruction)
         return tasks[:max_tasks] if max_tasks else tasks
 
 
+_KIND_WORDS = ((TaskKind.PLACE_NEXT_TO, r"\b(?:next to|beside|by)\b"),
+               (TaskKind.PUT_IN, r"\b(?:in|into|inside)\b"),
+               (TaskKind.STACK, r"\b(?:stack|on top of)\b"),
+               (TaskKind.PLACE_ON, r"\b(?:on|onto)\b"))
+
+
 def steer(tasks: list[TaskProposal], scene: Scene, instruction: str) -> list[TaskProposal]:
     """Order tasks by how well they fit an instruction such as "put something on the blue
-    block": colour and shape words before "on" describe the moved object, after it the target."""
+    block": colour and shape words before "on" ("in", "next to", ...) describe the moved object,
+    after it the target; the relation word favours its kind."""
     text = instruction.lower()
-    parts = re.split(r"\b(?:on|onto|on top of)\b", text, maxsplit=1)
+    parts = re.split(r"\b(?:on top of|onto|on|into|inside|in|next to|beside)\b", text,
+                     maxsplit=1)
     words_obj = set(re.findall(r"[a-z]+", parts[0]))
     words_tgt = set(re.findall(r"[a-z]+", parts[1])) if len(parts) > 1 else set()
+    wanted = next((k for k, pat in _KIND_WORDS if re.search(pat, text)), None)
 
     def match(o: ObjectPrior, words: set) -> int:
         words = {COLOR_SYNONYMS.get(w, w) for w in words}
@@ -147,7 +178,12 @@ def steer(tasks: list[TaskProposal], scene: Scene, instruction: str) -> list[Tas
 
     def fit(t: TaskProposal) -> int:
         m = match(scene.get(t.object_id), words_obj)
-        return m + (2 * match(scene.get(t.target_id), words_tgt) if t.target_id else 0)
+        m += 2 * match(scene.get(t.target_id), words_tgt) if t.target_id else 0
+        if wanted is not None and t.kind == wanted.value:
+            m += 1
+        elif wanted == TaskKind.PLACE_ON and t.kind == TaskKind.STACK.value:
+            m += 1  # "on the blue block": a stack
+        return m
     return sorted(tasks, key=lambda t: (-fit(t), -t.score))
 
 
@@ -156,10 +192,12 @@ TASK_SYSTEM_PROMPT = (
     "manipulation tasks for the objects in the scene, one per object where it makes sense. "
     "Constraints: no assembly; no cleaning or testing; use only the objects listed (no imaginary "
     "objects); the manipulated object moves and the object it interacts with stays still; all "
-    "objects are rigid. The only actions are \"stack\" (put object_id on top of target_id) and "
-    "\"pick_and_place\" (move object_id to a free spot on the table, target_id empty). Reply with "
-    "ONE JSON object and nothing else: {\"tasks\": [{\"description\": str, \"action\": "
-    "\"stack\"|\"pick_and_place\", \"object_id\": str, \"target_id\": str}]}.")
+    "objects are rigid. The kinds of task are \"stack\" (put object_id on the flat top of "
+    "target_id), \"put_in\" (into target_id, a container), \"place_on\" (onto target_id, a "
+    "plate or tray), \"place_next_to\" (on the table beside target_id) and \"move\" (to a free "
+    "spot on the table, target_id empty). Reply with ONE JSON object and nothing else: "
+    "{\"tasks\": [{\"description\": str, \"kind\": \"stack\"|\"put_in\"|\"place_on\"|"
+    "\"place_next_to\"|\"move\", \"object_id\": str, \"target_id\": str}]}.")
 
 
 class VLMProposer:
@@ -213,28 +251,34 @@ def parse_tasks(text: str, scene: Scene) -> tuple[list[TaskProposal], list[str]]
         if not isinstance(it, dict):
             rejected.append("a task that is not an object")
             continue
-        action = str(it.get("action", ""))
+        action = str(it.get("action", "") or "")
         oid, tid = str(it.get("object_id", "")), str(it.get("target_id", "") or "")
         desc = str(it.get("description", ""))[:300]
-        if action == "stack":
-            why = check_stack(scene, oid, tid)
-            if why:
-                rejected.append(why)
-                continue
-            valid.append(TaskProposal(desc or f"stack {oid} on {tid}", "stack", oid, tid,
-                                      stack_pose(scene, oid, tid), scene.scene_id))
-        elif action == "pick_and_place":
-            if oid not in {o.id for o in scene.objects}:
-                rejected.append(f"no object {oid!r}")
-                continue
+        try:
+            kind = kind_of("", str(it.get("kind", "") or "")) if it.get("kind") else (
+                TaskKind(action) if action in {k.value for k in TaskKind} else kind_of(action))
+        except ValueError:
+            rejected.append(f"unknown action {action[:40]!r}" if not it.get("kind")
+                            else f"unknown kind {str(it.get('kind'))[:40]!r}")
+            continue
+        why = check_task(scene, kind, oid, tid if kind != TaskKind.MOVE else "")
+        if why:
+            rejected.append(why)
+            continue
+        if kind == TaskKind.MOVE:
             pose = free_spot(scene, oid)
             if pose is None:
                 rejected.append(f"no free spot on the table for {oid}")
                 continue
             valid.append(TaskProposal(desc or f"move {oid}", "pick_and_place", oid, "", pose,
-                                      scene.scene_id))
-        else:
-            rejected.append(f"unknown action {action!r}")
+                                      scene.scene_id, kind=kind.value))
+            continue
+        pose = task_pose(scene, kind, oid, tid)
+        if pose is None:
+            rejected.append(f"no place for {oid} {kind.value} {tid}")
+            continue
+        valid.append(TaskProposal(desc or f"{kind.value} {oid} {tid}", action_of(kind), oid, tid,
+                                  pose, scene.scene_id, kind=kind.value))
     return valid, rejected
 
 

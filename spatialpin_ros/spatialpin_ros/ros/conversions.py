@@ -20,6 +20,7 @@ from geometry_msgs.msg import Point, Pose as PoseMsg, Quaternion, Vector3
 from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 from spatialpin_interfaces.msg import ObjectPrior as ObjectPriorMsg
 from spatialpin_interfaces.msg import ScenePriors
+from spatialpin_interfaces.msg import TaskProposal as TaskProposalMsg
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 from trajectory_msgs.msg import JointTrajectoryPoint
@@ -261,3 +262,21 @@ def trajectory_to_msg(traj: JointTrajectory, header: Optional[Header] = None) ->
             pt.accelerations = [float(v) for v in traj.accelerations[i]]
         msg.points.append(pt)
     return msg
+
+
+def task_to_msg(t) -> "TaskProposalMsg":
+    """A ``reasoning.tasks.TaskProposal`` as a TaskProposal message (with its kind)."""
+    return TaskProposalMsg(description=t.description, action=t.action, kind=t.kind,
+                           object_id=t.object_id, target_id=t.target_id,
+                           place_pose=pose_to_msg(t.place_pose) if t.place_pose is not None
+                           else PoseMsg(), scene_id=t.scene_id)
+
+
+def task_from_msg(m: "TaskProposalMsg"):
+    """A TaskProposal message as a ``reasoning.tasks.TaskProposal``; raises ValueError for an
+    unknown action or kind."""
+    from spatialpin_ros.core.task_kinds import kind_of
+    from spatialpin_ros.reasoning.tasks import TaskProposal
+    kind = kind_of(m.action, m.kind)
+    return TaskProposal(m.description, m.action, m.object_id, m.target_id,
+                        pose_from_msg(m.place_pose, "place_pose"), m.scene_id, kind=kind.value)

@@ -209,9 +209,11 @@ def run_demo(out_dir: str, seed: int = 0, scene_file: str = "", timeout: float =
         prop = node.propose(5)
         tasks = list(prop.tasks)
         for t in tasks:
-            print(f"    - {t.description} [{t.action} {t.object_id} -> {t.target_id or 'table'}]",
+            print(f"    - {t.description} [{t.kind or t.action} {t.object_id} -> "
+                  f"{t.target_id or 'table'}]",
                   flush=True)
         summary["proposals"] = [{"description": t.description, "action": t.action,
+                                 "kind": t.kind or t.action,
                                  "object_id": t.object_id, "target_id": t.target_id}
                                 for t in tasks]
         summary["proposal_message"] = prop.message
@@ -235,6 +237,8 @@ def run_demo(out_dir: str, seed: int = 0, scene_file: str = "", timeout: float =
             result = node.execute(stack)
             print(f"    {'OK' if result.success else 'FAILED'}: {result.message} (planned in "
                   f"{result.planning_time:.2f} s)", flush=True)
+            print(f"    kind {result.kind}; grasp: {result.grasp or 'none'}; check: "
+                  f"{result.check or 'none'}", flush=True)
         _progress(5, total, "waiting for a fresh scene and asking three spatial questions")
         t_ask = time.monotonic()
         node.wait_for(lambda i: any(t > t_ask for t, _ in i.priors), timeout, "scene priors")
@@ -313,6 +317,10 @@ def run_demo(out_dir: str, seed: int = 0, scene_file: str = "", timeout: float =
             "task": None if chosen is None else {
                 "description": chosen.description, "object_id": chosen.object_id,
                 "target_id": chosen.target_id, "success": bool(result and result.success),
+                "kind": (result.kind if result and result.kind else chosen.kind or "stack"),
+                "grasp": result.grasp if result else "",
+                "check": result.check if result else "",
+                "retried_after_slip": bool(result and result.retried),
                 "message": result.message if result else "", "trajectory": traj_info,
                 "simulator_check": stacked_truth},
             "questions": qa,
@@ -419,7 +427,13 @@ def _markdown(s: dict) -> str:
     if task:
         sc = task.get("simulator_check") or {}
         lines += [f"**Task:** {task['description']} -> **{'stacked' if sc.get('stacked') else 'not stacked'}** "
-                  f"(manipulation node: {task['message']}; simulator: {sc.get('verdict', '?')})", ""]
+                  f"(manipulation node: {task['message']}; simulator: {sc.get('verdict', '?')})", "",
+                  f"- **Kind:** `{task.get('kind', '')}`",
+                  f"- **Grasp chosen:** {task.get('grasp') or 'none'}",
+                  f"- **Check that decided success** (the kind's own rule on a fresh perceived "
+                  f"scene): {task.get('check') or 'none'}"
+                  + (" (the hand was found empty once; re-perceived and tried again)"
+                     if task.get("retried_after_slip") else ""), ""]
     else:
         lines += ["**No stack task was proposed for this scene.**", ""]
     lines += [
@@ -430,7 +444,7 @@ def _markdown(s: dict) -> str:
         *[f"- **{q['question']}** {q['answer'] or 'refused: ' + q['message']}"
           for q in s["questions"]], "",
         "## Task proposals (/spatialpin/propose_tasks)", "",
-        *[f"- {p['description']} (`{p['action']}` {p['object_id']} -> "
+        *[f"- {p['description']} (`{p.get('kind', p['action'])}` {p['object_id']} -> "
           f"{p['target_id'] or 'table'})" for p in s.get("proposals", [])], "",
         *(["Proposals that did not plan: " + "; ".join(
             f"*{r['description']}*: {r['reason'][:160]}" for r in s["rejected_tasks"]), ""]

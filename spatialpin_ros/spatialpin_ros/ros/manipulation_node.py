@@ -57,12 +57,15 @@ from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 from spatialpin_ros.core.errors import TrajectoryError
 from spatialpin_ros.core.trajectory import JointTrajectory  # noqa: F401 (type of send())
 from spatialpin_ros.core.types import PerceptionStatus, Scene
-from spatialpin_ros.reasoning.tasks import check_stack, verify_stacked
+from spatialpin_ros.core.task_kinds import TaskKind, kind_of
+from spatialpin_ros.reasoning.task_rules import (check_task, find_again, find_target, task_pose,
+                                                verify_task)
 from spatialpin_ros.ros import conversions as conv
 from spatialpin_ros.ros.node_main import run_node
 from spatialpin_ros.ros.params import Param, declare_params, non_negative, one_of, positive
 from spatialpin_ros.ros.sim_node import LATCHED
-from spatialpin_ros.ros.viz import plan_markers
+from spatialpin_ros.ros.manipulation_exec import (PREEMPTED, STOP_SETTLE_S, TaskExecutionMixin,
+                                                  _cleared_note)
 
 PARAMS = {
     "algorithm": Param("rrtstar", "OMPL planner: rrtstar or rrtconnect",
@@ -101,6 +104,9 @@ PARAMS = {
         5.0, "Seconds a goal waits for a scene stamped after its arrival, the last scene load "
         "(reset) and the end of the last arm motion, to be checked, planned and executed on; "
         "the goal fails with the reason when none comes", positive),
+    "slip_retry": Param(True, "Check the object is in the hand after closing and after the "
+                        "lift (finger gap and speed from the joint states); when the hand is "
+                        "empty, stop, go home, re-perceive and try the task once more"),
     "scene_loaded_topic": Param(
         "/spatialpin/sim/scene_loaded", "Latched std_msgs/Header stamped at each scene load "
         "or reset (the simulator's); scenes stamped earlier are stale. Empty: none"),
@@ -108,9 +114,6 @@ PARAMS = {
 
 #: Longest result message (reasons echo goal fields and exception texts).
 MAX_REASON = 500
-#: Seconds after a stop is sent before the arm counts as at rest (frames before show it moving).
-STOP_SETTLE_S = 0.3
-PREEMPTED = "preempted by a new goal"
 #: Seconds an accepted goal counts as running before its execution starts.
 ACCEPTED_STARTS_WITHIN_S = 5.0
 
@@ -145,17 +148,11 @@ class _Run:
         self.preempted = False
 
 
-def _cleared_note(plan) -> str:
-    """What was moved out of the way first, for result messages."""
-    return "".join(f"; first moved {oid} out of the way to ({p.position[0]:.2f}, "
-                   f"{p.position[1]:.2f})" for oid, p in plan.cleared)
-
-
 #: Scenes perception could not use, remembered by id to explain a refused task.
 MAX_UNUSABLE = 20
 
 
-class ManipulationNode(Node):
+class ManipulationNode(TaskExecutionMixin, Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("manipulation", **kwargs)
         self.p = declare_params(self, PARAMS)
@@ -410,13 +407,21 @@ class ManipulationNode(Node):
 
         feedback("check", 0.02)
         task = goal.task
-        if task.action == "pick_and_place":
+        try:
+            kind = kind_of(task.action, task.kind)
+        except ValueError:
+            return fail(f"unknown action {conv.bounded(task.action, 40)!r} or kind "
+                        f"{conv.bounded(task.kind, 40)!r}; use stack or pick_and_place, and a "
+                        "kind of " + ", ".join(k.value for k in TaskKind))
+        if (task.action == "stack") != (kind == TaskKind.STACK):
+            return fail(f"action {conv.bounded(task.action, 40)!r} does not match kind "
+                        f"{kind.value!r} (stack goes with stack, every other kind with "
+                        "pick_and_place)")
+        result.kind = kind.value
+        if kind in (TaskKind.MOVE, TaskKind.PLACE_NEXT_TO):
             why = place_pose_problem(task.place_pose)
             if why:
                 return fail(why)
-        elif task.action != "stack":
-            return fail(f"unknown action {conv.bounded(task.action, 40)!r}; use stack or "
-                        "pick_and_place")
         with self._lock:
             bad = self.unusable.get(task.scene_id) if task.scene_id else None
             latest_bad = next(reversed(self.unusable.values()), None)
@@ -435,107 +440,71 @@ class ManipulationNode(Node):
                                        interrupted)
         if scene is None:
             return stopped(why)
-        q0 = self.current_q()
-        if q0 is None:
-            return fail("no joint states from the arm")
         if task.scene_id and task.scene_id != scene.scene_id:
             self.get_logger().info(f"task for {conv.bounded(task.scene_id, 40)}; planning on "
                                    f"the latest scene {scene.scene_id} (object ids are stable "
                                    "across frames)")
-        if task.action == "stack":
-            why = check_stack(scene, task.object_id, task.target_id)
-            if why:
-                return fail(why)
-        elif task.object_id not in {o.id for o in scene.objects}:
-            return fail(f"no object {conv.bounded(task.object_id, 40)!r} in the scene "
-                        f"{scene.scene_id!r}")
-
-        feedback("plan", 0.1)
-        from spatialpin_ros.planning import plan_task
-        plan = plan_task(
-            self.robot, scene, task.object_id, max_clearing=int(self.p.max_clearing),
-            max_moves=int(self.p.max_clearing_moves),
-            target_id=task.target_id if task.action == "stack" else None,
-            place_pose=None if task.action == "stack" else conv.pose_from_msg(task.place_pose),
-            q_start=q0, finger_start=self.current_fingers(), algorithm=self.p.algorithm,
-            motion_time_limit=self.p.planning_time_limit, time_limit=self.p.task_time_limit,
-            should_cancel=lambda: interrupted() is not None)
-        result.planning_time = float(plan.planning_time)
-        if not plan.success:
-            if plan.code == "cancelled" and interrupted():
-                return stopped(interrupted())
-            return fail(f"planning failed ({plan.code}): {plan.reason}",
-                        cancelled=plan.code == "cancelled")
-        traj = plan.trajectory
-        # Never send a trajectory that breaks a joint, velocity or acceleration limit.
-        from spatialpin_ros.planning import limit_violations
-        nominal = self.robot.joint_limits(nominal=True)
-        try:
-            traj.validate(known_joints=self.robot.joint_names, limits=nominal)
-        except TrajectoryError as e:
-            return fail(f"the planned trajectory breaks a limit and was not sent: {e}")
-        bad = {k: v for k, v in limit_violations(traj, nominal).items() if v}
-        if bad:
-            return fail(f"the planned trajectory breaks limits {bad} and was not sent")
-        stamp = self.get_clock().now().to_msg()
-        result.joint_trajectory = conv.trajectory_to_msg(traj, Header(stamp=stamp))
-        ee = plan.ee_path if plan.ee_quat is None else np.hstack([plan.ee_path, plan.ee_quat])
-        result.ee_path = self._path_msg(ee, stamp)
-        self.pub_path.publish(result.ee_path)
-        desc = task.description or (f"{task.action} {task.object_id}"
-                                    + (f" on {task.target_id}" if task.target_id else ""))
-        self.pub_markers.publish(plan_markers(plan, scene, desc, self.p.world_frame, stamp))
-        on_scene = f" on scene {scene.scene_id!r}"
-        if not goal.execute:
-            return self._end(goal_handle, result, True,
-                             f"planned {len(plan.stages)} stages, {traj.duration:.1f} s of "
-                             f"motion, in {plan.planning_time:.2f} s{on_scene} (not executed)"
-                             + _cleared_note(plan))
-        why = interrupted()
+        oid, tid = task.object_id, task.target_id
+        place = (conv.pose_from_msg(task.place_pose)
+                 if kind in (TaskKind.MOVE, TaskKind.PLACE_NEXT_TO) else None)
+        why = (check_task(scene, kind, oid, tid) if kind != TaskKind.MOVE else
+               None if oid in {o.id for o in scene.objects} else
+               f"no object {conv.bounded(oid, 40)!r} in the scene {scene.scene_id!r}")
         if why:
-            return stopped(why)
-        with self._lock:
-            reset_since = self.scene_loaded_stamp > scene.stamp
-        if reset_since:
-            return fail(f"the scene was reset while planning on {scene.scene_id!r}; nothing "
-                        "was sent")
-
-        feedback("execute", 0.3)
-        state["moving"] = True
-        self.send(traj)
-        t0 = time.monotonic()
-        stages = list(plan.stages)
-        while time.monotonic() - t0 < traj.duration + 0.5:
-            why = interrupted()
+            return fail(why)
+        tries = 2 if self.p.slip_retry else 1
+        for attempt in range(tries):
+            out = self._plan_and_run(goal_handle, goal, run, result, state, scene, kind, oid,
+                                     tid, place, feedback, interrupted)
+            if isinstance(out, str):
+                return fail(out, cancelled=out.startswith("cancelled"))
+            plan, t_done, hand = out
+            if plan is None:          # plan only
+                return self._end(goal_handle, result, True, result.check)
+            if hand is None or hand.held:
+                break
+            result.check = f"hand empty: {hand.detail}"
+            if attempt == tries - 1:
+                return fail(f"the object was not in the hand ({hand.detail})"
+                            + ("; tried again once" if attempt else ""))
+            # Slip: home, re-perceive, find the objects again, and try once more.
+            result.retried = True
+            feedback("recover", 0.6)
+            why = self._recover(scene, interrupted)
             if why:
-                self.stop()
-                state["moving"] = False
-                if why == PREEMPTED:
-                    return fail(f"{PREEMPTED}; the arm was stopped where it was")
-                return fail("cancelled during execution; the arm was stopped where it was",
-                            cancelled=True)
-            t = time.monotonic() - t0
-            name = next((s[0] for s in stages if s[1] <= t < s[2]), "execute")
-            feedback(name, 0.3 + 0.6 * min(1.0, t / max(traj.duration, 1e-3)))
-            time.sleep(0.05)
-        t_done = self._now()
-        with self._lock:
-            self.motion_end_stamp = max(self.motion_end_stamp, t_done)
-        state["moving"] = False
-
-        feedback("verify", 0.92)
-        if task.action == "stack":
-            fresh, why = self._fresh_scene(t_done, float(self.p.verify_timeout_s), interrupted)
+                return stopped(why) if why in (PREEMPTED, "cancelled") else fail(why)
+            fresh, why = self._fresh_scene(self._now(), float(self.p.verify_timeout_s),
+                                           interrupted)
             if fresh is None:
-                if why in (PREEMPTED, "cancelled"):
-                    return stopped(why)
-                return fail(f"executed, but not verified: {why}")
-            ok, why = verify_stacked(fresh, scene, task.object_id, task.target_id)
-            msg = ("stacked: " if ok else "not stacked: ") + why + _cleared_note(plan)
-        else:
-            ok, msg = True, "executed" + _cleared_note(plan)
+                return stopped(why) if why in (PREEMPTED, "cancelled") else fail(
+                    f"slipped; no fresh scene to try again: {why}")
+            a = find_again(fresh, scene.get(oid))
+            b, found = find_target(fresh, scene.get(tid)) if tid else (None, True)
+            if a is None or not found:
+                return fail(f"slipped ({hand.detail}); the object or target is not seen again")
+            oid, tid = a.id, (b.id if b is not None else "")
+            why = check_task(fresh, kind, oid, tid) if kind != TaskKind.MOVE else None
+            if why:
+                return fail(f"slipped ({hand.detail}); trying again is not feasible: {why}")
+            if kind == TaskKind.PLACE_NEXT_TO:
+                        place = task_pose(fresh, kind, oid, tid) or place
+            scene = fresh
+        feedback("verify", 0.92)
+        fresh, why = self._fresh_scene(t_done, float(self.p.verify_timeout_s), interrupted)
+        if fresh is None:
+            if why in (PREEMPTED, "cancelled"):
+                return stopped(why)
+            return fail(f"executed, but not verified: {why}")
+        check = verify_task(fresh, scene, kind, oid, tid, place)
+        result.check = f"{check.rule}: {check.detail}"
+        verdict = {TaskKind.STACK: "stacked", TaskKind.PUT_IN: "put in",
+                   TaskKind.PLACE_ON: "placed on", TaskKind.PLACE_NEXT_TO: "placed next to",
+                   TaskKind.MOVE: "moved"}[kind]
+        msg = ((verdict if check.ok else f"not {verdict}") + ": " + check.detail
+               + _cleared_note(plan) + ("; the hand was empty the first time and the task was "
+                                        "tried again" if result.retried else ""))
         feedback("done", 1.0)
-        return self._end(goal_handle, result, ok, msg)
+        return self._end(goal_handle, result, check.ok, msg)
 
     def _path_msg(self, ee_path: np.ndarray, stamp) -> Path:
         header = Header(frame_id=self.p.world_frame, stamp=stamp)

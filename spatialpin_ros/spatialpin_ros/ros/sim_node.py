@@ -48,6 +48,10 @@ PARAMS = {
     "scene_file": Param("", "YAML scene file (absolute, or a name under config/scenes); empty = "
                         "a random tabletop drawn from 'seed'"),
     "seed": Param(0, "Seed of the random tabletop used when scene_file is empty"),
+    "mix": Param("primitives", "What the random tabletop is made of: 'primitives' (coloured "
+                 "boxes, cylinders and balls; the default), 'meshes' (textured everyday meshes: "
+                 "bowls, cups, mugs, plates, bottles, cans, printed food boxes, pybullet_data "
+                 "objects) or 'mixed'", one_of("primitives", "meshes", "mixed")),
     "camera_pose": Param([], "Camera optical-frame pose in the world frame [x, y, z, qx, qy, qz, "
                          "qw]; empty = the scene's eye/target", numbers(7)),
     "camera_rate_hz": Param(3.0, "Rate of colour, depth and camera_info (Hz); one 640x480 render "
@@ -144,7 +148,7 @@ class SimNode(Node):
         try:
             if self.p.scene_file:
                 return load_scene_file(resolve_scene_file(self.p.scene_file)), None
-            return random_scene(int(self.p.seed)), None
+            return random_scene(int(self.p.seed), mix=str(self.p.mix)), None
         except SceneSpecError as e:
             return SceneSpec(name="empty"), str(e)
 

@@ -36,7 +36,6 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, PointCloud2
 from spatialpin_interfaces.msg import ScenePriors
-from spatialpin_interfaces.msg import TaskProposal as TaskProposalMsg
 from spatialpin_interfaces.srv import AskSpatial, ProposeTasks
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -363,10 +362,9 @@ class SpatialQANode(Node):
                 prop = VLMProposer(client, self.p.proposer)
                 tasks = prop.propose(rec.scene, n, instruction, rec.image)
                 message = prop.last_message
-        res.tasks = [TaskProposalMsg(description=t.description, action=t.action,
-                                     object_id=t.object_id, target_id=t.target_id,
-                                     place_pose=conv.pose_to_msg(t.place_pose),
-                                     scene_id=rec.scene.scene_id) for t in tasks]
+        for t in tasks:
+            t.scene_id = rec.scene.scene_id
+        res.tasks = [conv.task_to_msg(t) for t in tasks]
         res.success = bool(tasks)
         res.message = conv.bounded(message if tasks else (message or "no feasible task in this "
                                                           "scene"), 1000, one_line=False)

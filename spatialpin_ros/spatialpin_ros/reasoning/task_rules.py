@@ -1,0 +1,125 @@
+"""Task rules on a perceived scene (ROS-free): is a task of some kind feasible here, where does
+the object go, and, on a fresh perceived scene afterwards, was it done. The rules themselves
+are ``core.task_kinds``' (with ``core.stacking``'s); this adds what the scene says: both objects
+exist, the object carries nothing, the target carries nothing yet, and re-finding the objects
+after the task (perception may renumber a moved object)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from spatialpin_ros.core.stacking import Infeasible
+from spatialpin_ros.core.task_kinds import (BASE_KINDS, TaskCheck, TaskKind, check_done,
+                                            check_kind, place_pose, real_objects)
+from spatialpin_ros.core.types import ObjectPrior, Pose, Scene
+
+STACK_TOLERANCE = 0.02      # m: an object whose bottom is this close to another's top rests on it
+
+
+def support_z(scene: Scene) -> float:
+    a, b, c, d = scene.support_plane
+    return float(-d / c) if c > 0.9 else 0.0
+
+
+def rests_on(a: ObjectPrior, b: ObjectPrior) -> bool:
+    """Whether ``a`` stands on (or in) ``b``: its bottom near ``b``'s top, or inside ``b``'s box
+    when ``b`` is a container, and its centre over ``b``."""
+    a_bottom = a.center[2] - a.size[2] / 2
+    b_top = b.center[2] + b.size[2] / 2
+    inside = np.linalg.norm(a.center[:2] - b.center[:2]) < 0.5 * max(b.size[:2])
+    if not inside:
+        return False
+    if b.container:
+        return b_top - b.inner_depth - STACK_TOLERANCE <= a_bottom <= b_top + STACK_TOLERANCE
+    return abs(a_bottom - b_top) < STACK_TOLERANCE
+
+
+def check_task(scene: Scene, kind: TaskKind, object_id: str, target_id: str = "") -> Optional[str]:
+    """None if the task looks feasible, else the reason (the planner's rules)."""
+    ids = {o.id: o for o in scene.objects}
+    need = (object_id, target_id) if kind != TaskKind.MOVE else (object_id,)
+    for i in need:
+        if i not in ids:
+            return f"no object {i!r} in the scene; known: {', '.join(ids) or 'none'}"
+    if kind != TaskKind.MOVE and object_id == target_id:
+        return ("an object cannot be stacked on itself" if kind == TaskKind.STACK
+                else "an object cannot be put on, in or next to itself")
+    a = ids[object_id]
+    b = ids.get(target_id) if kind != TaskKind.MOVE else None
+    try:
+        check_kind(kind, a, b, scene.objects)
+    except Infeasible as e:
+        return e.reason
+    for o in real_objects(scene.objects):
+        if b is not None and kind in BASE_KINDS and o.id not in (a.id, b.id) and rests_on(o, b):
+            return f"{b.id} already carries {o.id}"
+        if o.id != a.id and rests_on(o, a):
+            return f"{a.id} carries {o.id}; move that first"
+    if b is not None and kind in BASE_KINDS and rests_on(a, b):
+        return f"{a.id} is already on {b.id}"
+    return None
+
+
+def task_pose(scene: Scene, kind: TaskKind, object_id: str, target_id: str = "") -> Optional[Pose]:
+    """Where the object's centre should end (the planner may turn it about z)."""
+    a = scene.get(object_id)
+    b = scene.get(target_id) if target_id else None
+    return place_pose(kind, a, b, scene.objects, support_z(scene))
+
+
+#: How near (m) the expected place a newly seen object must be to count as the moved object.
+NEW_OBJECT_RADIUS = 0.04
+
+
+def find_again(after: Scene, o: ObjectPrior, near: Optional[np.ndarray] = None,
+               before: Optional[Scene] = None) -> Optional[ObjectPrior]:
+    """The object ``o`` in a later scene: the same id and colour, else the nearest (to ``near``,
+    default its old centre) of the same colour and shape, else of the same colour; else (with
+    ``before``) an object not in ``before`` within ``NEW_OBJECT_RADIUS`` of ``near`` (its colour
+    may be seen mixed with what it now stands on)."""
+    same = [x for x in after.objects if x.id == o.id]
+    if same and same[0].color_name == o.color_name:
+        return same[0]
+    ref = o.center if near is None else np.asarray(near, dtype=float)
+    for pick in (lambda x: x.color_name == o.color_name and x.shape == o.shape,
+                 lambda x: x.color_name == o.color_name and bool(o.color_name)):
+        cands = [x for x in after.objects if pick(x)]
+        if cands:
+            return min(cands, key=lambda x: np.linalg.norm(x.center - ref))
+    if before is not None:
+        old_ids = {x.id for x in before.objects}
+        cands = [x for x in after.objects if x.id not in old_ids
+                 and np.linalg.norm(x.center[:2] - ref[:2]) <= NEW_OBJECT_RADIUS]
+        if cands:
+            return min(cands, key=lambda x: np.linalg.norm(x.center[:2] - ref[:2]))
+    return None
+
+
+def find_target(after: Scene, b0: ObjectPrior, max_shift: float = 0.03
+                ) -> tuple[ObjectPrior, bool]:
+    """The target in a later scene: found again (same colour, container flag as before, centre
+    within ``max_shift`` of where it was: a target stays where it is), else its prior from
+    before (a container with something in it may be seen in pieces); (prior, found again)."""
+    cands = [x for x in after.objects if x.color_name == b0.color_name
+             and x.container == b0.container
+             and np.linalg.norm(x.center[:2] - b0.center[:2]) <= max_shift]
+    if cands:
+        return min(cands, key=lambda x: np.linalg.norm(x.center - b0.center)), True
+    return b0, False
+
+
+def verify_task(after: Scene, before: Scene, kind: TaskKind, object_id: str,
+                target_id: str = "", goal: Optional[Pose] = None) -> TaskCheck:
+    """The task's own success rule (``core.task_kinds.check_done``) on a fresh perceived scene.
+    The target is the one found again there, else its prior from before (said in the detail)."""
+    a0 = before.get(object_id)
+    b0 = before.get(target_id) if target_id else None
+    b, found = find_target(after, b0) if b0 is not None else (None, True)
+    expect = goal.position if goal is not None else (b0.center if b0 is not None else None)
+    a = find_again(after, a0, expect, before)
+    check = check_done(kind, a0, a, b, goal, support_z(after))
+    if not found:
+        check.detail += f" (target {b0.id} not seen again: judged at its place before)"
+    return check

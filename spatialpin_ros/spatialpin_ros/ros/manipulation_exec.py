@@ -1,0 +1,169 @@
+"""The manipulation node's execution steps (a mixin of ``ManipulationNode``): plan a task of any
+kind, send it and watch the hand after the close and the lift (finger gap and speed from the
+joint states), stop the arm when the hand is empty, and go home to try again."""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import numpy as np
+from std_msgs.msg import Header
+
+from spatialpin_ros.core.errors import TrajectoryError
+from spatialpin_ros.core.task_kinds import BASE_KINDS, TaskKind
+from spatialpin_ros.core.types import Scene
+from spatialpin_ros.ros import conversions as conv
+from spatialpin_ros.ros.viz import plan_markers
+
+#: Seconds after a stop is sent before the arm counts as at rest (frames before show it moving).
+STOP_SETTLE_S = 0.3
+PREEMPTED = "preempted by a new goal"
+
+
+def _cleared_note(plan) -> str:
+    """What was moved out of the way first, for result messages."""
+    return "".join(f"; first moved {oid} out of the way to ({p.position[0]:.2f}, "
+                   f"{p.position[1]:.2f})" for oid, p in plan.cleared)
+
+
+class TaskExecutionMixin:
+    """Needs the node's ``robot``, ``p``, ``joints``, ``_lock``, publishers, ``send``, ``stop``,
+    ``current_q``, ``current_fingers``, ``_now``, ``_path_msg`` and ``motion_end_stamp``."""
+
+    def _plan_and_run(self, goal_handle, goal, run, result, state, scene: Scene,
+                      kind: TaskKind, oid: str, tid: str, place, feedback, interrupted):
+        """Plan the task on ``scene`` and, when asked, execute it watching the hand. Returns a
+        failure reason (str), or (plan, end time, hand check or None); plan None: plan only
+        (``result.check`` then holds the message)."""
+        feedback("plan", 0.1)
+        q0 = self.current_q()
+        if q0 is None:
+            return "no joint states from the arm"
+        from spatialpin_ros.planning import plan_task
+        on_target = kind in BASE_KINDS
+        plan = plan_task(
+            self.robot, scene, oid, max_clearing=int(self.p.max_clearing),
+            max_moves=int(self.p.max_clearing_moves),
+            target_id=tid if on_target else None, place_pose=None if on_target else place,
+            kind=kind.value if on_target else "",
+            q_start=q0, finger_start=self.current_fingers(), algorithm=self.p.algorithm,
+            motion_time_limit=self.p.planning_time_limit, time_limit=self.p.task_time_limit,
+            should_cancel=lambda: interrupted() is not None)
+        result.planning_time = float(plan.planning_time)
+        if not plan.success:
+            if plan.code == "cancelled" and interrupted():
+                return interrupted()
+            return f"planning failed ({plan.code}): {plan.reason}"
+        from spatialpin_ros.planning.recovery import describe_grasp
+        result.grasp = describe_grasp(plan)
+        traj = plan.trajectory
+        why = self._limits_problem(traj)
+        if why:
+            return why
+        stamp = self.get_clock().now().to_msg()
+        result.joint_trajectory = conv.trajectory_to_msg(traj, Header(stamp=stamp))
+        ee = plan.ee_path if plan.ee_quat is None else np.hstack([plan.ee_path, plan.ee_quat])
+        result.ee_path = self._path_msg(ee, stamp)
+        self.pub_path.publish(result.ee_path)
+        task = goal.task
+        desc = task.description or (f"{kind.value} {oid}" + (f" -> {tid}" if tid else ""))
+        self.pub_markers.publish(plan_markers(plan, scene, desc, self.p.world_frame, stamp))
+        if not goal.execute:
+            result.check = (f"planned {len(plan.stages)} stages, {traj.duration:.1f} s of "
+                            f"motion, in {plan.planning_time:.2f} s on scene "
+                            f"{scene.scene_id!r} (not executed)" + _cleared_note(plan))
+            return None, 0.0, None
+        why = interrupted()
+        if why:
+            return why
+        with self._lock:
+            reset_since = self.scene_loaded_stamp > scene.stamp
+        if reset_since:
+            return (f"the scene was reset while planning on {scene.scene_id!r}; nothing "
+                    "was sent")
+        return self._run_watched(plan, state, feedback, interrupted)
+
+    def _limits_problem(self, traj) -> Optional[str]:
+        """Never send a trajectory that breaks a joint, velocity or acceleration limit."""
+        from spatialpin_ros.planning import limit_violations
+        nominal = self.robot.joint_limits(nominal=True)
+        try:
+            traj.validate(known_joints=self.robot.joint_names, limits=nominal)
+        except TrajectoryError as e:
+            return f"the planned trajectory breaks a limit and was not sent: {e}"
+        bad = {k: v for k, v in limit_violations(traj, nominal).items() if v}
+        if bad:
+            return f"the planned trajectory breaks limits {bad} and was not sent"
+        return None
+
+    def _run_watched(self, plan, state, feedback, interrupted):
+        """Send the plan and follow it; after the close and the lift stages check the hand (when
+        ``slip_retry``) and stop the arm when it is empty. Returns a reason (str) or (plan,
+        end time, the last hand check or None)."""
+        from spatialpin_ros.planning import FINGER_JOINTS
+        from spatialpin_ros.planning.recovery import hand_check
+        traj = plan.trajectory
+        checks = ([b for n, _, b in plan.stages if n in ("close", "lift")]
+                  if self.p.slip_retry and plan.grasp is not None else [])
+        feedback("execute", 0.3)
+        state["moving"] = True
+        self.send(traj)
+        t0 = time.monotonic()
+        hand = None
+        while time.monotonic() - t0 < traj.duration + 0.5:
+            why = interrupted()
+            if why:
+                self.stop()
+                state["moving"] = False
+                if why == PREEMPTED:
+                    return f"{PREEMPTED}; the arm was stopped where it was"
+                return "cancelled during execution; the arm was stopped where it was"
+            t = time.monotonic() - t0
+            if checks and t >= checks[0] + 0.1:
+                checks.pop(0)
+                with self._lock:
+                    js = self.joints
+                try:
+                    idx = [js.name.index(n) for n in FINGER_JOINTS]
+                    vel = [js.velocity[i] for i in idx] if len(js.velocity) == len(js.name) \
+                        else None
+                    hand = hand_check([js.position[i] for i in idx], plan.grasp, vel)
+                except (AttributeError, ValueError, IndexError):
+                    hand = None
+                if hand is not None and hand.state.value == "empty":
+                    self.stop()
+                    break
+            name = next((s[0] for s in plan.stages if s[1] <= t < s[2]), "execute")
+            feedback(name, 0.3 + 0.6 * min(1.0, t / max(traj.duration, 1e-3)))
+            time.sleep(0.05)
+        t_done = self._now()
+        with self._lock:
+            self.motion_end_stamp = max(self.motion_end_stamp, t_done)
+        state["moving"] = False
+        return plan, t_done, hand
+
+    def _recover(self, scene: Scene, interrupted) -> Optional[str]:
+        """After an empty hand: open, up and home; None when done, else the reason."""
+        from spatialpin_ros.planning.recovery import plan_recovery
+        time.sleep(STOP_SETTLE_S)
+        q = self.current_q()
+        if q is None:
+            return "no joint states from the arm"
+        traj = plan_recovery(self.robot, scene, q, self.current_fingers())
+        if traj is None:
+            return "the hand was empty and no way home was found"
+        why = self._limits_problem(traj)
+        if why:
+            return why
+        self.send(traj)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < traj.duration + 0.5:
+            why = interrupted()
+            if why:
+                self.stop()
+                return why
+            time.sleep(0.05)
+        with self._lock:
+            self.motion_end_stamp = max(self.motion_end_stamp, self._now())
+        return None

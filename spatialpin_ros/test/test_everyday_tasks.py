@@ -1,0 +1,207 @@
+"""Task kinds end to end in the simulator (perceive, propose, plan, execute, check on a fresh
+perceived scene, and score on the truth), the hand check with slip-and-retry, the kinds' rules,
+and the benchmark's proposals never using an irregular or round object as a base."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spatialpin_ros.core.stacking import Infeasible
+from spatialpin_ros.core.task_kinds import (BASE_KINDS, TaskKind, check_done, check_kind,
+                                            phantom_reason)
+from spatialpin_ros.core.types import ObjectPrior, Pose
+from spatialpin_ros.paths import *  # noqa: F401,F403
+from spatialpin_ros.planning.grasps import Grasp
+from spatialpin_ros.planning.recovery import HandState, hand_check
+
+SCENES = Path(__file__).resolve().parents[1] / "config" / "scenes"
+
+
+def prior(id_, shape, center, size, container=False, inner_depth=0.0, color="red"):
+    return ObjectPrior(id_, f"{color} {shape}", Pose.from_yaw(center, 0.0), size, shape=shape,
+                       color_name=color, container=container, inner_depth=inner_depth)
+
+
+BLOCK = prior("a", "box", [0.5, 0.0, 0.02], [0.04, 0.04, 0.04])
+BOWL = prior("bowl", "cylinder", [0.5, 0.2, 0.03], [0.15, 0.15, 0.06], True, 0.05, "blue")
+PLATE = prior("plate", "other", [0.6, -0.2, 0.011], [0.2, 0.2, 0.022], True, 0.015, "white")
+BALL = prior("ball", "sphere", [0.4, 0.1, 0.03], [0.06, 0.06, 0.06], color="yellow")
+BANANA = prior("banana", "other", [0.4, -0.1, 0.02], [0.18, 0.05, 0.04], color="yellow")
+BOX = prior("box", "box", [0.65, 0.05, 0.03], [0.1, 0.08, 0.06], color="green")
+
+
+def test_rules_per_kind():
+    check_kind(TaskKind.STACK, BLOCK, BOX)
+    check_kind(TaskKind.PUT_IN, BLOCK, BOWL)
+    check_kind(TaskKind.PLACE_ON, BLOCK, PLATE)
+    check_kind(TaskKind.PLACE_NEXT_TO, BLOCK, BOX, [BLOCK, BOX])
+    for kind, target, code in [(TaskKind.STACK, BOWL, "container"),
+                               (TaskKind.STACK, BANANA, "no_flat_top"),
+                               (TaskKind.STACK, BALL, "no_flat_top"),
+                               (TaskKind.PUT_IN, BOX, "not_container"),
+                               (TaskKind.PUT_IN, PLATE, "not_container"),
+                               (TaskKind.PLACE_ON, BOWL, "not_holder"),
+                               (TaskKind.PLACE_ON, BALL, "no_flat_top")]:
+        with pytest.raises(Infeasible) as e:
+            check_kind(kind, BLOCK, target)
+        assert e.value.code == code, (kind, target.id)
+    big = prior("big", "box", [0.5, -0.1, 0.03], [0.07, 0.07, 0.06])
+    cup = prior("cup", "cylinder", [0.5, 0.2, 0.05], [0.08, 0.08, 0.1], True, 0.09, "white")
+    with pytest.raises(Infeasible) as e:
+        check_kind(TaskKind.PUT_IN, big, cup)
+    assert e.value.code == "does_not_fit"
+
+
+def test_success_rules_per_kind():
+    inside = dataclasses.replace(BLOCK, pose=Pose.from_yaw([0.5, 0.2, 0.03], 0.0))
+    on_rim = dataclasses.replace(BLOCK, pose=Pose.from_yaw([0.5, 0.2, 0.08], 0.0))
+    assert check_done(TaskKind.PUT_IN, BLOCK, inside, BOWL).ok
+    assert not check_done(TaskKind.PUT_IN, BLOCK, on_rim, BOWL).ok
+    beside = dataclasses.replace(BLOCK, pose=Pose.from_yaw([0.65, 0.12, 0.02], 0.0))
+    assert check_done(TaskKind.PLACE_NEXT_TO, BLOCK, beside, BOX).ok
+    far = dataclasses.replace(BLOCK, pose=Pose.from_yaw([0.45, -0.2, 0.02], 0.0))
+    assert not check_done(TaskKind.PLACE_NEXT_TO, BLOCK, far, BOX).ok
+    assert not check_done(TaskKind.STACK, BLOCK, None, BOX).ok
+
+
+def test_phantoms():
+    sliver = prior("s", "box", [0.5, 0.0, 0.02], [0.007, 0.034, 0.039])
+    inner = prior("i", "box", [0.5, 0.2, 0.02], [0.03, 0.03, 0.03])
+    cube = prior("c", "box", [0.3, 0.0, 0.0125], [0.025, 0.025, 0.025])
+    assert phantom_reason(sliver, [sliver]) is not None
+    assert phantom_reason(inner, [inner, BOWL]) is not None
+    assert phantom_reason(cube, [cube, BOWL]) is None
+    assert phantom_reason(BLOCK, [BLOCK, BOX]) is None
+
+
+def _grasp(width=0.05):
+    p = Pose.from_yaw([0.5, 0, 0.1], 0.0)
+    return Grasp("a", p, p, p, 0.0, width, width / 2 + 0.015, width / 2 - 0.005, 0.025)
+
+
+def test_hand_check():
+    g = _grasp()
+    assert hand_check([0.025, 0.025], g).state == HandState.HELD
+    assert hand_check([0.02, 0.02], g).state == HandState.EMPTY
+    assert hand_check([0.022, 0.022], g, [0.08, 0.08]).state == HandState.MOVING
+    assert hand_check([float("nan"), 0.0], g).state == HandState.MOVING
+
+
+@pytest.fixture(scope="module")
+def sim():
+    from spatialpin_ros.perception import make_backend
+    from spatialpin_ros.planning import PandaModel
+    from spatialpin_ros.reasoning.tasks import GeometricProposer
+    robot = PandaModel()
+    yield make_backend("geometric"), GeometricProposer(), robot
+    robot.close()
+
+
+def _run_kind(sim, scene_file, kind, pick=lambda t, s: True, shift=None):
+    from spatialpin_ros.sim.scene_spec import load_scene_file
+    from spatialpin_ros.sim.world import SimWorld
+    from spatialpin_ros.sim_tasks import SimTaskRunner
+    backend, proposer, robot = sim
+    with SimWorld(load_scene_file(SCENES / scene_file)) as w:
+        backend.reset()
+        runner = SimTaskRunner(w, backend, robot, max_clearing=0)
+        scene = runner.perceive()
+        tasks = [t for t in proposer.propose(scene, 0) if t.kind == kind.value and pick(t, scene)]
+        assert tasks, f"no {kind.value} proposed"
+        for t in tasks[:3]:
+            s = scene
+            if shift is not None:   # a wrong perceived place: the hand closes on nothing
+                s = scene.replace(objects=[dataclasses.replace(
+                    o, pose=Pose(o.center + shift, o.pose.quaternion)) if o.id == t.object_id
+                    else o for o in scene.objects])
+            run = runner.run(s, t)
+            if run.code not in ("blocked", "unreachable"):
+                return run, {o.id: o for o in w.ground_truth().objects}, scene, t
+        pytest.fail(f"no {kind.value} task planned: {run.reason}")
+
+
+def _truth(truth, name):
+    return truth[name]
+
+
+def test_stack_end_to_end(sim):
+    run, w, _, _ = _run_kind(sim, "three_blocks.yaml", TaskKind.STACK,
+                             lambda t, s: s.get(t.object_id).color_name == "red")
+    assert run.code == "ok" and run.check.ok and run.check.rule == "on_top", run
+    assert run.grasp.startswith("top-down") and run.hand and run.hand[-1].held
+    assert not any(h.state == HandState.EMPTY for h in run.hand)
+    red, blue = _truth(w, "red_block"), _truth(w, "blue_block")
+    assert np.linalg.norm(red.center[:2] - blue.center[:2]) < 0.02
+    assert sum(run.violations.values()) == 0
+
+
+def test_place_next_to_end_to_end(sim):
+    run, w, _, t = _run_kind(sim, "three_blocks.yaml", TaskKind.PLACE_NEXT_TO,
+                             lambda t, s: "red" in t.description.split(" next")[0])
+    assert run.code == "ok" and run.check.ok and run.check.rule == "beside", run
+    red = _truth(w, "red_block")
+    assert np.linalg.norm(red.center[:2] - t.place_pose.position[:2]) < 0.02
+
+
+def test_put_in_end_to_end(sim):
+    """Into the tray (4 cm deep; a red box put into the bowl is seen merged with the bowl, a
+    perception limit, so the bowl is not used here)."""
+    run, w, _, _ = _run_kind(sim, "containers.yaml", TaskKind.PUT_IN,
+                             lambda t, s: "tray" in s.get(t.target_id).label
+                             and "red" in s.get(t.object_id).label)
+    assert run.code == "ok" and run.check.ok and run.check.rule == "inside", run
+    box, tray = _truth(w, "red_box"), _truth(w, "tray")
+    assert np.linalg.norm(box.center[:2] - tray.center[:2]) < 0.06
+    assert box.center[2] - box.size[2] / 2 < tray.center[2] + tray.size[2] / 2 - 0.02
+
+
+def test_place_on_end_to_end(sim):
+    run, w, scene, t = _run_kind(sim, "plate_and_blocks.yaml", TaskKind.PLACE_ON,
+                                 lambda t, s: s.get(t.object_id).color_name == "red")
+    assert run.code == "ok" and run.check.ok and run.check.rule == "inside_rim", run
+    block, plate = _truth(w, "red_block"), _truth(w, "plate")
+    assert np.linalg.norm(block.center[:2] - plate.center[:2]) < 0.06
+    assert block.center[2] - block.size[2] / 2 < plate.center[2] + plate.size[2] / 2
+
+
+def test_slip_is_seen_and_retried_once(sim):
+    """The object's perceived place is 5 cm off: the fingers close on nothing, the runner sees
+    the empty hand, goes home, re-perceives and does the task."""
+    run, w, _, _ = _run_kind(sim, "three_blocks.yaml", TaskKind.PLACE_NEXT_TO,
+                             lambda t, s: "red" in t.description.split(" next")[0],
+                             shift=np.array([0.0, 0.05, 0.0]))
+    assert run.slipped and run.retried
+    assert run.hand[0].state == HandState.EMPTY
+    assert len(run.plans) == 2 and run.code == "ok" and run.check.ok, run
+
+
+def test_benchmark_never_proposes_irregular_or_round_bases():
+    """Over the everyday benchmark's proposals (its result file), and over fresh proposals on
+    a few everyday-mesh scenes: no stack, put_in or place_on onto a ball or an irregular solid."""
+    from spatialpin_ros.perception import make_backend
+    from spatialpin_ros.reasoning.tasks import GeometricProposer
+    from spatialpin_ros.sim.scene_spec import random_scene
+    from spatialpin_ros.sim.world import SimWorld
+    bases = []
+    res = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "everyday.json"
+    if res.exists():
+        bases += json.loads(res.read_text())["bases"]
+    backend, proposer = make_backend("geometric"), GeometricProposer()
+    for seed in (9000, 9002, 9005):
+        with SimWorld(random_scene(seed, mix="meshes")) as w:
+            backend.reset()
+            scene = backend.perceive(w.render())
+        for t in proposer.propose(scene, 0):
+            if TaskKind(t.kind) in BASE_KINDS:
+                b = scene.get(t.target_id)
+                bases.append({"kind": t.kind, "target_shape": b.shape,
+                              "target_container": b.container})
+    assert bases
+    bad = [b for b in bases if b["target_shape"] == "sphere" or (
+        b["target_shape"] == "other" and not b["target_container"])
+        or (b["kind"] == "stack" and (b["target_container"]
+                                      or b["target_shape"] not in ("box", "cylinder")))]
+    assert not bad, bad[:5]
