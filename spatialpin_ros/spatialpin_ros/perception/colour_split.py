@@ -133,14 +133,13 @@ def _regions(rows, cols, lab, centres, p: ColourSplitParams):
         return None
     which, d, inl = got
     for j in range(k):
-        sel = which == j
-        if (sel & inl).sum() < max(p.min_pixels, p.min_share * n):
+        core = (which == j) & inl
+        if core.sum() < max(p.min_pixels, p.min_share * n):
             return None
-        if quantile(d[sel & inl], 0.5) > p.max_spread:
+        if quantile(d[core], 0.5) > p.max_spread:
             return None
         r0, c0 = rows.min(), cols.min()
         m = np.zeros((rows.max() - r0 + 1, cols.max() - c0 + 1), np.uint8)
-        core = sel & inl
         m[rows[core] - r0, cols[core] - c0] = 1
         nc, cl, st, _ = cv2.connectedComponentsWithStats(m, connectivity=4)
         if nc <= 1 or st[1:, cv2.CC_STAT_AREA].max() < p.min_contiguous * core.sum():

@@ -202,7 +202,7 @@ _KEEP_WORDS = {"rest", "rests", "bigger", "large", "block", "blocks", "left", "r
                "over", "near", "next", "table", "robot", "camera", "close", "closer", "high",
                "higher", "wide", "wider", "long", "longer", "deep", "much", "many", "that",
                "this", "these", "those", "which", "whose", "apart", "away", "far", "farther",
-               "further", "tell", "give", "show", "count", "much", "pink", "plate", "place"}
+               "further", "tell", "give", "show", "count", "pink", "plate", "place"}
 
 
 #: Question words worth correcting ("distnce", "hieght", "diamter").
@@ -216,19 +216,23 @@ _CUE_WORDS = {"distance", "between", "height", "width", "diameter", "depth", "le
               "horizontal", "vertical", "clearance", "objects"}
 
 
+#: Words a near miss may be corrected into (the scene's labels are added per question).
+_LEXICON = frozenset({w for w in grounding.COLOR_WORDS if " " not in w} | set(grounding.NOUNS)
+                     | {n + "s" for n in grounding.NOUNS} | set(grounding.SHAPE_ADJ)
+                     | _CUE_WORDS | grounding.GENERIC | grounding.PLURAL_GENERIC)
+
+
 def respell(t: str, labels: list[str]) -> str:
     """``t`` with words that are near misses (difflib ratio >= 0.8, 4 letters or more, the same
     first letter: "weight" is not "height") of a
     colour, a shape noun or a scene label replaced by it: "yelow cilinder" -> "yellow
     cylinder". Only tried on a question that was not understood as written."""
-    lexicon = sorted({w for w in grounding.COLOR_WORDS if " " not in w} | set(grounding.NOUNS)
-                     | {n + "s" for n in grounding.NOUNS} | set(grounding.SHAPE_ADJ)
-                     | set(labels) | _CUE_WORDS | grounding.GENERIC | grounding.PLURAL_GENERIC)
+    lexicon = _LEXICON | set(labels)
     out = []
     for w in t.split(" "):
         if len(w) >= 4 and w.isalpha() and w not in lexicon and w not in _KEEP_WORDS:
-            near = difflib.get_close_matches(w, [x for x in lexicon if x[0] == w[0]], n=1,
-                                             cutoff=0.8)
+            near = difflib.get_close_matches(w, sorted(x for x in lexicon if x[0] == w[0]),
+                                             n=1, cutoff=0.8)
             w = near[0] if near else w
         out.append(w)
     return " ".join(out)
@@ -246,9 +250,11 @@ def parse_question(text: str, labels: Optional[list[str]] = None) -> Query:
     t, perspective = normalise(text)
     unit, t = find_unit(t)
     words = sorted({w for lab in labels or [] for w in grounding.words_of(lab)})
-    fixed = respell(t, words)               # misspelt names and cue words, corrected
-    found = (_typed(t, words, False) or (fixed != t and _typed(fixed, words, False))
-             or _typed(t, words, True) or (fixed != t and _typed(fixed, words, True)) or None)
+    found = _typed(t, words, False)
+    if found is None:                       # misspelt names and cue words, corrected
+        fixed = respell(t, words)
+        found = ((fixed != t and _typed(fixed, words, False)) or _typed(t, words, True)
+                 or (fixed != t and _typed(fixed, words, True)) or None)
     if found is None:
         raise QuestionError(UNTYPED_MESSAGE)
     it, refs, group = found
