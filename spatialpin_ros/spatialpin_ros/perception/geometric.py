@@ -39,8 +39,10 @@ from spatialpin_ros.perception.base import (DepthEstimator, ObjectNamer, Percept
                                             Segmenter)
 from spatialpin_ros.perception.colour_split import ColourSplitParams, split_by_colour
 from spatialpin_ros.perception.depth_grid import sample_depth
+from spatialpin_ros.perception.depth_holes import DepthHoleParams
 from spatialpin_ros.perception.occluded import OccludedParams, recover_occluded
-from spatialpin_ros.perception.objects import WorldView, full_labels, make_prior
+from spatialpin_ros.perception.objects import (WorldView, full_resolution, grown_labels,
+                                               label_boxes, make_prior)
 from spatialpin_ros.perception.selection import Candidate, SelectionParams, select_objects
 from spatialpin_ros.perception.segmentation import (SegmentationParams, SurfaceSegmentation,
                                                     foreground_surfaces, labels_from_masks,
@@ -65,6 +67,7 @@ class GeometricParams:
     shapes: ShapeParams = field(default_factory=ShapeParams)
     colour_split: ColourSplitParams = field(default_factory=ColourSplitParams)
     occluded: OccludedParams = field(default_factory=OccludedParams)
+    holes: DepthHoleParams = field(default_factory=DepthHoleParams)
     selection: SelectionParams = field(default_factory=SelectionParams)
     #: Workspace in the world frame (x, y bounds of object centres, metres) when the camera pose
     #: is known; None disables a bound (the simulator's robot stands at x < 0.1).
@@ -96,7 +99,7 @@ class GeometricParams:
     def set(self, name: str, value) -> None:
         """Set a top-level or stage field by name; ValueError for an unknown name."""
         stages = (self, self.support, self.segmentation, self.shapes, self.colour_split,
-                  self.occluded, self.selection)
+                  self.occluded, self.selection, self.holes)
         for obj in stages:
             if name in {f.name for f in dataclasses.fields(obj)} and not dataclasses.is_dataclass(
                     getattr(obj, name)):
@@ -104,7 +107,7 @@ class GeometricParams:
                 return
         known = sorted({f.name for o in stages for f in dataclasses.fields(o)}
                        - {"support", "segmentation", "shapes", "colour_split", "occluded",
-                          "selection"})
+                          "selection", "holes"})
         raise ValueError(f"unknown geometric backend parameter {name!r}; known: "
                          f"{', '.join(known)}")
 
@@ -346,7 +349,10 @@ class GeometricBackend(PerceptionBackend):
         p = self.params
         cam = frame.camera
         view = WorldView.of(sup, T_wc)
-        full = full_labels(seg, cam.width, cam.height, p.mask_margin)
+        small = frame.rgb[::seg.stride, ::seg.stride][: seg.labels.shape[0], : seg.labels.shape[1]]
+        grid = grown_labels(seg, p.mask_margin, small.astype(np.float32).mean(axis=2), p.holes)
+        full = full_resolution(grid, cam.width, cam.height)
+        boxes = label_boxes(grid, seg.stride, cam.width, cam.height)
         objects, flat = [], []
         for c in cands:
             f = c.fit
@@ -357,8 +363,7 @@ class GeometricBackend(PerceptionBackend):
                 continue
             if frame.camera_pose is not None and not self._in_workspace(view.box(f)[0]):
                 continue
-            prior = make_prior(f, c.label, c.rows, c.cols, c.num_points, view, full, frame.rgb,
-                               seg.stride)
+            prior = make_prior(f, c.label, boxes[c.label], c.num_points, view, full, frame.rgb)
             if is_flat:
                 prior.id = f"flat_{len(flat)}"
                 flat.append(prior)

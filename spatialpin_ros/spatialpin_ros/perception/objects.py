@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from spatialpin_ros.core.geometry import quantile, quat_mul
@@ -15,6 +16,7 @@ from spatialpin_ros.core.types import ObjectPrior, Pose
 from spatialpin_ros.perception.attributes import (axis_names, object_label,
                                                   shading_invariant_color_name,
                                                   viewer_directions)
+from spatialpin_ros.perception.depth_holes import DepthHoleParams, claim_dark_holes
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
 from spatialpin_ros.perception.shapes import ShapeFit
 from spatialpin_ros.perception.support import SupportPlane
@@ -52,24 +54,42 @@ class WorldView:
         return self.origin + self.R_wp @ cen_p, size
 
 
-def full_labels(seg: SurfaceSegmentation, width: int, height: int, margin: int) -> np.ndarray:
-    """The working-grid labels at full resolution; each object's outline first grows by
-    ``margin`` full-resolution pixels (rounded up to working pixels) over working pixels that are
-    nobody's and have no depth or a depth near the object's: the silhouette's mixed pixels that
-    segmentation cuts away."""
-    labels = seg.labels
+def grown_labels(seg: SurfaceSegmentation, margin: int, lum: np.ndarray,
+                 holes: DepthHoleParams) -> np.ndarray:
+    """The working-grid labels (h, w) for the masks: each object first takes the dark depth
+    holes that are its own surface (:mod:`.depth_holes`; ``lum`` (h, w) the grid's
+    brightness), then its outline grows by ``margin`` full-resolution pixels (rounded up to
+    working pixels) over working pixels that are nobody's and have no depth or a depth near the
+    object's: the silhouette's mixed pixels that segmentation cuts away."""
+    z = np.nan_to_num(seg.points[..., 2], nan=0.0)
+    labels = claim_dark_holes(seg.labels, z > 0, lum, holes)
     g = int(math.ceil(margin / seg.stride))
     if g > 0 and labels.max() > 0:
         k = np.ones((2 * g + 1, 2 * g + 1), np.uint8)
         grown = cv2.dilate(labels.astype(np.uint16), k)
-        z = np.nan_to_num(seg.points[..., 2], nan=0.0)
         zl = cv2.dilate(np.where(labels > 0, z, 0).astype(np.float32), k)
         take = (labels == 0) & (grown > 0) & ((z <= 0) | (np.abs(z - zl) < 0.03))
         labels = labels.copy()
         labels[take] = grown[take].astype(labels.dtype)
+    return labels
+
+
+def full_resolution(labels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Working-grid ``labels`` at full resolution (nearest)."""
     if labels.shape == (height, width):
         return labels
     return cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def label_boxes(labels: np.ndarray, stride: int, width: int,
+                height: int) -> dict[int, tuple[int, int, int, int]]:
+    """Each label's image box (r0, c0, r1, c1), full-resolution pixels, end exclusive."""
+    out = {}
+    for k, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is not None:
+            out[k] = (sl[0].start * stride, sl[1].start * stride,
+                      min(sl[0].stop * stride, height), min(sl[1].stop * stride, width))
+    return out
 
 
 def lit_colour(px: np.ndarray) -> tuple[int, int, int]:
@@ -82,17 +102,14 @@ def lit_colour(px: np.ndarray) -> tuple[int, int, int]:
     return tuple(int(round(float(v))) for v in bright.mean(axis=0))
 
 
-def make_prior(f: ShapeFit, label: int, rows: np.ndarray, cols: np.ndarray, num_points: int,
-               view: WorldView, full: np.ndarray, rgb: np.ndarray, stride: int) -> ObjectPrior:
-    """The prior of one fitted piece: ``label`` and its working-grid pixels (``rows``, ``cols``)
-    in ``full`` (the full-resolution label image), ``rgb`` the colour image."""
-    height, width = full.shape
+def make_prior(f: ShapeFit, label: int, box: tuple[int, int, int, int], num_points: int,
+               view: WorldView, full: np.ndarray, rgb: np.ndarray) -> ObjectPrior:
+    """The prior of one fitted piece: ``label`` in ``full`` (the full-resolution label image),
+    ``box`` its image box (r0, c0, r1, c1; :func:`label_boxes`), ``rgb`` the colour image."""
     center, size = view.box(f)
     cz, sz = math.cos(f.yaw), math.sin(f.yaw)
     Rb = view.R_wp @ np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1.0]])
-    r0, c0 = int(rows.min()) * stride, int(cols.min()) * stride
-    r1 = min(int(rows.max()) * stride + stride, height)
-    c1 = min(int(cols.max()) * stride + stride, width)
+    r0, c0, r1, c1 = box
     mask = full[r0:r1, c0:c1] == label
     st = max(1, int(math.sqrt(mask.size / 4000)))
     colour = lit_colour(rgb[r0:r1:st, c0:c1:st][mask[::st, ::st]])

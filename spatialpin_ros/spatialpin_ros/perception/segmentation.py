@@ -193,6 +193,35 @@ def _components(core: np.ndarray, bridge: int) -> tuple[int, np.ndarray]:
     return n, lab
 
 
+def _attach_orphans(lab: np.ndarray, free: np.ndarray, jumps, min_pixels: float) -> None:
+    """Foreground that the cuts left in no piece and that no piece absorbed (a pen's upper half
+    in front of a box, between the jump bands of its two sides): each 4-connected patch of
+    ``free`` of at least ``min_pixels`` joins the piece it shares the longest jump-free boundary
+    with. A patch with no such neighbour stays out: it never becomes an object of its own, and
+    it never joins two pieces. In place."""
+    if not free.any() or lab.max() == 0:
+        return
+    m, comp = cv2.connectedComponents(free.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    keys = []
+    L = int(lab.max()) + 1
+    for axis, jump in ((1, jumps[0]), (0, jumps[1])):
+        ca, cb = (comp[:, :-1], comp[:, 1:]) if axis == 1 else (comp[:-1], comp[1:])
+        la, lb = (lab[:, :-1], lab[:, 1:]) if axis == 1 else (lab[:-1], lab[1:])
+        for c, l in ((ca, lb), (cb, la)):
+            sel = (c > 0) & (l > 0) & ~jump
+            keys.append(c[sel].astype(np.int64) * L + l[sel])
+    key = np.concatenate(keys)
+    if len(key) == 0:
+        return
+    pair = np.bincount(key, minlength=m * L).reshape(m, L)
+    best = pair.argmax(axis=1)
+    ok = (pair.max(axis=1) > 0) & (np.bincount(comp.ravel(), minlength=m) >= min_pixels)
+    ok[0] = False
+    if ok.any():
+        sel = ok[comp]
+        lab[sel] = best[comp[sel]]
+
+
 def _fill_missing_depth(lab: np.ndarray, valid: np.ndarray, fg: np.ndarray,
                         min_share: float = 0.6) -> None:
     """Pixels without depth (dark, shiny or black parts of an object) join the piece that
@@ -341,7 +370,9 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
             ok = (dist[rr, cc] <= k + bridge + p.absorb_margin) & (
                 dz < 2 * (p.jump_abs * s + p.jump_rel * z[rr, cc]))
             lab[rr[ok], cc[ok]] = lab[src_r[ok], src_c[ok]]
-        lab = _merge_convex(lab, n, Ps, N, depth_jumps_work(z, p, s), k, p)
+        jumps = depth_jumps_work(z, p, s)
+        lab = _merge_convex(lab, n, Ps, N, jumps, k, p)
+        _attach_orphans(lab, fg & v & (lab == 0), jumps, max(4, p.min_piece_area / (px * px)))
         used = np.unique(lab)
         used = used[used > 0]
         remap = np.zeros(int(lab.max()) + 1, dtype=np.int32)

@@ -1,0 +1,73 @@
+"""Object masks keep what segmentation cannot see in depth: dark depth holes that are the object's
+own surface (perception/depth_holes), and foreground patches the cuts left in no piece
+(segmentation._attach_orphans)."""
+
+import numpy as np
+
+from spatialpin_ros.perception.depth_holes import DepthHoleParams, claim_dark_holes
+from spatialpin_ros.perception.segmentation import _attach_orphans
+
+
+def _scene():
+    labels = np.zeros((20, 30), np.int32)
+    labels[10:18, 5:9] = 1              # a pen's body
+    labels[2:18, 15:25] = 2             # a box
+    lum = np.full(labels.shape, 200.0)  # a bright table
+    has_depth = np.ones(labels.shape, bool)
+    return labels, lum, has_depth
+
+
+def test_a_dark_hole_touching_one_object_joins_it():
+    labels, lum, has_depth = _scene()
+    has_depth[6:10, 5:9] = False        # the pen's black cap: no depth
+    lum[6:10, 5:9] = 20.0
+    out = claim_dark_holes(labels, has_depth, lum, DepthHoleParams())
+    assert np.all(out[6:10, 5:9] == 1)
+    assert np.array_equal(out[labels > 0], labels[labels > 0])
+
+
+def test_bright_holes_and_holes_between_two_objects_stay_out():
+    labels, lum, has_depth = _scene()
+    has_depth[10:18, 9:11] = False      # a shadow on the table beside the pen: table-coloured
+    out = claim_dark_holes(labels, has_depth, lum, DepthHoleParams())
+    assert np.all(out[10:18, 9:11] == 0)
+    has_depth[10:18, 9:15] = False      # dark, but between the pen and the box
+    lum[10:18, 9:15] = 20.0
+    out = claim_dark_holes(labels, has_depth, lum, DepthHoleParams())
+    assert np.all(out[10:18, 9:15] == 0)
+
+
+def test_a_hole_larger_than_its_object_stays_out():
+    labels, lum, has_depth = _scene()
+    has_depth[0:10, 0:14] = False
+    lum[0:10, 0:14] = 10.0
+    out = claim_dark_holes(labels, has_depth, lum, DepthHoleParams(hole_max_share=1.0))
+    assert np.all(out[0:10, 0:14] == 0)
+
+
+def _no_jumps(shape):
+    return np.zeros((shape[0], shape[1] - 1), bool), np.zeros((shape[0] - 1, shape[1]), bool)
+
+
+def test_an_orphan_patch_joins_the_piece_it_continues():
+    lab = np.zeros((20, 10), np.int32)
+    lab[12:20, 3:7] = 1                 # the pen's lower half is a piece
+    free = np.zeros(lab.shape, bool)
+    free[4:12, 3:7] = True              # its upper half was cut to nothing
+    _attach_orphans(lab, free, _no_jumps(lab.shape), 4)
+    assert np.all(lab[4:12, 3:7] == 1)
+
+
+def test_an_orphan_across_a_depth_jump_or_too_small_stays_out():
+    lab = np.zeros((20, 10), np.int32)
+    lab[12:20, 3:7] = 1
+    free = np.zeros(lab.shape, bool)
+    free[4:12, 3:7] = True
+    jx, jy = _no_jumps(lab.shape)
+    jy[11, :] = True                    # a depth jump between row 11 and row 12
+    _attach_orphans(lab, free, (jx, jy), 4)
+    assert np.all(lab[4:12, 3:7] == 0)
+    free[:] = False
+    free[10:12, 3:4] = True             # two pixels: noise, not a part
+    _attach_orphans(lab, free, _no_jumps(lab.shape), 4)
+    assert np.all(lab[10:12, 3:4] == 0)
