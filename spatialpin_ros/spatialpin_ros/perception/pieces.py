@@ -105,13 +105,22 @@ def _thin_top(q: np.ndarray, top: float, centre: np.ndarray, band: float = 0.01,
 
 
 def _enclosed(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray],
-              med: list[float], margin: float, share: float) -> bool:
-    """The pieces touching ``i``, all standing higher than it, surround it seen from above:
-    ``share`` of its footprint lies inside the convex hull of theirs, and they lie all around it
-    (in 9 of 12 directions): a bowl's bottom inside its rim arcs, a tray's floor between its
-    walls. A banana lying beside a block is not enclosed."""
-    if not near or not all(med[i] < pieces[j].top - margin for j in near):
-        return False
+              med: list[float], margin: float, share: float) -> set[int]:
+    """The walls that enclose ``i``, or an empty set: the pieces touching it that stand higher
+    than it surround it seen from above: ``share`` of its footprint lies inside the convex hull
+    of theirs, and they lie all around it (in 9 of 12 directions): a bowl's bottom inside its
+    rim arcs, a tray's floor between its walls. The other pieces touching it must be no higher
+    than it (the rest of a floor that noise cut in two). A banana lying beside a block is not
+    enclosed."""
+    walls = {j for j in near if med[i] < pieces[j].top - margin}
+    if not walls or any(pieces[j].top > pieces[i].top + margin for j in near - walls):
+        return set()
+    return walls if _surround(i, walls, pieces, sub, share) else set()
+
+
+def _surround(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray],
+              share: float) -> bool:
+    """Thin-topped pieces ``near`` lie all around piece ``i`` (see :func:`_enclosed`)."""
     uv = np.concatenate([sub[j][:, :2] for j in near]).astype(np.float32)
     hull = cv2.convexHull(uv).reshape(-1, 2).astype(np.float64)
     if len(hull) < 3 or inside_convex(hull, sub[i][:, :2]).mean() < share:
@@ -125,11 +134,14 @@ def _enclosed(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray]
 
 def _rim_arcs(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray,
               max_residual: float = 0.005, band: float = 0.015) -> bool:
-    """Two touching pieces are arcs of one rim: tops at the same height and their top bands on
-    one circle (radius 2-20 cm): a bowl's or cup's rim cut into arcs by folds. Two cans side
-    by side do not fit one circle."""
+    """Two touching pieces are arcs of one rim: tops at the same height and their top bands
+    (``band`` metres deep, less for a shallow rim) on one circle (radius 2-20 cm): a bowl's,
+    a cup's or a plate's rim cut into arcs by folds. Two cans side by side do not fit one
+    circle."""
     if abs(A.top - B.top) > 0.01:
         return False
+    # a shallow rim (a plate's) has a narrow crest: the band follows the height
+    band = min(band, max(0.006, 0.35 * min(A.top, B.top)))
     ba, bb = qa[qa[:, 2] > A.top - band, :2], qb[qb[:, 2] > B.top - band, :2]
     if len(ba) < 8 or len(bb) < 8:
         return False
@@ -142,7 +154,8 @@ def _rim_arcs(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray,
     tol = 3 * max_residual
     return bool(np.mean(np.abs(np.hypot(*(ba - c).T) - r) < tol) > 0.8
                 and np.mean(np.abs(np.hypot(*(bb - c).T) - r) < tol) > 0.8
-                and _thin_top(qa, A.top, c) and _thin_top(qb, B.top, c)
+                and _thin_top(qa, A.top, c, min(band, 0.01))
+                and _thin_top(qb, B.top, c, min(band, 0.01))
                 # a rim is hollow: its top bands keep away from the circle's middle
                 and np.mean(np.hypot(*(np.concatenate([ba, bb]) - c).T) < 0.5 * r) < 0.1)
 
@@ -206,9 +219,8 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
     stats = [(float(quantile(q[:, 2], 0.05)),) + _radius(q[:, :2]) for q in sub]
     grown = [grow_convex(pc.hull, grow) if len(pc.hull) >= 3 else pc.hull for pc in pieces]
     for i in range(n):
-        if _enclosed(i, near[i], pieces, sub, med, margin, enclosed):
-            for j in near[i]:
-                union(i, j)
+        for j in _enclosed(i, near[i], pieces, sub, med, margin, enclosed):
+            union(i, j)
         for j in near[i]:
             A, B = pieces[i], pieces[j]
             if j > i and _rim_arcs(A, B, sub[i], sub[j]):
