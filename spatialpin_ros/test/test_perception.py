@@ -164,10 +164,7 @@ def test_shapes_labels_and_attributes(sim):
         assert o.axis_names == [x_name, y_name, "up"], (color, o.axis_names, o.pose.yaw())
 
 
-@pytest.mark.parametrize("noisy", [False, pytest.param(True, marks=pytest.mark.xfail(
-    strict=False, reason="yaw error 82 deg with D435 noise (seed 7): the red box is found as a 2.3 x 2.9 "
-    "cm fragment 2.4 cm off its centre (true 6 x 4.5 cm), the green box on it as 1.6 x 0.7 cm"))],
-    ids=["perfect", "d435"])
+@pytest.mark.parametrize("noisy", [False, True], ids=["perfect", "d435"])
 def test_yaw_of_a_30_degree_box(sim, noisy):
     frame, gt, noisy_frame = sim
     truth = {o.color_name: o for o in gt.objects}

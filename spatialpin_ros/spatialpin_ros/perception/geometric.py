@@ -363,7 +363,8 @@ class GeometricBackend(PerceptionBackend):
                 continue
             if frame.camera_pose is not None and not self._in_workspace(view.box(f)[0]):
                 continue
-            prior = make_prior(f, c.label, boxes[c.label], c.num_points, view, full, frame.rgb)
+            prior = make_prior(f, c.label, boxes[c.label], c.num_points, view, full,
+                               frame.rgb[c.rows * seg.stride, c.cols * seg.stride])
             if is_flat:
                 prior.id = f"flat_{len(flat)}"
                 flat.append(prior)

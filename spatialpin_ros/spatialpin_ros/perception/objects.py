@@ -103,16 +103,17 @@ def lit_colour(px: np.ndarray) -> tuple[int, int, int]:
 
 
 def make_prior(f: ShapeFit, label: int, box: tuple[int, int, int, int], num_points: int,
-               view: WorldView, full: np.ndarray, rgb: np.ndarray) -> ObjectPrior:
+               view: WorldView, full: np.ndarray, core_rgb: np.ndarray) -> ObjectPrior:
     """The prior of one fitted piece: ``label`` in ``full`` (the full-resolution label image),
-    ``box`` its image box (r0, c0, r1, c1; :func:`label_boxes`), ``rgb`` the colour image."""
+    ``box`` its image box (r0, c0, r1, c1; :func:`label_boxes`). ``core_rgb`` (N, 3): the
+    colours of the piece's own segmented pixels, without the mask's grown margin and claimed
+    holes (they may show the table or a shadow), for its colour name."""
     center, size = view.box(f)
     cz, sz = math.cos(f.yaw), math.sin(f.yaw)
     Rb = view.R_wp @ np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1.0]])
     r0, c0, r1, c1 = box
     mask = full[r0:r1, c0:c1] == label
-    st = max(1, int(math.sqrt(mask.size / 4000)))
-    colour = lit_colour(rgb[r0:r1:st, c0:c1:st][mask[::st, ::st]])
+    colour = lit_colour(core_rgb[:: max(1, len(core_rgb) // 4000)])
     name = shading_invariant_color_name(colour)
     conf = float(np.clip(num_points / 80.0, 0.2, 1.0) * np.clip(1.0 - f.residual / 0.02, 0.5, 1.0))
     yaw_q = np.array([0.0, 0.0, math.sin(f.yaw / 2), math.cos(f.yaw / 2)])
