@@ -298,3 +298,12 @@ def test_two_view_phrasings(text, name):
 def test_contractions_with_curly_or_no_apostrophe(text):
     q = parse_question(text)
     assert (q.kind, q.name, q.refs) == ("metric", "distance", ["the red cube", "the blue box"])
+
+
+def test_generic_and_adjective_label_words_are_not_mentions():
+    """A perceived "pink object" or "tall white cylinder" must not make "a taller object than"
+    read as a third object."""
+    from spatialpin_ros.reasoning.query import parse_question
+    labels = ["tall white cylinder", "red box", "blue box", "pink object"]
+    q = parse_question("Is the pink ball a taller object than the red box?", labels)
+    assert (q.kind, q.name, q.refs) == ("relation", "taller", ["the pink ball", "the red box"])

@@ -86,22 +86,22 @@ def _radius(xy: np.ndarray) -> tuple[np.ndarray, float]:
     return cen, quantile(np.hypot(*(xy - cen).T), 0.9)
 
 
-def _thin_top(q: np.ndarray, top: float, centre: np.ndarray, band: float = 0.01,
-              max_width: float = 0.04) -> bool:
-    """The piece's top band (points within ``band`` metres of its top ``top``) is a wall's rim
-    seen from above: narrower than ``max_width`` metres across, radially from ``centre`` (the
-    container's centre) or across its own main direction (a straight tray wall). A solid
-    object's top is a face as wide as the object; a tabletop block's is rarely narrower than 4 cm."""
+def _thin_top(q: np.ndarray, top: float, band: float = 0.01, max_width: float = 0.04,
+              cell: float = 0.004) -> bool:
+    """The piece's top band (points ``q`` within ``band`` metres of its top ``top``) is a wall's
+    rim seen from above: no disc ``max_width`` metres across fits in it (the band rasterised on
+    a ``cell``-metre grid, its widest inscribed disc by a distance transform). An arc, a straight
+    wall and a tray's corner are thin; a solid object's top is a face as wide as the object, and
+    a tabletop block's is rarely narrower than 4 cm."""
     b = q[q[:, 2] > top - band, :2]
     if len(b) < 5:
         return True
-    d = np.hypot(*(b - centre).T)
-    if quantile(d, 0.95) - quantile(d, 0.05) < max_width:
-        return True
-    dev = b - b.mean(axis=0)
-    _, vecs = np.linalg.eigh(dev.T @ dev)
-    across = dev @ vecs[:, 0]
-    return bool(quantile(across, 0.95) - quantile(across, 0.05) < max_width)
+    ij = np.floor((b - b.min(axis=0)) / cell).astype(np.int32) + 1
+    grid = np.zeros(tuple(ij.max(axis=0) + 2), np.uint8)
+    grid[ij[:, 0], ij[:, 1]] = 1
+    grid = np.pad(cv2.morphologyEx(grid, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)), 1)
+    inscribed = float(cv2.distanceTransform(grid, cv2.DIST_L2, 3).max())   # cells, a radius
+    return 2 * inscribed * cell < max_width
 
 
 def _enclosed(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray],
@@ -129,7 +129,7 @@ def _surround(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray]
     d = uv - centre
     if len(np.unique((np.degrees(np.arctan2(d[:, 1], d[:, 0])) // 30).astype(int))) < 9:
         return False
-    return all(_thin_top(sub[j], pieces[j].top, centre) for j in near)   # walls, not blocks
+    return all(_thin_top(pieces[j].Q, pieces[j].top) for j in near)   # walls, not blocks
 
 
 def _rim_arcs(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray,
@@ -154,8 +154,8 @@ def _rim_arcs(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray,
     tol = 3 * max_residual
     return bool(np.mean(np.abs(np.hypot(*(ba - c).T) - r) < tol) > 0.8
                 and np.mean(np.abs(np.hypot(*(bb - c).T) - r) < tol) > 0.8
-                and _thin_top(qa, A.top, c, min(band, 0.01))
-                and _thin_top(qb, B.top, c, min(band, 0.01))
+                and _thin_top(A.Q, A.top, min(band, 0.01))
+                and _thin_top(B.Q, B.top, min(band, 0.01))
                 # a rim is hollow: its top bands keep away from the circle's middle
                 and np.mean(np.hypot(*(np.concatenate([ba, bb]) - c).T) < 0.5 * r) < 0.1)
 

@@ -55,6 +55,14 @@ SHAPE_ADJ = {"cubic": ("box",), "rectangular": ("box",), "square": ("box",),
              "round": ("sphere", "cylinder")}
 GENERIC = {"object", "thing", "item", "one", "shape", "piece", "toy", "entity"}
 PLURAL_GENERIC = {"objects", "things", "items", "ones", "shapes", "pieces", "toys"}
+#: words of a scene's labels that are not nouns naming it ("tall blue cylinder", "pink object"):
+#: taken as nouns, "a taller object than ..." would read "object" as a third mention
+_LABEL_NON_NOUNS = GENERIC | PLURAL_GENERIC | {"tall", "flat", "short", "small", "big", "large"}
+
+
+def label_nouns(label_words: Iterable[str]) -> set[str]:
+    """The words of a scene's labels that can head a mention."""
+    return set(label_words) - _LABEL_NON_NOUNS
 #: size / position / superlative word -> (score key, pick the largest score?)
 ORDERING: dict[str, tuple[str, bool]] = {
     "leftmost": ("right", False), "left": ("right", False),
@@ -176,7 +184,7 @@ def describe_phrase(phrase: str, label_words: Iterable[str] = ()) -> Description
     if pm:
         d.ordering.append(ORDERING[pm.group(1) or pm.group(2)])
         text = text[:pm.start()] + text[pm.end():]
-    labels = set(label_words)
+    labels = label_nouns(label_words)
     ws = words_of(text)
     i = 0
     while i < len(ws):
@@ -325,7 +333,7 @@ def find_mentions(text: str, label_words: Iterable[str] = (),
     labels (nouns a perception model gave, such as "mug"); ``allow_unknown``: also take a
     determiner + an unknown noun ("the laptop") as an object mention."""
     ws = words_of(text)
-    labels = set(label_words)
+    labels = label_nouns(label_words)
     out: list[Mention] = []
     joined = " ".join(ws)
     spans = []
