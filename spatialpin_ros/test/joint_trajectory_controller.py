@@ -20,7 +20,8 @@ and a simulated arm): a FollowJointTrajectory action server with that controller
 - Feedback every control period: desired, actual and error (positions, velocities).
 - ``/joint_states`` every control period.
 
-The arm: each joint follows the desired position as a first-order lag (``tracking_gain`` 1/s).
+The arm: each joint follows the desired position as a first-order lag (``tracking_gain`` 1/s,
+over the time that really passed between control periods).
 ``block(after_s, joint)`` holds one joint (default: all) still from ``after_s`` seconds into
 the next goal on (a collision), which violates the path tolerance. ``command_joints``: the
 joints it commands (default: all it publishes; a real arm's controller often leaves the
@@ -128,7 +129,8 @@ class JointTrajectoryControllerStandIn(Node):
         self.invalid_goals = invalid_goals
         self._lock = threading.Lock()
         self._active: Optional[_Goal] = None
-        self._blocked: Optional[tuple[str, float]] = None
+        self._blocked: Optional[tuple[Optional[str], float]] = None
+        self._last_step = time.monotonic()
         #: what happened, for tests: refused goals with reasons, and ends by kind
         self.refused: list[str] = []
         self.ended: list[tuple[str, int, str]] = []
@@ -176,7 +178,8 @@ class JointTrajectoryControllerStandIn(Node):
             return R.INVALID_JOINTS, "Can't accept new trajectory. Too many joints specified."
         for n in names:
             if n not in joints:
-                return R.INVALID_JOINTS, f"Incoming joint {n} doesn't match the controller's joints."
+                return R.INVALID_JOINTS, (f"Incoming joint {n} doesn't match the "
+                                          "controller's joints.")
         if len(set(names)) != len(names) or len(names) != len(joints):
             return R.INVALID_JOINTS, ("Joints on incoming trajectory don't match the "
                                       "controller joints.")
@@ -187,7 +190,7 @@ class JointTrajectoryControllerStandIn(Node):
             t = _sec(p.time_from_start)
             if i > 0 and t <= prev:
                 return R.INVALID_GOAL, (f"Time between points {i - 1} and {i} is not strictly "
-                                        "increasing, it is {prev} and {t} respectively")
+                                        f"increasing, it is {prev} and {t} respectively")
             prev = t
             if len(p.positions) != len(names):
                 return R.INVALID_GOAL, (f"Mismatch between joint_names size ({len(names)}) "
@@ -272,6 +275,7 @@ class JointTrajectoryControllerStandIn(Node):
         goal.status, goal.result = status, R(error_code=code, error_string=text)
         self.ended.append((status, code, text))
         self.hold = self.q.copy()
+        self._blocked = None
         if self._active is goal:
             self._active = None
         goal.done.set()
@@ -280,6 +284,9 @@ class JointTrajectoryControllerStandIn(Node):
         """One control period: desired state, the arm's response, tolerances, feedback."""
         now = time.monotonic()
         with self._lock:
+            # The arm moves for the time that really passed (timers run late under load).
+            dt = min(max(now - self._last_step, 1e-3), 0.5)
+            self._last_step = now
             goal = self._active
             if goal is not None and goal.handle.is_cancel_requested:
                 self._finish(goal, "canceled", R.SUCCESSFUL, "Goal canceled")
@@ -290,18 +297,15 @@ class JointTrajectoryControllerStandIn(Node):
             else:
                 want, want_v = self.hold, np.zeros_like(self.q)
             old = self.q.copy()
-            a = min(1.0, self.gain * self.period_s)
-            self.q = self.q + a * (want - self.q)
+            self.q = self.q + (1.0 - math.exp(-self.gain * dt)) * (want - self.q)
             if goal is not None and self._blocked is not None and t >= self._blocked[1]:
                 j = (slice(None) if self._blocked[0] is None
                      else self.joints.index(self._blocked[0]))
                 self.q[j] = old[j]
-            self.qd = (self.q - old) / self.period_s
+            self.qd = (self.q - old) / dt
             if goal is not None and t >= 0:
                 self._check(goal, t, want, want_v)
             q, qd = self.q.copy(), self.qd.copy()
-            if goal is not None and goal.done.is_set() and self._blocked is not None:
-                self._blocked = None
         stamp = self.get_clock().now().to_msg()
         self.pub_js.publish(JointState(name=self.joints, position=q.tolist(),
                                        velocity=qd.tolist(), header=_header(stamp)))
@@ -331,17 +335,22 @@ class JointTrajectoryControllerStandIn(Node):
                                  f"{abs(err[j]):.4f} (tolerance {tol:.4f})")
                     return
             return
-        outside = [n for j, n in enumerate(self.joints)
-                   if (goal.tol.goal.get(n, 0.0) > 0 and abs(err[j]) > goal.tol.goal[n])
-                   or (goal.tol.goal_velocity.get(n, 0.0) > 0
-                       and abs(self.qd[j]) > goal.tol.goal_velocity[n])
-                   or (goal.tol.stopped_velocity > 0 and abs(self.qd[j]) > goal.tol.stopped_velocity)]
+        outside = [n for j, n in enumerate(self.joints) if self._outside_goal(goal, n, j, err)]
         if not outside:
             self._finish(goal, "succeeded", R.SUCCESSFUL, "Goal successfully reached!")
         elif goal.goal_time > 0 and t - end > goal.goal_time:
+            late = t - end - goal.goal_time
             self._finish(goal, "aborted", R.GOAL_TOLERANCE_VIOLATED,
-                         f"Aborted due to goal_time_tolerance exceeding by {t - end - goal.goal_time:.3f} "
-                         f"seconds (outside: {', '.join(outside)})")
+                         f"Aborted due to goal_time_tolerance exceeding by {late:.3f} seconds "
+                         f"(outside the goal tolerance: {', '.join(outside)})")
+
+    def _outside_goal(self, goal: _Goal, n: str, j: int, err) -> bool:
+        """Joint ``n`` (index ``j``) not yet within the goal tolerance: position, velocity, or
+        not stopped."""
+        tol = goal.tol
+        return ((tol.goal.get(n, 0.0) > 0 and abs(err[j]) > tol.goal[n])
+                or (tol.goal_velocity.get(n, 0.0) > 0 and abs(self.qd[j]) > tol.goal_velocity[n])
+                or (tol.stopped_velocity > 0 and abs(self.qd[j]) > tol.stopped_velocity))
 
 
 def _header(stamp):

@@ -3,7 +3,7 @@ or ``vision_msgs`` is not importable, colcon builds the stand-ins of ``test/stan
 published definitions, see its README) into ``build/test_ws/`` and this process loads them.
 
 One colcon build for both packages (about a minute on two cores), reused while the stand-ins'
-sources, the interpreter and the ROS prefix are unchanged; a file lock keeps parallel test
+sources, the interpreter and the ROS installation are unchanged; a file lock keeps parallel test
 processes from building at once. Tests skip, with the reason, only where colcon or CMake is
 missing; a failed build is an error with the log's tail.
 
@@ -46,7 +46,10 @@ def _key() -> str:
     for f in sorted(SOURCES.rglob("*")):
         if f.is_file() and f.name != "README.md":
             h.update(str(f.relative_to(SOURCES)).encode() + f.read_bytes())
-    h.update(f"{sys.executable}|{os.environ.get('AMENT_PREFIX_PATH', '')}".encode())
+    # The interpreter and the ROS installation the libraries are built against.
+    import rclpy
+    h.update(f"{sys.executable}|{os.environ.get('ROS_DISTRO', '')}|"
+             f"{Path(rclpy.__file__).resolve()}|{Path(rclpy.__file__).stat().st_mtime}".encode())
     return h.hexdigest()[:16]
 
 

@@ -219,3 +219,91 @@ def test_no_server_is_an_outcome_not_a_hang(arm):
     out = client.send(msg, 1.0)
     assert out.status is ArmStatus.NO_SERVER and "/nobody/here" in out.describe()
     assert not client.busy() and client.cancel() is out
+
+
+# -- the stand-in controller's own semantics (what the node is tested against) ----------------
+def raw_goal(arm, goal, timeout=10):
+    """Send a FollowJointTrajectory goal straight to the stand-in: (accepted, status, result,
+    feedback list)."""
+    ctrl, manip, action, ex, perception = arm
+    if not hasattr(raw_goal, "client"):
+        from control_msgs.action import FollowJointTrajectory
+        raw_goal.client = ActionClient(manip, FollowJointTrajectory, ACTION)
+    feedback = []
+    fut = raw_goal.client.send_goal_async(goal, feedback_callback=lambda f: feedback.append(
+        f.feedback))
+    assert spin_until(ex, fut.done, timeout=5)
+    if not fut.result().accepted:
+        return False, None, None, feedback
+    res = fut.result().get_result_async()
+    assert spin_until(ex, res.done, timeout=timeout)
+    return True, res.result().status, res.result().result, feedback
+
+
+def move_goal(dq=0.3, duration=1.0, start=HOME, stamp=None):
+    """A two-point goal moving panda_joint1 by ``dq`` in ``duration`` s."""
+    from control_msgs.action import FollowJointTrajectory
+    from trajectory_msgs.msg import JointTrajectoryPoint
+    end = list(start)
+    end[0] += dq
+    g = FollowJointTrajectory.Goal()
+    g.trajectory.joint_names = JOINTS
+    g.trajectory.points = [
+        JointTrajectoryPoint(positions=list(start), time_from_start=conv.sec_to_duration(0.0)),
+        JointTrajectoryPoint(positions=end, time_from_start=conv.sec_to_duration(duration))]
+    if stamp is not None:
+        g.trajectory.header.stamp = stamp
+    return g
+
+
+@pytest.mark.parametrize("bad, reason", [
+    ("no_names", "Empty joint names"), ("unknown_joint", "doesn't match the controller"),
+    ("no_points", "Empty trajectory"), ("times", "not strictly increasing"),
+    ("sizes", "Mismatch between joint_names size"), ("past", "ends in the past")])
+def test_the_controller_refuses_bad_goals_with_the_reason(fresh, bad, reason):
+    ctrl = fresh[0]
+    g = move_goal()
+    tr = g.trajectory
+    if bad == "no_names":
+        tr.joint_names = []
+    elif bad == "unknown_joint":
+        tr.joint_names = JOINTS[:-1] + ["shoulder_pan_joint"]
+    elif bad == "no_points":
+        tr.points = []
+    elif bad == "times":
+        tr.points[1].time_from_start = conv.sec_to_duration(0.0)
+    elif bad == "sizes":
+        tr.points[1].positions = tr.points[1].positions[:3]
+    else:
+        now = fresh[1].get_clock().now().nanoseconds * 1e-9
+        tr.header.stamp = conv.sec_to_stamp(now - 10.0)
+    accepted, *_ = raw_goal(fresh, g)
+    assert not accepted and reason in ctrl.refused[-1]
+
+
+def test_the_controller_follows_reports_feedback_and_succeeds(fresh):
+    accepted, status, result, feedback = raw_goal(fresh, move_goal(0.3, 1.0))
+    assert accepted and result.error_code == 0 and status == 4  # SUCCEEDED
+    assert abs(fresh[0].position(JOINTS[0]) - (HOME[0] + 0.3)) < 0.01
+    mid = feedback[len(feedback) // 2]
+    assert list(mid.joint_names) == JOINTS
+    assert np.allclose(np.subtract(mid.desired.positions, mid.actual.positions),
+                       mid.error.positions)
+    assert 0 < mid.desired.positions[0] - HOME[0] < 0.3
+
+
+@pytest.mark.parametrize("goal_time, code", [(0.2, -5), (3.0, 0)])
+def test_goal_time_tolerance_decides_whether_a_lagging_arm_fails(fresh, goal_time, code):
+    from control_msgs.msg import JointTolerance
+    ctrl = fresh[0]
+    g = move_goal(0.3, 0.5)
+    g.path_tolerance = [JointTolerance(name=n, position=-1.0) for n in JOINTS]  # erased
+    g.goal_time_tolerance = conv.sec_to_duration(goal_time)
+    ctrl.gain = 3.0  # a slow arm: about 0.15 rad behind at the end, 0.9 s to settle
+    try:
+        accepted, status, result, _ = raw_goal(fresh, g)
+    finally:
+        ctrl.gain = 40.0
+    assert accepted and result.error_code == code, result.error_string
+    if code:
+        assert status == 6 and "goal_time_tolerance" in result.error_string  # ABORTED
