@@ -14,8 +14,9 @@ and a simulated arm): a FollowJointTrajectory action server with that controller
   violated while moving aborts with PATH_TOLERANCE_VIOLATED and the arm holds where it is; at the
   end the joints must be within the goal tolerance (and slower than the stopped velocity
   tolerance) by the trajectory's end plus goal_time_tolerance, else GOAL_TOLERANCE_VIOLATED.
-- Cancel: accepted; the arm holds where it is and the goal ends CANCELED. A new goal while one
-  runs preempts it (the old one is aborted), as the controller does; ``overlaps`` counts the
+- Cancel: accepted; the arm holds where it is and the goal ends CANCELED with an empty result.
+  A new goal while one runs preempts it: the old one ends CANCELED with INVALID_GOAL, "Current
+  goal cancelled due to new incoming action.", as the controller does; ``overlaps`` counts the
   goals that arrived while another one ran (two trajectories at once).
 - Feedback every control period: desired, actual and error (positions, velocities).
 - ``/joint_states`` every control period.
@@ -227,9 +228,15 @@ class JointTrajectoryControllerStandIn(Node):
             if self._active is not None:
                 self.overlaps += 1
                 old = self._active
-                self._finish(old, "aborted", R.SUCCESSFUL, "preempted by a new goal")
+                self._finish(old, "canceled", R.INVALID_GOAL,
+                             "Current goal cancelled due to new incoming action.")
             self._active = goal
         goal.done.wait()
+        if goal.status == "canceled" and not handle.is_cancel_requested:
+            # Preempted: rclcpp_action's canceled() passes through CANCELING by itself;
+            # rclpy's needs that step first.
+            from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+            handle._update_state(_rclpy.GoalEvent.CANCEL_GOAL)
         getattr(handle, {"succeeded": "succeed", "aborted": "abort",
                          "canceled": "canceled"}[goal.status])()
         return goal.result
@@ -289,7 +296,7 @@ class JointTrajectoryControllerStandIn(Node):
             self._last_step = now
             goal = self._active
             if goal is not None and goal.handle.is_cancel_requested:
-                self._finish(goal, "canceled", R.SUCCESSFUL, "Goal canceled")
+                self._finish(goal, "canceled", R.SUCCESSFUL, "")  # an empty result
                 goal = None
             t = now - goal.start if goal is not None else 0.0
             if goal is not None and t >= 0:

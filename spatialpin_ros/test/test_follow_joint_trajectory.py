@@ -119,7 +119,7 @@ STACK = TaskProposal(action="stack", object_id="obj_0", target_id="obj_1")
 
 def test_stack_through_follow_joint_trajectory(fresh):
     ctrl, manip, action, ex, perception = fresh
-    n_ended = len(ctrl.ended)
+    n_ended, n_over = len(ctrl.ended), ctrl.overlaps
     handle, res_fut, fb = send(action, ex, STACK)
 
     def arm_done():  # perception sees the block stacked once the controller reports success
@@ -138,7 +138,7 @@ def test_stack_through_follow_joint_trajectory(fresh):
     assert np.allclose([ctrl.position(n) for n in JOINTS],
                        [last.positions[i] for i in order], atol=0.01)
     assert manip._fjt.feedback is not None and list(manip._fjt.feedback.joint_names) == JOINTS
-    assert ctrl.overlaps == 0
+    assert ctrl.overlaps == n_over
 
 
 @pytest.mark.parametrize("invalid_goals, expected", [
@@ -168,7 +168,7 @@ def test_a_goal_the_controller_refuses_ends_the_task_with_the_reason(fresh, inva
 
 def test_path_tolerance_violation_aborts_the_task_and_the_node_goes_on(fresh):
     ctrl, manip, action, ex, perception = fresh
-    n_ended = len(ctrl.ended)
+    n_ended, n_over = len(ctrl.ended), ctrl.overlaps
     ctrl.block(after_s=0.6)  # the arm stops (a collision) 0.6 s into the motion
     handle, res_fut, fb = send(action, ex, STACK)
     assert spin_until(ex, res_fut.done, timeout=60)
@@ -184,12 +184,12 @@ def test_path_tolerance_violation_aborts_the_task_and_the_node_goes_on(fresh):
     assert spin_until(ex, lambda: len(ctrl.ended) > n_ended, timeout=60)
     assert ctrl.ended[n_ended][0] == "succeeded"
     assert spin_until(ex, res_fut.done, timeout=30)  # not stacked: perception saw no change
-    assert ctrl.overlaps == 0
+    assert ctrl.overlaps == n_over
 
 
 def test_cancel_stops_the_arm_where_it_is(fresh):
     ctrl, manip, action, ex, perception = fresh
-    n_ended, n_accepted = len(ctrl.ended), ctrl.accepted
+    n_ended, n_accepted, n_over = len(ctrl.ended), ctrl.accepted, ctrl.overlaps
     handle, res_fut, fb = send(action, ex, STACK)
     assert spin_until(ex, lambda: ctrl.accepted > n_accepted, timeout=60)
     spin_until(ex, lambda: False, timeout=1.0)  # moving
@@ -204,7 +204,29 @@ def test_cancel_stops_the_arm_where_it_is(fresh):
     q1 = [ctrl.position(n) for n in JOINTS]
     spin_until(ex, lambda: False, timeout=0.5)
     assert np.allclose([ctrl.position(n) for n in JOINTS], q1, atol=1e-3)  # held
-    assert ctrl.overlaps == 0
+    assert ctrl.overlaps == n_over
+
+
+def test_another_client_taking_the_arm_ends_the_task(fresh):
+    """Someone else sends the controller a goal mid-motion: the controller preempts the node's
+    goal (cancels it with INVALID_GOAL, as ros2_control does) and the task ends with that
+    reason."""
+    from control_msgs.action import FollowJointTrajectory
+    ctrl, manip, action, ex, perception = fresh
+    n_accepted = ctrl.accepted
+    handle, res_fut, fb = send(action, ex, STACK)
+    assert spin_until(ex, lambda: ctrl.accepted > n_accepted, timeout=60)
+    spin_until(ex, lambda: False, timeout=0.5)
+    other = ActionClient(perception.node, FollowJointTrajectory, ACTION)
+    q = [ctrl.position(n) for n in JOINTS]
+    other.send_goal_async(move_goal(0.05, 0.5, start=q))
+    assert spin_until(ex, res_fut.done, timeout=20)
+    res = res_fut.result().result
+    assert not res.success and res.message.startswith(
+        "the arm's controller cancelled the trajectory: INVALID_GOAL (-1): Current goal "
+        "cancelled due to new incoming action."), res.message
+    assert "verify" not in fb
+    assert spin_until(ex, lambda: not ctrl.active(), timeout=5)
 
 
 def test_no_server_is_an_outcome_not_a_hang(arm):

@@ -66,8 +66,13 @@ class ArmOutcome:
         """One line for result messages and logs."""
         text = conv.bounded(self.error_string, 200)
         if self.status is ArmStatus.ABORTED:
-            return (f"the arm's controller aborted the trajectory: {self.code_name} "
-                    f"({self.error_code})" + (f": {text}" if text else ""))
+            return ("the arm's controller aborted the trajectory"
+                    + (f": {self.code_name} ({self.error_code})" if self.error_code else "")
+                    + (f": {text}" if text else ""))
+        if self.status is ArmStatus.CANCELED:
+            return ("the arm's controller cancelled the trajectory"
+                    + (f": {self.code_name} ({self.error_code})" if self.error_code else "")
+                    + (f": {text}" if text else ""))
         if self.status is ArmStatus.REJECTED:
             return ("the arm's controller rejected the trajectory"
                     + (f": {self.code_name} ({self.error_code})" if self.error_code else "")
@@ -209,7 +214,7 @@ class FollowJointTrajectoryClient:
         if response.status == GoalStatus.STATUS_SUCCEEDED and code == 0:
             out = ArmOutcome(ArmStatus.SUCCEEDED, code, text)
         elif response.status == GoalStatus.STATUS_CANCELED:
-            out = ArmOutcome(ArmStatus.CANCELED, code, text or "cancelled")
+            out = ArmOutcome(ArmStatus.CANCELED, code, text)
         elif code in (-1, -2):  # a driver that accepts a bad goal, then aborts it
             out = ArmOutcome(ArmStatus.REJECTED, code, text)
         else:
