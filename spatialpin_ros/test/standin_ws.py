@@ -41,10 +41,10 @@ def _importable(package: str) -> bool:
         return False
 
 
-def _key() -> str:
-    h = hashlib.sha256()
+def _key(packages) -> str:
+    h = hashlib.sha256(" ".join(packages).encode())
     for f in sorted(SOURCES.rglob("*")):
-        if f.is_file() and f.name != "README.md":
+        if f.is_file() and f.name != "README.md" and f.relative_to(SOURCES).parts[0] in packages:
             h.update(str(f.relative_to(SOURCES)).encode() + f.read_bytes())
     # The interpreter and the ROS installation the libraries are built against.
     import rclpy
@@ -53,15 +53,16 @@ def _key() -> str:
     return h.hexdigest()[:16]
 
 
-def _build() -> None:
-    """colcon build of the stand-ins into ``build/test_ws`` unless an identical build is there."""
+def _build(packages) -> None:
+    """colcon build of the stand-ins of ``packages`` into ``build/test_ws`` unless an identical
+    build is there."""
     if importlib.util.find_spec("colcon_core") is None:
         pytest.skip("colcon is not installed: cannot build the control_msgs/vision_msgs "
                     "stand-ins (scripts/setup.sh installs it)")
     if shutil.which("cmake") is None:
         pytest.skip("cmake is not installed: cannot build the control_msgs/vision_msgs stand-ins")
     WS.mkdir(parents=True, exist_ok=True)
-    key = _key()
+    key = _key(packages)
     stamp = WS / ".stamp"
     with open(WS / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -69,7 +70,7 @@ def _build() -> None:
             return
         for d in ("src", "build", "install", "log"):
             shutil.rmtree(WS / d, ignore_errors=True)
-        for p in PACKAGES:
+        for p in packages:
             shutil.copytree(SOURCES / p, WS / "src" / p)
         lib = INSTALL / "lib"
         cmd = [sys.executable, "-m", "colcon", "--log-base", str(WS / "log"), "build",
@@ -113,12 +114,14 @@ def _load() -> None:
 
 def require(package: str):
     """``package`` (control_msgs or vision_msgs) importable: the installed one, else the
-    stand-in, built once. Returns its ``msg`` module."""
+    stand-in, built once (with the other one where that is missing too, so that one build
+    serves both; an installed package is never shadowed). Returns its ``msg`` module."""
     assert package in PACKAGES, package
     if not _importable(package):
-        _build()
+        missing = [p for p in PACKAGES if p == package or not _importable(p)]
+        _build(missing)
         _load()
-        for p in PACKAGES:  # a failed import may have left a half-imported package
+        for p in missing:  # a failed import may have left a half-imported package
             for name in [m for m in sys.modules if m == p or m.startswith(p + ".")]:
                 del sys.modules[name]
     return importlib.import_module(f"{package}.msg")
