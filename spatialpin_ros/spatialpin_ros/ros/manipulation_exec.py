@@ -28,8 +28,9 @@ def _cleared_note(plan) -> str:
 
 
 class TaskExecutionMixin:
-    """Needs the node's ``robot``, ``p``, ``joints``, ``_lock``, publishers, ``send``, ``stop``,
-    ``current_q``, ``current_fingers``, ``_now``, ``_path_msg`` and ``motion_end_stamp``."""
+    """Needs the node's ``robot``, ``p``, ``joints``, ``_lock``, publishers, ``send``,
+    ``motion_over``, ``stop``, ``current_q``, ``current_fingers``, ``_now``, ``_path_msg`` and
+    ``motion_end_stamp``."""
 
     def _plan_and_run(self, goal_handle, goal, run, result, state, scene: Scene,
                       kind: TaskKind, oid: str, tid: str, place, feedback, interrupted):
@@ -108,10 +109,21 @@ class TaskExecutionMixin:
                   if self.p.slip_retry and plan.grasp is not None else [])
         feedback("execute", 0.3)
         state["moving"] = True
-        self.send(traj)
+        why = self.send(traj)
+        if why:
+            state["moving"] = False
+            return why
         t0 = time.monotonic()
         hand = None
-        while time.monotonic() - t0 < traj.duration + 0.5:
+        while True:
+            over, failed = self.motion_over(time.monotonic() - t0, traj.duration)
+            if failed:
+                state["moving"] = False
+                with self._lock:
+                    self.motion_end_stamp = max(self.motion_end_stamp, self._now())
+                return failed
+            if over:
+                break
             why = interrupted()
             if why:
                 self.stop()
@@ -156,9 +168,16 @@ class TaskExecutionMixin:
         why = self._limits_problem(traj)
         if why:
             return why
-        self.send(traj)
+        why = self.send(traj)
+        if why:
+            return f"the hand was empty; going home failed: {why}"
         t0 = time.monotonic()
-        while time.monotonic() - t0 < traj.duration + 0.5:
+        while True:
+            over, failed = self.motion_over(time.monotonic() - t0, traj.duration)
+            if failed:
+                return f"the hand was empty; going home failed: {failed}"
+            if over:
+                break
             why = interrupted()
             if why:
                 self.stop()

@@ -6,9 +6,12 @@ space against the perceived priors, then shortcutting, smoothing and time parame
 publishes the end-effector path and markers, and, when ``execute`` is true, sends the joint
 trajectory to the arm: as a JointTrajectory on the controller topic, or through a
 FollowJointTrajectory action where control_msgs is installed and ``use_follow_joint_trajectory``
-is set. A trajectory breaking joint, velocity or acceleration limits is never sent. Feedback
-names the stage; a cancel stops the arm where it is. After execution it checks the result on a
-fresh perceived scene.
+is set (a ros2_control joint_trajectory_controller; ``follow_joint_trajectory.py``): then the
+goal must be accepted, the node waits for the controller's result, and a rejection, an error
+code (a path or goal tolerance violated, ...) or no answer ends the task with that reason. A
+trajectory breaking joint, velocity or acceleration limits is never sent. Feedback names the
+stage; a cancel stops the arm where it is. After execution it checks the result on a fresh
+perceived scene.
 
 One goal at a time: a new goal while one runs (plans, executes or verifies) is rejected
 (``goal_policy: reject``, the default) or preempts it (``goal_policy: preempt``, as ros2_control's
@@ -87,6 +90,14 @@ PARAMS = {
                                          "FollowJointTrajectory action instead (ros2_control)"),
     "follow_joint_trajectory_action": Param(
         "/joint_trajectory_controller/follow_joint_trajectory", "FollowJointTrajectory action"),
+    "follow_joint_trajectory_timeout_s": Param(
+        5.0, "Seconds to wait for the FollowJointTrajectory server, for its answer to a goal, "
+        "for a cancelled goal to end, and for the result past the trajectory's end plus "
+        "goal_time_tolerance_s", positive),
+    "goal_time_tolerance_s": Param(
+        1.0, "Sent as each FollowJointTrajectory goal's goal_time_tolerance: seconds after the "
+        "trajectory's end the arm may take to settle within the controller's goal tolerance",
+        non_negative),
     "path_topic": Param("/spatialpin/planned_path", "Planned end-effector path (nav_msgs/Path)"),
     "plan_markers_topic": Param("/spatialpin/plan_markers", "The planned task for rviz "
                                 "(MarkerArray: path by stage, grasp, goal poses, text)"),
@@ -201,12 +212,15 @@ class ManipulationNode(TaskExecutionMixin, Node):
     def _make_fjt_client(self):
         try:
             from control_msgs.action import FollowJointTrajectory
-            from rclpy.action import ActionClient
         except ImportError:
             self.get_logger().warning("control_msgs is not installed: sending JointTrajectory "
                                       f"messages on {self.p.joint_trajectory_topic} instead")
             return None
-        return ActionClient(self, FollowJointTrajectory, self.p.follow_joint_trajectory_action)
+        from spatialpin_ros.ros.follow_joint_trajectory import FollowJointTrajectoryClient
+        return FollowJointTrajectoryClient(
+            self, FollowJointTrajectory, self.p.follow_joint_trajectory_action,
+            timeout_s=float(self.p.follow_joint_trajectory_timeout_s),
+            goal_time_tolerance_s=float(self.p.goal_time_tolerance_s))
 
     def _on_scene(self, msg: ScenePriors) -> None:
         scene = conv.scene_from_msg_or_log(msg, self.get_logger())
@@ -519,23 +533,38 @@ class ManipulationNode(TaskExecutionMixin, Node):
             msg.poses.append(ps)
         return msg
 
-    def send(self, traj: JointTrajectory) -> None:
+    def send(self, traj: JointTrajectory) -> Optional[str]:
+        """Send ``traj`` to the arm: None once it moves (published, or a FollowJointTrajectory
+        goal accepted), else why it does not (nothing moves)."""
         msg = conv.trajectory_to_msg(traj, Header(stamp=self.get_clock().now().to_msg()))
         if self._fjt is not None:
-            from control_msgs.action import FollowJointTrajectory
-            self._fjt_goal = self._fjt.send_goal_async(FollowJointTrajectory.Goal(trajectory=msg))
+            out = self._fjt.send(msg, traj.duration)
+            if out is not None:
+                return out.describe()
         else:
             self.pub_traj.publish(msg)
         self.sent_trajectories += 1
+        return None
+
+    def motion_over(self, t: float, duration: float) -> tuple[bool, Optional[str]]:
+        """Whether the motion sent ``t`` s ago, lasting ``duration`` s, is over, and if it
+        failed, why. Through FollowJointTrajectory: when the controller's result came (or is
+        overdue); on the topic: at ``duration`` plus half a second."""
+        if self._fjt is None:
+            return t >= duration + 0.5, None
+        out = self._fjt.outcome()
+        if out is None:
+            return False, None
+        return True, None if out.ok else out.describe()
 
     def stop(self) -> None:
-        """Stop the arm where it is: cancel the FollowJointTrajectory goal, or send an empty
-        trajectory, which a joint_trajectory_controller (and the simulator) takes as stop."""
+        """Stop the arm where it is: cancel the FollowJointTrajectory goal and wait for it to
+        end, or send an empty trajectory, which a joint_trajectory_controller (and the
+        simulator) takes as stop."""
         with self._lock:
             self.motion_end_stamp = max(self.motion_end_stamp, self._now() + STOP_SETTLE_S)
-        fut = getattr(self, "_fjt_goal", None)
-        if self._fjt is not None and fut is not None and fut.done() and fut.result():
-            fut.result().cancel_goal_async()
+        if self._fjt is not None:
+            self._fjt.cancel()
             return
         from spatialpin_ros.planning import JOINT_NAMES
         self.pub_traj.publish(JointTrajectoryMsg(
