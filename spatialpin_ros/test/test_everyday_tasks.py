@@ -93,9 +93,9 @@ def test_hand_check():
 @pytest.fixture(scope="module")
 def sim():
     from spatialpin_ros.perception import make_backend
-    from spatialpin_ros.planning import PandaModel
+    from spatialpin_ros.planning import RobotModel
     from spatialpin_ros.reasoning.tasks import GeometricProposer
-    robot = PandaModel()
+    robot = RobotModel("panda")
     yield make_backend("geometric"), GeometricProposer(), robot
     robot.close()
 

@@ -8,13 +8,16 @@ import numpy as np
 import pytest
 
 from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, Scene
-from spatialpin_ros.planning import (PANDA_HOME, Infeasible, MotionPlanner, PandaModel,
-                                     PlanningScene, grasp_candidates, limit_violations,
-                                     plan_pick_and_place, top_down_pose)
+from spatialpin_ros.core.robot_description import load_robot
+from spatialpin_ros.planning import (Infeasible, MotionPlanner, PlanningScene, RobotModel,
+                                     grasp_candidates, limit_violations, plan_pick_and_place,
+                                     top_down_pose)
 from spatialpin_ros.sim.scene_spec import CameraSpec, ObjectSpec, SceneSpec
 from spatialpin_ros.sim.world import SimWorld
 
 CAM = CameraModel.from_fov(64, 48, 58)
+#: These tests check the planner on the Panda (its description: config/robots/panda.yaml).
+PANDA_HOME = np.array(load_robot("panda").home)
 
 
 def box(oid, center, size, yaw_deg=0.0, shape="box"):
@@ -27,7 +30,7 @@ def scene_of(*objects):
 
 @pytest.fixture(scope="module")
 def robot():
-    r = PandaModel()
+    r = RobotModel("panda")
     yield r
     r.close()
 
@@ -146,9 +149,9 @@ def test_held_object_moves_with_the_hand_and_is_checked(robot):
 
 
 # -- grasps and placements --------------------------------------------------------------------
-def test_grasp_of_a_yawed_box_closes_across_its_narrow_side():
+def test_grasp_of_a_yawed_box_closes_across_its_narrow_side(robot):
     prior = box("b", [0.5, 0.1, 0.025], [0.04, 0.06, 0.05], yaw_deg=30)
-    g = grasp_candidates(prior)[0]
+    g = grasp_candidates(robot.hand, prior)[0]
     R = g.pose.rotation.as_matrix()
     closing = R[:, 1]  # the fingers close along the TCP y axis
     box_x = prior.pose.rotation.as_matrix()[:, 0]
@@ -159,14 +162,14 @@ def test_grasp_of_a_yawed_box_closes_across_its_narrow_side():
     assert g.pregrasp.position[2] - g.pose.position[2] == pytest.approx(0.10)
     # A cylinder: any heading, the one closest to the wrist's current heading first.
     cyl = box("c", [0.5, 0.1, 0.04], [0.05, 0.05, 0.08], shape="cylinder")
-    assert abs(grasp_candidates(cyl, current_yaw=0.3)[0].yaw - 0.3) < 1e-6
+    assert abs(grasp_candidates(robot.hand, cyl, current_yaw=0.3)[0].yaw - 0.3) < 1e-6
 
 
 def test_too_wide_object_is_refused(robot):
     wide = box("wide", [0.5, 0.15, 0.03], [0.10, 0.10, 0.06])
     tgt = box("tgt", [0.5, -0.15, 0.03], [0.12, 0.12, 0.06])
     with pytest.raises(Infeasible) as e:
-        grasp_candidates(wide)
+        grasp_candidates(robot.hand, wide)
     assert e.value.code == "too_wide"
     plan = plan_pick_and_place(robot, scene_of(wide, tgt), "wide", "tgt")
     assert not plan.success and plan.code == "too_wide" and "too wide" in plan.reason

@@ -44,19 +44,14 @@ from spatialpin_ros.planning.grasps import (Grasp, Placement, grasp_candidates, 
 from spatialpin_ros.planning.planner import MotionPlanner, PlanResult, path_length
 from spatialpin_ros.core.task_kinds import (TaskKind, check_kind, phantom_reason,
                                             place_on_pose, put_in_pose)
-from spatialpin_ros.planning.robot import (ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN,
-                                           FINGERTIP_BELOW_TCP, MAX_FLANGE_REACH, PANDA_HOME,
-                                           PandaModel)
+from spatialpin_ros.planning.robot import RobotModel
 from spatialpin_ros.planning.scene import TABLE, PlanningScene, support_z
 from spatialpin_ros.planning.timing import TimedPath
-
-JOINT_NAMES = list(ARM_JOINTS + FINGER_JOINTS)
-
 
 @dataclass
 class MotionRecord:
     """One arm motion of the plan: ``kind`` "planned" (OMPL / direct) or "cartesian";
-    ``planning_time`` s; ``path`` (K, 7) its waypoints; ``sampled``: OMPL was needed;
+    ``planning_time`` s; ``path`` (K, dof) its waypoints; ``sampled``: OMPL was needed;
     ``length`` joint-space length (rad); ``reference_length`` of a long RRT* run when asked
     (``reference_algorithm``: "rrtstar", or "aorrtc" where RRT* found no path)."""
 
@@ -75,7 +70,7 @@ class MotionRecord:
 class TaskPlan:
     """The result of ``plan_pick_and_place``.
 
-    ``trajectory``: arm and finger joints (``JOINT_NAMES``) sampled every ``dt`` s, positions,
+    ``trajectory``: arm and gripper joints (``RobotModel.joint_names``) sampled every ``dt`` s, positions,
     velocities and accelerations. ``ee_path`` (N, 3) and ``ee_quat`` (N, 4): the TCP at each
     sample. ``stages``: (name, t_start, t_end) in seconds from the start. ``planning_time``:
     wall-clock seconds of the whole call. ``motions``: every arm motion with its planning time.
@@ -167,13 +162,16 @@ def object_inside(container: ObjectPrior, scene: Scene) -> Optional[str]:
 
 
 class _Builder:
-    """Concatenates timed pieces (arm and fingers) into one trajectory."""
+    """Concatenates timed pieces (arm, and the gripper's finger opening turned into its joints'
+    positions) into one trajectory over ``robot.joint_names``."""
 
-    def __init__(self, q0: np.ndarray, f0: float, dt: float):
+    def __init__(self, robot: RobotModel, q0: np.ndarray, f0: float, dt: float):
+        self.robot = robot
+        self.n, self.dof = len(robot.joint_names), robot.dof
         self.t = [0.0]
-        self.q = [np.concatenate([q0, [f0, f0]])]
-        self.v = [np.zeros(9)]
-        self.a = [np.zeros(9)]
+        self.q = [np.concatenate([q0, robot.gripper_positions(f0)])]
+        self.v = [np.zeros(self.n)]
+        self.a = [np.zeros(self.n)]
         self.dt = dt
         self.stages: list[tuple[str, float, float]] = []
 
@@ -185,18 +183,21 @@ class _Builder:
     def last(self) -> np.ndarray:
         return self.q[-1]
 
-    def _append(self, tp: TimedPath, cols: slice, name: str) -> None:
+    def _append(self, tp: TimedPath, arm: bool, name: str) -> None:
         t0 = self.now
         base = self.last.copy()
+        d = self.dof
         for i in range(1, len(tp.t)):
             q = base.copy()
-            v, a = np.zeros(9), np.zeros(9)
-            if cols == slice(0, 7):
-                q[:7], v[:7], a[:7] = tp.q[i], tp.v[i], tp.a[i]
+            v, a = np.zeros(self.n), np.zeros(self.n)
+            if arm:
+                q[:d], v[:d], a[:d] = tp.q[i], tp.v[i], tp.a[i]
             else:
-                q[7:] = tp.q[i, 0]
-                v[7:] = tp.v[i, 0]
-                a[7:] = tp.a[i, 0]
+                f, vf, af = float(tp.q[i, 0]), float(tp.v[i, 0]), float(tp.a[i, 0])
+                d1, d2 = self.robot.gripper_rates(f)
+                q[d:] = self.robot.gripper_positions(f)
+                v[d:] = d1 * vf
+                a[d:] = d1 * af + d2 * vf * vf
             self.t.append(t0 + float(tp.t[i]))
             self.q.append(q)
             self.v.append(v)
@@ -204,10 +205,10 @@ class _Builder:
         self.stages.append((name, t0, self.now))
 
     def arm(self, tp: TimedPath, name: str) -> None:
-        self._append(tp, slice(0, 7), name)
+        self._append(tp, True, name)
 
     def fingers(self, tp: TimedPath, name: str) -> None:
-        self._append(tp, slice(7, 9), name)
+        self._append(tp, False, name)
 
     def dwell(self, seconds: float, name: Optional[str] = None) -> None:
         t0 = self.now
@@ -215,8 +216,8 @@ class _Builder:
         for _ in range(n):
             self.t.append(self.now + self.dt)
             self.q.append(self.last.copy())
-            self.v.append(np.zeros(9))
-            self.a.append(np.zeros(9))
+            self.v.append(np.zeros(self.n))
+            self.a.append(np.zeros(self.n))
         if name:
             self.stages.append((name, t0, self.now))
         elif self.stages:
@@ -224,21 +225,22 @@ class _Builder:
             self.stages[-1] = (n0, a0, self.now)
 
     def trajectory(self) -> JointTrajectory:
-        return JointTrajectory(JOINT_NAMES, np.array(self.t), np.array(self.q), np.array(self.v),
+        return JointTrajectory(list(self.robot.joint_names), np.array(self.t), np.array(self.q), np.array(self.v),
                                np.array(self.a))
 
 
-def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
+def plan_pick_and_place(robot: RobotModel, scene: Scene, object_id: str,
                         target_id: Optional[str] = None, place_pose: Optional[Pose] = None,
                         q_start: Optional[Sequence[float]] = None, *,
-                        finger_start: float = FINGER_OPEN,
+                        finger_start: Optional[float] = None,
                         planner: Optional[MotionPlanner] = None, algorithm: str = "rrtstar",
                         motion_time_limit: float = 1.0, time_limit: float = 10.0,
-                        return_home: bool = True, q_home: Sequence[float] = PANDA_HOME,
+                        return_home: bool = True, q_home: Optional[Sequence[float]] = None,
                         should_cancel: Optional[Callable[[], bool]] = None,
                         cloud: Optional[np.ndarray] = None, padding: float = 0.01,
                         approach_height: float = 0.10, clearance: float = 0.005,
-                        min_support: float = MIN_SUPPORT, max_grasp_width: float = MAX_GRASP_WIDTH,
+                        min_support: float = MIN_SUPPORT,
+                        max_grasp_width: Optional[float] = None,
                         grasp_depth: float = 0.025, squeeze: float = 0.005,
                         cartesian_speed: float = 0.1, close_dwell: float = 0.4,
                         release_dwell: float = 0.3, reference_time: float = 0.0,
@@ -263,7 +265,10 @@ def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
     """
     t_call = time.perf_counter()
     ref_spent = [0.0]
-    q_start = np.asarray(PANDA_HOME if q_start is None else q_start, dtype=float)
+    q_start = np.asarray(robot.home if q_start is None else q_start, dtype=float)
+    q_home = robot.home if q_home is None else np.asarray(q_home, dtype=float)
+    finger_start = robot.finger_open if finger_start is None else float(finger_start)
+    max_grasp_width = robot.max_grasp_width if max_grasp_width is None else max_grasp_width
     planner = planner or MotionPlanner(robot)
     plan = TaskPlan(False)
     ps: Optional[PlanningScene] = None
@@ -312,18 +317,21 @@ def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
         for what, xy in (("object", obj.center[:2]),
                          ("target", None if target is None else target.center[:2]),
                          ("place pose", None if place_pose is None else place_pose.position[:2])):
-            if xy is not None and float(np.hypot(*xy)) > MAX_FLANGE_REACH:
-                raise _Fail("unreachable", f"unreachable: the {what} is {np.hypot(*xy):.2f} m "
-                            f"from the arm's base; it reaches {MAX_FLANGE_REACH:.2f} m at most")
+            r = (float(np.hypot(*(np.asarray(xy) - robot.shoulder[:2])))
+                 if xy is not None else 0.0)
+            if r > robot.reach:
+                raise _Fail("unreachable", f"unreachable: the {what} is {r:.2f} m "
+                            f"from the arm's base; it reaches {robot.reach:.2f} m at most")
         support_id = supporting_object(obj, scene, table_z)
         support_z = top_z(scene.get(support_id)) if support_id else table_z
         current_yaw = robot.fk(q_start).yaw()
-        grasps = grasp_candidates(obj, support_z, current_yaw, max_width=max_grasp_width,
+        grasps = grasp_candidates(robot.hand, obj, support_z, current_yaw, max_width=max_grasp_width,
                                   depth=grasp_depth, approach_height=approach_height,
                                   lift_height=approach_height, squeeze=squeeze)
         # Object poses on the target (raises "target too small" etc. before any IK).
         poses_on = (_target_poses(kind, obj, target, clearance, min_support, scene.objects,
-                                  grasp_depth) if target is not None else None)
+                                  grasp_depth, robot.fingertip_below_tcp)
+                    if target is not None else None)
 
         chosen = _choose(robot, ps, obj, target, place_pose, grasps, q_start, support_id,
                          clearance, approach_height, poses_on, cartesian_speed,
@@ -331,7 +339,7 @@ def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
         g, pl, q_pre, desc, lift, q_pp, lower, retreat = chosen
         plan.grasp, plan.placement = g, pl
 
-        b = _Builder(q_start, finger_start, planner.dt)
+        b = _Builder(robot, q_start, finger_start, planner.dt)
 
         def planned(name: str, qa: np.ndarray, qb: np.ndarray) -> PlanResult:
             check_cancel()
@@ -408,7 +416,7 @@ def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
         plan.trajectory = traj
         plan.stages = b.stages
         if compute_ee_path:
-            plan.ee_path, plan.ee_quat = robot.fk_path(traj.positions[:, :7])
+            plan.ee_path, plan.ee_quat = robot.fk_path(traj.positions[:, :robot.dof])
         plan.success, plan.code, plan.reason = True, "ok", ""
     except _Fail as f:
         plan.success, plan.code, plan.reason = False, f.code, f.reason
@@ -422,14 +430,14 @@ def plan_pick_and_place(robot: PandaModel, scene: Scene, object_id: str,
 
 
 def _target_poses(kind: str, obj: ObjectPrior, target: ObjectPrior, clearance: float,
-                  min_support: float, objects: Sequence[ObjectPrior], grasp_depth: float
-                  ) -> list[list[tuple[Pose, float]]]:
+                  min_support: float, objects: Sequence[ObjectPrior], grasp_depth: float,
+                  fingertip_below_tcp: float) -> list[list[tuple[Pose, float]]]:
     """The object's poses on or in the target, in tiers (see ``grasps.stack_poses``), by kind.
     Raises Infeasible when the kind's rule refuses the target."""
     if kind in (TaskKind.PUT_IN.value, TaskKind.PLACE_ON.value):
         k = TaskKind(kind)
         check_kind(k, obj, target, objects)
-        pose = (put_in_pose(obj, target, grasp_depth, FINGERTIP_BELOW_TCP, clearance)
+        pose = (put_in_pose(obj, target, grasp_depth, fingertip_below_tcp, clearance)
                 if k == TaskKind.PUT_IN else place_on_pose(obj, target, clearance))
         return [[(pose, float("nan"))]]
     if target.container:
@@ -464,10 +472,10 @@ def blockers(scene: Scene, object_id: str, target_id: Optional[str] = None,
     return [t[-1] for t in sorted(out, key=lambda t: t[:3])]
 
 
-def plan_task(robot: PandaModel, scene: Scene, object_id: str, target_id: Optional[str] = None,
+def plan_task(robot: RobotModel, scene: Scene, object_id: str, target_id: Optional[str] = None,
               place_pose: Optional[Pose] = None, q_start: Optional[Sequence[float]] = None, *,
               max_clearing: int = 3, max_moves: int = 2, time_limit: float = 10.0,
-              finger_start: float = FINGER_OPEN, _direct: Optional[TaskPlan] = None,
+              finger_start: Optional[float] = None, _direct: Optional[TaskPlan] = None,
               **kwargs) -> TaskPlan:
     """``plan_pick_and_place``, and when that is ``blocked``, clear the way first: move a
     neighbour (``blockers``, at most ``max_clearing`` tried, 0 never) to a free spot on the
@@ -516,8 +524,9 @@ def plan_task(robot: PandaModel, scene: Scene, object_id: str, target_id: Option
         after = scene.replace(objects=[dataclasses.replace(b, pose=spot_pose) if o.id == b.id
                                        else o for o in scene.objects])
         end = move.trajectory.positions[-1]
-        main = plan_pick_and_place(robot, after, object_id, target_id, place_pose, end[:7],
-                                   finger_start=float(end[7]), time_limit=max(left(), 0.0),
+        q_end, f_end = robot.split(end)
+        main = plan_pick_and_place(robot, after, object_id, target_id, place_pose, q_end,
+                                   finger_start=f_end, time_limit=max(left(), 0.0),
                                    **kwargs)
         if main.success:
             return _joined(move, main, b.id, spot_pose, time.perf_counter() - t0)
@@ -531,9 +540,10 @@ def plan_task(robot: PandaModel, scene: Scene, object_id: str, target_id: Option
             tried.append("out of time")
             break
         end = move.trajectory.positions[-1]
-        rest = plan_task(robot, after, object_id, target_id, place_pose, end[:7],
+        q_end, f_end = robot.split(end)
+        rest = plan_task(robot, after, object_id, target_id, place_pose, q_end,
                          max_clearing=max_clearing, max_moves=max_moves - 1,
-                         time_limit=max(left(), 0.0), finger_start=float(end[7]),
+                         time_limit=max(left(), 0.0), finger_start=f_end,
                          _direct=main, **kwargs)
         if rest.success:
             return _joined(move, rest, b_id, spot_pose, time.perf_counter() - t0)
@@ -571,7 +581,7 @@ def _raised(p: Pose, dz: float) -> Pose:
     return Pose(p.position + [0.0, 0.0, dz], p.quaternion)
 
 
-def _above(robot: PandaModel, ps: PlanningScene, pose: Pose, seed: np.ndarray,
+def _above(robot: RobotModel, ps: PlanningScene, pose: Pose, seed: np.ndarray,
            height: float, label: str):
     """(q, "") for the lowest pose ``height`` .. ``height + RAISE`` above ``pose`` (2 cm steps)
     with an IK solution that is collision-free with padding; else (None, reason)."""
@@ -590,7 +600,7 @@ def _above(robot: PandaModel, ps: PlanningScene, pose: Pose, seed: np.ndarray,
     return None, why
 
 
-def _choose(robot: PandaModel, ps: PlanningScene, obj: ObjectPrior,
+def _choose(robot: RobotModel, ps: PlanningScene, obj: ObjectPrior,
             target: Optional[ObjectPrior], place_pose: Optional[Pose], grasps: list[Grasp],
             q_start: np.ndarray, support_id: Optional[str], clearance: float,
             approach_height: float,
@@ -636,10 +646,10 @@ def _choose(robot: PandaModel, ps: PlanningScene, obj: ObjectPrior,
             q_lift = lift.path[-1]
             g.lift = robot.fk(q_lift)
             if target is not None:
-                places = placements_for(obj, g, poses_on, approach_height, target.id)
+                places = placements_for(robot.hand, obj, g, poses_on, approach_height, target.id)
                 allow_place = [target.id]
             else:
-                places = placements_at(obj, g, place_pose, clearance, approach_height)
+                places = placements_at(robot.hand, obj, g, place_pose, clearance, approach_height)
                 allow_place = [TABLE]
             for pl in places:
                 check_cancel()

@@ -7,7 +7,7 @@ parameterisation (ROS-free).
    "goal in collision", naming the colliding pair);
 2. when the straight joint-space segment is collision-free it is the answer: it is the shortest
    path in the joint-space metric, so no sampling is needed;
-3. otherwise OMPL plans in the 7-D joint space (bounds: the joint limits less a margin) with the
+3. otherwise OMPL plans in the joint space (bounds: the joint limits less a margin) with the
    scene's validity checker, motions checked every ``resolution`` rad:
 
    * ``"rrtstar"`` (default): OMPL's RRT* (range 0.3 rad, goal bias 0.3: measured on cluttered
@@ -43,7 +43,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from spatialpin_ros.core.trajectory import JointTrajectory
-from spatialpin_ros.planning.robot import ARM_JOINTS, PandaModel
+from spatialpin_ros.planning.robot import RobotModel
 from spatialpin_ros.planning.scene import PlanningScene
 from spatialpin_ros.planning.timing import (TimedPath, TimingError, time_path,
                                            to_joint_trajectory)
@@ -56,7 +56,7 @@ _ALL = ALGORITHMS + ("aorrtc",)  # AORRTC: for the reference only
 class PlanResult:
     """One planned motion.
 
-    ``success``; ``path`` (N, 7) waypoints after shortcutting (None on failure); ``reason``
+    ``success``; ``path`` (N, dof) waypoints after shortcutting (None on failure); ``reason``
     ("" on success); ``planning_time`` s (wall clock of the whole call: checks, sampling,
     shortcutting, time parameterisation and its verification; the last two are also given as
     ``timing_time``); ``trajectory``: the timed arm trajectory (None
@@ -92,7 +92,7 @@ def _ompl():
 
 
 class MotionPlanner:
-    """Plans arm motions for ``robot`` (a PandaModel).
+    """Plans arm motions for ``robot`` (a RobotModel).
 
     ``resolution``: joint-space step (rad, Euclidean) at which motions are collision-checked.
     ``optimize_time``: seconds RRT* (or AORRTC) refines after its first exact solution.
@@ -106,7 +106,7 @@ class MotionPlanner:
     millimetre). ``seed``: OMPL's random seed (process-wide; only before OMPL's first use).
     """
 
-    def __init__(self, robot: PandaModel, resolution: float = 0.02, optimize_time: float = 0.05,
+    def __init__(self, robot: RobotModel, resolution: float = 0.02, optimize_time: float = 0.05,
                  simplify_time: float = 0.05, dt: float = 0.01, rrtstar_range: float = 0.3,
                  rrtstar_goal_bias: float = 0.3, rrtstar_budget: Optional[float] = None,
                  verify_tolerance: float = 0.002, fallback_algorithm: str = "aorrtc",
@@ -133,7 +133,7 @@ class MotionPlanner:
              should_cancel: Optional[Callable[[], bool]] = None, timing: bool = True,
              try_direct: bool = True, optimize_time: Optional[float] = None,
              fallback: bool = True) -> PlanResult:
-        """Plan q_start -> q_goal (each (7,)) in ``scene`` within ``time_limit`` seconds.
+        """Plan q_start -> q_goal (each (dof,)) in ``scene`` within ``time_limit`` seconds.
 
         ``fallback`` False keeps RRT* alone for the whole time limit."""
         t0 = time.perf_counter()
@@ -190,7 +190,7 @@ class MotionPlanner:
             except TimingError as e:
                 return fail(f"time parameterisation failed: {e}", used != "direct")
             out.timed = timed
-            out.trajectory = to_joint_trajectory(timed, ARM_JOINTS)
+            out.trajectory = to_joint_trajectory(timed, self.robot.arm_joints)
             out.timing_time = time.perf_counter() - t1
             out.planning_time = time.perf_counter() - t0
             return out
@@ -230,9 +230,10 @@ class MotionPlanner:
         """(path, raw length, algorithm used) or a failure reason."""
         ob, og, _ = _ompl()
         r = self.robot
-        space = ob.RealVectorStateSpace(7)
-        bounds = ob.RealVectorBounds(7)
-        for i in range(7):
+        n = r.dof
+        space = ob.RealVectorStateSpace(n)
+        bounds = ob.RealVectorBounds(n)
+        for i in range(n):
             bounds.setLow(i, float(r.lower[i]))
             bounds.setHigh(i, float(r.upper[i]))
         space.setBounds(bounds)
@@ -240,14 +241,13 @@ class MotionPlanner:
         is_valid = scene.is_valid
 
         def valid(state) -> bool:
-            return is_valid([state[0], state[1], state[2], state[3], state[4], state[5],
-                             state[6]])
+            return is_valid([state[i] for i in range(n)])
 
         si.setStateValidityChecker(valid)
         si.setStateValidityCheckingResolution(resolution / space.getMaximumExtent())
         si.setup()
         start, goal = si.allocState(), si.allocState()
-        for i in range(7):
+        for i in range(n):
             start[i], goal[i] = float(qs[i]), float(qg[i])
         cancelled = [False]
 
@@ -317,6 +317,6 @@ class MotionPlanner:
         simplified[0], simplified[-1] = qs, qg
         return simplified, raw_len, used
 
-    @staticmethod
-    def _to_array(path) -> np.ndarray:
-        return np.array([[s[i] for i in range(7)] for s in path.getStates()], dtype=float)
+    def _to_array(self, path) -> np.ndarray:
+        n = self.robot.dof
+        return np.array([[s[i] for i in range(n)] for s in path.getStates()], dtype=float)

@@ -101,7 +101,6 @@ class TaskExecutionMixin:
         """Send the plan and follow it; after the close and the lift stages check the hand (when
         ``slip_retry``) and stop the arm when it is empty. Returns a reason (str) or (plan,
         end time, the last hand check or None)."""
-        from spatialpin_ros.planning import FINGER_JOINTS
         from spatialpin_ros.planning.recovery import hand_check
         traj = plan.trajectory
         checks = ([b for n, _, b in plan.stages if n in ("close", "lift")]
@@ -125,10 +124,11 @@ class TaskExecutionMixin:
                 with self._lock:
                     js = self.joints
                 try:
-                    idx = [js.name.index(n) for n in FINGER_JOINTS]
+                    idx = [js.name.index(n) for n in self.robot.gripper_joints]
                     vel = [js.velocity[i] for i in idx] if len(js.velocity) == len(js.name) \
                         else None
-                    hand = hand_check([js.position[i] for i in idx], plan.grasp, vel)
+                    f, vf = self.robot.finger_state([js.position[i] for i in idx], vel)
+                    hand = hand_check([f, f], plan.grasp, None if vel is None else [vf, vf])
                 except (AttributeError, ValueError, IndexError):
                     hand = None
                 if hand is not None and hand.state.value == "empty":

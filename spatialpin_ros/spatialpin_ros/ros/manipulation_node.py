@@ -76,8 +76,14 @@ PARAMS = {
                           "moving to a free spot first (0: never)", non_negative),
     "max_clearing_moves": Param(2, "Neighbours moved at most, one after the other, to clear "
                                 "the way for one task", non_negative),
-    "velocity_scale": Param(0.5, "Fraction of the joint velocity limits the planner uses",
-                            positive),
+    "robot": Param("panda", "Robot description: a name under config/robots/ (panda, xarm6) or "
+                   "a YAML file naming base link, arm and gripper joints, TCP, home and limits",
+                   read_only=True),
+    "robot_description": Param("", "URDF text of the robot (as robot_state_publisher's "
+                               "parameter); empty: the URDF file the robot's YAML names",
+                               read_only=True),
+    "velocity_scale": Param(0.5, "Fraction of the joint velocity limits the planner uses "
+                            "(replaces the robot YAML's limits.velocity_scale)", positive),
     "world_frame": Param("world", "Frame of the scene priors, the path and the markers"),
     "scene_priors_topic": Param("/spatialpin/scene_priors", "ScenePriors input"),
     "joint_states_topic": Param("/joint_states", "Joint states of the arm"),
@@ -157,8 +163,7 @@ class ManipulationNode(TaskExecutionMixin, Node):
         super().__init__("manipulation", **kwargs)
         self.p = declare_params(self, PARAMS)
         p = self.p
-        from spatialpin_ros.planning import PandaModel
-        self.robot = PandaModel(velocity_scale=float(p.velocity_scale))
+        self.robot = self._load_robot()
         self._lock = threading.Lock()
         self.scene = None
         self.scene_time = 0.0
@@ -197,6 +202,26 @@ class ManipulationNode(TaskExecutionMixin, Node):
                                     callback_group=group)
         self.get_logger().info(f"ready: {p.action_name} ({p.algorithm}, goal_policy "
                                f"{p.goal_policy})")
+
+    def _load_robot(self):
+        """The planning model of the ``robot`` parameter's description; a bad description is
+        logged with what is wrong and raised (the node cannot plan without its arm)."""
+        import dataclasses
+
+        from spatialpin_ros.core.robot_description import RobotDescriptionError, load_robot
+        from spatialpin_ros.planning import RobotModel
+        p = self.p
+        try:
+            d = load_robot(p.robot, p.robot_description)
+            d = dataclasses.replace(d, limits=dataclasses.replace(
+                d.limits, velocity_scale=float(p.velocity_scale)))
+            robot = RobotModel(d)
+        except RobotDescriptionError as e:
+            self.get_logger().error(f"robot description: {e}")
+            raise
+        self.get_logger().info(f"robot {robot.name}: arm {list(robot.arm_joints)}, gripper "
+                               f"{list(robot.gripper_joints)}")
+        return robot
 
     def _make_fjt_client(self):
         try:
@@ -249,13 +274,13 @@ class ManipulationNode(TaskExecutionMixin, Node):
 
     def current_fingers(self) -> float:
         """Opening of one finger (m), or fully open when unknown."""
-        from spatialpin_ros.planning import FINGER_JOINTS, FINGER_OPEN
         with self._lock:
             js = self.joints
         try:
-            return float(js.position[js.name.index(FINGER_JOINTS[0])])
-        except (AttributeError, ValueError):
-            return FINGER_OPEN
+            return self.robot.finger_from_positions(
+                [js.position[js.name.index(n)] for n in self.robot.gripper_joints])
+        except (AttributeError, ValueError, IndexError):
+            return self.robot.finger_open
 
     def current_q(self) -> Optional[np.ndarray]:
         with self._lock:
@@ -263,9 +288,8 @@ class ManipulationNode(TaskExecutionMixin, Node):
         if js is None:
             return None
         try:
-            from spatialpin_ros.planning import ARM_JOINTS
-            return np.array([js.position[js.name.index(n)] for n in ARM_JOINTS])
-        except ValueError:
+            return np.array([js.position[js.name.index(n)] for n in self.robot.arm_joints])
+        except (ValueError, IndexError):
             return None
 
     # -- one goal at a time ------------------------------------------------------------------
@@ -537,9 +561,9 @@ class ManipulationNode(TaskExecutionMixin, Node):
         if self._fjt is not None and fut is not None and fut.done() and fut.result():
             fut.result().cancel_goal_async()
             return
-        from spatialpin_ros.planning import JOINT_NAMES
         self.pub_traj.publish(JointTrajectoryMsg(
-            header=Header(stamp=self.get_clock().now().to_msg()), joint_names=list(JOINT_NAMES)))
+            header=Header(stamp=self.get_clock().now().to_msg()),
+            joint_names=list(self.robot.joint_names)))
 
 
 def main(args=None) -> int:
