@@ -94,7 +94,7 @@ def run_scene(seed, i, backend, proposer, robot, args):
         tried, chosen = [], None
         for t in order(all_tasks, KINDS[i % 4])[:args.max_tries]:
             p = runner.plan(scene, TaskKind(t.kind), t.object_id, t.target_id, t.place_pose)
-            tried.append({"task": t.description, "kind": t.kind, "code": p.code})
+            tried.append({"task": t.description, "kind": t.kind, "status": p.status.value})
             if p.success:
                 chosen = (t, p)
                 break
@@ -118,7 +118,7 @@ def run_scene(seed, i, backend, proposer, robot, args):
                    and tilt_deg(o.pose) - tilt_deg(before[n].pose) > 30]
         row.update(planned=True, kind=t.kind, task=t.description, object_family=a_true.kind,
                    target_family=b_true.kind if b_true is not None else "",
-                   grasp=run.grasp, code=run.code, slipped=run.slipped, retried=run.retried,
+                   grasp=run.grasp, code=run.status.value if run.status else "", slipped=run.slipped, retried=run.retried,
                    hand=[h.state.value for h in run.hand],
                    picked=bool(track["zmax"] - track["z0"] >= 0.03),
                    stuck=bool(a_after.center[2] - a_after.size[2] / 2 > 0.15),

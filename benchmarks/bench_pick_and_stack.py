@@ -115,7 +115,7 @@ def main() -> None:
                 p = plan_task(robot, scene, t.object_id, t.target_id, q_start=q0,
                               max_clearing=args.max_clearing, max_moves=args.max_moves,
                               reference_time=args.reference_time)
-                tried.append({"task": t.description, "code": p.code})
+                tried.append({"task": t.description, "status": p.status.value})
                 if p.cleared:
                     tried[-1]["cleared"] = [oid for oid, _ in p.cleared]
                 motion_ms += [1000 * m.planning_time for m in p.motions]

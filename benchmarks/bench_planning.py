@@ -341,12 +341,12 @@ def main(argv=None) -> int:
                                            planner=planner,
                                            motion_time_limit=args.motion_time_limit,
                                            reference_time=args.ref_time)
-                tried.append({"object": obj, "target": tgt, "code": plan.code,
+                tried.append({"object": obj, "target": tgt, "code": plan.status.value,
                               "reason": plan.reason, "planning_time_s": plan.planning_time})
-                if plan.success or plan.code not in ("blocked", "unreachable"):
+                if plan.success or plan.status.value not in ("blocked", "unreachable"):
                     break
             row = {"seed": seed, "n_objects": len(gt.objects), "object": obj, "target": tgt,
-                   "tried": tried, "planned": bool(plan.success), "code": plan.code,
+                   "tried": tried, "planned": bool(plan.success), "code": plan.status.value,
                    "reason": plan.reason, "planning_time_s": plan.planning_time,
                    "motions": [{"name": m.name, "kind": m.kind, "time_s": m.planning_time,
                                 "sampled": m.sampled, "length": m.length,
@@ -354,7 +354,7 @@ def main(argv=None) -> int:
                                 "reference_time_s": m.reference_time,
                                 "reference_algorithm": m.reference_algorithm}
                                for m in plan.motions]}
-            if not plan.success and plan.code in ("blocked", "unreachable"):
+            if not plan.success and plan.status.value in ("blocked", "unreachable"):
                 row["infeasible"] = True
             if plan.success:
                 traj = plan.trajectory

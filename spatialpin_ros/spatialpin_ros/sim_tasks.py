@@ -17,6 +17,7 @@ import numpy as np
 
 from spatialpin_ros.core.task_kinds import BASE_KINDS, TaskCheck, TaskKind
 from spatialpin_ros.core.types import Scene
+from spatialpin_ros.core.plan_status import PlanStatus
 from spatialpin_ros.planning import RobotModel, TaskPlan, limit_violations, plan_task
 from spatialpin_ros.planning.recovery import (HandCheck, describe_grasp, hand_check,
                                               plan_recovery)
@@ -33,7 +34,7 @@ class TaskRun:
 
     task: TaskProposal
     kind: TaskKind
-    code: str = ""
+    status: Optional[PlanStatus] = None
     reason: str = ""
     grasp: str = ""
     hand: list[HandCheck] = field(default_factory=list)
@@ -138,7 +139,7 @@ class SimTaskRunner:
             if plan is None or attempt > 0:
                 plan = self.plan(scene, kind, oid, tid, pose)
             run.plans.append(plan)
-            run.code, run.reason = plan.code, plan.reason
+            run.status, run.reason = plan.status, plan.reason
             if not plan.success:
                 return run
             run.grasp = describe_grasp(plan)
@@ -147,7 +148,7 @@ class SimTaskRunner:
             run.slipped = True
             self.recover(scene, run)
             if attempt == 1 or not retry:
-                run.code, run.reason = "slipped", run.hand[-1].detail
+                run.status, run.reason = PlanStatus.SLIPPED, run.hand[-1].detail
                 break
             # Re-perceive and find the object and the target again.
             run.retried = True
@@ -155,11 +156,12 @@ class SimTaskRunner:
             a = find_again(fresh, scene.get(oid))
             b, found = find_target(fresh, scene.get(tid)) if tid else (None, True)
             if a is None or not found:
-                run.code, run.reason = "missing_object", "not seen again after the slip"
+                run.status, run.reason = (PlanStatus.MISSING_OBJECT,
+                                          "not seen again after the slip")
                 return run
             why = check_task(fresh, kind, a.id, b.id if b is not None else "")
             if why:
-                run.code, run.reason = "infeasible_after_slip", why
+                run.status, run.reason = PlanStatus.INFEASIBLE_AFTER_SLIP, why
                 return run
             oid, tid = a.id, (b.id if b is not None else "")
             pose = (task_pose(fresh, kind, oid, tid) if kind != TaskKind.MOVE else pose)

@@ -13,15 +13,17 @@ Usage::
     if plan.success:
         world.run_trajectory(plan.trajectory) # a core JointTrajectory (arm + fingers)
     else:
-        print(plan.code, plan.reason)         # e.g. "too_wide", "object too wide ..."
+        print(plan.status, plan.reason)       # e.g. PlanStatus.TOO_WIDE, "object too wide ..."
 """
 
+from spatialpin_ros.core.plan_status import PlanFailure, PlanStatus
 from spatialpin_ros.core.stacking import MAX_GRASP_WIDTH, Infeasible, check_support
+from spatialpin_ros.planning.clearing import plan_task
 from spatialpin_ros.planning.grasps import (Grasp, Hand, Placement, grasp_candidates,
                                             placements_at, placements_on)
-from spatialpin_ros.planning.pick_place import (MotionRecord, TaskPlan,
-                                                blockers, object_on_top, plan_pick_and_place,
-                                                plan_task, supporting_object)
+from spatialpin_ros.planning.pick_place import plan_pick_and_place
+from spatialpin_ros.planning.scene_queries import blockers, object_on_top, supporting_object
+from spatialpin_ros.planning.task_plan import MotionRecord, PickPlaceConfig, TaskPlan
 from spatialpin_ros.planning.planner import ALGORITHMS, MotionPlanner, PlanResult, path_length
 from spatialpin_ros.planning.robot import RobotModel, top_down_pose
 from spatialpin_ros.planning.scene import PlanningScene
@@ -29,7 +31,7 @@ from spatialpin_ros.planning.timing import limit_violations, time_path
 
 __all__ = [
     "ALGORITHMS", "MAX_GRASP_WIDTH", "Grasp", "Hand", "Infeasible", "MotionPlanner",
-    "MotionRecord", "RobotModel", "PlanResult", "Placement", "PlanningScene", "TaskPlan", "check_support",
+    "MotionRecord", "PickPlaceConfig", "PlanFailure", "PlanStatus", "RobotModel", "PlanResult", "Placement", "PlanningScene", "TaskPlan", "check_support",
     "grasp_candidates", "limit_violations", "object_on_top", "path_length", "placements_at",
     "placements_on", "plan_pick_and_place", "plan_task", "blockers", "supporting_object", "time_path", "top_down_pose",
 ]

@@ -42,6 +42,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from spatialpin_ros.core.plan_status import PlanFailure, PlanStatus
 from spatialpin_ros.core.trajectory import JointTrajectory
 from spatialpin_ros.planning.robot import RobotModel
 from spatialpin_ros.planning.scene import PlanningScene
@@ -69,6 +70,9 @@ class PlanResult:
     success: bool
     path: Optional[np.ndarray] = None
     reason: str = ""
+    #: OK, or CANCELLED, TIMEOUT, COLLISION (no collision-free path, an end in collision or
+    #: outside the limits, timing failed).
+    status: PlanStatus = PlanStatus.OK
     planning_time: float = 0.0
     trajectory: Optional[JointTrajectory] = None
     timed: Optional[TimedPath] = field(default=None, repr=False)
@@ -142,18 +146,19 @@ class MotionPlanner:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
         qs, qg = np.asarray(q_start, dtype=float), np.asarray(q_goal, dtype=float)
 
-        def fail(reason: str, sampled: bool = False) -> PlanResult:
-            return PlanResult(False, reason=reason, planning_time=time.perf_counter() - t0,
-                              sampled=sampled, algorithm=algorithm)
+        def fail(status: PlanStatus, reason: str, sampled: bool = False) -> PlanResult:
+            return PlanResult(False, reason=reason, status=status,
+                              planning_time=time.perf_counter() - t0, sampled=sampled,
+                              algorithm=algorithm)
 
         if should_cancel is not None and should_cancel():
-            return fail("cancelled")
+            return fail(PlanStatus.CANCELLED, "cancelled")
         for label, q in (("start", qs), ("goal", qg)):
             if not self.robot.within_limits(q):
-                return fail(f"{label} outside the joint limits")
+                return fail(PlanStatus.COLLISION, f"{label} outside the joint limits")
             if not scene.is_valid(q):
                 pairs = ", ".join(f"{a}-{b}" for a, b, _ in scene.collisions(q)[:3])
-                return fail(f"{label} in collision ({pairs})")
+                return fail(PlanStatus.COLLISION, f"{label} in collision ({pairs})")
         opt = self.optimize_time if optimize_time is None else optimize_time
         deadline = t0 + time_limit
         # The direct segment first; then sampling, and once more at half the resolution if the
@@ -171,8 +176,8 @@ class MotionPlanner:
                     break
                 found = self._search(qs, qg, scene, deadline, time_limit, algorithm,
                                      should_cancel, opt, fallback, res)
-                if isinstance(found, str):
-                    return fail(found, sampled=True)
+                if isinstance(found, PlanFailure):
+                    return fail(found.status, found.reason, sampled=True)
                 path, raw_len, used = found
             out = PlanResult(True, path=path, sampled=used != "direct", raw_length=raw_len,
                              length=path_length(path), algorithm=used)
@@ -188,13 +193,16 @@ class MotionPlanner:
                         why = "collision between the checked states of the path"
                         continue
             except TimingError as e:
-                return fail(f"time parameterisation failed: {e}", used != "direct")
+                return fail(PlanStatus.COLLISION, f"time parameterisation failed: {e}",
+                            used != "direct")
             out.timed = timed
             out.trajectory = to_joint_trajectory(timed, self.robot.arm_joints)
             out.timing_time = time.perf_counter() - t1
             out.planning_time = time.perf_counter() - t0
             return out
-        return fail(why or "timeout", sampled=True)
+        if why:
+            return fail(PlanStatus.COLLISION, why, sampled=True)
+        return fail(PlanStatus.TIMEOUT, "timeout", sampled=True)
 
     def _verified(self, Q: np.ndarray, scene: PlanningScene) -> bool:
         tol = self.verify_tolerance
@@ -209,7 +217,7 @@ class MotionPlanner:
         (AORRTC) runs for another ``time_limit`` (``algorithm`` "aorrtc")."""
         res = self.plan(q_start, q_goal, scene, time_limit=time_limit, algorithm="rrtstar",
                         timing=False, optimize_time=time_limit, fallback=False)
-        if res.success or not aorrtc_fallback or res.reason == "cancelled":
+        if res.success or not aorrtc_fallback or res.status is PlanStatus.CANCELLED:
             return res
         return self.plan(q_start, q_goal, scene, time_limit=time_limit, algorithm="aorrtc",
                          timing=False, optimize_time=time_limit)
@@ -227,7 +235,7 @@ class MotionPlanner:
     # -- OMPL ----------------------------------------------------------------------------------
     def _search(self, qs, qg, scene, deadline, time_limit, algorithm, should_cancel, opt,
                 fallback, resolution):
-        """(path, raw length, algorithm used) or a failure reason."""
+        """(path, raw length, algorithm used), or a PlanFailure (returned, not raised)."""
         ob, og, _ = _ompl()
         r = self.robot
         n = r.dof
@@ -302,9 +310,10 @@ class MotionPlanner:
         else:
             ss = run(algorithm, deadline)
         if cancelled[0]:
-            return "cancelled"
+            return PlanFailure(PlanStatus.CANCELLED, "cancelled")
         if not ss.haveExactSolutionPath():
-            return (f"timeout: no collision-free path within {time_limit:.3g} s ({used})")
+            return PlanFailure(PlanStatus.TIMEOUT, f"timeout: no collision-free path within "
+                               f"{time_limit:.3g} s ({used})")
         path = ss.getSolutionPath()
         raw = self._to_array(path)
         raw_len = path_length(raw)

@@ -23,6 +23,7 @@ from spatialpin_ros.planning.cartesian import gripper_move, straight_line
 from spatialpin_ros.planning.grasps import Grasp
 from spatialpin_ros.planning.planner import MotionPlanner
 from spatialpin_ros.planning.robot import RobotModel
+from spatialpin_ros.planning.task_plan import TrajectoryBuilder
 from spatialpin_ros.planning.scene import PlanningScene
 
 #: The fingers must stop at least this far (m, the gap) outside their commanded closing target
@@ -81,12 +82,11 @@ def plan_recovery(robot: RobotModel, scene: Optional[Scene], q_now: Sequence[flo
     """Open the fingers, go straight up ``lift`` m (or as far as it goes) and plan home, from
     arm configuration ``q_now``, to ``q_home`` (default the robot's home); None when no way
     home is found."""
-    from spatialpin_ros.planning.pick_place import _Builder  # one trajectory builder
     planner = planner or MotionPlanner(robot)
     q_now = np.asarray(q_now, dtype=float)
     ps = PlanningScene(robot, scene)
     try:
-        b = _Builder(robot, q_now, float(finger_now), planner.dt)
+        b = TrajectoryBuilder(robot, q_now, float(finger_now), planner.dt)
         b.fingers(gripper_move(float(finger_now), robot.finger_open, robot.finger_vmax,
                                robot.finger_amax, robot.finger_jmax, planner.dt), "release")
         tcp = robot.fk(q_now)
