@@ -11,9 +11,8 @@ Its z axis points out of the gripper (down in a top-down grasp), its y axis is t
 closing direction and its x axis lies in the fingers' plane.
 
 The gripper is one number for the planner: the opening of one finger ``f`` (metres, half the gap
-between the fingers). ``gripper_positions(f)`` turns it into the gripper joints' positions (a
-straight line between the description's closed and open positions, spaced by the gap: given,
-or measured between the finger links' collision shapes), ``finger_from_positions`` back.
+between the fingers); ``gripper_positions(f)`` and ``finger_from_positions`` convert
+(``planning.gripper``).
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from spatialpin_ros.core.robot_description import (DEFAULT_ROBOT, RobotDescripti
                                                    RobotDescriptionError, load_robot)
 from spatialpin_ros.core.trajectory import JointLimits
 from spatialpin_ros.core.types import Pose
+from spatialpin_ros.planning.gripper import GripperMap
 from spatialpin_ros.sim.pybullet_client import PyBulletClientOwner
 from spatialpin_ros.sim.robot_body import disable_touching_pairs, load_robot_body
 
@@ -113,14 +113,11 @@ class RobotModel(PyBulletClientOwner):
         self.fingertip_below_tcp = g.fingertip_below_tcp
         self.finger_thickness = g.finger_thickness
         self.finger_width = g.finger_width
-        self._g_open = np.asarray(g.open, dtype=float)
-        self._g_closed = np.asarray(g.closed, dtype=float)
         self._q = self.home.copy()
         self._fingers = 0.0
-        self._s_of_gap: Optional[np.poly1d] = None
-        self._gap_range = (0.0, 0.0)
-        self._calibrate_gripper()
-        self.finger_open = self._gap_range[1] / 2
+        #: Finger opening <-> gripper joints (``planning.gripper``).
+        self.gripper = GripperMap(g, d.name, self._measure_gap)
+        self.finger_open = self.gripper.finger_open
         self._fingers = self.finger_open
         self._set_limits()
         #: Link pairs never checked for self-collision (``sim.robot_body``).
@@ -130,40 +127,18 @@ class RobotModel(PyBulletClientOwner):
         self._check_reaches_table()
 
     # -- set-up --------------------------------------------------------------------------------
-    def _calibrate_gripper(self) -> None:
-        """The gripper's gap (m) along s in [0, 1] (closed to open): the description's, or
-        measured between the finger links' collision shapes, then fitted by a cubic."""
-        opening = self.description.gripper.opening
-        if opening is not None:
-            lo, hi = opening
-            self._gap_range = (float(lo), float(hi))
-            self._s_of_gap = np.poly1d([1.0 / (hi - lo), -lo / (hi - lo)])
-            return
-        s = np.linspace(0.0, 1.0, 21)
-        gaps = []
+    def _measure_gap(self, q_gripper: np.ndarray) -> float:
+        """Gap (m) between the finger links' collision shapes with the gripper at q."""
+        self._reset_gripper(q_gripper)
         a, b = self.finger_links
-        for si in s:
-            self._reset_gripper(self._g_closed + si * (self._g_open - self._g_closed))
-            pts = pb.getClosestPoints(self.body, self.body, 0.5, a, b,
-                                      physicsClientId=self.client)
-            gaps.append(min(p[8] for p in pts) if pts else float("nan"))
-        gaps = np.maximum(np.asarray(gaps), 0.0)
-        if not np.all(np.isfinite(gaps)) or np.any(np.diff(gaps) <= 0):
-            raise RobotDescriptionError(
-                f"robot {self.name!r}: the gap between gripper.finger_links "
-                f"{self.description.gripper.finger_links} does not grow from closed to open "
-                f"({np.round(gaps, 4).tolist()} m); give gripper.opening")
-        self._gap_range = (float(gaps[0]), float(gaps[-1]))
-        self._s_of_gap = np.poly1d(np.polyfit(gaps, s, 3))
+        pts = pb.getClosestPoints(self.body, self.body, 0.5, a, b, physicsClientId=self.client)
+        return min(p[8] for p in pts) if pts else float("nan")
 
     def _set_limits(self) -> None:
         d, lim = self.description, self.description.limits
-        # Gripper joint rate per finger rate: dq/df = (open - closed) * ds/dgap * 2.
-        gaps = np.linspace(*self._gap_range, 41)
-        ds = np.abs(self._s_of_gap.deriv()(gaps)) * 2.0
-        dds = np.abs(self._s_of_gap.deriv(2)(gaps)) * 4.0 if self._s_of_gap.order > 1 \
-            else np.zeros_like(gaps)
-        span = np.abs(self._g_open - self._g_closed)
+        # Gripper joint rate per finger rate: dq/df = (open - closed) * ds/df.
+        ds_max, dds_max = self.gripper.max_rates()
+        span = np.abs(self.gripper.span)
         #: Nominal limits: URDF positions and velocities, the description's accelerations.
         self.nominal_limits: dict[str, JointLimits] = {}
         finger_v = []
@@ -179,9 +154,9 @@ class RobotModel(PyBulletClientOwner):
                 acc = lim.arm_acceleration
             else:
                 k = self.gripper_joints.index(n)
-                rate = span[k] * float(ds.max())
+                rate = span[k] * ds_max
                 acc = lim.finger_acceleration * rate
-                acc += span[k] * float(dds.max()) * (vel / max(rate, 1e-9)) ** 2
+                acc += span[k] * dds_max * (vel / max(rate, 1e-9)) ** 2
                 if rate > 0:
                     finger_v.append(vel * lim.velocity_scale / rate)
             self.nominal_limits[n] = JointLimits(lo, hi, vel, acc)
@@ -269,39 +244,17 @@ class RobotModel(PyBulletClientOwner):
             f"{self.reach:.2f} m); check base_position and the URDF")
 
     # -- gripper -------------------------------------------------------------------------------
-    def gripper_s(self, f: float) -> float:
-        """Gripper position s in [0, 1] (closed to open) for one finger's opening f (m)."""
-        return float(np.clip(self._s_of_gap(2.0 * f), 0.0, 1.0))
-
     def gripper_positions(self, f: float) -> np.ndarray:
         """Gripper joint positions for one finger's opening ``f`` (m, half the gap)."""
-        return self._g_closed + self.gripper_s(f) * (self._g_open - self._g_closed)
+        return self.gripper.positions(f)
 
     def gripper_rates(self, f: float) -> tuple[np.ndarray, np.ndarray]:
         """First and second derivatives of the gripper joints' positions by f."""
-        d1 = self._s_of_gap.deriv()(2.0 * f) * 2.0
-        d2 = self._s_of_gap.deriv(2)(2.0 * f) * 4.0 if self._s_of_gap.order > 1 else 0.0
-        span = self._g_open - self._g_closed
-        return span * d1, span * d2
+        return self.gripper.rates(f)
 
     def finger_from_positions(self, q_gripper: Sequence[float]) -> float:
         """One finger's opening (m) from the gripper joints' positions."""
-        q = np.asarray(q_gripper, dtype=float).reshape(-1)
-        span = self._g_open - self._g_closed
-        k = int(np.argmax(np.abs(span)))
-        s = float(np.clip((q[k] - self._g_closed[k]) / span[k], 0.0, 1.0))
-        # Invert s(gap) (monotonic): a table, then Newton steps, so that positions -> opening
-        # -> positions is exact.
-        gaps = np.linspace(*self._gap_range, 201)
-        order = np.argsort(self._s_of_gap(gaps))
-        gap = float(np.interp(s, self._s_of_gap(gaps)[order], gaps[order]))
-        d1 = self._s_of_gap.deriv()
-        for _ in range(8):
-            slope = float(d1(gap))
-            if abs(slope) < 1e-9:
-                break
-            gap -= (float(self._s_of_gap(gap)) - s) / slope
-        return gap / 2.0
+        return self.gripper.finger(q_gripper)
 
     def finger_state(self, q_gripper: Sequence[float],
                      v_gripper: Optional[Sequence[float]] = None) -> tuple[float, float]:

@@ -12,7 +12,7 @@ from std_msgs.msg import Header
 
 from spatialpin_ros.core.errors import TrajectoryError
 from spatialpin_ros.core.plan_status import PlanStatus
-from spatialpin_ros.core.task_kinds import BASE_KINDS, TaskKind
+from spatialpin_ros.core.task_kinds import BASE_KINDS
 from spatialpin_ros.core.types import Scene
 from spatialpin_ros.ros import conversions as conv
 from spatialpin_ros.ros.viz import plan_markers
