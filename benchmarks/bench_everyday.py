@@ -1,6 +1,6 @@
 """Everyday objects in the hand: tasks of every kind on random tabletops of textured meshes
 (bowls, cups, mugs, plates, bottles, cans, printed food boxes, pybullet_data objects), perceived
-with the D435 depth-noise model, planned and executed by the simulated Panda.
+with the D435 depth-noise model, planned and executed by the simulated arm (the Panda).
 
     scripts/run python benchmarks/bench_everyday.py [--scenes 100] [--seed0 9000]
 
@@ -37,7 +37,7 @@ import numpy as np
 from spatialpin_ros.core.task_kinds import BASE_KINDS, TaskKind, check_done
 from spatialpin_ros.core.types import ObjectPrior
 from spatialpin_ros.perception import make_backend
-from spatialpin_ros.planning import PandaModel
+from spatialpin_ros.planning import RobotModel
 from spatialpin_ros.reasoning.tasks import GeometricProposer
 from spatialpin_ros.sim.scene_spec import random_scene
 from spatialpin_ros.sim.world import SimWorld
@@ -94,7 +94,7 @@ def run_scene(seed, i, backend, proposer, robot, args):
         tried, chosen = [], None
         for t in order(all_tasks, KINDS[i % 4])[:args.max_tries]:
             p = runner.plan(scene, TaskKind(t.kind), t.object_id, t.target_id, t.place_pose)
-            tried.append({"task": t.description, "kind": t.kind, "code": p.code})
+            tried.append({"task": t.description, "kind": t.kind, "status": p.status.value})
             if p.success:
                 chosen = (t, p)
                 break
@@ -118,7 +118,7 @@ def run_scene(seed, i, backend, proposer, robot, args):
                    and tilt_deg(o.pose) - tilt_deg(before[n].pose) > 30]
         row.update(planned=True, kind=t.kind, task=t.description, object_family=a_true.kind,
                    target_family=b_true.kind if b_true is not None else "",
-                   grasp=run.grasp, code=run.code, slipped=run.slipped, retried=run.retried,
+                   grasp=run.grasp, code=run.status.value if run.status else "", slipped=run.slipped, retried=run.retried,
                    hand=[h.state.value for h in run.hand],
                    picked=bool(track["zmax"] - track["z0"] >= 0.03),
                    stuck=bool(a_after.center[2] - a_after.size[2] / 2 > 0.15),
@@ -168,7 +168,7 @@ def main() -> None:
     ap.add_argument("--max-tries", type=int, default=4, help="proposals plan-checked per scene")
     ap.add_argument("--out", default="benchmarks/results/everyday.json")
     args = ap.parse_args()
-    backend, proposer, robot = make_backend("geometric"), GeometricProposer(), PandaModel()
+    backend, proposer, robot = make_backend("geometric"), GeometricProposer(), RobotModel()
     rows, bases, skipped, seed, i = [], [], [], args.seed0, 0
     t0 = time.time()
     while len(rows) < args.scenes and seed < args.seed0 + 10 * args.scenes:

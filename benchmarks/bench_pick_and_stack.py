@@ -1,7 +1,9 @@
 """Pick and stack with the embedded default: geometric perception, geometric proposer, OMPL
-planning, executed by the simulated Panda. Scored with the paper's three levels.
+planning, executed by the simulated arm (``--robot``: a shipped robot description such as panda
+or xarm6, or a YAML file). Scored with the paper's three levels.
 
     scripts/run python benchmarks/bench_pick_and_stack.py [--scenes 100] [--seed0 5000]
+        [--robot xarm6]
 
 For random scenes (seeds from --seed0 on): render 640x480 RGB-D, perceive it, ask the geometric
 proposer for tasks, plan the stack proposals in order (plan only, ``planning.plan_task``: a
@@ -33,7 +35,7 @@ import numpy as np
 import pybullet as pb
 
 from spatialpin_ros.perception import make_backend
-from spatialpin_ros.planning import PandaModel, limit_violations, plan_task
+from spatialpin_ros.planning import RobotModel, limit_violations, plan_task
 from spatialpin_ros.reasoning.tasks import GeometricProposer
 from spatialpin_ros.sim.scene_spec import random_scene
 from spatialpin_ros.sim.world import SimWorld
@@ -83,18 +85,20 @@ def main() -> None:
                     help="neighbours tried to move out of the way of a blocked task (0: never)")
     ap.add_argument("--max-moves", type=int, default=2,
                     help="neighbours moved at most to clear the way for one task")
+    ap.add_argument("--robot", default="panda",
+                    help="robot description: a name under config/robots/ or a YAML file")
     ap.add_argument("--out", default="benchmarks/results/pick_and_stack.json")
     args = ap.parse_args()
     backend = make_backend("geometric")
     proposer = GeometricProposer()
-    robot = PandaModel()
+    robot = RobotModel(args.robot)
     nominal = robot.joint_limits(nominal=True)
     rows, skipped, seed = [], [], args.seed0
     motion_ms, ratios, viol = [], [], {"joint": 0, "velocity": 0, "acceleration": 0}
     t_start = time.time()
     while len(rows) < args.scenes and seed < args.seed0 + 10 * args.scenes:
         spec = random_scene(seed)
-        with SimWorld(spec) as w:
+        with SimWorld(spec, robot=robot.description) as w:
             frame = w.render()
             backend.reset()
             scene = backend.perceive(frame)
@@ -104,13 +108,14 @@ def main() -> None:
                 seed += 1
                 continue
             row = {"seed": seed, "objects": len(spec.objects), "proposals": len(tasks)}
-            q0 = w.joint_state()[1][:7]
+            names, q, _, _ = w.joint_state()
+            q0 = np.array([q[names.index(n)] for n in robot.arm_joints])
             plan, task, tried = None, None, []
             for t in tasks:
                 p = plan_task(robot, scene, t.object_id, t.target_id, q_start=q0,
                               max_clearing=args.max_clearing, max_moves=args.max_moves,
                               reference_time=args.reference_time)
-                tried.append({"task": t.description, "code": p.code})
+                tried.append({"task": t.description, "status": p.status.value})
                 if p.cleared:
                     tried[-1]["cleared"] = [oid for oid, _ in p.cleared]
                 motion_ms += [1000 * m.planning_time for m in p.motions]
@@ -150,7 +155,8 @@ def main() -> None:
     picked = sum(r["picked"] for r in rows)
     stacked = sum(r["stacked"] for r in rows)
     failed = sum(r["picked"] and not r["stacked"] for r in rows)
-    res = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "scenes": n,
+    res = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "robot": robot.name,
+           "scenes": n,
            "seeds": [args.seed0, seed - 1], "skipped_no_stack_proposal": len(skipped),
            "planned": sum(r["planned"] for r in rows),
            "with_clearing_move": sum(bool(r.get("cleared")) for r in rows),

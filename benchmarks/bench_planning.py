@@ -42,7 +42,7 @@ from spatialpin_ros.core.types import Scene
 from spatialpin_ros.core.stacking import MAX_GRASP_WIDTH, Infeasible, check_support
 from spatialpin_ros.planning.pick_place import object_on_top, plan_pick_and_place
 from spatialpin_ros.planning.planner import MotionPlanner
-from spatialpin_ros.planning.robot import PandaModel
+from spatialpin_ros.planning.robot import RobotModel
 from spatialpin_ros.planning.timing import limit_violations
 from spatialpin_ros.sim.scene_spec import random_scene
 from spatialpin_ros.sim.world import SimWorld
@@ -100,12 +100,12 @@ def execute(world: SimWorld, plan, obj_name: str, target_name: str) -> dict:
             "horizontal_error_m": horiz, "bottom_gap_m": obj_bottom - tgt_top}
 
 
-def hard_problems(robot: PandaModel, n: int, seed: int):
+def hard_problems(robot: RobotModel, n: int, seed: int):
     """``n`` synthetic motions that need sampling: two top-down configurations 24-56 cm apart
     across the workspace with a 15-32 cm tall wall between them, among the ground-truth
     objects of random scenes (seeds ``seed``, ``seed + 1``, ...)."""
     from spatialpin_ros.core.types import ObjectPrior, Pose
-    from spatialpin_ros.planning import PANDA_HOME, PlanningScene, top_down_pose
+    from spatialpin_ros.planning import PlanningScene, top_down_pose
     rng = np.random.default_rng(seed)
     out, k = [], 0
     while len(out) < n and k < 50 * n:
@@ -120,9 +120,9 @@ def hard_problems(robot: PandaModel, n: int, seed: int):
             rng.uniform(-0.5, 0.5)), [w, 0.05, h], shape="box")
         scene = gt.replace(objects=[wall] + [o for o in gt.objects if abs(o.center[1]) > 0.1])
         qa = robot.ik(top_down_pose([xa, ya, rng.uniform(0.12, 0.25)], rng.uniform(-1.5, 1.5)),
-                      PANDA_HOME)
+                      robot.home)
         qb = robot.ik(top_down_pose([xb, yb, rng.uniform(0.12, 0.25)], rng.uniform(-1.5, 1.5)),
-                      PANDA_HOME)
+                      robot.home)
         if qa is None or qb is None:
             continue
         ps = PlanningScene(robot, scene)
@@ -323,7 +323,7 @@ def main(argv=None) -> int:
         return 0
 
     t_start = time.perf_counter()
-    robot = PandaModel()
+    robot = RobotModel("panda")
     planner = MotionPlanner(robot, seed=1)
     rows, skipped = [], []
     for seed in range(args.seed0, args.seed0 + args.scenes):
@@ -341,12 +341,12 @@ def main(argv=None) -> int:
                                            planner=planner,
                                            motion_time_limit=args.motion_time_limit,
                                            reference_time=args.ref_time)
-                tried.append({"object": obj, "target": tgt, "code": plan.code,
+                tried.append({"object": obj, "target": tgt, "code": plan.status.value,
                               "reason": plan.reason, "planning_time_s": plan.planning_time})
-                if plan.success or plan.code not in ("blocked", "unreachable"):
+                if plan.success or plan.status.value not in ("blocked", "unreachable"):
                     break
             row = {"seed": seed, "n_objects": len(gt.objects), "object": obj, "target": tgt,
-                   "tried": tried, "planned": bool(plan.success), "code": plan.code,
+                   "tried": tried, "planned": bool(plan.success), "code": plan.status.value,
                    "reason": plan.reason, "planning_time_s": plan.planning_time,
                    "motions": [{"name": m.name, "kind": m.kind, "time_s": m.planning_time,
                                 "sampled": m.sampled, "length": m.length,
@@ -354,7 +354,7 @@ def main(argv=None) -> int:
                                 "reference_time_s": m.reference_time,
                                 "reference_algorithm": m.reference_algorithm}
                                for m in plan.motions]}
-            if not plan.success and plan.code in ("blocked", "unreachable"):
+            if not plan.success and plan.status.value in ("blocked", "unreachable"):
                 row["infeasible"] = True
             if plan.success:
                 traj = plan.trajectory

@@ -26,6 +26,7 @@ setup(
         data_dir("config", "*.yaml"),
         data_dir("config", "*.xml"),
         data_dir("config/scenes", "*.yaml"),
+        data_dir("config/robots", "*.yaml"),
         data_dir("urdf"),
         data_dir("rviz", "*.rviz"),
     ],

@@ -1,6 +1,6 @@
 """The ``spatialpin`` command.
 
-    spatialpin demo [--seed N | --scene FILE] [--out DIR]   the headless demo, with a report
+    spatialpin demo [--seed N | --scene FILE] [--robot NAME] [--out DIR]   the headless demo, with a report
     spatialpin bringup GRAPH [-p node.param:=value ...]     run a node graph without ros2 launch
     spatialpin graphs                                       list the graphs
     spatialpin perceive FOLDER | FILE.mcap | --color C --depth D ...
@@ -25,6 +25,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     g.add_argument("--scene", default="", help="YAML scene file (or a name under config/scenes)")
     d.add_argument("--out", default="", help="report folder (default runs/demo-<seed or scene>)")
     d.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the graph")
+    d.add_argument("--robot", default="panda", help="the arm: a robot description under "
+                   "config/robots/ (panda, xarm6) or a YAML file")
     b = sub.add_parser("bringup", help="run a node graph without ros2 launch")
     b.add_argument("graph", help="graph name (see 'spatialpin graphs')")
     b.add_argument("-p", "--param", action="append", default=[],
@@ -57,7 +59,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from pathlib import Path
     name = Path(args.scene).stem if args.scene else f"seed{args.seed}"
     out = args.out or f"runs/demo-{name}"
-    return run_demo(out, seed=args.seed, scene_file=args.scene, timeout=args.timeout)
+    return run_demo(out, seed=args.seed, scene_file=args.scene, timeout=args.timeout,
+                    robot=args.robot)
 
 
 if __name__ == "__main__":

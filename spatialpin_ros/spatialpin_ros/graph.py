@@ -93,6 +93,12 @@ ARGUMENTS: tuple[tuple[str, str, str, str, str, type], ...] = (
      "/camera/aligned_depth_to_color/image_raw)", "perception", "depth_topic", str),
     ("camera_info_topic", REALSENSE_TOPICS["info"], "Camera info of the colour image "
      "(realsense-ros 3.x: /camera/color/camera_info)", "perception", "camera_info_topic", str),
+    ("robot", "panda", "Robot description of the arm (config/robots/NAME.yaml or a YAML file)",
+     "sim", "robot", str),
+    ("robot", "panda", "Robot description of the arm (config/robots/NAME.yaml or a YAML file)",
+     "perception", "self_filter.robot", str),
+    ("robot", "panda", "Robot description of the arm (config/robots/NAME.yaml or a YAML file)",
+     "manipulation", "robot", str),
     ("qa_backend", "geometric", "Default spatial QA backend: geometric, openai or transformers",
      "spatial_qa", "default_backend", str),
 )

@@ -17,7 +17,8 @@ import numpy as np
 
 from spatialpin_ros.core.task_kinds import BASE_KINDS, TaskCheck, TaskKind
 from spatialpin_ros.core.types import Scene
-from spatialpin_ros.planning import PandaModel, TaskPlan, limit_violations, plan_task
+from spatialpin_ros.core.plan_status import PlanStatus
+from spatialpin_ros.planning import RobotModel, TaskPlan, limit_violations, plan_task
 from spatialpin_ros.planning.recovery import (HandCheck, describe_grasp, hand_check,
                                               plan_recovery)
 from spatialpin_ros.reasoning.task_rules import (check_task, find_again, find_target, task_pose,
@@ -33,7 +34,7 @@ class TaskRun:
 
     task: TaskProposal
     kind: TaskKind
-    code: str = ""
+    status: Optional[PlanStatus] = None
     reason: str = ""
     grasp: str = ""
     hand: list[HandCheck] = field(default_factory=list)
@@ -52,7 +53,7 @@ class TaskRun:
 class SimTaskRunner:
     """Perceive, plan and execute tasks in a ``SimWorld`` (see the module doc)."""
 
-    def __init__(self, world, backend, robot: PandaModel, noise_seed: Optional[int] = None,
+    def __init__(self, world, backend, robot: RobotModel, noise_seed: Optional[int] = None,
                  max_clearing: int = 3, max_moves: int = 2,
                  watch: Optional[Callable[[], None]] = None):
         self.world, self.backend, self.robot = world, backend, robot
@@ -70,11 +71,11 @@ class SimTaskRunner:
 
     def plan(self, scene: Scene, kind: TaskKind, object_id: str, target_id: str,
              place_pose) -> TaskPlan:
-        q0 = self.world.joint_state()[1]
+        q0, f0 = self._state()
         on_target = kind in BASE_KINDS
         return plan_task(self.robot, scene, object_id, target_id if on_target else None,
-                         None if on_target else place_pose, q_start=q0[:7],
-                         finger_start=float(q0[7]), max_clearing=self.max_clearing,
+                         None if on_target else place_pose, q_start=q0,
+                         finger_start=f0, max_clearing=self.max_clearing,
                          max_moves=self.max_moves, kind=kind.value if on_target else "")
 
     def _step_until(self, t_end: float, t0: float) -> None:
@@ -83,9 +84,16 @@ class SimTaskRunner:
             if self.watch is not None:
                 self.watch()
 
+    def _state(self) -> tuple[np.ndarray, float]:
+        """The arm's configuration and one finger's opening (m) in the world now."""
+        names, q, _, _ = self.world.joint_state()
+        return self.robot.split([q[names.index(n)] for n in self.robot.joint_names])
+
     def _hand(self, plan: TaskPlan) -> HandCheck:
-        _, q, v, _ = self.world.joint_state()
-        return hand_check(q[7:9], plan.grasp, v[7:9])
+        names, q, v, _ = self.world.joint_state()
+        idx = [names.index(n) for n in self.robot.gripper_joints]
+        f, vf = self.robot.finger_state(q[idx], v[idx])
+        return hand_check([f, f], plan.grasp, [vf, vf])
 
     def execute(self, plan: TaskPlan, run: TaskRun) -> bool:
         """Run the plan; False (arm stopped) when the hand turns out empty after the close or
@@ -109,8 +117,8 @@ class SimTaskRunner:
 
     def recover(self, scene: Scene, run: TaskRun) -> None:
         """Fingers open, up and home after an empty grasp."""
-        _, q, _, _ = self.world.joint_state()
-        traj = plan_recovery(self.robot, scene, q[:7], float(q[7]))
+        q, f = self._state()
+        traj = plan_recovery(self.robot, scene, q, f)
         if traj is None:
             return
         v = limit_violations(traj, self.nominal)
@@ -131,7 +139,7 @@ class SimTaskRunner:
             if plan is None or attempt > 0:
                 plan = self.plan(scene, kind, oid, tid, pose)
             run.plans.append(plan)
-            run.code, run.reason = plan.code, plan.reason
+            run.status, run.reason = plan.status, plan.reason
             if not plan.success:
                 return run
             run.grasp = describe_grasp(plan)
@@ -140,7 +148,7 @@ class SimTaskRunner:
             run.slipped = True
             self.recover(scene, run)
             if attempt == 1 or not retry:
-                run.code, run.reason = "slipped", run.hand[-1].detail
+                run.status, run.reason = PlanStatus.SLIPPED, run.hand[-1].detail
                 break
             # Re-perceive and find the object and the target again.
             run.retried = True
@@ -148,11 +156,12 @@ class SimTaskRunner:
             a = find_again(fresh, scene.get(oid))
             b, found = find_target(fresh, scene.get(tid)) if tid else (None, True)
             if a is None or not found:
-                run.code, run.reason = "missing_object", "not seen again after the slip"
+                run.status, run.reason = (PlanStatus.MISSING_OBJECT,
+                                          "not seen again after the slip")
                 return run
             why = check_task(fresh, kind, a.id, b.id if b is not None else "")
             if why:
-                run.code, run.reason = "infeasible_after_slip", why
+                run.status, run.reason = PlanStatus.INFEASIBLE_AFTER_SLIP, why
                 return run
             oid, tid = a.id, (b.id if b is not None else "")
             pose = (task_pose(fresh, kind, oid, tid) if kind != TaskKind.MOVE else pose)

@@ -93,9 +93,9 @@ def test_hand_check():
 @pytest.fixture(scope="module")
 def sim():
     from spatialpin_ros.perception import make_backend
-    from spatialpin_ros.planning import PandaModel
+    from spatialpin_ros.planning import RobotModel
     from spatialpin_ros.reasoning.tasks import GeometricProposer
-    robot = PandaModel()
+    robot = RobotModel("panda")
     yield make_backend("geometric"), GeometricProposer(), robot
     robot.close()
 
@@ -118,7 +118,7 @@ def _run_kind(sim, scene_file, kind, pick=lambda t, s: True, shift=None):
                     o, pose=Pose(o.center + shift, o.pose.quaternion)) if o.id == t.object_id
                     else o for o in scene.objects])
             run = runner.run(s, t)
-            if run.code not in ("blocked", "unreachable"):
+            if run.status not in ("blocked", "unreachable"):
                 return run, {o.id: o for o in w.ground_truth().objects}, scene, t
         pytest.fail(f"no {kind.value} task planned: {run.reason}")
 
@@ -130,7 +130,7 @@ def _truth(truth, name):
 def test_stack_end_to_end(sim):
     run, w, _, _ = _run_kind(sim, "three_blocks.yaml", TaskKind.STACK,
                              lambda t, s: s.get(t.object_id).color_name == "red")
-    assert run.code == "ok" and run.check.ok and run.check.rule == "on_top", run
+    assert run.status == "ok" and run.check.ok and run.check.rule == "on_top", run
     assert run.grasp.startswith("top-down") and run.hand and run.hand[-1].held
     assert not any(h.state == HandState.EMPTY for h in run.hand)
     red, blue = _truth(w, "red_block"), _truth(w, "blue_block")
@@ -141,7 +141,7 @@ def test_stack_end_to_end(sim):
 def test_place_next_to_end_to_end(sim):
     run, w, _, t = _run_kind(sim, "three_blocks.yaml", TaskKind.PLACE_NEXT_TO,
                              lambda t, s: "red" in t.description.split(" next")[0])
-    assert run.code == "ok" and run.check.ok and run.check.rule == "beside", run
+    assert run.status == "ok" and run.check.ok and run.check.rule == "beside", run
     red = _truth(w, "red_block")
     assert np.linalg.norm(red.center[:2] - t.place_pose.position[:2]) < 0.02
 
@@ -152,7 +152,7 @@ def test_put_in_end_to_end(sim):
     run, w, _, _ = _run_kind(sim, "containers.yaml", TaskKind.PUT_IN,
                              lambda t, s: "tray" in s.get(t.target_id).label
                              and "red" in s.get(t.object_id).label)
-    assert run.code == "ok" and run.check.ok and run.check.rule == "inside", run
+    assert run.status == "ok" and run.check.ok and run.check.rule == "inside", run
     box, tray = _truth(w, "red_box"), _truth(w, "tray")
     assert np.linalg.norm(box.center[:2] - tray.center[:2]) < 0.06
     assert box.center[2] - box.size[2] / 2 < tray.center[2] + tray.size[2] / 2 - 0.02
@@ -161,7 +161,7 @@ def test_put_in_end_to_end(sim):
 def test_place_on_end_to_end(sim):
     run, w, scene, t = _run_kind(sim, "plate_and_blocks.yaml", TaskKind.PLACE_ON,
                                  lambda t, s: s.get(t.object_id).color_name == "red")
-    assert run.code == "ok" and run.check.ok and run.check.rule == "inside_rim", run
+    assert run.status == "ok" and run.check.ok and run.check.rule == "inside_rim", run
     block, plate = _truth(w, "red_block"), _truth(w, "plate")
     assert np.linalg.norm(block.center[:2] - plate.center[:2]) < 0.06
     assert block.center[2] - block.size[2] / 2 < plate.center[2] + plate.size[2] / 2
@@ -175,7 +175,7 @@ def test_slip_is_seen_and_retried_once(sim):
                              shift=np.array([0.0, 0.05, 0.0]))
     assert run.slipped and run.retried
     assert run.hand[0].state == HandState.EMPTY
-    assert len(run.plans) == 2 and run.code == "ok" and run.check.ok, run
+    assert len(run.plans) == 2 and run.status == "ok" and run.check.ok, run
 
 
 def test_benchmark_never_proposes_irregular_or_round_bases():

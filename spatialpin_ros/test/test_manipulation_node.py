@@ -20,6 +20,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
+from spatialpin_ros.core.plan_status import PlanStatus  # noqa: E402
 from spatialpin_ros.graph import PERCEPTION_ON_SIM  # noqa: E402
 from spatialpin_ros.ros import conversions as conv  # noqa: E402
 from spatialpin_ros.ros.manipulation_node import ManipulationNode  # noqa: E402
@@ -88,6 +89,7 @@ def test_plan_only_sends_nothing(graph):
     task = TaskProposal(action="stack", object_id=ids["red"], target_id=ids["blue"])
     res, fb = run_goal(action, ex, task, execute=False)
     assert res.success, res.message
+    assert res.status == PlanStatus.OK.value  # the typed outcome travels in the result
     assert len(res.joint_trajectory.points) > 10 and len(res.ee_path.poses) > 10
     assert res.planning_time > 0 and "plan" in fb
     spin_until(ex, lambda: False, timeout=0.5)
@@ -105,9 +107,10 @@ def test_plan_only_sends_nothing(graph):
     assert goal.pose.position.z > blue.center[2] + blue.size[2] / 2
 
 
-@pytest.mark.parametrize("case, why", [("missing", "no object"), ("small", "too small"),
-                                       ("unreachable", "reach")])
-def test_bad_tasks_fail_with_a_reason_and_send_nothing(graph, case, why):
+@pytest.mark.parametrize("case, why, status", [("missing", "no object", "error"),
+                                               ("small", "too small", "error"),
+                                               ("unreachable", "reach", "unreachable")])
+def test_bad_tasks_fail_with_a_reason_and_send_nothing(graph, case, why, status):
     sim, manip, action, ex, scenes, sent = graph
     ids, scene = ids_by_color(scenes)
     n_sent = len(sent)
@@ -121,6 +124,8 @@ def test_bad_tasks_fail_with_a_reason_and_send_nothing(graph, case, why):
         task.place_pose.orientation.w = 1.0
     res, _ = run_goal(action, ex, task, execute=True)
     assert not res.success and why in res.message, res.message
+    # Refused before planning by the task's rule (error), or by the planner (its status).
+    assert res.status == PlanStatus(status).value
     assert len(sent) == n_sent
 
 

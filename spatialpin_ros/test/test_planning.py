@@ -8,13 +8,17 @@ import numpy as np
 import pytest
 
 from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, Scene
-from spatialpin_ros.planning import (PANDA_HOME, Infeasible, MotionPlanner, PandaModel,
-                                     PlanningScene, grasp_candidates, limit_violations,
-                                     plan_pick_and_place, top_down_pose)
+from spatialpin_ros.core.robot_description import load_robot
+from spatialpin_ros.planning import (Infeasible, MotionPlanner, PickPlaceConfig, PlanFailure,
+                                     PlanningScene, PlanStatus, RobotModel,
+                                     grasp_candidates, limit_violations, plan_pick_and_place,
+                                     top_down_pose)
 from spatialpin_ros.sim.scene_spec import CameraSpec, ObjectSpec, SceneSpec
 from spatialpin_ros.sim.world import SimWorld
 
 CAM = CameraModel.from_fov(64, 48, 58)
+#: These tests check the planner on the Panda (its description: config/robots/panda.yaml).
+PANDA_HOME = np.array(load_robot("panda").home)
 
 
 def box(oid, center, size, yaw_deg=0.0, shape="box"):
@@ -27,7 +31,7 @@ def scene_of(*objects):
 
 @pytest.fixture(scope="module")
 def robot():
-    r = PandaModel()
+    r = RobotModel("panda")
     yield r
     r.close()
 
@@ -146,9 +150,9 @@ def test_held_object_moves_with_the_hand_and_is_checked(robot):
 
 
 # -- grasps and placements --------------------------------------------------------------------
-def test_grasp_of_a_yawed_box_closes_across_its_narrow_side():
+def test_grasp_of_a_yawed_box_closes_across_its_narrow_side(robot):
     prior = box("b", [0.5, 0.1, 0.025], [0.04, 0.06, 0.05], yaw_deg=30)
-    g = grasp_candidates(prior)[0]
+    g = grasp_candidates(robot.hand, prior)[0]
     R = g.pose.rotation.as_matrix()
     closing = R[:, 1]  # the fingers close along the TCP y axis
     box_x = prior.pose.rotation.as_matrix()[:, 0]
@@ -159,17 +163,17 @@ def test_grasp_of_a_yawed_box_closes_across_its_narrow_side():
     assert g.pregrasp.position[2] - g.pose.position[2] == pytest.approx(0.10)
     # A cylinder: any heading, the one closest to the wrist's current heading first.
     cyl = box("c", [0.5, 0.1, 0.04], [0.05, 0.05, 0.08], shape="cylinder")
-    assert abs(grasp_candidates(cyl, current_yaw=0.3)[0].yaw - 0.3) < 1e-6
+    assert abs(grasp_candidates(robot.hand, cyl, current_yaw=0.3)[0].yaw - 0.3) < 1e-6
 
 
 def test_too_wide_object_is_refused(robot):
     wide = box("wide", [0.5, 0.15, 0.03], [0.10, 0.10, 0.06])
     tgt = box("tgt", [0.5, -0.15, 0.03], [0.12, 0.12, 0.06])
     with pytest.raises(Infeasible) as e:
-        grasp_candidates(wide)
+        grasp_candidates(robot.hand, wide)
     assert e.value.code == "too_wide"
     plan = plan_pick_and_place(robot, scene_of(wide, tgt), "wide", "tgt")
-    assert not plan.success and plan.code == "too_wide" and "too wide" in plan.reason
+    assert not plan.success and plan.status == "too_wide" and "too wide" in plan.reason
     assert plan.trajectory is None
 
 
@@ -177,20 +181,20 @@ def test_target_smaller_than_the_object_is_refused(robot):
     obj = box("obj", [0.5, 0.15, 0.03], [0.06, 0.06, 0.06])
     small = box("small", [0.5, -0.15, 0.02], [0.03, 0.03, 0.04])
     plan = plan_pick_and_place(robot, scene_of(obj, small), "obj", "small")
-    assert not plan.success and plan.code == "target_too_small"
+    assert not plan.success and plan.status == "target_too_small"
     assert "target too small" in plan.reason
     ball = box("ball", [0.5, -0.15, 0.03], [0.06, 0.06, 0.06], shape="sphere")
     plan = plan_pick_and_place(robot, scene_of(obj, ball), "obj", "ball")
-    assert plan.code == "no_flat_top"
+    assert plan.status == "no_flat_top"
 
 
 def test_unreachable_target_and_missing_object_are_refused(robot):
     obj = box("obj", [0.5, 0.15, 0.025], [0.04, 0.04, 0.05])
     far = box("far", [1.5, 0.0, 0.03], [0.07, 0.07, 0.06])
     plan = plan_pick_and_place(robot, scene_of(obj, far), "obj", "far")
-    assert not plan.success and plan.code == "unreachable" and "unreachable" in plan.reason
+    assert not plan.success and plan.status == "unreachable" and "unreachable" in plan.reason
     plan = plan_pick_and_place(robot, scene_of(obj, far), "nothing", "far")
-    assert plan.code == "missing_object" and "missing object" in plan.reason
+    assert plan.status == "missing_object" and "missing object" in plan.reason
 
 
 def test_place_at_a_pose_on_the_table(robot, planner):
@@ -248,13 +252,13 @@ def test_tiny_time_limit_gives_timeout_not_a_path(robot, planner, wall_problem):
     res = planner.plan(qa, qb, ps, time_limit=0.002)
     ps.close()
     assert not res.success and res.path is None and res.trajectory is None
-    assert res.reason.startswith("timeout")
+    assert res.status is PlanStatus.TIMEOUT and res.reason.startswith("timeout")
 
 
 def test_should_cancel_stops_planning(robot, planner, wall_problem):
     scene, qa, qb = wall_problem
     ps = PlanningScene(robot, scene)
-    assert planner.plan(qa, qb, ps, should_cancel=lambda: True).reason == "cancelled"
+    assert planner.plan(qa, qb, ps, should_cancel=lambda: True).status is PlanStatus.CANCELLED
     calls = [0]
 
     def cancel_later():  # lets the checks pass, then cancels inside the search
@@ -264,12 +268,29 @@ def test_should_cancel_stops_planning(robot, planner, wall_problem):
     t = time.perf_counter()
     res = planner.plan(qa, qb, ps, time_limit=5.0, should_cancel=cancel_later)
     ps.close()
-    assert res.reason == "cancelled" and time.perf_counter() - t < 1.0
+    assert res.status is PlanStatus.CANCELLED and time.perf_counter() - t < 1.0
     obj = box("obj", [0.5, 0.15, 0.025], [0.04, 0.04, 0.05])
     tgt = box("tgt", [0.5, -0.15, 0.025], [0.06, 0.06, 0.05])
     plan = plan_pick_and_place(robot, scene_of(obj, tgt), "obj", "tgt",
                                should_cancel=lambda: True)
-    assert not plan.success and plan.code == "cancelled" and plan.reason == "cancelled"
+    assert not plan.success and plan.status is PlanStatus.CANCELLED and plan.reason == "cancelled"
+
+
+def test_settings_are_one_config_and_outcomes_one_type(robot):
+    obj = box("obj", [0.5, 0.15, 0.025], [0.04, 0.04, 0.05])
+    tgt = box("tgt", [0.5, -0.15, 0.025], [0.06, 0.06, 0.05])
+    narrow = PickPlaceConfig(max_grasp_width=0.03, compute_ee_path=False)
+    plan = plan_pick_and_place(robot, scene_of(obj, tgt), "obj", "tgt", config=narrow)
+    assert plan.status is PlanStatus.TOO_WIDE and "too wide" in plan.reason
+    # A field given by name replaces the config's; an unknown one is refused.
+    plan = plan_pick_and_place(robot, scene_of(obj, tgt), "obj", "tgt", config=narrow,
+                               max_grasp_width=0.06)
+    assert plan.status is PlanStatus.OK and plan.ee_path is None
+    with pytest.raises(TypeError):
+        plan_pick_and_place(robot, scene_of(obj, tgt), "obj", "tgt", grasp_deep=0.02)
+    with pytest.raises(PlanFailure) as e:
+        grasp_candidates(robot.hand, box("w", [0.5, 0, 0.05], [0.2, 0.2, 0.1]))
+    assert e.value.status is PlanStatus.TOO_WIDE and isinstance(e.value, Infeasible)
 
 
 # -- the whole task, executed in the simulator ------------------------------------------------
@@ -372,10 +393,10 @@ def test_a_blocked_task_clears_the_way_first_and_stacks_in_the_simulator(robot, 
     with SimWorld(clutter()) as world:
         scene = world.ground_truth()   # a stand-in for perception (this unit test only)
         direct = plan_pick_and_place(robot, scene, "short", "base", planner=planner)
-        assert not direct.success and direct.code == "blocked"
+        assert not direct.success and direct.status == "blocked"
         assert [o.id for o in blockers(scene, "short", "base")] == ["tall"]
         assert plan_task(robot, scene, "short", "base", planner=planner,
-                         max_clearing=0).code == "blocked"
+                         max_clearing=0).status == "blocked"
         plan = plan_task(robot, scene, "short", "base", planner=planner)
         assert plan.success, plan.reason
         assert [c for c, _ in plan.cleared] == ["tall"]
@@ -414,7 +435,7 @@ def test_two_moves_clear_a_block_between_two_tall_ones(robot, planner):
     scene = scene_of(short, left, right, base)
     assert {o.id for o in blockers(scene, "short", "base")} == {"left", "right"}
     one = plan_task(robot, scene, "short", "base", planner=planner, max_moves=1)
-    assert not one.success and one.code == "blocked" and "clearing the way" in one.reason
+    assert not one.success and one.status == "blocked" and "clearing the way" in one.reason
     two = plan_task(robot, scene, "short", "base", planner=planner, max_moves=2)
     assert two.success, two.reason
     assert sorted(c for c, _ in two.cleared) == ["left", "right"]

@@ -34,7 +34,7 @@ from spatialpin_ros.ros.sim_node import LATCHED, SimNode  # noqa: E402
 from spatialpin_ros.ros.spatial_qa_node import SpatialQANode  # noqa: E402
 from spatialpin_ros.sim.scene_spec import load_scene_file  # noqa: E402
 from spatialpin_ros.paths import resolve_scene_file  # noqa: E402
-from spatialpin_ros.sim.world import ARM_JOINTS, SimWorld  # noqa: E402
+from spatialpin_ros.sim.world import SimWorld  # noqa: E402
 
 PANDA_URDF = "franka_panda/panda.urdf"
 #: The QA node's executor threads (its main() spins it with this many).
@@ -87,11 +87,12 @@ def call_all(node, srv_type, name, requests, timeout):
 def arm_over_table():
     """Arm joint positions with the hand 20 cm above the table between the objects and the
     robot, in the camera's view of the tabletop scene."""
-    from spatialpin_ros.planning.robot import PandaModel, top_down_pose
-    with PandaModel() as m:
+    from spatialpin_ros.planning.robot import RobotModel, top_down_pose
+    with RobotModel("panda") as m:
         q = m.ik(top_down_pose([0.45, 0.0, 0.20], 0.0))
+        joints = m.arm_joints
     assert q is not None
-    return dict(zip(ARM_JOINTS, q))
+    return dict(zip(joints, q))
 
 
 def extras_and_misses(scene, truth, tol=0.03):

@@ -10,20 +10,20 @@ from spatialpin_ros.core.errors import SpatialPinError
 from spatialpin_ros.paths import resolve_scene_file
 from spatialpin_ros.perception import make_backend
 from spatialpin_ros.perception.self_filter import RobotSelfFilter
-from spatialpin_ros.planning.robot import PandaModel, top_down_pose
+from spatialpin_ros.planning.robot import RobotModel, top_down_pose
 from spatialpin_ros.sim.scene_spec import load_scene_file
-from spatialpin_ros.sim.world import ARM_JOINTS, SimWorld
+from spatialpin_ros.sim.world import SimWorld
 
 
 @pytest.fixture(scope="module")
 def arm_in_view():
     """A tabletop frame with the hand 20 cm above the table in front of the objects, its
     segmentation, the truth and the joint state."""
-    with PandaModel() as m:
+    with RobotModel("panda") as m:
         q = m.ik(top_down_pose([0.45, 0.0, 0.20], 0.0))
     assert q is not None
     with SimWorld(load_scene_file(resolve_scene_file("tabletop"))) as w:
-        w.reset_robot(dict(zip(ARM_JOINTS, q)))
+        w.reset_robot(dict(zip(w.robot_description.arm_joints, q)))
         w.step(10)
         frame, seg = w.render(with_segmentation=True)
         names, qs, _, _ = w.joint_state()

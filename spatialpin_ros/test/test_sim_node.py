@@ -18,7 +18,10 @@ from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg  # noqa: E
 from spatialpin_ros.core.trajectory import JointTrajectory  # noqa: E402
 from spatialpin_ros.ros import conversions as conv  # noqa: E402
 from spatialpin_ros.ros.sim_node import LATCHED, SimNode  # noqa: E402
-from spatialpin_ros.sim.world import ARM_JOINTS, PANDA_HOME  # noqa: E402
+from spatialpin_ros.core.robot_description import load_robot  # noqa: E402
+
+PANDA = load_robot("panda")
+ARM_JOINTS, PANDA_HOME = PANDA.arm_joints, PANDA.home
 
 
 class Probe(Node):

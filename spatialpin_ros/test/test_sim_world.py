@@ -8,7 +8,11 @@ from spatialpin_ros.core.trajectory import JointTrajectory
 from spatialpin_ros.core.types import Pose
 from spatialpin_ros.sim.scene_spec import load_scene_file, parse_scene, random_scene
 from spatialpin_ros.paths import resolve_scene_file
-from spatialpin_ros.sim.world import ARM_JOINTS, PANDA_HOME, SimWorld
+from spatialpin_ros.core.robot_description import load_robot
+from spatialpin_ros.sim.world import SimWorld
+
+PANDA = load_robot("panda")
+ARM_JOINTS, PANDA_HOME = PANDA.arm_joints, PANDA.home
 
 
 def surface_distance(obj, points: np.ndarray) -> np.ndarray:
@@ -87,7 +91,7 @@ def test_trajectory_ends_within_0_01_rad_of_its_last_point():
     with SimWorld(random_scene(1)) as w:
         q0 = np.array(PANDA_HOME)
         q1 = q0 + np.array([0.5, 0.3, -0.4, 0.4, 0.6, -0.3, 0.8])
-        names = list(ARM_JOINTS) + ["panda_finger_joint1", "panda_finger_joint2"]
+        names = PANDA.joint_names
         traj = JointTrajectory(names, [0.0, 2.0, 4.0],
                                np.stack([np.r_[q0, 0.04, 0.04], np.r_[q1, 0.01, 0.01],
                                          np.r_[q1 * 0.9 + q0 * 0.1, 0.02, 0.02]]))

@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from spatialpin_ros.core.plan_status import PlanFailure
 from spatialpin_ros.core.types import ObjectPrior
 
 #: Widest object side the gripper takes (metres): its 0.08 m opening less 4 mm on each side.
@@ -36,14 +37,10 @@ MIN_TIP_ANGLE = math.radians(15.0)
 PLACEMENT_ERROR = 0.005
 
 
-class Infeasible(Exception):
-    """A task that cannot be done as asked; ``code`` is a short machine-readable reason
-    (``too_wide``, ``target_too_small``, ``no_flat_top``, ``unstable``, ``unreachable``, ...)."""
-
-    def __init__(self, code: str, reason: str):
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
+#: A task that cannot be done as asked: the one failure type, ``core.plan_status.PlanFailure``
+#: (``status`` a PlanStatus: too_wide, target_too_small, no_flat_top, unstable, unreachable,
+#: ...). The name stays for the modules that catch it.
+Infeasible = PlanFailure
 
 
 def wrap(a: float) -> float:

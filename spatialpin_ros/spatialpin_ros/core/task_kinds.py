@@ -207,10 +207,12 @@ def holder_floor_z(target: ObjectPrior) -> float:
 
 
 def put_in_pose(obj: ObjectPrior, target: ObjectPrior, grasp_depth: float = 0.025,
-                fingertip_below_tcp: float = 0.0072, clearance: float = 0.005) -> Pose:
+                fingertip_below_tcp: float = 0.007, clearance: float = 0.005) -> Pose:
     """Where the object's centre is let go into a container: over its centre, the fingertips
     ``RIM_CLEARANCE`` above the rim (the TCP ``grasp_depth`` below the object's top), or resting
-    just above the inner bottom where that is higher."""
+    just above the inner bottom where that is higher. ``fingertip_below_tcp``: the robot's
+    (``RobotModel.fingertip_below_tcp``; the default, a typical finger, gives the nominal
+    pose a task is checked against)."""
     h = float(obj.size[2])
     depth = min(grasp_depth, 0.75 * h)
     bottom_tips = top_z(target) + RIM_CLEARANCE + fingertip_below_tcp - (h - depth)

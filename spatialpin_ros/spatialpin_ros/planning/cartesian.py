@@ -21,7 +21,7 @@ from scipy.interpolate import PchipInterpolator
 from scipy.spatial.transform import Rotation, Slerp
 
 from spatialpin_ros.core.types import Pose
-from spatialpin_ros.planning.robot import PandaModel
+from spatialpin_ros.planning.robot import RobotModel
 from spatialpin_ros.planning.timing import sample_times
 from spatialpin_ros.planning.scene import PlanningScene
 from spatialpin_ros.planning.timing import TimedPath
@@ -30,7 +30,7 @@ from spatialpin_ros.planning.timing import TimedPath
 @dataclass
 class CartesianResult:
     success: bool
-    path: Optional[np.ndarray] = None      # IK solutions along the line (K, 7)
+    path: Optional[np.ndarray] = None      # IK solutions along the line (K, dof)
     timed: Optional[TimedPath] = None
     reason: str = ""
 
@@ -48,7 +48,7 @@ def _profile(length: float, v: float, a: float, j: float) -> Trajectory:
     return traj
 
 
-def straight_line(robot: PandaModel, scene: Optional[PlanningScene], q0: np.ndarray,
+def straight_line(robot: RobotModel, scene: Optional[PlanningScene], q0: np.ndarray,
                   target: Pose, step: float = 0.005, speed: float = 0.1, accel: float = 0.5,
                   jerk: float = 5.0, dt: float = 0.01, max_joint_step: float = 0.15,
                   min_length: Optional[float] = None,
@@ -98,9 +98,9 @@ def straight_line(robot: PandaModel, scene: Optional[PlanningScene], q0: np.ndar
     return CartesianResult(True, Q, timed)
 
 
-def time_line(robot: PandaModel, Q: np.ndarray, length: float, speed: float, accel: float,
+def time_line(robot: RobotModel, Q: np.ndarray, length: float, speed: float, accel: float,
               jerk: float, dt: float) -> TimedPath:
-    """Time configurations Q (K, 7), evenly spaced along a path of ``length``, rest to rest."""
+    """Time configurations Q (K, dof), evenly spaced along a path of ``length``, rest to rest."""
     if len(Q) < 2 or length <= 1e-9:
         z = np.zeros((1, Q.shape[1]))
         return TimedPath(np.zeros(1), Q[:1].copy(), z, z.copy())

@@ -40,7 +40,7 @@ from spatialpin_ros.core.stacking import (MAX_GRASP_WIDTH, MIN_SUPPORT, Infeasib
 from spatialpin_ros.core.stacking import wrap as _wrap
 from spatialpin_ros.core.stacking import yaw_of as _yaw_of
 from spatialpin_ros.core.types import ObjectPrior, Pose
-from spatialpin_ros.planning.robot import FINGER_OPEN, FINGERTIP_BELOW_TCP, top_down_pose
+from spatialpin_ros.planning.robot import top_down_pose
 
 @dataclass
 class Grasp:
@@ -73,17 +73,31 @@ class Placement:
     support_ratio: float
 
 
-#: Panda joint 7 limit (rad) and its value at home, where the TCP heading is 0.
-_Q7_LIMIT = 2.9671
-_Q7_HOME = 0.785
+@dataclass(frozen=True)
+class Hand:
+    """What grasp geometry needs of the robot (``RobotModel.hand``): ``finger_open`` (m, one
+    finger's opening when open), ``fingertip_below_tcp`` (m along the TCP z axis) and the wrist:
+    the last arm joint's limits ``wrist_lower``/``wrist_upper`` (rad), its ``wrist_home``
+    value, the ``wrist_sign`` of its turn against the TCP heading about world z and the TCP
+    heading at home relative to its bearing from the base (``wrist_heading``, rad)."""
+
+    finger_open: float
+    fingertip_below_tcp: float
+    wrist_lower: float
+    wrist_upper: float
+    wrist_home: float
+    wrist_sign: float
+    wrist_heading: float
 
 
-def wrist_margin(x: float, y: float, yaw: float) -> float:
-    """Predicted distance (rad) of joint 7 from its nearer limit for a top-down TCP with
-    heading ``yaw`` above (x, y): joint 7 is about 0.785 + atan2(y, x) - yaw (within ~0.1
-    rad). Grasps and placements with little margin make IK and straight moves fail."""
-    q7 = _Q7_HOME + math.atan2(y, x) - yaw
-    return max(min(q + _Q7_LIMIT, _Q7_LIMIT - q) for q in (q7 - 2 * math.pi, q7, q7 + 2 * math.pi))
+def wrist_margin(hand: Hand, x: float, y: float, yaw: float) -> float:
+    """Predicted distance (rad) of the last arm joint from its nearer limit for a top-down TCP
+    with heading ``yaw`` above (x, y): the joint is about home + sign * (yaw - heading_home -
+    atan2(y, x)) (within ~0.1 rad). Grasps and placements with little margin make IK and
+    straight moves fail."""
+    q = hand.wrist_home + hand.wrist_sign * (yaw - hand.wrist_heading - math.atan2(y, x))
+    return max(min(v - hand.wrist_lower, hand.wrist_upper - v)
+               for v in (q - 2 * math.pi, q, q + 2 * math.pi))
 
 
 #: Fallback grasp variants for cluttered spots, tried after every heading of the default grasp:
@@ -92,7 +106,8 @@ def wrist_margin(x: float, y: float, yaw: float) -> float:
 GRASP_VARIANTS = ((1.0, None), (1.0, 0.007), (0.6, None), (0.6, 0.007))
 
 
-def grasp_candidates(prior: ObjectPrior, support_z: float = 0.0, current_yaw: float = 0.0,
+def grasp_candidates(hand: Hand, prior: ObjectPrior, support_z: float = 0.0,
+                     current_yaw: float = 0.0,
                      max_width: float = MAX_GRASP_WIDTH, depth: float = 0.025,
                      approach_height: float = 0.10, lift_height: float = 0.10,
                      squeeze: float = 0.005, preshape_margin: float = 0.015,
@@ -106,7 +121,7 @@ def grasp_candidates(prior: ObjectPrior, support_z: float = 0.0, current_yaw: fl
     heading of the first tier comes before any of the next (see ``GRASP_VARIANTS``)."""
     out: list[Grasp] = []
     for scale, margin in variants:
-        out += _grasps(prior, support_z, current_yaw, max_width, depth * scale, approach_height,
+        out += _grasps(hand, prior, support_z, current_yaw, max_width, depth * scale, approach_height,
                        lift_height, squeeze,
                        preshape_margin if margin is None else min(margin, preshape_margin),
                        fingertip_clearance)
@@ -120,7 +135,7 @@ def grasp_candidates(prior: ObjectPrior, support_z: float = 0.0, current_yaw: fl
     return unique
 
 
-def _grasps(prior: ObjectPrior, support_z: float, current_yaw: float, max_width: float,
+def _grasps(hand: Hand, prior: ObjectPrior, support_z: float, current_yaw: float, max_width: float,
             depth: float, approach_height: float, lift_height: float, squeeze: float,
             preshape_margin: float, fingertip_clearance: float) -> list[Grasp]:
     size = np.asarray(prior.size, dtype=float)
@@ -144,7 +159,7 @@ def _grasps(prior: ObjectPrior, support_z: float, current_yaw: float, max_width:
         tcp_z = float(prior.center[2])
     else:
         tcp_z = top - min(depth, 0.75 * size[2])
-    tcp_z = max(tcp_z, support_z + FINGERTIP_BELOW_TCP + fingertip_clearance)
+    tcp_z = max(tcp_z, support_z + hand.fingertip_below_tcp + fingertip_clearance)
     out = []
     for ang, w in options:
         for flip in (0.0, math.pi):
@@ -155,14 +170,14 @@ def _grasps(prior: ObjectPrior, support_z: float, current_yaw: float, max_width:
                 object_id=prior.id, pose=top_down_pose(pos, yaw),
                 pregrasp=top_down_pose(pos + [0, 0, approach_height], yaw),
                 lift=top_down_pose(pos + [0, 0, lift_height], yaw), yaw=yaw, width=w,
-                preshape=min(FINGER_OPEN, w / 2 + preshape_margin),
+                preshape=min(hand.finger_open, w / 2 + preshape_margin),
                 finger_target=max(0.0, w / 2 - squeeze), depth=top - tcp_z))
     # Narrower first (stable, more room for the fingers), then a wrist well inside its
     # limits, then least wrist turn.
     x, y = float(prior.center[0]), float(prior.center[1])
     out.sort(key=lambda g: (round(g.width, 3) if prior.shape != "cylinder" and
                             prior.shape != "sphere" else 0.0,
-                            -min(wrist_margin(x, y, g.yaw), 0.8),
+                            -min(wrist_margin(hand, x, y, g.yaw), 0.8),
                             abs(_wrap(g.yaw - current_yaw))))
     return out
 
@@ -172,14 +187,14 @@ def _grasps(prior: ObjectPrior, support_z: float, current_yaw: float, max_width:
 PLACEMENT_SHIFTS = (0.005, 0.01, 0.015)
 
 
-def placements_on(obj: ObjectPrior, grasp: Grasp, target: ObjectPrior,
+def placements_on(hand: Hand, obj: ObjectPrior, grasp: Grasp, target: ObjectPrior,
                   clearance: float = 0.005, approach_height: float = 0.10,
                   min_support: float = MIN_SUPPORT, neighbours: Sequence[ObjectPrior] = (),
                   shifts: Sequence[float] = PLACEMENT_SHIFTS) -> list[Placement]:
     """Placements of ``obj`` (held with ``grasp``) on top of ``target``: centred, least wrist
     turn first, then off-centre ones (``stack_poses``). Raises Infeasible when the target
     cannot support the object."""
-    return placements_for(obj, grasp, stack_poses(obj, target, clearance, min_support,
+    return placements_for(hand, obj, grasp, stack_poses(obj, target, clearance, min_support,
                                                   neighbours, shifts), approach_height,
                           target.id)
 
@@ -208,7 +223,7 @@ def stack_poses(obj: ObjectPrior, target: ObjectPrior, clearance: float = 0.005,
     return tiers
 
 
-def placements_for(obj: ObjectPrior, grasp: Grasp, tiers: Sequence[Sequence[tuple[Pose, float]]],
+def placements_for(hand: Hand, obj: ObjectPrior, grasp: Grasp, tiers: Sequence[Sequence[tuple[Pose, float]]],
                    approach_height: float = 0.10,
                    target_id: Optional[str] = None) -> list[Placement]:
     """Placements for object poses in tiers (``stack_poses``), least wrist turn first within
@@ -218,7 +233,7 @@ def placements_for(obj: ObjectPrior, grasp: Grasp, tiers: Sequence[Sequence[tupl
         cands = []
         for pose, ratio in tier:
             cands += _placements(obj, grasp, pose, approach_height, target_id, ratio)
-        out += _by_wrist_turn(cands, grasp.yaw)
+        out += _by_wrist_turn(hand, cands, grasp.yaw)
     return out
 
 
@@ -241,14 +256,14 @@ def _away_from(obj: ObjectPrior, target: ObjectPrior, yaws: Sequence[float],
     return push / norm if norm > 1e-6 else None
 
 
-def placements_at(obj: ObjectPrior, grasp: Grasp, place: Pose, clearance: float = 0.005,
+def placements_at(hand: Hand, obj: ObjectPrior, grasp: Grasp, place: Pose, clearance: float = 0.005,
                   approach_height: float = 0.10) -> list[Placement]:
     """Placements of ``obj`` to rest with its centre at ``place`` (at its yaw, or a half turn
     from it; any yaw for cylinders and spheres), let go ``clearance`` above it."""
     pos = place.position + [0.0, 0.0, clearance]
     cands = _placements(obj, grasp, Pose.from_yaw(pos, place.yaw()), approach_height,
                         None, float("nan"))
-    return _by_wrist_turn(cands, grasp.yaw)
+    return _by_wrist_turn(hand, cands, grasp.yaw)
 
 
 def _placements(obj: ObjectPrior, grasp: Grasp, obj_pose: Pose, approach_height: float,
@@ -275,10 +290,10 @@ def _tcp_yaw(p: Pose) -> float:
     return math.atan2(x[1], x[0])
 
 
-def _by_wrist_turn(cands: list[Placement], yaw: float) -> list[Placement]:
+def _by_wrist_turn(hand: Hand, cands: list[Placement], yaw: float) -> list[Placement]:
     """Wrist well inside its limits first, then least wrist turn from the grasp."""
     def key(c: Placement):
         y = _tcp_yaw(c.pose)
-        return (-min(wrist_margin(c.pose.position[0], c.pose.position[1], y), 0.8),
+        return (-min(wrist_margin(hand, c.pose.position[0], c.pose.position[1], y), 0.8),
                 abs(_wrap(y - yaw)))
     return sorted(cands, key=key)

@@ -7,7 +7,7 @@ parameterisation (ROS-free).
    "goal in collision", naming the colliding pair);
 2. when the straight joint-space segment is collision-free it is the answer: it is the shortest
    path in the joint-space metric, so no sampling is needed;
-3. otherwise OMPL plans in the 7-D joint space (bounds: the joint limits less a margin) with the
+3. otherwise OMPL plans in the joint space (bounds: the joint limits less a margin) with the
    scene's validity checker, motions checked every ``resolution`` rad:
 
    * ``"rrtstar"`` (default): OMPL's RRT* (range 0.3 rad, goal bias 0.3: measured on cluttered
@@ -42,8 +42,9 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from spatialpin_ros.core.plan_status import PlanFailure, PlanStatus
 from spatialpin_ros.core.trajectory import JointTrajectory
-from spatialpin_ros.planning.robot import ARM_JOINTS, PandaModel
+from spatialpin_ros.planning.robot import RobotModel
 from spatialpin_ros.planning.scene import PlanningScene
 from spatialpin_ros.planning.timing import (TimedPath, TimingError, time_path,
                                            to_joint_trajectory)
@@ -56,7 +57,7 @@ _ALL = ALGORITHMS + ("aorrtc",)  # AORRTC: for the reference only
 class PlanResult:
     """One planned motion.
 
-    ``success``; ``path`` (N, 7) waypoints after shortcutting (None on failure); ``reason``
+    ``success``; ``path`` (N, dof) waypoints after shortcutting (None on failure); ``reason``
     ("" on success); ``planning_time`` s (wall clock of the whole call: checks, sampling,
     shortcutting, time parameterisation and its verification; the last two are also given as
     ``timing_time``); ``trajectory``: the timed arm trajectory (None
@@ -69,6 +70,9 @@ class PlanResult:
     success: bool
     path: Optional[np.ndarray] = None
     reason: str = ""
+    #: OK, or CANCELLED, TIMEOUT, COLLISION (no collision-free path, an end in collision or
+    #: outside the limits, timing failed).
+    status: PlanStatus = PlanStatus.OK
     planning_time: float = 0.0
     trajectory: Optional[JointTrajectory] = None
     timed: Optional[TimedPath] = field(default=None, repr=False)
@@ -92,7 +96,7 @@ def _ompl():
 
 
 class MotionPlanner:
-    """Plans arm motions for ``robot`` (a PandaModel).
+    """Plans arm motions for ``robot`` (a RobotModel).
 
     ``resolution``: joint-space step (rad, Euclidean) at which motions are collision-checked.
     ``optimize_time``: seconds RRT* (or AORRTC) refines after its first exact solution.
@@ -106,7 +110,7 @@ class MotionPlanner:
     millimetre). ``seed``: OMPL's random seed (process-wide; only before OMPL's first use).
     """
 
-    def __init__(self, robot: PandaModel, resolution: float = 0.02, optimize_time: float = 0.05,
+    def __init__(self, robot: RobotModel, resolution: float = 0.02, optimize_time: float = 0.05,
                  simplify_time: float = 0.05, dt: float = 0.01, rrtstar_range: float = 0.3,
                  rrtstar_goal_bias: float = 0.3, rrtstar_budget: Optional[float] = None,
                  verify_tolerance: float = 0.002, fallback_algorithm: str = "aorrtc",
@@ -133,7 +137,7 @@ class MotionPlanner:
              should_cancel: Optional[Callable[[], bool]] = None, timing: bool = True,
              try_direct: bool = True, optimize_time: Optional[float] = None,
              fallback: bool = True) -> PlanResult:
-        """Plan q_start -> q_goal (each (7,)) in ``scene`` within ``time_limit`` seconds.
+        """Plan q_start -> q_goal (each (dof,)) in ``scene`` within ``time_limit`` seconds.
 
         ``fallback`` False keeps RRT* alone for the whole time limit."""
         t0 = time.perf_counter()
@@ -142,18 +146,19 @@ class MotionPlanner:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
         qs, qg = np.asarray(q_start, dtype=float), np.asarray(q_goal, dtype=float)
 
-        def fail(reason: str, sampled: bool = False) -> PlanResult:
-            return PlanResult(False, reason=reason, planning_time=time.perf_counter() - t0,
-                              sampled=sampled, algorithm=algorithm)
+        def fail(status: PlanStatus, reason: str, sampled: bool = False) -> PlanResult:
+            return PlanResult(False, reason=reason, status=status,
+                              planning_time=time.perf_counter() - t0, sampled=sampled,
+                              algorithm=algorithm)
 
         if should_cancel is not None and should_cancel():
-            return fail("cancelled")
+            return fail(PlanStatus.CANCELLED, "cancelled")
         for label, q in (("start", qs), ("goal", qg)):
             if not self.robot.within_limits(q):
-                return fail(f"{label} outside the joint limits")
+                return fail(PlanStatus.COLLISION, f"{label} outside the joint limits")
             if not scene.is_valid(q):
                 pairs = ", ".join(f"{a}-{b}" for a, b, _ in scene.collisions(q)[:3])
-                return fail(f"{label} in collision ({pairs})")
+                return fail(PlanStatus.COLLISION, f"{label} in collision ({pairs})")
         opt = self.optimize_time if optimize_time is None else optimize_time
         deadline = t0 + time_limit
         # The direct segment first; then sampling, and once more at half the resolution if the
@@ -171,8 +176,8 @@ class MotionPlanner:
                     break
                 found = self._search(qs, qg, scene, deadline, time_limit, algorithm,
                                      should_cancel, opt, fallback, res)
-                if isinstance(found, str):
-                    return fail(found, sampled=True)
+                if isinstance(found, PlanFailure):
+                    return fail(found.status, found.reason, sampled=True)
                 path, raw_len, used = found
             out = PlanResult(True, path=path, sampled=used != "direct", raw_length=raw_len,
                              length=path_length(path), algorithm=used)
@@ -188,13 +193,16 @@ class MotionPlanner:
                         why = "collision between the checked states of the path"
                         continue
             except TimingError as e:
-                return fail(f"time parameterisation failed: {e}", used != "direct")
+                return fail(PlanStatus.COLLISION, f"time parameterisation failed: {e}",
+                            used != "direct")
             out.timed = timed
-            out.trajectory = to_joint_trajectory(timed, ARM_JOINTS)
+            out.trajectory = to_joint_trajectory(timed, self.robot.arm_joints)
             out.timing_time = time.perf_counter() - t1
             out.planning_time = time.perf_counter() - t0
             return out
-        return fail(why or "timeout", sampled=True)
+        if why:
+            return fail(PlanStatus.COLLISION, why, sampled=True)
+        return fail(PlanStatus.TIMEOUT, "timeout", sampled=True)
 
     def _verified(self, Q: np.ndarray, scene: PlanningScene) -> bool:
         tol = self.verify_tolerance
@@ -209,7 +217,7 @@ class MotionPlanner:
         (AORRTC) runs for another ``time_limit`` (``algorithm`` "aorrtc")."""
         res = self.plan(q_start, q_goal, scene, time_limit=time_limit, algorithm="rrtstar",
                         timing=False, optimize_time=time_limit, fallback=False)
-        if res.success or not aorrtc_fallback or res.reason == "cancelled":
+        if res.success or not aorrtc_fallback or res.status is PlanStatus.CANCELLED:
             return res
         return self.plan(q_start, q_goal, scene, time_limit=time_limit, algorithm="aorrtc",
                          timing=False, optimize_time=time_limit)
@@ -227,12 +235,13 @@ class MotionPlanner:
     # -- OMPL ----------------------------------------------------------------------------------
     def _search(self, qs, qg, scene, deadline, time_limit, algorithm, should_cancel, opt,
                 fallback, resolution):
-        """(path, raw length, algorithm used) or a failure reason."""
+        """(path, raw length, algorithm used), or a PlanFailure (returned, not raised)."""
         ob, og, _ = _ompl()
         r = self.robot
-        space = ob.RealVectorStateSpace(7)
-        bounds = ob.RealVectorBounds(7)
-        for i in range(7):
+        n = r.dof
+        space = ob.RealVectorStateSpace(n)
+        bounds = ob.RealVectorBounds(n)
+        for i in range(n):
             bounds.setLow(i, float(r.lower[i]))
             bounds.setHigh(i, float(r.upper[i]))
         space.setBounds(bounds)
@@ -240,14 +249,13 @@ class MotionPlanner:
         is_valid = scene.is_valid
 
         def valid(state) -> bool:
-            return is_valid([state[0], state[1], state[2], state[3], state[4], state[5],
-                             state[6]])
+            return is_valid([state[i] for i in range(n)])
 
         si.setStateValidityChecker(valid)
         si.setStateValidityCheckingResolution(resolution / space.getMaximumExtent())
         si.setup()
         start, goal = si.allocState(), si.allocState()
-        for i in range(7):
+        for i in range(n):
             start[i], goal[i] = float(qs[i]), float(qg[i])
         cancelled = [False]
 
@@ -302,9 +310,10 @@ class MotionPlanner:
         else:
             ss = run(algorithm, deadline)
         if cancelled[0]:
-            return "cancelled"
+            return PlanFailure(PlanStatus.CANCELLED, "cancelled")
         if not ss.haveExactSolutionPath():
-            return (f"timeout: no collision-free path within {time_limit:.3g} s ({used})")
+            return PlanFailure(PlanStatus.TIMEOUT, f"timeout: no collision-free path within "
+                               f"{time_limit:.3g} s ({used})")
         path = ss.getSolutionPath()
         raw = self._to_array(path)
         raw_len = path_length(raw)
@@ -317,6 +326,6 @@ class MotionPlanner:
         simplified[0], simplified[-1] = qs, qg
         return simplified, raw_len, used
 
-    @staticmethod
-    def _to_array(path) -> np.ndarray:
-        return np.array([[s[i] for i in range(7)] for s in path.getStates()], dtype=float)
+    def _to_array(self, path) -> np.ndarray:
+        n = self.robot.dof
+        return np.array([[s[i] for i in range(n)] for s in path.getStates()], dtype=float)

@@ -22,7 +22,8 @@ from spatialpin_ros.core.types import Pose, Scene
 from spatialpin_ros.planning.cartesian import gripper_move, straight_line
 from spatialpin_ros.planning.grasps import Grasp
 from spatialpin_ros.planning.planner import MotionPlanner
-from spatialpin_ros.planning.robot import FINGER_OPEN, PANDA_HOME, PandaModel
+from spatialpin_ros.planning.robot import RobotModel
+from spatialpin_ros.planning.task_plan import TrajectoryBuilder
 from spatialpin_ros.planning.scene import PlanningScene
 
 #: The fingers must stop at least this far (m, the gap) outside their commanded closing target
@@ -53,8 +54,8 @@ class HandCheck:
 def hand_check(finger_positions: Sequence[float], grasp: Grasp,
                finger_velocities: Optional[Sequence[float]] = None,
                margin: float = HELD_MARGIN) -> HandCheck:
-    """Whether the object is in the hand, from the two finger joints' positions (m each) and,
-    when given, their velocities, after closing with ``grasp``."""
+    """Whether the object is in the hand, from the two fingers' openings (m each; see
+    ``RobotModel.finger_state``) and, when given, their speeds, after closing with ``grasp``."""
     f = np.asarray(finger_positions, dtype=float).reshape(-1)
     if len(f) < 2 or not np.all(np.isfinite(f)):
         return HandCheck(HandState.MOVING, float("nan"), 2 * grasp.finger_target,
@@ -74,19 +75,19 @@ def hand_check(finger_positions: Sequence[float], grasp: Grasp,
                      "nothing between them")
 
 
-def plan_recovery(robot: PandaModel, scene: Optional[Scene], q_now: Sequence[float],
+def plan_recovery(robot: RobotModel, scene: Optional[Scene], q_now: Sequence[float],
                   finger_now: float, planner: Optional[MotionPlanner] = None,
                   lift: float = 0.10, time_limit: float = 2.0,
-                  q_home: Sequence[float] = PANDA_HOME) -> Optional[JointTrajectory]:
+                  q_home: Optional[Sequence[float]] = None) -> Optional[JointTrajectory]:
     """Open the fingers, go straight up ``lift`` m (or as far as it goes) and plan home, from
-    arm configuration ``q_now``; None when no way home is found."""
-    from spatialpin_ros.planning.pick_place import _Builder  # one trajectory builder
+    arm configuration ``q_now``, to ``q_home`` (default the robot's home); None when no way
+    home is found."""
     planner = planner or MotionPlanner(robot)
     q_now = np.asarray(q_now, dtype=float)
     ps = PlanningScene(robot, scene)
     try:
-        b = _Builder(q_now, float(finger_now), planner.dt)
-        b.fingers(gripper_move(float(finger_now), FINGER_OPEN, robot.finger_vmax,
+        b = TrajectoryBuilder(robot, q_now, float(finger_now), planner.dt)
+        b.fingers(gripper_move(float(finger_now), robot.finger_open, robot.finger_vmax,
                                robot.finger_amax, robot.finger_jmax, planner.dt), "release")
         tcp = robot.fk(q_now)
         up = Pose(tcp.position + [0.0, 0.0, lift], tcp.quaternion)
@@ -97,7 +98,8 @@ def plan_recovery(robot: PandaModel, scene: Optional[Scene], q_now: Sequence[flo
         if cr.success:
             b.arm(cr.timed, "retreat")
             q = cr.path[-1]
-        res = planner.plan(q, np.asarray(q_home, dtype=float), ps, time_limit=time_limit)
+        home = robot.home if q_home is None else np.asarray(q_home, dtype=float)
+        res = planner.plan(q, home, ps, time_limit=time_limit)
         if not res.success:
             return None
         b.arm(res.timed, "home")

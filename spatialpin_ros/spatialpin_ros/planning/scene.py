@@ -1,7 +1,7 @@
 """The planning scene: collision objects from perceived priors, the table, an optional voxelised
 point cloud, and an object held in the gripper (ROS-free).
 
-Collision objects live in the robot model's own PyBullet client (``PandaModel.client``); the
+Collision objects live in the robot model's own PyBullet client (``RobotModel.client``); the
 simulator's state is never read. Each prior becomes a static primitive grown by ``padding``
 metres on every side: a box (shapes "box" and "other"), a cylinder or a sphere. The table is a
 slab whose top is the scene's support plane (z = 0 when unknown), grown by ``table_padding``.
@@ -24,7 +24,7 @@ import numpy as np
 import pybullet as pb
 
 from spatialpin_ros.core.types import ObjectPrior, Pose, Scene
-from spatialpin_ros.planning.robot import FINGER_OPEN, PandaModel
+from spatialpin_ros.planning.robot import RobotModel
 
 TABLE = "__table__"
 CLOUD = "__cloud__"
@@ -53,14 +53,14 @@ def support_z(scene: Optional[Scene]) -> float:
 
 
 class PlanningScene:
-    """Collision world for planning with ``robot`` (a PandaModel).
+    """Collision world for planning with ``robot`` (a RobotModel).
 
     ``scene``: perceived priors (None: only the table). ``cloud``: optional (N, 3) world points,
     voxelised at ``voxel_size`` metres; voxels within ``cloud_prior_margin`` of a prior's box, or
     below ``table_z + 0.01``, are dropped (the priors and the table stand for them).
     """
 
-    def __init__(self, robot: PandaModel, scene: Optional[Scene] = None, padding: float = 0.01,
+    def __init__(self, robot: RobotModel, scene: Optional[Scene] = None, padding: float = 0.01,
                  table_padding: float = 0.003, cloud: Optional[np.ndarray] = None,
                  voxel_size: float = 0.02, cloud_prior_margin: float = 0.015,
                  self_collision_tolerance: float = 0.001):
@@ -92,7 +92,7 @@ class PlanningScene:
         self._disabled: set[str] = set()
         self.num_checks = 0
         #: Opening of each finger (m) while nothing is held.
-        self.finger_width = FINGER_OPEN
+        self.finger_width = robot.finger_open
         self._add_table()
         if scene is not None:
             for o in scene.objects:
@@ -135,7 +135,8 @@ class PlanningScene:
         body = self._static_body(TABLE, col, [0.5, 0.0, top - half[2]], [0, 0, 0, 1],
                                  self.table_padding)
         # The robot stands on the table.
-        self._filter(body, -1, -1)
+        for link in self.robot.base_links:
+            self._filter(body, -1, link)
 
     def _shape(self, prior: ObjectPrior, pad: float) -> int:
         c = self.client

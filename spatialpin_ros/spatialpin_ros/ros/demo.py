@@ -161,14 +161,16 @@ def _frame_pair(inbox: Inbox) -> bool:
 
 
 def run_demo(out_dir: str, seed: int = 0, scene_file: str = "", timeout: float = 90.0,
-             rate_window: float = 3.0) -> int:
+             rate_window: float = 3.0, robot: str = "panda") -> int:
     """Run the demo; returns 0 when an object ends stacked. Writes the report into ``out_dir``
-    (summary.md first)."""
+    (summary.md first). ``robot``: the arm's robot description (simulated, filtered out of the
+    depth image and planned for)."""
     from spatialpin_ros.ros.recorder import McapRecorder
     out = Path(out_dir)
     (out / "logs").mkdir(parents=True, exist_ok=True)
     total = 7
     overrides = [f"scene_file:={scene_file}"] if scene_file else [f"seed:={seed}"]
+    overrides.append(f"robot:={robot}")
     _progress(1, total, f"starting sim, perception, spatial_qa and manipulation "
                         f"({scene_file or f'seed {seed}'}); node logs in {out / 'logs'}")
     bringup = Bringup("pick_and_stack", overrides, echo=False,
@@ -183,7 +185,8 @@ def run_demo(out_dir: str, seed: int = 0, scene_file: str = "", timeout: float =
     executor.add_node(node)
     spin = threading.Thread(target=executor.spin, daemon=True)
     spin.start()
-    summary: dict = {"seed": None if scene_file else seed, "scene_file": scene_file or None}
+    summary: dict = {"seed": None if scene_file else seed, "scene_file": scene_file or None,
+                     "robot": robot}
     t_start = time.monotonic()
     try:
         node.wait_for(_frame_pair, timeout, "camera frame (colour + depth + camera_info)")
@@ -290,7 +293,7 @@ def run_demo(out_dir: str, seed: int = 0, scene_file: str = "", timeout: float =
                 measured = (mt - _onset(mt, mq[:, :7]) + _onset(traj.times,
                                                                  traj.positions[:, :7]),
                             names, mq)
-            plot_trajectory(str(out / "trajectory.png"), traj, limits=_nominal_limits(),
+            plot_trajectory(str(out / "trajectory.png"), traj, limits=_nominal_limits(robot),
                             measured=measured)
             traj_info = {"points": len(traj.times), "duration_s": round(traj.duration, 2),
                          "planning_time_s": round(result.planning_time, 3)}
@@ -372,10 +375,10 @@ def _record_topics():
             ("/spatialpin/perception/status", String, 10)]
 
 
-def _nominal_limits():
-    from spatialpin_ros.planning import PandaModel
-    with PandaModel() as robot:
-        return robot.joint_limits(nominal=True)
+def _nominal_limits(robot: str):
+    from spatialpin_ros.planning import RobotModel
+    with RobotModel(robot) as model:
+        return model.joint_limits(nominal=True)
 
 
 def _truth_stacked(truth, before, task) -> dict:

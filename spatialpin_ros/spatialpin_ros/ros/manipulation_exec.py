@@ -11,7 +11,8 @@ import numpy as np
 from std_msgs.msg import Header
 
 from spatialpin_ros.core.errors import TrajectoryError
-from spatialpin_ros.core.task_kinds import BASE_KINDS, TaskKind
+from spatialpin_ros.core.plan_status import PlanStatus
+from spatialpin_ros.core.task_kinds import BASE_KINDS
 from spatialpin_ros.core.types import Scene
 from spatialpin_ros.ros import conversions as conv
 from spatialpin_ros.ros.viz import plan_markers
@@ -32,50 +33,25 @@ class TaskExecutionMixin:
     ``motion_over``, ``stop``, ``current_q``, ``current_fingers``, ``_now``, ``_path_msg`` and
     ``motion_end_stamp``."""
 
-    def _plan_and_run(self, goal_handle, goal, run, result, state, scene: Scene,
-                      kind: TaskKind, oid: str, tid: str, place, feedback, interrupted):
-        """Plan the task on ``scene`` and, when asked, execute it watching the hand. Returns a
-        failure reason (str), or (plan, end time, hand check or None); plan None: plan only
-        (``result.check`` then holds the message)."""
-        feedback("plan", 0.1)
-        q0 = self.current_q()
-        if q0 is None:
-            return "no joint states from the arm"
-        from spatialpin_ros.planning import plan_task
-        on_target = kind in BASE_KINDS
-        plan = plan_task(
-            self.robot, scene, oid, max_clearing=int(self.p.max_clearing),
-            max_moves=int(self.p.max_clearing_moves),
-            target_id=tid if on_target else None, place_pose=None if on_target else place,
-            kind=kind.value if on_target else "",
-            q_start=q0, finger_start=self.current_fingers(), algorithm=self.p.algorithm,
-            motion_time_limit=self.p.planning_time_limit, time_limit=self.p.task_time_limit,
-            should_cancel=lambda: interrupted() is not None)
-        result.planning_time = float(plan.planning_time)
-        if not plan.success:
-            if plan.code == "cancelled" and interrupted():
-                return interrupted()
-            return f"planning failed ({plan.code}): {plan.reason}"
-        from spatialpin_ros.planning.recovery import describe_grasp
-        result.grasp = describe_grasp(plan)
-        traj = plan.trajectory
-        why = self._limits_problem(traj)
+    def _plan_and_run(self, ctx, scene: Scene, req):
+        """Plan the task on ``scene``, check its limits, publish it and, when asked, follow it
+        watching the hand. Returns a failure reason (str), or (plan, end time, hand check or
+        None); plan None: plan only (``result.check`` then holds the message)."""
+        ctx.feedback("plan", 0.1)
+        plan = self._plan(ctx, scene, req)
+        if isinstance(plan, str):
+            return plan
+        why = self._limits_problem(plan.trajectory)
         if why:
             return why
-        stamp = self.get_clock().now().to_msg()
-        result.joint_trajectory = conv.trajectory_to_msg(traj, Header(stamp=stamp))
-        ee = plan.ee_path if plan.ee_quat is None else np.hstack([plan.ee_path, plan.ee_quat])
-        result.ee_path = self._path_msg(ee, stamp)
-        self.pub_path.publish(result.ee_path)
-        task = goal.task
-        desc = task.description or (f"{kind.value} {oid}" + (f" -> {tid}" if tid else ""))
-        self.pub_markers.publish(plan_markers(plan, scene, desc, self.p.world_frame, stamp))
-        if not goal.execute:
-            result.check = (f"planned {len(plan.stages)} stages, {traj.duration:.1f} s of "
-                            f"motion, in {plan.planning_time:.2f} s on scene "
-                            f"{scene.scene_id!r} (not executed)" + _cleared_note(plan))
+        self._publish(ctx, plan, scene, req)
+        if not ctx.goal.execute:
+            ctx.result.check = (f"planned {len(plan.stages)} stages, "
+                                f"{plan.trajectory.duration:.1f} s of motion, in "
+                                f"{plan.planning_time:.2f} s on scene {scene.scene_id!r} (not "
+                                "executed)" + _cleared_note(plan))
             return None, 0.0, None
-        why = interrupted()
+        why = ctx.interrupted()
         if why:
             return why
         with self._lock:
@@ -83,7 +59,46 @@ class TaskExecutionMixin:
         if reset_since:
             return (f"the scene was reset while planning on {scene.scene_id!r}; nothing "
                     "was sent")
-        return self._run_watched(plan, state, feedback, interrupted)
+        return self._run_watched(plan, ctx)
+
+    def _plan(self, ctx, scene: Scene, req):
+        """The task's plan from where the arm is, or why there is none."""
+        q0 = self.current_q()
+        if q0 is None:
+            return "no joint states from the arm"
+        from spatialpin_ros.planning import plan_task
+        on_target = req.kind in BASE_KINDS
+        plan = plan_task(
+            self.robot, scene, req.oid, max_clearing=int(self.p.max_clearing),
+            max_moves=int(self.p.max_clearing_moves),
+            target_id=req.tid if on_target else None,
+            place_pose=None if on_target else req.place,
+            kind=req.kind.value if on_target else "",
+            q_start=q0, finger_start=self.current_fingers(), algorithm=self.p.algorithm,
+            motion_time_limit=self.p.planning_time_limit, time_limit=self.p.task_time_limit,
+            should_cancel=lambda: ctx.interrupted() is not None)
+        ctx.result.planning_time = float(plan.planning_time)
+        ctx.result.status = plan.status.value
+        if not plan.success:
+            if plan.status is PlanStatus.CANCELLED and ctx.interrupted():
+                return ctx.interrupted()
+            return f"planning failed ({plan.status.value}): {plan.reason}"
+        from spatialpin_ros.planning.recovery import describe_grasp
+        ctx.result.grasp = describe_grasp(plan)
+        return plan
+
+    def _publish(self, ctx, plan, scene: Scene, req) -> None:
+        """The plan into the result, the path and the markers."""
+        result = ctx.result
+        stamp = self.get_clock().now().to_msg()
+        result.joint_trajectory = conv.trajectory_to_msg(plan.trajectory, Header(stamp=stamp))
+        ee = plan.ee_path if plan.ee_quat is None else np.hstack([plan.ee_path, plan.ee_quat])
+        result.ee_path = self._path_msg(ee, stamp)
+        self.pub_path.publish(result.ee_path)
+        task = ctx.goal.task
+        desc = task.description or (f"{req.kind.value} {req.oid}"
+                                     + (f" -> {req.tid}" if req.tid else ""))
+        self.pub_markers.publish(plan_markers(plan, scene, desc, self.p.world_frame, stamp))
 
     def _limits_problem(self, traj) -> Optional[str]:
         """Never send a trajectory that breaks a joint, velocity or acceleration limit."""
@@ -98,15 +113,15 @@ class TaskExecutionMixin:
             return f"the planned trajectory breaks limits {bad} and was not sent"
         return None
 
-    def _run_watched(self, plan, state, feedback, interrupted):
+    def _run_watched(self, plan, ctx):
         """Send the plan and follow it; after the close and the lift stages check the hand (when
         ``slip_retry``) and stop the arm when it is empty. Returns a reason (str) or (plan,
         end time, the last hand check or None)."""
-        from spatialpin_ros.planning import FINGER_JOINTS
         from spatialpin_ros.planning.recovery import hand_check
         traj = plan.trajectory
         checks = ([b for n, _, b in plan.stages if n in ("close", "lift")]
                   if self.p.slip_retry and plan.grasp is not None else [])
+        state, feedback, interrupted = ctx.state, ctx.feedback, ctx.interrupted
         feedback("execute", 0.3)
         state["moving"] = True
         why = self.send(traj)
@@ -137,10 +152,11 @@ class TaskExecutionMixin:
                 with self._lock:
                     js = self.joints
                 try:
-                    idx = [js.name.index(n) for n in FINGER_JOINTS]
+                    idx = [js.name.index(n) for n in self.robot.gripper_joints]
                     vel = [js.velocity[i] for i in idx] if len(js.velocity) == len(js.name) \
                         else None
-                    hand = hand_check([js.position[i] for i in idx], plan.grasp, vel)
+                    f, vf = self.robot.finger_state([js.position[i] for i in idx], vel)
+                    hand = hand_check([f, f], plan.grasp, None if vel is None else [vf, vf])
                 except (AttributeError, ValueError, IndexError):
                     hand = None
                 if hand is not None and hand.state.value == "empty":

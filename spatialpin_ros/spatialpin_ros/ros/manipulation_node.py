@@ -37,7 +37,6 @@ and reason.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 import traceback
@@ -60,15 +59,13 @@ from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 from spatialpin_ros.core.errors import TrajectoryError
 from spatialpin_ros.core.trajectory import JointTrajectory  # noqa: F401 (type of send())
 from spatialpin_ros.core.types import PerceptionStatus, Scene
-from spatialpin_ros.core.task_kinds import TaskKind, kind_of
-from spatialpin_ros.reasoning.task_rules import (check_task, find_again, find_target, task_pose,
-                                                verify_task)
 from spatialpin_ros.ros import conversions as conv
 from spatialpin_ros.ros.node_main import run_node
 from spatialpin_ros.ros.params import Param, declare_params, non_negative, one_of, positive
 from spatialpin_ros.ros.sim_node import LATCHED
-from spatialpin_ros.ros.manipulation_exec import (PREEMPTED, STOP_SETTLE_S, TaskExecutionMixin,
-                                                  _cleared_note)
+from spatialpin_ros.ros.manipulation_exec import PREEMPTED, STOP_SETTLE_S, TaskExecutionMixin
+from spatialpin_ros.ros.manipulation_goal import (GoalContext, GoalStepsMixin,  # noqa: F401
+                                                  place_pose_problem)
 
 PARAMS = {
     "algorithm": Param("rrtstar", "OMPL planner: rrtstar or rrtconnect",
@@ -79,8 +76,14 @@ PARAMS = {
                           "moving to a free spot first (0: never)", non_negative),
     "max_clearing_moves": Param(2, "Neighbours moved at most, one after the other, to clear "
                                 "the way for one task", non_negative),
-    "velocity_scale": Param(0.5, "Fraction of the joint velocity limits the planner uses",
-                            positive),
+    "robot": Param("panda", "Robot description: a name under config/robots/ (panda, xarm6) or "
+                   "a YAML file naming base link, arm and gripper joints, TCP, home and limits",
+                   read_only=True),
+    "robot_description": Param("", "URDF text of the robot (as robot_state_publisher's "
+                               "parameter); empty: the URDF file the robot's YAML names",
+                               read_only=True),
+    "velocity_scale": Param(0.5, "Fraction of the joint velocity limits the planner uses "
+                            "(replaces the robot YAML's limits.velocity_scale)", positive),
     "world_frame": Param("world", "Frame of the scene priors, the path and the markers"),
     "scene_priors_topic": Param("/spatialpin/scene_priors", "ScenePriors input"),
     "joint_states_topic": Param("/joint_states", "Joint states of the arm"),
@@ -135,23 +138,6 @@ def bounded_reason(text: str, limit: int = MAX_REASON) -> str:
     return text if len(text) <= limit else text[:limit - 20] + f"…({len(text)} chars)"
 
 
-def place_pose_problem(pose) -> Optional[str]:
-    """Why a goal's ``place_pose`` (geometry_msgs/Pose) cannot be used, or None."""
-    p, o = pose.position, pose.orientation
-    xyz, q = [p.x, p.y, p.z], [o.x, o.y, o.z, o.w]
-    if not all(math.isfinite(v) for v in xyz):
-        return f"place_pose position {xyz} is not finite"
-    if not all(math.isfinite(v) for v in q):
-        return f"place_pose orientation {q} is not finite"
-    n = math.sqrt(sum(v * v for v in q))
-    if n < 1e-6:
-        return ("place_pose orientation is an all-zero quaternion, which is no rotation "
-                "(use x=y=z=0, w=1 for the identity)")
-    if abs(n - 1.0) > 0.01:
-        return f"place_pose orientation {q} is not a unit quaternion (norm {n:.3g})"
-    return None
-
-
 class _Run:
     """One accepted goal in the node's single-goal queue."""
 
@@ -163,13 +149,12 @@ class _Run:
 MAX_UNUSABLE = 20
 
 
-class ManipulationNode(TaskExecutionMixin, Node):
+class ManipulationNode(GoalStepsMixin, TaskExecutionMixin, Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("manipulation", **kwargs)
         self.p = declare_params(self, PARAMS)
         p = self.p
-        from spatialpin_ros.planning import PandaModel
-        self.robot = PandaModel(velocity_scale=float(p.velocity_scale))
+        self.robot = self._load_robot()
         self._lock = threading.Lock()
         self.scene = None
         self.scene_time = 0.0
@@ -208,6 +193,26 @@ class ManipulationNode(TaskExecutionMixin, Node):
                                     callback_group=group)
         self.get_logger().info(f"ready: {p.action_name} ({p.algorithm}, goal_policy "
                                f"{p.goal_policy})")
+
+    def _load_robot(self):
+        """The planning model of the ``robot`` parameter's description; a bad description is
+        logged with what is wrong and raised (the node cannot plan without its arm)."""
+        import dataclasses
+
+        from spatialpin_ros.core.robot_description import RobotDescriptionError, load_robot
+        from spatialpin_ros.planning import RobotModel
+        p = self.p
+        try:
+            d = load_robot(p.robot, p.robot_description)
+            d = dataclasses.replace(d, limits=dataclasses.replace(
+                d.limits, velocity_scale=float(p.velocity_scale)))
+            robot = RobotModel(d)
+        except RobotDescriptionError as e:
+            self.get_logger().error(f"robot description: {e}")
+            raise
+        self.get_logger().info(f"robot {robot.name}: arm {list(robot.arm_joints)}, gripper "
+                               f"{list(robot.gripper_joints)}")
+        return robot
 
     def _make_fjt_client(self):
         try:
@@ -263,13 +268,13 @@ class ManipulationNode(TaskExecutionMixin, Node):
 
     def current_fingers(self) -> float:
         """Opening of one finger (m), or fully open when unknown."""
-        from spatialpin_ros.planning import FINGER_JOINTS, FINGER_OPEN
         with self._lock:
             js = self.joints
         try:
-            return float(js.position[js.name.index(FINGER_JOINTS[0])])
-        except (AttributeError, ValueError):
-            return FINGER_OPEN
+            return self.robot.finger_from_positions(
+                [js.position[js.name.index(n)] for n in self.robot.gripper_joints])
+        except (AttributeError, ValueError, IndexError):
+            return self.robot.finger_open
 
     def current_q(self) -> Optional[np.ndarray]:
         with self._lock:
@@ -277,9 +282,8 @@ class ManipulationNode(TaskExecutionMixin, Node):
         if js is None:
             return None
         try:
-            from spatialpin_ros.planning import ARM_JOINTS
-            return np.array([js.position[js.name.index(n)] for n in ARM_JOINTS])
-        except ValueError:
+            return np.array([js.position[js.name.index(n)] for n in self.robot.arm_joints])
+        except (ValueError, IndexError):
             return None
 
     # -- one goal at a time ------------------------------------------------------------------
@@ -397,129 +401,6 @@ class ManipulationNode(TaskExecutionMixin, Node):
                        f"{conv.scene_status_text(bad)}")
         return None, f"no scene perceived after {what} within {timeout:g} s ({latest})"
 
-    # -- the action ----------------------------------------------------------------------------
-    def _task(self, goal_handle, run: _Run, arrival: float, result: ExecuteTask.Result,
-              state: dict) -> ExecuteTask.Result:
-        goal = goal_handle.request
-
-        def feedback(stage: str, progress: float) -> None:
-            state["stage"] = stage
-            goal_handle.publish_feedback(ExecuteTask.Feedback(stage=stage, progress=progress))
-
-        def fail(msg: str, cancelled: bool = False) -> ExecuteTask.Result:
-            return self._end(goal_handle, result, False, msg, cancelled)
-
-        def interrupted() -> Optional[str]:
-            if run.preempted:
-                return PREEMPTED
-            if goal_handle.is_cancel_requested:
-                return "cancelled"
-            return None
-
-        def stopped(why: str) -> ExecuteTask.Result:
-            return fail(why, cancelled=why == "cancelled")
-
-        feedback("check", 0.02)
-        task = goal.task
-        try:
-            kind = kind_of(task.action, task.kind)
-        except ValueError:
-            return fail(f"unknown action {conv.bounded(task.action, 40)!r} or kind "
-                        f"{conv.bounded(task.kind, 40)!r}; use stack or pick_and_place, and a "
-                        "kind of " + ", ".join(k.value for k in TaskKind))
-        if (task.action == "stack") != (kind == TaskKind.STACK):
-            return fail(f"action {conv.bounded(task.action, 40)!r} does not match kind "
-                        f"{kind.value!r} (stack goes with stack, every other kind with "
-                        "pick_and_place)")
-        result.kind = kind.value
-        if kind in (TaskKind.MOVE, TaskKind.PLACE_NEXT_TO):
-            why = place_pose_problem(task.place_pose)
-            if why:
-                return fail(why)
-        with self._lock:
-            bad = self.unusable.get(task.scene_id) if task.scene_id else None
-            latest_bad = next(reversed(self.unusable.values()), None)
-            have_scene = self.scene is not None
-        if bad is not None:
-            return fail(f"task scene {conv.bounded(task.scene_id, 40)!r} has no objects to use: "
-                        f"perception status {conv.scene_status_text(bad)}")
-        if not have_scene and latest_bad is not None:
-            return fail("no scene yet: perception has published only scenes it could not "
-                        f"use; the latest, {conv.bounded(latest_bad.scene_id, 40)!r}, is "
-                        f"{conv.scene_status_text(latest_bad)}")
-        # Judged on a scene perceived after the goal arrived, the last reset and the last arm
-        # motion (the arrival also covers a reset whose notice is still on its way).
-        feedback("perceive", 0.05)
-        scene, why = self._fresh_scene(arrival, float(self.p.fresh_scene_timeout_s),
-                                       interrupted)
-        if scene is None:
-            return stopped(why)
-        if task.scene_id and task.scene_id != scene.scene_id:
-            self.get_logger().info(f"task for {conv.bounded(task.scene_id, 40)}; planning on "
-                                   f"the latest scene {scene.scene_id} (object ids are stable "
-                                   "across frames)")
-        oid, tid = task.object_id, task.target_id
-        place = (conv.pose_from_msg(task.place_pose)
-                 if kind in (TaskKind.MOVE, TaskKind.PLACE_NEXT_TO) else None)
-        why = (check_task(scene, kind, oid, tid) if kind != TaskKind.MOVE else
-               None if oid in {o.id for o in scene.objects} else
-               f"no object {conv.bounded(oid, 40)!r} in the scene {scene.scene_id!r}")
-        if why:
-            return fail(why)
-        tries = 2 if self.p.slip_retry else 1
-        for attempt in range(tries):
-            out = self._plan_and_run(goal_handle, goal, run, result, state, scene, kind, oid,
-                                     tid, place, feedback, interrupted)
-            if isinstance(out, str):
-                return fail(out, cancelled=out.startswith("cancelled"))
-            plan, t_done, hand = out
-            if plan is None:          # plan only
-                return self._end(goal_handle, result, True, result.check)
-            if hand is None or hand.held:
-                break
-            result.check = f"hand empty: {hand.detail}"
-            if attempt == tries - 1:
-                return fail(f"the object was not in the hand ({hand.detail})"
-                            + ("; tried again once" if attempt else ""))
-            # Slip: home, re-perceive, find the objects again, and try once more.
-            result.retried = True
-            feedback("recover", 0.6)
-            why = self._recover(scene, interrupted)
-            if why:
-                return stopped(why) if why in (PREEMPTED, "cancelled") else fail(why)
-            fresh, why = self._fresh_scene(self._now(), float(self.p.verify_timeout_s),
-                                           interrupted)
-            if fresh is None:
-                return stopped(why) if why in (PREEMPTED, "cancelled") else fail(
-                    f"slipped; no fresh scene to try again: {why}")
-            a = find_again(fresh, scene.get(oid))
-            b, found = find_target(fresh, scene.get(tid)) if tid else (None, True)
-            if a is None or not found:
-                return fail(f"slipped ({hand.detail}); the object or target is not seen again")
-            oid, tid = a.id, (b.id if b is not None else "")
-            why = check_task(fresh, kind, oid, tid) if kind != TaskKind.MOVE else None
-            if why:
-                return fail(f"slipped ({hand.detail}); trying again is not feasible: {why}")
-            if kind == TaskKind.PLACE_NEXT_TO:
-                        place = task_pose(fresh, kind, oid, tid) or place
-            scene = fresh
-        feedback("verify", 0.92)
-        fresh, why = self._fresh_scene(t_done, float(self.p.verify_timeout_s), interrupted)
-        if fresh is None:
-            if why in (PREEMPTED, "cancelled"):
-                return stopped(why)
-            return fail(f"executed, but not verified: {why}")
-        check = verify_task(fresh, scene, kind, oid, tid, place)
-        result.check = f"{check.rule}: {check.detail}"
-        verdict = {TaskKind.STACK: "stacked", TaskKind.PUT_IN: "put in",
-                   TaskKind.PLACE_ON: "placed on", TaskKind.PLACE_NEXT_TO: "placed next to",
-                   TaskKind.MOVE: "moved"}[kind]
-        msg = ((verdict if check.ok else f"not {verdict}") + ": " + check.detail
-               + _cleared_note(plan) + ("; the hand was empty the first time and the task was "
-                                        "tried again" if result.retried else ""))
-        feedback("done", 1.0)
-        return self._end(goal_handle, result, check.ok, msg)
-
     def _path_msg(self, ee_path: np.ndarray, stamp) -> Path:
         header = Header(frame_id=self.p.world_frame, stamp=stamp)
         msg = Path(header=header)
@@ -566,9 +447,9 @@ class ManipulationNode(TaskExecutionMixin, Node):
         if self._fjt is not None:
             self._fjt.cancel()
             return
-        from spatialpin_ros.planning import JOINT_NAMES
         self.pub_traj.publish(JointTrajectoryMsg(
-            header=Header(stamp=self.get_clock().now().to_msg()), joint_names=list(JOINT_NAMES)))
+            header=Header(stamp=self.get_clock().now().to_msg()),
+            joint_names=list(self.robot.joint_names)))
 
 
 def main(args=None) -> int:

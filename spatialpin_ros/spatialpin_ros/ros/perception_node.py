@@ -146,10 +146,13 @@ PARAMS = {
     "self_filter.enabled": Param(True, "Remove the robot's own body from the depth image before "
                                  "segmenting (needs self_filter.urdf, /joint_states and a camera "
                                  "pose in the robot's world frame)"),
-    "self_filter.urdf": Param("franka_panda/panda.urdf", "Robot model for the self-filter: a "
-                              "URDF file, a path under pybullet_data (default: the Panda of the "
-                              "simulator and planner) or the URDF XML (robot_description); empty "
-                              "= no self-filter", read_only=True),
+    "self_filter.robot": Param("panda", "Robot description (a name under config/robots/ or a "
+                               "YAML file) whose URDF and base position the self-filter uses "
+                               "when self_filter.urdf is empty; both empty = no self-filter",
+                               read_only=True),
+    "self_filter.urdf": Param("", "Robot model for the self-filter: a URDF file, a path under "
+                              "pybullet_data or the URDF XML (robot_description); empty = the "
+                              "URDF of self_filter.robot", read_only=True),
     "self_filter.base_pose": Param([], "Robot base pose in world_frame [x, y, z, qx, qy, qz, qw]; "
                                    "empty = the world origin", numbers(7), read_only=True),
     "self_filter.joint_states_topic": Param("/joint_states", "JointState topic that poses the "
@@ -216,12 +219,19 @@ class PerceptionNode(Node):
     def _make_self_filter(self) -> None:
         """Load the robot model and subscribe to joint states, when a URDF is configured."""
         p = self.p
-        if not p.self_filter_urdf:
-            return
+        urdf = p.self_filter_urdf
         base = Pose.from_xyz_quat(p.self_filter_base_pose) if p.self_filter_base_pose else None
+        if not urdf and p.self_filter_robot:
+            from spatialpin_ros.core.robot_description import load_robot
+            d = load_robot(p.self_filter_robot)
+            urdf = d.urdf_path
+            if base is None and any(d.base_position):
+                base = Pose(d.base_position, [0.0, 0.0, 0.0, 1.0])
+        if not urdf:
+            return
         # A model that cannot be loaded stops the node (exit 2 with the reason): the arm would
         # otherwise be perceived as objects.
-        self.self_filter = RobotSelfFilter(p.self_filter_urdf, float(p.self_filter_margin_m),
+        self.self_filter = RobotSelfFilter(urdf, float(p.self_filter_margin_m),
                                            int(p.self_filter_margin_px), base)
         self.create_subscription(JointState, p.self_filter_joint_states_topic,
                                  self._on_joint_state, 10)

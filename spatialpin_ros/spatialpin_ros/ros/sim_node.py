@@ -1,5 +1,5 @@
-"""Simulation node: a headless PyBullet world with a Franka Panda, tabletop objects and an
-RGB-D camera, published as a RealSense would.
+"""Simulation node: a headless PyBullet world with the configured arm (``robot``), tabletop
+objects and an RGB-D camera, published as a RealSense would.
 
 Publishes colour (rgb8), aligned depth (32FC1 metres or 16UC1 millimetres) and camera_info at
 ``camera_rate_hz``; ``/joint_states``; the true object boxes on the ground-truth topic (for
@@ -48,6 +48,10 @@ PARAMS = {
     "scene_file": Param("", "YAML scene file (absolute, or a name under config/scenes); empty = "
                         "a random tabletop drawn from 'seed'"),
     "seed": Param(0, "Seed of the random tabletop used when scene_file is empty"),
+    "robot": Param("panda", "Robot description of the simulated arm: a name under "
+                   "config/robots/ (panda, xarm6) or a YAML file", read_only=True),
+    "robot_description": Param("", "URDF text of the arm; empty: the file its YAML names",
+                               read_only=True),
     "mix": Param("primitives", "What the random tabletop is made of: 'primitives' (coloured "
                  "boxes, cylinders and balls; the default), 'meshes' (textured everyday meshes: "
                  "bowls, cups, mugs, plates, bottles, cans, printed food boxes, pybullet_data "
@@ -129,9 +133,11 @@ class SimNode(Node):
         spec, error = self._scene_from_params()
         if error:
             self.get_logger().error(f"{error}; starting with an empty table")
+        from spatialpin_ros.core.robot_description import load_robot
         self.world = SimWorld(spec, time_step=1.0 / p.physics_rate_hz,
                               camera_pose=self._camera_pose_param(),
-                              render_shadows=p.render_shadows)
+                              render_shadows=p.render_shadows,
+                              robot=load_robot(p.robot, p.robot_description))
         self._publish_camera_pose()
         self._announce_scene_loaded()
         self.frames_published = 0

@@ -426,7 +426,7 @@ def load_scene_file(path: str | Path) -> SceneSpec:
 # ---------------------------------------------------------------------------------------------
 # Random tabletops
 
-#: Workspace of the random generator on the table (world frame, metres): reachable by the Panda.
+#: Workspace of the random generator on the table (world frame, metres), in the shipped arms' reach.
 WORKSPACE_X = (0.38, 0.68)
 WORKSPACE_Y = (-0.25, 0.25)
 

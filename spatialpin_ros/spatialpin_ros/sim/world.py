@@ -1,4 +1,4 @@
-"""The simulated world: a Franka Panda on a table, tabletop objects and an RGB-D camera (PyBullet,
+"""The simulated world: an arm (any robot description, ``core.robot_description``) on a table, tabletop objects and an RGB-D camera (PyBullet,
 headless). ROS-free.
 
 World frame: origin at the robot base on the table top, z up, x away from the robot. The table
@@ -19,17 +19,15 @@ import pybullet_data
 from scipy.spatial.transform import Rotation
 
 from spatialpin_ros.core.errors import SceneSpecError
+from spatialpin_ros.core.robot_description import DEFAULT_ROBOT, RobotDescription, load_robot
 from spatialpin_ros.core.trajectory import JointLimits, JointTrajectory
 from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, RGBDFrame, Scene, look_at
 from spatialpin_ros.sim.pybullet_client import PyBulletClientOwner
+from spatialpin_ros.sim.robot_body import disable_touching_pairs, load_robot_body
 from spatialpin_ros.sim.scene_spec import PYBULLET_OBJECTS, CameraSpec, ObjectSpec, SceneSpec
 
 log = logging.getLogger(__name__)
 
-#: The Panda's "ready" configuration (radians), gripper open (metres per finger).
-PANDA_HOME = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)
-ARM_JOINTS = tuple(f"panda_joint{i}" for i in range(1, 8))
-FINGER_JOINTS = ("panda_finger_joint1", "panda_finger_joint2")
 TABLE_TOP_Z = 0.0
 _TABLE_URDF_TOP = 0.625  # height of table/table.urdf's top in its own frame
 DENSITY = 400.0  # kg/m^3 of primitive objects (light wood / plastic)
@@ -86,7 +84,10 @@ class SimWorld(PyBulletClientOwner):
 
     def __init__(self, spec: SceneSpec, time_step: float = 1.0 / 240.0,
                  camera_pose: Optional[Pose] = None, settle_time: float = 1.0,
-                 render_shadows: bool = False):
+                 render_shadows: bool = False, robot: RobotDescription | str = DEFAULT_ROBOT):
+        #: The arm's description (a shipped name such as "xarm6", a YAML file, or loaded).
+        self.robot_description = (robot if isinstance(robot, RobotDescription)
+                                  else load_robot(robot))
         self.time_step = float(time_step)
         self.render_shadows = render_shadows
         self.client = pb.connect(pb.DIRECT)
@@ -117,33 +118,38 @@ class SimWorld(PyBulletClientOwner):
         pb.changeVisualShape(self.plane, -1, rgbaColor=[1, 1, 1, 0], physicsClientId=c)
         self.table = pb.loadURDF("table/table.urdf", [0.5, 0, -_TABLE_URDF_TOP],
                                  useFixedBase=True, physicsClientId=c)
-        self.robot = pb.loadURDF("franka_panda/panda.urdf", [0, 0, TABLE_TOP_Z],
-                                 useFixedBase=True, flags=pb.URDF_USE_SELF_COLLISION,
-                                 physicsClientId=c)
+        d = self.robot_description
+        rb = load_robot_body(c, d, offset=(0.0, 0.0, TABLE_TOP_Z))
+        self.robot = rb.body
+        # A gripper's linkage touches itself: those pairs never collide.
+        disable_touching_pairs(rb, d)
         self.joint_index: dict[str, int] = {}
         self.joint_limits: dict[str, JointLimits] = {}
         self.link_index: dict[str, int] = {}
+        gripper = set(d.gripper.joints)
         for j in range(pb.getNumJoints(self.robot, physicsClientId=c)):
             info = pb.getJointInfo(self.robot, j, physicsClientId=c)
             name, jtype = info[1].decode(), info[2]
             self.link_index[info[12].decode()] = j
             if jtype in (pb.JOINT_REVOLUTE, pb.JOINT_PRISMATIC):
                 self.joint_index[name] = j
-                self.joint_limits[name] = JointLimits(lower=info[8], upper=info[9],
-                                                      velocity=info[11],
-                                                      acceleration=15.0 if "finger" not in name
-                                                      else 2.0)
+                lo, hi = (info[8], info[9]) if info[8] <= info[9] else (-math.inf, math.inf)
+                acc = (d.limits.arm_acceleration if name not in gripper
+                       else math.inf)
+                self.joint_limits[name] = JointLimits(lower=lo, upper=hi, velocity=info[11],
+                                                      acceleration=acc)
                 # Fingers grip with friction.
-                pb.changeDynamics(self.robot, j, lateralFriction=1.5, physicsClientId=c)
+                pb.changeDynamics(self.robot, j, lateralFriction=d.finger_friction,
+                                  physicsClientId=c)
+        # Joints the description does not drive (none for the shipped arms) hold still.
         self.joint_names = list(self.joint_index)
-        self.max_force = {n: (87.0 if n in ARM_JOINTS[:4] else 12.0 if n in ARM_JOINTS else 40.0)
-                          for n in self.joint_names}
+        self.max_force = {n: d.max_force.get(n, d.default_force) for n in self.joint_names}
         self.reset_robot()
 
     def reset_robot(self, positions: Optional[dict[str, float]] = None) -> None:
         """Teleport the arm to ``positions`` (default: home, gripper open) and hold it there."""
-        pos = dict(zip(ARM_JOINTS, PANDA_HOME))
-        pos.update({f: 0.04 for f in FINGER_JOINTS})
+        pos = {n: 0.0 for n in self.joint_index}
+        pos.update(self.robot_description.home_positions())
         pos.update(positions or {})
         for name, q in pos.items():
             pb.resetJointState(self.robot, self.joint_index[name], q, 0.0,
