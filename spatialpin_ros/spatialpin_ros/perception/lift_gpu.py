@@ -15,10 +15,11 @@ The depth-only half (support plane, working grid, foreground, the support's exte
 host's :meth:`~spatialpin_ros.perception.geometric.GeometricBackend.prepare`: in the overlapped
 frame pipeline it runs while the GPU runs the detector and SAM, off the critical path.
 
-Pieces that touch one another (closer than 1.5 cm) may have to be merged
-(:func:`~spatialpin_ros.perception.pieces.merge_nested`, convex hulls and a KD-tree); such a
-frame is lifted by the numpy code (the masks are copied to the host), and
-``last["lifting"]`` says so. Priors equal the numpy path's up to floating-point rounding
+Pieces that touch one another (closer than 1.5 cm: stacks, objects side by side) may have to
+be merged (:func:`~spatialpin_ros.perception.pieces.merge_nested`: convex hulls, a KD-tree);
+for such a frame the pieces' points come to the host and ``merge_nested`` decides. When it
+joins pieces (a bowl cut at its rim, a bottle and its cap), the frame is lifted by the numpy
+code (the masks are copied to the host), and ``last["lifting"]`` says so. Priors equal the numpy path's up to floating-point rounding
 (``test/test_lift_torch.py``).
 """
 
@@ -31,7 +32,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from spatialpin_ros.core.geometry import rect_from_points
+from spatialpin_ros.core.geometry import quantile, rect_from_points
 from spatialpin_ros.core.types import ObjectPrior, Scene
 from spatialpin_ros.perception.base import Segmentation
 from spatialpin_ros.perception.detection_names import _DetectionNamer
@@ -40,6 +41,7 @@ from spatialpin_ros.perception.lift_fits_torch import fit_shapes
 from spatialpin_ros.perception.lift_torch import (F64, compact, inside_polygon, mptp_max,
                                                   mquantile, take_strided, valid_mask)
 from spatialpin_ros.perception.objects import WorldView, make_prior
+from spatialpin_ros.perception.pieces import Piece, _hull, merge_nested
 from spatialpin_ros.perception.selection import Candidate, _stands_on_extent, bottom_occluded
 from spatialpin_ros.perception.shapes import resolve_support
 
@@ -139,6 +141,16 @@ def _touching(pc: _Pieces, touch: float) -> bool:
     return bool((near <= touch).any())
 
 
+def _merges(pc: _Pieces, labels: list[int]) -> bool:
+    """Whether :func:`~spatialpin_ros.perception.pieces.merge_nested` joins any pieces (run on
+    the host on the pieces' points: only for frames with touching pieces)."""
+    Qh, n = pc.Q.cpu().numpy(), pc.n.tolist()
+    empty = np.zeros(0, dtype=np.int64)
+    pieces = [Piece(L, empty, empty, Qh[k, : n[k]], quantile(Qh[k, : n[k], 2], 0.9),
+                    _hull(Qh[k, : n[k]])) for k, L in enumerate(labels)]
+    return bool(merge_nested(pieces)[1])
+
+
 def _walls(pc: _Pieces, p) -> list[str]:
     """``selection._reject`` of each piece: "" or why it is not an object. The minimum-area
     rectangle of the wall rule is taken on the host only for pieces long enough to be walls."""
@@ -217,7 +229,7 @@ def lift_masks_torch(backend: GeometricBackend, prep: Prepared, masks: torch.Ten
     pc.select(sel)
     labels = [labels[i] for i in order]
     tick("segmentation")
-    if _touching(pc, 0.015):
+    if _touching(pc, 0.015) and _merges(pc, labels):
         return None
     reasons = _walls(pc, p.selection)
     keep = [i for i, r in enumerate(reasons) if not r]
