@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_gpu_perception import stats, synth_frame  # noqa: E402
 from spatialpin_ros.perception.detection_names import _DetectionNamer, _Fixed  # noqa: E402
 from spatialpin_ros.perception.geometric import GeometricBackend  # noqa: E402
-from spatialpin_ros.perception.lift_gpu import PinnedIn, lift_masks_torch  # noqa: E402
+from spatialpin_ros.perception.lift_gpu import TorchLifter  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -38,10 +38,10 @@ def main(argv=None) -> int:
     a = GeometricBackend(segmenter=_Fixed(seg), namer=_DetectionNamer(seg))
     b = GeometricBackend()
     masks = torch.from_numpy(np.stack(seg.masks)).to(dev)
-    pin = PinnedIn()
+    lifter = TorchLifter(graphs=True)
     out = {"device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu"}
     for name, run in (("numpy", lambda p: a.finish(p, masks=seg.masks)),
-                      ("torch", lambda p: lift_masks_torch(b, p, masks, seg, None, "", pin))):
+                      ("torch", lambda p: lifter.lift(b, p, masks, seg, None))):
         owner = a if name == "numpy" else b
         tot, parts = [], {}
         for it in range(5 + args.iters):
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
         from torch.profiler import ProfilerActivity, profile
         prep = b.prepare(f)
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            lift_masks_torch(b, prep, masks, seg, None, "", pin)
+            lifter.lift(b, prep, masks, seg, None)
             torch.cuda.synchronize()
         Path(args.profile).write_text(prof.key_averages().table(
             sort_by="cpu_time_total", row_limit=40, max_name_column_width=60))

@@ -19,8 +19,8 @@ from spatialpin_ros.perception.base import Segmentation  # noqa: E402
 from spatialpin_ros.perception.detection_names import _DetectionNamer, _Fixed  # noqa: E402
 from spatialpin_ros.perception.geometric import GeometricBackend  # noqa: E402
 from spatialpin_ros.perception import lift_torch as lt  # noqa: E402
-from spatialpin_ros.perception.lift_gpu import (full_labels_t, host_segmentation,  # noqa: E402
-                                                lift_masks_torch)
+from spatialpin_ros.perception.lift_gpu import TorchLifter, host_segmentation  # noqa: E402
+from spatialpin_ros.perception.lift_rows_torch import full_labels_t  # noqa: E402
 from spatialpin_ros.perception.objects import full_labels  # noqa: E402
 from spatialpin_ros.sim.scene_spec import random_scene  # noqa: E402
 from spatialpin_ros.sim.world import SimWorld  # noqa: E402
@@ -77,7 +77,7 @@ def test_the_torch_lifting_gives_the_numpy_priors(scenes):
         b = GeometricBackend()
         dev = Segmentation(masks=[torch.from_numpy(m) for m in masks], names=names,
                            scores=list(seg.scores))
-        got = lift_masks_torch(b, b.prepare(frame), torch.from_numpy(np.stack(masks)), dev,
+        got = TorchLifter().lift(b, b.prepare(frame), torch.from_numpy(np.stack(masks)), dev,
                                None)
         if got is None:                         # touching pieces: the numpy path's business
             continue
@@ -99,7 +99,7 @@ def test_touching_pieces_go_to_the_numpy_path(scenes):
     pieces = [m & ~top, top, masks[0]] + masks[2:]
     seg = Segmentation(masks=[torch.from_numpy(x) for x in pieces])
     b = GeometricBackend()
-    assert lift_masks_torch(b, b.prepare(frame), torch.from_numpy(np.stack(pieces)), seg,
+    assert TorchLifter().lift(b, b.prepare(frame), torch.from_numpy(np.stack(pieces)), seg,
                             None) is None
     assert all(isinstance(x, np.ndarray) for x in host_segmentation(seg).masks)
 

@@ -4,7 +4,7 @@ fit_shape` (cylinder, box, sphere or other; containers), row by row the same num
 Input: the objects' plane-frame points as one padded tensor (K, N, 3) float64 with counts (K,)
 and each object's depth noise (K,). Output: :class:`~spatialpin_ros.perception.shapes.ShapeFit`
 per object. Only "other" objects' yaws (a minimum-area rectangle, OpenCV's rotating calipers)
-are taken on the host, from their subsampled outline points (a few hundred numbers each).
+are taken on the host, from their points (copied back for those objects alone).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from spatialpin_ros.perception.lift_torch import (box_extent, compact, mmean, mp
                                                   mquantile, rectangle_yaw, robust_circle,
                                                   rotate_local, sphere_fit, take_strided,
                                                   valid_mask)
-from spatialpin_ros.perception.shapes import ShapeFit, ShapeParams
+from spatialpin_ros.perception.shapes import ShapeFit, ShapeParams, _box_extent
+from spatialpin_ros.perception.shapes import _container as _container_np
 
 CYL, BOX, OTHER, SPHERE = 0, 1, 2, 3
 _NAMES = {CYL: "cylinder", BOX: "box", OTHER: "other", SPHERE: "sphere"}
@@ -85,16 +86,15 @@ def _container(Q, v, n, top, noise, centre, size, yaw, kind, camera, p: ShapePar
     return ok, torch.where(ok, inner, torch.zeros_like(inner))
 
 
-def fit_shapes(Q: torch.Tensor, n: torch.Tensor, noise: torch.Tensor, params: ShapeParams,
-               camera: np.ndarray) -> list[ShapeFit]:
+def fit_table(Q: torch.Tensor, n: torch.Tensor, noise: torch.Tensor, params: ShapeParams,
+              camera: torch.Tensor) -> torch.Tensor:
     """:func:`~spatialpin_ros.perception.shapes.fit_shape` of every row of ``Q`` (K, N, 3)
-    (plane frame, float64; ``n`` (K,) points each, at least 10); ``camera``: the camera centre
-    in the plane frame."""
+    (plane frame, float64; ``n`` (K,) points each, at least 10; ``camera`` (3,): the camera
+    centre in the plane frame), with no host synchronisation (CUDA-graph safe): a (K, 14) table
+    (kind, centre 2, size 2, yaw, top, low, container, inner depth, sphere centre 3, residual)
+    for :func:`fits_from_table`. "other" rows still hold the rectangle yaw's extent; the host
+    redoes them."""
     p = params
-    K = Q.shape[0]
-    if K == 0:
-        return []
-    cam = torch.as_tensor(np.asarray(camera, float), dtype=Q.dtype, device=Q.device)
     v = valid_mask(n, Q.shape[1])
     h = Q[..., 2]
     top, low = mquantile(h, v, 0.98), mquantile(h, v, 0.02)
@@ -108,21 +108,14 @@ def fit_shapes(Q: torch.Tensor, n: torch.Tensor, noise: torch.Tensor, params: Sh
     rr = torch.hypot(xy[..., 0] - cc[:, None, 0], xy[..., 1] - cc[:, None, 1])
     frac = mmean((rr < (cr + 0.004 + 2 * noise)[:, None]).to(Q.dtype), vs)
     cok_fit = cok & ~((frac < 0.9) | (2 * cr > 1.6 * size0 + 0.01))
-    inf = torch.full_like(cres, math.inf)
-    res_c = torch.where(cok_fit, cres, inf)
+    res_c = torch.where(cok_fit, cres, torch.full_like(cres, math.inf))
     kind = torch.full_like(n, BOX)
     is_cyl = (res_c < tol) & (res_c < p.circle_margin * res_r) & ~flat
     kind = torch.where(is_cyl, torch.full_like(n, CYL), kind)
     kind = torch.where(~is_cyl & (res_r > tol) & (res_c > tol), torch.full_like(n, OTHER), kind)
-    cs, rs, es, sok, beats = _sphere(Q, v, n, top, noise, size0, cam, cc, cr, p)
+    cs, rs, es, sok, beats = _sphere(Q, v, n, top, noise, size0, camera, cc, cr, p)
     sph = ~flat & sok & ((kind != CYL) | beats)
     kind = torch.where(sph, torch.full_like(n, SPHERE), kind)
-    other = kind == OTHER
-    if bool(other.any()):                          # minimum-area rectangle on the host
-        yaw = yaw.clone()
-        for k in torch.nonzero(other)[:, 0].tolist():
-            pts = xy[k, : int(vs[k].sum())].cpu().numpy()
-            yaw[k] = rect_from_points(pts)[2]
     bc, bs = box_extent(xy, vs, yaw)
     cylc = (kind == CYL)[:, None]
     centre = torch.where(cylc, cc, bc)
@@ -135,11 +128,33 @@ def fit_shapes(Q: torch.Tensor, n: torch.Tensor, noise: torch.Tensor, params: Sh
     yaw = torch.where(sc, torch.zeros_like(yaw), yaw)
     top = torch.where(sc, cs[:, 2] + rs, top)
     resid = torch.where(sc, es, resid)
-    cont, inner = _container(Q, v, n, top, noise, centre, size, yaw, kind, cam, p)
-    host = torch.cat([kind[:, None].to(Q.dtype), centre, size, yaw[:, None], top[:, None],
+    cont, inner = _container(Q, v, n, top, noise, centre, size, yaw, kind, camera, p)
+    return torch.cat([kind[:, None].to(Q.dtype), centre, size, yaw[:, None], top[:, None],
                       low[:, None], cont[:, None].to(Q.dtype), inner[:, None], cs,
-                      resid[:, None]], 1).cpu().numpy()
-    return [_to_fit(row) for row in host]
+                      resid[:, None]], 1)
+
+
+def fits_from_table(table: np.ndarray, other_points, params: ShapeParams,
+                    camera: np.ndarray) -> list[ShapeFit]:
+    """The :class:`ShapeFit` of each row of :func:`fit_table`'s host copy. ``other_points(k)``
+    gives row k's (subsampled xy (M, 2), points Q (N, 3), noise) for an "other" row: its yaw is
+    the minimum-area rectangle's (OpenCV, host), its extent and container follow from it."""
+    fits = []
+    for k, row in enumerate(table):
+        f = _to_fit(row)
+        if f.shape == "other":
+            xy, Q, noise = other_points(k)
+            f.yaw = rect_from_points(xy)[2]
+            f.center_uv, f.size_uv = _box_extent(xy, f.yaw)
+            f.container, f.inner_depth = False, 0.0
+            _container_np(Q, f, noise, params, camera)
+        fits.append(f)
+    return fits
+
+
+def outline_points(Q: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The subsample ``Q[::n // 600 + 1]`` of :func:`fit_shape` (K, 600, 3) and its counts."""
+    return take_strided(Q, n, torch.div(n, 600, rounding_mode="floor") + 1, 600)
 
 
 def _to_fit(row: np.ndarray) -> ShapeFit:

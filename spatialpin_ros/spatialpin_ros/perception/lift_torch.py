@@ -78,14 +78,19 @@ def compact(P: torch.Tensor, sel: torch.Tensor, step: torch.Tensor, cap: int
 
 
 def _solve(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Batched ``solve(A, b)``; on the CPU rows whose A is singular get lstsq's answer (as
-    numpy's fallbacks), here the pseudo-inverse. On a GPU (no synchronisation) they are left as
-    they are: only padded rows (no points) are singular there, with 8 or more points per fit."""
-    sol, info = torch.linalg.solve_ex(A, b[..., None])
-    bad = info != 0
-    if A.device.type == "cpu" and bool(bad.any()):   # no sync on a GPU: unused rows only
-        sol = torch.where(bad[:, None, None], torch.linalg.pinv(A) @ b[..., None], sol)
-    return sol[..., 0]
+    """Batched ``solve(A, b)`` for small symmetric positive definite systems (normal equations;
+    A (K, m, m), b (K, m)) by Gaussian elimination written out in tensor ops: no host
+    synchronisation and no solver library (CUDA-graph safe). Singular rows (padding) give
+    non-finite values; numpy would take lstsq's answer there, never needed with 8 or more
+    points."""
+    m = A.shape[1]
+    M = torch.cat([A, b[..., None]], dim=2).clone()
+    for i in range(m):
+        M[:, i] = M[:, i] / M[:, i, i:i + 1]
+        for j in range(m):
+            if j != i:
+                M[:, j] = M[:, j] - M[:, j, i:i + 1] * M[:, i]
+    return M[:, :, m]
 
 
 def kasa_circle(xy: torch.Tensor, valid: torch.Tensor
@@ -165,6 +170,15 @@ def sphere_fit(P: torch.Tensor, valid: torch.Tensor):
 
 _YAW = np.radians(np.arange(0.0, 90.0, 1.5))
 _FINE = np.radians(np.arange(-1.5, 1.51, 0.25))
+_CONST: dict = {}
+
+
+def _const(name: str, a: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A constant on ``device``, uploaded once (no copies inside a CUDA-graph capture)."""
+    key = (name, str(device))
+    if key not in _CONST:
+        _CONST[key] = torch.as_tensor(a, dtype=F64, device=device)
+    return _CONST[key]
 
 
 def _l_scores(x, y, valid, cs, sn, d0):
@@ -199,10 +213,10 @@ def rectangle_yaw(xy: torch.Tensor, n: torch.Tensor, d0: torch.Tensor, max_point
     v = valid_mask(m, max_points)
     pts = pts - mmean(pts, v)[:, None, :]
     x, y = pts[..., 0], pts[..., 1]
-    g = torch.as_tensor(_YAW, dtype=F64, device=xy.device)[None].expand(K, -1)
+    g = _const("yaw", _YAW, xy.device)[None].expand(K, -1)
     sc, _ = _l_scores(x, y, v, torch.cos(g), torch.sin(g), d0)
     best = g.gather(1, sc.argmax(1, keepdim=True))
-    fine = best + torch.as_tensor(_FINE, dtype=F64, device=xy.device)[None]
+    fine = best + _const("fine", _FINE, xy.device)[None]
     sc, d = _l_scores(x, y, v, torch.cos(fine), torch.sin(fine), d0)
     k = sc.argmax(1, keepdim=True)
     dk = d.gather(2, k[:, None, :].expand(-1, d.shape[1], -1))[..., 0]

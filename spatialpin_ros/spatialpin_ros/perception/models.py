@@ -45,8 +45,8 @@ from spatialpin_ros.perception.base import DepthEstimator, Segmentation, registe
 from spatialpin_ros.perception.detection_names import _DetectionNamer, _Fixed
 from spatialpin_ros.perception.frame_pipeline import PinnedHost, can_overlap, perceive_overlapped
 from spatialpin_ros.perception.geometric import GeometricBackend, GeometricParams, Prepared
-from spatialpin_ros.perception.lift_gpu import (LIFTING_MODES, PinnedIn, device_masks,
-                                                host_segmentation, lift_masks_torch)
+from spatialpin_ros.perception.lift_gpu import (LIFTING_MODES, TorchLifter, device_masks,
+                                                host_segmentation)
 from spatialpin_ros.perception.model_utils import (GraphedFunction, pick_device, pick_dtype,
                                                    to_host, upload_image)
 from spatialpin_ros.perception.models_depth import DEFAULT_DEPTH_MODEL, TransformersDepth
@@ -184,7 +184,7 @@ class ModelBackend(GeometricBackend):
         self._last_seg: Optional[Segmentation] = None
         self.overlap_lifting = bool(overlap_lifting)
         self._pinned = PinnedHost()
-        self._pinned_in = PinnedIn()
+        self._torch_lift = TorchLifter(graphs=cuda_graphs)
         #: True: the masks are lifted in torch on the models' device (``lifting``).
         self.torch_lifting = lifting == "torch" or (lifting == "auto"
                                                      and self.device.type == "cuda")
@@ -351,8 +351,8 @@ class ModelBackend(GeometricBackend):
         if self.torch_lifting and prep is None:
             prep = self.prepare_lift(frame, scene_id)
         if self.torch_lifting and not isinstance(prep, Scene):
-            got = lift_masks_torch(self, prep, device_masks(seg, self.device, frame), seg,
-                                   bounds, scene_id, self._pinned_in)
+            got = self._torch_lift.lift(self, prep, device_masks(seg, self.device, frame),
+                                        seg, bounds, scene_id)
             if got is None:                       # touching pieces: the numpy path
                 seg = host_segmentation(seg)
             else:
