@@ -401,6 +401,7 @@ def bench_perception(parts, device, dtype, frame, gt_depth, gt_seg, iters, warmu
             "end_to_end_parts_ms": {k: stats(v) for k, v in e2e_parts.items()},
             "overlapped": bool(b.last.get("overlapped")),
             "lifting": b.last.get("lifting"),
+            "lifting_graphs": [f.enabled for f in b._torch_lift._fns.values()],
             "objects_summary": [(o.label, o.shape, [round(float(x), 4) for x in o.size])
                                 for o in scene.objects],
             "objects": len(scene.objects),

@@ -58,6 +58,8 @@ def main(argv=None) -> int:
                 parts.clear()
         out[name] = {"finish_ms": stats(tot), "stages_ms": {k: stats(v) for k, v in parts.items()},
                      "objects": len((r[0] if isinstance(r, tuple) else r).objects)}
+        if name == "torch":
+            out[name]["graphs"] = [f.enabled for f in lifter._fns.values()]
         print(name, json.dumps(out[name]), flush=True)
     if args.profile and dev.type == "cuda":
         from torch.profiler import ProfilerActivity, profile
