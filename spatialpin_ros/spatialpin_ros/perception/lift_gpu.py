@@ -1,15 +1,16 @@
 """The models backend's masks-to-priors lifting in torch, on the models' device.
 
 :meth:`~spatialpin_ros.perception.geometric.GeometricBackend.finish` on the masks path, with the
-masks never leaving the device: first-mask-wins labels on the working grid, every piece's
-points in the plane frame (one padded tensor, gathered by one stable sort of the labels), the
-pieces' size and wall checks, the shape fits of every object at once
-(:mod:`~spatialpin_ros.perception.lift_fits_torch`), the base-on-extent checks, and the
-full-resolution object labels with the silhouette margin. What comes back to the host: one
-small table of per-object numbers (fits, pixel bounds), the full-resolution object labels
-(uint8/int16 crops of each prior's mask come from it) and the detection labels inside the
-masks' bounds (to name each object after its mask), through reused pinned buffers. The host
-then resolves what rests on what (a few boxes), builds the priors and assigns ids.
+masks never leaving the device. The device half (:mod:`~spatialpin_ros.perception.
+lift_rows_torch`, one CUDA graph replay with ``graphs``): first-mask-wins labels on the working
+grid, every piece's points in the plane frame (one padded tensor, gathered by one stable sort
+of the labels), the pieces' size and wall numbers, the shape fits of every object at once
+(:mod:`~spatialpin_ros.perception.lift_fits_torch`), the base-on-extent checks, the pieces'
+nearest distances and the full-resolution object labels with the silhouette margin. What comes
+back to the host, through pinned buffers with one synchronisation: a (K, 25) table of numbers,
+a (K, K) distance table, the full-resolution object labels (each prior's mask is a crop of
+them) and the detection labels (to name each object after its mask). The host then selects
+the pieces, resolves what rests on what (a few rectangles), builds the priors and assigns ids.
 
 The depth-only half (support plane, working grid, foreground, the support's extent) is the
 host's :meth:`~spatialpin_ros.perception.geometric.GeometricBackend.prepare`: in the overlapped
@@ -17,9 +18,11 @@ frame pipeline it runs while the GPU runs the detector and SAM, off the critical
 
 Pieces that touch one another (closer than 1.5 cm: stacks, objects side by side) may have to
 be merged (:func:`~spatialpin_ros.perception.pieces.merge_nested`: convex hulls, a KD-tree);
-for such a frame the pieces' points come to the host and ``merge_nested`` decides. When it
+for such a frame those pieces' points come to the host and ``merge_nested`` decides. When it
 joins pieces (a bowl cut at its rim, a bottle and its cap), the frame is lifted by the numpy
-code (the masks are copied to the host), and ``last["lifting"]`` says so. Priors equal the numpy path's up to floating-point rounding
+code (the masks are copied to the host), and ``last["lifting"]`` says so. Likewise an object
+of shape "other" (its yaw is OpenCV's minimum-area rectangle) and a possible wall bring that
+object's points back. Priors equal the numpy path's up to floating-point rounding
 (``test/test_lift_torch.py``).
 """
 
