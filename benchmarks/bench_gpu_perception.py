@@ -647,6 +647,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="float16")
     ap.add_argument("--compile", action="store_true", help="also time a torch.compile variant")
     ap.add_argument("--no-vlm", action="store_true")
+    ap.add_argument("--no-perception", action="store_true", help="the VLM part alone")
     ap.add_argument("--vlm-runs", type=int, default=5)
     ap.add_argument("--vlm-new-tokens", type=int, default=128)
     ap.add_argument("--vlm-modes", default="generate,graphs,compile",
@@ -720,9 +721,9 @@ def main(argv=None) -> int:
         Path(os.environ["OUT"]) / "gpu_perception.json" if os.environ.get("OUT")
         else ROOT / "benchmarks" / "results" / "gpu_perception.json")
     path.parent.mkdir(parents=True, exist_ok=True)
-    perc = bench_perception(parts, device, dtype, frame, gt_depth, gt_seg, args.iters,
-                            args.warmup, variants, args.hang_s,
-                            partial=path.with_suffix(".partial.json"))
+    perc = {} if args.no_perception else bench_perception(
+        parts, device, dtype, frame, gt_depth, gt_seg, args.iters, args.warmup, variants,
+        args.hang_s, partial=path.with_suffix(".partial.json"))
     if args.profile and device.type == "cuda":
         try:
             profile_stages(parts, device, dtype, frame, args.profile)
