@@ -263,7 +263,7 @@ def nparams(m) -> float:
 # Perception benchmark
 
 def make_backend_variant(parts, device, dtype, graphs=False, det_size=None, depth_size=None,
-                         compile=False, concurrent=True, overlap=False):
+                         compile=False, concurrent=True, overlap=False, lifting="numpy"):
     from spatialpin_ros.perception.models import (ModelBackend, OpenVocabDetector,
                                                   PromptableSegmenter, TransformersDepth)
 
@@ -281,6 +281,7 @@ def make_backend_variant(parts, device, dtype, graphs=False, det_size=None, dept
         (random weights' outputs are meaningless)."""
         gt_depth = None
         gt_seg = None
+        gt_seg_dev = None         # the same masks on the device (the torch lifting's input)
         gt_bounds = None
 
         def finish_depth(self, dh, frame):
@@ -290,14 +291,14 @@ def make_backend_variant(parts, device, dtype, graphs=False, det_size=None, dept
         def finish_segmentation(self, host):
             super().finish_segmentation(host)
             # what the segmenter reports with a frame's masks: their common bounds
-            self._last_seg = self.gt_seg
+            self._last_seg = self.gt_seg_dev if self.torch_lifting else self.gt_seg
             self.segmenter.last["bounds"] = self.gt_bounds
-            return self.gt_seg
+            return self._last_seg
 
     return BenchBackend(depth_model=depth, detector_model=det, segmenter_model=sam,
                         object_names=OBJECT_NAMES, device=device, dtype=dtype,
                         cuda_graphs=graphs, compile=compile, concurrent=concurrent,
-                        overlap_lifting=overlap)
+                        overlap_lifting=overlap, lifting=lifting)
 
 
 def bench_perception(parts, device, dtype, frame, gt_depth, gt_seg, iters, warmup, variants,
@@ -319,12 +320,15 @@ def bench_perception(parts, device, dtype, frame, gt_depth, gt_seg, iters, warmu
             traceback.print_exc()
             continue
         b.gt_depth, b.gt_seg = gt_depth, gt_seg
+        b.gt_seg_dev = Segmentation(masks=[torch.from_numpy(m).to(device) for m in gt_seg.masks],
+                                    names=list(gt_seg.names), scores=list(gt_seg.scores))
+        lift_seg = b.gt_seg_dev if b.torch_lifting else gt_seg
         anym = np.any(gt_seg.masks, axis=0)
         r, c = np.flatnonzero(anym.any(axis=1)), np.flatnonzero(anym.any(axis=0))
         b.gt_bounds = (int(r[0]), int(r[-1]) + 1, int(c[0]), int(c[-1]) + 1)
         rgb = frame.rgb
         stage = {k: [] for k in ("upload", "depth", "detection", "segmentation", "d2h",
-                                 "gpu_sequential", "lift_cpu", "sequential_total")}
+                                 "gpu_sequential", "lift", "sequential_total")}
         e2e, e2e_models, e2e_lift = [], [], []
         e2e_parts: dict = {}
         try:
@@ -354,8 +358,10 @@ def bench_perception(parts, device, dtype, frame, gt_depth, gt_seg, iters, warmu
                         ev[5].record()
                         torch.cuda.synchronize()
                     t1 = time.perf_counter()
-                    b._last_seg, b.segmenter.last["bounds"] = gt_seg, b.gt_bounds
-                    b.lift(gt_frame, gt_seg)
+                    b._last_seg, b.segmenter.last["bounds"] = lift_seg, b.gt_bounds
+                    b.lift(gt_frame, lift_seg)
+                    if cuda:
+                        torch.cuda.synchronize()
                     t2 = time.perf_counter()
                     # end to end: the backend's own perceive on the RGB-only frame
                     if cuda:
@@ -372,7 +378,7 @@ def bench_perception(parts, device, dtype, frame, gt_depth, gt_seg, iters, warmu
                         stage["gpu_sequential"].append(ev[0].elapsed_time(ev[5]))
                     else:
                         stage["gpu_sequential"].append(1000 * (t1 - t0))
-                    stage["lift_cpu"].append(1000 * (t2 - t1))
+                    stage["lift"].append(1000 * (t2 - t1))
                     stage["sequential_total"].append(1000 * (t2 - t0))
                     e2e.append(1000 * (t4 - t3))
                     e2e_models.append(b.last["model_timing_ms"]["models"])
@@ -394,6 +400,10 @@ def bench_perception(parts, device, dtype, frame, gt_depth, gt_seg, iters, warmu
             "end_to_end_lift_ms": stats(e2e_lift),
             "end_to_end_parts_ms": {k: stats(v) for k, v in e2e_parts.items()},
             "overlapped": bool(b.last.get("overlapped")),
+            "lifting": b.last.get("lifting"),
+            "lifting_graphs": [f.enabled for f in b._torch_lift._fns.values()],
+            "objects_summary": [(o.label, o.shape, [round(float(x), 4) for x in o.size])
+                                for o in scene.objects],
             "objects": len(scene.objects),
             "build_and_run_s": round(time.perf_counter() - t_build, 1),
         }
@@ -637,6 +647,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="float16")
     ap.add_argument("--compile", action="store_true", help="also time a torch.compile variant")
     ap.add_argument("--no-vlm", action="store_true")
+    ap.add_argument("--no-perception", action="store_true", help="the VLM part alone")
     ap.add_argument("--vlm-runs", type=int, default=5)
     ap.add_argument("--vlm-new-tokens", type=int, default=128)
     ap.add_argument("--vlm-modes", default="generate,graphs,compile",
@@ -646,7 +657,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     ap.add_argument("--variants", default=None, help="comma-separated indices of the variants "
                     "to run (0 eager sequential, 1 graphs sequential, 2 eager overlapped, "
-                    "3 graphs overlapped, 4 + depth 364 px, 5 + detector 768 px, 6 compile)")
+                    "3 graphs overlapped, 4 + depth 364 px, 5 + detector 768 px; with the torch "
+                    "lifting: 6 graphs sequential, 7 graphs overlapped, 8 + depth 364 px and "
+                    "detector 768 px, 9 eager overlapped; 10 compile)")
     ap.add_argument("--hang-s", type=float, default=0,
                     help="dump every thread's stack and exit when a variant takes longer")
     ap.add_argument("--profile", default=None, metavar="FILE",
@@ -691,7 +704,14 @@ def main(argv=None) -> int:
                  dict(graphs=True, overlap=True, depth_size=42 if small else 364)),
                 ("CUDA graphs, overlapped, depth 364 px, detector 768 px",
                  dict(graphs=True, overlap=True, depth_size=42 if small else 364,
-                      det_size=48 if small else 768))]
+                      det_size=48 if small else 768)),
+                ("CUDA graphs, sequential, torch lifting", dict(graphs=True, lifting="torch")),
+                ("CUDA graphs, overlapped, torch lifting",
+                 dict(graphs=True, overlap=True, lifting="torch")),
+                ("CUDA graphs, overlapped, torch lifting, depth 364 px, detector 768 px",
+                 dict(graphs=True, overlap=True, lifting="torch",
+                      depth_size=42 if small else 364, det_size=48 if small else 768)),
+                ("eager fp16, overlapped, torch lifting", dict(overlap=True, lifting="torch"))]
     if args.compile:
         variants.append(("torch.compile + CUDA graphs", dict(graphs=True, compile=True)))
     if args.variants:
@@ -701,9 +721,9 @@ def main(argv=None) -> int:
         Path(os.environ["OUT"]) / "gpu_perception.json" if os.environ.get("OUT")
         else ROOT / "benchmarks" / "results" / "gpu_perception.json")
     path.parent.mkdir(parents=True, exist_ok=True)
-    perc = bench_perception(parts, device, dtype, frame, gt_depth, gt_seg, args.iters,
-                            args.warmup, variants, args.hang_s,
-                            partial=path.with_suffix(".partial.json"))
+    perc = {} if args.no_perception else bench_perception(
+        parts, device, dtype, frame, gt_depth, gt_seg, args.iters, args.warmup, variants,
+        args.hang_s, partial=path.with_suffix(".partial.json"))
     if args.profile and device.type == "cuda":
         try:
             profile_stages(parts, device, dtype, frame, args.profile)
@@ -731,7 +751,7 @@ def main(argv=None) -> int:
     print(f"\n### Models backend, RGB-only 640x480 frame -> ScenePriors ({env['gpu']}, "
           f"{env['dtype']}, torch {env['torch']}, transformers {env['transformers']}; "
           f"{args.iters} iterations, median / p90 ms)\n")
-    cols = ["depth", "detection", "segmentation", "d2h", "gpu_sequential", "lift_cpu"]
+    cols = ["depth", "detection", "segmentation", "d2h", "gpu_sequential", "lift"]
     print("| variant | " + " | ".join(cols) + " | end-to-end perceive | target <= 25 / p90 <= 30 |")
     print("|---" * (len(cols) + 3) + "|")
     for name, r in perc.items():

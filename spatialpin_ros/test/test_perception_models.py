@@ -424,3 +424,27 @@ def test_relative_depth_checkpoints_are_refused(tmp_path):
     (tmp_path / "rel" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelLoadError, match="relative depth"):
         TransformersDepth(path, device="cpu")
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_torch_lifting_gives_the_numpy_priors(models, frames, overlap):
+    """``lifting="torch"`` (the masks stay on the models' device; here the CPU) and the numpy
+    lifting give the same priors, in the sequential and the overlapped frame paths."""
+    frame = frames[1]
+    kw = dict(depth_model=models["flat_depth"], plane_distance=TOP_DOWN_HEIGHT,
+              workspace_x=None, workspace_y=None, overlap_lifting=overlap)
+    a = backend(models, lifting="torch", **kw)
+    b = backend(models, lifting="numpy", **kw)
+    assert a.torch_lifting and not b.torch_lifting
+    sa, sb = a.perceive(frame), b.perceive(frame)
+    assert a.last["lifting"] == "torch" and b.last["lifting"] == "numpy"
+    assert isinstance(a._last_seg.masks[0], torch.Tensor)
+    assert len(sa.objects) == len(sb.objects) >= 1
+    for oa, ob in zip(sa.objects, sb.objects):
+        assert (oa.label, oa.shape, oa.roi, oa.confidence) == (ob.label, ob.shape, ob.roi,
+                                                               ob.confidence)
+        assert np.abs(oa.pose.position - ob.pose.position).max() < 1e-6
+        assert np.abs(oa.size - ob.size).max() < 1e-6
+        assert np.array_equal(oa.mask, ob.mask)
+    with pytest.raises(ValueError, match="lifting"):
+        backend(models, lifting="gpu")

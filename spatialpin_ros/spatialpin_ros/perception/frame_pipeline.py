@@ -7,8 +7,10 @@ graph replay where ``cuda_graphs`` is on:
 
 1. the image upload (a reused pinned buffer);
 2. the depth model, then the depth's copy into a reused pinned host buffer, and an event;
-3. SAM's image encoder and the detector (concurrent streams), SAM's decoder, then the masks'
-   copies into reused pinned host buffers, and a second event.
+3. SAM's image encoder and the detector (concurrent streams), SAM's decoder, then the copies
+   of the detections (and of the masks, unless the lifting runs in torch on the GPU:
+   :mod:`~spatialpin_ros.perception.lift_gpu`) into reused pinned host buffers, and a second
+   event.
 
 The host waits for the first event only, and lifts the first half while the GPU runs the
 detector and the segmenter; then it waits for the masks and lifts the second half (pieces,
@@ -87,8 +89,9 @@ def perceive_overlapped(backend, frame: RGBDFrame, need_depth: bool,
             if cuda:
                 depth_ready = torch.cuda.Event()
                 depth_ready.record(stream)
-        outs = backend.segmenter.segment_gpu(img)
-        seg_host = [pinned.copy(f"seg{i}", t) for i, t in enumerate(outs)]
+        outs = list(backend.segmenter.segment_gpu(img))
+        keep = 1 if getattr(backend, "torch_lifting", False) else 0   # masks stay on the GPU
+        seg_host = [pinned.copy(f"seg{i}", t) for i, t in enumerate(outs) if i >= keep]
         masks_ready = torch.cuda.Event() if cuda else None
         if cuda:
             masks_ready.record(stream)
@@ -103,7 +106,7 @@ def perceive_overlapped(backend, frame: RGBDFrame, need_depth: bool,
     if masks_ready is not None:
         masks_ready.synchronize()
     t3 = time.perf_counter()
-    seg = backend.finish_segmentation([h.numpy() for h in seg_host])
+    seg = backend.finish_segmentation(outs[:keep] + [h.numpy() for h in seg_host])
     scene = backend.lift(frame, seg, scene_id, prep=prep)
     t4 = time.perf_counter()
     backend.last["model_timing_ms"] = {

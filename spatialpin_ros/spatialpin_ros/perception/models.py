@@ -45,6 +45,8 @@ from spatialpin_ros.perception.base import DepthEstimator, Segmentation, registe
 from spatialpin_ros.perception.detection_names import _DetectionNamer, _Fixed
 from spatialpin_ros.perception.frame_pipeline import PinnedHost, can_overlap, perceive_overlapped
 from spatialpin_ros.perception.geometric import GeometricBackend, GeometricParams, Prepared
+from spatialpin_ros.perception.lift_gpu import (LIFTING_MODES, TorchLifter, device_masks,
+                                                host_segmentation)
 from spatialpin_ros.perception.model_utils import (GraphedFunction, pick_device, pick_dtype,
                                                    to_host, upload_image)
 from spatialpin_ros.perception.models_depth import DEFAULT_DEPTH_MODEL, TransformersDepth
@@ -107,6 +109,10 @@ class ModelBackend(GeometricBackend):
         overlap_lifting: on CUDA, lift the depth-only half of the frame on the host while the
             GPU runs the detector and SAM (:mod:`~spatialpin_ros.perception.frame_pipeline`);
             off: the whole frame's models first (one graph), then the lifting.
+        lifting: where the masks are lifted to priors: "numpy" (the geometric backend's code
+            on the host), "torch" (:mod:`~spatialpin_ros.perception.lift_gpu`: on the models'
+            device, the masks never leave it; the same priors) or "auto" (torch on CUDA, else
+            numpy). Default numpy: the CUDA-graph torch version is not timed on a GPU yet. With torch, :class:`Segmentation` masks of a frame are device tensors.
         seed: the lifting's RANSAC seed.
 
     Raises :class:`~spatialpin_ros.core.errors.ModelLoadError` when a model cannot be loaded.
@@ -127,9 +133,11 @@ class ModelBackend(GeometricBackend):
                  plane_distance: Optional[float] = None, fov_deg: Optional[float] = None,
                  always_estimate_depth: bool = False, cuda_graphs: bool = False,
                  compile: bool = False, concurrent: bool = True, overlap_lifting: bool = True,
-                 seed: int = 0, **overrides):
+                 lifting: str = "numpy", seed: int = 0, **overrides):
         dev = pick_device(device)
         dt = pick_dtype(dtype, dev)
+        if lifting not in LIFTING_MODES:
+            raise ValueError(f"lifting must be one of {LIFTING_MODES}, got {lifting!r}")
         if fov_deg is not None and not 0 < float(fov_deg) < 180:
             raise ValueError(f"fov_deg must be in (0, 180), got {fov_deg!r}")
         self.fov_deg = None if fov_deg is None else float(fov_deg)
@@ -176,6 +184,10 @@ class ModelBackend(GeometricBackend):
         self._last_seg: Optional[Segmentation] = None
         self.overlap_lifting = bool(overlap_lifting)
         self._pinned = PinnedHost()
+        self._torch_lift = TorchLifter(graphs=cuda_graphs)
+        #: True: the masks are lifted in torch on the models' device (``lifting``).
+        self.torch_lifting = lifting == "torch" or (lifting == "auto"
+                                                     and self.device.type == "cuda")
 
     def __repr__(self) -> str:
         return (f"ModelBackend(depth={self.depth_estimator!r}, detector={self.detector!r}, "
@@ -249,10 +261,9 @@ class ModelBackend(GeometricBackend):
             # one copy back of the depth, the masks and a few numbers
             with torch.inference_mode():
                 outs = self._frame_fn(img, self.detector._embeds)
-            host = to_host(outs)
-            dh, host = host[0], host[1:]
+            dh, host = self._to_host(outs[1:], outs[0])
         else:
-            host = to_host(self.segmenter.segment_gpu(img))
+            _, host = self._to_host(self.segmenter.segment_gpu(img))
         seg = self.finish_segmentation(host)
         est = None
         if depth_est is not None:
@@ -266,6 +277,16 @@ class ModelBackend(GeometricBackend):
                 raise PerceptionError(f"the depth model gave {est.shape}, not the image's "
                                       f"{rgb.shape[:2]}")
         return est, seg
+
+    def _to_host(self, seg_outs, depth=None):
+        """One copy back of the depth (when given) and the segmenter's outputs; with the
+        torch lifting the masks (the first output) stay on the device."""
+        seg_outs = list(seg_outs)
+        keep = 1 if self.torch_lifting else 0
+        lead = [] if depth is None else [depth]
+        host = to_host(lead + seg_outs[keep:])
+        dh = host.pop(0) if depth is not None else None
+        return dh, seg_outs[:keep] + host
 
     def finish_depth(self, dh: np.ndarray, frame: RGBDFrame) -> np.ndarray:
         """The depth model's host output (H, W) made metric depth for the lifting (the depth
@@ -301,10 +322,9 @@ class ModelBackend(GeometricBackend):
         return (d,) + tuple(seg)
 
     @contextlib.contextmanager
-    def _lifter(self, seg: Optional[Segmentation] = None):
+    def _lifter(self, seg: Optional[Segmentation] = None, bounds: Optional[tuple] = None):
         """The geometric backend's parts for lifting: no depth estimator (the depth is given),
-        the given masks, and the namer of those masks."""
-        bounds = self.segmenter.last.get("bounds") if seg is self._last_seg else None
+        the given masks, and the namer of those masks (``bounds``: around every mask)."""
         namer = _DetectionNamer(seg, bounds) if seg is not None else None
         saved = (self.depth_estimator, self.segmenter, self.namer)
         self.depth_estimator = None
@@ -326,11 +346,24 @@ class ModelBackend(GeometricBackend):
         """Masks + depth -> 3D priors through the geometric backend's code; labels are the
         detector's names, confidences the fit confidence times the detector score. ``prep``:
         this frame's :meth:`prepare_lift`, when already done."""
-        with self._lifter(seg) as namer:
-            if prep is None:
-                prep = GeometricBackend.prepare(self, frame, scene_id)
-            scene = prep if isinstance(prep, Scene) else GeometricBackend.finish(
-                self, prep, scene_id, masks=seg.masks)
+        bounds = self.segmenter.last.get("bounds") if seg is self._last_seg else None
+        scene = None
+        if self.torch_lifting and prep is None:
+            prep = self.prepare_lift(frame, scene_id)
+        if self.torch_lifting and not isinstance(prep, Scene):
+            got = self._torch_lift.lift(self, prep, device_masks(seg, self.device, frame),
+                                        seg, bounds, scene_id)
+            if got is None:                       # touching pieces: the numpy path
+                seg = host_segmentation(seg)
+            else:
+                scene, namer = got
+        if scene is None:
+            with self._lifter(seg, bounds) as namer:
+                if prep is None:
+                    prep = GeometricBackend.prepare(self, frame, scene_id)
+                scene = prep if isinstance(prep, Scene) else GeometricBackend.finish(
+                    self, prep, scene_id, masks=host_segmentation(seg).masks)
+            self.last["lifting"] = "numpy"
         for ob in scene.objects:
             hit = namer.by_roi.get(tuple(int(v) for v in ob.roi))
             if hit is not None:

@@ -84,6 +84,10 @@ PARAMS = {
                                 "the GPU (falls back to eager with a warning)"),
     "models.overlap_lifting": Param(True, "models backend: lift the depth-only half of each "
                                     "frame on the host while the GPU runs the detector and SAM"),
+    "models.lifting": Param("numpy", "models backend: where the masks are lifted to priors: "
+                            "torch (on the models' device, the masks stay there; the same "
+                            "priors), numpy (the geometric code on the host), or auto (torch on "
+                            "a GPU, else numpy)", one_of("auto", "numpy", "torch")),
     "models.fov_deg": Param(60.0, "models backend: vertical field of view when no camera_info "
                             "is published", positive),
     "models.plane_distance": Param(0.0, "models backend: known camera height above the table "
@@ -481,6 +485,7 @@ class PerceptionNode(Node):
                 "box_threshold": float(p.models_box_threshold),
                 "cuda_graphs": bool(p.models_cuda_graphs),
                 "overlap_lifting": bool(p.models_overlap_lifting), "fov_deg": float(p.models_fov_deg),
+                "lifting": str(p.models_lifting),
                 "plane_distance": float(p.models_plane_distance) or None}
 
     def _on_params_set(self, params) -> None:

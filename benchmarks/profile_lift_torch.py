@@ -1,0 +1,76 @@
+"""The masks-to-priors lifting alone on the benchmark's synthetic 10-object frame: numpy (host)
+against torch (``perception/lift_gpu.py``, on CUDA when there is one), with the per-stage
+times of each and, with ``--profile FILE``, torch.profiler's table of the torch path.
+
+    PYTHONPATH=spatialpin_ros python3 benchmarks/profile_lift_torch.py [--iters 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "spatialpin_ros"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_gpu_perception import stats, synth_frame  # noqa: E402
+from spatialpin_ros.perception.detection_names import _DetectionNamer, _Fixed  # noqa: E402
+from spatialpin_ros.perception.geometric import GeometricBackend  # noqa: E402
+from spatialpin_ros.perception.lift_gpu import TorchLifter  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--profile", default=None)
+    args = ap.parse_args(argv)
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    frame, depth, seg = synth_frame()
+    f = dataclasses.replace(frame, depth=depth)
+    a = GeometricBackend(segmenter=_Fixed(seg), namer=_DetectionNamer(seg))
+    b = GeometricBackend()
+    masks = torch.from_numpy(np.stack(seg.masks)).to(dev)
+    lifter = TorchLifter(graphs=True)
+    out = {"device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu"}
+    for name, run in (("numpy", lambda p: a.finish(p, masks=seg.masks)),
+                      ("torch", lambda p: lifter.lift(b, p, masks, seg, None))):
+        owner = a if name == "numpy" else b
+        tot, parts = [], {}
+        for it in range(5 + args.iters):
+            prep = owner.prepare(f)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            r = run(prep)
+            tot.append(1000 * (time.perf_counter() - t))
+            for k, v in owner.last["timing_ms"].items():
+                parts.setdefault(k, []).append(v)
+            if it < 5:
+                tot.clear()
+                parts.clear()
+        out[name] = {"finish_ms": stats(tot), "stages_ms": {k: stats(v) for k, v in parts.items()},
+                     "objects": len((r[0] if isinstance(r, tuple) else r).objects)}
+        if name == "torch":
+            out[name]["graphs"] = [f.enabled for f in lifter._fns.values()]
+        print(name, json.dumps(out[name]), flush=True)
+    if args.profile and dev.type == "cuda":
+        from torch.profiler import ProfilerActivity, profile
+        prep = b.prepare(f)
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            lifter.lift(b, prep, masks, seg, None)
+            torch.cuda.synchronize()
+        Path(args.profile).write_text(prof.key_averages().table(
+            sort_by="cpu_time_total", row_limit=40, max_name_column_width=60))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""The models backend's masks-to-priors lifting in torch, on the models' device.
+
+:meth:`~spatialpin_ros.perception.geometric.GeometricBackend.finish` on the masks path, with the
+masks never leaving the device. The device half (:mod:`~spatialpin_ros.perception.
+lift_rows_torch`, one CUDA graph replay with ``graphs``): first-mask-wins labels on the working
+grid, every piece's points in the plane frame (one padded tensor, gathered by one stable sort
+of the labels), the pieces' size and wall numbers, the shape fits of every object at once
+(:mod:`~spatialpin_ros.perception.lift_fits_torch`), the base-on-extent checks, the pieces'
+nearest distances and the full-resolution object labels with the silhouette margin. What comes
+back to the host, through pinned buffers with one synchronisation: a (K, 25) table of numbers,
+a (K, K) distance table, the full-resolution object labels (each prior's mask is a crop of
+them) and the detection labels (to name each object after its mask). The host then selects
+the pieces, resolves what rests on what (a few rectangles), builds the priors and assigns ids.
+
+The depth-only half (support plane, working grid, foreground, the support's extent) is the
+host's :meth:`~spatialpin_ros.perception.geometric.GeometricBackend.prepare`: in the overlapped
+frame pipeline it runs while the GPU runs the detector and SAM, off the critical path.
+
+Pieces that touch one another (closer than 1.5 cm: stacks, objects side by side) may have to
+be merged (:func:`~spatialpin_ros.perception.pieces.merge_nested`: convex hulls, a KD-tree);
+for such a frame those pieces' points come to the host and ``merge_nested`` decides. When it
+joins pieces (a bowl cut at its rim, a bottle and its cap), the frame is lifted by the numpy
+code (the masks are copied to the host), and ``last["lifting"]`` says so. Likewise an object
+of shape "other" (its yaw is OpenCV's minimum-area rectangle) and a possible wall bring that
+object's points back. Priors equal the numpy path's up to floating-point rounding
+(``test/test_lift_torch.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Optional
+
+import numpy as np
+import torch
+
+from spatialpin_ros.core.geometry import quantile, rect_from_points
+from spatialpin_ros.core.types import ObjectPrior, Scene
+from spatialpin_ros.perception.base import Segmentation
+from spatialpin_ros.perception.detection_names import _DetectionNamer
+from spatialpin_ros.perception.geometric import GeometricBackend, Prepared
+from spatialpin_ros.perception.lift_fits_torch import fits_from_table
+from spatialpin_ros.perception.lift_rows_torch import FIT, COLS, det_labels, lift_rows
+from spatialpin_ros.perception.model_utils import GraphedFunction
+from spatialpin_ros.perception.objects import WorldView, make_prior
+from spatialpin_ros.perception.pieces import Piece, _hull, merge_nested
+from spatialpin_ros.perception.selection import Candidate, _stands_on_extent, bottom_occluded
+from spatialpin_ros.perception.shapes import resolve_support
+
+LIFTING_MODES = ("auto", "numpy", "torch")
+
+
+class PinnedIn:
+    """Reused pinned host buffers for host-to-device copies (one per name and shape)."""
+
+    def __init__(self) -> None:
+        self._bufs: dict = {}
+
+    def upload(self, name: str, a: np.ndarray, device: torch.device) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        if device.type != "cuda":
+            return t
+        buf = self._bufs.get(name)
+        if buf is None or buf.shape != t.shape or buf.dtype != t.dtype:
+            buf = self._bufs[name] = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        buf.copy_(t)
+        return buf.to(device, non_blocking=True)
+
+
+def _bucket(x: int, least: int = 256) -> int:
+    """The power of two at least ``x`` (and ``least``): few distinct CUDA graphs."""
+    return max(least, 1 << max(0, int(x) - 1).bit_length())
+
+
+class TorchLifter:
+    """The torch lifting of one backend: reused pinned buffers, and with ``graphs`` on CUDA one
+    CUDA graph of the device half (:func:`~spatialpin_ros.perception.lift_rows_torch.
+    lift_rows`) per image size, working stride, mask count and piece-size bucket."""
+
+    def __init__(self, graphs: bool = False) -> None:
+        self.graphs = bool(graphs)
+        self.pinned = PinnedIn()
+        self._fns: dict = {}
+
+    def _fn(self, params, **kw) -> GraphedFunction:
+        key = (id(params), repr(params)) + tuple(sorted(kw.items()))
+        fn = self._fns.get(key)
+        if fn is None:
+            fn = self._fns[key] = GraphedFunction(
+                functools.partial(lift_rows, params=params, **kw), "lifting",
+                enabled=self.graphs)
+        return fn
+
+    def lift(self, backend: GeometricBackend, prep: Prepared, masks: torch.Tensor,
+             seg: Segmentation, bounds: Optional[tuple], scene_id: str = ""
+             ) -> Optional[tuple[Scene, _DetectionNamer]]:
+        """:meth:`GeometricBackend.finish` of ``prep`` with the detection masks (K, H, W) bool
+        on the device: the scene and the namer that named its objects (with each object's
+        detector score), or None when the frame needs the numpy path (pieces to merge)."""
+        p, dev = backend.params, masks.device
+        sup, pts = prep.support, prep.points
+        h, w = pts.shape[:2]
+        s, K = prep.foreground.stride, int(masks.shape[0])
+        up = self.pinned.upload
+        P = up("points", pts, dev)
+        fg = up("fg", prep.foreground.foreground, dev)
+        hull = np.concatenate([sup.hull, np.repeat(sup.hull[-1:], _bucket(len(sup.hull), 16)
+                                                   - len(sup.hull), 0)])
+        consts = np.array([prep.foreground.focal, sup.noise_k, sup.offset], dtype=np.float64)
+        small = {"height": prep.foreground.height, "region": prep.extent, "hull": hull,
+                 "origin": sup.origin.astype(np.float64), "R": sup.R.astype(np.float64),
+                 "consts": consts}
+        dv = {k: up(k, v, dev) for k, v in small.items()}
+        det = det_labels(masks)
+        ds = det[::s, ::s][:h, :w]
+        lab = torch.where(fg & (ds >= 0), ds.to(torch.int32) + 1,
+                          torch.zeros_like(ds, dtype=torch.int32))
+        cap = _bucket(int(torch.bincount(lab.reshape(-1), minlength=K + 1)[1:].max())
+                      if K else 1)
+        fn = self._fn(p, K=K, cap=cap, stride=s, width=prep.frame.camera.width,
+                      height_px=prep.frame.camera.height)
+        table, near, full, Q, n = fn(lab, P, dv["height"], dv["region"], dv["hull"],
+                                     dv["origin"], dv["R"], dv["consts"])
+        host = _to_host([table, near, full, det])
+        prep.tick("segmentation")
+        return _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id)
+
+
+def _to_host(ts: list[torch.Tensor]) -> list[np.ndarray]:
+    """Copies to the host through pinned buffers, one synchronisation."""
+    if ts[0].device.type != "cuda":
+        return [t.numpy() for t in ts]
+    host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in ts]
+    for hb, t in zip(host, ts):
+        hb.copy_(t, non_blocking=True)
+    torch.cuda.current_stream(ts[0].device).synchronize()
+    return [t.numpy() for t in host]
+
+
+class _Rows:
+    """Host access to some rows' points (copied back only when asked)."""
+
+    def __init__(self, Q: torch.Tensor, n: torch.Tensor, noise: np.ndarray) -> None:
+        self.Q, self.n, self.noise = Q, n, noise
+        self._cache: dict = {}
+
+    def points(self, k: int) -> np.ndarray:
+        if k not in self._cache:
+            self._cache[k] = self.Q[k, : int(self.n[k])].cpu().numpy()
+        return self._cache[k]
+
+    def outline(self, k: int):
+        Q = self.points(k)
+        return Q[:: len(Q) // 600 + 1, :2], Q, float(self.noise[k])
+
+
+def _select(table: np.ndarray, near: np.ndarray, rows: _Rows, p) -> Optional[tuple]:
+    """The pieces that go on (labels, row indices), as ``select_objects`` orders them, and the
+    dropped ones; None when ``merge_nested`` would join pieces."""
+    c = {name: FIT + i for i, name in enumerate(COLS)}
+    idx = [k for k in range(len(table)) if table[k, c["keep"]] > 0.5]
+    if len(idx) > p.max_pieces:                      # clutter or noise: the largest only
+        idx = sorted(idx, key=lambda k: -table[k, c["n"]])[: p.max_pieces]
+    if len(idx) > 1 and (near[np.ix_(idx, idx)] <= 0.015).any():
+        empty = np.zeros(0, dtype=np.int64)
+        pieces = [Piece(k + 1, empty, empty, rows.points(k),
+                        quantile(rows.points(k)[:, 2], 0.9), _hull(rows.points(k)))
+                  for k in idx]
+        if merge_nested(pieces)[1]:
+            return None
+    keep, dropped = [], []
+    for k in idx:
+        reason = ""
+        if table[k, c["big"]] > 0.5:
+            reason = "too large (furniture, a wall)"
+        elif table[k, c["span"]] > p.wall_length:
+            Q = rows.points(k)
+            thin = rect_from_points(Q[:: max(1, len(Q) // 400), :2])[1]
+            if min(thin) < p.wall_thickness and max(thin) > p.wall_length:
+                reason = "a wall (thin, long, upright)"
+        if reason:
+            dropped.append((k + 1, reason, int(table[k, c["npix"]])))
+        else:
+            keep.append(k)
+    return keep, dropped
+
+
+def _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id):
+    """Support relations, priors, names and ids on the host from the device's results."""
+    p, sup, tick = backend.params, prep.support, prep.tick
+    table, near, full, det = host
+    c = {name: FIT + i for i, name in enumerate(COLS)}
+    rows = _Rows(Q, n, table[:, c["noise"]])
+    got = _select(table, near, rows, p.selection)
+    if got is None:
+        return None
+    keep, dropped = got
+    camera = np.array([0.0, 0.0, sup.offset])
+    fits = fits_from_table(table[keep, :FIT], lambda i: rows.outline(keep[i]), p.shapes, camera)
+    cands = [Candidate(k + 1, f, table[k, [c["rmin"], c["rmax"]]].astype(int),
+                       table[k, [c["cmin"], c["cmax"]]].astype(int), int(table[k, c["n"]]),
+                       float(table[k, c["noise"]])) for k, f in zip(keep, fits)]
+    on_ext = [bool(table[k, c["on_extent"]] > 0.5) for k in keep]
+    tick("shapes")
+    npix = {k + 1: int(table[k, c["npix"]]) for k in keep}
+    kept = _support(backend, prep, cands, fits, on_ext, lab, dropped, npix)
+    T_wc, world = backend._world(prep.frame, sup)
+    r0, r1, c0, c1 = bounds if bounds is not None else (0, det.shape[0], 0, det.shape[1])
+    namer = _DetectionNamer(seg, bounds)
+    namer._lab = det[r0:r1, c0:c1]
+    objects, flat = _priors(backend, kept, full, prep, T_wc, namer)
+    objects = backend.tracker.assign(objects)
+    tick("priors")
+    backend.last = {"support": sup, "extent": prep.extent, "dropped": dropped,
+                    "num_pieces": len(seg), "timing_ms": tick.times,
+                    "plane_inlier_share": sup.inlier_share, "noise_k": sup.noise_k,
+                    "lifting": "torch"}
+    frame = prep.frame
+    return Scene(scene_id=scene_id, objects=objects, camera=frame.camera, camera_pose=T_wc,
+                 stamp=frame.stamp, frame_id=world,
+                 support_plane=backend._plane_world(sup, T_wc), flat_items=flat), namer
+
+
+def _support(backend, prep, cands, fits, on_ext, lab, dropped, npix) -> list[Candidate]:
+    """``select_objects``' last part: what rests on what, floating and off-extent objects."""
+    sp = backend.params.selection
+    resolve_support(fits, tol=sp.rest_tolerance)
+    floating = {i for i, c in enumerate(cands)
+                if c.fit.support is None and c.fit.low > sp.rest_tolerance + 3 * c.noise}
+    if floating:                                     # rare: the labels come to the host
+        lab_h = lab.cpu().numpy()
+        seg_h = dataclasses.replace(prep.foreground, labels=lab_h)
+        for i in list(floating):
+            rr, cc = np.nonzero(lab_h == cands[i].label)
+            c = Candidate(cands[i].label, cands[i].fit, rr, cc, 0, cands[i].noise)
+            if bottom_occluded(c, seg_h, sp.occlusion_reach):
+                floating.discard(i)
+        if floating:
+            resolve_support(fits, tol=sp.rest_tolerance, only=floating)
+    keep = []
+    for i, c in enumerate(cands):
+        if i in floating and c.fit.support is None:
+            dropped.append((c.label, "not resting on anything", npix[c.label]))
+        elif not _stands_on_extent(i, fits, on_ext):
+            dropped.append((c.label, "beyond the support's extent", npix[c.label]))
+        else:
+            keep.append(c)
+    return keep
+
+
+def _priors(backend, cands, full, prep, T_wc, namer) -> tuple[list[ObjectPrior], list]:
+    """``GeometricBackend._priors`` on the downloaded results (candidates carry their pixel
+    bounds as ``rows``/``cols`` (min, max))."""
+    p, frame = backend.params, prep.frame
+    cam = frame.camera
+    view = WorldView.of(prep.support, T_wc)
+    objects, flat = [], []
+    for c in cands:
+        f = c.fit
+        is_flat = (f.top < p.flat_max_height and not f.container
+                   and f.top < p.flat_max_ratio * float(max(f.size_uv)))
+        if (not is_flat and f.top - f.bottom < p.min_object_height) or (
+                is_flat and p.flat_items == "drop"):
+            continue
+        if frame.camera_pose is not None and not backend._in_workspace(view.box(f)[0]):
+            continue
+        prior = make_prior(f, c.label, c.rows, c.cols, c.num_points, view, full, frame.rgb,
+                           prep.foreground.stride)
+        if is_flat:
+            prior.id = f"flat_{len(flat)}"
+            flat.append(prior)
+        else:
+            objects.append(prior)
+    if objects:
+        names = namer.name(frame.rgb, [o.full_mask(cam.height, cam.width) for o in objects])
+        for ob, name in zip(objects, names):
+            ob.label = name
+    objects.sort(key=lambda ob: (ob.roi[0], ob.roi[1]))
+    return objects, flat
+
+
+def device_masks(seg: Segmentation, device: torch.device, frame) -> torch.Tensor:
+    """The segmentation's masks as one (K, H, W) bool tensor on ``device``."""
+    if len(seg) == 0:
+        return torch.zeros((0, frame.camera.height, frame.camera.width), dtype=torch.bool,
+                           device=device)
+    return torch.stack([torch.as_tensor(m, device=device) for m in seg.masks]).to(torch.bool)
+
+
+def host_segmentation(seg: Segmentation) -> Segmentation:
+    """``seg`` with its masks as host numpy arrays (they may be device tensors)."""
+    if not any(isinstance(m, torch.Tensor) for m in seg.masks):
+        return seg
+    masks = [m.cpu().numpy() if isinstance(m, torch.Tensor) else m for m in seg.masks]
+    return Segmentation(masks=masks, names=list(seg.names), scores=list(seg.scores))

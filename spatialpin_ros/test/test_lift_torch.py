@@ -1,0 +1,161 @@
+"""The torch lifting (perception/lift_gpu.py and its kernels) against the numpy lifting, on the
+CPU with torch: the same priors from the same depth and masks.
+
+Tolerances: positions and sizes within 1e-6 m, orientations within 1e-9 (|q1 . q2| - 1);
+labels, shapes, colours, containers, rois, confidences and full-resolution masks equal. Both
+paths compute in float64 from the same float32 points; only summation order differs.
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from spatialpin_ros.core.geometry import (fit_rectangle_yaw, quantile, robust_circle,  # noqa: E402
+                                          sphere_fit)
+from spatialpin_ros.perception.base import Segmentation  # noqa: E402
+from spatialpin_ros.perception.detection_names import _DetectionNamer, _Fixed  # noqa: E402
+from spatialpin_ros.perception.geometric import GeometricBackend  # noqa: E402
+from spatialpin_ros.perception import lift_torch as lt  # noqa: E402
+from spatialpin_ros.perception.lift_gpu import TorchLifter, host_segmentation  # noqa: E402
+from spatialpin_ros.perception.lift_rows_torch import full_labels_t  # noqa: E402
+from spatialpin_ros.perception.objects import full_labels  # noqa: E402
+from spatialpin_ros.sim.scene_spec import random_scene  # noqa: E402
+from spatialpin_ros.sim.world import SimWorld  # noqa: E402
+
+SEEDS = (1, 2, 4, 6, 9, 12)
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    """(RGB-D frame, true object masks, names) of several random tabletops."""
+    out = []
+    for seed in SEEDS:
+        world = SimWorld(random_scene(seed))
+        try:
+            frame, ids = world.render(with_segmentation=True)
+            bodies = [o.body for o in world.objects]
+            names = [o.spec.name for o in world.objects]
+        finally:
+            world.close()
+        keep = [i for i, b in enumerate(bodies) if (ids == b).sum() > 50]
+        out.append((frame, [ids == bodies[i] for i in keep], [names[i] for i in keep]))
+    return out
+
+
+def _padded(arrays):
+    n = torch.tensor([len(a) for a in arrays])
+    P = torch.zeros((len(arrays), int(n.max()), arrays[0].shape[1]), dtype=torch.float64)
+    for k, a in enumerate(arrays):
+        P[k, : len(a)] = torch.from_numpy(a)
+    return P, n
+
+
+def _same_scene(sa, sb):
+    assert len(sa.objects) == len(sb.objects)
+    assert np.allclose(sa.support_plane, sb.support_plane)
+    for oa, ob in zip(sa.objects, sb.objects):
+        assert (oa.id, oa.label, oa.shape, oa.color_name, oa.container, oa.roi, oa.confidence,
+                oa.num_points) == (ob.id, ob.label, ob.shape, ob.color_name, ob.container,
+                                   ob.roi, ob.confidence, ob.num_points)
+        assert np.abs(oa.pose.position - ob.pose.position).max() < 1e-6
+        assert np.abs(oa.size - ob.size).max() < 1e-6
+        assert abs(abs(float(oa.pose.quaternion @ ob.pose.quaternion)) - 1) < 1e-9
+        assert oa.inner_depth == pytest.approx(ob.inner_depth, abs=1e-6)
+        assert np.array_equal(oa.mask, ob.mask)
+
+
+def test_the_torch_lifting_gives_the_numpy_priors(scenes):
+    lifted = 0
+    for frame, masks, names in scenes:
+        seg = Segmentation(masks=masks, names=names, scores=[0.5 + 0.05 * i for i in
+                                                             range(len(masks))])
+        a = GeometricBackend(segmenter=_Fixed(seg), namer=_DetectionNamer(seg))
+        sa = a.finish(a.prepare(frame), masks=seg.masks)
+        b = GeometricBackend()
+        dev = Segmentation(masks=[torch.from_numpy(m) for m in masks], names=names,
+                           scores=list(seg.scores))
+        got = TorchLifter().lift(b, b.prepare(frame), torch.from_numpy(np.stack(masks)), dev,
+                               None)
+        if got is None:                         # touching pieces: the numpy path's business
+            continue
+        lifted += 1
+        sb, namer = got
+        assert b.last["lifting"] == "torch"
+        _same_scene(sa, sb)
+        # each object is named after its mask, with that mask's score
+        for ob in sb.objects:
+            assert namer.by_roi[tuple(ob.roi)][0] == ob.label
+    assert lifted >= 2, "the torch path must run on most of these scenes"
+
+
+def test_touching_pieces_go_to_the_numpy_path(scenes):
+    frame, masks, names = scenes[0]
+    m = masks[1]                      # a box cut into its top and its front: merge_nested joins
+    top = m.copy()
+    top[int(np.nonzero(m.any(axis=1))[0].mean()):] = False
+    pieces = [m & ~top, top, masks[0]] + masks[2:]
+    seg = Segmentation(masks=[torch.from_numpy(x) for x in pieces])
+    b = GeometricBackend()
+    assert TorchLifter().lift(b, b.prepare(frame), torch.from_numpy(np.stack(pieces)), seg,
+                            None) is None
+    assert all(isinstance(x, np.ndarray) for x in host_segmentation(seg).masks)
+
+
+def test_kernels_match_their_numpy_originals():
+    rng = np.random.default_rng(0)
+    rows = [rng.normal(size=n) for n in (1, 7, 600, 1333)]
+    X, n = _padded([r[:, None] for r in rows])
+    for q in (0.02, 0.5, 0.9, 0.98):
+        got = lt.mquantile(X[..., 0], lt.valid_mask(n, X.shape[1]), q)
+        assert got.tolist() == [quantile(r, q) for r in rows]
+    # box outlines, arcs and blobs
+    clouds = []
+    for k in range(6):
+        t = rng.uniform(0, 2 * np.pi, 200 + 90 * k)
+        if k % 2:
+            xy = np.stack([0.03 * np.cos(t), 0.03 * np.sin(t)], 1)
+        else:
+            xy = rng.uniform(-0.04, 0.04, (len(t), 2)) * [1.0, 0.5]
+            xy[:, 0] = np.where(rng.random(len(t)) < 0.5, np.sign(xy[:, 0]) * 0.04, xy[:, 0])
+        c, s = np.cos(0.3 * k), np.sin(0.3 * k)
+        clouds.append(xy @ np.array([[c, s], [-s, c]]) + rng.normal(0, 0.0005, xy.shape) + k)
+    XY, n = _padded(clouds)
+    d0 = torch.full((len(clouds),), 0.0015, dtype=torch.float64)
+    yaw, res = lt.rectangle_yaw(XY, n, d0)
+    for k, xy in enumerate(clouds):
+        ry, rr = fit_rectangle_yaw(xy, d0=0.0015)
+        assert yaw[k].item() == pytest.approx(ry, abs=1e-9)
+        assert res[k].item() == pytest.approx(rr, rel=1e-9)
+    c, r, e, ok = lt.robust_circle(XY, n, torch.full((len(clouds),), 0.003, dtype=torch.float64))
+    for k, xy in enumerate(clouds):
+        ref = robust_circle(xy, 0.003)
+        assert bool(ok[k]) is (ref is not None)
+        if ref is not None:
+            assert np.allclose(c[k].numpy(), ref[0], atol=1e-9)
+            assert r[k].item() == pytest.approx(ref[1], abs=1e-9)
+            assert e[k].item() == pytest.approx(ref[2], abs=1e-9)
+    balls = [rng.normal(size=(300 + 50 * k, 3)) for k in range(3)]
+    balls = [0.05 * b / np.linalg.norm(b, axis=1, keepdims=True) + k for k, b in enumerate(balls)]
+    P, n = _padded(balls)
+    cs, rs, es = lt.sphere_fit(P, lt.valid_mask(n, P.shape[1]))
+    for k, b in enumerate(balls):
+        ref = sphere_fit(b)
+        assert np.allclose(cs[k].numpy(), ref[0], atol=1e-9) and rs[k].item() == pytest.approx(
+            ref[1], abs=1e-9)
+
+
+def test_full_resolution_labels_match(scenes):
+    frame, masks, _ = scenes[1]
+    b = GeometricBackend()
+    prep = b.prepare(frame)
+    from spatialpin_ros.perception.segmentation import labels_from_masks
+    seg = labels_from_masks(prep.foreground, masks)
+    cam = frame.camera
+    ref = full_labels(seg, cam.width, cam.height, 3)
+    z = torch.nan_to_num(torch.from_numpy(prep.points[..., 2]), nan=0.0)
+    got = full_labels_t(torch.from_numpy(seg.labels), z, seg.stride, cam.width, cam.height, 3)
+    assert np.array_equal(got.numpy(), ref)
+    assert dataclasses.is_dataclass(prep.foreground)
