@@ -21,7 +21,7 @@ from spatialpin_ros.perception.geometric import GeometricBackend  # noqa: E402
 from spatialpin_ros.perception import lift_torch as lt  # noqa: E402
 from spatialpin_ros.perception.lift_gpu import TorchLifter, host_segmentation  # noqa: E402
 from spatialpin_ros.perception.lift_rows_torch import full_labels_t  # noqa: E402
-from spatialpin_ros.perception.objects import full_labels  # noqa: E402
+from spatialpin_ros.perception.objects import full_resolution, grown_labels  # noqa: E402
 from spatialpin_ros.sim.scene_spec import random_scene  # noqa: E402
 from spatialpin_ros.sim.world import SimWorld  # noqa: E402
 
@@ -99,8 +99,14 @@ def test_touching_pieces_go_to_the_numpy_path(scenes):
     pieces = [m & ~top, top, masks[0]] + masks[2:]
     seg = Segmentation(masks=[torch.from_numpy(x) for x in pieces])
     b = GeometricBackend()
-    assert TorchLifter().lift(b, b.prepare(frame), torch.from_numpy(np.stack(pieces)), seg,
-                            None) is None
+    got = TorchLifter().lift(b, b.prepare(frame), torch.from_numpy(np.stack(pieces)), seg,
+                             None)
+    # where merge_nested joins pieces the frame goes to the numpy path (None); where it joins
+    # none, the torch path's objects are the numpy path's
+    if got is not None:
+        ref = GeometricBackend().finish(b.prepare(frame), masks=pieces)
+        assert [np.round(o.size, 6).tolist() for o in got[0].objects] == \
+            [np.round(o.size, 6).tolist() for o in ref.objects]
     assert all(isinstance(x, np.ndarray) for x in host_segmentation(seg).masks)
 
 
@@ -154,7 +160,7 @@ def test_full_resolution_labels_match(scenes):
     from spatialpin_ros.perception.segmentation import labels_from_masks
     seg = labels_from_masks(prep.foreground, masks)
     cam = frame.camera
-    ref = full_labels(seg, cam.width, cam.height, 3)
+    ref = full_resolution(grown_labels(seg, 3), cam.width, cam.height)
     z = torch.nan_to_num(torch.from_numpy(prep.points[..., 2]), nan=0.0)
     got = full_labels_t(torch.from_numpy(seg.labels), z, seg.stride, cam.width, cam.height, 3)
     assert np.array_equal(got.numpy(), ref)

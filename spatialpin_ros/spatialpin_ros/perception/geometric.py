@@ -42,7 +42,7 @@ from spatialpin_ros.perception.depth_grid import sample_depth
 from spatialpin_ros.perception.depth_holes import DepthHoleParams
 from spatialpin_ros.perception.occluded import OccludedParams, recover_occluded
 from spatialpin_ros.perception.objects import (WorldView, full_resolution, grown_labels,
-                                               label_boxes, make_prior)
+                                               label_boxes, make_prior, mask_pixels)
 from spatialpin_ros.perception.selection import Candidate, SelectionParams, select_objects
 from spatialpin_ros.perception.segmentation import (SegmentationParams, SurfaceSegmentation,
                                                     foreground_surfaces, labels_from_masks,
@@ -238,7 +238,8 @@ class GeometricBackend(PerceptionBackend):
         sel = select_objects(seg, support, prep.extent, self.params.selection,
                              self.params.shapes)
         tick("shapes")
-        objects, flat = self._priors(sel.candidates, seg, support, frame, T_wc)
+        objects, flat = self._priors(sel.candidates, seg, support, frame, T_wc,
+                                     claim_holes=masks is None)
         objects = self.tracker.assign(objects)
         tick("priors")
         self.last = {"support": support, "segmentation": seg, "extent": prep.extent,
@@ -343,16 +344,17 @@ class GeometricBackend(PerceptionBackend):
         return np.append(n, -n @ o)
 
     def _priors(self, cands: list[Candidate], seg: SurfaceSegmentation, sup: SupportPlane,
-                frame: RGBDFrame, T_wc: Pose) -> tuple[list[ObjectPrior], list[ObjectPrior]]:
+                frame: RGBDFrame, T_wc: Pose, claim_holes: bool = True) -> tuple[list[ObjectPrior], list[ObjectPrior]]:
         """Objects and flat items from the candidates: thin things lying flat go to the flat
         items (or nowhere), objects too low or outside the workspace are dropped."""
         p = self.params
         cam = frame.camera
         view = WorldView.of(sup, T_wc)
         small = frame.rgb[::seg.stride, ::seg.stride][: seg.labels.shape[0], : seg.labels.shape[1]]
-        grid = grown_labels(seg, p.mask_margin, small.astype(np.float32).mean(axis=2), p.holes)
+        grid = grown_labels(seg, p.mask_margin, small.astype(np.float32).mean(axis=2),
+                            p.holes if claim_holes else None)
         full = full_resolution(grid, cam.width, cam.height)
-        boxes = label_boxes(grid, seg.stride, cam.width, cam.height)
+        boxes = label_boxes(full)
         objects, flat = [], []
         for c in cands:
             f = c.fit
@@ -363,8 +365,9 @@ class GeometricBackend(PerceptionBackend):
                 continue
             if frame.camera_pose is not None and not self._in_workspace(view.box(f)[0]):
                 continue
-            prior = make_prior(f, c.label, boxes[c.label], c.num_points, view, full,
-                               frame.rgb[c.rows * seg.stride, c.cols * seg.stride])
+            own = (frame.rgb[c.rows * seg.stride, c.cols * seg.stride] if claim_holes
+                   else mask_pixels(frame.rgb, full, boxes[c.label], c.label))
+            prior = make_prior(f, c.label, boxes[c.label], c.num_points, view, full, own)
             if is_flat:
                 prior.id = f"flat_{len(flat)}"
                 flat.append(prior)

@@ -43,7 +43,7 @@ from spatialpin_ros.perception.geometric import GeometricBackend, Prepared
 from spatialpin_ros.perception.lift_fits_torch import fits_from_table
 from spatialpin_ros.perception.lift_rows_torch import FIT, COLS, det_labels, lift_rows
 from spatialpin_ros.perception.model_utils import GraphedFunction
-from spatialpin_ros.perception.objects import WorldView, make_prior
+from spatialpin_ros.perception.objects import WorldView, label_boxes, make_prior, mask_pixels
 from spatialpin_ros.perception.pieces import Piece, _hull, merge_nested
 from spatialpin_ros.perception.selection import Candidate, _stands_on_extent, bottom_occluded
 from spatialpin_ros.perception.shapes import resolve_support
@@ -256,6 +256,7 @@ def _priors(backend, cands, full, prep, T_wc, namer) -> tuple[list[ObjectPrior],
     cam = frame.camera
     view = WorldView.of(prep.support, T_wc)
     objects, flat = [], []
+    boxes = label_boxes(full)
     for c in cands:
         f = c.fit
         is_flat = (f.top < p.flat_max_height and not f.container
@@ -265,8 +266,8 @@ def _priors(backend, cands, full, prep, T_wc, namer) -> tuple[list[ObjectPrior],
             continue
         if frame.camera_pose is not None and not backend._in_workspace(view.box(f)[0]):
             continue
-        prior = make_prior(f, c.label, c.rows, c.cols, c.num_points, view, full, frame.rgb,
-                           prep.foreground.stride)
+        prior = make_prior(f, c.label, boxes[c.label], c.num_points, view, full,
+                           mask_pixels(frame.rgb, full, boxes[c.label], c.label))
         if is_flat:
             prior.id = f"flat_{len(flat)}"
             flat.append(prior)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -54,15 +55,18 @@ class WorldView:
         return self.origin + self.R_wp @ cen_p, size
 
 
-def grown_labels(seg: SurfaceSegmentation, margin: int, lum: np.ndarray,
-                 holes: DepthHoleParams) -> np.ndarray:
+def grown_labels(seg: SurfaceSegmentation, margin: int, lum: Optional[np.ndarray] = None,
+                 holes: Optional[DepthHoleParams] = None) -> np.ndarray:
     """The working-grid labels (h, w) for the masks: each object first takes the dark depth
     holes that are its own surface (:mod:`.depth_holes`; ``lum`` (h, w) the grid's
     brightness), then its outline grows by ``margin`` full-resolution pixels (rounded up to
     working pixels) over working pixels that are nobody's and have no depth or a depth near the
-    object's: the silhouette's mixed pixels that segmentation cuts away."""
+    object's: the silhouette's mixed pixels that segmentation cuts away. Without ``holes``
+    (pieces from a segmenter's masks, which hold the dark parts already) no hole is claimed."""
     z = np.nan_to_num(seg.points[..., 2], nan=0.0)
-    labels = claim_dark_holes(seg.labels, z > 0, lum, holes)
+    labels = seg.labels
+    if holes is not None and lum is not None:
+        labels = claim_dark_holes(labels, z > 0, lum, holes)
     g = int(math.ceil(margin / seg.stride))
     if g > 0 and labels.max() > 0:
         k = np.ones((2 * g + 1, 2 * g + 1), np.uint8)
@@ -81,15 +85,24 @@ def full_resolution(labels: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
-def label_boxes(labels: np.ndarray, stride: int, width: int,
-                height: int) -> dict[int, tuple[int, int, int, int]]:
-    """Each label's image box (r0, c0, r1, c1), full-resolution pixels, end exclusive."""
+def label_boxes(full: np.ndarray) -> dict[int, tuple[int, int, int, int]]:
+    """Each label's image box (r0, c0, r1, c1) in the full-resolution labels ``full``, end
+    exclusive."""
     out = {}
-    for k, sl in enumerate(ndimage.find_objects(labels), start=1):
+    for k, sl in enumerate(ndimage.find_objects(full), start=1):
         if sl is not None:
-            out[k] = (sl[0].start * stride, sl[1].start * stride,
-                      min(sl[0].stop * stride, height), min(sl[1].stop * stride, width))
+            out[k] = (sl[0].start, sl[1].start, sl[0].stop, sl[1].stop)
     return out
+
+
+def mask_pixels(rgb: np.ndarray, full: np.ndarray, box: tuple[int, int, int, int],
+                label: int, max_pixels: int = 4000) -> np.ndarray:
+    """The colours (N, 3) of the pixels of ``label`` in the full-resolution labels ``full``
+    within its ``box``, subsampled to about ``max_pixels``: an object's colour sample when its
+    own segmented pixels are not at hand (pieces from a segmenter's masks)."""
+    r0, c0, r1, c1 = box
+    st = max(1, int(math.sqrt((r1 - r0) * (c1 - c0) / max_pixels)))
+    return rgb[r0:r1:st, c0:c1:st][full[r0:r1:st, c0:c1:st] == label]
 
 
 def lit_colour(px: np.ndarray) -> tuple[int, int, int]:
