@@ -27,13 +27,14 @@ from spatialpin_interfaces.action import ExecuteTask  # noqa: E402
 from spatialpin_interfaces.msg import ScenePriors, TaskProposal  # noqa: E402
 
 from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, Scene, look_at  # noqa
-from spatialpin_ros.planning import ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN, PANDA_HOME  # noqa
+from spatialpin_ros.core.robot_description import load_robot  # noqa: E402
 from spatialpin_ros.ros import conversions as conv  # noqa: E402
 from spatialpin_ros.ros.sim_node import LATCHED  # noqa: E402
 
 ACTION = "/arm_controller/follow_joint_trajectory"
-JOINTS = list(ARM_JOINTS + FINGER_JOINTS)
-HOME = list(PANDA_HOME) + [FINGER_OPEN, FINGER_OPEN]
+ROBOT = load_robot()                 # the default robot's description
+JOINTS = ROBOT.joint_names
+HOME = list(ROBOT.home) + list(ROBOT.gripper.open)
 RED = ObjectPrior("obj_0", "red block", Pose.from_yaw([0.5, 0.12, 0.0225], math.radians(20)),
                   [0.045, 0.045, 0.045], shape="box", color_name="red")
 BLUE = ObjectPrior("obj_1", "blue block", Pose.from_yaw([0.52, -0.08, 0.025], math.radians(-10)),
@@ -65,7 +66,7 @@ def arm(rclpy_context):
     standin_ws.require("control_msgs")
     from joint_trajectory_controller import JointTrajectoryControllerStandIn, Tolerances
     from spatialpin_ros.ros.manipulation_node import ManipulationNode
-    tol = Tolerances(path={n: 0.1 for n in ARM_JOINTS}, goal={n: 0.01 for n in JOINTS},
+    tol = Tolerances(path={n: 0.1 for n in ROBOT.arm_joints}, goal={n: 0.01 for n in JOINTS},
                      stopped_velocity=0.05)
     ctrl = JointTrajectoryControllerStandIn(JOINTS, HOME, name="arm_controller", tolerances=tol)
     manip = ManipulationNode(parameter_overrides=[
@@ -150,7 +151,7 @@ def test_a_goal_the_controller_refuses_ends_the_task_with_the_reason(fresh, inva
     ctrl, manip, action, ex, perception = fresh
     # The controller commands the arm's seven joints only (its gripper has another controller):
     # the node's trajectory, arm and fingers, is not for it.
-    ctrl.command_joints, ctrl.invalid_goals = list(ARM_JOINTS), invalid_goals
+    ctrl.command_joints, ctrl.invalid_goals = list(ROBOT.arm_joints), invalid_goals
     n_accepted, q0 = ctrl.accepted, [ctrl.position(n) for n in JOINTS]
     try:
         handle, res_fut, fb = send(action, ex, STACK)
