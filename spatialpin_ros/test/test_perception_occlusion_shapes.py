@@ -48,8 +48,12 @@ def test_a_rim_is_thin_and_a_block_top_is_not():
     a = rng.uniform(0, 2 * np.pi, 300)
     rim = np.c_[0.06 * np.cos(a), 0.06 * np.sin(a), np.full(300, 0.05)]
     top = np.c_[rng.uniform(-0.03, 0.03, (300, 2)) + [0.1, 0.0], np.full(300, 0.05)]
-    assert _thin_top(rim, 0.05, np.zeros(2))
-    assert not _thin_top(top, 0.05, np.array([0.0, 0.0]))
+    corner = np.r_[np.c_[rng.uniform(0, 0.12, 300), rng.uniform(0, 0.006, 300)],
+                   np.c_[rng.uniform(0, 0.006, 300), rng.uniform(0, 0.12, 300)]]
+    corner = np.c_[corner, np.full(600, 0.05)]            # a tray's corner: two walls in an L
+    assert _thin_top(rim, 0.05)
+    assert _thin_top(corner, 0.05)
+    assert not _thin_top(top, 0.05)
 
 
 @pytest.mark.parametrize("seed", [1037, 1041])
