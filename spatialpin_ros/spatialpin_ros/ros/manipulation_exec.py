@@ -162,6 +162,8 @@ class TaskExecutionMixin:
                 if hand is not None and hand.state.value == "empty":
                     self.stop()
                     break
+                if hand is not None and hand.state.value == "moving":
+                    checks.insert(0, t)          # not judged yet: look again 0.1 s later
             name = next((s[0] for s in plan.stages if s[1] <= t < s[2]), "execute")
             feedback(name, 0.3 + 0.6 * min(1.0, t / max(traj.duration, 1e-3)))
             time.sleep(0.05)
@@ -169,6 +171,8 @@ class TaskExecutionMixin:
         with self._lock:
             self.motion_end_stamp = max(self.motion_end_stamp, t_done)
         state["moving"] = False
+        if hand is not None and hand.state.value == "moving":
+            hand = None                          # never settled: not judged, the check decides
         return plan, t_done, hand
 
     def _recover(self, scene: Scene, interrupted) -> Optional[str]:
