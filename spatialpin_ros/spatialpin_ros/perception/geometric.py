@@ -354,7 +354,8 @@ class GeometricBackend(PerceptionBackend):
         grid = grown_labels(seg, p.mask_margin, small.astype(np.float32).mean(axis=2),
                             p.holes if claim_holes else None)
         full = full_resolution(grid, cam.width, cam.height)
-        boxes = label_boxes(full)
+        boxes = (label_boxes(grid, seg.stride, cam.width, cam.height) if claim_holes
+                 else label_boxes(full))            # the masks path: as the torch lifting
         objects, flat = [], []
         for c in cands:
             f = c.fit

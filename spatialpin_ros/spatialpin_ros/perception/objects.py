@@ -85,13 +85,22 @@ def full_resolution(labels: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
-def label_boxes(full: np.ndarray) -> dict[int, tuple[int, int, int, int]]:
-    """Each label's image box (r0, c0, r1, c1) in the full-resolution labels ``full``, end
-    exclusive."""
+def label_boxes(labels: np.ndarray, stride: int = 1, width: int = 0,
+                height: int = 0) -> dict[int, tuple[int, int, int, int]]:
+    """Each label's image box (r0, c0, r1, c1; full-resolution pixels, end exclusive) from
+    ``labels``: the full-resolution labels (``stride`` 1), or the working grid's, whose boxes
+    grow by one working pixel so that they hold the label's full-resolution pixels however the
+    grid was resized (``width``, ``height``: the image's size)."""
     out = {}
-    for k, sl in enumerate(ndimage.find_objects(full), start=1):
-        if sl is not None:
+    for k, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        if stride == 1:
             out[k] = (sl[0].start, sl[1].start, sl[0].stop, sl[1].stop)
+        else:
+            out[k] = (max(sl[0].start - 1, 0) * stride, max(sl[1].start - 1, 0) * stride,
+                      min((sl[0].stop + 1) * stride, height),
+                      min((sl[1].stop + 1) * stride, width))
     return out
 
 

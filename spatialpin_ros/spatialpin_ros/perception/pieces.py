@@ -10,7 +10,7 @@ above it and stays apart; so does something standing in a bowl and rising well a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -34,6 +34,8 @@ class Piece:
     Q: np.ndarray
     top: float
     hull: np.ndarray
+    #: :func:`_thin_top` by band, filled as asked (reset when pieces are joined)
+    thin: dict = field(default_factory=dict)
 
 
 def gather_pieces(seg: SurfaceSegmentation, sup: SupportPlane, min_area: float) -> list[Piece]:
@@ -86,6 +88,13 @@ def _radius(xy: np.ndarray) -> tuple[np.ndarray, float]:
     return cen, quantile(np.hypot(*(xy - cen).T), 0.9)
 
 
+def _piece_thin(pc: "Piece", band: float = 0.01) -> bool:
+    """:func:`_thin_top` of a piece's points, computed once per piece and band."""
+    if band not in pc.thin:
+        pc.thin[band] = _thin_top(pc.Q, pc.top, band)
+    return pc.thin[band]
+
+
 def _thin_top(q: np.ndarray, top: float, band: float = 0.01, max_width: float = 0.04,
               cell: float = 0.004) -> bool:
     """The piece's top band (points ``q`` within ``band`` metres of its top ``top``) is a wall's
@@ -129,7 +138,7 @@ def _surround(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray]
     d = uv - centre
     if len(np.unique((np.degrees(np.arctan2(d[:, 1], d[:, 0])) // 30).astype(int))) < 9:
         return False
-    return all(_thin_top(pieces[j].Q, pieces[j].top) for j in near)   # walls, not blocks
+    return all(_piece_thin(pieces[j]) for j in near)   # walls, not blocks
 
 
 def _rim_arcs(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray,
@@ -154,8 +163,7 @@ def _rim_arcs(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray,
     tol = 3 * max_residual
     return bool(np.mean(np.abs(np.hypot(*(ba - c).T) - r) < tol) > 0.8
                 and np.mean(np.abs(np.hypot(*(bb - c).T) - r) < tol) > 0.8
-                and _thin_top(A.Q, A.top, min(band, 0.01))
-                and _thin_top(B.Q, B.top, min(band, 0.01))
+                and _piece_thin(A, min(band, 0.01)) and _piece_thin(B, min(band, 0.01))
                 # a rim is hollow: its top bands keep away from the circle's middle
                 and np.mean(np.hypot(*(np.concatenate([ba, bb]) - c).T) < 0.5 * r) < 0.1)
 
@@ -245,6 +253,7 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
             A.Q = np.concatenate([A.Q, B.Q])
             joined[B.label] = A.label
         if len(members) > 1:
+            A.thin = {}
             A.top = quantile(A.Q[:, 2], 0.9)
             A.hull = _hull(A.Q)
         out.append(A)
