@@ -28,3 +28,16 @@ def spin_until(executor, predicate, timeout: float = 20.0, step: float = 0.05) -
         if predicate():
             return True
     return False
+
+
+def send_goal(action, executor, goal, timeout: float = 10.0):
+    """Send ``goal`` through the action client ``action`` and wait until it is accepted:
+    (goal handle, result future, the feedback stages as they come)."""
+    assert action.wait_for_server(timeout_sec=10)
+    feedback = []
+    fut = action.send_goal_async(goal,
+                                 feedback_callback=lambda f: feedback.append(f.feedback.stage))
+    assert spin_until(executor, fut.done, timeout=timeout)
+    handle = fut.result()
+    assert handle.accepted
+    return handle, handle.get_result_async(), feedback

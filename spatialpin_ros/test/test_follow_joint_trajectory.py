@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import spin_until
+from conftest import send_goal, spin_until
 import standin_ws
 
 rclpy = pytest.importorskip("rclpy")
@@ -105,14 +105,7 @@ def fresh(arm):
 
 
 def send(action, ex, task, execute=True):
-    assert action.wait_for_server(timeout_sec=10)
-    feedback = []
-    fut = action.send_goal_async(ExecuteTask.Goal(task=task, execute=execute),
-                                 feedback_callback=lambda f: feedback.append(f.feedback.stage))
-    assert spin_until(ex, fut.done, timeout=10)
-    handle = fut.result()
-    assert handle.accepted
-    return handle, handle.get_result_async(), feedback
+    return send_goal(action, ex, ExecuteTask.Goal(task=task, execute=execute))
 
 
 STACK = TaskProposal(action="stack", object_id="obj_0", target_id="obj_1")

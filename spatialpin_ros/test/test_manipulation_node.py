@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import spin_until
+from conftest import send_goal, spin_until
 
 rclpy = pytest.importorskip("rclpy")
 from rclpy.action import ActionClient  # noqa: E402
@@ -67,14 +67,8 @@ def ids_by_color(scenes):
 
 
 def run_goal(action, ex, task, execute, cancel_after=None, timeout=60):
-    assert action.wait_for_server(timeout_sec=10)
-    feedback = []
-    fut = action.send_goal_async(ExecuteTask.Goal(task=task, execute=execute),
-                                 feedback_callback=lambda f: feedback.append(f.feedback.stage))
-    assert spin_until(ex, fut.done, timeout=10)
-    handle = fut.result()
-    assert handle.accepted
-    res_fut = handle.get_result_async()
+    handle, res_fut, feedback = send_goal(action, ex, ExecuteTask.Goal(task=task,
+                                                                        execute=execute))
     if cancel_after is not None:
         spin_until(ex, lambda: cancel_after in feedback, timeout=timeout)
         handle.cancel_goal_async()

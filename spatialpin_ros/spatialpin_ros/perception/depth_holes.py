@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from spatialpin_ros.perception.surface_ops import patch_borders
+
 
 @dataclass
 class DepthHoleParams:
@@ -30,13 +32,6 @@ class DepthHoleParams:
     hole_min_pixels: int = 2
 
 
-_ALL = slice(None)
-_LO, _HI = slice(None, -1), slice(1, None)
-#: (a pixel, its 4-neighbour) as pairs of index slices.
-_NEIGHBOURS = (((_HI, _ALL), (_LO, _ALL)), ((_LO, _ALL), (_HI, _ALL)),
-               ((_ALL, _HI), (_ALL, _LO)), ((_ALL, _LO), (_ALL, _HI)))
-
-
 def claim_dark_holes(labels: np.ndarray, has_depth: np.ndarray, lum: np.ndarray,
                      p: DepthHoleParams) -> np.ndarray:
     """``labels`` (h, w) int (0 = nobody) with every qualifying dark hole given to the one
@@ -45,12 +40,8 @@ def claim_dark_holes(labels: np.ndarray, has_depth: np.ndarray, lum: np.ndarray,
     if not hole.any() or labels.max() == 0:
         return labels
     n, comp = cv2.connectedComponents(hole.astype(np.uint8), connectivity=4)
-    pairs = []
-    for s_from, s_to in _NEIGHBOURS:
-        c, lab = comp[s_from], labels[s_to]
-        m = (c > 0) & (lab > 0)
-        pairs.append(np.stack([c[m], lab[m]], axis=1))
-    pairs = np.unique(np.concatenate(pairs), axis=0)
+    key, nb = patch_borders(comp, hole, labels)
+    pairs = np.unique(np.stack([key[nb > 0], nb[nb > 0]], axis=1), axis=0)
     if len(pairs) == 0:
         return labels
     touching = np.bincount(pairs[:, 0], minlength=n)

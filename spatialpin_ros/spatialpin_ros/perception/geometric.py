@@ -344,18 +344,41 @@ class GeometricBackend(PerceptionBackend):
         return np.append(n, -n @ o)
 
     def _priors(self, cands: list[Candidate], seg: SurfaceSegmentation, sup: SupportPlane,
-                frame: RGBDFrame, T_wc: Pose, claim_holes: bool = True) -> tuple[list[ObjectPrior], list[ObjectPrior]]:
-        """Objects and flat items from the candidates: thin things lying flat go to the flat
-        items (or nowhere), objects too low or outside the workspace are dropped."""
+                frame: RGBDFrame, T_wc: Pose, claim_holes: bool = True
+                ) -> tuple[list[ObjectPrior], list[ObjectPrior]]:
+        """Objects and flat items from the candidates (:meth:`assemble_priors`), with masks
+        grown over the silhouette (and, for the geometric segmentation, ``claim_holes``, the
+        dark depth holes that are an object's own)."""
         p = self.params
         cam = frame.camera
         view = WorldView.of(sup, T_wc)
-        small = frame.rgb[::seg.stride, ::seg.stride][: seg.labels.shape[0], : seg.labels.shape[1]]
-        grid = grown_labels(seg, p.mask_margin, small.astype(np.float32).mean(axis=2),
-                            p.holes if claim_holes else None)
-        full = full_resolution(grid, cam.width, cam.height)
-        boxes = (label_boxes(grid, seg.stride, cam.width, cam.height) if claim_holes
-                 else label_boxes(full))            # the masks path: as the torch lifting
+        s = seg.stride
+        if claim_holes:                  # the geometric segmentation's own pieces
+            lum = frame.rgb[::s, ::s][: seg.labels.shape[0], : seg.labels.shape[1]].astype(
+                np.float32).mean(axis=2)
+            grid = grown_labels(seg, p.mask_margin, lum, p.holes)
+            full = full_resolution(grid, cam.width, cam.height)
+            boxes = label_boxes(grid, s, cam.width, cam.height)
+
+            def own(c):                  # the piece's own pixels, not the grown margin
+                return frame.rgb[c.rows * s, c.cols * s]
+        else:                            # pieces from masks: as the torch lifting does
+            full = full_resolution(grown_labels(seg, p.mask_margin), cam.width, cam.height)
+            boxes = label_boxes(full)
+
+            def own(c):
+                return mask_pixels(frame.rgb, full, boxes[c.label], c.label)
+        return self.assemble_priors(cands, view, full, boxes, own, frame, self.namer)
+
+    def assemble_priors(self, cands: list[Candidate], view: WorldView, full: np.ndarray,
+                        boxes: dict, own, frame: RGBDFrame, namer: Optional[ObjectNamer]
+                        ) -> tuple[list[ObjectPrior], list[ObjectPrior]]:
+        """The priors of the fitted candidates, for the numpy and the torch lifting alike:
+        thin things lying flat go to the flat items (or nowhere), objects too low or outside
+        the workspace are dropped. ``full``: full-resolution labels; ``boxes``: each label's
+        image box (:func:`~spatialpin_ros.perception.objects.label_boxes`); ``own(c)``: the
+        candidate's colour sample (N, 3); ``namer`` names the objects from their masks."""
+        p, cam = self.params, frame.camera
         objects, flat = [], []
         for c in cands:
             f = c.fit
@@ -366,17 +389,15 @@ class GeometricBackend(PerceptionBackend):
                 continue
             if frame.camera_pose is not None and not self._in_workspace(view.box(f)[0]):
                 continue
-            own = (frame.rgb[c.rows * seg.stride, c.cols * seg.stride] if claim_holes
-                   else mask_pixels(frame.rgb, full, boxes[c.label], c.label))
-            prior = make_prior(f, c.label, boxes[c.label], c.num_points, view, full, own)
+            prior = make_prior(f, c.label, boxes[c.label], c.num_points, view, full, own(c))
             if is_flat:
                 prior.id = f"flat_{len(flat)}"
                 flat.append(prior)
             else:
                 objects.append(prior)
-        if self.namer is not None and objects:
-            names = self.namer.name(frame.rgb, [o.full_mask(cam.height, cam.width)
-                                                for o in objects])
+        if namer is not None and objects:
+            names = namer.name(frame.rgb, [o.full_mask(cam.height, cam.width)
+                                           for o in objects])
             for ob, name in zip(objects, names):
                 ob.label = name
         objects.sort(key=lambda ob: (ob.roi[0], ob.roi[1]))

@@ -43,7 +43,7 @@ from spatialpin_ros.perception.geometric import GeometricBackend, Prepared
 from spatialpin_ros.perception.lift_fits_torch import fits_from_table
 from spatialpin_ros.perception.lift_rows_torch import FIT, COLS, det_labels, lift_rows
 from spatialpin_ros.perception.model_utils import GraphedFunction
-from spatialpin_ros.perception.objects import WorldView, label_boxes, make_prior, mask_pixels
+from spatialpin_ros.perception.objects import WorldView, label_boxes, mask_pixels
 from spatialpin_ros.perception.pieces import Piece, _hull, merge_nested
 from spatialpin_ros.perception.selection import Candidate, _stands_on_extent, bottom_occluded
 from spatialpin_ros.perception.shapes import resolve_support
@@ -251,34 +251,11 @@ def _support(backend, prep, cands, fits, on_ext, lab, dropped, npix) -> list[Can
 
 def _priors(backend, cands, full, prep, T_wc, namer) -> tuple[list[ObjectPrior], list]:
     """``GeometricBackend._priors`` on the downloaded results (candidates carry their pixel
-    bounds as ``rows``/``cols`` (min, max))."""
-    p, frame = backend.params, prep.frame
-    cam = frame.camera
-    view = WorldView.of(prep.support, T_wc)
-    objects, flat = [], []
+    bounds as ``rows``/``cols`` (min, max), so the colour comes from the mask)."""
     boxes = label_boxes(full)
-    for c in cands:
-        f = c.fit
-        is_flat = (f.top < p.flat_max_height and not f.container
-                   and f.top < p.flat_max_ratio * float(max(f.size_uv)))
-        if (not is_flat and f.top - f.bottom < p.min_object_height) or (
-                is_flat and p.flat_items == "drop"):
-            continue
-        if frame.camera_pose is not None and not backend._in_workspace(view.box(f)[0]):
-            continue
-        prior = make_prior(f, c.label, boxes[c.label], c.num_points, view, full,
-                           mask_pixels(frame.rgb, full, boxes[c.label], c.label))
-        if is_flat:
-            prior.id = f"flat_{len(flat)}"
-            flat.append(prior)
-        else:
-            objects.append(prior)
-    if objects:
-        names = namer.name(frame.rgb, [o.full_mask(cam.height, cam.width) for o in objects])
-        for ob, name in zip(objects, names):
-            ob.label = name
-    objects.sort(key=lambda ob: (ob.roi[0], ob.roi[1]))
-    return objects, flat
+    return backend.assemble_priors(
+        cands, WorldView.of(prep.support, T_wc), full, boxes,
+        lambda c: mask_pixels(prep.frame.rgb, full, boxes[c.label], c.label), prep.frame, namer)
 
 
 def device_masks(seg: Segmentation, device: torch.device, frame) -> torch.Tensor:

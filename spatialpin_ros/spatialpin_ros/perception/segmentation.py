@@ -32,7 +32,7 @@ from scipy import ndimage
 
 from spatialpin_ros.perception.support import SupportPlane
 from spatialpin_ros.perception.surface_ops import (box_mean, concave_folds, depth_jumps,
-                                                  pool_any, surface_normals)
+                                                  patch_borders, pool_any, surface_normals)
 
 
 @dataclass
@@ -233,16 +233,7 @@ def _fill_missing_depth(lab: np.ndarray, valid: np.ndarray, fg: np.ndarray,
         return
     m, comp, stats, _ = cv2.connectedComponentsWithStats(miss.view(np.uint8), connectivity=4)
     h, w = lab.shape
-    keys, labs = [], []
-    for dr, dc in ((0, 1), (0, -1), (1, 0), (-1, 0)):
-        src = comp[max(-dr, 0):h - max(dr, 0), max(-dc, 0):w - max(dc, 0)]
-        nb_lab = lab[max(dr, 0):h - max(-dr, 0) or None, max(dc, 0):w - max(-dc, 0) or None]
-        nb_miss = miss[max(dr, 0):h - max(-dr, 0) or None, max(dc, 0):w - max(-dc, 0) or None]
-        edge = (src > 0) & ~nb_miss                 # boundary of a missing patch
-        keys.append(src[edge])
-        labs.append(nb_lab[edge])
-    key = np.concatenate(keys)
-    nl = np.concatenate(labs)
+    key, nl = patch_borders(comp, miss, lab)        # boundary of each missing patch
     total = np.bincount(key, minlength=m)
     if not (nl > 0).any():
         return

@@ -76,3 +76,19 @@ def concave_folds(Ps: np.ndarray, N: np.ndarray, ok: np.ndarray, k: int,
         both = ok[a] & ok[b]
         out[c] |= both & (conv < -crease)
     return out
+
+
+def patch_borders(comp: np.ndarray, inside: np.ndarray, lab: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The borders of labelled patches: for every pair of 4-neighbours p, q where p is in a
+    patch (``comp[p] > 0``) and q is outside every patch (not ``inside[q]``), ``comp[p]`` and
+    ``lab[q]``, as two arrays (one entry per such pair)."""
+    h, w = comp.shape
+    keys, labs = [], []
+    for dr, dc in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+        src = comp[max(-dr, 0):h - max(dr, 0), max(-dc, 0):w - max(dc, 0)]
+        nb = (slice(max(dr, 0), h - max(-dr, 0) or None), slice(max(dc, 0), w - max(-dc, 0) or None))
+        edge = (src > 0) & ~inside[nb]
+        keys.append(src[edge])
+        labs.append(lab[nb][edge])
+    return np.concatenate(keys), np.concatenate(labs)
