@@ -86,3 +86,24 @@ def test_missing_depth_beside_a_strip_is_not_a_depth_jump():
     z[:, 14] = 0.0                                    # and no depth along the shared edge
     out = recover_occluded(lab, fg, z, rgb, 0.003, OccludedParams())
     assert np.all(out[:, 15:] == 0)
+
+
+def test_an_object_reaching_below_a_neighbours_top_stands_beside_it():
+    """resolve_support: a block whose visible side goes 2.6 cm below a neighbour's top (a long
+    block lying against a short one) stands on the table, not on the neighbour; one whose lowest
+    point is at the neighbour's top rests on it."""
+    from spatialpin_ros.perception.shapes import ShapeFit, resolve_support
+
+    def fits(low):
+        base = ShapeFit(shape="box", center_uv=np.array([0.0, 0.0]),
+                        size_uv=np.array([0.08, 0.04]), top=0.042, low=0.002)
+        other = ShapeFit(shape="box", center_uv=np.array([0.0, 0.02]),
+                         size_uv=np.array([0.07, 0.04]), top=0.05 + low, low=low)
+        return [base, other]
+
+    beside = fits(0.016)
+    resolve_support(beside, tol=0.03, sink=0.01)
+    assert beside[1].support is None and beside[1].bottom == 0.0
+    on_top = fits(0.044)
+    resolve_support(on_top, tol=0.03, sink=0.01)
+    assert on_top[1].support == 0 and on_top[1].bottom == pytest.approx(0.042)

@@ -225,7 +225,7 @@ def _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id):
 def _support(backend, prep, cands, fits, on_ext, lab, dropped, npix) -> list[Candidate]:
     """``select_objects``' last part: what rests on what, floating and off-extent objects."""
     sp = backend.params.selection
-    resolve_support(fits, tol=sp.rest_tolerance)
+    resolve_support(fits, tol=sp.rest_tolerance, sink=sp.sink_tolerance)
     floating = {i for i, c in enumerate(cands)
                 if c.fit.support is None and c.fit.low > sp.rest_tolerance + 3 * c.noise}
     if floating:                                     # rare: the labels come to the host

@@ -31,6 +31,9 @@ class SelectionParams:
     wall_length: float = 0.2
     #: An object's lowest point is at most this high above the plane (or on another object).
     rest_tolerance: float = 0.03
+    #: An object rests on another only if its lowest visible point is at most this far below
+    #: the other's top (deeper, it stands beside it).
+    sink_tolerance: float = 0.01
     #: At least this share of its base lies on the plane's extent.
     min_on_extent: float = 0.5
     #: The hidden-base rule looks this far (metres, in the image) below an object's lowest
@@ -87,7 +90,7 @@ def select_objects(seg: SurfaceSegmentation, sup: SupportPlane, region: np.ndarr
                                         pc.rows, pc.cols, len(pc.Q), noise))
         on_extent.append(_on_extent(pc, seg, sup, region, p))
     fits = [c.fit for c in out.candidates]
-    resolve_support(fits, tol=p.rest_tolerance)
+    resolve_support(fits, tol=p.rest_tolerance, sink=p.sink_tolerance)
     floating = {i for i, c in enumerate(out.candidates)
                 if c.fit.support is None and c.fit.low > p.rest_tolerance + 3 * c.noise
                 and not bottom_occluded(c, seg, p.occlusion_reach)}

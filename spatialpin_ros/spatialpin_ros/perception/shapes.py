@@ -208,10 +208,13 @@ def _rim_only(Q: np.ndarray, f: ShapeFit, noise: float, centre: float = 0.6,
 
 
 def resolve_support(fits: list[ShapeFit], tol: float = 0.02,
-                    only: Optional[set[int]] = None) -> None:
+                    only: Optional[set[int]] = None, sink: float = 0.01) -> None:
     """Each object rests on the table or on the object under it: set ``bottom`` and
-    ``support``. ``only``: resolve just these (floating) objects, and accept a base whose top
-    is above their lowest visible point (part of the base was taken for theirs)."""
+    ``support``. A base's top is within ``tol`` of the object's lowest visible point, and not
+    more than ``sink`` above it (an object whose visible side reaches well below a neighbour's
+    top stands beside it, not on it). ``only``: resolve just these (floating) objects, and
+    accept a base whose top is above their lowest visible point (part of the base was taken for
+    theirs)."""
     order = sorted(range(len(fits)), key=lambda i: fits[i].top)
     for i in order:
         f = fits[i]
@@ -226,7 +229,7 @@ def resolve_support(fits: list[ShapeFit], tol: float = 0.02,
             if j == i or b.top > f.top - (0.005 if only is None else 0.02):
                 continue
             gap = abs(f.low - b.top) if only is None else max(f.low - b.top, 0.0)
-            if gap > tol:
+            if gap > tol or (only is None and f.low < b.top - sink):
                 continue
             inter = cv2.intersectConvexConvex(
                 (b.rect() * 1000).astype(np.float32).reshape(-1, 1, 2),
