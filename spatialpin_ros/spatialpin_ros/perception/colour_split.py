@@ -40,6 +40,15 @@ class ColourSplitParams:
     #: toward a region's uniformity and join the nearest region.
     max_outliers: float = 0.1
     outlier_spread: float = 3.0
+    #: Cuts along colour edges (:mod:`~spatialpin_ros.perception.colour_regions`): neighbouring
+    #: pixels whose colours differ by more than ``edge_step`` are cut apart; a region smaller
+    #: than ``min_share`` of its piece splits off only when at least ``min_outline`` of its
+    #: border is the piece's outline (a label inside an object never does). A piece whose cut
+    #: lines hold more than ``max_cut`` of its pixels is textured and stays whole.
+    edge_cuts: bool = True
+    max_cut: float = 0.15
+    edge_step: float = 12.0
+    min_outline: float = 0.3
 
 
 def colour_features(rgb: np.ndarray, w: float) -> np.ndarray:

@@ -37,6 +37,7 @@ from spatialpin_ros.core.geometry import quantile
 from spatialpin_ros.core.types import (ObjectPrior, PerceptionStatus, Pose, RGBDFrame, Scene)
 from spatialpin_ros.perception.base import (DepthEstimator, ObjectNamer, PerceptionBackend,
                                             Segmenter)
+from spatialpin_ros.perception.colour_regions import split_at_colour_edges
 from spatialpin_ros.perception.colour_split import ColourSplitParams, split_by_colour
 from spatialpin_ros.perception.depth_grid import sample_depth
 from spatialpin_ros.perception.depth_holes import DepthHoleParams
@@ -223,6 +224,7 @@ class GeometricBackend(PerceptionBackend):
         T_wc, world = self._world(frame, support)
         if masks is None and self.segmenter is not None:
             masks = self.segmenter.segment(frame.rgb, depth, frame.camera).masks
+        small = None                     # the working grid's colours (geometric pieces only)
         if masks is not None:
             seg = labels_from_masks(prep.foreground, masks)
         else:
@@ -231,12 +233,14 @@ class GeometricBackend(PerceptionBackend):
             seg = segment_surfaces(depth, pts, support, self.params.segmentation, wcam.fx, s,
                                    base=prep.foreground)
             lab = split_by_colour(seg.labels, small, self.params.colour_split)
+            lab = split_at_colour_edges(lab, small, self.params.colour_split)
             lab = recover_occluded(lab, seg.foreground, pts[..., 2], small,
                                    seg.metric_pixel(), self.params.occluded)
             seg = dataclasses.replace(seg, labels=lab, num_labels=int(lab.max()))
         tick("segmentation")
         sel = select_objects(seg, support, prep.extent, self.params.selection,
-                             self.params.shapes)
+                             self.params.shapes, rgb=small,
+                             colour=self.params.colour_split)
         tick("shapes")
         objects, flat = self._priors(sel.candidates, seg, support, frame, T_wc,
                                      claim_holes=masks is None)

@@ -11,6 +11,7 @@ above it and stays apart; so does something standing in a bowl and rising well a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from spatialpin_ros.core.geometry import grow_convex, inside_convex, quantile, robust_circle
+from spatialpin_ros.perception.colour_split import colour_features
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
 from spatialpin_ros.perception.support import SupportPlane
 
@@ -36,11 +38,18 @@ class Piece:
     hull: np.ndarray
     #: :func:`_thin_top` by band, filled as asked (reset when pieces are joined)
     thin: dict = field(default_factory=dict)
+    #: mean colour feature (3,) (``colour_split.colour_features``) and its spread (median
+    #: distance to the mean), when the colour image was given
+    colour: Optional[np.ndarray] = None
+    spread: float = float("inf")
 
 
-def gather_pieces(seg: SurfaceSegmentation, sup: SupportPlane, min_area: float) -> list[Piece]:
+def gather_pieces(seg: SurfaceSegmentation, sup: SupportPlane, min_area: float,
+                  rgb: Optional[np.ndarray] = None, lightness_weight: float = 0.2
+                  ) -> list[Piece]:
     """The pieces of ``seg`` whose pixels with depth cover at least ``min_area`` square metres
-    (image area at the piece's depth)."""
+    (image area at the piece's depth). With ``rgb`` (h, w, 3) uint8 on the working grid, each
+    piece also gets its colour and the colour's spread."""
     lab = seg.labels
     flat = lab.ravel()
     order = np.argsort(flat, kind="stable")
@@ -61,8 +70,22 @@ def gather_pieces(seg: SurfaceSegmentation, sup: SupportPlane, min_area: float) 
         if ok.sum() * px * px < min_area:
             continue
         Q = sup.to_plane(P[ok].astype(np.float64))
-        out.append(Piece(L, r, c, Q, quantile(Q[:, 2], 0.9), _hull(Q)))
+        pc = Piece(L, r, c, Q, quantile(Q[:, 2], 0.9), _hull(Q))
+        if rgb is not None:
+            k = max(1, len(r) // 300)
+            x = colour_features(rgb[r[::k], c[::k]], lightness_weight)
+            pc.colour = x.mean(axis=0)
+            pc.spread = float(np.median(np.sqrt(((x - pc.colour) ** 2).sum(axis=1))))
+        out.append(pc)
     return out
+
+
+def _unlike(A: Piece, B: Piece, contrast: float, spread: float) -> bool:
+    """Two uniformly coloured pieces of clearly different colours (two objects, whatever
+    their layout)."""
+    if A.colour is None or B.colour is None or max(A.spread, B.spread) > spread:
+        return False
+    return float(np.sqrt(((A.colour - B.colour) ** 2).sum())) >= contrast
 
 
 def _hull(Q: np.ndarray) -> np.ndarray:
@@ -191,7 +214,8 @@ def _neck(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray, stats_a, stats_b,
 
 
 def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
-                 margin: float = 0.005, enclosed: float = 0.8, touch: float = 0.015
+                 margin: float = 0.005, enclosed: float = 0.8, touch: float = 0.015,
+                 contrast: float = 25.0, spread: float = 10.0
                  ) -> tuple[list[Piece], dict[int, int]]:
     """Join touching pieces that are parts of one object:
 
@@ -203,6 +227,12 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
       floor;
     * two are arcs of one rim, each thin (:func:`_rim_arcs`);
     * one is the other's neck or cap (:func:`_neck`).
+
+    Two pieces that are each uniformly coloured (colour spread at most ``spread``) and differ
+    in colour by ``contrast`` or more are not joined by the first rule (units of
+    ``colour_split.colour_features``; pieces without colour are not compared): a small block
+    beside a larger one, its footprint within the larger one's, is another object. (The other
+    rules keep joining them: a cup's rim may be printed in another colour than its wall.)
 
     Returns the pieces and the label map {absorbed label: label it joined}."""
     n = len(pieces)
@@ -237,6 +267,7 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
                 union(i, j)
             if (len(A.hull) >= 3 and len(B.Q) <= len(A.Q) and B.top <= A.top + margin
                     and B.top > low[i] + 0.01           # not the base A stands on
+                    and not _unlike(A, B, contrast, spread)
                     and inside_convex(grown[i], sub[j][:, :2]).mean() >= inside):
                 union(i, j)
     groups: dict[int, list[int]] = {}

@@ -5,10 +5,12 @@ Each surviving piece gets its shape fit; each dropped one a reason."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
 from spatialpin_ros.core.geometry import quantile, rect_from_points
+from spatialpin_ros.perception.colour_split import ColourSplitParams
 from spatialpin_ros.perception.pieces import Piece, gather_pieces, merge_nested
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
 from spatialpin_ros.perception.shapes import ShapeFit, ShapeParams, fit_shape, resolve_support
@@ -63,13 +65,17 @@ class Selection:
 
 
 def select_objects(seg: SurfaceSegmentation, sup: SupportPlane, region: np.ndarray,
-                   p: SelectionParams, shapes: ShapeParams) -> Selection:
+                   p: SelectionParams, shapes: ShapeParams, rgb: Optional[np.ndarray] = None,
+                   colour: Optional[ColourSplitParams] = None) -> Selection:
     """Pieces of ``seg`` that are objects, fitted. ``region`` (h, w) bool: the support's extent
-    in the image. Merged pieces are relabelled in ``seg.labels`` (the masks follow)."""
-    pieces = gather_pieces(seg, sup, p.min_object_area)
+    in the image. Merged pieces are relabelled in ``seg.labels`` (the masks follow). With
+    ``rgb`` (the working grid's colours) and ``colour``, two uniformly and clearly differently
+    coloured pieces are never merged."""
+    c = colour or ColourSplitParams()
+    pieces = gather_pieces(seg, sup, p.min_object_area, rgb, c.lightness_weight)
     if len(pieces) > p.max_pieces:                     # clutter or noise: the largest only
         pieces = sorted(pieces, key=lambda pc: -len(pc.Q))[: p.max_pieces]
-    pieces, joined = merge_nested(pieces)
+    pieces, joined = merge_nested(pieces, contrast=c.min_contrast, spread=c.max_spread)
     if joined:
         remap = np.arange(int(seg.labels.max()) + 1, dtype=np.int32)
         for k, v in joined.items():

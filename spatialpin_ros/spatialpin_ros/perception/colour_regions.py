@@ -1,0 +1,158 @@
+"""Colour edges as cuts: a geometric piece made of several flat-coloured objects (a ball and two
+blocks pushed together, a small block against a large one) is cut along its strong colour edges
+when what the cuts leave are a few large, uniform regions of clearly different colours.
+
+This complements :mod:`~spatialpin_ros.perception.colour_split`, whose clustering of the whole
+piece fails when one partner is small (a tenth of the piece), when there are three or more, or
+when shading spreads one object's colour towards another's. Here colour is compared only
+between neighbouring pixels, so shading (gradual, or a change of lightness at a crease) does
+not cut, and a small partner is a region of its own.
+
+Texture, printed labels and logos never split a piece: a textured piece is cut into many small
+regions that do not cover it; a label is not uniform, or is enclosed by the object (it does not
+reach the piece's outline), or its colour recurs on both sides of it (one colour group must be
+one region).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from spatialpin_ros.perception.colour_split import ColourSplitParams, colour_features
+
+
+def colour_edges(feat: np.ndarray, step: float) -> np.ndarray:
+    """(h, w) bool: pixels whose colour differs by more than ``step`` from their left or upper
+    neighbour: a one-pixel cut line that separates 4-connected regions."""
+    cut = np.zeros(feat.shape[:2], dtype=bool)
+    cut[:, 1:] |= np.sqrt(((feat[:, 1:] - feat[:, :-1]) ** 2).sum(axis=2)) > step
+    cut[1:] |= np.sqrt(((feat[1:] - feat[:-1]) ** 2).sum(axis=2)) > step
+    return cut
+
+
+def _groups(means: np.ndarray, contrast: float) -> np.ndarray:
+    """Colour group of each region (single linkage: regions closer than ``contrast`` join)."""
+    n = len(means)
+    parent = np.arange(n)
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    d = np.sqrt(((means[:, None] - means[None]) ** 2).sum(axis=2))
+    for i in range(n):
+        for j in range(i + 1, n):
+            if d[i, j] < contrast:
+                parent[find(i)] = find(j)
+    roots = np.array([find(i) for i in range(n)])
+    return np.unique(roots, return_inverse=True)[1]
+
+
+def _piece_split(piece: np.ndarray, cut: np.ndarray, feat: np.ndarray,
+                 p: ColourSplitParams):
+    """Group index (-1: none yet) of each pixel of one piece (a crop: ``piece`` bool mask,
+    ``cut`` the colour edges, ``feat`` the colour features), or None when it stays whole."""
+    n = int(piece.sum())
+    lines = int((piece & cut).sum())
+    if lines > p.max_cut * n:
+        return None                                   # texture: edges everywhere
+    _, regions = cv2.connectedComponents((piece & ~cut).view(np.uint8), connectivity=4)
+    ids, counts = np.unique(regions[regions > 0], return_counts=True)
+    big = ids[counts >= p.min_pixels]
+    if len(big) < 2:
+        return None
+    sizes = counts[counts >= p.min_pixels]
+    if sizes.sum() < (1.0 - p.max_outliers) * (n - lines):
+        return None                                   # texture: many small regions
+    means, spread = [], []
+    for r in big:
+        x = feat[regions == r]
+        mu = x.mean(axis=0)
+        means.append(mu)
+        spread.append(float(np.median(np.sqrt(((x - mu) ** 2).sum(axis=1)))))
+    if max(spread) > p.max_spread:
+        return None
+    group = _groups(np.array(means), p.min_contrast)
+    if group.max() < 1:
+        return None
+    outline = piece & ~ndimage.binary_erosion(piece, border_value=0)
+    out = np.full(piece.shape, -1, dtype=np.int32)
+    for g in range(int(group.max()) + 1):
+        mask = np.isin(regions, big[group == g])
+        size = int(mask.sum())
+        nc, cl, st, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+        if st[1:, cv2.CC_STAT_AREA].max() < p.min_contiguous * size:
+            return None                               # one colour on both sides of another
+        edge = mask & ~ndimage.binary_erosion(mask, border_value=0)
+        if size < p.min_share * n and (edge & outline).sum() < p.min_outline * edge.sum():
+            return None                               # a small region enclosed: a label
+        out[mask] = g
+    return out
+
+
+def split_at_colour_edges(labels: np.ndarray, rgb: np.ndarray,
+                          p: ColourSplitParams) -> np.ndarray:
+    """``labels`` (h, w) int32 pieces (0 = none), ``rgb`` (h, w, 3) uint8 on the same grid;
+    returns the labels with each piece cut into its colour groups where
+    :func:`_piece_split` allows. Pixels on the cut lines and in small regions join the group
+    of the nearest large region of their piece. The piece's largest group is the piece; any
+    other group that borders another piece of its own colour joins it (a strip of a neighbour that the geometry gave to the wrong piece); a
+    small group (under ``min_share`` of its piece) that does not stays with its piece's
+    largest group: cutting never leaves a small fragment of its own."""
+    if not p.enabled or not p.edge_cuts or labels.max() == 0:
+        return labels
+    feat = colour_features(rgb, p.lightness_weight).reshape(labels.shape + (3,))
+    cut = colour_edges(feat, p.edge_step)
+    out = labels.copy()
+    nxt = int(labels.max()) + 1
+    cut_off = []                                      # (label, parent's main label, small)
+    for L, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        piece = labels[sl] == L
+        n = int(piece.sum())
+        if n < 2 * p.min_pixels:
+            continue
+        group = _piece_split(piece, cut[sl], feat[sl], p)
+        if group is None:
+            continue
+        _, (ri, ci) = ndimage.distance_transform_edt(group < 0, return_indices=True)
+        group = group[ri, ci]
+        sizes = np.bincount(group[piece])
+        main = nxt + int(np.argmax(sizes))
+        sub = out[sl]
+        for g in range(len(sizes)):
+            sub[piece & (group == g)] = nxt
+            cut_off.append((nxt, main, bool(sizes[g] < p.min_share * n)))
+            nxt += 1
+    for L, main, small in cut_off:
+        if L != main and not _join_same_colour(out, L, feat, p.min_contrast) and small:
+            out[out == L] = main
+    return out
+
+
+def _join_same_colour(labels: np.ndarray, L: int, feat: np.ndarray, contrast: float,
+                      reach: int = 3) -> bool:
+    """Region ``L`` joins a piece of its own colour within ``reach`` pixels (across a cut
+    band), in place; True when it did."""
+    sl = ndimage.find_objects((labels == L).astype(np.int32))[0]
+    grow = tuple(slice(max(s.start - reach, 0), s.stop + reach) for s in sl)
+    sub = labels[grow]
+    mask = sub == L
+    ring = ndimage.binary_dilation(mask, iterations=reach) & ~mask & (sub > 0)
+    if not ring.any():
+        return False
+    mu = feat[grow][mask].mean(axis=0)
+    best, best_d = None, contrast
+    for M in np.unique(sub[ring]):
+        d = float(np.sqrt(((feat[labels == M].mean(axis=0) - mu) ** 2).sum()))
+        if d < best_d:
+            best, best_d = int(M), d
+    if best is None:
+        return False
+    sub[mask] = best
+    return True
