@@ -100,16 +100,18 @@ def split_at_colour_edges(labels: np.ndarray, rgb: np.ndarray,
     returns the labels with each piece cut into its colour groups where
     :func:`_piece_split` allows. Pixels on the cut lines and in small regions join the group
     of the nearest large region of their piece. The piece's largest group is the piece; any
-    other group that borders another piece of its own colour joins it (a strip of a neighbour that the geometry gave to the wrong piece); a
-    small group (under ``min_share`` of its piece) that does not stays with its piece's
-    largest group: cutting never leaves a small fragment of its own."""
+    other group that borders another piece of its own colour joins it (a strip of a neighbour
+    that the geometry gave to the wrong piece); a sliver (under ``min_share`` of its piece, and
+    no disc of ``min_width`` pixels' radius fits in it) that does not stays with its piece's
+    largest group: cutting leaves no thin fragment of its own, but a small compact object (a
+    ball beside a block) is one."""
     if not p.enabled or not p.edge_cuts or labels.max() == 0:
         return labels
     feat = colour_features(rgb, p.lightness_weight).reshape(labels.shape + (3,))
     cut = colour_edges(feat, p.edge_step)
     out = labels.copy()
     nxt = int(labels.max()) + 1
-    cut_off = []                                      # (label, parent's main label, small)
+    cut_off = []                                      # (label, parent's main label, sliver)
     for L, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is None:
             continue
@@ -126,11 +128,14 @@ def split_at_colour_edges(labels: np.ndarray, rgb: np.ndarray,
         main = nxt + int(np.argmax(sizes))
         sub = out[sl]
         for g in range(len(sizes)):
-            sub[piece & (group == g)] = nxt
-            cut_off.append((nxt, main, bool(sizes[g] < p.min_share * n)))
+            sel = piece & (group == g)
+            sub[sel] = nxt
+            sliver = sizes[g] < p.min_share * n and ndimage.distance_transform_edt(
+                np.pad(sel, 1)).max() < p.min_width
+            cut_off.append((nxt, main, bool(sliver)))
             nxt += 1
-    for L, main, small in cut_off:
-        if L != main and not _join_same_colour(out, L, feat, p.min_contrast) and small:
+    for L, main, sliver in cut_off:
+        if L != main and not _join_same_colour(out, L, feat, p.min_contrast) and sliver:
             out[out == L] = main
     return out
 

@@ -47,6 +47,9 @@ class ColourSplitParams:
     #: lines hold more than ``max_cut`` of its pixels is textured and stays whole.
     edge_cuts: bool = True
     max_cut: float = 0.15
+    #: A cut-off group under ``min_share`` into which no disc of this radius (working pixels)
+    #: fits is a sliver of a neighbour, not an object.
+    min_width: float = 3.0
     edge_step: float = 12.0
     min_outline: float = 0.3
 
