@@ -20,11 +20,14 @@ Candidates: ``headings`` closing directions over a half turn, TCP positions ever
 near its edge pinch a wall: **rim grasps** of bowls, cups and plates where the hand cannot
 open around the object), and two depths (``depth`` and 60 % of it). The object's hidden back is
 completed as perception completes it: a round object (cylinder, sphere, round container) turned
-about its vertical axis, anything else by a half turn about it.
+about its vertical axis -- each layer about the centre of the circle its own points fit, since a
+bottle's neck or a cup's rim may stand a few millimetres from the fitted cylinder's axis --
+anything else by a half turn about the box's centre.
 
-Score (higher first): how well the surface normals at the two contacts line up with ``c``
-(antipodal), how near the object's centre the fingers close (a grasp far off the centre of
-mass tilts the object), a narrower extent, the wrist well inside its limits, the full depth.
+Score (higher first), by weight: how near the object's centre the fingers close (a grasp far
+off the centre of mass tilts the object), a narrower extent (a box across its narrow side), how
+well the surface normals at the two contacts line up with ``c`` (antipodal), then the full
+depth, the wrist well inside its limits and the least wrist turn.
 The fingers are commanded to half the measured half-width (or ``squeeze`` inside it, whichever
 is deeper; fully closed on a thin wall), so that they press on the object even where the points
 make it look wider than it is, and ``recovery.hand_check`` judges the hand by that target.
@@ -113,19 +116,53 @@ def _normals(points: np.ndarray, k: int = 10) -> np.ndarray:
     return vecs[:, :, 0]
 
 
+def _circle(xy: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares circle (centre, radius) through 2D points (Kasa's algebraic fit)."""
+    A = np.c_[2 * xy, np.ones(len(xy))]
+    sol, *_ = np.linalg.lstsq(A, (xy ** 2).sum(1), rcond=None)
+    return sol[:2], float(np.sqrt(max(sol[2] + sol[0] ** 2 + sol[1] ** 2, 0.0)))
+
+
+def axis_by_height(prior: ObjectPrior, points: np.ndarray, slab: float = 0.01,
+                   min_points: int = 10) -> np.ndarray:
+    """For a round object, the centre (N, 2) of the horizontal circle through each point's
+    ``slab``-thick layer of points (a bottle's neck may stand a few millimetres from where
+    its fitted cylinder says), or the prior's centre where a layer's circle is not credible
+    (too few points, a short arc, a centre far off)."""
+    c0 = np.asarray(prior.center[:2], dtype=float)
+    out = np.tile(c0, (len(points), 1))
+    r0 = float(max(prior.size[:2])) / 2
+    layer = np.floor(points[:, 2] / slab).astype(int)
+    for k in np.unique(layer):
+        sel = layer == k
+        xy = points[sel, :2]
+        if len(xy) < min_points:
+            continue
+        ang = np.arctan2(*(xy - c0).T[::-1])
+        spread = np.ptp(np.unwrap(np.sort(ang)))
+        if spread < math.radians(90):
+            continue
+        c, r = _circle(xy)
+        if 0.004 < r < 1.3 * r0 + 0.005 and np.linalg.norm(c - c0) < 0.5 * r0 + 0.005:
+            out[sel] = c
+    return out
+
+
 def completed(prior: ObjectPrior, points: np.ndarray) -> np.ndarray:
-    """The object's points with its hidden back completed by symmetry about the vertical axis
-    through its centre: 8 turns for a round object, a half turn otherwise."""
+    """The object's points with its hidden back completed by symmetry about a vertical axis:
+    8 turns of each layer about its own circle's centre for a round object
+    (``axis_by_height``), a half turn about the prior's centre otherwise."""
     round_ = prior.shape in ("cylinder", "sphere") or (prior.yaw_symmetric and
                                                         prior.shape != "box")
     turns = [k * math.pi / 4 for k in range(8)] if round_ else [0.0, math.pi]
-    c = np.asarray(prior.center, dtype=float)
-    rel = points - c
+    axis = (axis_by_height(prior, points) if round_
+            else np.tile(np.asarray(prior.center[:2], dtype=float), (len(points), 1)))
+    rel = points[:, :2] - axis
     out = []
     for a in turns:
         ca, sa = math.cos(a), math.sin(a)
-        out.append(np.stack([ca * rel[:, 0] - sa * rel[:, 1], sa * rel[:, 0] + ca * rel[:, 1],
-                             rel[:, 2]], 1) + c)
+        xy = np.stack([ca * rel[:, 0] - sa * rel[:, 1], sa * rel[:, 0] + ca * rel[:, 1]], 1)
+        out.append(np.c_[xy + axis, points[:, 2]])
     return np.concatenate(out)
 
 
@@ -191,9 +228,11 @@ def _offsets(radius: float, step: float) -> list[float]:
     return [0.0] + [sgn * i * step for i in range(1, n + 1) for sgn in (1, -1)]
 
 
-def _region(F: _Frame, s: float, half_w: float, reach: float, fz: float) -> np.ndarray:
-    """Points between the open fingers at offset ``s``, above the fingertips."""
-    return (np.abs(F.v) <= half_w) & (np.abs(F.u - s) <= reach) & (F.z >= fz + 0.002)
+def _region(F: _Frame, s: float, t: float, half_w: float, reach: float,
+            fz: float) -> np.ndarray:
+    """Points between the open fingers at offsets ``s`` (along c) and ``t`` (across), above
+    the fingertips."""
+    return (np.abs(F.v - t) <= half_w) & (np.abs(F.u - s) <= reach) & (F.z >= fz + 0.002)
 
 
 def _evaluate(hand: Hand, F: _Frame, O: _Frame, R: _Frame, align_all: np.ndarray, phi: float,
@@ -201,50 +240,60 @@ def _evaluate(hand: Hand, F: _Frame, O: _Frame, R: _Frame, align_all: np.ndarray
               preshape_margin: float, cfg: SamplingConfig, why: dict) -> Optional[_Cand]:
     half_w = hand.finger_width / 2 + 0.002
     reach = hand.finger_open
-    band = np.abs(F.v) <= half_w
-    for _ in range(3):
-        near = band & (np.abs(F.u - s) <= reach)
+    t = 0.0
+    for _ in range(4):
+        near = (np.abs(F.v - t) <= half_w) & (np.abs(F.u - s) <= reach)
         if np.count_nonzero(near) < cfg.min_points:
             return None
         top = float(np.percentile(F.z[near], 98))
         tcp_z = max(top - min(depth * scale, 0.75 * (top - lo_z + hand.fingertip_below_tcp)),
                     lo_z)
         fz = tcp_z - hand.fingertip_below_tcp
-        q = _region(F, s, half_w, reach, fz)
+        q = _region(F, s, t, half_w, reach, fz)
         if np.count_nonzero(q) < cfg.min_points:
             return None
         a, b = float(np.min(F.u[q])), float(np.max(F.u[q]))
-        s_new = float(a + b) / 2
-        if abs(s_new - s) < 0.002:
+        # Across: an object narrower than the fingers is centred between them (a neck that
+        # stands off the line would be held by a chord, or missed).
+        v_lo, v_hi = float(np.min(F.v[q])), float(np.max(F.v[q]))
+        t_new = (v_lo + v_hi) / 2 if v_hi - v_lo < 2 * half_w - 0.004 else t
+        s_new = (a + b) / 2
+        if abs(s_new - s) < 0.002 and abs(t_new - t) < 0.002:
             break
-        s = s_new
+        s, t = s_new, t_new
     width = float(b - a)
     if width > max_width:
         return None
     s = float(a + b) / 2
-    why["fits"] += 1
     # Nothing else between the fingers.
     pre_full = min(hand.finger_open, width / 2 + preshape_margin)
-    between_o = (np.abs(O.v) <= half_w) & (np.abs(O.u - s) <= pre_full) & (O.z >= fz)
-    if np.count_nonzero(between_o) > cfg.max_hits:
-        return None
+    between_o = (np.abs(O.v - t) <= half_w) & (np.abs(O.u - s) <= pre_full) & (O.z >= fz)
+    blocked = np.count_nonzero(between_o) > cfg.max_hits
+    fits = False
     for margin, tight in ((preshape_margin, False), (min(0.007, preshape_margin), True)):
         pre = min(hand.finger_open, width / 2 + margin)
         if pre - width / 2 < 0.003:
             continue
-        if _column_hits(F, s, pre, hand, fz, cfg) + _column_hits(O, s, pre, hand, fz, cfg) \
-                <= cfg.max_hits:
-            ends = _region(R, s, half_w, reach, fz)
-            ends &= (np.abs(R.u - a) <= 0.004) | (np.abs(R.u - b) <= 0.004)
-            align = float(np.mean(align_all[ends])) if np.any(ends) else 0.5
-            return _Cand(phi, s, 0.0, tcp_z, width, pre, align, scale, tight)
+        own = _column_hits(F, s, t, pre, hand, fz, cfg)
+        if own > cfg.max_hits:
+            continue  # the object goes on where a finger would come down: wider than this
+        fits = True
+        if blocked or own + _column_hits(O, s, t, pre, hand, fz, cfg) > cfg.max_hits:
+            continue
+        ends = _region(R, s, t, half_w, reach, fz)
+        ends &= (np.abs(R.u - a) <= 0.004) | (np.abs(R.u - b) <= 0.004)
+        align = float(np.mean(align_all[ends])) if np.any(ends) else 0.5
+        why["fits"] += 1
+        return _Cand(phi, s, t, tcp_z, width, pre, align, scale, tight)
+    why["fits"] += fits
     return None
 
 
-def _column_hits(F: _Frame, s: float, pre: float, hand: Hand, fz: float,
+def _column_hits(F: _Frame, s: float, t: float, pre: float, hand: Hand, fz: float,
                  cfg: SamplingConfig) -> int:
-    """Points in the two fingers' columns (preshape ``pre`` each side of offset ``s``)."""
-    across = np.abs(F.v) <= hand.finger_width / 2 + cfg.clearance
+    """Points in the two fingers' columns (preshape ``pre`` each side of offsets ``s``,
+    ``t``)."""
+    across = np.abs(F.v - t) <= hand.finger_width / 2 + cfg.clearance
     out = np.abs(F.u - s)
     col = across & (out >= pre - 0.001) & (out <= pre + hand.finger_thickness + cfg.clearance)
     return int(np.count_nonzero(col & (F.z >= fz - 0.001)))
@@ -256,13 +305,13 @@ def _best(cands: list[_Cand], radius: float, max_width: float,
     within 6 mm, same depth), ``cfg.keep`` in all."""
     for c in cands:
         balance = 1.0 - min(1.0, abs(c.s) / max(radius, 1e-3))
-        c.score = (1.5 * c.align + 1.0 * balance + 0.5 * (1.0 - c.width / max_width)
+        c.score = (2.0 * balance + 1.5 * (1.0 - c.width / max_width) + 1.0 * c.align
                    + 0.3 * (c.depth_scale == 1.0) - 0.3 * c.tight)
     cands.sort(key=lambda c: -c.score)
     out: list[_Cand] = []
     for c in cands:
         if any(abs(wrap(2 * (c.phi - o.phi))) < math.radians(20) and abs(c.s - o.s) < 0.006
-               and c.depth_scale == o.depth_scale for o in out):
+               and abs(c.t - o.t) < 0.006 and c.depth_scale == o.depth_scale for o in out):
             continue
         out.append(c)
         if len(out) >= cfg.keep:
@@ -276,7 +325,8 @@ def _to_grasps(hand: Hand, prior: ObjectPrior, cands: list[_Cand], centre: np.nd
     out = []
     for c in cands:
         cdir = np.array([math.cos(c.phi), math.sin(c.phi)])
-        xy = centre[:2] + c.s * cdir
+        tdir = np.array([-math.sin(c.phi), math.cos(c.phi)])
+        xy = centre[:2] + c.s * cdir + c.t * tdir
         pos = np.array([xy[0], xy[1], c.tcp_z])
         kind = "rim" if abs(c.s) > c.width / 2 + 0.005 else "cloud"
         thin = c.width <= cfg.rim_thin or kind == "rim"
@@ -288,7 +338,7 @@ def _to_grasps(hand: Hand, prior: ObjectPrior, cands: list[_Cand], centre: np.nd
         for flip in (0.0, math.pi):
             yaw = wrap(c.phi + math.pi / 2 + flip)
             wm = min(wrist_margin(hand, xy[0], xy[1], yaw), 0.8)
-            pair.append((c.score + 0.7 * wm / 0.8 - 0.05 * abs(wrap(yaw - current_yaw)), yaw))
+            pair.append((c.score + 0.3 * wm / 0.8 - 0.05 * abs(wrap(yaw - current_yaw)), yaw))
         for score, yaw in sorted(pair, reverse=True):
             out.append(Grasp(
                 object_id=prior.id, pose=top_down_pose(pos, yaw),
