@@ -81,7 +81,8 @@ def run_scene(seed, i, backend, proposer, robot, args):
                 z = w.object_box(track["body"])[0].position[2]
                 track["zmax"] = max(track["zmax"], z)
 
-        runner = SimTaskRunner(w, backend, robot, noise_seed=seed, watch=watch)
+        runner = SimTaskRunner(w, backend, robot, noise_seed=seed, watch=watch,
+                               use_points=not args.box_grasps)
         scene = runner.perceive()
         all_tasks = [t for t in proposer.propose(scene, 0) if t.kind != TaskKind.MOVE.value]
         bases = [{"kind": t.kind, "target_shape": scene.get(t.target_id).shape,
@@ -167,6 +168,9 @@ def main() -> None:
     ap.add_argument("--seed0", type=int, default=9000)
     ap.add_argument("--max-tries", type=int, default=4, help="proposals plan-checked per scene")
     ap.add_argument("--out", default="benchmarks/results/everyday.json")
+    ap.add_argument("--box-grasps", action="store_true",
+                    help="grasp from the perceived boxes only (no grasps sampled on the "
+                         "perceived points), for comparison")
     args = ap.parse_args()
     backend, proposer, robot = make_backend("geometric"), GeometricProposer(), RobotModel()
     rows, bases, skipped, seed, i = [], [], [], args.seed0, 0

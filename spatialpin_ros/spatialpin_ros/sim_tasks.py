@@ -1,7 +1,10 @@
 """Run one proposed task in the embedded simulator without ROS, as the manipulation node does:
 plan on the perceived scene, execute, check the object is in the hand after closing and after
 the lift (finger gap and speed from the joint states), on a slip go home, re-perceive and try
-once more, and judge the result with the task's own rule on a freshly perceived scene.
+once more, and judge the result with the task's own rule on a freshly perceived scene. Grasps
+are sampled on the perceived points of the object (``planning.antipodal``): each perceived
+scene keeps its frame, whose points the priors' masks split by object
+(``planning.object_cloud``).
 
 The pipeline here reads only rendered images (optionally with the D435 depth-noise model) and
 the arm's joint states; the simulator's truth is left to the caller, for scoring (``watch`` is
@@ -19,6 +22,7 @@ from spatialpin_ros.core.task_kinds import BASE_KINDS, TaskCheck, TaskKind
 from spatialpin_ros.core.types import Scene
 from spatialpin_ros.core.plan_status import PlanStatus
 from spatialpin_ros.planning import RobotModel, TaskPlan, limit_violations, plan_task
+from spatialpin_ros.planning.object_cloud import SceneCloud
 from spatialpin_ros.planning.recovery import (HandCheck, describe_grasp, hand_check,
                                               plan_recovery)
 from spatialpin_ros.reasoning.task_rules import (check_task, find_again, find_target, task_pose,
@@ -55,19 +59,32 @@ class SimTaskRunner:
 
     def __init__(self, world, backend, robot: RobotModel, noise_seed: Optional[int] = None,
                  max_clearing: int = 3, max_moves: int = 2,
-                 watch: Optional[Callable[[], None]] = None):
+                 watch: Optional[Callable[[], None]] = None, use_points: bool = True):
         self.world, self.backend, self.robot = world, backend, robot
         self.rng = None if noise_seed is None else np.random.default_rng(noise_seed)
         self.max_clearing, self.max_moves = max_clearing, max_moves
         self.watch = watch
         self.nominal = robot.joint_limits(nominal=True)
+        self.use_points = use_points
+        self._frames: dict[str, object] = {}
 
     def perceive(self) -> Scene:
+        """A freshly perceived scene (its frame kept, for its points)."""
         frame = self.world.render()
         if self.rng is not None:
             frame = dataclasses.replace(frame, depth=apply_d435_noise(frame.depth, frame.rgb,
                                                                       self.rng))
-        return self.backend.perceive(frame)
+        scene_id = f"sim-{len(self._frames)}"
+        self._frames[scene_id] = frame
+        return self.backend.perceive(frame, scene_id=scene_id)
+
+    def points(self, scene: Scene) -> Optional[SceneCloud]:
+        """The perceived points of ``scene`` by object (None: not one of this runner's
+        scenes, or points not used)."""
+        frame = self._frames.get(scene.scene_id)
+        if frame is None or not self.use_points:
+            return None
+        return SceneCloud.from_frame(frame, scene)
 
     def plan(self, scene: Scene, kind: TaskKind, object_id: str, target_id: str,
              place_pose) -> TaskPlan:
@@ -76,7 +93,8 @@ class SimTaskRunner:
         return plan_task(self.robot, scene, object_id, target_id if on_target else None,
                          None if on_target else place_pose, q_start=q0,
                          finger_start=f0, max_clearing=self.max_clearing,
-                         max_moves=self.max_moves, kind=kind.value if on_target else "")
+                         max_moves=self.max_moves, kind=kind.value if on_target else "",
+                         points=self.points(scene))
 
     def _step_until(self, t_end: float, t0: float) -> None:
         while self.world.sim_time - t0 < t_end:

@@ -130,6 +130,18 @@ def test_point_cloud_voxels_are_obstacles_except_where_priors_are(robot):
     ps.close()
 
 
+def test_every_cloud_voxel_is_an_obstacle(robot):
+    # 40 voxels in a row: PyBullet keeps 16 shapes of a compound, so each must be in one.
+    import pybullet as pb
+    pts = np.array([[0.3 + 0.02 * k + 0.01, 0.2, 0.11] for k in range(40)])
+    ps = PlanningScene(robot, scene_of(), cloud=pts, voxel_size=0.02)
+    for k in (0, 17, 39):
+        x = 0.3 + 0.02 * k + 0.01
+        hit = pb.rayTest([x, 0.2, 0.5], [x, 0.2, 0.05], physicsClientId=ps.client)[0]
+        assert ps.names.get(hit[0], "").startswith("__cloud__"), f"voxel {k} is missing"
+    ps.close()
+
+
 def test_held_object_moves_with_the_hand_and_is_checked(robot):
     blk = box("blk", [0.5, 0.0, 0.03], [0.04, 0.04, 0.06])
     low_wall = box("wall", [0.5, -0.25, 0.1125], [0.3, 0.08, 0.225])  # top at z = 0.225

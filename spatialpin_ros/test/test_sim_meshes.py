@@ -97,6 +97,24 @@ def test_containers_scene_settles_renders_and_has_container_truth():
     assert {truth[n].kind for n in truth} == {"bowl", "cup", "pybullet", "box"}
 
 
+@pytest.mark.parametrize("kind", ["cup", "mug", "bowl"])
+def test_hollow_objects_collide_up_to_their_rim(kind):
+    # Their walls are more than 16 convex pieces; PyBullet keeps only 16 of one compound, so
+    # the upper walls were missing (fingers closed through a cup's top half).
+    import pybullet as pb
+    spec = parse_scene({"objects": [{"name": kind, "shape": "mesh", "mesh": kind,
+                                     "position": [0.5, 0.0, 0.0]}]})
+    with SimWorld(spec) as w:
+        t = w.truth()[0]
+        c, h = t.pose.position, t.size[2]
+        for frac in (0.2, 0.5, 0.9):
+            z = c[2] - h / 2 + frac * h
+            for d in ([1, 0], [0, 1], [-0.7, -0.7]):
+                start = [c[0] + 0.3 * d[0], c[1] + 0.3 * d[1], z]
+                hit = pb.rayTest(start, [c[0], c[1], z], physicsClientId=w.client)[0]
+                assert hit[0] == t.body, f"{kind}: no wall at {frac:.0%} of its height"
+
+
 def test_everyday_scene_loads_with_its_objects_on_the_table():
     spec = load_scene_file(SCENES / "everyday.yaml")
     kinds = {o.mesh_kind for o in spec.objects}

@@ -42,10 +42,20 @@ class _Clearing:
     def stop(self, status: PlanStatus) -> bool:
         return status in _FINAL or self.left() <= 0.5
 
-    def task(self, scene: Scene, q: Optional[Sequence[float]], f: Optional[float]) -> TaskPlan:
+    def task(self, scene: Scene, q: Optional[Sequence[float]], f: Optional[float],
+             kwargs: Optional[dict] = None) -> TaskPlan:
         return plan_pick_and_place(self.robot, scene, self.object_id, self.target_id,
                                    self.place_pose, q, finger_start=f,
-                                   time_limit=max(self.left(), 0.0), **self.kwargs)
+                                   time_limit=max(self.left(), 0.0),
+                                   **(self.kwargs if kwargs is None else kwargs))
+
+
+def _moved_points(kwargs: dict, b, spot_pose: Pose) -> dict:
+    """``kwargs`` with the perceived points of ``b`` (when given) carried to ``spot_pose``."""
+    pts = kwargs.get("points")
+    if pts is None:
+        return kwargs
+    return dict(kwargs, points=pts.moved(b.id, b.pose, spot_pose))
 
 
 def plan_task(robot: RobotModel, scene: Scene, object_id: str, target_id: Optional[str] = None,
@@ -82,7 +92,7 @@ def plan_task(robot: RobotModel, scene: Scene, object_id: str, target_id: Option
             break
         moved.append(step)
     # More moves: after each single move that planned, clear the way again.
-    for b_id, spot_pose, move, after, main in (moved if max_moves > 1 else []):
+    for b_id, spot_pose, move, after, main, kw_after in (moved if max_moves > 1 else []):
         if c.left() <= 0.5:
             c.tried.append("out of time")
             break
@@ -90,7 +100,7 @@ def plan_task(robot: RobotModel, scene: Scene, object_id: str, target_id: Option
         rest = plan_task(robot, after, object_id, target_id, place_pose, q_end,
                          max_clearing=max_clearing, max_moves=max_moves - 1,
                          time_limit=max(c.left(), 0.0), finger_start=f_end,
-                         _direct=main, **kwargs)
+                         _direct=main, **kw_after)
         if rest.success:
             return _joined(move, rest, b_id, spot_pose, time.perf_counter() - c.t0)
         if c.stop(rest.status):
@@ -104,7 +114,8 @@ def plan_task(robot: RobotModel, scene: Scene, object_id: str, target_id: Option
 def _one_move(c: _Clearing, scene: Scene, b, q_start, finger_start):
     """Move blocker ``b`` to a free spot, then plan the task: the joined plan on success;
     "stop" when time is up or planning was cancelled; None when no move planned; else the
-    move, for a second one (blocker id, spot, move plan, scene after, task plan)."""
+    move, for a second one (blocker id, spot, move plan, scene after, task plan, the keyword
+    arguments after it: the perceived points moved along)."""
     keep = [scene.get(c.object_id)] + ([scene.get(c.target_id)] if c.target_id else [])
     spot = free_spot(scene.objects, b, keep_away=keep)
     if spot is None:
@@ -121,13 +132,14 @@ def _one_move(c: _Clearing, scene: Scene, b, q_start, finger_start):
     after = scene.replace(objects=[dataclasses.replace(b, pose=spot_pose) if o.id == b.id
                                    else o for o in scene.objects])
     q_end, f_end = c.robot.split(move.trajectory.positions[-1])
-    main = c.task(after, q_end, f_end)
+    kw_after = _moved_points(c.kwargs, b, spot_pose)
+    main = c.task(after, q_end, f_end, kw_after)
     if main.success:
         return _joined(move, main, b.id, spot_pose, time.perf_counter() - c.t0)
     c.tried.append(f"after moving {b.id!r}: {main.status.value}")
     if c.stop(main.status):
         return "stop"
-    return (b.id, spot_pose, move, after, main)
+    return (b.id, spot_pose, move, after, main, kw_after)
 
 
 def _joined(move: TaskPlan, main: TaskPlan, moved_id: str, spot: Pose,

@@ -58,6 +58,10 @@ class Grasp:
     preshape: float
     finger_target: float
     depth: float
+    #: How it was found: "box" (from the perceived box), "cloud" (across the object's points)
+    #: or "rim" (pinching a wall: a bowl's or cup's rim); its ``score`` (higher is better).
+    kind: str = "box"
+    score: float = 0.0
 
 
 @dataclass
@@ -79,7 +83,9 @@ class Hand:
     finger's opening when open), ``fingertip_below_tcp`` (m along the TCP z axis) and the wrist:
     the last arm joint's limits ``wrist_lower``/``wrist_upper`` (rad), its ``wrist_home``
     value, the ``wrist_sign`` of its turn against the TCP heading about world z and the TCP
-    heading at home relative to its bearing from the base (``wrist_heading``, rad)."""
+    heading at home relative to its bearing from the base (``wrist_heading``, rad); a finger's
+    ``finger_thickness`` (m, outward from its gripping face) and ``finger_width`` (m, across
+    the closing axis)."""
 
     finger_open: float
     fingertip_below_tcp: float
@@ -88,6 +94,8 @@ class Hand:
     wrist_home: float
     wrist_sign: float
     wrist_heading: float
+    finger_thickness: float = 0.02
+    finger_width: float = 0.02
 
 
 def wrist_margin(hand: Hand, x: float, y: float, yaw: float) -> float:

@@ -38,7 +38,9 @@ from spatialpin_ros.core.task_kinds import TaskKind, check_kind, place_on_pose, 
 from spatialpin_ros.core.types import ObjectPrior, Pose, Scene
 from spatialpin_ros.planning.cartesian import gripper_move
 from spatialpin_ros.planning.choice import Choice, ChoiceContext, StraightMove, choose
-from spatialpin_ros.planning.grasps import grasp_candidates, stack_poses
+from spatialpin_ros.planning.antipodal import cloud_grasps
+from spatialpin_ros.planning.grasps import Grasp, grasp_candidates, stack_poses
+from spatialpin_ros.planning.object_cloud import SceneCloud
 from spatialpin_ros.planning.planner import MotionPlanner, PlanResult, path_length
 from spatialpin_ros.planning.robot import RobotModel
 from spatialpin_ros.planning.scene import PlanningScene
@@ -119,13 +121,16 @@ def plan_pick_and_place(robot: RobotModel, scene: Scene, object_id: str,
                         planner: Optional[MotionPlanner] = None,
                         q_home: Optional[Sequence[float]] = None,
                         should_cancel: Optional[Callable[[], bool]] = None,
-                        cloud: Optional[np.ndarray] = None, **overrides) -> TaskPlan:
+                        cloud: Optional[np.ndarray] = None,
+                        points: Optional[SceneCloud] = None, **overrides) -> TaskPlan:
     """Plan picking ``object_id`` and putting it on ``target_id`` (centred on its top, let go
     ``clearance`` above it), or down to rest with its centre at ``place_pose`` (its yaw or a
     half turn from it), from arm configuration ``q_start`` (rad, default home) with each finger
     opened ``finger_start`` m (default open), and back to ``q_home`` (default home). Reads only
     ``scene`` (and ``cloud``: optional (N, 3) world points, voxelised as extra obstacles where no
-    prior is).
+    prior is; ``points``: the perceived points by object, ``planning.object_cloud``: grasps are
+    then sampled on the object's points, clear of everything else's, ``planning.antipodal``,
+    and taken from its box only where it has too few points).
 
     ``config``: the settings (``PickPlaceConfig``, with units); ``overrides``: fields of it to
     replace (a TypeError names an unknown one). ``should_cancel()`` is polled between stages and
@@ -143,7 +148,7 @@ def plan_pick_and_place(robot: RobotModel, scene: Scene, object_id: str,
             raise ValueError("give target_id or place_pose")
         req = _request(run, scene, object_id, target_id, place_pose)
         ps = PlanningScene(robot, req.scene, padding=cfg.padding, cloud=cloud)
-        chosen = _choice(run, ps, req, place_pose, q_start)
+        chosen = _choice(run, ps, req, place_pose, q_start, points)
         plan.grasp, plan.placement = chosen.grasp, chosen.placement
         _build(run, ps, req, chosen, q_start, f_start, q_home)
         plan.success, plan.status, plan.reason = True, PlanStatus.OK, ""
@@ -198,17 +203,31 @@ def _request(run: _Run, scene: Scene, object_id: str, target_id: Optional[str],
     return _Request(obj, target, scene)
 
 
+def _grasps(run: _Run, obj: ObjectPrior, support: float, q_start: np.ndarray,
+            points: Optional[SceneCloud]) -> list[Grasp]:
+    """Grasp candidates, best first: sampled on the object's points where it has enough of
+    them, else from its perceived box."""
+    robot, cfg = run.robot, run.cfg
+    kw = dict(max_width=robot.max_grasp_width if cfg.max_grasp_width is None
+              else cfg.max_grasp_width, depth=cfg.grasp_depth,
+              approach_height=cfg.approach_height, lift_height=cfg.approach_height,
+              squeeze=cfg.squeeze)
+    yaw = robot.fk(q_start).yaw()
+    own = points.of(obj.id) if points is not None else np.zeros((0, 3))
+    if len(own) >= cfg.min_cloud_points:
+        grasps = cloud_grasps(robot.hand, obj, own, points.others(obj.id), support, yaw, **kw)
+        if grasps:
+            return grasps
+    return grasp_candidates(robot.hand, obj, support, yaw, **kw)
+
+
 def _choice(run: _Run, ps: PlanningScene, req: _Request, place_pose: Optional[Pose],
-            q_start: np.ndarray) -> Choice:
+            q_start: np.ndarray, points: Optional[SceneCloud] = None) -> Choice:
     """Grasp candidates, the object's poses on the target, then the first that works."""
     robot, cfg, obj = run.robot, run.cfg, req.obj
     support_id = supporting_object(obj, req.scene, ps.table_z)
     support = top_z(req.scene.get(support_id)) if support_id else ps.table_z
-    grasps = grasp_candidates(
-        robot.hand, obj, support, robot.fk(q_start).yaw(),
-        max_width=robot.max_grasp_width if cfg.max_grasp_width is None else cfg.max_grasp_width,
-        depth=cfg.grasp_depth, approach_height=cfg.approach_height,
-        lift_height=cfg.approach_height, squeeze=cfg.squeeze)
+    grasps = _grasps(run, obj, support, q_start, points)
     # Object poses on the target (raises "target too small" etc. before any IK).
     poses_on = (_target_poses(cfg, req, robot.fingertip_below_tcp)
                 if req.target is not None else None)

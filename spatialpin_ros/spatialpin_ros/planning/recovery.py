@@ -113,5 +113,7 @@ def describe_grasp(plan) -> str:
     g = plan.grasp
     if g is None:
         return ""
+    how = {"box": "from the perceived box", "cloud": "antipodal on the perceived points",
+           "rim": "on the rim (a wall pinched), from the perceived points"}.get(g.kind, g.kind)
     return (f"top-down across {100 * g.width:.1f} cm at yaw {np.degrees(g.yaw):.0f} deg, "
-            f"{100 * g.depth:.1f} cm below the top")
+            f"{100 * g.depth:.1f} cm below the top, {how}")

@@ -223,7 +223,8 @@ class RobotModel(PyBulletClientOwner):
         from spatialpin_ros.planning.grasps import Hand
         #: What grasp geometry needs (``planning.grasps.Hand``).
         self.hand = Hand(self.finger_open, self.fingertip_below_tcp, last.lower, last.upper,
-                         float(self.home[-1]), sign, heading)
+                         float(self.home[-1]), sign, heading, self.finger_thickness,
+                         self.finger_width)
         #: Widest object the gripper takes (m): open, less 4 mm on each side.
         self.max_grasp_width = 2 * self.finger_open - 0.008
 

@@ -195,13 +195,14 @@ class PlanningScene:
         centres = (keys + 0.5) * voxel_size
         half = [voxel_size / 2 + self.padding] * 3
         n = 0
-        for start in range(0, len(centres), 64):
-            chunk = centres[start:start + 64]
+        # PyBullet keeps at most 16 shapes of one compound (and drops the rest silently).
+        for start in range(0, len(centres), 16):
+            chunk = centres[start:start + 16]
             col = pb.createCollisionShapeArray([pb.GEOM_BOX] * len(chunk),
                                                halfExtents=[half] * len(chunk),
                                                collisionFramePositions=chunk.tolist(),
                                                physicsClientId=self.client)
-            self._static_body(f"{CLOUD}{start // 64}", col, [0, 0, 0], [0, 0, 0, 1],
+            self._static_body(f"{CLOUD}{start // 16}", col, [0, 0, 0], [0, 0, 0, 1],
                               self.padding)
             n += len(chunk)
         return n

@@ -35,7 +35,9 @@ class PickPlaceConfig:
     after the gripper moves. ``reference_time`` [s] of a long RRT* per sampled motion, for path
     length ratios (0: none; not counted in planning time). ``compute_ee_path``: fill
     ``TaskPlan.ee_path``. ``kind``: "put_in" or "place_on" put the object into or onto the
-    target (``core.task_kinds``); otherwise a target means stacking on it."""
+    target (``core.task_kinds``); otherwise a target means stacking on it.
+    ``min_cloud_points``: with perceived points given, an object with at least this many is
+    grasped from its points (``planning.antipodal``), else from its box."""
 
     algorithm: str = "rrtstar"
     motion_time_limit: float = 1.0
@@ -55,6 +57,7 @@ class PickPlaceConfig:
     fine_clearance: float = 0.004
     compute_ee_path: bool = True
     kind: str = ""
+    min_cloud_points: int = 30
 
 
 @dataclass

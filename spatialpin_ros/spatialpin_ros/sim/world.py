@@ -286,24 +286,10 @@ class SimWorld(PyBulletClientOwner):
             from spatialpin_ros.sim.meshes import build_mesh
             asset = build_mesh(o.mesh, o.size, o.wall, o.rgba, o.text, o.mass)
             com = asset.com
-            types, half, radii, lengths, poss, quats = [], [], [], [], [], []
-            for piece in asset.collision:
-                box = piece.kind == "box"
-                types.append(pb.GEOM_BOX if box else pb.GEOM_CYLINDER)
-                half.append(list(piece.half_extents) if box else [0.0, 0.0, 0.0])
-                radii.append(0.0 if box else piece.radius)
-                lengths.append(0.0 if box else piece.height)
-                poss.append((np.asarray(piece.position) - com).tolist())
-                quats.append(list(piece.quaternion))
-            col = pb.createCollisionShapeArray(
-                types, radii=radii, halfExtents=half, lengths=lengths,
-                collisionFramePositions=poss, collisionFrameOrientations=quats,
-                physicsClientId=c)
             vis = pb.createVisualShape(pb.GEOM_MESH, fileName=asset.obj_path,
                                        visualFramePosition=(-com).tolist(),
                                        rgbaColor=[1, 1, 1, 1], physicsClientId=c)
-            body = pb.createMultiBody(asset.mass, col, vis, [0, 0, 5], [0, 0, 0, 1],
-                                      physicsClientId=c)
+            body = _compound_body(c, asset.collision, com, asset.mass, vis)
             tex = self._textures.get(asset.texture_path)
             if tex is None:
                 tex = pb.loadTexture(asset.texture_path, physicsClientId=c)
@@ -318,8 +304,10 @@ class SimWorld(PyBulletClientOwner):
         center = [o.position[0], o.position[1], self._mesh_z(o, extents[2] / 2)]
         pos = np.asarray(center) - rot.apply(local_center)
         pb.resetBasePositionAndOrientation(body, pos.tolist(), quat, physicsClientId=c)
-        pb.changeDynamics(body, -1, lateralFriction=friction[0], spinningFriction=friction[1],
-                          rollingFriction=friction[2], restitution=0.0, physicsClientId=c)
+        for link in range(-1, pb.getNumJoints(body, physicsClientId=c)):
+            pb.changeDynamics(body, link, lateralFriction=friction[0],
+                              spinningFriction=friction[1], rollingFriction=friction[2],
+                              restitution=0.0, physicsClientId=c)
         return SimObject(o, body, np.asarray(local_center, float), np.asarray(extents, float),
                          kind=kind, noun=noun, container=container, inner_depth=float(inner),
                          truth_shape=truth_shape, yaw_symmetric=symmetric)
@@ -480,3 +468,45 @@ class SimWorld(PyBulletClientOwner):
         self.start_trajectory(traj)
         self.step(int(math.ceil((traj.duration + settle_time) / self.time_step)))
 
+
+
+#: PyBullet keeps only the first 16 shapes of one ``createCollisionShapeArray`` call (and says
+#: nothing): a compound of more pieces is split over fixed links.
+MAX_SHAPES_PER_COMPOUND = 16
+
+
+def _compound_body(client: int, pieces, com, mass: float, visual: int) -> int:
+    """A rigid body of convex ``pieces`` (``sim.meshes.CollisionPiece``, mesh frame; the body's
+    frame at ``com``): the first 16 on the base, each further 16 on a link fixed to it, the
+    mass shared by the number of pieces."""
+    shapes = []
+    for start in range(0, len(pieces), MAX_SHAPES_PER_COMPOUND):
+        chunk = pieces[start:start + MAX_SHAPES_PER_COMPOUND]
+        types, half, radii, lengths, poss, quats = [], [], [], [], [], []
+        for piece in chunk:
+            box = piece.kind == "box"
+            types.append(pb.GEOM_BOX if box else pb.GEOM_CYLINDER)
+            half.append(list(piece.half_extents) if box else [0.0, 0.0, 0.0])
+            radii.append(0.0 if box else piece.radius)
+            lengths.append(0.0 if box else piece.height)
+            poss.append((np.asarray(piece.position) - com).tolist())
+            quats.append(list(piece.quaternion))
+        shapes.append((len(chunk), pb.createCollisionShapeArray(
+            types, radii=radii, halfExtents=half, lengths=lengths,
+            collisionFramePositions=poss, collisionFrameOrientations=quats,
+            physicsClientId=client)))
+    n = len(pieces)
+    links = shapes[1:]
+    return pb.createMultiBody(
+        mass * shapes[0][0] / n, shapes[0][1], visual, [0, 0, 5], [0, 0, 0, 1],
+        linkMasses=[mass * k / n for k, _ in links],
+        linkCollisionShapeIndices=[col for _, col in links],
+        linkVisualShapeIndices=[-1] * len(links),
+        linkPositions=[[0, 0, 0]] * len(links),
+        linkOrientations=[[0, 0, 0, 1]] * len(links),
+        linkInertialFramePositions=[[0, 0, 0]] * len(links),
+        linkInertialFrameOrientations=[[0, 0, 0, 1]] * len(links),
+        linkParentIndices=[0] * len(links),
+        linkJointTypes=[pb.JOINT_FIXED] * len(links),
+        linkJointAxis=[[0, 0, 1]] * len(links),
+        physicsClientId=client)
