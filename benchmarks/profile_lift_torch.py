@@ -1,6 +1,8 @@
-"""The masks-to-priors lifting alone on the benchmark's synthetic 10-object frame: numpy (host)
-against torch (``perception/lift_gpu.py``, on CUDA when there is one), with the per-stage
-times of each and, with ``--profile FILE``, torch.profiler's table of the torch path.
+"""The lifting alone on the benchmark's synthetic 10-object frame: numpy (host) against torch
+(``perception/prepare_torch.py`` and ``perception/lift_gpu.py``, on CUDA when there is one,
+with CUDA graphs), the depth-only half (``prepare``) and the masks half (``finish``) each,
+with the per-stage times and, with ``--profile FILE``, torch.profiler's table of the torch
+``finish``.
 
     PYTHONPATH=spatialpin_ros python3 benchmarks/profile_lift_torch.py [--iters 30]
 """
@@ -25,12 +27,14 @@ from bench_gpu_perception import stats, synth_frame  # noqa: E402
 from spatialpin_ros.perception.detection_names import _DetectionNamer, _Fixed  # noqa: E402
 from spatialpin_ros.perception.geometric import GeometricBackend  # noqa: E402
 from spatialpin_ros.perception.lift_gpu import TorchLifter  # noqa: E402
+from spatialpin_ros.perception.prepare_torch import TorchPreparer  # noqa: E402
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--profile", default=None)
+    ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     frame, depth, seg = synth_frame()
@@ -39,15 +43,20 @@ def main(argv=None) -> int:
     b = GeometricBackend()
     masks = torch.from_numpy(np.stack(seg.masks)).to(dev)
     lifter = TorchLifter(graphs=True)
+    preparer = TorchPreparer(graphs=True)
     out = {"device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu"}
     for name, run in (("numpy", lambda p: a.finish(p, masks=seg.masks)),
                       ("torch", lambda p: lifter.lift(b, p, masks, seg, None))):
         owner = a if name == "numpy" else b
-        tot, parts = [], {}
+        tot, ptot, parts = [], [], {}
         for it in range(5 + args.iters):
-            prep = owner.prepare(f)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
+            t = time.perf_counter()
+            prep = owner.prepare(f) if name == "numpy" else preparer.prepare(b, f, dev)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            ptot.append(1000 * (time.perf_counter() - t))
             t = time.perf_counter()
             r = run(prep)
             tot.append(1000 * (time.perf_counter() - t))
@@ -55,15 +64,20 @@ def main(argv=None) -> int:
                 parts.setdefault(k, []).append(v)
             if it < 5:
                 tot.clear()
+                ptot.clear()
                 parts.clear()
-        out[name] = {"finish_ms": stats(tot), "stages_ms": {k: stats(v) for k, v in parts.items()},
+        out[name] = {"prepare_ms": stats(ptot), "finish_ms": stats(tot),
+                     "stages_ms": {k: stats(v) for k, v in parts.items()},
                      "objects": len((r[0] if isinstance(r, tuple) else r).objects)}
         if name == "torch":
             out[name]["graphs"] = [f.enabled for f in lifter._fns.values()]
+            out[name]["prepare_graphs"] = [f.enabled for f in preparer._fns.values()]
         print(name, json.dumps(out[name]), flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     if args.profile and dev.type == "cuda":
         from torch.profiler import ProfilerActivity, profile
-        prep = b.prepare(f)
+        prep = preparer.prepare(b, f, dev)
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             lifter.lift(b, prep, masks, seg, None)
             torch.cuda.synchronize()

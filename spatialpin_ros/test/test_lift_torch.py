@@ -165,3 +165,67 @@ def test_full_resolution_labels_match(scenes):
     got = full_labels_t(torch.from_numpy(seg.labels), z, seg.stride, cam.width, cam.height, 3)
     assert np.array_equal(got.numpy(), ref)
     assert dataclasses.is_dataclass(prep.foreground)
+
+
+def _same_prepared(pa, pb):
+    for k in ("depth", "points", "extent"):
+        assert np.array_equal(getattr(pa, k), getattr(pb, k), equal_nan=True), k
+    for k in ("height", "foreground"):
+        assert np.array_equal(getattr(pa.foreground, k), getattr(pb.foreground, k),
+                              equal_nan=True), k
+    assert (pa.foreground.stride, pa.foreground.focal) == (pb.foreground.stride,
+                                                           pb.foreground.focal)
+    for k in ("normal", "R", "origin", "hull"):
+        assert np.array_equal(getattr(pa.support, k), getattr(pb.support, k)), k
+    assert (pa.support.offset, pa.support.noise_k) == (pb.support.offset, pb.support.noise_k)
+
+
+def test_the_torch_prepare_gives_the_numpy_prepare_and_priors(scenes):
+    """The depth-only half with its grids in torch: the same arrays, plane and extent as
+    numpy's ``prepare``, and with the torch ``finish`` the numpy path's priors."""
+    from spatialpin_ros.perception.prepare_torch import TorchPreparer, TorchPrepared
+
+    cpu = torch.device("cpu")
+    preparer = TorchPreparer()
+    lifted = 0
+    for frame, masks, names in scenes[:4]:
+        seg = Segmentation(masks=masks, names=names, scores=[0.6] * len(masks))
+        a, b = GeometricBackend(segmenter=_Fixed(seg), namer=_DetectionNamer(seg)), \
+            GeometricBackend()
+        pa, pb = a.prepare(frame), preparer.prepare(b, frame, cpu)
+        assert isinstance(pb, TorchPrepared)
+        _same_prepared(pa, pb)
+        assert pb.dev["fg"].dtype == torch.bool and pb.dev["points"].shape == pa.points.shape
+        ref = a.finish(pa, masks=masks)
+        got = TorchLifter().lift(b, pb, torch.from_numpy(np.stack(masks)),
+                                 Segmentation(masks=[torch.from_numpy(m) for m in masks],
+                                              names=names, scores=list(seg.scores)), None)
+        if got is not None:
+            lifted += 1
+            _same_scene(ref, got[0])
+    assert lifted >= 2
+
+
+def test_torch_depth_sampling_and_bad_depth_match_numpy(scenes):
+    from spatialpin_ros.core.errors import ImageError
+    from spatialpin_ros.perception.depth_grid import sample_depth
+    from spatialpin_ros.perception.prepare_torch import TorchPreparer, sample_depth_t
+
+    frame = scenes[0][0]
+    rng = np.random.default_rng(3)
+    d = frame.depth.copy()
+    d[rng.random(d.shape) < 0.4] = 0.0                  # salt-and-pepper holes, NaNs
+    d[rng.random(d.shape) < 0.05] = np.nan
+    for s in (1, 2, 3, 4, 5):
+        assert np.array_equal(sample_depth_t(torch.from_numpy(d), s).numpy(),
+                              sample_depth(d, s)), s
+    holed = dataclasses.replace(frame, depth=d)
+    _same_prepared(GeometricBackend().prepare(holed),
+                   TorchPreparer().prepare(GeometricBackend(), holed, torch.device("cpu")))
+    empty = dataclasses.replace(frame, depth=np.zeros_like(frame.depth))
+    sa = GeometricBackend().prepare(empty)
+    sb = TorchPreparer().prepare(GeometricBackend(), empty, torch.device("cpu"))
+    assert sa.status == sb.status and sa.status_message == sb.status_message
+    mm = dataclasses.replace(frame, depth=frame.depth * 1000)
+    with pytest.raises(ImageError, match="millimetres"):
+        TorchPreparer().prepare(GeometricBackend(), mm, torch.device("cpu"))

@@ -12,9 +12,12 @@ a (K, K) distance table, the full-resolution object labels (each prior's mask is
 them) and the detection labels (to name each object after its mask). The host then selects
 the pieces, resolves what rests on what (a few rectangles), builds the priors and assigns ids.
 
-The depth-only half (support plane, working grid, foreground, the support's extent) is the
-host's :meth:`~spatialpin_ros.perception.geometric.GeometricBackend.prepare`: in the overlapped
-frame pipeline it runs while the GPU runs the detector and SAM, off the critical path.
+The depth-only half (support plane, working grid, foreground, the support's extent) is
+:class:`~spatialpin_ros.perception.prepare_torch.TorchPreparer` (its grids on the device: a
+:class:`~spatialpin_ros.perception.prepare_torch.TorchPrepared` brings its device tensors, and
+nothing is uploaded again), or the host's
+:meth:`~spatialpin_ros.perception.geometric.GeometricBackend.prepare`; in the overlapped
+frame pipeline it runs while the GPU runs the detector and SAM.
 
 Pieces that touch one another (closer than 1.5 cm: stacks, objects side by side) may have to
 be merged (:func:`~spatialpin_ros.perception.pieces.merge_nested`: convex hulls, a KD-tree);
@@ -103,15 +106,21 @@ class TorchLifter:
         h, w = pts.shape[:2]
         s, K = prep.foreground.stride, int(masks.shape[0])
         up = self.pinned.upload
-        P = up("points", pts, dev)
-        fg = up("fg", prep.foreground.foreground, dev)
+        on_dev = getattr(prep, "dev", None) or {}      # a TorchPrepared: already there
+        if getattr(prep, "ready", None) is not None:
+            torch.cuda.current_stream(dev).wait_event(prep.ready)
+        P = on_dev["points"] if on_dev else up("points", pts, dev)
+        fg = on_dev["fg"] if on_dev else up("fg", prep.foreground.foreground, dev)
         hull = np.concatenate([sup.hull, np.repeat(sup.hull[-1:], _bucket(len(sup.hull), 16)
                                                    - len(sup.hull), 0)])
         consts = np.array([prep.foreground.focal, sup.noise_k, sup.offset], dtype=np.float64)
-        small = {"height": prep.foreground.height, "region": prep.extent, "hull": hull,
-                 "origin": sup.origin.astype(np.float64), "R": sup.R.astype(np.float64),
-                 "consts": consts}
+        small = {"hull": hull, "origin": sup.origin.astype(np.float64),
+                 "R": sup.R.astype(np.float64), "consts": consts}
+        if not on_dev:
+            small.update(height=prep.foreground.height, region=prep.extent)
         dv = {k: up(k, v, dev) for k, v in small.items()}
+        if on_dev:
+            dv.update(height=on_dev["height"], region=on_dev["region"])
         det = det_labels(masks)
         ds = det[::s, ::s][:h, :w]
         lab = torch.where(fg & (ds >= 0), ds.to(torch.int32) + 1,

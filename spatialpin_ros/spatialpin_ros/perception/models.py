@@ -55,6 +55,7 @@ from spatialpin_ros.perception.models_detect import (BOX_THRESHOLD, DEFAULT_DETE
                                                      OBJECT_FINDING_PROMPT, DetectAndSegment,
                                                      Detections, OpenVocabDetector,
                                                      PromptableSegmenter, parse_object_lines)
+from spatialpin_ros.perception.prepare_torch import TorchPreparer
 
 __all__ = ["DEFAULT_DEPTH_MODEL", "DEFAULT_DETECTOR_MODEL", "DEFAULT_OBJECT_NAMES",
            "DEFAULT_SAM_MODEL", "OBJECT_FINDING_PROMPT", "BOX_THRESHOLD", "DetectAndSegment",
@@ -185,6 +186,7 @@ class ModelBackend(GeometricBackend):
         self.overlap_lifting = bool(overlap_lifting)
         self._pinned = PinnedHost()
         self._torch_lift = TorchLifter(graphs=cuda_graphs)
+        self._torch_prep = TorchPreparer(graphs=cuda_graphs)
         #: True: the masks are lifted in torch on the models' device (``lifting``).
         self.torch_lifting = lifting == "torch" or (lifting == "auto"
                                                      and self.device.type == "cuda")
@@ -339,6 +341,8 @@ class ModelBackend(GeometricBackend):
         """The lifting's stages that need the depth alone (:meth:`GeometricBackend.prepare`),
         with ``frame.depth`` as it is (no estimate): these run while the GPU segments."""
         with self._lifter():
+            if self.torch_lifting:               # the grids on the models' device
+                return self._torch_prep.prepare(self, frame, self.device, scene_id)
             return GeometricBackend.prepare(self, frame, scene_id)
 
     def lift(self, frame: RGBDFrame, seg: Segmentation, scene_id: str = "",

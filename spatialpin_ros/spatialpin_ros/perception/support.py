@@ -232,9 +232,16 @@ def support_extent(sup: SupportPlane, points: np.ndarray, height: np.ndarray,
     (metres), grown by the margin."""
     near = np.abs(np.nan_to_num(height, nan=1.0)) < 1.5 * params.plane_inlier
     near = cv2.morphologyEx(near.view(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    return extent_from_near(sup, points, near, params, focal)
+
+
+def extent_from_near(sup: SupportPlane, points: np.ndarray, near: np.ndarray,
+                     params: SupportParams, focal: float) -> np.ndarray:
+    """:func:`support_extent` from its opened plane-pixel mask ``near`` ((h, w) uint8; the
+    torch lifting computes it on the device): the components, holes, margin and hull."""
     n, lab, stats, _ = cv2.connectedComponentsWithStats(near, connectivity=4)
     if n <= 1:
-        return np.zeros(height.shape, dtype=bool)
+        return np.zeros(near.shape, dtype=bool)
     big = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     comp = lab == big
     # holes: what the region encloses (objects on it) is part of it
