@@ -16,6 +16,8 @@ one region).
 
 from __future__ import annotations
 
+from typing import Optional
+
 import cv2
 import numpy as np
 from scipy import ndimage
@@ -94,8 +96,15 @@ def _piece_split(piece: np.ndarray, cut: np.ndarray, feat: np.ndarray,
     return out
 
 
-def split_at_colour_edges(labels: np.ndarray, rgb: np.ndarray,
-                          p: ColourSplitParams) -> np.ndarray:
+def edge_map(rgb: np.ndarray, p: ColourSplitParams) -> tuple[np.ndarray, np.ndarray]:
+    """The colour features (h, w, 3) of ``rgb`` (h, w, 3) uint8 and its colour edges."""
+    feat = colour_features(rgb, p.lightness_weight).reshape(rgb.shape[:2] + (3,))
+    return feat, colour_edges(feat, p.edge_step)
+
+
+def split_at_colour_edges(labels: np.ndarray, rgb: np.ndarray, p: ColourSplitParams,
+                          edges: Optional[tuple[np.ndarray, np.ndarray]] = None
+                          ) -> np.ndarray:
     """``labels`` (h, w) int32 pieces (0 = none), ``rgb`` (h, w, 3) uint8 on the same grid;
     returns the labels with each piece cut into its colour groups where
     :func:`_piece_split` allows. Pixels on the cut lines and in small regions join the group
@@ -104,11 +113,10 @@ def split_at_colour_edges(labels: np.ndarray, rgb: np.ndarray,
     that the geometry gave to the wrong piece); a sliver (under ``min_share`` of its piece, and
     no disc of ``min_width`` pixels' radius fits in it) that does not stays with its piece's
     largest group: cutting leaves no thin fragment of its own, but a small compact object (a
-    ball beside a block) is one."""
+    ball beside a block) is one. ``edges``: :func:`edge_map` of ``rgb`` when already made."""
     if not p.enabled or not p.edge_cuts or labels.max() == 0:
         return labels
-    feat = colour_features(rgb, p.lightness_weight).reshape(labels.shape + (3,))
-    cut = colour_edges(feat, p.edge_step)
+    feat, cut = edges if edges is not None else edge_map(rgb, p)
     out = labels.copy()
     nxt = int(labels.max()) + 1
     cut_off = []                                      # (label, parent's main label, sliver)

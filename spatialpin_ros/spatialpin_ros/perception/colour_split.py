@@ -10,6 +10,7 @@ runs after the convexity segmentation, on each of its pieces.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -159,9 +160,13 @@ def _regions(rows, cols, lab, centres, p: ColourSplitParams):
     return which
 
 
-def split_by_colour(labels: np.ndarray, rgb: np.ndarray, p: ColourSplitParams) -> np.ndarray:
+def split_by_colour(labels: np.ndarray, rgb: np.ndarray, p: ColourSplitParams,
+                    edges: Optional[np.ndarray] = None) -> np.ndarray:
     """``labels`` (h, w) int32 pieces (0 = none), ``rgb`` (h, w, 3) uint8 on the same grid;
-    returns the labels with pieces split where :func:`_try_split` allows."""
+    returns the labels with pieces split where :func:`_try_split` allows. ``edges`` (h, w)
+    bool, the colour edges (:func:`~spatialpin_ros.perception.colour_regions.colour_edges`):
+    a piece with more than ``max_cut`` of its pixels on them is textured and is not tried
+    (it has no uniform regions to split into)."""
     if not p.enabled or labels.max() == 0:
         return labels
     out = labels.copy()
@@ -172,8 +177,10 @@ def split_by_colour(labels: np.ndarray, rgb: np.ndarray, p: ColourSplitParams) -
     starts = np.concatenate([[0], np.cumsum(counts)])
     w = labels.shape[1]
     todo = []
+    busy = (np.bincount(flat, weights=edges.ravel(), minlength=len(counts)) / np.maximum(counts, 1)
+            if edges is not None else np.zeros(len(counts)))
     for L in range(1, len(counts)):
-        if counts[L] >= 2 * p.min_pixels:
+        if counts[L] >= 2 * p.min_pixels and busy[L] <= p.max_cut:
             idx = order[starts[L]:starts[L + 1]]
             todo.append((idx // w, idx % w, p.max_splits))
     while todo:

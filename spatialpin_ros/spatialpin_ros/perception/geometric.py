@@ -37,7 +37,7 @@ from spatialpin_ros.core.geometry import quantile
 from spatialpin_ros.core.types import (ObjectPrior, PerceptionStatus, Pose, RGBDFrame, Scene)
 from spatialpin_ros.perception.base import (DepthEstimator, ObjectNamer, PerceptionBackend,
                                             Segmenter)
-from spatialpin_ros.perception.colour_regions import split_at_colour_edges
+from spatialpin_ros.perception.colour_regions import edge_map, split_at_colour_edges
 from spatialpin_ros.perception.colour_split import ColourSplitParams, split_by_colour
 from spatialpin_ros.perception.depth_grid import sample_depth
 from spatialpin_ros.perception.depth_holes import DepthHoleParams
@@ -232,8 +232,9 @@ class GeometricBackend(PerceptionBackend):
             small = small[: pts.shape[0], : pts.shape[1]]
             seg = segment_surfaces(depth, pts, support, self.params.segmentation, wcam.fx, s,
                                    base=prep.foreground)
-            lab = split_by_colour(seg.labels, small, self.params.colour_split)
-            lab = split_at_colour_edges(lab, small, self.params.colour_split)
+            edges = edge_map(small, self.params.colour_split)
+            lab = split_by_colour(seg.labels, small, self.params.colour_split, edges[1])
+            lab = split_at_colour_edges(lab, small, self.params.colour_split, edges)
             lab = recover_occluded(lab, seg.foreground, pts[..., 2], small,
                                    seg.metric_pixel(), self.params.occluded)
             seg = dataclasses.replace(seg, labels=lab, num_labels=int(lab.max()))
