@@ -107,11 +107,10 @@ def test_support_plane_is_the_table(sim, noisy):
     assert abs(d) < 0.005, f"table plane {1000 * d:.1f} mm off z = 0"
 
 
-D435_STACK = ("with D435 noise the stacked green-on-red pair is not reliable: with noise seeds 3 "
-              "and 7 (this test's) all four boxes come out right since the colour-edge cuts of "
-              "2026-12-06, but with seeds 1 and 4 the red box is fitted as a 7.7-8.6 cm "
-              "cylinder, and with seed 2 the green box takes the red one's side (5.7 x 4.2 x "
-              "8.2 cm)")
+D435_STACK = ("with D435 noise the touching and stacked boxes are not reliable: noise seeds 1, 2, "
+              "3, 5 and 7 (this test's) give all four boxes right since the colour-edge cuts of "
+              "2026-12-06, but with seed 4 the red box is fitted as an 8.6 cm cylinder and with "
+              "seed 6 the red and blue boxes are one 9.3 cm object")
 
 
 @pytest.mark.parametrize("noisy", [False, pytest.param(True, marks=pytest.mark.xfail(
@@ -174,10 +173,6 @@ def test_yaw_of_a_30_degree_box(sim, noisy):
     assert err is not None and math.degrees(err) < 5.0, math.degrees(err)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "two D435-noise frames (seeds 1, 2) of the same scene do not give the same objects: seed 1 "
-    "merges the stacked green-on-red pair into one 'pink' 6.3 x 6.3 x 5.9 cm object, seed 2 "
-    "drops both as 'not resting on anything' (only yellow and blue found)"))
 def test_ids_are_stable_across_frames_and_reset(sim):
     frame, _, _ = sim
     backend = GeometricBackend()

@@ -25,12 +25,16 @@ from scipy import ndimage
 from spatialpin_ros.perception.colour_split import ColourSplitParams, colour_features
 
 
-def colour_edges(feat: np.ndarray, step: float) -> np.ndarray:
+def colour_edges(feat: np.ndarray, step: float, labels: np.ndarray) -> np.ndarray:
     """(h, w) bool: pixels whose colour differs by more than ``step`` from their left or upper
-    neighbour: a one-pixel cut line that separates 4-connected regions."""
+    neighbour in the same piece of ``labels`` (h, w): a one-pixel cut line that separates
+    4-connected regions (a piece's outline is not an edge)."""
     cut = np.zeros(feat.shape[:2], dtype=bool)
-    cut[:, 1:] |= np.sqrt(((feat[:, 1:] - feat[:, :-1]) ** 2).sum(axis=2)) > step
-    cut[1:] |= np.sqrt(((feat[1:] - feat[:-1]) ** 2).sum(axis=2)) > step
+    same = labels > 0
+    cut[:, 1:] |= (np.sqrt(((feat[:, 1:] - feat[:, :-1]) ** 2).sum(axis=2)) > step) & (
+        labels[:, 1:] == labels[:, :-1]) & same[:, 1:]
+    cut[1:] |= (np.sqrt(((feat[1:] - feat[:-1]) ** 2).sum(axis=2)) > step) & (
+        labels[1:] == labels[:-1]) & same[1:]
     return cut
 
 
@@ -96,10 +100,12 @@ def _piece_split(piece: np.ndarray, cut: np.ndarray, feat: np.ndarray,
     return out
 
 
-def edge_map(rgb: np.ndarray, p: ColourSplitParams) -> tuple[np.ndarray, np.ndarray]:
-    """The colour features (h, w, 3) of ``rgb`` (h, w, 3) uint8 and its colour edges."""
+def edge_map(rgb: np.ndarray, labels: np.ndarray, p: ColourSplitParams
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The colour features (h, w, 3) of ``rgb`` (h, w, 3) uint8 and its colour edges within
+    the pieces of ``labels``."""
     feat = colour_features(rgb, p.lightness_weight).reshape(rgb.shape[:2] + (3,))
-    return feat, colour_edges(feat, p.edge_step)
+    return feat, colour_edges(feat, p.edge_step, labels)
 
 
 def split_at_colour_edges(labels: np.ndarray, rgb: np.ndarray, p: ColourSplitParams,
@@ -116,7 +122,7 @@ def split_at_colour_edges(labels: np.ndarray, rgb: np.ndarray, p: ColourSplitPar
     ball beside a block) is one. ``edges``: :func:`edge_map` of ``rgb`` when already made."""
     if not p.enabled or not p.edge_cuts or labels.max() == 0:
         return labels
-    feat, cut = edges if edges is not None else edge_map(rgb, p)
+    feat, cut = edges if edges is not None else edge_map(rgb, labels, p)
     out = labels.copy()
     nxt = int(labels.max()) + 1
     cut_off = []                                      # (label, parent's main label, sliver)

@@ -232,7 +232,7 @@ class GeometricBackend(PerceptionBackend):
             small = small[: pts.shape[0], : pts.shape[1]]
             seg = segment_surfaces(depth, pts, support, self.params.segmentation, wcam.fx, s,
                                    base=prep.foreground)
-            edges = edge_map(small, self.params.colour_split)
+            edges = edge_map(small, seg.labels, self.params.colour_split)
             lab = split_by_colour(seg.labels, small, self.params.colour_split, edges[1])
             lab = split_at_colour_edges(lab, small, self.params.colour_split, edges)
             lab = recover_occluded(lab, seg.foreground, pts[..., 2], small,
