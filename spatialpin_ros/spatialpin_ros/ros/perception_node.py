@@ -84,7 +84,7 @@ PARAMS = {
                                 "the GPU (falls back to eager with a warning)"),
     "models.overlap_lifting": Param(True, "models backend: lift the depth-only half of each "
                                     "frame on the host while the GPU runs the detector and SAM"),
-    "models.lifting": Param("numpy", "models backend: where the masks are lifted to priors: "
+    "models.lifting": Param("auto", "models backend: where the masks are lifted to priors: "
                             "torch (on the models' device, the masks stay there; the same "
                             "priors), numpy (the geometric code on the host), or auto (torch on "
                             "a GPU, else numpy)", one_of("auto", "numpy", "torch")),
