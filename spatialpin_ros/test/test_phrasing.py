@@ -253,6 +253,20 @@ def test_height_phrasings(text, name):
     assert (q.kind, q.name, q.refs) == ("metric", name, ["the red cube", "the blue box"])
 
 
+@pytest.mark.parametrize("text, name", [
+    ("Is the red cube more tall than the blue box?", "taller"),
+    ("Is the red cube less tall than the blue box?", "shorter"),
+    ("Is the red cube more wide than the blue box?", "wider"),
+    ("Is the red cube less broad than the blue box?", "thinner"),
+    ("Is the red cube more big than the blue box?", "bigger"),
+    ("Is the red cube less large than the blue box?", "smaller"),
+])
+def test_analytic_comparatives(text, name):
+    """Comparatives with more / less, as non-native speakers and some datasets write them."""
+    q = parse_question(text)
+    assert (q.kind, q.name, q.refs) == ("relation", name, ["the red cube", "the blue box"])
+
+
 @pytest.mark.parametrize("text", ["Is there a blue box anywhere?", "Can you spot a red ball?",
                                   "Is a green cylinder visible?", "Do we have any cubes at all?"])
 def test_existence_phrasings(text):

@@ -38,13 +38,13 @@ REL_CUES: list[tuple[str, str]] = [
     ("farther_from_camera", r"\bdistance\b.*\bcamera\b.*\b(?:longer|greater|larger|more)\b"),
     ("above", r"\bat a (?:higher|greater) (?:height|position|level)\b|\bhigher position\b"),
     ("below", r"\bat a (?:lower|smaller) (?:height|position|level)\b|\blower position\b"),
-    ("wider", r"\b(?:wider|broader|fatter|thicker)\b|\bwidth\b.*\b(?:larger|greater|bigger|"
+    ("wider", r"\b(?:wider|broader|fatter|thicker)\b|\bmore (?:wide|broad)\b|\bwidth\b.*\b(?:larger|greater|bigger|"
               r"more)\b|\b(?:greater|larger|bigger) width\b"),
-    ("thinner", r"\b(?:thinner|narrower|slimmer|skinnier)\b|\bless wide\b|\bwidth\b.*\b(?:less|"
+    ("thinner", r"\b(?:thinner|narrower|slimmer|skinnier)\b|\bless (?:wide|broad)\b|\bwidth\b.*\b(?:less|"
                 r"smaller)\b|\bsmaller width\b"),
     ("shorter", r"\bshorter\b|\bless tall\b|\bnot as tall\b|\bheight\b.*\b(?:less|smaller|"
                 r"lower)\b|\b(?:smaller|lower) height\b|\blower in height\b"),
-    ("taller", r"\btaller\b|\bheight\b.*\b(?:greater|larger|bigger|more)\b|\b(?:greater|"
+    ("taller", r"\btaller\b|\bmore tall\b|\bheight\b.*\b(?:greater|larger|bigger|more)\b|\b(?:greater|"
                r"larger|bigger) height\b|\bhigher in height\b"),
     ("heavier", r"\bheavier\b|\bweighs? more\b|\bmore weight\b"),
     ("lighter", r"\blighter\b|\bweighs? less\b"),
@@ -56,9 +56,9 @@ REL_CUES: list[tuple[str, str]] = [
                          r"\b(?:closer|nearer)\b"),
     ("farther_from_camera", r"\b(?:farther|further|more distant|farthest|furthest)\b.*\bcamera\b|"
                             r"\bcamera\b.*\b(?:farther|further|more distant)\b"),
-    ("bigger", r"\b(?:bigger|larger|bulkier)\b|\b(?:greater|larger|more) (?:size|volume)\b|"
+    ("bigger", r"\b(?:bigger|larger|bulkier)\b|\bmore (?:big|large|bulky)\b|\b(?:greater|larger|more) (?:size|volume)\b|"
                r"\bmore space\b"),
-    ("smaller", r"\b(?:smaller|tinier)\b|\b(?:less|smaller) volume\b|\bless space\b|"
+    ("smaller", r"\b(?:smaller|tinier)\b|\bless (?:big|large|bulky)\b|\b(?:less|smaller) volume\b|\bless space\b|"
                 r"\bless bulky\b|\bmore compact\b"),
     ("left_of", LEFT),
     ("right_of", RIGHT),
