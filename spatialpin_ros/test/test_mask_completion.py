@@ -71,3 +71,16 @@ def test_an_orphan_across_a_depth_jump_or_too_small_stays_out():
     free[10:12, 3:4] = True             # two pixels: noise, not a part
     _attach_orphans(lab, free, _no_jumps(lab.shape), 4)
     assert np.all(lab[10:12, 3:4] == 0)
+
+
+def test_the_colour_of_a_two_coloured_object_is_its_dominant_hue():
+    """A yellow cup with a blue band and a white lip is yellow: averaging gives grey."""
+    from spatialpin_ros.perception.objects import lit_colour
+    from spatialpin_ros.perception.attributes import shading_invariant_color_name
+    rng = np.random.default_rng(0)
+    yellow = np.array([200, 180, 30]) * rng.uniform(0.6, 1.0, (600, 1))     # shaded body
+    blue = np.tile([40, 70, 200], (250, 1))
+    white = np.tile([245, 245, 245], (150, 1))
+    px = np.concatenate([yellow, blue, white]).astype(np.uint8)
+    assert shading_invariant_color_name(lit_colour(px)) == "yellow"
+    assert shading_invariant_color_name(px.reshape(-1, 3).mean(axis=0)) != "yellow"

@@ -114,13 +114,24 @@ def mask_pixels(rgb: np.ndarray, full: np.ndarray, box: tuple[int, int, int, int
     return rgb[r0:r1:st, c0:c1:st][full[r0:r1:st, c0:c1:st] == label]
 
 
-def lit_colour(px: np.ndarray) -> tuple[int, int, int]:
-    """The lit part's colour (0-255): the mean of the brightest half of the pixels (N, 3)."""
+def lit_colour(px: np.ndarray, cell: float = 0.04) -> tuple[int, int, int]:
+    """The lit part's colour (0-255) of the object's dominant hue: among the pixels (N, 3) not
+    too dark to have one, those within ``cell`` (rg chromaticity) of the most frequent
+    chromaticity; the mean of their brightest half. A yellow cup with a blue band and a white
+    lip is yellow, not the grey that averaging them gives."""
     if len(px) == 0:
         return (0, 0, 0)
     px = px.reshape(-1, 3)[:: max(1, len(px) // 2000)].astype(np.float32)
     lum = px.sum(axis=1)
-    bright = px[lum >= quantile(lum, 0.5)]
+    lit = px[lum >= min(60.0, quantile(lum, 0.5))]
+    rg = lit[:, :2] / np.maximum(lit.sum(axis=1, keepdims=True), 1.0)
+    cells = np.floor(rg / cell).astype(np.int64)
+    _, inverse, counts = np.unique(cells[:, 0] * 1000 + cells[:, 1], return_inverse=True,
+                                   return_counts=True)
+    mode = rg[inverse.ravel() == int(np.argmax(counts))].mean(axis=0)
+    hue = lit[np.hypot(*(rg - mode).T) <= cell]
+    ls = hue.sum(axis=1)
+    bright = hue[ls >= quantile(ls, 0.5)]
     return tuple(int(round(float(v))) for v in bright.mean(axis=0))
 
 
