@@ -229,3 +229,32 @@ def test_torch_depth_sampling_and_bad_depth_match_numpy(scenes):
     mm = dataclasses.replace(frame, depth=frame.depth * 1000)
     with pytest.raises(ImageError, match="millimetres"):
         TorchPreparer().prepare(GeometricBackend(), mm, torch.device("cpu"))
+
+
+def test_device_label_boxes_equal_scipys():
+    from spatialpin_ros.perception.lift_rows_torch import label_boxes_t
+    from spatialpin_ros.perception.objects import label_boxes
+
+    rng = np.random.default_rng(5)
+    full = np.zeros((48, 64), dtype=np.int16)
+    for k in (1, 2, 4, 6):                               # labels 3 and 5 absent
+        r, c = rng.integers(0, 40), rng.integers(0, 56)
+        full[r:r + rng.integers(1, 9), c:c + rng.integers(1, 9)] = k
+    full[47, 63] = 2                                     # a stray pixel stretches a box
+    rows = label_boxes_t(torch.from_numpy(full), 6).numpy()
+    got = {k: tuple(int(v) for v in b) for k, b in enumerate(rows) if k > 0 and b[2] > 0}
+    assert got == label_boxes(full) and set(got) == {1, 2, 4, 6}
+
+
+def test_a_remembered_stride_that_is_wrong_changes_nothing(scenes):
+    """The preparer enqueues the working grid's points at the last frame's stride before the
+    plane is known; a wrong guess is recomputed at the right stride."""
+    from spatialpin_ros.perception.prepare_torch import TorchPreparer
+
+    frame = scenes[0][0]
+    ref = GeometricBackend().prepare(frame)
+    cam = frame.camera
+    for guess in (1, ref.foreground.stride, ref.foreground.stride + 1):
+        preparer = TorchPreparer()
+        preparer._strides[(cam.width, cam.height, cam.fx, cam.fy, cam.cx, cam.cy)] = guess
+        _same_prepared(ref, preparer.prepare(GeometricBackend(), frame, torch.device("cpu")))

@@ -46,7 +46,7 @@ from spatialpin_ros.perception.geometric import GeometricBackend, Prepared
 from spatialpin_ros.perception.lift_fits_torch import fits_from_table
 from spatialpin_ros.perception.lift_rows_torch import FIT, COLS, det_labels, lift_rows
 from spatialpin_ros.perception.model_utils import GraphedFunction
-from spatialpin_ros.perception.objects import WorldView, label_boxes, mask_pixels
+from spatialpin_ros.perception.objects import WorldView, mask_pixels
 from spatialpin_ros.perception.pieces import Piece, _hull, merge_nested
 from spatialpin_ros.perception.selection import Candidate, _stands_on_extent, bottom_occluded
 from spatialpin_ros.perception.shapes import resolve_support
@@ -67,7 +67,7 @@ class PinnedIn:
         buf = self._bufs.get(name)
         if buf is None or buf.shape != t.shape or buf.dtype != t.dtype:
             buf = self._bufs[name] = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
-        buf.copy_(t)
+        np.copyto(buf.numpy(), t.numpy())      # not torch's copy_: its thread pool is slow here
         return buf.to(device, non_blocking=True)
 
 
@@ -129,9 +129,9 @@ class TorchLifter:
                       if K else 1)
         fn = self._fn(p, K=K, cap=cap, stride=s, width=prep.frame.camera.width,
                       height_px=prep.frame.camera.height)
-        table, near, full, Q, n = fn(lab, P, dv["height"], dv["region"], dv["hull"],
-                                     dv["origin"], dv["R"], dv["consts"])
-        host = _to_host([table, near, full, det])
+        table, near, full, boxes, Q, n = fn(lab, P, dv["height"], dv["region"], dv["hull"],
+                                            dv["origin"], dv["R"], dv["consts"])
+        host = _to_host([table, near, full, det, boxes])
         prep.tick("segmentation")
         return _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id)
 
@@ -198,7 +198,7 @@ def _select(table: np.ndarray, near: np.ndarray, rows: _Rows, p) -> Optional[tup
 def _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id):
     """Support relations, priors, names and ids on the host from the device's results."""
     p, sup, tick = backend.params, prep.support, prep.tick
-    table, near, full, det = host
+    table, near, full, det, boxes = host
     c = {name: FIT + i for i, name in enumerate(COLS)}
     rows = _Rows(Q, n, table[:, c["noise"]])
     got = _select(table, near, rows, p.selection)
@@ -218,7 +218,7 @@ def _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id):
     r0, r1, c0, c1 = bounds if bounds is not None else (0, det.shape[0], 0, det.shape[1])
     namer = _DetectionNamer(seg, bounds)
     namer._lab = det[r0:r1, c0:c1]
-    objects, flat = _priors(backend, kept, full, prep, T_wc, namer)
+    objects, flat = _priors(backend, kept, full, boxes, prep, T_wc, namer)
     objects = backend.tracker.assign(objects)
     tick("priors")
     backend.last = {"support": sup, "extent": prep.extent, "dropped": dropped,
@@ -258,10 +258,13 @@ def _support(backend, prep, cands, fits, on_ext, lab, dropped, npix) -> list[Can
     return keep
 
 
-def _priors(backend, cands, full, prep, T_wc, namer) -> tuple[list[ObjectPrior], list]:
+def _priors(backend, cands, full, box_rows, prep, T_wc, namer
+            ) -> tuple[list[ObjectPrior], list]:
     """``GeometricBackend._priors`` on the downloaded results (candidates carry their pixel
-    bounds as ``rows``/``cols`` (min, max), so the colour comes from the mask)."""
-    boxes = label_boxes(full)
+    bounds as ``rows``/``cols`` (min, max), so the colour comes from the mask). ``box_rows``:
+    the labels' boxes from the device (``lift_rows_torch.label_boxes_t``), as
+    :func:`~spatialpin_ros.perception.objects.label_boxes` gives them."""
+    boxes = {k: tuple(int(v) for v in b) for k, b in enumerate(box_rows) if k > 0 and b[2] > 0}
     return backend.assemble_priors(
         cands, WorldView.of(prep.support, T_wc), full, boxes,
         lambda c: mask_pixels(prep.frame.rgb, full, boxes[c.label], c.label), prep.frame, namer)

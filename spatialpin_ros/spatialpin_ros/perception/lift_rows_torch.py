@@ -130,7 +130,7 @@ def lift_rows(lab, P, height, region, hull, origin, R, consts, *, K: int, cap: i
               stride: int, width: int, height_px: int, params):
     """The device lifting of one frame (see the module's description). ``consts``: (focal of
     the working grid, noise_k, camera height above the plane). Returns (table (K, 25) float64,
-    nearest (K, K), full-resolution labels (H, W) int16, Q, n)."""
+    nearest (K, K), full-resolution labels (H, W) int16, their boxes (K + 1, 4), Q, n)."""
     p = params
     pc = gather(lab, P, origin, R, consts[0], p.selection.min_object_area, K, cap)
     Q, n = pc["Q"], pc["n"]
@@ -147,4 +147,22 @@ def lift_rows(lab, P, height, region, hull, origin, R, consts, *, K: int, cap: i
     table = torch.cat([fits, torch.stack([e.to(F64) for e in extra], 1)], 1)
     z = torch.nan_to_num(P[..., 2], nan=0.0)
     full = full_labels_t(lab, z, stride, width, height_px, p.mask_margin).to(torch.int16)
-    return table, nearest(Q, n), full, Q, n
+    return table, nearest(Q, n), full, label_boxes_t(full, K), Q, n
+
+
+def label_boxes_t(full: torch.Tensor, K: int) -> torch.Tensor:
+    """Each label's box in the full-resolution labels (``objects.label_boxes``): (K + 1, 4)
+    int64 rows (r0, c0, r1, c1), end exclusive, row k for label k; r1 is 0 for an absent
+    label."""
+    H, W = full.shape
+    idx = full.long()
+    dev = full.device
+    ar, ac = torch.arange(H, device=dev), torch.arange(W, device=dev)
+    rows = torch.zeros((K + 1, H), dtype=torch.bool, device=dev)
+    cols = torch.zeros((K + 1, W), dtype=torch.bool, device=dev)
+    one = torch.ones((), dtype=torch.bool, device=dev)      # a device value: graph-safe
+    rows.index_put_((idx, ar[:, None].expand(H, W)), one)
+    cols.index_put_((idx, ac[None, :].expand(H, W)), one)
+    return torch.stack([torch.where(rows, ar, H).amin(1), torch.where(cols, ac, W).amin(1),
+                        torch.where(rows, ar, -1).amax(1) + 1,
+                        torch.where(cols, ac, -1).amax(1) + 1], 1)

@@ -209,7 +209,7 @@ class ImageUploader:
                 self._done.synchronize()
             if self._pinned is None or self._pinned.shape != src.shape:
                 self._pinned = torch.empty(src.shape, dtype=torch.uint8, pin_memory=True)
-            self._pinned.copy_(src)
+            np.copyto(self._pinned.numpy(), src.numpy())   # not torch's copy_ (thread pool)
             dev = self._pinned.to(device, non_blocking=True)
             self._done = torch.cuda.Event()
             self._done.record()

@@ -4,24 +4,25 @@ GeometricBackend.prepare`) with its per-pixel work in torch on the models' devic
 The same stages and numbers as the numpy ``prepare``, split where the work is large or small:
 
 * on the device, in two sync-free functions (each one CUDA graph per image size and stride
-  with ``graphs``): the depth's validity, the coarse grid (``depth_grid.sample_depth`` and the
-  back-projection) and the median that catches millimetre depth; then the working grid, the
-  heights above the support, the foreground with its hysteresis band
-  (``segmentation.foreground_surfaces``) and the opened plane-pixel mask of
-  ``support.support_extent``;
-* on the host, on small arrays that come back through pinned buffers (one synchronisation
-  each): the support plane (``support.find_support``: RANSAC on about 4,000 sampled points,
-  whose hypotheses come from numpy's random stream, so that the plane is the numpy path's
-  exactly), the objects' layout and the working stride (a host integer: it fixes the working
-  grid's shape), and the support extent's connected components, distance margin and hull
-  (``support.extent_from_near``: OpenCV on the (h, w) mask).
+  with ``graphs``): the working grid's points (``depth_grid.sample_depth`` and the
+  back-projection: needs the stride alone, so it is enqueued first with the last frame's
+  stride, and again only when the stride changed), then the heights above the support, the
+  foreground with its hysteresis band (``segmentation.foreground_surfaces``) and the opened
+  plane-pixel mask of ``support.support_extent``;
+* on the host, while the device computes the points: the depth's cleaning, the coarse grid
+  (numpy's own code) and the support plane (``support.find_support``: RANSAC on about 4,000
+  sampled points, whose hypotheses come from numpy's random stream, so that the plane is the
+  numpy path's exactly), the objects' layout and the working stride (a host integer: it fixes
+  the working grid's shape); after the one synchronisation, the support extent's connected
+  components, distance margin and hull (``support.extent_from_near``: OpenCV on the (h, w)
+  mask).
 
 The device keeps the working grid's points, heights, foreground and the extent for the masks
 half (:class:`~spatialpin_ros.perception.lift_gpu.TorchLifter`), which then uploads nothing
 but the support's few numbers. The host copies make a complete
 :class:`~spatialpin_ros.perception.geometric.Prepared` too, for the numpy path (frames with
-pieces to merge). On CUDA the work is enqueued on a stream of its own, so that it runs beside
-the detector and SAM of the overlapped frame pipeline.
+pieces to merge). On CUDA the work is enqueued on a high-priority stream of its own, so that
+it runs beside (and ahead of) the detector and SAM of the overlapped frame pipeline.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ import numpy as np
 import torch
 
 from spatialpin_ros.core.errors import ImageError, PerceptionError
+from spatialpin_ros.core.geometry import quantile
 from spatialpin_ros.core.types import PerceptionStatus, RGBDFrame, Scene
-from spatialpin_ros.perception.depth_grid import _offsets
+from spatialpin_ros.perception.depth_grid import _offsets, sample_depth
 from spatialpin_ros.perception.geometric import GeometricBackend, Prepared, _Ticker
 from spatialpin_ros.perception.lift_gpu import PinnedIn
 from spatialpin_ros.perception.model_utils import GraphedFunction
@@ -103,24 +105,13 @@ def backproject_t(z: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Te
     return torch.stack([u[None, :] * zz, v[:, None] * zz, zz], dim=-1)
 
 
-def _median_nearest(x: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
-    """``core.geometry.quantile(x[ok], 0.5)`` (0 without any), no host synchronisation."""
-    x, ok = x.reshape(-1), ok.reshape(-1)
-    n = ok.sum()
-    srt = torch.sort(torch.where(ok, x, torch.full_like(x, float("inf")))).values
-    k = torch.round(0.5 * (n - 1).clamp(min=0).to(torch.float64)).long()
-    val = srt.gather(0, k.reshape(1))[0]
-    return torch.where(n > 0, val, torch.zeros_like(val))
-
-
-def coarse_grid(depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor, *, stride: int):
-    """The device part of ``GeometricBackend._depth`` and of the coarse grid: (the valid depth
-    (H, W) float32, 0 where missing; the coarse grid's points (h, w, 3) float32; the median of
-    every 8th pixel's valid depth)."""
+def grid_points(depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor, *, stride: int
+                ) -> torch.Tensor:
+    """The working grid's points (h, w, 3) float32 at ``stride`` from the frame's depth as it is
+    (invalid values count as missing, as ``GeometricBackend._depth`` makes them): the stride's
+    part of the working grid, which needs no support plane."""
     d = torch.where(torch.isfinite(depth) & (depth > 0), depth, torch.zeros_like(depth))
-    sample = d[::8, ::8]
-    med = _median_nearest(sample, sample > 0)
-    return d, backproject_t(sample_depth_t(d, stride), u, v), med
+    return backproject_t(sample_depth_t(d, stride), u, v)
 
 
 def _erode3(m: torch.Tensor) -> torch.Tensor:
@@ -132,13 +123,11 @@ def _dilate(m: torch.Tensor, k: int) -> torch.Tensor:
     return torch.nn.functional.max_pool2d(m[None, None], k, 1, k // 2)[0, 0]
 
 
-def working_grid(depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor, consts: torch.Tensor,
-                 *, stride: int, seg, plane_inlier: float):
-    """The working grid's points and ``segmentation.foreground_surfaces``' heights and
-    foreground, and ``support.support_extent``'s opened plane-pixel mask. ``consts`` (8,)
+def grid_masks(pts: torch.Tensor, consts: torch.Tensor, *, seg, plane_inlier: float):
+    """``segmentation.foreground_surfaces``' heights and foreground on the working grid's
+    points ``pts``, and ``support.support_extent``'s opened plane-pixel mask. ``consts`` (8,)
     float32: the plane origin (3), its normal (3), and ``noise_sigmas * noise_k``,
-    ``noise_sigmas_low * noise_k``. Returns (points, height, foreground, near uint8)."""
-    pts = backproject_t(sample_depth_t(depth, stride), u, v)
+    ``noise_sigmas_low * noise_k``. Returns (height, foreground, near uint8)."""
     valid = torch.isfinite(pts[..., 2])
     z = torch.where(valid, pts[..., 2], torch.zeros_like(pts[..., 2]))
     q = torch.nan_to_num(pts) - consts[:3]
@@ -153,7 +142,20 @@ def working_grid(depth: torch.Tensor, u: torch.Tensor, v: torch.Tensor, consts: 
     fg = fg | (low & near5)
     near = (torch.nan_to_num(height, nan=1.0).abs() < 1.5 * plane_inlier).to(torch.float32)
     opened = _dilate(_erode3(near), 3)
-    return pts, height, fg, opened.to(torch.uint8)
+    return height, fg, opened.to(torch.uint8)
+
+
+def clean_depth(depth: np.ndarray) -> np.ndarray:
+    """``GeometricBackend._depth`` without an estimator: the depth (float32) with invalid
+    values 0; ImageError when its median (of every 8th pixel) says millimetres."""
+    depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
+    sample = depth[::8, ::8]
+    ok = sample > 0
+    if ok.any() and float(quantile(sample[ok], 0.5)) > 50.0:
+        raise ImageError(f"depth must be in metres, but its median is "
+                         f"{float(quantile(sample[ok], 0.5)):.0f}: millimetres? (divide 16-bit "
+                         "depth by 1000)")
+    return depth
 
 
 @dataclass
@@ -167,14 +169,18 @@ class TorchPrepared(Prepared):
 
 
 class TorchPreparer:
-    """``prepare`` of one backend in torch: reused pinned buffers, a stream of its own on
-    CUDA, and with ``graphs`` the two device functions as CUDA graphs."""
+    """``prepare`` of one backend in torch: reused pinned buffers, a high-priority stream of
+    its own on CUDA (its few small kernels go ahead of the detector's and SAM's), and with
+    ``graphs`` the two device functions as CUDA graphs. It remembers each camera's last
+    working stride, so that the working grid's points of the next frame are enqueued before
+    the host has found the plane (computed again, rarely, when the stride changes)."""
 
     def __init__(self, graphs: bool = False) -> None:
         self.graphs = bool(graphs)
         self.pinned = PinnedIn()
         self._fns: dict = {}
         self._stream = None
+        self._strides: dict = {}
 
     def _fn(self, name: str, fn, **kw) -> GraphedFunction:
         key = (name,) + tuple((k, repr(v)) for k, v in sorted(kw.items()))
@@ -189,11 +195,15 @@ class TorchPreparer:
         return (_const(("u",) + key, ru[0], torch.float32, dev),
                 _const(("v",) + key, rv[:, 0], torch.float32, dev))
 
+    def _points(self, cam, s: int, depth: torch.Tensor) -> torch.Tensor:
+        return self._fn("points", grid_points, stride=s)(depth, *self._rays(cam, s,
+                                                                            depth.device))
+
     def _on_stream(self, dev: torch.device):
         if dev.type != "cuda":
             return contextlib.nullcontext()
         if self._stream is None:
-            self._stream = torch.cuda.Stream(dev)
+            self._stream = torch.cuda.Stream(dev, priority=-1)
         return torch.cuda.stream(self._stream)
 
     def _download(self, ts: list) -> list[np.ndarray]:
@@ -208,7 +218,11 @@ class TorchPreparer:
     def prepare(self, backend: GeometricBackend, frame: RGBDFrame, device: torch.device,
                 scene_id: str = "") -> "TorchPrepared | Scene":
         """:meth:`GeometricBackend.prepare` of ``frame`` (its depth as it is: no estimator),
-        the same results, the grids' work on ``device``."""
+        the same results, the working grid's work on ``device``. Order: the depth's upload and
+        (with the last frame's stride) the working grid's points are enqueued first; the host
+        meanwhile cleans the depth and finds the plane on the coarse grid (numpy's code, so
+        numpy's numbers); then the heights, foreground and plane pixels on the device, one
+        synchronisation, and the extent on the host."""
         tick = _Ticker()
         p, cam, pose = backend.params, frame.camera, frame.camera_pose
         depth = np.asarray(frame.depth)
@@ -216,14 +230,13 @@ class TorchPreparer:
             raise ImageError(f"depth {depth.shape} does not match the camera "
                              f"{cam.height}x{cam.width}")
         c = p.support_stride
+        ckey = (cam.width, cam.height, cam.fx, cam.fy, cam.cx, cam.cy)
+        guess = self._strides.get(ckey)
         with self._on_stream(device):
             d = self.pinned.upload("depth", depth.astype(np.float32, copy=False), device)
-            clean, coarse_d, med = self._fn("coarse", coarse_grid, stride=c)(
-                d, *self._rays(cam, c, device))
-            coarse, med = self._download([coarse_d, med])
-        if float(med) > 50.0:
-            raise ImageError(f"depth must be in metres, but its median is {float(med):.0f}: "
-                             "millimetres? (divide 16-bit depth by 1000)")
+            pts_d = None if guess is None else self._points(cam, guess, d)
+        clean = clean_depth(depth)
+        coarse = cam.subsampled(c).backproject(sample_depth(clean, c)).astype(np.float32)
         up = None if pose is None else pose.rotation.inv().apply([0.0, 0.0, 1.0])
         try:
             support = backend._support(coarse, up, c)
@@ -237,6 +250,7 @@ class TorchPreparer:
         dist, area = backend._object_layout(coarse, support, c,
                                             backend._workspace_mask(coarse, pose))
         s = working_stride(cam.fx, dist, p.segmentation, area)
+        self._strides[ckey] = s
         wcam = cam.subsampled(s)
         sp = p.segmentation
         consts = np.concatenate([support.origin.astype(np.float32),
@@ -245,12 +259,12 @@ class TorchPreparer:
                                            sp.noise_sigmas_low * support.noise_k],
                                           dtype=np.float32)])
         with self._on_stream(device):
+            if s != guess:                            # the first frame, or a new stride
+                pts_d = self._points(cam, s, d)
             k = self.pinned.upload("consts", consts, device)
-            fn = self._fn("grid", working_grid, stride=s, seg=sp,
-                          plane_inlier=p.support.plane_inlier)
-            pts_d, height_d, fg_d, near_d = fn(clean, *self._rays(cam, s, device), k)
-            clean_h, pts, height, fg, near = self._download([clean, pts_d, height_d, fg_d,
-                                                             near_d])
+            fn = self._fn("masks", grid_masks, seg=sp, plane_inlier=p.support.plane_inlier)
+            height_d, fg_d, near_d = fn(pts_d, k)
+            pts, height, fg, near = self._download([pts_d, height_d, fg_d, near_d])
         tick("points")
         h, w = pts.shape[:2]
         fgs = SurfaceSegmentation(labels=np.zeros((h, w), dtype=np.int32), num_labels=0,
@@ -265,7 +279,7 @@ class TorchPreparer:
                 ready = torch.cuda.Event()
                 ready.record()
         tick("foreground")
-        return TorchPrepared(frame=frame, depth=clean_h, support=support, points=pts,
+        return TorchPrepared(frame=frame, depth=clean, support=support, points=pts,
                              camera=wcam, foreground=fgs, extent=region, tick=tick,
                              dev={"points": pts_d, "height": height_d, "fg": fg_d,
                                   "region": region_d}, ready=ready)

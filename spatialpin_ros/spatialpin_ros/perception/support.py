@@ -252,12 +252,20 @@ def extent_from_near(sup: SupportPlane, points: np.ndarray, near: np.ndarray,
     hole = (x > 0) & (y > 0) & (x + ww < w) & (y + hh < h)
     hole[0] = False
     filled = comp | hole[hl]
-    zf = float(np.nanmedian(points[comp, 2])) if comp.any() else 1.0
+    idx = np.flatnonzero(comp)                   # the component's points, in row-major order
+    flat = points.reshape(-1, points.shape[-1])
+    zf = _nanmedian(flat[idx, 2]) if len(idx) else 1.0
     r = float(np.clip(params.extent_margin * focal / max(zf, 0.1), 1, 40))
     dist = cv2.distanceTransform((~filled).view(np.uint8), cv2.DIST_L2, 3)
     region = dist <= r
-    P = points[comp][:: max(1, int(comp.sum()) // 4000)].astype(np.float64)
+    P = flat[idx[:: max(1, len(idx) // 4000)]].astype(np.float64)
     uv = sup.to_plane(P)[:, :2].astype(np.float32)
     hull = cv2.convexHull(uv).reshape(-1, 2).astype(np.float64)
     sup.hull = grow_convex(hull, params.extent_margin)
     return region
+
+
+def _nanmedian(z: np.ndarray) -> float:
+    """``np.nanmedian(z)`` of a 1-D array; ``np.median`` (the same number, no NaN removal
+    pass) when it holds no NaN."""
+    return float(np.nanmedian(z) if np.isnan(z).any() else np.median(z))
