@@ -125,10 +125,10 @@ def lit_colour(px: np.ndarray, cell: float = 0.04) -> tuple[int, int, int]:
     lum = px.sum(axis=1)
     lit = px[lum >= min(60.0, quantile(lum, 0.5))]
     rg = lit[:, :2] / np.maximum(lit.sum(axis=1, keepdims=True), 1.0)
-    cells = np.floor(rg / cell).astype(np.int64)
-    _, inverse, counts = np.unique(cells[:, 0] * 1000 + cells[:, 1], return_inverse=True,
-                                   return_counts=True)
-    mode = rg[inverse.ravel() == int(np.argmax(counts))].mean(axis=0)
+    side = int(1.0 / cell) + 1                        # rg in [0, 1]: cells on a side
+    cells = np.minimum((rg / cell).astype(np.int64), side - 1)
+    idx = cells[:, 0] * side + cells[:, 1]
+    mode = rg[idx == int(np.argmax(np.bincount(idx)))].mean(axis=0)
     hue = lit[np.hypot(*(rg - mode).T) <= cell]
     ls = hue.sum(axis=1)
     bright = hue[ls >= quantile(ls, 0.5)]
