@@ -38,10 +38,23 @@ class Piece:
     hull: np.ndarray
     #: :func:`_thin_top` by band, filled as asked (reset when pieces are joined)
     thin: dict = field(default_factory=dict)
-    #: mean colour feature (3,) (``colour_split.colour_features``) and its spread (median
-    #: distance to the mean), when the colour image was given
-    colour: Optional[np.ndarray] = None
-    spread: float = float("inf")
+    #: the working grid's colours (h, w, 3) uint8 when given, and the lightness weight of
+    #: :meth:`colour` (``colour_split.colour_features``)
+    rgb: Optional[np.ndarray] = field(default=None, repr=False)
+    lightness_weight: float = 0.2
+    _colour: Optional[tuple] = field(default=None, repr=False)
+
+    def colour(self) -> Optional[tuple[np.ndarray, float]]:
+        """The mean colour feature (3,) and its spread (median distance to the mean), computed
+        on first use; None without a colour image."""
+        if self.rgb is None:
+            return None
+        if self._colour is None:
+            k = max(1, len(self.rows) // 300)
+            x = colour_features(self.rgb[self.rows[::k], self.cols[::k]], self.lightness_weight)
+            mu = x.mean(axis=0)
+            self._colour = (mu, float(np.median(np.sqrt(((x - mu) ** 2).sum(axis=1)))))
+        return self._colour
 
 
 def gather_pieces(seg: SurfaceSegmentation, sup: SupportPlane, min_area: float,
@@ -70,22 +83,18 @@ def gather_pieces(seg: SurfaceSegmentation, sup: SupportPlane, min_area: float,
         if ok.sum() * px * px < min_area:
             continue
         Q = sup.to_plane(P[ok].astype(np.float64))
-        pc = Piece(L, r, c, Q, quantile(Q[:, 2], 0.9), _hull(Q))
-        if rgb is not None:
-            k = max(1, len(r) // 300)
-            x = colour_features(rgb[r[::k], c[::k]], lightness_weight)
-            pc.colour = x.mean(axis=0)
-            pc.spread = float(np.median(np.sqrt(((x - pc.colour) ** 2).sum(axis=1))))
-        out.append(pc)
+        out.append(Piece(L, r, c, Q, quantile(Q[:, 2], 0.9), _hull(Q), rgb=rgb,
+                         lightness_weight=lightness_weight))
     return out
 
 
 def _unlike(A: Piece, B: Piece, contrast: float, spread: float) -> bool:
     """Two uniformly coloured pieces of clearly different colours (two objects, whatever
     their layout)."""
-    if A.colour is None or B.colour is None or max(A.spread, B.spread) > spread:
+    a, b = A.colour(), B.colour()
+    if a is None or b is None or max(a[1], b[1]) > spread:
         return False
-    return float(np.sqrt(((A.colour - B.colour) ** 2).sum())) >= contrast
+    return float(np.sqrt(((a[0] - b[0]) ** 2).sum())) >= contrast
 
 
 def _hull(Q: np.ndarray) -> np.ndarray:
@@ -267,8 +276,8 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
                 union(i, j)
             if (len(A.hull) >= 3 and len(B.Q) <= len(A.Q) and B.top <= A.top + margin
                     and B.top > low[i] + 0.01           # not the base A stands on
-                    and not _unlike(A, B, contrast, spread)
-                    and inside_convex(grown[i], sub[j][:, :2]).mean() >= inside):
+                    and inside_convex(grown[i], sub[j][:, :2]).mean() >= inside
+                    and not _unlike(A, B, contrast, spread)):
                 union(i, j)
     groups: dict[int, list[int]] = {}
     for i in range(n):
@@ -284,7 +293,7 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
             A.Q = np.concatenate([A.Q, B.Q])
             joined[B.label] = A.label
         if len(members) > 1:
-            A.thin = {}
+            A.thin, A._colour = {}, None
             A.top = quantile(A.Q[:, 2], 0.9)
             A.hull = _hull(A.Q)
         out.append(A)
