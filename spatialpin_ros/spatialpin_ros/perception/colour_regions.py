@@ -104,8 +104,17 @@ def edge_map(rgb: np.ndarray, labels: np.ndarray, p: ColourSplitParams
              ) -> tuple[np.ndarray, np.ndarray]:
     """The colour features (h, w, 3) of ``rgb`` (h, w, 3) uint8 and its colour edges within
     the pieces of ``labels``."""
-    feat = colour_features(rgb, p.lightness_weight).reshape(rgb.shape[:2] + (3,))
-    return feat, colour_edges(feat, p.edge_step, labels)
+    h, w = labels.shape
+    feat = np.zeros((h, w, 3), np.float32)
+    cut = np.zeros((h, w), dtype=bool)
+    rows, cols = np.nonzero((labels > 0).any(axis=1))[0], np.nonzero((labels > 0).any(axis=0))[0]
+    if len(rows) == 0:
+        return feat, cut
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))   # the pieces only
+    crop = rgb[box]
+    feat[box] = colour_features(crop, p.lightness_weight).reshape(crop.shape[:2] + (3,))
+    cut[box] = colour_edges(feat[box], p.edge_step, labels[box])
+    return feat, cut
 
 
 def split_at_colour_edges(labels: np.ndarray, rgb: np.ndarray, p: ColourSplitParams,
