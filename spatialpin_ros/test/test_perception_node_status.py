@@ -135,11 +135,18 @@ def test_backend_gets_the_geometric_parameters(rclpy_context):
     node = PerceptionNode(parameter_overrides=[
         Parameter("geometric.flat_items", value="drop"),
         Parameter("geometric.max_object_size", value=0.4),
-        Parameter("geometric.min_object_height", value=0.01)])
+        Parameter("geometric.min_object_height", value=0.01),
+        Parameter("geometric.edge_cuts", value=False),
+        Parameter("geometric.sink_tolerance", value=0.02)])
     try:
         prm = node.backend.params
         assert (prm.flat_items, prm.selection.max_object_size, prm.min_object_height) == (
             "drop", 0.4, 0.01)
+        assert (prm.colour_split.edge_cuts, prm.selection.sink_tolerance) == (False, 0.02)
+        res = node.set_parameters([Parameter("geometric.edge_cuts", value=True),
+                                   Parameter("geometric.edge_step", value=15.0)])
+        assert all(r.successful for r in res)
+        assert (prm.colour_split.edge_cuts, prm.colour_split.edge_step) == (True, 15.0)
         assert prm.plane_frame == "support_plane"
         res = node.set_parameters([Parameter("geometric.flat_items", value="list")])
         assert res[0].successful and prm.flat_items == "list"

@@ -100,6 +100,14 @@ PARAMS = {
                                        "objects", positive),
     "geometric.min_object_height": Param(0.015, "geometric backend: smallest object height (m) "
                                          "above what it rests on", non_negative),
+    "geometric.edge_cuts": Param(True, "geometric backend: cut pieces along strong colour edges "
+                                 "into flat-coloured objects (never textured or labelled ones)"),
+    "geometric.edge_step": Param(12.0, "geometric backend: colour difference between "
+                                 "neighbouring pixels that is an edge (rg chromaticity x 300 "
+                                 "plus 0.2 x lightness)", positive),
+    "geometric.sink_tolerance": Param(0.01, "geometric backend: an object rests on another only "
+                                      "if its lowest visible point is at most this far (m) "
+                                      "below the other's top", non_negative),
     "world_frame": Param("world", "World frame id of the published priors (z up)"),
     "rgb_only": Param(False, "RGB camera without depth: process colour alone (camera_info when "
                       "published, else intrinsics from models.fov_deg); needs the models backend "
@@ -476,6 +484,9 @@ class PerceptionNode(Node):
             return {"flat_items": p.geometric_flat_items,
                     "max_object_size": float(p.geometric_max_object_size),
                     "min_object_height": float(p.geometric_min_object_height),
+                    "edge_cuts": bool(p.geometric_edge_cuts),
+                    "edge_step": float(p.geometric_edge_step),
+                    "sink_tolerance": float(p.geometric_sink_tolerance),
                     "plane_frame": p.plane_frame}
         if p.backend != "models":
             return {}
@@ -494,7 +505,7 @@ class PerceptionNode(Node):
             if not prm.name.startswith("geometric.") or self.p.backend != "geometric":
                 continue
             key = prm.name.split(".", 1)[1]
-            value = prm.value if key == "flat_items" else float(prm.value)
+            value = prm.value if isinstance(prm.value, (str, bool)) else float(prm.value)
             for b in (self.backend, self._plane_backend):
                 if b is not None and hasattr(getattr(b, "params", None), "set"):
                     b.params.set(key, value)
