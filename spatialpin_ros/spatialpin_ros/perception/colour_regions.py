@@ -21,6 +21,7 @@ from typing import Optional
 import cv2
 import numpy as np
 from scipy import ndimage
+from scipy.sparse.csgraph import connected_components
 
 from spatialpin_ros.perception.colour_split import ColourSplitParams, colour_features
 
@@ -40,22 +41,8 @@ def colour_edges(feat: np.ndarray, step: float, labels: np.ndarray) -> np.ndarra
 
 def _groups(means: np.ndarray, contrast: float) -> np.ndarray:
     """Colour group of each region (single linkage: regions closer than ``contrast`` join)."""
-    n = len(means)
-    parent = np.arange(n)
-
-    def find(x):
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
     d = np.sqrt(((means[:, None] - means[None]) ** 2).sum(axis=2))
-    for i in range(n):
-        for j in range(i + 1, n):
-            if d[i, j] < contrast:
-                parent[find(i)] = find(j)
-    roots = np.array([find(i) for i in range(n)])
-    return np.unique(roots, return_inverse=True)[1]
+    return connected_components(d < contrast, directed=False)[1]
 
 
 def _piece_split(piece: np.ndarray, cut: np.ndarray, feat: np.ndarray,

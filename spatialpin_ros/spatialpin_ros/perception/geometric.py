@@ -113,6 +113,19 @@ class GeometricParams:
                          f"{', '.join(known)}")
 
 
+def clean_depth(depth: np.ndarray) -> np.ndarray:
+    """The depth (float32 metres) with invalid values 0; ImageError when its median (of every
+    8th pixel) says millimetres."""
+    depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
+    sample = depth[::8, ::8]
+    ok = sample > 0
+    if ok.any() and float(quantile(sample[ok], 0.5)) > 50.0:
+        raise ImageError(f"depth must be in metres, but its median is "
+                         f"{float(quantile(sample[ok], 0.5)):.0f}: millimetres? (divide 16-bit "
+                         "depth by 1000)")
+    return depth
+
+
 @dataclass
 class Prepared:
     """What :meth:`GeometricBackend.prepare` found from the depth alone: the checked depth,
@@ -265,14 +278,7 @@ class GeometricBackend(PerceptionBackend):
         if self.depth_estimator is not None and (self.always_estimate_depth or not np.any(
                 np.isfinite(depth) & (depth > 0))):
             depth = np.asarray(self.depth_estimator.estimate(frame.rgb, cam), dtype=np.float32)
-        depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
-        sample = depth[::8, ::8]
-        ok = sample > 0
-        if ok.any() and float(quantile(sample[ok], 0.5)) > 50.0:
-            raise ImageError(f"depth must be in metres, but its median is "
-                             f"{float(quantile(sample[ok], 0.5)):.0f}: millimetres? (divide 16-bit "
-                             "depth by 1000)")
-        return depth
+        return clean_depth(depth)
 
     def _support(self, pts: np.ndarray, up: Optional[np.ndarray], s: int) -> SupportPlane:
         P = pts.reshape(-1, 3)

@@ -131,12 +131,12 @@ class TorchLifter:
                       height_px=prep.frame.camera.height)
         table, near, full, boxes, Q, n = fn(lab, P, dv["height"], dv["region"], dv["hull"],
                                             dv["origin"], dv["R"], dv["consts"])
-        host = _to_host([table, near, full, det, boxes])
+        host = to_host([table, near, full, det, boxes])
         prep.tick("segmentation")
         return _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id)
 
 
-def _to_host(ts: list[torch.Tensor]) -> list[np.ndarray]:
+def to_host(ts: list[torch.Tensor]) -> list[np.ndarray]:
     """Copies to the host through pinned buffers, one synchronisation."""
     if ts[0].device.type != "cuda":
         return [t.numpy() for t in ts]

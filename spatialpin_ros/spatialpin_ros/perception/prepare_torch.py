@@ -36,11 +36,11 @@ import numpy as np
 import torch
 
 from spatialpin_ros.core.errors import ImageError, PerceptionError
-from spatialpin_ros.core.geometry import quantile
 from spatialpin_ros.core.types import PerceptionStatus, RGBDFrame, Scene
 from spatialpin_ros.perception.depth_grid import _offsets, sample_depth
-from spatialpin_ros.perception.geometric import GeometricBackend, Prepared, _Ticker
-from spatialpin_ros.perception.lift_gpu import PinnedIn
+from spatialpin_ros.perception.geometric import (GeometricBackend, Prepared, _Ticker,
+                                                 clean_depth)
+from spatialpin_ros.perception.lift_gpu import PinnedIn, to_host
 from spatialpin_ros.perception.model_utils import GraphedFunction
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation, working_stride
 from spatialpin_ros.perception.support import extent_from_near
@@ -145,19 +145,6 @@ def grid_masks(pts: torch.Tensor, consts: torch.Tensor, *, seg, plane_inlier: fl
     return height, fg, opened.to(torch.uint8)
 
 
-def clean_depth(depth: np.ndarray) -> np.ndarray:
-    """``GeometricBackend._depth`` without an estimator: the depth (float32) with invalid
-    values 0; ImageError when its median (of every 8th pixel) says millimetres."""
-    depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
-    sample = depth[::8, ::8]
-    ok = sample > 0
-    if ok.any() and float(quantile(sample[ok], 0.5)) > 50.0:
-        raise ImageError(f"depth must be in metres, but its median is "
-                         f"{float(quantile(sample[ok], 0.5)):.0f}: millimetres? (divide 16-bit "
-                         "depth by 1000)")
-    return depth
-
-
 @dataclass
 class TorchPrepared(Prepared):
     """A :class:`Prepared` (host arrays, complete) with the device tensors of the torch
@@ -205,15 +192,6 @@ class TorchPreparer:
         if self._stream is None:
             self._stream = torch.cuda.Stream(dev, priority=-1)
         return torch.cuda.stream(self._stream)
-
-    def _download(self, ts: list) -> list[np.ndarray]:
-        if ts[0].device.type != "cuda":
-            return [t.numpy() for t in ts]
-        host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in ts]
-        for hb, t in zip(host, ts):
-            hb.copy_(t, non_blocking=True)
-        torch.cuda.current_stream(ts[0].device).synchronize()
-        return [h.numpy() for h in host]
 
     def prepare(self, backend: GeometricBackend, frame: RGBDFrame, device: torch.device,
                 scene_id: str = "") -> "TorchPrepared | Scene":
@@ -264,7 +242,7 @@ class TorchPreparer:
             k = self.pinned.upload("consts", consts, device)
             fn = self._fn("masks", grid_masks, seg=sp, plane_inlier=p.support.plane_inlier)
             height_d, fg_d, near_d = fn(pts_d, k)
-            pts, height, fg, near = self._download([pts_d, height_d, fg_d, near_d])
+            pts, height, fg, near = to_host([pts_d, height_d, fg_d, near_d])
         tick("points")
         h, w = pts.shape[:2]
         fgs = SurfaceSegmentation(labels=np.zeros((h, w), dtype=np.int32), num_labels=0,
