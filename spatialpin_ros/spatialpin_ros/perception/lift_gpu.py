@@ -48,8 +48,7 @@ from spatialpin_ros.perception.lift_rows_torch import FIT, COLS, det_labels, lif
 from spatialpin_ros.perception.model_utils import GraphedFunction
 from spatialpin_ros.perception.objects import WorldView, mask_pixels
 from spatialpin_ros.perception.pieces import Piece, _hull, merge_nested
-from spatialpin_ros.perception.selection import Candidate, _stands_on_extent, bottom_occluded
-from spatialpin_ros.perception.shapes import resolve_support
+from spatialpin_ros.perception.selection import Candidate, bottom_occluded, settle
 
 LIFTING_MODES = ("auto", "numpy", "torch")
 
@@ -213,7 +212,7 @@ def _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id):
     on_ext = [bool(table[k, c["on_extent"]] > 0.5) for k in keep]
     tick("shapes")
     npix = {k + 1: int(table[k, c["npix"]]) for k in keep}
-    kept = _support(backend, prep, cands, fits, on_ext, lab, dropped, npix)
+    kept = _support(backend, prep, cands, on_ext, lab, dropped, npix)
     T_wc, world = backend._world(prep.frame, sup)
     r0, r1, c0, c1 = bounds if bounds is not None else (0, det.shape[0], 0, det.shape[1])
     namer = _DetectionNamer(seg, bounds)
@@ -231,31 +230,23 @@ def _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id):
                  support_plane=backend._plane_world(sup, T_wc), flat_items=flat), namer
 
 
-def _support(backend, prep, cands, fits, on_ext, lab, dropped, npix) -> list[Candidate]:
-    """``select_objects``' last part: what rests on what, floating and off-extent objects."""
+def _support(backend, prep, cands, on_ext, lab, dropped, npix) -> list[Candidate]:
+    """``select_objects``' last part (:func:`~spatialpin_ros.perception.selection.settle`);
+    the labels come to the host only when a floating object's base must be checked (rare)."""
     sp = backend.params.selection
-    resolve_support(fits, tol=sp.rest_tolerance, sink=sp.sink_tolerance)
-    floating = {i for i, c in enumerate(cands)
-                if c.fit.support is None and c.fit.low > sp.rest_tolerance + 3 * c.noise}
-    if floating:                                     # rare: the labels come to the host
+
+    def occluded(cs, idx):
         lab_h = lab.cpu().numpy()
         seg_h = dataclasses.replace(prep.foreground, labels=lab_h)
-        for i in list(floating):
-            rr, cc = np.nonzero(lab_h == cands[i].label)
-            c = Candidate(cands[i].label, cands[i].fit, rr, cc, 0, cands[i].noise)
+        hidden = set()
+        for i in idx:
+            rr, cc = np.nonzero(lab_h == cs[i].label)
+            c = Candidate(cs[i].label, cs[i].fit, rr, cc, 0, cs[i].noise)
             if bottom_occluded(c, seg_h, sp.occlusion_reach):
-                floating.discard(i)
-        if floating:
-            resolve_support(fits, tol=sp.rest_tolerance, only=floating)
-    keep = []
-    for i, c in enumerate(cands):
-        if i in floating and c.fit.support is None:
-            dropped.append((c.label, "not resting on anything", npix[c.label]))
-        elif not _stands_on_extent(i, fits, on_ext):
-            dropped.append((c.label, "beyond the support's extent", npix[c.label]))
-        else:
-            keep.append(c)
-    return keep
+                hidden.add(i)
+        return hidden
+
+    return settle(cands, on_ext, sp, occluded, lambda c: npix[c.label], dropped)
 
 
 def _priors(backend, cands, full, box_rows, prep, T_wc, namer

@@ -95,23 +95,38 @@ def select_objects(seg: SurfaceSegmentation, sup: SupportPlane, region: np.ndarr
         out.candidates.append(Candidate(pc.label, fit_shape(pc.Q, noise, shapes, camera),
                                         pc.rows, pc.cols, len(pc.Q), noise))
         on_extent.append(_on_extent(pc, seg, sup, region, p))
-    fits = [c.fit for c in out.candidates]
+    out.candidates = settle(out.candidates, on_extent, p,
+                            lambda cands, idx: {i for i in idx if bottom_occluded(
+                                cands[i], seg, p.occlusion_reach)},
+                            lambda c: len(c.rows), out.dropped)
+    return out
+
+
+def settle(cands: list[Candidate], on_extent: list[bool], p: SelectionParams, occluded,
+           size, dropped: list) -> list[Candidate]:
+    """:func:`select_objects`' last part, shared with the torch lifting: what rests on what
+    (:func:`~spatialpin_ros.perception.shapes.resolve_support`), then the candidates kept.
+    Floating ones (no support, lowest point above ``rest_tolerance`` plus the noise) whose
+    base ``occluded(cands, indices)`` (the set of those hidden behind a nearer object) does
+    not excuse, and ones not standing on the support's extent, go to ``dropped`` as (label,
+    reason, ``size(candidate)``)."""
+    fits = [c.fit for c in cands]
     resolve_support(fits, tol=p.rest_tolerance, sink=p.sink_tolerance)
-    floating = {i for i, c in enumerate(out.candidates)
-                if c.fit.support is None and c.fit.low > p.rest_tolerance + 3 * c.noise
-                and not bottom_occluded(c, seg, p.occlusion_reach)}
+    floating = {i for i, c in enumerate(cands)
+                if c.fit.support is None and c.fit.low > p.rest_tolerance + 3 * c.noise}
+    if floating:
+        floating -= occluded(cands, floating)
     if floating:
         resolve_support(fits, tol=p.rest_tolerance, only=floating)
     keep = []
-    for i, c in enumerate(out.candidates):
+    for i, c in enumerate(cands):
         if i in floating and c.fit.support is None:
-            out.dropped.append((c.label, "not resting on anything", len(c.rows)))
+            dropped.append((c.label, "not resting on anything", size(c)))
         elif not _stands_on_extent(i, fits, on_extent):
-            out.dropped.append((c.label, "beyond the support's extent", len(c.rows)))
+            dropped.append((c.label, "beyond the support's extent", size(c)))
         else:
             keep.append(c)
-    out.candidates = keep
-    return out
+    return keep
 
 
 def _stands_on_extent(i: int, fits: list[ShapeFit], on_extent: list[bool]) -> bool:
