@@ -107,3 +107,63 @@ def test_an_object_reaching_below_a_neighbours_top_stands_beside_it():
     on_top = fits(0.044)
     resolve_support(on_top, tol=0.03, sink=0.01)
     assert on_top[1].support == 0 and on_top[1].bottom == pytest.approx(0.042)
+
+
+def test_a_base_seen_from_one_face_grows_to_hold_what_stands_on_it():
+    from spatialpin_ros.perception.shapes import ShapeFit, carry_stacked
+    # the base: only its front face seen, fitted 2 cm deep; the camera's foot is the origin,
+    # the base lies 0.5 m out along +x; a block stands on it beyond the seen face
+    base = ShapeFit(shape="box", center_uv=np.array([0.50, 0.0]), size_uv=np.array([0.02, 0.10]),
+                    top=0.06)
+    load = ShapeFit(shape="box", center_uv=np.array([0.54, 0.0]), size_uv=np.array([0.04, 0.04]),
+                    bottom=0.06, top=0.10, support=0)
+    beside = ShapeFit(shape="box", center_uv=np.array([0.80, 0.3]), size_uv=np.array([0.04, 0.04]),
+                      top=0.04)
+    carry_stacked([base, load, beside])
+    lo = base.center_uv - base.size_uv / 2
+    hi = base.center_uv + base.size_uv / 2
+    assert lo[0] == pytest.approx(0.49)                 # the seen face did not move
+    assert hi[0] == pytest.approx(0.56)                 # grown away from the camera
+    assert base.size_uv[1] == pytest.approx(0.10)       # the other side held the load already
+    # a base that already holds its load is unchanged, and a round base never grows
+    held = ShapeFit(shape="box", center_uv=np.array([0.5, 0.0]), size_uv=np.array([0.1, 0.1]))
+    can = ShapeFit(shape="cylinder", center_uv=np.array([0.5, 0.5]), size_uv=np.array([0.02, 0.02]))
+    on_held = ShapeFit(center_uv=np.array([0.52, 0.0]), size_uv=np.array([0.04, 0.04]), support=0)
+    on_can = ShapeFit(center_uv=np.array([0.56, 0.5]), size_uv=np.array([0.04, 0.04]), support=1)
+    carry_stacked([held, can, on_held, on_can])
+    assert held.size_uv.tolist() == [0.1, 0.1] and can.size_uv.tolist() == [0.02, 0.02]
+
+
+def test_one_flat_face_is_not_fitted_as_a_wide_cylinder():
+    from spatialpin_ros.perception.shapes import _top_narrower
+    rng = np.random.default_rng(3)
+    # a box's seen top is a 12 cm x 5 mm strip: it cannot carry a 16 cm circle; a can's disc can
+    strip = np.stack([rng.uniform(-0.06, 0.06, 200), rng.uniform(0, 0.005, 200)], 1)
+    t = rng.uniform(0, 2 * np.pi, 400)
+    r = 0.08 * np.sqrt(rng.uniform(0, 1, 400))
+    disc = np.stack([r * np.cos(t), r * np.sin(t)], 1)
+    assert _top_narrower(strip, 0.08, 0.001)
+    assert not _top_narrower(disc, 0.08, 0.001)
+    half_disc = disc[disc[:, 1] < 0.02]                 # a can's top, its back half hidden
+    assert not _top_narrower(half_disc, 0.08, 0.001)
+
+
+def test_the_torch_lifting_applies_the_same_top_face_rule():
+    torch = pytest.importorskip("torch")
+    from spatialpin_ros.perception.lift_fits_torch import _top_narrower_t
+    from spatialpin_ros.perception.shapes import ShapeParams, _top_narrower
+    rng = np.random.default_rng(5)
+    rows = [np.stack([rng.uniform(-0.06, 0.06, 200), rng.uniform(0, 0.005, 200)], 1) @
+            np.array([[0.8, 0.6], [-0.6, 0.8]])]                 # a tilted strip
+    t, r = rng.uniform(0, 2 * np.pi, 200), 0.08 * np.sqrt(rng.uniform(0, 1, 200))
+    rows.append(np.stack([r * np.cos(t), r * np.sin(t)], 1))    # a disc
+    rows.append(rows[1][:10])                                   # too few points to judge
+    xy = torch.zeros(3, 200, 2, dtype=torch.float64)
+    band = torch.zeros(3, 200, dtype=torch.bool)
+    for k, row in enumerate(rows):
+        xy[k, :len(row)] = torch.from_numpy(row)
+        band[k, :len(row)] = True
+    radius, noise = torch.full((3,), 0.08, dtype=torch.float64), torch.full((3,), 0.001,
+                                                                          dtype=torch.float64)
+    got = _top_narrower_t(xy, band, radius, noise, ShapeParams()).tolist()
+    assert got == [_top_narrower(row, 0.08, 0.001) for row in rows] == [True, False, False]

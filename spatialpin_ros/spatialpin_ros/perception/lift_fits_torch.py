@@ -38,7 +38,24 @@ def _outline(Q, v, n, top, noise, p: ShapeParams):
     sel = torch.where(use[:, None], side, vs)
     nsel = torch.where(use, nside, ms)
     outline, mo = compact(xy, sel, torch.div(nsel, 250, rounding_mode="floor") + 1, 250)
-    return xy, vs, outline, mo
+    return xy, vs, outline, mo, vs & ~side
+
+
+def _top_narrower_t(xy, band, radius, noise, p: ShapeParams, min_points: int = 20):
+    """``shapes._top_narrower`` of each row: its top band ``band`` (K, N) of ``xy`` (K, N, 2)
+    much smaller than the circle of ``radius`` (K,)."""
+    nb = band.sum(1)
+    d = torch.where(band[..., None], xy - mmean(xy, band)[:, None, :], torch.zeros_like(xy))
+    den = nb.clamp(min=1).to(xy.dtype)
+    cxx, cyy = (d[..., 0] ** 2).sum(1) / den, (d[..., 1] ** 2).sum(1) / den
+    cxy = (d[..., 0] * d[..., 1]).sum(1) / den
+    a = 0.5 * torch.atan2(2 * cxy, cxx - cyy)
+    c, s = torch.cos(a)[:, None], torch.sin(a)[:, None]
+    u, w = d[..., 0] * c + d[..., 1] * s, d[..., 1] * c - d[..., 0] * s
+    eu = mquantile(u, band, 0.97) - mquantile(u, band, 0.03)
+    ew = mquantile(w, band, 0.97) - mquantile(w, band, 0.03)
+    return (nb >= min_points) & (2 * radius > p.top_circle_ratio * torch.hypot(eu, ew)
+                                 + 0.005 + 2 * noise)
 
 
 def _sphere(Q, v, n, top, noise, size0, camera, cc, cr, p: ShapeParams):
@@ -98,7 +115,7 @@ def fit_table(Q: torch.Tensor, n: torch.Tensor, noise: torch.Tensor, params: Sha
     v = valid_mask(n, Q.shape[1])
     h = Q[..., 2]
     top, low = mquantile(h, v, 0.98), mquantile(h, v, 0.02)
-    xy, vs, outline, mo = _outline(Q, v, n, top, noise, p)
+    xy, vs, outline, mo, band = _outline(Q, v, n, top, noise, p)
     size0 = mptp_max(xy, vs)
     tol = torch.clamp(p.fit_rel * torch.minimum(size0, torch.clamp(top, min=0.01)), min=p.fit_abs)
     yaw, res_r = rectangle_yaw(outline, mo, torch.clamp(1.5 * noise, min=0.0015))
@@ -108,6 +125,7 @@ def fit_table(Q: torch.Tensor, n: torch.Tensor, noise: torch.Tensor, params: Sha
     rr = torch.hypot(xy[..., 0] - cc[:, None, 0], xy[..., 1] - cc[:, None, 1])
     frac = mmean((rr < (cr + 0.004 + 2 * noise)[:, None]).to(Q.dtype), vs)
     cok_fit = cok & ~((frac < 0.9) | (2 * cr > 1.6 * size0 + 0.01))
+    cok_fit = cok_fit & ~_top_narrower_t(xy, band, cr, noise, p)
     res_c = torch.where(cok_fit, cres, torch.full_like(cres, math.inf))
     kind = torch.full_like(n, BOX)
     is_cyl = (res_c < tol) & (res_c < p.circle_margin * res_r) & ~flat

@@ -109,7 +109,10 @@ def _touching(sub: list[np.ndarray], touch: float) -> dict[int, set[int]]:
     near: dict[int, set[int]] = {i: set() for i in range(len(sub))}
     if len(pairs):
         a, b = ids[pairs[:, 0]], ids[pairs[:, 1]]
-        for i, j in set(zip(a[a != b].tolist(), b[a != b].tolist())):
+        keep = a != b
+        n = len(sub)
+        for key in np.unique(np.minimum(a, b)[keep] * n + np.maximum(a, b)[keep]).tolist():
+            i, j = divmod(key, n)
             near[i].add(j)
             near[j].add(i)
     return near
@@ -162,15 +165,15 @@ def _enclosed(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray]
 def _surround(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray],
               share: float) -> bool:
     """Thin-topped pieces ``near`` lie all around piece ``i`` (see :func:`_enclosed`)."""
+    if not all(_piece_thin(pieces[j]) for j in near):   # walls, not blocks
+        return False
     uv = np.concatenate([sub[j][:, :2] for j in near]).astype(np.float32)
     hull = cv2.convexHull(uv).reshape(-1, 2).astype(np.float64)
     if len(hull) < 3 or inside_convex(hull, sub[i][:, :2]).mean() < share:
         return False
     centre = sub[i][:, :2].mean(axis=0)
     d = uv - centre
-    if len(np.unique((np.degrees(np.arctan2(d[:, 1], d[:, 0])) // 30).astype(int))) < 9:
-        return False
-    return all(_piece_thin(pieces[j]) for j in near)   # walls, not blocks
+    return len(np.unique((np.degrees(np.arctan2(d[:, 1], d[:, 0])) // 30).astype(int))) >= 9
 
 
 def _rim_arcs(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray,
@@ -184,7 +187,8 @@ def _rim_arcs(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray,
     # a shallow rim (a plate's) has a narrow crest: the band follows the height
     band = min(band, max(0.006, 0.35 * min(A.top, B.top)))
     ba, bb = qa[qa[:, 2] > A.top - band, :2], qb[qb[:, 2] > B.top - band, :2]
-    if len(ba) < 8 or len(bb) < 8:
+    if (len(ba) < 8 or len(bb) < 8 or not _piece_thin(A, min(band, 0.01))
+            or not _piece_thin(B, min(band, 0.01))):
         return False
     fit = robust_circle(np.concatenate([ba, bb]), 0.004)
     if fit is None:
@@ -195,7 +199,6 @@ def _rim_arcs(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray,
     tol = 3 * max_residual
     return bool(np.mean(np.abs(np.hypot(*(ba - c).T) - r) < tol) > 0.8
                 and np.mean(np.abs(np.hypot(*(bb - c).T) - r) < tol) > 0.8
-                and _piece_thin(A, min(band, 0.01)) and _piece_thin(B, min(band, 0.01))
                 # a rim is hollow: its top bands keep away from the circle's middle
                 and np.mean(np.hypot(*(np.concatenate([ba, bb]) - c).T) < 0.5 * r) < 0.1)
 

@@ -13,7 +13,8 @@ from spatialpin_ros.core.geometry import quantile, rect_from_points
 from spatialpin_ros.perception.colour_split import ColourSplitParams
 from spatialpin_ros.perception.pieces import Piece, gather_pieces, merge_nested
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
-from spatialpin_ros.perception.shapes import ShapeFit, ShapeParams, fit_shape, resolve_support
+from spatialpin_ros.perception.shapes import (ShapeFit, ShapeParams, carry_stacked, fit_shape,
+                                              resolve_support)
 from spatialpin_ros.perception.support import SupportPlane
 
 
@@ -41,6 +42,9 @@ class SelectionParams:
     #: The hidden-base rule looks this far (metres, in the image) below an object's lowest
     #: visible edge for a nearer object.
     occlusion_reach: float = 0.04
+    #: A box base seen from one face is grown on its hidden side to hold what stands on it,
+    #: plus this margin (metres).
+    carry_margin: float = 0.0
 
 
 @dataclass
@@ -118,6 +122,7 @@ def settle(cands: list[Candidate], on_extent: list[bool], p: SelectionParams, oc
         floating -= occluded(cands, floating)
     if floating:
         resolve_support(fits, tol=p.rest_tolerance, only=floating)
+    carry_stacked(fits, margin=p.carry_margin)
     keep = []
     for i, c in enumerate(cands):
         if i in floating and c.fit.support is None:

@@ -52,6 +52,9 @@ class ShapeParams:
     inner_share: float = 0.03
     min_inner_depth: float = 0.006
     inner_depth_rel: float = 0.3
+    #: No cylinder whose diameter exceeds this many times the diagonal of its top face's
+    #: extents (one flat face of a box fits a circle of any size; a can's top is as wide).
+    top_circle_ratio: float = 1.25
 
 
 @dataclass
@@ -120,6 +123,9 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
         rr = np.hypot(xy[:, 0] - circ[0][0], xy[:, 1] - circ[0][1])
         if np.mean(rr < circ[1] + 0.004 + 2 * noise) < 0.9 or 2 * circ[1] > 1.6 * size0 + 0.01:
             res_c = np.inf
+        elif _top_narrower(xy[hs >= f.top - max(p.top_band, 2 * noise)], circ[1], noise,
+                           ratio=p.top_circle_ratio):
+            res_c = np.inf
     shape = "box"
     if res_c < tol and res_c < p.circle_margin * res_r and not flat_sides:
         shape = "cylinder"
@@ -148,6 +154,25 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
     if shape != "sphere":
         _container(Q, f, noise, p, camera)
     return f
+
+
+def _top_narrower(top: np.ndarray, radius: float, noise: float, ratio: float = 1.25,
+                  min_points: int = 20) -> bool:
+    """The object's top face, seen from above, is much smaller than the circle fitted to its
+    sides: a cylinder's top is a disc as wide as the circle (the diagonal of what is seen of
+    it at least as long as the diameter, even when part is hidden), while one flat face of a
+    box fits a circle of any size. ``top``: the top band's points (N, 2); their robust extents
+    (3-97 % nearest-rank quantiles) along their principal axes. The torch lifting computes the
+    same (``lift_fits_torch._top_narrower_t``)."""
+    if len(top) < min_points:
+        return False
+    d = top - top.mean(axis=0)
+    cxx, cyy, cxy = (d[:, 0] ** 2).mean(), (d[:, 1] ** 2).mean(), (d[:, 0] * d[:, 1]).mean()
+    a = 0.5 * math.atan2(2 * cxy, cxx - cyy)
+    c, s = math.cos(a), math.sin(a)
+    u, v = d[:, 0] * c + d[:, 1] * s, d[:, 1] * c - d[:, 0] * s
+    ext = (quantile(u, 0.97) - quantile(u, 0.03), quantile(v, 0.97) - quantile(v, 0.03))
+    return 2 * radius > ratio * math.hypot(*ext) + 0.005 + 2 * noise
 
 
 def _cylinder_residual(Q: np.ndarray, centre, radius: float, top: float) -> float:
@@ -240,3 +265,34 @@ def resolve_support(fits: list[ShapeFit], tol: float = 0.02,
         if best is not None:
             f.support = best
             f.bottom = fits[best].top
+
+
+def carry_stacked(fits: list[ShapeFit], margin: float = 0.0) -> None:
+    """A base holds up what stands on it. A box (or ``other``) base seen from one face only is
+    fitted as thin as that face, and the object stacked on it then stands mostly beyond it,
+    over the base's hidden part. Where the stacked object's footprint centre lies outside its
+    base's footprint, the base's footprint grows on its far side (away from the camera, whose
+    foot is the plane frame's origin) to take the whole stacked footprint (``margin`` metres
+    more). Seen sides never move; a base that holds its load is unchanged."""
+    for f in fits:
+        if f.support is None:
+            continue
+        b = fits[f.support]
+        if b.shape not in ("box", "other"):
+            continue
+        c, s = math.cos(b.yaw), math.sin(b.yaw)
+        axes = np.array([[c, s], [-s, c]])             # rows: the base's x and y axes
+        half = b.size_uv / 2
+        centre = axes @ (f.center_uv - b.center_uv)
+        if np.all(np.abs(centre) <= half):
+            continue
+        load = f.rect() @ axes.T - axes @ b.center_uv  # stacked corners in the base's axes
+        lo, hi = -half.copy(), half.copy()
+        away = axes @ b.center_uv                       # from the camera's foot, outward
+        for k in range(2):
+            if away[k] >= 0:
+                hi[k] = max(hi[k], float(load[:, k].max()) + margin)
+            else:
+                lo[k] = min(lo[k], float(load[:, k].min()) - margin)
+        b.center_uv = b.center_uv + axes.T @ ((lo + hi) / 2)
+        b.size_uv = hi - lo
