@@ -137,9 +137,12 @@ def test_backend_gets_the_geometric_parameters(rclpy_context):
         Parameter("geometric.max_object_size", value=0.4),
         Parameter("geometric.min_object_height", value=0.01),
         Parameter("geometric.edge_cuts", value=False),
-        Parameter("geometric.sink_tolerance", value=0.02)])
+        Parameter("geometric.sink_tolerance", value=0.02),
+        Parameter("geometric.carry_margin", value=0.005),
+        Parameter("geometric.top_circle_ratio", value=1.5)])
     try:
         prm = node.backend.params
+        assert (prm.selection.carry_margin, prm.shapes.top_circle_ratio) == (0.005, 1.5)
         assert (prm.flat_items, prm.selection.max_object_size, prm.min_object_height) == (
             "drop", 0.4, 0.01)
         assert (prm.colour_split.edge_cuts, prm.selection.sink_tolerance) == (False, 0.02)

@@ -108,6 +108,12 @@ PARAMS = {
     "geometric.sink_tolerance": Param(0.01, "geometric backend: an object rests on another only "
                                       "if its lowest visible point is at most this far (m) "
                                       "below the other's top", non_negative),
+    "geometric.carry_margin": Param(0.0, "geometric backend: a box base seen from one face "
+                                    "grows on its hidden side to hold what stands on it, plus "
+                                    "this margin (m)", non_negative),
+    "geometric.top_circle_ratio": Param(1.25, "geometric backend: no cylinder whose diameter "
+                                        "exceeds this many times the diagonal of its seen top "
+                                        "face (a box face fits a circle of any size)", positive),
     "world_frame": Param("world", "World frame id of the published priors (z up)"),
     "rgb_only": Param(False, "RGB camera without depth: process colour alone (camera_info when "
                       "published, else intrinsics from models.fov_deg); needs the models backend "
@@ -487,6 +493,8 @@ class PerceptionNode(Node):
                     "edge_cuts": bool(p.geometric_edge_cuts),
                     "edge_step": float(p.geometric_edge_step),
                     "sink_tolerance": float(p.geometric_sink_tolerance),
+                    "carry_margin": float(p.geometric_carry_margin),
+                    "top_circle_ratio": float(p.geometric_top_circle_ratio),
                     "plane_frame": p.plane_frame}
         if p.backend != "models":
             return {}
