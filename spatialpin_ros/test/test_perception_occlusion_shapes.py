@@ -167,3 +167,39 @@ def test_the_torch_lifting_applies_the_same_top_face_rule():
                                                                           dtype=torch.float64)
     got = _top_narrower_t(xy, band, radius, noise, ShapeParams()).tolist()
     assert got == [_top_narrower(row, 0.08, 0.001) for row in rows] == [True, False, False]
+
+
+def _block_piece(label, lo, hi, rgb=None, n=600, seed=0):
+    from spatialpin_ros.perception.pieces import Piece, _hull
+    rng = np.random.default_rng(seed + label)
+    Q = rng.uniform(lo, hi, (n, 3))
+    rows = np.full(n, label, np.int64)
+    return Piece(label, rows, np.arange(n), Q, float(np.quantile(Q[:, 2], 0.9)), _hull(Q),
+                 rgb=rgb)
+
+
+@pytest.mark.parametrize("case,joined", [
+    ("face inside its box", True),       # a printed box's label piece inside the box's fit
+    ("stacked", False),                  # a block on another: the height ranges barely meet
+    ("in a container", False),           # fruit in a bowl, seen above the bowl's floor
+    ("beside", False),
+])
+def test_two_fitted_candidates_never_fill_one_space(case, joined):
+    from spatialpin_ros.perception.overlap_join import join_overlapping
+    from spatialpin_ros.perception.shapes import ShapeParams, fit_shape
+    big = _block_piece(1, (0.40, -0.05, 0.0), (0.50, 0.05, 0.06))
+    small = {"face inside its box": ((0.41, -0.03, 0.0), (0.46, 0.03, 0.05)),
+             "stacked": ((0.42, -0.02, 0.058), (0.48, 0.02, 0.10)),
+             "in a container": ((0.43, -0.02, 0.03), (0.47, 0.02, 0.08)),
+             "beside": ((0.52, -0.02, 0.0), (0.56, 0.02, 0.05))}[case]
+    other = _block_piece(2, *small)
+    fit = lambda pc: fit_shape(pc.Q, 0.001, ShapeParams())    # noqa: E731
+    pieces = [big, other]
+    fits = [fit(pc) for pc in pieces]
+    if case == "in a container":
+        fits[0].container = True
+    out = join_overlapping(pieces, fits, 0.5, fit, contrast=25.0, spread=10.0)
+    assert (out == {2: 1}) is joined
+    assert len(pieces) == len(fits) == (1 if joined else 2)
+    if joined:
+        assert len(pieces[0].Q) == 1200 and fits[0].size_uv.max() > 0.09

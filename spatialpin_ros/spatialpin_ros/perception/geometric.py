@@ -254,7 +254,7 @@ class GeometricBackend(PerceptionBackend):
         tick("segmentation")
         sel = select_objects(seg, support, prep.extent, self.params.selection,
                              self.params.shapes, rgb=small,
-                             colour=self.params.colour_split)
+                             colour=self.params.colour_split, join_overlaps=masks is None)
         tick("shapes")
         objects, flat = self._priors(sel.candidates, seg, support, frame, T_wc,
                                      claim_holes=masks is None)

@@ -11,6 +11,7 @@ import numpy as np
 
 from spatialpin_ros.core.geometry import quantile, rect_from_points
 from spatialpin_ros.perception.colour_split import ColourSplitParams
+from spatialpin_ros.perception.overlap_join import join_overlapping
 from spatialpin_ros.perception.pieces import Piece, gather_pieces, merge_nested
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
 from spatialpin_ros.perception.shapes import (ShapeFit, ShapeParams, carry_stacked, fit_shape,
@@ -45,6 +46,9 @@ class SelectionParams:
     #: A box base seen from one face is grown on its hidden side to hold what stands on it,
     #: plus this margin (metres).
     carry_margin: float = 0.0
+    #: Two fitted candidates whose boxes share at least this much of the smaller one's volume
+    #: are one object (:mod:`~spatialpin_ros.perception.overlap_join`); 0 turns it off.
+    join_share: float = 0.5
 
 
 @dataclass
@@ -70,11 +74,13 @@ class Selection:
 
 def select_objects(seg: SurfaceSegmentation, sup: SupportPlane, region: np.ndarray,
                    p: SelectionParams, shapes: ShapeParams, rgb: Optional[np.ndarray] = None,
-                   colour: Optional[ColourSplitParams] = None) -> Selection:
+                   colour: Optional[ColourSplitParams] = None,
+                   join_overlaps: bool = True) -> Selection:
     """Pieces of ``seg`` that are objects, fitted. ``region`` (h, w) bool: the support's extent
     in the image. Merged pieces are relabelled in ``seg.labels`` (the masks follow). With
     ``rgb`` (the working grid's colours) and ``colour``, two uniformly and clearly differently
-    coloured pieces are never merged."""
+    coloured pieces are never merged. ``join_overlaps``: candidates filling one space are
+    joined (geometric pieces; a segmenter's masks are kept as they are)."""
     c = colour or ColourSplitParams()
     pieces = gather_pieces(seg, sup, p.min_object_area, rgb, c.lightness_weight)
     if len(pieces) > p.max_pieces:                     # clutter or noise: the largest only
@@ -87,18 +93,32 @@ def select_objects(seg: SurfaceSegmentation, sup: SupportPlane, region: np.ndarr
         seg.labels = remap[seg.labels]
     out = Selection()
     camera = np.array([0.0, 0.0, sup.offset])
-    on_extent = []
+    kept = []
     for pc in pieces:
         reason = _reject(pc, p)
         if reason:
             out.dropped.append((pc.label, reason, len(pc.rows)))
-            continue
+        else:
+            kept.append(pc)
+
+    def noise_of(pc: Piece) -> float:
         z = seg.points[pc.rows, pc.cols, 2]
         zmed = float(quantile(z[np.isfinite(z)], 0.5))
-        noise = sup.noise_k * zmed * zmed
-        out.candidates.append(Candidate(pc.label, fit_shape(pc.Q, noise, shapes, camera),
-                                        pc.rows, pc.cols, len(pc.Q), noise))
-        on_extent.append(_on_extent(pc, seg, sup, region, p))
+        return sup.noise_k * zmed * zmed
+
+    fits = [fit_shape(pc.Q, noise_of(pc), shapes, camera) for pc in kept]
+    if join_overlaps and p.join_share > 0:
+        joined = join_overlapping(kept, fits, p.join_share,
+                                  lambda pc: fit_shape(pc.Q, noise_of(pc), shapes, camera),
+                                  c.min_contrast, c.max_spread)
+        if joined:
+            remap = np.arange(int(seg.labels.max()) + 1, dtype=np.int32)
+            for k, v in joined.items():
+                remap[k] = v
+            seg.labels = remap[seg.labels]
+    out.candidates = [Candidate(pc.label, f, pc.rows, pc.cols, len(pc.Q), noise_of(pc))
+                      for pc, f in zip(kept, fits)]
+    on_extent = [_on_extent(pc, seg, sup, region, p) for pc in kept]
     out.candidates = settle(out.candidates, on_extent, p,
                             lambda cands, idx: {i for i in idx if bottom_occluded(
                                 cands[i], seg, p.occlusion_reach)},
