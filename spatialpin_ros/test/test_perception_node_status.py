@@ -139,10 +139,12 @@ def test_backend_gets_the_geometric_parameters(rclpy_context):
         Parameter("geometric.edge_cuts", value=False),
         Parameter("geometric.sink_tolerance", value=0.02),
         Parameter("geometric.carry_margin", value=0.005),
-        Parameter("geometric.top_circle_ratio", value=1.5)])
+        Parameter("geometric.top_circle_ratio", value=1.5),
+        Parameter("geometric.join_share", value=0.6)])
     try:
         prm = node.backend.params
-        assert (prm.selection.carry_margin, prm.shapes.top_circle_ratio) == (0.005, 1.5)
+        assert (prm.selection.carry_margin, prm.shapes.top_circle_ratio,
+                prm.selection.join_share) == (0.005, 1.5, 0.6)
         assert (prm.flat_items, prm.selection.max_object_size, prm.min_object_height) == (
             "drop", 0.4, 0.01)
         assert (prm.colour_split.edge_cuts, prm.selection.sink_tolerance) == (False, 0.02)

@@ -111,6 +111,9 @@ PARAMS = {
     "geometric.carry_margin": Param(0.0, "geometric backend: a box base seen from one face "
                                     "grows on its hidden side to hold what stands on it, plus "
                                     "this margin (m)", non_negative),
+    "geometric.join_share": Param(0.5, "geometric backend: two fitted objects whose boxes share "
+                                  "at least this much of the smaller one's volume are one "
+                                  "object (0: off)", non_negative),
     "geometric.top_circle_ratio": Param(1.25, "geometric backend: no cylinder whose diameter "
                                         "exceeds this many times the diagonal of its seen top "
                                         "face (a box face fits a circle of any size)", positive),
@@ -495,6 +498,7 @@ class PerceptionNode(Node):
                     "sink_tolerance": float(p.geometric_sink_tolerance),
                     "carry_margin": float(p.geometric_carry_margin),
                     "top_circle_ratio": float(p.geometric_top_circle_ratio),
+                    "join_share": float(p.geometric_join_share),
                     "plane_frame": p.plane_frame}
         if p.backend != "models":
             return {}
