@@ -215,9 +215,11 @@ def bottom_occluded(c: Candidate, seg: SurfaceSegmentation, reach: float = 0.04,
     np.maximum.at(bottom, c.cols, c.rows)
     rb = bottom[cols]
     hidden = np.zeros(len(cols), dtype=bool)
+    zb = z[rb, cols]
+    zb = np.where(np.isfinite(zb), zb, zc)      # the edge's own depth is often missing
     for dr in range(1, steps + 1):
         r = np.minimum(rb + dr, h - 1)
         other = (lab[r, cols] > 0) & (lab[r, cols] != c.label)
-        nearer = np.nan_to_num(z[r, cols], nan=np.inf) < np.nan_to_num(z[rb, cols], nan=0.0) - 0.01
+        nearer = np.nan_to_num(z[r, cols], nan=np.inf) < zb - 0.01
         hidden |= other & nearer
     return bool(hidden.mean() >= min_share)
