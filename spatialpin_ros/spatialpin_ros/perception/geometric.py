@@ -389,7 +389,7 @@ class GeometricBackend(PerceptionBackend):
         the workspace are dropped. ``full``: full-resolution labels; ``boxes``: each label's
         image box (:func:`~spatialpin_ros.perception.objects.label_boxes`); ``own(c)``: the
         candidate's colour sample (N, 3); ``namer`` names the objects from their masks."""
-        p, cam = self.params, frame.camera
+        p = self.params
         objects, flat = [], []
         for c in cands:
             f = c.fit
@@ -407,8 +407,7 @@ class GeometricBackend(PerceptionBackend):
             else:
                 objects.append(prior)
         if namer is not None and objects:
-            names = namer.name(frame.rgb, [o.full_mask(cam.height, cam.width)
-                                           for o in objects])
+            names = namer.name_priors(frame.rgb, objects)
             for ob, name in zip(objects, names):
                 ob.label = name
         objects.sort(key=lambda ob: (ob.roi[0], ob.roi[1]))

@@ -100,6 +100,13 @@ class TorchLifter:
         """:meth:`GeometricBackend.finish` of ``prep`` with the detection masks (K, H, W) bool
         on the device: the scene and the namer that named its objects (with each object's
         detector score), or None when the frame needs the numpy path (pieces to merge)."""
+        got = self.device_half(backend, prep, masks)
+        prep.tick("segmentation")
+        return host_half(backend, prep, got, seg, bounds, scene_id)
+
+    def device_half(self, backend: GeometricBackend, prep: Prepared, masks: torch.Tensor
+                    ) -> "DeviceResults":
+        """The device half of :meth:`lift` (one graph replay) and its one download."""
         p, dev = backend.params, masks.device
         sup, pts = prep.support, prep.points
         h, w = pts.shape[:2]
@@ -130,9 +137,27 @@ class TorchLifter:
                       height_px=prep.frame.camera.height)
         table, near, full, boxes, Q, n = fn(lab, P, dv["height"], dv["region"], dv["hull"],
                                             dv["origin"], dv["R"], dv["consts"])
-        host = to_host([table, near, full, det, boxes])
-        prep.tick("segmentation")
-        return _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id)
+        return DeviceResults(to_host([table, near, full, det, boxes]), Q, n, lab)
+
+
+@dataclasses.dataclass
+class DeviceResults:
+    """What :meth:`TorchLifter.device_half` gives the host: the downloaded ``host`` arrays
+    (table, near, full, det, boxes) and, left on the device, the pieces' points ``Q``, their
+    counts ``n`` and the working-grid labels ``lab``."""
+
+    host: list
+    Q: torch.Tensor
+    n: torch.Tensor
+    lab: torch.Tensor
+
+
+def host_half(backend: GeometricBackend, prep: Prepared, got: DeviceResults, seg: Segmentation,
+              bounds: Optional[tuple], scene_id: str = ""
+              ) -> Optional[tuple[Scene, _DetectionNamer]]:
+    """The host half of :meth:`TorchLifter.lift`: selection, support relations, priors, names
+    and ids from the device's results (None when the frame needs the numpy path)."""
+    return _finish(backend, prep, got.host, got.Q, got.n, got.lab, seg, bounds, scene_id)
 
 
 def to_host(ts: list[torch.Tensor]) -> list[np.ndarray]:

@@ -115,24 +115,36 @@ def mask_pixels(rgb: np.ndarray, full: np.ndarray, box: tuple[int, int, int, int
 
 
 def lit_colour(px: np.ndarray, cell: float = 0.04) -> tuple[int, int, int]:
-    """The lit part's colour (0-255) of the object's dominant hue: among the pixels (N, 3) not
-    too dark to have one, those within ``cell`` (rg chromaticity) of the most frequent
+    """The lit part's colour (0-255) of the object's dominant hue: among the pixels (N, 3) uint8
+    not too dark to have one, those within ``cell`` (rg chromaticity) of the most frequent
     chromaticity; the mean of their brightest half. A yellow cup with a blue band and a white
-    lip is yellow, not the grey that averaging them gives."""
+    lip is yellow, not the grey that averaging them gives.
+
+    Channel by channel on 1-D arrays (a few microseconds each, where row sums and row
+    selections of (N, 3) arrays took tens): brightness sums are exact integers, chromaticities
+    are float32 quotients of them, and the means are numpy's float32 means, so the result is
+    that of the (N, 3) float32 computation."""
     if len(px) == 0:
         return (0, 0, 0)
-    px = px.reshape(-1, 3)[:: max(1, len(px) // 2000)].astype(np.float32)
-    lum = px.sum(axis=1)
-    lit = px[lum >= min(60.0, quantile(lum, 0.5))]
-    rg = lit[:, :2] / np.maximum(lit.sum(axis=1, keepdims=True), 1.0)
+    px = px.reshape(-1, 3)[:: max(1, len(px) // 2000)]
+    r, g, b = px.T.astype(np.int32)                   # exact sums in any order
+    lum = r + g + b
+    keep = lum >= min(60.0, quantile(lum, 0.5))
+    r, g, b, lum = r[keep], g[keep], b[keep], lum[keep]
+    den = np.maximum(lum, 1).astype(np.float32)
+    cr, cg = r.astype(np.float32) / den, g.astype(np.float32) / den
     side = int(1.0 / cell) + 1                        # rg in [0, 1]: cells on a side
-    cells = np.minimum((rg / cell).astype(np.int64), side - 1)
-    idx = cells[:, 0] * side + cells[:, 1]
-    mode = rg[idx == int(np.argmax(np.bincount(idx)))].mean(axis=0)
-    hue = lit[np.hypot(*(rg - mode).T) <= cell]
-    ls = hue.sum(axis=1)
-    bright = hue[ls >= quantile(ls, 0.5)]
-    return tuple(int(round(float(v))) for v in bright.mean(axis=0))
+    idx = (np.minimum((cr / cell).astype(np.int64), side - 1) * side
+           + np.minimum((cg / cell).astype(np.int64), side - 1))
+    top = idx == int(np.argmax(np.bincount(idx)))
+    mode = np.stack([cr[top], cg[top]], axis=1).mean(axis=0)   # numpy's (M, 2) float32 mean
+    keep = np.hypot(cr - mode[0], cg - mode[1]) <= cell
+    r, g, b, lum = r[keep], g[keep], b[keep], lum[keep]
+    keep = lum >= quantile(lum, 0.5)
+    sums = np.array([r[keep].sum(), g[keep].sum(), b[keep].sum()], dtype=np.float64)
+    # numpy's float32 mean: the (exact) sum over the count, divided in float64, then float32
+    mean = (sums / np.intp(np.count_nonzero(keep))).astype(np.float32)
+    return tuple(int(round(float(v))) for v in mean)
 
 
 def make_prior(f: ShapeFit, label: int, box: tuple[int, int, int, int], num_points: int,
