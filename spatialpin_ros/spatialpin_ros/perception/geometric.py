@@ -42,8 +42,9 @@ from spatialpin_ros.perception.colour_split import ColourSplitParams, split_by_c
 from spatialpin_ros.perception.depth_grid import sample_depth
 from spatialpin_ros.perception.depth_holes import DepthHoleParams
 from spatialpin_ros.perception.occluded import OccludedParams, recover_occluded
-from spatialpin_ros.perception.objects import (WorldView, full_resolution, grown_labels,
-                                               label_boxes, make_prior, mask_pixels)
+from spatialpin_ros.perception.objects import (WorldView, core_colours, full_resolution,
+                                               grown_labels, label_boxes, make_prior,
+                                               mask_pixels)
 from spatialpin_ros.perception.selection import Candidate, SelectionParams, select_objects
 from spatialpin_ros.perception.segmentation import (SegmentationParams, SurfaceSegmentation,
                                                     foreground_surfaces, labels_from_masks,
@@ -390,7 +391,7 @@ class GeometricBackend(PerceptionBackend):
         image box (:func:`~spatialpin_ros.perception.objects.label_boxes`); ``own(c)``: the
         candidate's colour sample (N, 3); ``namer`` names the objects from their masks."""
         p = self.params
-        objects, flat = [], []
+        objects, flat, kept = [], [], []
         for c in cands:
             f = c.fit
             is_flat = (f.top < p.flat_max_height and not f.container
@@ -400,7 +401,10 @@ class GeometricBackend(PerceptionBackend):
                 continue
             if frame.camera_pose is not None and not self._in_workspace(view.box(f)[0]):
                 continue
-            prior = make_prior(f, c.label, boxes[c.label], c.num_points, view, full, own(c))
+            kept.append((c, is_flat))
+        colours = core_colours([own(c) for c, _ in kept])       # all pieces in one pass
+        for (c, is_flat), colour in zip(kept, colours):
+            prior = make_prior(c.fit, c.label, boxes[c.label], c.num_points, view, full, colour)
             if is_flat:
                 prior.id = f"flat_{len(flat)}"
                 flat.append(prior)
