@@ -4,7 +4,13 @@ with CUDA graphs), the depth-only half (``prepare``) and the masks half (``finis
 with the per-stage times and, with ``--profile FILE``, torch.profiler's table of the torch
 ``finish``.
 
+``--host-finish N`` also times the torch ``finish``'s host half alone (selection, support
+relations, priors, names, ids: ``lift_gpu.host_half``) N times on one frame's device results,
+with its stages and the numpy ``finish``'s priors stage beside it; ``--skip-full`` leaves out
+the whole-lifting timings (e.g. on a CPU, where the torch device half is slow).
+
     PYTHONPATH=spatialpin_ros python3 benchmarks/profile_lift_torch.py [--iters 30]
+    PYTHONPATH=spatialpin_ros python3 benchmarks/profile_lift_torch.py --host-finish 50 --skip-full
 """
 
 from __future__ import annotations
@@ -25,8 +31,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_gpu_perception import stats, synth_frame  # noqa: E402
 from spatialpin_ros.perception.detection_names import _DetectionNamer, _Fixed  # noqa: E402
-from spatialpin_ros.perception.geometric import GeometricBackend  # noqa: E402
-from spatialpin_ros.perception.lift_gpu import TorchLifter  # noqa: E402
+from spatialpin_ros.perception.geometric import GeometricBackend, _Ticker  # noqa: E402
+from spatialpin_ros.perception.lift_gpu import TorchLifter, host_half  # noqa: E402
 from spatialpin_ros.perception.prepare_torch import TorchPreparer  # noqa: E402
 
 
@@ -35,6 +41,10 @@ def main(argv=None) -> int:
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--profile", default=None)
     ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--host-finish", type=int, default=0, metavar="N",
+                    help="time the torch finish's host half alone N times")
+    ap.add_argument("--skip-full", action="store_true",
+                    help="leave out the whole prepare/finish timings")
     args = ap.parse_args(argv)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     frame, depth, seg = synth_frame()
@@ -45,8 +55,9 @@ def main(argv=None) -> int:
     lifter = TorchLifter(graphs=True)
     preparer = TorchPreparer(graphs=True)
     out = {"device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu"}
-    for name, run in (("numpy", lambda p: a.finish(p, masks=seg.masks)),
-                      ("torch", lambda p: lifter.lift(b, p, masks, seg, None))):
+    full = () if args.skip_full else (("numpy", lambda p: a.finish(p, masks=seg.masks)),
+                                      ("torch", lambda p: lifter.lift(b, p, masks, seg, None)))
+    for name, run in full:
         owner = a if name == "numpy" else b
         tot, ptot, parts = [], [], {}
         for it in range(5 + args.iters):
@@ -73,6 +84,10 @@ def main(argv=None) -> int:
             out[name]["graphs"] = [f.enabled for f in lifter._fns.values()]
             out[name]["prepare_graphs"] = [f.enabled for f in preparer._fns.values()]
         print(name, json.dumps(out[name]), flush=True)
+    if args.host_finish:
+        out["host_finish"] = host_finish(a, b, f, seg, masks, lifter, preparer, dev,
+                                         args.host_finish)
+        print("host_finish", json.dumps(out["host_finish"]), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     if args.profile and dev.type == "cuda":
@@ -84,6 +99,34 @@ def main(argv=None) -> int:
         Path(args.profile).write_text(prof.key_averages().table(
             sort_by="cpu_time_total", row_limit=40, max_name_column_width=60))
     return 0
+
+
+def host_finish(a, b, f, seg, masks, lifter, preparer, dev, iters: int) -> dict:
+    """The torch ``finish``'s host half alone, ``iters`` times (after 5 warm-ups) on one
+    frame's device results, against the numpy ``finish`` (its "priors" stage builds the same
+    priors from the same kind of inputs)."""
+    prep = preparer.prepare(b, f, dev)
+    got = lifter.device_half(b, prep, masks)
+    tot, parts = [], {}
+    for it in range(5 + iters):
+        prep.tick = _Ticker()
+        t = time.perf_counter()
+        scene, _ = host_half(b, prep, got, seg, None)
+        if it >= 5:
+            tot.append(1000 * (time.perf_counter() - t))
+            for k, v in b.last["timing_ms"].items():
+                parts.setdefault(k, []).append(v)
+    npy = {}
+    pa = a.prepare(f)
+    for it in range(5 + iters):
+        pa.tick = _Ticker()
+        a.finish(pa, masks=seg.masks)
+        if it >= 5:
+            for k, v in a.last["timing_ms"].items():
+                npy.setdefault(k, []).append(v)
+    return {"torch_host_ms": stats(tot), "stages_ms": {k: stats(v) for k, v in parts.items()},
+            "numpy_finish_stages_ms": {k: stats(v) for k, v in npy.items()},
+            "objects": len(scene.objects)}
 
 
 if __name__ == "__main__":

@@ -70,6 +70,12 @@ class ObjectNamer(abc.ABC):
     def name(self, rgb: np.ndarray, masks: Sequence[np.ndarray]) -> list[str]:
         """One short noun phrase per mask ("red box", "mug")."""
 
+    def name_priors(self, rgb: np.ndarray, priors: Sequence) -> list[str]:
+        """:meth:`name` of the priors' masks (``ObjectPrior.full_mask``); a namer may work on
+        the masks' roi crops instead of full-size masks."""
+        h, w = rgb.shape[:2]
+        return self.name(rgb, [p.full_mask(h, w) for p in priors])
+
 
 class PerceptionBackend(abc.ABC):
     """RGB-D frame in, 3D scene priors out. Implementations may keep state across frames (object

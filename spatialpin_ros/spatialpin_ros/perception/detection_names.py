@@ -49,25 +49,51 @@ class _DetectionNamer(ObjectNamer):
         return self._lab
 
     def name(self, rgb: np.ndarray, masks: Sequence[np.ndarray]) -> list[str]:
-        out = []
         if not self.seg.masks:
             return ["object"] * len(masks)
         crop = self._crop(rgb.shape[:2])
-        lab = self._labels(crop).ravel()
+        lab = self._labels(crop)
+        out = []
         wc = crop[1].stop - crop[1].start
-        for m in masks:
-            flat = np.flatnonzero(np.asarray(m, bool)[crop])
-            hits = lab[flat]
-            hits = hits[hits >= 0]
-            if len(hits) == 0:
-                out.append("object")
-                continue
-            i = int(np.bincount(hits).argmax())
-            name = self.seg.names[i] if self.seg.names else "object"
-            score = float(self.seg.scores[i]) if self.seg.scores else 1.0
-            ys, xs = np.divmod(flat, wc)
-            roi = (int(xs.min()) + crop[1].start, int(ys.min()) + crop[0].start,
-                   int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
-            self.by_roi[roi] = (name, score)
-            out.append(name)
+        for m in masks:                 # flatnonzero: np.nonzero of a 2-D mask is ~15x slower
+            ys, xs = np.divmod(np.flatnonzero(np.asarray(m, bool)[crop]), wc)
+            out.append(self._name_pixels(lab, ys, xs, crop))
         return out
+
+    def name_priors(self, rgb: np.ndarray, priors: Sequence) -> list[str]:
+        """:meth:`name` on each prior's roi crop of its mask (no full-size masks): the same
+        names and scores."""
+        if not self.seg.masks:
+            return ["object"] * len(priors)
+        H, W = rgb.shape[:2]
+        crop = self._crop((H, W))
+        lab = self._labels(crop)
+        out = []
+        for p in priors:
+            x, y, w, h = p.roi
+            r0, r1 = max(y, crop[0].start), min(y + h, H, crop[0].stop)
+            c0, c1 = max(x, crop[1].start), min(x + w, W, crop[1].stop)
+            if p.mask is None or r1 <= r0 or c1 <= c0:
+                ys = xs = np.zeros(0, dtype=np.intp)
+            else:
+                ys, xs = np.divmod(np.flatnonzero(p.mask[r0 - y:r1 - y, c0 - x:c1 - x]),
+                                   c1 - c0)
+                ys, xs = ys + (r0 - crop[0].start), xs + (c0 - crop[1].start)
+            out.append(self._name_pixels(lab, ys, xs, crop))
+        return out
+
+    def _name_pixels(self, lab: np.ndarray, ys: np.ndarray, xs: np.ndarray, crop) -> str:
+        """The name of the mask whose pixels (``ys``, ``xs``: in the crop) are most of these,
+        remembering its score by their roi."""
+        hits = lab[ys, xs]
+        keep = hits >= 0
+        hits = hits[keep]
+        if len(hits) == 0:
+            return "object"
+        i = int(np.bincount(hits).argmax())
+        name = self.seg.names[i] if self.seg.names else "object"
+        score = float(self.seg.scores[i]) if self.seg.scores else 1.0
+        roi = (int(xs.min()) + crop[1].start, int(ys.min()) + crop[0].start,
+               int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+        self.by_roi[roi] = (name, score)
+        return name

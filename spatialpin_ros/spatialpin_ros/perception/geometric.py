@@ -42,8 +42,9 @@ from spatialpin_ros.perception.colour_split import ColourSplitParams, split_by_c
 from spatialpin_ros.perception.depth_grid import sample_depth
 from spatialpin_ros.perception.depth_holes import DepthHoleParams
 from spatialpin_ros.perception.occluded import OccludedParams, recover_occluded
-from spatialpin_ros.perception.objects import (WorldView, full_resolution, grown_labels,
-                                               label_boxes, make_prior, mask_pixels)
+from spatialpin_ros.perception.objects import (WorldView, core_colours, full_resolution,
+                                               grown_labels, label_boxes, make_prior,
+                                               mask_pixels)
 from spatialpin_ros.perception.selection import Candidate, SelectionParams, select_objects
 from spatialpin_ros.perception.segmentation import (SegmentationParams, SurfaceSegmentation,
                                                     foreground_surfaces, labels_from_masks,
@@ -389,8 +390,8 @@ class GeometricBackend(PerceptionBackend):
         the workspace are dropped. ``full``: full-resolution labels; ``boxes``: each label's
         image box (:func:`~spatialpin_ros.perception.objects.label_boxes`); ``own(c)``: the
         candidate's colour sample (N, 3); ``namer`` names the objects from their masks."""
-        p, cam = self.params, frame.camera
-        objects, flat = [], []
+        p = self.params
+        objects, flat, kept = [], [], []
         for c in cands:
             f = c.fit
             is_flat = (f.top < p.flat_max_height and not f.container
@@ -400,15 +401,17 @@ class GeometricBackend(PerceptionBackend):
                 continue
             if frame.camera_pose is not None and not self._in_workspace(view.box(f)[0]):
                 continue
-            prior = make_prior(f, c.label, boxes[c.label], c.num_points, view, full, own(c))
+            kept.append((c, is_flat))
+        colours = core_colours([own(c) for c, _ in kept])       # all pieces in one pass
+        for (c, is_flat), colour in zip(kept, colours):
+            prior = make_prior(c.fit, c.label, boxes[c.label], c.num_points, view, full, colour)
             if is_flat:
                 prior.id = f"flat_{len(flat)}"
                 flat.append(prior)
             else:
                 objects.append(prior)
         if namer is not None and objects:
-            names = namer.name(frame.rgb, [o.full_mask(cam.height, cam.width)
-                                           for o in objects])
+            names = namer.name_priors(frame.rgb, objects)
             for ob, name in zip(objects, names):
                 ob.label = name
         objects.sort(key=lambda ob: (ob.roi[0], ob.roi[1]))

@@ -100,6 +100,13 @@ class TorchLifter:
         """:meth:`GeometricBackend.finish` of ``prep`` with the detection masks (K, H, W) bool
         on the device: the scene and the namer that named its objects (with each object's
         detector score), or None when the frame needs the numpy path (pieces to merge)."""
+        got = self.device_half(backend, prep, masks)
+        prep.tick("segmentation")
+        return host_half(backend, prep, got, seg, bounds, scene_id)
+
+    def device_half(self, backend: GeometricBackend, prep: Prepared, masks: torch.Tensor
+                    ) -> "DeviceResults":
+        """The device half of :meth:`lift` (one graph replay) and its one download."""
         p, dev = backend.params, masks.device
         sup, pts = prep.support, prep.points
         h, w = pts.shape[:2]
@@ -130,20 +137,54 @@ class TorchLifter:
                       height_px=prep.frame.camera.height)
         table, near, full, boxes, Q, n = fn(lab, P, dv["height"], dv["region"], dv["hull"],
                                             dv["origin"], dv["R"], dv["consts"])
-        host = to_host([table, near, full, det, boxes])
-        prep.tick("segmentation")
-        return _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id)
+        pending = to_host([table, near, full, det, boxes], wait=False)
+        # while the GPU replays the graph: the host work that needs no device result
+        T_wc, world = backend._world(prep.frame, sup)
+        frame_work = {"T_wc": T_wc, "world": world, "view": WorldView.of(sup, T_wc),
+                      "plane": backend._plane_world(sup, T_wc)}
+        return DeviceResults(pending(), Q, n, lab, frame_work)
 
 
-def to_host(ts: list[torch.Tensor]) -> list[np.ndarray]:
-    """Copies to the host through pinned buffers, one synchronisation."""
+@dataclasses.dataclass
+class DeviceResults:
+    """What :meth:`TorchLifter.device_half` gives the host: the downloaded ``host`` arrays
+    (table, near, full, det, boxes) and, left on the device, the pieces' points ``Q``, their
+    counts ``n`` and the working-grid labels ``lab``."""
+
+    host: list
+    Q: torch.Tensor
+    n: torch.Tensor
+    lab: torch.Tensor
+    frame_work: dict = dataclasses.field(default_factory=dict)
+
+
+def host_half(backend: GeometricBackend, prep: Prepared, got: DeviceResults, seg: Segmentation,
+              bounds: Optional[tuple], scene_id: str = ""
+              ) -> Optional[tuple[Scene, _DetectionNamer]]:
+    """The host half of :meth:`TorchLifter.lift`: selection, support relations, priors, names
+    and ids from the device's results (None when the frame needs the numpy path)."""
+    return _finish(backend, prep, got.host, got.Q, got.n, got.lab, seg, bounds, scene_id,
+                   got.frame_work)
+
+
+def to_host(ts: list[torch.Tensor], wait: bool = True):
+    """Copies to the host through pinned buffers, one synchronisation. With ``wait`` False the
+    copies are only enqueued, and a function that waits for them and returns the arrays comes
+    back (the host can work meanwhile)."""
     if ts[0].device.type != "cuda":
-        return [t.numpy() for t in ts]
+        out = [t.numpy() for t in ts]
+        return out if wait else (lambda: out)
     host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in ts]
     for hb, t in zip(host, ts):
         hb.copy_(t, non_blocking=True)
-    torch.cuda.current_stream(ts[0].device).synchronize()
-    return [t.numpy() for t in host]
+    done = torch.cuda.Event()
+    done.record(torch.cuda.current_stream(ts[0].device))
+
+    def arrays() -> list[np.ndarray]:
+        done.synchronize()
+        return [t.numpy() for t in host]
+
+    return arrays() if wait else arrays
 
 
 class _Rows:
@@ -194,8 +235,10 @@ def _select(table: np.ndarray, near: np.ndarray, rows: _Rows, p) -> Optional[tup
     return keep, dropped
 
 
-def _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id):
-    """Support relations, priors, names and ids on the host from the device's results."""
+def _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id, frame_work=None):
+    """Support relations, priors, names and ids on the host from the device's results
+    (``frame_work``: the camera pose, world frame, :class:`WorldView` and world plane, when
+    already computed)."""
     p, sup, tick = backend.params, prep.support, prep.tick
     table, near, full, det, boxes = host
     c = {name: FIT + i for i, name in enumerate(COLS)}
@@ -213,11 +256,13 @@ def _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id):
     tick("shapes")
     npix = {k + 1: int(table[k, c["npix"]]) for k in keep}
     kept = _support(backend, prep, cands, on_ext, lab, dropped, npix)
-    T_wc, world = backend._world(prep.frame, sup)
+    fw = frame_work or {}
+    T_wc, world = (fw["T_wc"], fw["world"]) if fw else backend._world(prep.frame, sup)
+    view = fw.get("view") or WorldView.of(prep.support, T_wc)
     r0, r1, c0, c1 = bounds if bounds is not None else (0, det.shape[0], 0, det.shape[1])
     namer = _DetectionNamer(seg, bounds)
     namer._lab = det[r0:r1, c0:c1]
-    objects, flat = _priors(backend, kept, full, boxes, prep, T_wc, namer)
+    objects, flat = _priors(backend, kept, full, boxes, prep, view, namer)
     objects = backend.tracker.assign(objects)
     tick("priors")
     backend.last = {"support": sup, "extent": prep.extent, "dropped": dropped,
@@ -227,7 +272,8 @@ def _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id):
     frame = prep.frame
     return Scene(scene_id=scene_id, objects=objects, camera=frame.camera, camera_pose=T_wc,
                  stamp=frame.stamp, frame_id=world,
-                 support_plane=backend._plane_world(sup, T_wc), flat_items=flat), namer
+                 support_plane=fw["plane"] if fw else backend._plane_world(sup, T_wc),
+                 flat_items=flat), namer
 
 
 def _support(backend, prep, cands, on_ext, lab, dropped, npix) -> list[Candidate]:
@@ -249,7 +295,7 @@ def _support(backend, prep, cands, on_ext, lab, dropped, npix) -> list[Candidate
     return settle(cands, on_ext, sp, occluded, lambda c: npix[c.label], dropped)
 
 
-def _priors(backend, cands, full, box_rows, prep, T_wc, namer
+def _priors(backend, cands, full, box_rows, prep, view, namer
             ) -> tuple[list[ObjectPrior], list]:
     """``GeometricBackend._priors`` on the downloaded results (candidates carry their pixel
     bounds as ``rows``/``cols`` (min, max), so the colour comes from the mask). ``box_rows``:
@@ -257,7 +303,7 @@ def _priors(backend, cands, full, box_rows, prep, T_wc, namer
     :func:`~spatialpin_ros.perception.objects.label_boxes` gives them."""
     boxes = {k: tuple(int(v) for v in b) for k, b in enumerate(box_rows) if k > 0 and b[2] > 0}
     return backend.assemble_priors(
-        cands, WorldView.of(prep.support, T_wc), full, boxes,
+        cands, view, full, boxes,
         lambda c: mask_pixels(prep.frame.rgb, full, boxes[c.label], c.label), prep.frame, namer)
 
 

@@ -266,6 +266,16 @@ def working_stride(focal: float, distance: float, params: SegmentationParams,
     return int(np.clip(s, 1, params.max_stride))
 
 
+def plane_heights(points: np.ndarray, support: SupportPlane) -> np.ndarray:
+    """The heights (h, w) float32 of ``points`` (h, w, 3; NaN read as 0) above ``support``, as
+    x * nx + y * ny + z * nz in float32, each product and sum rounded in this order: the torch
+    prepare (``prepare_torch.grid_masks``) does the same ops, so both give the same bits (a
+    BLAS matrix product's summation order and fused multiply-adds depend on the CPU)."""
+    q = np.nan_to_num(points) - support.origin.astype(np.float32)
+    n = support.normal.astype(np.float32)
+    return q[..., 0] * n[0] + q[..., 1] * n[1] + q[..., 2] * n[2]
+
+
 def foreground_surfaces(points: np.ndarray, support: SupportPlane, params: SegmentationParams,
                         focal: float, stride: int) -> SurfaceSegmentation:
     """What rises above ``support`` (step 1 alone): heights and the foreground with its
@@ -276,8 +286,7 @@ def foreground_surfaces(points: np.ndarray, support: SupportPlane, params: Segme
     h, w = points.shape[:2]
     valid = np.isfinite(points[..., 2])
     z_all = np.where(valid, points[..., 2], 0.0).astype(np.float32)
-    height = np.where(valid, (np.nan_to_num(points) - support.origin.astype(np.float32)) @
-                      support.normal.astype(np.float32), np.nan).astype(np.float32)
+    height = np.where(valid, plane_heights(points, support), np.nan).astype(np.float32)
     hmin = np.maximum(p.min_height, p.noise_sigmas * support.noise_k * z_all * z_all)
     fg_all = valid & (height > hmin) & (height < p.max_height)
     # hysteresis: lower pixels beside the foreground (an object's base band) belong to it
