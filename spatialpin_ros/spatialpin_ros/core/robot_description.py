@@ -8,7 +8,10 @@ fingertips reach beyond the TCP, a finger's thickness and width); the home confi
 the limits the planner keeps: scales of the URDF's velocities, accelerations and jerks.
 
 The URDF is the ``robot_description`` string (as robot_state_publisher publishes it) or a file:
-an absolute path, a path relative to the YAML file, or a path under pybullet_data.
+an absolute path, a path relative to the YAML file, or a path under pybullet_data. Its mesh
+URIs (``package://``, ``file://``) are resolved to files (``core.urdf_resources``); the YAML's
+optional ``packages`` mapping (package name: folder, relative to the YAML file) names where a
+package lives that no ament index or ROS_PACKAGE_PATH knows.
 
 Shipped descriptions live in ``config/robots/NAME.yaml``; ``load_robot("xarm6")`` finds one by
 name, ``load_robot("/path/to/arm.yaml")`` reads any. Every inconsistency with the URDF (a joint
@@ -269,10 +272,17 @@ def description_from_dict(d: dict[str, Any], base_dir: Path = Path("."),
                 for k, v in (d.get("packages") or {}).items()}
     try:
         if robot_description.strip():
-            # As robot_state_publisher publishes it: package:// URIs; relative paths are
-            # taken as relative to the YAML file.
+            # As robot_state_publisher publishes it: package:// URIs. Relative paths (and
+            # package:// ones no index knows, as PyBullet reads them) are taken beside the
+            # YAML's urdf file where it names one, else beside the YAML file.
             text = robot_description
-            urdf_path = loadable_urdf_file(text, name, Path(base_dir), packages)
+            folder = Path(base_dir)
+            if d.get("urdf"):
+                try:
+                    folder = _urdf_file(str(d["urdf"]), base_dir).parent
+                except RobotDescriptionError:
+                    pass
+            urdf_path = loadable_urdf_file(text, name, folder, packages)
         else:
             p = _urdf_file(str(need("urdf")), base_dir)
             text = p.read_text()

@@ -3,7 +3,7 @@
 A URDF as robot_state_publisher publishes it (the ``robot_description`` parameter) names its
 meshes as ``package://PACKAGE/path`` URIs, sometimes as ``file:///absolute/path``; PyBullet
 reads neither and takes a relative path as relative to the URDF file. ``resolve_urdf_uris``
-rewrites every ``filename="..."`` attribute to an absolute path:
+rewrites the ``filename`` of every ``<mesh>`` and ``<texture>`` to an absolute path:
 
 - ``package://PACKAGE/rest``: ``PACKAGE``'s directory from, in order, ``package_dirs`` (a
   mapping given by the caller: the robot YAML's ``packages``), the ament index
@@ -35,7 +35,8 @@ from urllib.parse import unquote, urlparse
 
 from spatialpin_ros.core.errors import ConfigError
 
-_FILENAME = re.compile(r'(filename\s*=\s*)(["\'])(.*?)\2')
+#: The file a <mesh> or <texture> element names (not a Gazebo <plugin>'s library).
+_FILENAME = re.compile(r'(<(?:mesh|texture)\b[^>]*?\bfilename\s*=\s*)(["\'])(.*?)\2')
 
 
 class UrdfResourceError(ConfigError):
