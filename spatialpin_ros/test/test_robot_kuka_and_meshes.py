@@ -146,7 +146,7 @@ def test_the_squeeze_comes_from_the_robot_yaml(tmp_path):
     data["gripper"]["squeeze"] = 0.012
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(data))
     assert load_robot(str(tmp_path / "a.yaml")).gripper.squeeze == 0.012
-    assert load_robot("panda").gripper.squeeze == 0.005
+    assert load_robot("panda").gripper.squeeze == 0.012
     data["gripper"]["squeeze"] = -0.01
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(RobotDescriptionError, match="gripper.squeeze must lie in"):
