@@ -8,7 +8,10 @@ fingertips reach beyond the TCP, a finger's thickness and width); the home confi
 the limits the planner keeps: scales of the URDF's velocities, accelerations and jerks.
 
 The URDF is the ``robot_description`` string (as robot_state_publisher publishes it) or a file:
-an absolute path, a path relative to the YAML file, or a path under pybullet_data.
+an absolute path, a path relative to the YAML file, or a path under pybullet_data. Its mesh
+URIs (``package://``, ``file://``) are resolved to files (``core.urdf_resources``); the YAML's
+optional ``packages`` mapping (package name: folder, relative to the YAML file) names where a
+package lives that no ament index or ROS_PACKAGE_PATH knows.
 
 Shipped descriptions live in ``config/robots/NAME.yaml``; ``load_robot("xarm6")`` finds one by
 name, ``load_robot("/path/to/arm.yaml")`` reads any. Every inconsistency with the URDF (a joint
@@ -21,8 +24,6 @@ default the world origin, which is on the table top) with its axes along the wor
 
 from __future__ import annotations
 
-import os
-import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,8 @@ from typing import Any, Optional
 import yaml
 
 from spatialpin_ros.core.errors import ConfigError
+from spatialpin_ros.core.urdf_resources import (UrdfResourceError, loadable_urdf_file,
+                                             needs_resolving)
 
 #: The robot used when none is named.
 DEFAULT_ROBOT = "panda"
@@ -109,7 +112,9 @@ class GripperSpec:
     gap is not linear in the joints). ``finger_links`` touch the object; ``hand_links`` (the
     palm, the wrist) may touch it too. Finger model (m): ``fingertip_below_tcp`` along the TCP
     z axis, ``finger_thickness`` outward from the gripping face, ``finger_width`` across the
-    closing axis."""
+    closing axis. ``squeeze`` (m per finger): how far inside the object's half-width the fingers
+    are commanded to close, so that they press on it (a compliant or slow-closing gripper wants
+    more; a stiff one less)."""
 
     joints: tuple[str, ...]
     open: tuple[float, ...]
@@ -120,6 +125,7 @@ class GripperSpec:
     fingertip_below_tcp: float
     finger_thickness: float
     finger_width: float
+    squeeze: float = 0.005
 
 
 @dataclass(frozen=True)
@@ -261,15 +267,29 @@ def description_from_dict(d: dict[str, Any], base_dir: Path = Path("."),
             raise RobotDescriptionError(f"robot {name!r}: missing field {prefix}{key!r}")
         return where[key]
 
-    if robot_description.strip():
-        text = robot_description
-        fd, tmp = tempfile.mkstemp(prefix=f"{name}_", suffix=".urdf")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        urdf_path = tmp
-    else:
-        p = _urdf_file(str(need("urdf")), base_dir)
-        text, urdf_path = p.read_text(), str(p)
+    packages = {str(k): str(v if Path(str(v)).expanduser().is_absolute()
+                            else Path(base_dir) / str(v))
+                for k, v in (d.get("packages") or {}).items()}
+    try:
+        if robot_description.strip():
+            # As robot_state_publisher publishes it: package:// URIs. Relative paths (and
+            # package:// ones no index knows, as PyBullet reads them) are taken beside the
+            # YAML's urdf file where it names one, else beside the YAML file.
+            text = robot_description
+            folder = Path(base_dir)
+            if d.get("urdf"):
+                try:
+                    folder = _urdf_file(str(d["urdf"]), base_dir).parent
+                except RobotDescriptionError:
+                    pass
+            urdf_path = loadable_urdf_file(text, name, folder, packages)
+        else:
+            p = _urdf_file(str(need("urdf")), base_dir)
+            text = p.read_text()
+            urdf_path = (loadable_urdf_file(text, name, p.parent, packages)
+                         if needs_resolving(text, p.parent) else str(p))
+    except UrdfResourceError as e:
+        raise RobotDescriptionError(f"robot {name!r}: {e}") from None
     info = parse_urdf(text)
     tcp = need("tcp")
     g = need("gripper")
@@ -294,7 +314,8 @@ def description_from_dict(d: dict[str, Any], base_dir: Path = Path("."),
             hand_links=tuple(str(l) for l in g.get("hand_links", ())),
             fingertip_below_tcp=float(need("fingertip_below_tcp", g, "gripper.")),
             finger_thickness=float(need("finger_thickness", g, "gripper.")),
-            finger_width=float(need("finger_width", g, "gripper."))),
+            finger_width=float(need("finger_width", g, "gripper.")),
+            squeeze=float(g.get("squeeze", 0.005))),
         home=_floats(need("home"), len(arm), "home", name),
         limits=LimitSpec(**{k: float(v) for k, v in lim.items()}) if lim else LimitSpec(),
         base_position=_floats(d.get("base_position", (0, 0, 0)), 3, "base_position", name),
@@ -353,6 +374,9 @@ def check_against_urdf(desc: RobotDescription, info: UrdfInfo) -> None:
                 raise RobotDescriptionError(
                     f"robot {n!r}: gripper.{what} value {q} of joint {j!r} is outside its "
                     f"URDF limits [{uj.lower}, {uj.upper}]")
+    if not 0.0 <= desc.gripper.squeeze < 0.05:
+        raise RobotDescriptionError(f"robot {n!r}: gripper.squeeze must lie in [0, 0.05) m, "
+                                    f"got {desc.gripper.squeeze}")
     if len(desc.gripper.finger_links) != 2:
         raise RobotDescriptionError(f"robot {n!r}: gripper.finger_links needs two links")
     for k in ("velocity_scale", "acceleration_scale"):

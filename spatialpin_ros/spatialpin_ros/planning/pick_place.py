@@ -211,7 +211,8 @@ def _grasps(run: _Run, obj: ObjectPrior, support: float, q_start: np.ndarray,
     kw = dict(max_width=robot.max_grasp_width if cfg.max_grasp_width is None
               else cfg.max_grasp_width, depth=cfg.grasp_depth,
               approach_height=cfg.approach_height, lift_height=cfg.approach_height,
-              squeeze=cfg.squeeze)
+              squeeze=robot.description.gripper.squeeze if cfg.squeeze is None
+              else cfg.squeeze)
     yaw = robot.fk(q_start).yaw()
     own = points.of(obj.id) if points is not None else np.zeros((0, 3))
     if len(own) >= cfg.min_cloud_points:

@@ -30,7 +30,8 @@ class PickPlaceConfig:
     poses above the grasp and the placement. ``clearance`` [m]: the object is let go this far
     above its support. ``min_support`` [fraction of the object's footprint] the target must
     carry. ``max_grasp_width`` [m] (None: the robot's). ``grasp_depth`` [m] of the TCP below
-    the object's top. ``squeeze`` [m per finger] closed inside the object's half-width.
+    the object's top. ``squeeze`` [m per finger] closed inside the object's half-width (None: the
+    robot description's ``gripper.squeeze``).
     ``cartesian_speed`` [m/s] of the straight moves. ``close_dwell`` and ``release_dwell`` [s]
     after the gripper moves. ``reference_time`` [s] of a long RRT* per sampled motion, for path
     length ratios (0: none; not counted in planning time). ``compute_ee_path``: fill
@@ -49,7 +50,7 @@ class PickPlaceConfig:
     min_support: float = MIN_SUPPORT
     max_grasp_width: Optional[float] = None
     grasp_depth: float = 0.025
-    squeeze: float = 0.005
+    squeeze: Optional[float] = None
     cartesian_speed: float = 0.1
     close_dwell: float = 0.4
     release_dwell: float = 0.3

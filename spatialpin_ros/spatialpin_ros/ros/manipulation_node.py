@@ -61,6 +61,7 @@ from spatialpin_ros.core.trajectory import JointTrajectory  # noqa: F401 (type o
 from spatialpin_ros.core.types import PerceptionStatus, Scene
 from spatialpin_ros.ros import conversions as conv
 from spatialpin_ros.ros.node_main import run_node
+from spatialpin_ros.ros.gripper_controller import merge_joint_states
 from spatialpin_ros.ros.params import Param, declare_params, non_negative, one_of, positive
 from spatialpin_ros.ros.sim_node import LATCHED
 from spatialpin_ros.ros.manipulation_exec import PREEMPTED, STOP_SETTLE_S, TaskExecutionMixin
@@ -86,13 +87,17 @@ PARAMS = {
                             "(replaces the robot YAML's limits.velocity_scale)", positive),
     "world_frame": Param("world", "Frame of the scene priors, the path and the markers"),
     "scene_priors_topic": Param("/spatialpin/scene_priors", "ScenePriors input"),
-    "joint_states_topic": Param("/joint_states", "Joint states of the arm"),
+    "joint_states_topic": Param("/joint_states", "Joint states of the arm and the gripper "
+                                "(several publishers' messages merged by joint name)"),
     "joint_trajectory_topic": Param("/joint_trajectory_controller/joint_trajectory",
                                     "Where trajectories go (JointTrajectory)"),
     "use_follow_joint_trajectory": Param(False, "Send through a control_msgs "
                                          "FollowJointTrajectory action instead (ros2_control)"),
     "follow_joint_trajectory_action": Param(
         "/joint_trajectory_controller/follow_joint_trajectory", "FollowJointTrajectory action"),
+    "gripper_follow_joint_trajectory_action": Param(
+        "", "The gripper's own FollowJointTrajectory action (a second controller, as "
+        "ros2_control setups often have); empty: the gripper joints go with the arm's"),
     "follow_joint_trajectory_timeout_s": Param(
         5.0, "Seconds to wait for the FollowJointTrajectory server, for its answer to a goal, "
         "for a cancelled goal to end, and for the result past the trajectory's end plus "
@@ -222,6 +227,13 @@ class ManipulationNode(GoalStepsMixin, TaskExecutionMixin, Node):
                                       f"messages on {self.p.joint_trajectory_topic} instead")
             return None
         from spatialpin_ros.ros.follow_joint_trajectory import FollowJointTrajectoryClient
+        if self.p.gripper_follow_joint_trajectory_action:
+            from spatialpin_ros.ros.gripper_controller import ArmAndGripperClient
+            return ArmAndGripperClient(
+                self, FollowJointTrajectory, self.p.follow_joint_trajectory_action,
+                self.p.gripper_follow_joint_trajectory_action, self.robot.gripper_joints,
+                timeout_s=float(self.p.follow_joint_trajectory_timeout_s),
+                goal_time_tolerance_s=float(self.p.goal_time_tolerance_s))
         return FollowJointTrajectoryClient(
             self, FollowJointTrajectory, self.p.follow_joint_trajectory_action,
             timeout_s=float(self.p.follow_joint_trajectory_timeout_s),
@@ -264,7 +276,7 @@ class ManipulationNode(GoalStepsMixin, TaskExecutionMixin, Node):
 
     def _on_joints(self, msg: JointState) -> None:
         with self._lock:
-            self.joints = msg
+            self.joints = merge_joint_states(self.joints, msg)
 
     def current_fingers(self) -> float:
         """Opening of one finger (m), or fully open when unknown."""
