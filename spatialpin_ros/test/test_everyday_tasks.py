@@ -178,6 +178,28 @@ def test_slip_is_seen_and_retried_once(sim):
     assert len(run.plans) == 2 and run.status == "ok" and run.check.ok, run
 
 
+def test_a_dropped_object_is_found_again_for_the_retry():
+    """After a slip the object may lie elsewhere, seen with another colour name or shape: it
+    is the object no other object accounts for, near where it was, of a like size."""
+    from spatialpin_ros.core.types import CameraModel, Scene
+    from spatialpin_ros.reasoning.task_rules import find_dropped
+    cam = CameraModel(640, 480, 500.0, 500.0, 320.0, 240.0)
+
+    def scene(objs):
+        return Scene("s", objs, cam, Pose())
+    bottle = prior("obj_1", "cylinder", [0.5, 0.0, 0.1], [0.06, 0.06, 0.2], color="cyan")
+    box = prior("obj_2", "box", [0.6, 0.1, 0.03], [0.1, 0.08, 0.06], color="green")
+    before = scene([bottle, box])
+    lying = prior("obj_7", "other", [0.58, -0.1, 0.03], [0.2, 0.06, 0.06], color="white")
+    box_after = dataclasses.replace(box, id="obj_2")
+    found = find_dropped(scene([box_after, lying]), before, bottle)
+    assert found is not None and found.id == "obj_7"
+    far = dataclasses.replace(lying, pose=Pose.from_yaw([0.5, 0.45, 0.03], 0.0))
+    assert find_dropped(scene([box_after, far]), before, bottle) is None
+    # The other object is never taken for the dropped one.
+    assert find_dropped(scene([box_after]), before, bottle) is None
+
+
 def test_benchmark_never_proposes_irregular_or_round_bases():
     """Over the everyday benchmark's proposals (its result file), and over fresh proposals on
     a few everyday-mesh scenes: no stack, put_in or place_on onto a ball or an irregular solid."""
