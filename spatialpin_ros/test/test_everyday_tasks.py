@@ -178,6 +178,21 @@ def test_slip_is_seen_and_retried_once(sim):
     assert len(run.plans) == 2 and run.status == "ok" and run.check.ok, run
 
 
+def test_next_to_spot_keeps_the_gap_between_footprints():
+    """The spot beside a target leaves NEXT_GAP between the two footprints (not between the
+    target and a disc round the object), well inside the success rule's NEXT_MAX_GAP."""
+    from spatialpin_ros.core.stacking import footprint, polygon_gap
+    from spatialpin_ros.core.task_kinds import NEXT_GAP, NEXT_MAX_GAP, next_to_spot
+    long_box = ObjectPrior("long", "box", Pose.from_yaw([0.45, -0.2, 0.03], 0.4),
+                           [0.12, 0.05, 0.06], shape="box", color_name="red")
+    for target in (BOX, BOWL):
+        spot = next_to_spot(long_box, target, [long_box, target])
+        assert spot is not None
+        placed = footprint(long_box, spot.yaw(), spot.position[:2])
+        gap = polygon_gap(placed, footprint(target))
+        assert NEXT_GAP - 0.002 <= gap <= NEXT_MAX_GAP - 0.025, (target.id, gap)
+
+
 def test_a_dropped_object_is_found_again_for_the_retry():
     """After a slip the object may lie elsewhere, seen with another colour name or shape: it
     is the object no other object accounts for, near where it was, of a like size."""
