@@ -267,7 +267,11 @@ def _build(run: _Run, ps: PlanningScene, req: _Request, c: Choice, q_start: np.n
     ps.attach(req.obj.id, c.descend.end, min(f_open, g.width / 2))
     run.check_cancel()
     cart("lift", c.lift)
-    b.arm(run.planned("transport", c.lift.end, c.q_preplace, ps).timed, "transport")
+    transport = run.planned("transport", c.lift.end, c.q_preplace, ps)
+    timed = transport.timed
+    if g.finger_target <= 0.0 and cfg.pinch_transport_speed < 1.0:    # a pinch: slower
+        timed = run.planner.time(transport.path, ps, speed=cfg.pinch_transport_speed)
+    b.arm(timed, "transport")
     run.check_cancel()
     cart("lower", c.lower)
     b.dwell(0.1)

@@ -37,7 +37,10 @@ class PickPlaceConfig:
     ``TaskPlan.ee_path``. ``kind``: "put_in" or "place_on" put the object into or onto the
     target (``core.task_kinds``); otherwise a target means stacking on it.
     ``min_cloud_points``: with perceived points given, an object with at least this many is
-    grasped from its points (``planning.antipodal``), else from its box."""
+    grasped from its points (``planning.antipodal``), else from its box.
+    ``pinch_transport_speed`` (0..1]: the transport of an object held by a pinched wall or a
+    thin part (a rim grasp, fingers closed fully) runs at this share of the arm's speed limits
+    (its accelerations at the square), so that the object does not swing out of the pinch."""
 
     algorithm: str = "rrtstar"
     motion_time_limit: float = 1.0
@@ -58,6 +61,7 @@ class PickPlaceConfig:
     compute_ee_path: bool = True
     kind: str = ""
     min_cloud_points: int = 30
+    pinch_transport_speed: float = 0.5
 
 
 @dataclass
