@@ -131,6 +131,31 @@ def run_scene(seed, i, backend, proposer, robot, args):
         return row, bases
 
 
+HOLLOW_OR_IRREGULAR = ("cup", "mug", "bowl", "plate", "bottle", "pybullet")
+
+
+def failure_cause(r) -> str:
+    """The cause of an executed task's failure, read from its row (scoring only; the truth's
+    families name the target): "" for a success."""
+    if r["success"]:
+        return ""
+    code, hand = r["code"], r["hand"]
+    if r["stuck"]:
+        return "stuck in the gripper"
+    if code in ("missing_object", "infeasible_after_slip", "slipped") or (
+            r["slipped"] and code != "ok"):
+        return f"slip, then {code}"
+    if hand and hand[-1] == "empty" or not r["picked"]:
+        return "not picked"
+    if r["slipped"]:
+        return "slip, retried, then failed"
+    if r["kind"] == "stack" and r["target_family"] in HOLLOW_OR_IRREGULAR:
+        return f"stacked on a {r['target_family']}"
+    if r["knocked_over"]:
+        return "knocked another over"
+    return f"{r['kind']}: placed, rule not met"
+
+
 def pct(a, n):
     return round(100.0 * a / n, 1) if n else None
 
@@ -153,6 +178,8 @@ def summary(rows):
             groups[r[key] or "-"].append(r["success"])
         out[f"by_{key}"] = {k: {"executed": len(v), "success_pct": pct(sum(v), len(v))}
                             for k, v in sorted(groups.items())}
+    out["failure_causes"] = dict(collections.Counter(
+        failure_cause(r) for r in ex if not r["success"]).most_common())
     viol = {"joint": 0, "velocity": 0, "acceleration": 0}
     for r in ex:
         for k in viol:

@@ -211,8 +211,11 @@ def test_a_dropped_object_is_found_again_for_the_retry():
     assert found is not None and found.id == "obj_7"
     far = dataclasses.replace(lying, pose=Pose.from_yaw([0.5, 0.45, 0.03], 0.0))
     assert find_dropped(scene([box_after, far]), before, bottle) is None
-    # The other object is never taken for the dropped one.
+    # The other object is never taken for the dropped one, even of the same colour and shape.
     assert find_dropped(scene([box_after]), before, bottle) is None
+    twin = dataclasses.replace(bottle, id="obj_2", pose=Pose.from_yaw([0.6, 0.1, 0.1], 0.0))
+    twin_after = dataclasses.replace(twin, id="obj_9")
+    assert find_dropped(scene([twin_after]), scene([bottle, twin]), bottle) is None
 
 
 def test_benchmark_never_proposes_irregular_or_round_bases():

@@ -269,9 +269,12 @@ def _build(run: _Run, ps: PlanningScene, req: _Request, c: Choice, q_start: np.n
     cart("lift", c.lift)
     transport = run.planned("transport", c.lift.end, c.q_preplace, ps)
     timed = transport.timed
-    if g.finger_target <= 0.0 and cfg.pinch_transport_speed < 1.0:    # a pinch: slower
+    swinging = swings(g, req.obj, cfg.swing_ratio)
+    if swinging and cfg.pinch_transport_speed < 1.0:
         timed = run.planner.time(transport.path, ps, speed=cfg.pinch_transport_speed)
     b.arm(timed, "transport")
+    if swinging:
+        b.dwell(cfg.settle_dwell)            # let a swing die down before putting it down
     run.check_cancel()
     cart("lower", c.lower)
     b.dwell(0.1)
@@ -287,6 +290,14 @@ def _build(run: _Run, ps: PlanningScene, req: _Request, c: Choice, q_start: np.n
     plan.stages = b.stages
     if cfg.compute_ee_path:
         plan.ee_path, plan.ee_quat = robot.fk_path(traj.positions[:, :robot.dof])
+
+
+def swings(g: Grasp, obj: ObjectPrior, swing_ratio: float) -> bool:
+    """Whether the object may swing in the hand: held by a pinch (fingers closed fully on a
+    wall or a thin part) or high above its centre of mass (the box's centre), more than
+    ``swing_ratio`` times the grasp's width."""
+    lever = float(g.pose.position[2] - obj.center[2])
+    return g.finger_target <= 0.0 or lever > swing_ratio * max(float(g.width), 1e-3)
 
 
 def _target_poses(cfg: PickPlaceConfig, req: _Request, fingertip_below_tcp: float

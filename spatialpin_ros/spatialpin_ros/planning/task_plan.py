@@ -39,8 +39,11 @@ class PickPlaceConfig:
     ``min_cloud_points``: with perceived points given, an object with at least this many is
     grasped from its points (``planning.antipodal``), else from its box.
     ``pinch_transport_speed`` (0..1]: the transport of an object held by a pinched wall or a
-    thin part (a rim grasp, fingers closed fully) runs at this share of the arm's speed limits
-    (its accelerations at the square), so that the object does not swing out of the pinch."""
+    thin part (a rim grasp, fingers closed fully), or held high above its centre of mass (more
+    than ``swing_ratio`` times the grasp's width: a bottle by its neck), runs at this share of
+    the arm's speed limits (its accelerations at the square), so that the object neither
+    swings out of the fingers nor hangs tilted when it is put down; such an object is held
+    still ``settle_dwell`` [s] over the place before it is lowered."""
 
     algorithm: str = "rrtstar"
     motion_time_limit: float = 1.0
@@ -62,6 +65,8 @@ class PickPlaceConfig:
     kind: str = ""
     min_cloud_points: int = 30
     pinch_transport_speed: float = 0.5
+    swing_ratio: float = 2.0
+    settle_dwell: float = 0.5
 
 
 @dataclass

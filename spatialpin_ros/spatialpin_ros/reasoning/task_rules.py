@@ -106,14 +106,11 @@ DROP_VOLUME_RATIO = 3.0
 def find_dropped(after: Scene, before: Scene, o: ObjectPrior,
                  radius: float = DROP_RADIUS) -> Optional[ObjectPrior]:
     """The object ``o`` after it slipped out of the hand or was missed (it may have been
-    dragged, dropped or knocked over, and be seen with another colour name or shape):
-    ``find_again``'s match, else, among the objects of ``after`` that no other object of
-    ``before`` accounts for (the same colour within ``NEW_OBJECT_RADIUS`` of its place), the
-    one nearest ``o``'s place within ``radius`` whose box volume is within
-    ``DROP_VOLUME_RATIO`` of ``o``'s; None when there is none."""
-    a = find_again(after, o)
-    if a is not None:
-        return a
+    dragged, dropped or knocked over, and be seen with another colour name or shape). Only
+    the objects of ``after`` that no other object of ``before`` accounts for (the same colour
+    within ``NEW_OBJECT_RADIUS`` of its place: the target, the neighbours) are candidates:
+    ``find_again``'s match among them, else the one nearest ``o``'s place within ``radius``
+    whose box volume is within ``DROP_VOLUME_RATIO`` of ``o``'s; None when there is none."""
     taken: set[str] = set()
     for b in before.objects:
         if b.id == o.id:
@@ -122,6 +119,10 @@ def find_dropped(after: Scene, before: Scene, o: ObjectPrior,
                 and np.linalg.norm(x.center[:2] - b.center[:2]) <= NEW_OBJECT_RADIUS]
         if same:
             taken.add(min(same, key=lambda x: np.linalg.norm(x.center - b.center)).id)
+    free = after.replace(objects=[x for x in after.objects if x.id not in taken])
+    a = find_again(free, o)
+    if a is not None:
+        return a
     vol = max(float(np.prod(o.size)), 1e-9)
 
     def near(x: ObjectPrior) -> float:
