@@ -53,6 +53,13 @@ def test_rules_per_kind():
     with pytest.raises(Infeasible) as e:
         check_kind(TaskKind.PUT_IN, big, cup)
     assert e.value.code == "does_not_fit"
+    # A bottle whose centre of mass would stand above the rim leans on it and tips the cup.
+    bottle = prior("bottle", "cylinder", [0.5, -0.1, 0.1], [0.045, 0.045, 0.2])
+    with pytest.raises(Infeasible) as e:
+        check_kind(TaskKind.PUT_IN, bottle, cup)
+    assert e.value.code == "unstable"
+    short = prior("short", "cylinder", [0.5, -0.1, 0.07], [0.045, 0.045, 0.14])
+    check_kind(TaskKind.PUT_IN, short, cup)
 
 
 def test_success_rules_per_kind():
@@ -176,6 +183,30 @@ def test_slip_is_seen_and_retried_once(sim):
     assert run.slipped and run.retried
     assert run.hand[0].state == HandState.EMPTY
     assert len(run.plans) == 2 and run.status == "ok" and run.check.ok, run
+
+
+def test_a_parallel_gripper_closes_its_fingers_together():
+    """The Panda's two fingers are coupled (one motor and a rack): commanded apart, they still
+    move together, so a finger touching first cannot push the object across the hand. The
+    xArm's linkage is left as it is."""
+    import pybullet as pb
+    from spatialpin_ros.sim.scene_spec import load_scene_file
+    from spatialpin_ros.sim.world import SimWorld
+    spec = load_scene_file(SCENES / "two_blocks.yaml")
+    with SimWorld(spec) as w:
+        names = w.robot_description.gripper.joints
+        j = [w.joint_index[n] for n in names]
+        for k, target in zip(j, (0.01, 0.04)):
+            pb.setJointMotorControl2(w.robot, k, pb.POSITION_CONTROL, targetPosition=target,
+                                     force=40.0, physicsClientId=w.client)
+        for _ in range(240):
+            pb.stepSimulation(physicsClientId=w.client)
+        q = [pb.getJointState(w.robot, k, physicsClientId=w.client)[0] for k in j]
+        assert abs(q[0] - q[1]) < 0.003, q
+        assert pb.getNumConstraints(physicsClientId=w.client) >= 1
+    with SimWorld(spec, robot="xarm6") as w:
+        assert all(pb.getJointInfo(w.robot, w.joint_index[n], physicsClientId=w.client)[2]
+                   == pb.JOINT_REVOLUTE for n in w.robot_description.gripper.joints)
 
 
 def test_next_to_spot_keeps_the_gap_between_footprints():

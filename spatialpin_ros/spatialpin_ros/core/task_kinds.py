@@ -66,8 +66,10 @@ WALL = 0.008
 PLATE_RIM = 0.02
 #: Free room (m) on each side of an object put into a container.
 FIT_MARGIN = 0.008
-#: How far (m) an object's centre of mass may end above a container's rim.
-STICK_OUT = 0.03
+#: How far (m) an object's centre of mass may end above a container's rim: none. Only with its
+#: centre of mass below the rim do the walls hold an object upright; a bottle in a mug leans
+#: on the rim and tips the mug over.
+STICK_OUT = 0.0
 #: Fingertips stay this far (m) above a container's rim when letting go into it.
 RIM_CLEARANCE = 0.01
 #: Gap (m) between an object placed next to another and that object.

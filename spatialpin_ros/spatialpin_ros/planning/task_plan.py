@@ -43,7 +43,10 @@ class PickPlaceConfig:
     than ``swing_ratio`` times the grasp's width: a bottle by its neck), runs at this share of
     the arm's speed limits (its accelerations at the square), so that the object neither
     swings out of the fingers nor hangs tilted when it is put down; such an object is held
-    still ``settle_dwell`` [s] over the place before it is lowered."""
+    still ``settle_dwell`` [s] over the place before it is lowered. A grasp (not a pinch)
+    more than ``max_lever_ratio`` times its width above the object's centre of mass pivots
+    on its two contacts (a bottle by its neck): it is not used, and an object with no other
+    grasp is refused (``unstable_grasp``; side grasps are not built)."""
 
     algorithm: str = "rrtstar"
     motion_time_limit: float = 1.0
@@ -67,6 +70,7 @@ class PickPlaceConfig:
     pinch_transport_speed: float = 0.5
     swing_ratio: float = 2.0
     settle_dwell: float = 0.5
+    max_lever_ratio: float = 2.5
 
 
 @dataclass
