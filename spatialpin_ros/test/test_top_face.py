@@ -114,3 +114,25 @@ def test_perceived_everyday_tops():
     for name in ("cereal_box", "tea_box"):
         assert name in seen and seen[name].supports(), (name, seen.get(name))
     assert "bowl" in seen or "mug" in seen
+
+
+def test_top_face_travels_in_the_message_and_the_json():
+    """The reasoning and manipulation nodes get the top face over ROS (ScenePriors), and
+    ``spatialpin perceive``'s JSON keeps it: the same rules then apply there."""
+    from spatialpin_ros.core.errors import SpatialPinError
+    from spatialpin_ros.perception.priors_json import object_from_json, object_to_json
+    from spatialpin_ros.ros.conversions import object_prior_from_msg, object_prior_to_msg
+    C = cup_points(0.5, 0.1, 0.04, 0.09)
+    cup = cyl("cup", (0.5, 0.1), 0.08, 0.09, describe_top(C, C[:, 2]))
+    for back in (object_prior_from_msg(object_prior_to_msg(cup)),
+                 object_from_json(object_to_json(cup, 480, 640))):
+        t = back.top_face
+        assert t is not None and not t.supports()
+        assert abs(t.solid - cup.top_face.solid) < 1e-3
+        assert np.allclose(t.polygon, cup.top_face.polygon, atol=1e-5)
+    plain = object_prior_from_msg(object_prior_to_msg(dataclasses.replace(cup, top_face=None)))
+    assert plain.top_face is None
+    bad = object_prior_to_msg(cup)
+    bad.top_outline = [0.1, 0.2, 0.3]
+    with pytest.raises(SpatialPinError):
+        object_prior_from_msg(bad)
