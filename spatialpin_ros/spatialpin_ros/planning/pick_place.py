@@ -225,7 +225,7 @@ def _grasps(run: _Run, obj: ObjectPrior, support: float, q_start: np.ndarray,
         raise PlanFailure(PlanStatus.UNSTABLE_GRASP, (
             f"no steady grasp of {obj.id!r}: every grasp that fits holds it "
             f"{100 * lever(g, obj):.0f} cm above its centre of mass by a "
-            f"{100 * g.width:.1f} cm part (a neck): it would swing and tip when put down "
+            f"{100 * g.width:.1f} cm part: it would turn in the hand and tip when put down "
             "(side grasps are not built)"))
     return steady
 
@@ -313,11 +313,21 @@ def swings(g: Grasp, obj: ObjectPrior, swing_ratio: float) -> bool:
     return g.finger_target <= 0.0 or lever(g, obj) > swing_ratio * max(float(g.width), 1e-3)
 
 
+#: A grasp narrower than this share of the object's narrowest side holds a narrow part of it
+#: (a neck, a knob).
+NARROW_PART = 0.6
+
+
 def pivots(g: Grasp, obj: ObjectPrior, max_ratio: float) -> bool:
     """Whether a grasp (not a pinch of a wall) holds the object so far above its centre of
-    mass for its width -- more than ``max_ratio`` times -- that the object turns about the
-    line through the two contacts (a bottle by its neck)."""
-    return g.finger_target > 0.0 and lever(g, obj) > max_ratio * max(float(g.width), 1e-3)
+    mass for its width that the object turns about the line through the two contacts: more
+    than ``max_ratio`` times the width, or more than the width on a narrow part of the object
+    (``NARROW_PART``: a bottle by its neck)."""
+    if g.finger_target <= 0.0:
+        return False
+    w = max(float(g.width), 1e-3)
+    narrow = w < NARROW_PART * float(min(obj.size[:2]))
+    return lever(g, obj) > (1.0 if narrow else max_ratio) * w
 
 
 def _target_poses(cfg: PickPlaceConfig, req: _Request, fingertip_below_tcp: float

@@ -44,9 +44,10 @@ class PickPlaceConfig:
     the arm's speed limits (its accelerations at the square), so that the object neither
     swings out of the fingers nor hangs tilted when it is put down; such an object is held
     still ``settle_dwell`` [s] over the place before it is lowered. A grasp (not a pinch)
-    more than ``max_lever_ratio`` times its width above the object's centre of mass pivots
-    on its two contacts (a bottle by its neck): it is not used, and an object with no other
-    grasp is refused (``unstable_grasp``; side grasps are not built)."""
+    more than ``max_lever_ratio`` times its width above the object's centre of mass, or
+    more than its width on a narrow part (a bottle by its neck), pivots on its two contacts
+    (``pick_place.pivots``): it is not used, and an object with no other grasp is refused
+    (``unstable_grasp``; side grasps are not built)."""
 
     algorithm: str = "rrtstar"
     motion_time_limit: float = 1.0
