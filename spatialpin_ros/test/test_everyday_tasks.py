@@ -185,6 +185,26 @@ def test_slip_is_seen_and_retried_once(sim):
     assert len(run.plans) == 2 and run.status == "ok" and run.check.ok, run
 
 
+def test_grasps_that_pivot_or_swing():
+    """A bottle held by its neck turns about the two contacts: that grasp is not used (the
+    planner refuses with unstable_grasp when it is the only kind); a can held across its body
+    is steady; a cup's rim pinched is carried, slowly (it swings)."""
+    from spatialpin_ros.planning.pick_place import pivots, swings
+
+    def grasp(z, width, target):
+        p = Pose.from_yaw([0.5, 0.0, z], 0.0)
+        return Grasp("x", p, p, p, 0.0, width, width / 2 + 0.01, target, 0.025, "cloud")
+    bottle = prior("bottle", "cylinder", [0.5, 0.0, 0.07], [0.06, 0.06, 0.14])
+    can = prior("can", "cylinder", [0.5, 0.0, 0.06], [0.066, 0.066, 0.12])
+    cup = prior("cup", "cylinder", [0.5, 0.0, 0.045], [0.08, 0.08, 0.09], True, 0.08)
+    neck = grasp(0.115, 0.026, 0.008)
+    assert pivots(neck, bottle, 2.5)
+    body = grasp(0.095, 0.066, 0.028)
+    assert not pivots(body, can, 2.5) and not swings(body, can, 2.0)
+    rim = grasp(0.064, 0.008, 0.0)
+    assert not pivots(rim, cup, 2.5) and swings(rim, cup, 2.0)
+
+
 def test_a_parallel_gripper_closes_its_fingers_together():
     """The Panda's two fingers are coupled (one motor and a rack): commanded apart, they still
     move together, so a finger touching first cannot push the object across the hand. The
