@@ -185,6 +185,22 @@ def test_slip_is_seen_and_retried_once(sim):
     assert len(run.plans) == 2 and run.status == "ok" and run.check.ok, run
 
 
+def test_a_top_piece_of_one_object_is_not_moved_on_its_own():
+    """A bottle seen as its body and, resting on it, a narrow piece of its colour (its neck):
+    neither is proposed to be moved (the neck's grasp would lift the bottle by its neck)."""
+    from spatialpin_ros.core.types import CameraModel, Scene
+    from spatialpin_ros.reasoning.tasks import GeometricProposer
+    body = prior("body", "cylinder", [0.5, -0.15, 0.075], [0.06, 0.06, 0.15], color="red")
+    neck = prior("neck", "box", [0.5, -0.15, 0.168], [0.02, 0.026, 0.034], color="red")
+    scene = Scene("s", [body, neck, BOX, BLOCK], CameraModel(640, 480, 500.0, 500.0, 320.0,
+                                                             240.0), Pose())
+    tasks = GeometricProposer().propose(scene, 0)
+    assert tasks and not any(t.object_id in ("body", "neck") for t in tasks)
+    other = dataclasses.replace(neck, color_name="blue")
+    tasks = GeometricProposer().propose(scene.replace(objects=[body, other, BOX, BLOCK]), 0)
+    assert any(t.object_id == "neck" for t in tasks)
+
+
 def test_grasps_that_pivot_or_swing():
     """A bottle held by its neck turns about the two contacts: that grasp is not used (the
     planner refuses with unstable_grasp when it is the only kind); a can held across its body
