@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from spatialpin_ros.core.stacking import Infeasible, support_area
+from spatialpin_ros.core.stacking import Infeasible, polygon_area, support_area
 from spatialpin_ros.core.task_kinds import TaskKind, check_kind
 from spatialpin_ros.core.top_face import describe_top
 from spatialpin_ros.core.types import ObjectPrior, Pose
@@ -67,7 +67,8 @@ def test_stack_refuses_a_hollow_or_narrow_top_the_box_hides():
     can = ObjectPrior("can", "can", Pose.from_yaw([0.5, -0.1, 0.05], 0.0), [0.06, 0.06, 0.1],
                       shape="cylinder")
     C = cup_points(0.5, 0.1, 0.04, 0.09)
-    cup_as_solid = cyl("cup", (0.5, 0.1), 0.08, 0.09, describe_top(C, C[:, 2]))
+    cup_as_solid = cyl("cup", (0.5, 0.1), 0.08, 0.09,
+                       describe_top(C, C[:, 2]).about((0.5, 0.1), 0.0))
     with pytest.raises(Infeasible) as e:
         check_kind(TaskKind.STACK, can, cup_as_solid)
     assert e.value.code == "no_flat_top"
@@ -75,7 +76,8 @@ def test_stack_refuses_a_hollow_or_narrow_top_the_box_hides():
     # A bottle fitted as a 7 cm cylinder: its points show a 2.6 cm cap on top.
     B = np.concatenate([box_points(0.5, 0.1, 0.026, 0.026, 0.21),
                         box_points(0.5, 0.1, 0.07, 0.07, 0.15)])
-    bottle = cyl("bottle", (0.5, 0.1), 0.07, 0.21, describe_top(B, B[:, 2]))
+    bottle = cyl("bottle", (0.5, 0.1), 0.07, 0.21, describe_top(B, B[:, 2]).about((0.5, 0.1),
+                                                                                  0.0))
     assert bottle.top_face.supports() and bottle.top_face.width < 0.04
     assert len(support_area(bottle)) >= 3
     with pytest.raises(Infeasible) as e:
@@ -84,8 +86,12 @@ def test_stack_refuses_a_hollow_or_narrow_top_the_box_hides():
     # A solid top as wide as the box: the rules are the box's.
     S = box_points(0.5, 0.1, 0.08, 0.08, 0.09)
     solid = ObjectPrior("box", "box", Pose.from_yaw([0.5, 0.1, 0.045], 0.0), [0.08, 0.08, 0.09],
-                        shape="box", top_face=describe_top(S, S[:, 2]))
+                        shape="box", top_face=describe_top(S, S[:, 2]).about((0.5, 0.1), 0.0))
     check_kind(TaskKind.STACK, can, solid)
+    # The top face moves with the object (a target moved out of the way first).
+    moved = dataclasses.replace(solid, pose=Pose.from_yaw([0.3, -0.2, 0.045], 1.0))
+    check_kind(TaskKind.STACK, can, moved)
+    assert abs(polygon_area(support_area(moved)) - polygon_area(support_area(solid))) < 1e-4
 
 
 def test_perceived_everyday_tops():
@@ -123,7 +129,7 @@ def test_top_face_travels_in_the_message_and_the_json():
     from spatialpin_ros.perception.priors_json import object_from_json, object_to_json
     from spatialpin_ros.ros.conversions import object_prior_from_msg, object_prior_to_msg
     C = cup_points(0.5, 0.1, 0.04, 0.09)
-    cup = cyl("cup", (0.5, 0.1), 0.08, 0.09, describe_top(C, C[:, 2]))
+    cup = cyl("cup", (0.5, 0.1), 0.08, 0.09, describe_top(C, C[:, 2]).about((0.5, 0.1), 0.0))
     for back in (object_prior_from_msg(object_prior_to_msg(cup)),
                  object_from_json(object_to_json(cup, 480, 640))):
         t = back.top_face

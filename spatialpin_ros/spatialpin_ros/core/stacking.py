@@ -161,7 +161,7 @@ def support_area(target: ObjectPrior) -> np.ndarray:
     top = target.top_face
     if top is None or len(top.polygon) < 3:
         return ft if top is None else np.zeros((0, 2))
-    return clip_polygon(ft, top.polygon)
+    return clip_polygon(ft, top.outline_at(target.center[:2], yaw_of(target)))
 
 
 def check_top_face(target: ObjectPrior) -> None:

@@ -24,7 +24,7 @@ An object with too few points has no ``TopFace`` (``None``): the rules fall back
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -42,12 +42,19 @@ MIN_TOP_CELLS = 4
 MIN_SOLID = 0.7
 
 
+def _rot(yaw: float) -> np.ndarray:
+    c, s = math.cos(yaw), math.sin(yaw)
+    return np.array([[c, -s], [s, c]])
+
+
 @dataclass(frozen=True)
 class TopFace:
     """The perceived top face: ``height`` (m above the support), ``polygon`` (K, 2) its
-    convex outline in world x, y (m), ``solid`` the share (0..1) of the cells inside the
-    outline seen at the top height, ``cells`` how many top cells, ``points`` how many points
-    described it."""
+    convex outline (m) in the object's own horizontal frame -- relative to its box's centre,
+    along its box's yaw, so that it moves with the object (``outline_at``) --, ``solid`` the
+    share (0..1) of the cells inside the outline seen at the top height, ``cells`` how many
+    top cells, ``points`` how many points described it. ``describe_top`` gives the outline in
+    world x, y; ``about`` turns it into the object's frame."""
 
     height: float
     polygon: np.ndarray = field(repr=False)
@@ -75,6 +82,17 @@ class TopFace:
             d = (p - p[i]) @ np.array([-e[1], e[0]]) / n
             best = min(best, float(d.max() - d.min()))
         return 0.0 if not math.isfinite(best) else best
+
+    def about(self, center_xy, yaw: float) -> "TopFace":
+        """This top face with a world outline expressed about an object's centre (x, y) and
+        yaw."""
+        return replace(self, polygon=(np.asarray(self.polygon, float)
+                                      - np.asarray(center_xy, float)[:2]) @ _rot(yaw))
+
+    def outline_at(self, center_xy, yaw: float) -> np.ndarray:
+        """The outline (K, 2) in world x, y for the object at centre (x, y) and yaw."""
+        return np.asarray(self.polygon, float) @ _rot(yaw).T + np.asarray(center_xy,
+                                                                           float)[:2]
 
     def supports(self, min_solid: float = MIN_SOLID) -> bool:
         """Whether the top is flat and solid enough to carry something."""

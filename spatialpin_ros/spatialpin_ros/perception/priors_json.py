@@ -79,7 +79,8 @@ def _top_to_json(t: Optional[TopFace]) -> Optional[dict]:
     if t is None:
         return None
     return {"height_m": _f(t.height), "solid": _f(t.solid, 3), "cells": int(t.cells),
-            "points": int(t.points), "outline_xy_m": [_vec(p) for p in t.polygon]}
+            "points": int(t.points),
+            "outline_xy_m": [_vec(p) for p in t.polygon]}   # about the box centre, its yaw
 
 
 def _top_from_json(d: Optional[dict]) -> Optional[TopFace]:

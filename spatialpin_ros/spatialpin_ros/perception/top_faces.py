@@ -42,7 +42,8 @@ def describe_tops(objects: Sequence[ObjectPrior], depth: np.ndarray, camera: Cam
     n, d = np.asarray(plane[:3], dtype=float), float(plane[3])
     for o in objects:
         P = object_points(o, depth, camera, T_wc, stride)
-        o.top_face = describe_top(P, P @ n + d) if len(P) else None
+        top = describe_top(P, P @ n + d) if len(P) else None
+        o.top_face = None if top is None else top.about(o.center[:2], o.pose.yaw())
 
 
 def top_face_summary(o: ObjectPrior) -> Optional[dict]:
