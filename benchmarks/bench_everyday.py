@@ -16,7 +16,7 @@ Scored on the truth (each task by its own rule, ``core.task_kinds.check_done``, 
 true boxes after the task; the pipeline's own verdict on the perceived scene is reported beside
 it), per kind and per object family (the moved object's and the target's true kind). Also:
 picked (lifted 3 cm or more), slipped (an empty hand seen after closing or lifting), stuck (still
-in the gripper at the end), knocked over (another object tilted by more than 30 degrees), limit
+in the gripper at the end: within 8 cm of the TCP), knocked over (another object tilted by more than 30 degrees), limit
 violations. Every proposal's target is recorded (kind, shape, container flag) for the check that
 no irregular or round object is proposed as a base.
 """
@@ -63,6 +63,14 @@ def truth_prior(world, name: str) -> ObjectPrior:
 def tilt_deg(pose) -> float:
     z = pose.rotation.as_matrix()[:, 2]
     return math.degrees(math.acos(float(np.clip(z[2], -1, 1))))
+
+
+def in_hand(runner, robot, obj: ObjectPrior, radius: float = 0.08) -> bool:
+    """Whether the object (its true prior) is still in the gripper at the end: its centre
+    within ``radius`` of the TCP (scoring only). A centre high above the table is not enough:
+    an object stacked on a tall box stands that high."""
+    q, _ = runner._state()
+    return bool(np.linalg.norm(obj.center - robot.fk(q).position) < radius)
 
 
 def order(tasks, prefer: TaskKind):
@@ -122,13 +130,38 @@ def run_scene(seed, i, backend, proposer, robot, args):
                    grasp=run.grasp, code=run.status.value if run.status else "", slipped=run.slipped, retried=run.retried,
                    hand=[h.state.value for h in run.hand],
                    picked=bool(track["zmax"] - track["z0"] >= 0.03),
-                   stuck=bool(a_after.center[2] - a_after.size[2] / 2 > 0.15),
+                   stuck=in_hand(runner, robot, a_after),
                    knocked_over=knocked, success=bool(truth_check.ok),
                    truth_check=truth_check.detail,
                    perceived_ok=bool(run.check.ok) if run.check else None,
                    perceived_check=run.check.detail if run.check else run.reason[:200],
                    cleared=[c for c, _ in p.cleared], violations=run.violations)
         return row, bases
+
+
+HOLLOW_OR_IRREGULAR = ("cup", "mug", "bowl", "plate", "bottle", "pybullet")
+
+
+def failure_cause(r) -> str:
+    """The cause of an executed task's failure, read from its row (scoring only; the truth's
+    families name the target): "" for a success."""
+    if r["success"]:
+        return ""
+    code, hand = r["code"], r["hand"]
+    if r["stuck"]:
+        return "stuck in the gripper"
+    if code in ("missing_object", "infeasible_after_slip", "slipped") or (
+            r["slipped"] and code != "ok"):
+        return f"slip, then {code}"
+    if hand and hand[-1] == "empty" or not r["picked"]:
+        return "not picked"
+    if r["slipped"]:
+        return "slip, retried, then failed"
+    if r["kind"] == "stack" and r["target_family"] in HOLLOW_OR_IRREGULAR:
+        return f"stacked on a {r['target_family']}"
+    if r["knocked_over"]:
+        return "knocked another over"
+    return f"{r['kind']}: placed, rule not met"
 
 
 def pct(a, n):
@@ -153,6 +186,8 @@ def summary(rows):
             groups[r[key] or "-"].append(r["success"])
         out[f"by_{key}"] = {k: {"executed": len(v), "success_pct": pct(sum(v), len(v))}
                             for k, v in sorted(groups.items())}
+    out["failure_causes"] = dict(collections.Counter(
+        failure_cause(r) for r in ex if not r["success"]).most_common())
     viol = {"joint": 0, "velocity": 0, "acceleration": 0}
     for r in ex:
         for k in viol:

@@ -25,7 +25,7 @@ from spatialpin_ros.planning import RobotModel, TaskPlan, limit_violations, plan
 from spatialpin_ros.planning.object_cloud import SceneCloud
 from spatialpin_ros.planning.recovery import (HandCheck, describe_grasp, hand_check,
                                               plan_recovery)
-from spatialpin_ros.reasoning.task_rules import (check_task, find_again, find_target, task_pose,
+from spatialpin_ros.reasoning.task_rules import (check_task, find_dropped, find_target, task_pose,
                                                 verify_task)
 from spatialpin_ros.reasoning.tasks import TaskProposal
 from spatialpin_ros.sim.depth_noise import apply_d435_noise
@@ -171,7 +171,7 @@ class SimTaskRunner:
             # Re-perceive and find the object and the target again.
             run.retried = True
             fresh = self.perceive()
-            a = find_again(fresh, scene.get(oid))
+            a = find_dropped(fresh, scene, scene.get(oid))
             b, found = find_target(fresh, scene.get(tid)) if tid else (None, True)
             if a is None or not found:
                 run.status, run.reason = (PlanStatus.MISSING_OBJECT,

@@ -53,6 +53,13 @@ def test_rules_per_kind():
     with pytest.raises(Infeasible) as e:
         check_kind(TaskKind.PUT_IN, big, cup)
     assert e.value.code == "does_not_fit"
+    # A bottle whose centre of mass would stand above the rim leans on it and tips the cup.
+    bottle = prior("bottle", "cylinder", [0.5, -0.1, 0.1], [0.045, 0.045, 0.2])
+    with pytest.raises(Infeasible) as e:
+        check_kind(TaskKind.PUT_IN, bottle, cup)
+    assert e.value.code == "unstable"
+    short = prior("short", "cylinder", [0.5, -0.1, 0.07], [0.045, 0.045, 0.14])
+    check_kind(TaskKind.PUT_IN, short, cup)
 
 
 def test_success_rules_per_kind():
@@ -176,6 +183,106 @@ def test_slip_is_seen_and_retried_once(sim):
     assert run.slipped and run.retried
     assert run.hand[0].state == HandState.EMPTY
     assert len(run.plans) == 2 and run.status == "ok" and run.check.ok, run
+
+
+def test_a_top_piece_of_one_object_is_not_moved_on_its_own():
+    """A bottle seen as its body and, resting on it, a narrow piece of its colour (its neck):
+    neither is proposed to be moved (the neck's grasp would lift the bottle by its neck)."""
+    from spatialpin_ros.core.types import CameraModel, Scene
+    from spatialpin_ros.reasoning.tasks import GeometricProposer
+    body = prior("body", "cylinder", [0.5, -0.15, 0.075], [0.06, 0.06, 0.15], color="red")
+    neck = prior("neck", "box", [0.5, -0.15, 0.168], [0.02, 0.026, 0.034], color="red")
+    scene = Scene("s", [body, neck, BOX, BLOCK], CameraModel(640, 480, 500.0, 500.0, 320.0,
+                                                             240.0), Pose())
+    tasks = GeometricProposer().propose(scene, 0)
+    assert tasks and not any(t.object_id in ("body", "neck") for t in tasks)
+    other = dataclasses.replace(neck, color_name="blue")
+    tasks = GeometricProposer().propose(scene.replace(objects=[body, other, BOX, BLOCK]), 0)
+    assert any(t.object_id == "neck" for t in tasks)
+
+
+def test_grasps_that_pivot_or_swing():
+    """A bottle held by its neck turns about the two contacts: that grasp is not used (the
+    planner refuses with unstable_grasp when it is the only kind); a can held across its body
+    is steady; a cup's rim pinched is carried, slowly (it swings)."""
+    from spatialpin_ros.planning.pick_place import pivots, swings
+
+    def grasp(z, width, target):
+        p = Pose.from_yaw([0.5, 0.0, z], 0.0)
+        return Grasp("x", p, p, p, 0.0, width, width / 2 + 0.01, target, 0.025, "cloud")
+    bottle = prior("bottle", "cylinder", [0.5, 0.0, 0.07], [0.06, 0.06, 0.14])
+    can = prior("can", "cylinder", [0.5, 0.0, 0.06], [0.066, 0.066, 0.12])
+    cup = prior("cup", "cylinder", [0.5, 0.0, 0.045], [0.08, 0.08, 0.09], True, 0.08)
+    neck = grasp(0.115, 0.026, 0.008)
+    assert pivots(neck, bottle, 2.5)
+    body = grasp(0.095, 0.066, 0.028)
+    assert not pivots(body, can, 2.5) and not swings(body, can, 2.0)
+    rim = grasp(0.064, 0.008, 0.0)
+    assert not pivots(rim, cup, 2.5) and swings(rim, cup, 2.0)
+
+
+def test_a_parallel_gripper_closes_its_fingers_together():
+    """The Panda's two fingers are coupled (one motor and a rack): commanded apart, they still
+    move together, so a finger touching first cannot push the object across the hand. The
+    xArm's linkage is left as it is."""
+    import pybullet as pb
+    from spatialpin_ros.sim.scene_spec import load_scene_file
+    from spatialpin_ros.sim.world import SimWorld
+    spec = load_scene_file(SCENES / "two_blocks.yaml")
+    with SimWorld(spec) as w:
+        names = w.robot_description.gripper.joints
+        j = [w.joint_index[n] for n in names]
+        for k, target in zip(j, (0.01, 0.04)):
+            pb.setJointMotorControl2(w.robot, k, pb.POSITION_CONTROL, targetPosition=target,
+                                     force=40.0, physicsClientId=w.client)
+        for _ in range(240):
+            pb.stepSimulation(physicsClientId=w.client)
+        q = [pb.getJointState(w.robot, k, physicsClientId=w.client)[0] for k in j]
+        assert abs(q[0] - q[1]) < 0.003, q
+        assert pb.getNumConstraints(physicsClientId=w.client) >= 1
+    with SimWorld(spec, robot="xarm6") as w:
+        assert all(pb.getJointInfo(w.robot, w.joint_index[n], physicsClientId=w.client)[2]
+                   == pb.JOINT_REVOLUTE for n in w.robot_description.gripper.joints)
+
+
+def test_next_to_spot_keeps_the_gap_between_footprints():
+    """The spot beside a target leaves NEXT_GAP between the two footprints (not between the
+    target and a disc round the object), well inside the success rule's NEXT_MAX_GAP."""
+    from spatialpin_ros.core.stacking import footprint, polygon_gap
+    from spatialpin_ros.core.task_kinds import NEXT_GAP, NEXT_MAX_GAP, next_to_spot
+    long_box = ObjectPrior("long", "box", Pose.from_yaw([0.45, -0.2, 0.03], 0.4),
+                           [0.12, 0.05, 0.06], shape="box", color_name="red")
+    for target in (BOX, BOWL):
+        spot = next_to_spot(long_box, target, [long_box, target])
+        assert spot is not None
+        placed = footprint(long_box, spot.yaw(), spot.position[:2])
+        gap = polygon_gap(placed, footprint(target))
+        assert NEXT_GAP - 0.002 <= gap <= NEXT_MAX_GAP - 0.025, (target.id, gap)
+
+
+def test_a_dropped_object_is_found_again_for_the_retry():
+    """After a slip the object may lie elsewhere, seen with another colour name or shape: it
+    is the object no other object accounts for, near where it was, of a like size."""
+    from spatialpin_ros.core.types import CameraModel, Scene
+    from spatialpin_ros.reasoning.task_rules import find_dropped
+    cam = CameraModel(640, 480, 500.0, 500.0, 320.0, 240.0)
+
+    def scene(objs):
+        return Scene("s", objs, cam, Pose())
+    bottle = prior("obj_1", "cylinder", [0.5, 0.0, 0.1], [0.06, 0.06, 0.2], color="cyan")
+    box = prior("obj_2", "box", [0.6, 0.1, 0.03], [0.1, 0.08, 0.06], color="green")
+    before = scene([bottle, box])
+    lying = prior("obj_7", "other", [0.58, -0.1, 0.03], [0.2, 0.06, 0.06], color="white")
+    box_after = dataclasses.replace(box, id="obj_2")
+    found = find_dropped(scene([box_after, lying]), before, bottle)
+    assert found is not None and found.id == "obj_7"
+    far = dataclasses.replace(lying, pose=Pose.from_yaw([0.5, 0.45, 0.03], 0.0))
+    assert find_dropped(scene([box_after, far]), before, bottle) is None
+    # The other object is never taken for the dropped one, even of the same colour and shape.
+    assert find_dropped(scene([box_after]), before, bottle) is None
+    twin = dataclasses.replace(bottle, id="obj_2", pose=Pose.from_yaw([0.6, 0.1, 0.1], 0.0))
+    twin_after = dataclasses.replace(twin, id="obj_9")
+    assert find_dropped(scene([twin_after]), scene([bottle, twin]), bottle) is None
 
 
 def test_benchmark_never_proposes_irregular_or_round_bases():

@@ -46,6 +46,9 @@ class PlanStatus(str, Enum):
     ALREADY_DONE = "already_done"
     NO_FREE_SPOT = "no_free_spot"
     NO_SHAPE = "no_shape"
+    #: Every grasp that fits holds the object by a narrow part far above its centre of mass
+    #: (a bottle by its neck): it would swing in the hand and tip when put down.
+    UNSTABLE_GRASP = "unstable_grasp"
     # Execution.
     #: The hand was found empty after closing or lifting.
     SLIPPED = "slipped"

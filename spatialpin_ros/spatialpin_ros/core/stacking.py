@@ -9,11 +9,16 @@ circle for cylinders and spheres).
   graspable across its narrower horizontal side, a cylinder or sphere across its diameter.
 * Support: the target needs a level, flat top (a box or cylinder, tilted at most 10 degrees),
   with the object centred on it, must carry at least ``MIN_SUPPORT`` of the object's footprint.
+  Where perception saw the target's top face (``ObjectPrior.top_face``, ``core.top_face``),
+  that top must be flat and solid (not a rim, a hollow or an uneven top: ``no_flat_top``), and
+  only the part of the footprint inside its outline carries (``support_area``): a bottle's
+  cap or a toy's knob is no base, whatever its fitted box says.
   Yaws tried: the target's sides and their quarter turns (a cylinder or sphere keeps its own).
 * Stability: the stacked object must not tip easily. With its centre of mass over the target's
   centre and a placement error of ``PLACEMENT_ERROR``, the tilt it survives,
   ``atan(distance from the centre of mass to the edge of the supported area / height of the
-  centre of mass)``, must be at least ``MIN_TIP_ANGLE``. A 4.8 cm wide, 8.5 cm tall box on a
+  centre of mass)``, must be at least ``MIN_TIP_ANGLE``. The supported area is the object's
+  footprint within the target's ``support_area``. A 4.8 cm wide, 8.5 cm tall box on a
   wider top survives 24 degrees; a 3.7 cm wide, 12 cm tall one only 13 degrees.
 """
 
@@ -148,12 +153,40 @@ def check_graspable(prior: ObjectPrior, max_width: float = MAX_GRASP_WIDTH) -> N
                          f"{100 * max_width:.1f} cm)")
 
 
+def support_area(target: ObjectPrior) -> np.ndarray:
+    """The polygon (K, 2) of the target's top that carries what stands on it: its footprint,
+    within the outline of its perceived top face where it has one (empty when they do not
+    overlap)."""
+    ft = footprint(target)
+    top = target.top_face
+    if top is None or len(top.polygon) < 3:
+        return ft if top is None else np.zeros((0, 2))
+    return clip_polygon(ft, top.outline_at(target.center[:2], yaw_of(target)))
+
+
+def check_top_face(target: ObjectPrior) -> None:
+    """Raises Infeasible("no_flat_top") when the target's perceived top is not flat and solid
+    (a rim around a hollow, an uneven top) or has no area; nothing when it has no top face."""
+    top = target.top_face
+    if top is None:
+        return
+    if not top.supports():
+        raise Infeasible("no_flat_top", (
+            f"target {target.id!r} has no flat solid top: only {100 * top.solid:.0f} % of its "
+            "top's outline is seen at its top height (a rim, a hollow or an uneven top)"))
+    if len(support_area(target)) < 3:
+        raise Infeasible("no_flat_top", f"target {target.id!r}: its flat top is a line or a "
+                         "point, nothing can stand on it")
+
+
 def support_ratio(obj: ObjectPrior, obj_yaw: float, target: ObjectPrior,
                   xy: Optional[Sequence[float]] = None) -> float:
     """Share of the object's footprint (turned to ``obj_yaw``, its centre at ``xy``, by default
-    the target's centre) that the target's top covers."""
+    the target's centre) that the target's top (``support_area``) covers."""
     fo = footprint(obj, obj_yaw, target.center[:2] if xy is None else xy)
-    ft = footprint(target)
+    ft = support_area(target)
+    if len(ft) < 3:
+        return 0.0
     inter = clip_polygon(fo, ft)
     area = polygon_area(fo)
     return polygon_area(inter) / area if len(inter) >= 3 and area > 0 else 0.0
@@ -167,7 +200,10 @@ def tip_angle(obj: ObjectPrior, obj_yaw: float, target: ObjectPrior,
     target's top and ``placement_error`` less than the distance to the supported area's edge
     from it."""
     xy = np.asarray(target.center[:2] if xy is None else xy, dtype=float)
-    inter = clip_polygon(footprint(obj, obj_yaw, xy), footprint(target))
+    ft = support_area(target)
+    if len(ft) < 3:
+        return 0.0
+    inter = clip_polygon(footprint(obj, obj_yaw, xy), ft)
     if len(inter) < 3:
         return 0.0
     d = _edge_distance(xy, inter) - placement_error
@@ -185,6 +221,7 @@ def check_support(obj: ObjectPrior, target: ObjectPrior, min_support: float = MI
     tilt = target.pose.rotation.as_matrix()[:, 2]
     if abs(tilt[2]) < math.cos(math.radians(10)):
         raise Infeasible("no_flat_top", f"target {target.id!r} is tilted: no level top")
+    check_top_face(target)
     if obj.shape == "sphere":
         raise Infeasible("unstable", f"{obj.id!r} is a ball and would roll off")
     yaw_t = yaw_of(target)

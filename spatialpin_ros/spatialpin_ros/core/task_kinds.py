@@ -66,8 +66,10 @@ WALL = 0.008
 PLATE_RIM = 0.02
 #: Free room (m) on each side of an object put into a container.
 FIT_MARGIN = 0.008
-#: How far (m) an object's centre of mass may end above a container's rim.
-STICK_OUT = 0.03
+#: How far (m) an object's centre of mass may end above a container's rim: none. Only with its
+#: centre of mass below the rim do the walls hold an object upright; a bottle in a mug leans
+#: on the rim and tips the mug over.
+STICK_OUT = 0.0
 #: Fingertips stay this far (m) above a container's rim when letting go into it.
 RIM_CLEARANCE = 0.01
 #: Gap (m) between an object placed next to another and that object.
@@ -230,17 +232,23 @@ def place_on_pose(obj: ObjectPrior, target: ObjectPrior, clearance: float = 0.00
 def next_to_spot(obj: ObjectPrior, target: ObjectPrior, objects: Sequence[ObjectPrior],
                  table_z: float = 0.0, clearance: float = 0.005,
                  area=FREE_AREA) -> Optional[Pose]:
-    """A free spot on the table ``NEXT_GAP`` beside ``target`` for ``obj`` (its centre pose),
-    the one nearest the object's current place; None when there is none."""
+    """A free spot on the table for ``obj`` (its centre pose, at its own yaw) whose footprint
+    is ``NEXT_GAP`` from ``target``'s, the one nearest the object's current place, with
+    ``NEXT_CLEAR`` round it (as a disc) from every other object; None when there is none."""
     r_o = across(obj) / 2
     ft = footprint(target)
+    fo = footprint(obj, xy=(0.0, 0.0))          # kept at its yaw, about its centre
     c = np.asarray(target.center[:2], dtype=float)
     others = [footprint(o) for o in objects if o.id not in (obj.id, target.id)]
     best, best_d = None, math.inf
     for a in np.linspace(0, 2 * math.pi, 24, endpoint=False):
         d = np.array([math.cos(a), math.sin(a)])
         reach_t = float(np.max((ft - c) @ d))
-        p = c + d * (reach_t + NEXT_GAP + r_o)
+        # The object's own extent toward the target, not its half diagonal: the gap between
+        # the two footprints is NEXT_GAP, so that a perceived size a little off keeps it
+        # within NEXT_MAX_GAP.
+        reach_o = float(np.max(fo @ -d))
+        p = c + d * (reach_t + NEXT_GAP + reach_o)
         if not (area[0][0] <= p[0] <= area[0][1] and area[1][0] <= p[1] <= area[1][1]):
             continue
         if not REACH[0] + 0.05 <= float(np.hypot(*p)) <= REACH[1] - 0.05:

@@ -21,6 +21,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from spatialpin_ros.core.errors import ImageError
+from spatialpin_ros.core.top_face import TopFace
 
 SHAPES = ("box", "cylinder", "sphere", "other")
 
@@ -238,7 +239,8 @@ class ObjectPrior:
     the top (bowl, cup, mug, tray, dish); ``inner_depth``: for a container, metres from its rim
     down to its inner bottom (0 otherwise). ``mask``: optional (h, w) bool pixel mask of the
     object inside ``roi`` (h, w = roi's height and width); :meth:`full_mask` places it in the
-    image.
+    image. ``top_face``: the top face its own points show (``core.top_face``; flat and solid?
+    where?), None when not perceived.
     """
 
     id: str
@@ -256,6 +258,7 @@ class ObjectPrior:
     container: bool = False
     inner_depth: float = 0.0
     mask: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+    top_face: Optional[TopFace] = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.size = np.asarray(self.size, dtype=float).reshape(3)

@@ -52,6 +52,7 @@ from spatialpin_ros.perception.segmentation import (SegmentationParams, SurfaceS
 from spatialpin_ros.perception.shapes import ShapeParams
 from spatialpin_ros.perception.support import (SupportParams, SupportPlane, find_support,
                                                support_extent)
+from spatialpin_ros.perception.top_faces import describe_tops
 from spatialpin_ros.perception.tracking import ObjectTracker
 
 FLAT_ITEMS_MODES = ("list", "drop")
@@ -259,6 +260,7 @@ class GeometricBackend(PerceptionBackend):
         tick("shapes")
         objects, flat = self._priors(sel.candidates, seg, support, frame, T_wc,
                                      claim_holes=masks is None)
+        self.describe_tops(objects, prep, T_wc)
         objects = self.tracker.assign(objects)
         tick("priors")
         self.last = {"support": support, "segmentation": seg, "extent": prep.extent,
@@ -416,6 +418,11 @@ class GeometricBackend(PerceptionBackend):
                 ob.label = name
         objects.sort(key=lambda ob: (ob.roi[0], ob.roi[1]))
         return objects, flat
+
+    def describe_tops(self, objects: list[ObjectPrior], prep: "Prepared", T_wc: Pose) -> None:
+        """Each object's top face from its mask's depth points (``perception.top_faces``)."""
+        describe_tops(objects, prep.depth, prep.frame.camera, T_wc,
+                      self._plane_world(prep.support, T_wc))
 
     def _in_workspace(self, c: np.ndarray) -> bool:
         for v, b in ((c[0], self.params.workspace_x), (c[1], self.params.workspace_y)):

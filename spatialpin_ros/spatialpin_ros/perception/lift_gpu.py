@@ -263,6 +263,7 @@ def _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id, frame_work=No
     namer = _DetectionNamer(seg, bounds)
     namer._lab = det[r0:r1, c0:c1]
     objects, flat = _priors(backend, kept, full, boxes, prep, view, namer)
+    backend.describe_tops(objects, prep, T_wc)
     objects = backend.tracker.assign(objects)
     tick("priors")
     backend.last = {"support": sup, "extent": prep.extent, "dropped": dropped,

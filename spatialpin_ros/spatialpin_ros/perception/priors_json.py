@@ -20,6 +20,7 @@ from typing import Any, Optional
 import numpy as np
 
 from spatialpin_ros.core.masks import decode_rle, encode_rle
+from spatialpin_ros.core.top_face import TopFace
 from spatialpin_ros.core.types import CameraModel, ObjectPrior, PerceptionStatus, Pose, Scene
 
 SCHEMA = "spatialpin.priors/1"
@@ -70,7 +71,24 @@ def object_to_json(o: ObjectPrior, height: int, width: int) -> dict:
         "axis_names": list(o.axis_names), "yaw_symmetric": bool(o.yaw_symmetric),
         "rgb": None if o.rgb is None else [int(v) for v in o.rgb],
         "mask_rle": None if m is None else encode_rle(m),
+        "top_face": _top_to_json(o.top_face),
     }
+
+
+def _top_to_json(t: Optional[TopFace]) -> Optional[dict]:
+    if t is None:
+        return None
+    return {"height_m": _f(t.height), "solid": _f(t.solid, 3), "cells": int(t.cells),
+            "points": int(t.points),
+            "outline_xy_m": [_vec(p) for p in t.polygon]}   # about the box centre, its yaw
+
+
+def _top_from_json(d: Optional[dict]) -> Optional[TopFace]:
+    if not d:
+        return None
+    return TopFace(height=float(d["height_m"]), polygon=np.asarray(d["outline_xy_m"], float),
+                   solid=float(d["solid"]), cells=int(d.get("cells", 0)),
+                   points=int(d.get("points", 0)))
 
 
 def object_from_json(d: dict) -> ObjectPrior:
@@ -92,7 +110,8 @@ def object_from_json(d: dict) -> ObjectPrior:
         yaw_symmetric=bool(d.get("yaw_symmetric", False)),
         rgb=None if d.get("rgb") is None else tuple(int(v) for v in d["rgb"]),
         container=bool(d.get("container", False)),
-        inner_depth=float(d.get("inner_depth_m") or 0.0), mask=mask)
+        inner_depth=float(d.get("inner_depth_m") or 0.0), mask=mask,
+        top_face=_top_from_json(d.get("top_face")))
 
 
 def scene_to_json(scene: Scene, source: str = "", frame: str = "",

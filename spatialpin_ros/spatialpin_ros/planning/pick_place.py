@@ -215,11 +215,20 @@ def _grasps(run: _Run, obj: ObjectPrior, support: float, q_start: np.ndarray,
               else cfg.squeeze)
     yaw = robot.fk(q_start).yaw()
     own = points.of(obj.id) if points is not None else np.zeros((0, 3))
+    grasps = []
     if len(own) >= cfg.min_cloud_points:
         grasps = cloud_grasps(robot.hand, obj, own, points.others(obj.id), support, yaw, **kw)
-        if grasps:
-            return grasps
-    return grasp_candidates(robot.hand, obj, support, yaw, **kw)
+    if not grasps:
+        grasps = grasp_candidates(robot.hand, obj, support, yaw, **kw)
+    steady = [g for g in grasps if not pivots(g, obj, cfg.max_lever_ratio)]
+    if grasps and not steady:
+        g = grasps[0]
+        raise PlanFailure(PlanStatus.UNSTABLE_GRASP, (
+            f"no steady grasp of {obj.id!r}: every grasp that fits holds it "
+            f"{100 * lever(g, obj):.0f} cm above its centre of mass by a "
+            f"{100 * g.width:.1f} cm part: it would turn in the hand and tip when put down "
+            "(side grasps are not built)"))
+    return steady
 
 
 def _choice(run: _Run, ps: PlanningScene, req: _Request, place_pose: Optional[Pose],
@@ -268,7 +277,14 @@ def _build(run: _Run, ps: PlanningScene, req: _Request, c: Choice, q_start: np.n
     ps.attach(req.obj.id, c.descend.end, min(f_open, g.width / 2))
     run.check_cancel()
     cart("lift", c.lift)
-    b.arm(run.planned("transport", c.lift.end, c.q_preplace, ps).timed, "transport")
+    transport = run.planned("transport", c.lift.end, c.q_preplace, ps)
+    timed = transport.timed
+    swinging = swings(g, req.obj, cfg.swing_ratio)
+    if swinging and cfg.pinch_transport_speed < 1.0:
+        timed = run.planner.time(transport.path, ps, speed=cfg.pinch_transport_speed)
+    b.arm(timed, "transport")
+    if swinging:
+        b.dwell(cfg.settle_dwell)            # let a swing die down before putting it down
     run.check_cancel()
     cart("lower", c.lower)
     b.dwell(0.1)
@@ -284,6 +300,35 @@ def _build(run: _Run, ps: PlanningScene, req: _Request, c: Choice, q_start: np.n
     plan.stages = b.stages
     if cfg.compute_ee_path:
         plan.ee_path, plan.ee_quat = robot.fk_path(traj.positions[:, :robot.dof])
+
+
+def lever(g: Grasp, obj: ObjectPrior) -> float:
+    """Height (m) of the grasp above the object's centre of mass (its box's centre)."""
+    return float(g.pose.position[2] - obj.center[2])
+
+
+def swings(g: Grasp, obj: ObjectPrior, swing_ratio: float) -> bool:
+    """Whether the object may swing in the hand: held by a pinch (fingers closed fully on a
+    wall or a thin part) or high above its centre of mass, more than ``swing_ratio`` times
+    the grasp's width."""
+    return g.finger_target <= 0.0 or lever(g, obj) > swing_ratio * max(float(g.width), 1e-3)
+
+
+#: A grasp narrower than this share of the object's narrowest side holds a narrow part of it
+#: (a neck, a knob).
+NARROW_PART = 0.6
+
+
+def pivots(g: Grasp, obj: ObjectPrior, max_ratio: float) -> bool:
+    """Whether a grasp (not a pinch of a wall) holds the object so far above its centre of
+    mass for its width that the object turns about the line through the two contacts: more
+    than ``max_ratio`` times the width, or more than the width on a narrow part of the object
+    (``NARROW_PART``: a bottle by its neck)."""
+    if g.finger_target <= 0.0:
+        return False
+    w = max(float(g.width), 1e-3)
+    narrow = w < NARROW_PART * float(min(obj.size[:2]))
+    return lever(g, obj) > (1.0 if narrow else max_ratio) * w
 
 
 def _target_poses(cfg: PickPlaceConfig, req: _Request, fingertip_below_tcp: float

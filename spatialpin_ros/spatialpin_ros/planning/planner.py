@@ -223,14 +223,17 @@ class MotionPlanner:
                          timing=False, optimize_time=time_limit)
 
     def time(self, path: np.ndarray, scene: Optional[PlanningScene] = None,
-             blend: bool = True) -> TimedPath:
-        """Time a waypoint path under the robot's planning limits (see ``timing.time_path``);
-        blended corners are kept only where every sample passes ``scene``'s check."""
+             blend: bool = True, speed: float = 1.0) -> TimedPath:
+        """Time a waypoint path under the robot's planning limits (see ``timing.time_path``),
+        scaled by ``speed`` (0 < speed <= 1: velocities times ``speed``, accelerations times
+        its square, jerks its cube: the same path, slower); blended corners are kept only where
+        every sample passes ``scene``'s check."""
         r = self.robot
         tol = self.verify_tolerance
+        k = float(min(max(speed, 1e-3), 1.0))
         check = (lambda q: scene.is_valid(q, tol)) if scene is not None else None
-        return time_path(path, r.vmax, r.amax, r.jmax, r.lower, r.upper, dt=self.dt,
-                         blend=blend, check=check)
+        return time_path(path, r.vmax * k, r.amax * k ** 2, r.jmax * k ** 3, r.lower, r.upper,
+                         dt=self.dt, blend=blend, check=check)
 
     # -- OMPL ----------------------------------------------------------------------------------
     def _search(self, qs, qg, scene, deadline, time_limit, algorithm, should_cancel, opt,

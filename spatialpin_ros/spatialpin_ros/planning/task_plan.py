@@ -38,7 +38,17 @@ class PickPlaceConfig:
     ``TaskPlan.ee_path``. ``kind``: "put_in" or "place_on" put the object into or onto the
     target (``core.task_kinds``); otherwise a target means stacking on it.
     ``min_cloud_points``: with perceived points given, an object with at least this many is
-    grasped from its points (``planning.antipodal``), else from its box."""
+    grasped from its points (``planning.antipodal``), else from its box.
+    ``pinch_transport_speed`` (0..1]: the transport of an object held by a pinched wall or a
+    thin part (a rim grasp, fingers closed fully), or held high above its centre of mass (more
+    than ``swing_ratio`` times the grasp's width: a bottle by its neck), runs at this share of
+    the arm's speed limits (its accelerations at the square), so that the object neither
+    swings out of the fingers nor hangs tilted when it is put down; such an object is held
+    still ``settle_dwell`` [s] over the place before it is lowered. A grasp (not a pinch)
+    more than ``max_lever_ratio`` times its width above the object's centre of mass, or
+    more than its width on a narrow part (a bottle by its neck), pivots on its two contacts
+    (``pick_place.pivots``): it is not used, and an object with no other grasp is refused
+    (``unstable_grasp``; side grasps are not built)."""
 
     algorithm: str = "rrtstar"
     motion_time_limit: float = 1.0
@@ -59,6 +69,10 @@ class PickPlaceConfig:
     compute_ee_path: bool = True
     kind: str = ""
     min_cloud_points: int = 30
+    pinch_transport_speed: float = 0.5
+    swing_ratio: float = 2.0
+    settle_dwell: float = 0.5
+    max_lever_ratio: float = 2.5
 
 
 @dataclass

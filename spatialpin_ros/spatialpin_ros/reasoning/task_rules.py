@@ -97,6 +97,42 @@ def find_again(after: Scene, o: ObjectPrior, near: Optional[np.ndarray] = None,
     return None
 
 
+#: How far (m) from where it was grasped an object that slipped out may have ended.
+DROP_RADIUS = 0.30
+#: A dropped object's box volume is within this factor of its volume before (it may lie down).
+DROP_VOLUME_RATIO = 3.0
+
+
+def find_dropped(after: Scene, before: Scene, o: ObjectPrior,
+                 radius: float = DROP_RADIUS) -> Optional[ObjectPrior]:
+    """The object ``o`` after it slipped out of the hand or was missed (it may have been
+    dragged, dropped or knocked over, and be seen with another colour name or shape). Only
+    the objects of ``after`` that no other object of ``before`` accounts for (the same colour
+    within ``NEW_OBJECT_RADIUS`` of its place: the target, the neighbours) are candidates:
+    ``find_again``'s match among them, else the one nearest ``o``'s place within ``radius``
+    whose box volume is within ``DROP_VOLUME_RATIO`` of ``o``'s; None when there is none."""
+    taken: set[str] = set()
+    for b in before.objects:
+        if b.id == o.id:
+            continue
+        same = [x for x in after.objects if x.id not in taken and x.color_name == b.color_name
+                and np.linalg.norm(x.center[:2] - b.center[:2]) <= NEW_OBJECT_RADIUS]
+        if same:
+            taken.add(min(same, key=lambda x: np.linalg.norm(x.center - b.center)).id)
+    free = after.replace(objects=[x for x in after.objects if x.id not in taken])
+    a = find_again(free, o)
+    if a is not None:
+        return a
+    vol = max(float(np.prod(o.size)), 1e-9)
+
+    def near(x: ObjectPrior) -> float:
+        return float(np.linalg.norm(x.center[:2] - o.center[:2]))
+
+    cands = [x for x in after.objects if x.id not in taken and near(x) <= radius
+             and 1.0 / DROP_VOLUME_RATIO <= float(np.prod(x.size)) / vol <= DROP_VOLUME_RATIO]
+    return min(cands, key=near) if cands else None
+
+
 def find_target(after: Scene, b0: ObjectPrior, max_shift: float = 0.03
                 ) -> tuple[ObjectPrior, bool]:
     """The target in a later scene: found again (same colour, container flag as before, centre

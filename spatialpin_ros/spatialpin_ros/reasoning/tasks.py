@@ -86,6 +86,13 @@ def _pieces_of_one(a: ObjectPrior, b: ObjectPrior, gap: float = 0.01) -> bool:
             and polygon_gap(footprint(a), footprint(b)) < gap)
 
 
+def _top_piece(a: ObjectPrior, objs: Sequence[ObjectPrior]) -> bool:
+    """Whether ``a`` rests on an object of its colour whose footprint holds it: most likely
+    the top part of one object seen in two pieces (a bottle's neck on its body), not a thing
+    to move on its own (its grasp would lift the whole object by a narrow part)."""
+    return any(b.id != a.id and _pieces_of_one(a, b) and _rests_on(a, b) for b in objs)
+
+
 def describe(kind: TaskKind, a: ObjectPrior, b: Optional[ObjectPrior]) -> str:
     return _VERB[kind].format(a=a.label, b=b.label if b is not None else "")
 
@@ -117,8 +124,9 @@ class GeometricProposer:
         # Phantom pieces (fragments, pieces inside another object's box) are neither moved nor
         # used as targets.
         objs = real_objects(scene.objects)
+        movable = [a for a in objs if not _top_piece(a, objs)]
         for kind in self.kinds:
-            for a in objs:
+            for a in movable:
                 for b in objs:
                     if a.id == b.id or _pieces_of_one(a, b) or check_task(scene, kind, a.id,
                                                                            b.id):
@@ -136,7 +144,7 @@ class GeometricProposer:
         for i in range(max((len(v) for v in per_kind.values()), default=0)):
             tasks += [v[i] for v in per_kind.values() if i < len(v)]
         # Moving an object to a free spot: feasible for any graspable object that carries nothing.
-        for a in objs:
+        for a in movable:
             if grasp_width(a) > MAX_GRASP_WIDTH or any(
                     _rests_on(o, a) for o in scene.objects if o.id != a.id):
                 continue

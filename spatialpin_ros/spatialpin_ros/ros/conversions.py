@@ -26,6 +26,7 @@ from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 from trajectory_msgs.msg import JointTrajectoryPoint
 
 from spatialpin_ros.core.errors import ImageError, SpatialPinError
+from spatialpin_ros.core.top_face import TopFace
 from spatialpin_ros.core.trajectory import JointTrajectory
 from spatialpin_ros.core.types import CameraModel, ObjectPrior, PerceptionStatus, Pose, Scene
 # The image decoders are pure numpy and duck-typed (also used on messages read from MCAP files
@@ -152,7 +153,28 @@ def object_prior_to_msg(o: ObjectPrior) -> ObjectPriorMsg:
                              height=max(h, 0)),
         num_points=int(o.num_points), axis_names=list(o.axis_names),
         yaw_symmetric=bool(o.yaw_symmetric), container=bool(o.container),
-        inner_depth=float(o.inner_depth))
+        inner_depth=float(o.inner_depth), **_top_face_fields(o.top_face))
+
+
+def _top_face_fields(t: Optional[TopFace]) -> dict:
+    if t is None:
+        return {}
+    return dict(top_points=int(t.points), top_height=float(t.height),
+                top_solid=float(t.solid), top_cells=int(t.cells),
+                top_outline=[float(v) for v in np.asarray(t.polygon, dtype=float).ravel()])
+
+
+def _top_face_of(m: ObjectPriorMsg, what: str) -> Optional[TopFace]:
+    """The message's top face; None when not perceived. MessageError for a malformed one."""
+    if int(getattr(m, "top_points", 0)) <= 0:
+        return None
+    xy = np.asarray(m.top_outline, dtype=float)
+    vals = [m.top_height, m.top_solid, *xy]
+    if len(xy) % 2 or not all(math.isfinite(v) for v in vals) or not 0 <= m.top_solid <= 1:
+        raise MessageError(f"{what} has a malformed top face (outline of {len(xy)} numbers, "
+                           f"solid share {m.top_solid})")
+    return TopFace(height=float(m.top_height), polygon=xy.reshape(-1, 2),
+                   solid=float(m.top_solid), cells=int(m.top_cells), points=int(m.top_points))
 
 
 def _check_id(kind: str, value: str) -> None:
@@ -173,7 +195,8 @@ def object_prior_from_msg(m: ObjectPriorMsg) -> ObjectPrior:
         color_name=m.color_name, confidence=m.confidence,
         roi=(m.roi.x_offset, m.roi.y_offset, m.roi.width, m.roi.height),
         num_points=m.num_points, axis_names=list(m.axis_names), yaw_symmetric=m.yaw_symmetric,
-        container=bool(m.container), inner_depth=float(m.inner_depth))
+        container=bool(m.container), inner_depth=float(m.inner_depth),
+        top_face=_top_face_of(m, what))
 
 
 def scene_to_msg(scene: Scene, stamp: Optional[Time] = None) -> ScenePriors:

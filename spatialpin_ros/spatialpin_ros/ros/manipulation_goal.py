@@ -14,7 +14,7 @@ from spatialpin_interfaces.action import ExecuteTask
 from spatialpin_ros.core.plan_status import PlanStatus
 from spatialpin_ros.core.task_kinds import TaskKind, kind_of
 from spatialpin_ros.core.types import Pose, Scene
-from spatialpin_ros.reasoning.task_rules import (check_task, find_again, find_target, task_pose,
+from spatialpin_ros.reasoning.task_rules import (check_task, find_dropped, find_target, task_pose,
                                                 verify_task)
 from spatialpin_ros.ros import conversions as conv
 from spatialpin_ros.ros.manipulation_exec import PREEMPTED, _cleared_note
@@ -200,7 +200,7 @@ class GoalStepsMixin:
         if fresh is None:
             return ctx.stopped(why) if why in (PREEMPTED, "cancelled") else ctx.fail(
                 f"slipped; no fresh scene to try again: {why}")
-        a = find_again(fresh, scene.get(req.oid))
+        a = find_dropped(fresh, scene, scene.get(req.oid))
         b, found = find_target(fresh, scene.get(req.tid)) if req.tid else (None, True)
         if a is None or not found:
             return ctx.fail(f"slipped ({hand.detail}); the object or target is not seen again")

@@ -141,10 +141,26 @@ class SimWorld(PyBulletClientOwner):
                 # Fingers grip with friction.
                 pb.changeDynamics(self.robot, j, lateralFriction=d.finger_friction,
                                   physicsClientId=c)
+        self._couple_fingers()
         # Joints the description does not drive (none for the shipped arms) hold still.
         self.joint_names = list(self.joint_index)
         self.max_force = {n: d.max_force.get(n, d.default_force) for n in self.joint_names}
         self.reset_robot()
+
+    def _couple_fingers(self) -> None:
+        """A parallel gripper of two prismatic fingers (the Franka Hand: one motor and a rack)
+        moves them together: a gear constraint keeps them symmetric, so a finger that touches
+        first does not push the object across the hand while the other runs on to its target.
+        Grippers of other kinds (a linkage of revolute joints) are left as they are."""
+        c = self.client
+        joints = [self.joint_index.get(n) for n in self.robot_description.gripper.joints]
+        if len(joints) != 2 or None in joints or any(
+                pb.getJointInfo(self.robot, j, physicsClientId=c)[2] != pb.JOINT_PRISMATIC
+                for j in joints):
+            return
+        gear = pb.createConstraint(self.robot, joints[0], self.robot, joints[1], pb.JOINT_GEAR,
+                                   [1, 0, 0], [0, 0, 0], [0, 0, 0], physicsClientId=c)
+        pb.changeConstraint(gear, gearRatio=-1, erp=0.1, maxForce=50, physicsClientId=c)
 
     def reset_robot(self, positions: Optional[dict[str, float]] = None) -> None:
         """Teleport the arm to ``positions`` (default: home, gripper open) and hold it there."""
