@@ -49,14 +49,14 @@ def join_overlapping(pieces: list[Piece], fits: list[ShapeFit], share: float,
     the module's exceptions. Returns {joined label: kept label}; the joined entries are removed
     from both lists."""
     joined: dict[int, int] = {}
+    shares = {(i, j): shared_share(fits[i], fits[j])
+              for i in range(len(fits)) for j in range(i + 1, len(fits))}
     while True:
         best, pair = share, None
-        for i in range(len(fits)):
-            for j in range(i + 1, len(fits)):
-                s = shared_share(fits[i], fits[j])
-                if s >= best and not _apart(pieces[i], pieces[j], fits[i], fits[j],
-                                            contrast, spread):
-                    best, pair = s, (i, j)
+        for (i, j), s in shares.items():
+            if s >= best and not _apart(pieces[i], pieces[j], fits[i], fits[j],
+                                        contrast, spread):
+                best, pair = s, (i, j)
         if pair is None:
             return joined
         i, j = pair
@@ -73,6 +73,12 @@ def join_overlapping(pieces: list[Piece], fits: list[ShapeFit], share: float,
             if v == B.label:
                 joined[k] = A.label
         del pieces[j], fits[j]
+        shares = {(a - (a > j), b - (b > j)): v for (a, b), v in shares.items()
+                  if j not in (a, b) and i not in (a, b)}
+        i -= i > j
+        for k in range(len(fits)):
+            if k != i:
+                shares[(min(i, k), max(i, k))] = shared_share(fits[min(i, k)], fits[max(i, k)])
 
 
 def _apart(A: Piece, B: Piece, fa: ShapeFit, fb: ShapeFit, contrast: float,

@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from spatialpin_ros.core.top_face import describe_top
+from spatialpin_ros.core.top_face import CELL, describe_top
 from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose
 
 
@@ -34,14 +34,30 @@ def object_points(o: ObjectPrior, depth: np.ndarray, camera: CameraModel, T_wc: 
     return T_wc.transform_points(P)
 
 
+def sampling_stride(o: ObjectPrior, depth: np.ndarray, camera: CameraModel,
+                    cell: float = CELL) -> int:
+    """The pixel step that still puts about two samples in each ``cell`` (metres) at the
+    object's depth: the descriptor's grid, not the image, sets the cost."""
+    if o.mask is None:
+        return 1
+    x, y, w, h = o.roi
+    z = depth[y:y + h:4, x:x + w:4]
+    z = z[np.isfinite(z) & (z > 0)]
+    if not len(z):
+        return 1
+    return max(1, int(0.5 * cell * camera.fx / float(np.median(z))))
+
+
 def describe_tops(objects: Sequence[ObjectPrior], depth: np.ndarray, camera: CameraModel,
-                  T_wc: Pose, plane: np.ndarray, stride: int = 1) -> None:
+                  T_wc: Pose, plane: np.ndarray, stride: int = 0) -> None:
     """Set each object's ``top_face`` from its mask's depth points. ``depth`` (H, W) metres,
     ``camera`` its model, ``T_wc`` the optical frame in the world, ``plane`` (a, b, c, d) the
-    support in the world (unit normal up)."""
+    support in the world (unit normal up); ``stride`` 0 picks it per object
+    (:func:`sampling_stride`)."""
     n, d = np.asarray(plane[:3], dtype=float), float(plane[3])
     for o in objects:
-        P = object_points(o, depth, camera, T_wc, stride)
+        P = object_points(o, depth, camera, T_wc,
+                          stride or sampling_stride(o, depth, camera))
         top = describe_top(P, P @ n + d) if len(P) else None
         o.top_face = None if top is None else top.about(o.center[:2], o.pose.yaw())
 
