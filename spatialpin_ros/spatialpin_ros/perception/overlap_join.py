@@ -8,6 +8,8 @@ two are pieces of one object. The exceptions are kept apart:
 - something inside a container (fruit in a bowl): the larger one is a container and the
   smaller one's lowest visible point is above the container's floor (``floor`` metres over
   its lowest point); a piece of the container's own wall reaches down to what it stands on;
+- something standing on a tray or plate: it rises from above the other's lowest point to above
+  its top (a piece of one object does not stand out of it);
 - two uniformly and clearly differently coloured pieces (an apple on a white plate);
 - an object stacked on another: their height ranges barely overlap, so the share stays small.
 """
@@ -86,4 +88,6 @@ def _apart(A: Piece, B: Piece, fa: ShapeFit, fb: ShapeFit, contrast: float,
     """The module's exceptions: inside a container, or two clearly different colours."""
     big, small = (fa, fb) if math.prod(fa.size_uv) * (fa.top - fa.low) >= math.prod(
         fb.size_uv) * (fb.top - fb.low) else (fb, fa)
-    return (big.container and small.low > big.low + floor) or _unlike(A, B, contrast, spread)
+    above_floor = small.low > big.low + floor
+    return ((above_floor and (big.container or small.top > big.top + floor))
+            or _unlike(A, B, contrast, spread))
