@@ -143,10 +143,11 @@ def test_the_yaml_names_where_a_package_lives(tmp_path):
 def test_the_squeeze_comes_from_the_robot_yaml(tmp_path):
     data = yaml.safe_load((robots_dir() / "kuka_iiwa.yaml").read_text())
     data["urdf"] = str(robots_dir().parent.parent / "urdf" / "kuka_iiwa_wsg50.urdf")
-    data["gripper"]["squeeze"] = 0.012
+    data["gripper"]["squeeze"] = 0.009
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(data))
-    assert load_robot(str(tmp_path / "a.yaml")).gripper.squeeze == 0.012
-    assert load_robot("panda").gripper.squeeze == 0.012
+    assert load_robot(str(tmp_path / "a.yaml")).gripper.squeeze == 0.009
+    panda = yaml.safe_load((robots_dir() / "panda.yaml").read_text())
+    assert load_robot("panda").gripper.squeeze == panda["gripper"]["squeeze"]
     data["gripper"]["squeeze"] = -0.01
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(RobotDescriptionError, match="gripper.squeeze must lie in"):
