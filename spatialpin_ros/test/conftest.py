@@ -6,7 +6,10 @@ import random
 import pytest
 
 # Isolate this session's DDS traffic from other runs on the machine (set before rclpy loads).
-os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
+# The domain is drawn from the OS's entropy, not seeded by the process id: in fresh containers
+# the test process gets the same pid run after run, so two test runs sharing a host network
+# would draw the same domain and each see the other's camera frames, scenes and trajectories.
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 
