@@ -203,3 +203,51 @@ def test_two_fitted_candidates_never_fill_one_space(case, joined):
     assert len(pieces) == len(fits) == (1 if joined else 2)
     if joined:
         assert len(pieces[0].Q) == 1200 and fits[0].size_uv.max() > 0.09
+
+
+def _corner_box_with_strays(seed=4):
+    """A 4 x 4.4 x 7.3 cm box seen from a corner (two side faces and the top) whose points hold
+    a few pixels of two neighbours beyond its faces, as a segmentation leaves at borders."""
+    rng = np.random.default_rng(seed)
+    z = rng.uniform(0.003, 0.07, 300)
+    face_x = np.stack([np.full(150, -0.020), rng.uniform(-0.022, 0.022, 150), z[:150]], 1)
+    face_y = np.stack([rng.uniform(-0.020, 0.020, 150), np.full(150, -0.022), z[150:]], 1)
+    top = np.stack([rng.uniform(-0.02, 0.02, 250), rng.uniform(-0.022, 0.022, 250),
+                    np.full(250, 0.073)], 1)
+    strays = np.concatenate([
+        np.stack([rng.uniform(-0.029, -0.026, 4), rng.uniform(0.0, 0.01, 4),
+                  rng.uniform(0.004, 0.01, 4)], 1),
+        np.stack([np.full(4, 0.037), rng.uniform(0.018, 0.022, 4), rng.uniform(0.03, 0.05, 4)],
+                 1)])
+    return np.concatenate([face_x, face_y, top, strays])
+
+
+def test_a_few_neighbour_pixels_do_not_make_a_box_round():
+    from spatialpin_ros.core.geometry import fit_rectangle_yaw
+    from spatialpin_ros.perception.shapes import ShapeParams, fit_shape
+    Q = _corner_box_with_strays()
+    side = Q[Q[:, 2] < 0.06, :2]
+    yaw, plain, robust = fit_rectangle_yaw(side, d0=0.0015, robust=True)
+    assert plain > ShapeParams().flat_face > robust     # the strays, not the faces, are off
+    assert fit_shape(Q, 0.0005, ShapeParams()).shape == "box"
+    # a can with the same strays stays round
+    rng = np.random.default_rng(2)
+    t = rng.uniform(-np.pi, 0.3, 400)
+    can = np.stack([0.03 * np.cos(t), 0.03 * np.sin(t), rng.uniform(0.003, 0.08, 400)], 1)
+    r, a = 0.03 * np.sqrt(rng.uniform(0, 1, 250)), rng.uniform(0, 2 * np.pi, 250)
+    lid = np.stack([r * np.cos(a), r * np.sin(a), np.full(250, 0.083)], 1)
+    assert fit_shape(np.concatenate([can, lid, Q[-8:]]), 0.0005, ShapeParams()).shape == \
+        "cylinder"
+
+
+def test_the_torch_rectangle_fit_gives_the_same_robust_residual():
+    torch = pytest.importorskip("torch")
+    from spatialpin_ros.core.geometry import fit_rectangle_yaw
+    from spatialpin_ros.perception.lift_torch import rectangle_yaw
+    side = _corner_box_with_strays()[:, :2]
+    yaw, plain, robust = fit_rectangle_yaw(side, d0=0.0015, robust=True)
+    xy = torch.from_numpy(side)[None].to(torch.float64)
+    n = torch.tensor([len(side)])
+    ty, tp, tr = rectangle_yaw(xy, n, torch.tensor([0.0015], dtype=torch.float64), robust=True)
+    assert abs(float(ty[0]) - yaw) < 1e-9 and abs(float(tp[0]) - plain) < 1e-9
+    assert abs(float(tr[0]) - robust) < 1e-9

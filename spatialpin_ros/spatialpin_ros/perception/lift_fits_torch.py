@@ -118,8 +118,9 @@ def fit_table(Q: torch.Tensor, n: torch.Tensor, noise: torch.Tensor, params: Sha
     xy, vs, outline, mo, band = _outline(Q, v, n, top, noise, p)
     size0 = mptp_max(xy, vs)
     tol = torch.clamp(p.fit_rel * torch.minimum(size0, torch.clamp(top, min=0.01)), min=p.fit_abs)
-    yaw, res_r = rectangle_yaw(outline, mo, torch.clamp(1.5 * noise, min=0.0015))
-    flat = res_r < torch.clamp(1.5 * noise, min=p.flat_face)
+    yaw, res_r, res_flat = rectangle_yaw(outline, mo, torch.clamp(1.5 * noise, min=0.0015),
+                                         robust=True)
+    flat = res_flat < torch.clamp(1.5 * noise, min=p.flat_face)
     cc, cr, cres, cok = robust_circle(outline, mo, 0.002 + 2 * noise)
     cok = cok & ~flat
     rr = torch.hypot(xy[..., 0] - cc[:, None, 0], xy[..., 1] - cc[:, None, 1])
@@ -130,7 +131,8 @@ def fit_table(Q: torch.Tensor, n: torch.Tensor, noise: torch.Tensor, params: Sha
     kind = torch.full_like(n, BOX)
     is_cyl = (res_c < tol) & (res_c < p.circle_margin * res_r) & ~flat
     kind = torch.where(is_cyl, torch.full_like(n, CYL), kind)
-    kind = torch.where(~is_cyl & (res_r > tol) & (res_c > tol), torch.full_like(n, OTHER), kind)
+    kind = torch.where(~is_cyl & (res_r > tol) & (res_c > tol) & ~flat,
+                       torch.full_like(n, OTHER), kind)
     cs, rs, es, sok, beats = _sphere(Q, v, n, top, noise, size0, camera, cc, cr, p)
     sph = ~flat & sok & ((kind != CYL) | beats)
     kind = torch.where(sph, torch.full_like(n, SPHERE), kind)

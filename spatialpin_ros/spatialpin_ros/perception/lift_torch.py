@@ -16,6 +16,8 @@ import math
 import numpy as np
 import torch
 
+from spatialpin_ros.core.geometry import RECT_EDGE_Q
+
 F64 = torch.float64
 
 
@@ -198,8 +200,10 @@ def _l_scores(x, y, valid, cs, sn, d0):
     return sc, d
 
 
-def rectangle_yaw(xy: torch.Tensor, n: torch.Tensor, d0: torch.Tensor, max_points: int = 160):
-    """``geometry.fit_rectangle_yaw`` of each row: (yaw, RMS distance to the nearest edge)."""
+def rectangle_yaw(xy: torch.Tensor, n: torch.Tensor, d0: torch.Tensor, max_points: int = 160,
+                  robust: bool = False):
+    """``geometry.fit_rectangle_yaw`` of each row: (yaw, RMS distance to the nearest edge) and,
+    with ``robust``, the outlier-robust residual."""
     K = xy.shape[0]
     j = torch.arange(max_points, device=xy.device, dtype=F64)
     stepf = (n - 1).to(F64) / (max_points - 1)
@@ -220,7 +224,23 @@ def rectangle_yaw(xy: torch.Tensor, n: torch.Tensor, d0: torch.Tensor, max_point
     sc, d = _l_scores(x, y, v, torch.cos(fine), torch.sin(fine), d0)
     k = sc.argmax(1, keepdim=True)
     dk = d.gather(2, k[:, None, :].expand(-1, d.shape[1], -1))[..., 0]
-    return fine.gather(1, k)[:, 0], torch.sqrt(mmean(dk * dk, v))
+    out = fine.gather(1, k)[:, 0], torch.sqrt(mmean(dk * dk, v))
+    return out + (rectangle_residual(x, y, v, out[0]),) if robust else out
+
+
+def rectangle_residual(x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, yaw: torch.Tensor,
+                       edge_q: float = RECT_EDGE_Q) -> torch.Tensor:
+    """``geometry.rectangle_residual`` of each row (K,): RMS distance to the nearest edge of the
+    rectangle at ``yaw`` whose edges are the points' ``edge_q`` quantiles along its axes."""
+    cs, sn = torch.cos(yaw)[:, None], torch.sin(yaw)[:, None]
+    c1, c2 = x * cs + y * sn, y * cs - x * sn
+
+    def dist(c):
+        lo, hi = mquantile(c, v, edge_q)[:, None], mquantile(c, v, 1 - edge_q)[:, None]
+        return torch.minimum((c - lo).abs(), (hi - c).abs())
+
+    d = torch.minimum(dist(c1), dist(c2))
+    return torch.sqrt(mmean(d * d, v))
 
 
 def rotate_local(xy: torch.Tensor, centre: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:

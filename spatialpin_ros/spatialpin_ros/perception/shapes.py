@@ -113,8 +113,9 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
     tol = max(p.fit_abs, p.fit_rel * min(size0, max(f.top, 0.01)))
 
     # rectangle: yaw by L-shape fit of the outline, extents from all points
-    yaw, res_r = fit_rectangle_yaw(outline, d0=max(0.0015, 1.5 * noise))
-    flat_sides = res_r < max(p.flat_face, 1.5 * noise)   # the sides seen are flat faces
+    yaw, res_r, res_flat = fit_rectangle_yaw(outline, d0=max(0.0015, 1.5 * noise), robust=True)
+    # the sides seen are flat faces (judged without the few outline points beyond the edges)
+    flat_sides = res_flat < max(p.flat_face, 1.5 * noise)
     # flat faces rule out a cylinder and a ball: no circle to fit
     circ = None if flat_sides else robust_circle(outline, 0.002 + 2 * noise)
     res_c = circ[2] if circ is not None else np.inf
@@ -129,7 +130,7 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
     shape = "box"
     if res_c < tol and res_c < p.circle_margin * res_r and not flat_sides:
         shape = "cylinder"
-    elif res_r > tol and res_c > tol:
+    elif res_r > tol and res_c > tol and not flat_sides:   # flat faces make a box
         shape = "other"
     if not flat_sides and len(Q) >= 30:            # a ball's outline is a circle too
         cs, rs, es = sphere_fit(Q[:: max(1, len(Q) // 600)])
