@@ -22,8 +22,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from spatialpin_ros.core.geometry import quantile
-from spatialpin_ros.perception.pieces import Piece, _hull, _unlike
+from spatialpin_ros.perception.pieces import Piece, _unlike
 from spatialpin_ros.perception.shapes import ShapeFit
 
 
@@ -65,10 +64,7 @@ def join_overlapping(pieces: list[Piece], fits: list[ShapeFit], share: float,
         if len(pieces[j].Q) > len(pieces[i].Q):
             i, j = j, i
         A, B = pieces[i], pieces[j]
-        A.rows, A.cols = np.concatenate([A.rows, B.rows]), np.concatenate([A.cols, B.cols])
-        A.Q = np.concatenate([A.Q, B.Q])
-        A.thin, A._colour = {}, None
-        A.top, A.hull = quantile(A.Q[:, 2], 0.9), _hull(A.Q)
+        A.absorb([B])
         fits[i] = refit(A)
         joined[B.label] = A.label
         for k, v in joined.items():          # earlier joins into B follow it into A

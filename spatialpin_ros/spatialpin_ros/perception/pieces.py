@@ -56,6 +56,15 @@ class Piece:
             self._colour = (mu, float(np.median(np.sqrt(((x - mu) ** 2).sum(axis=1)))))
         return self._colour
 
+    def absorb(self, others: list["Piece"]) -> None:
+        """Join ``others``' pixels and points into this piece (in their order) and recompute
+        what depends on them: ``top``, ``hull``, and the cached thin tops and colour."""
+        self.rows = np.concatenate([self.rows] + [b.rows for b in others])
+        self.cols = np.concatenate([self.cols] + [b.cols for b in others])
+        self.Q = np.concatenate([self.Q] + [b.Q for b in others])
+        self.thin, self._colour = {}, None
+        self.top, self.hull = quantile(self.Q[:, 2], 0.9), _hull(self.Q)
+
 
 def gather_pieces(seg: SurfaceSegmentation, sup: SupportPlane, min_area: float,
                   rgb: Optional[np.ndarray] = None, lightness_weight: float = 0.2
@@ -289,15 +298,8 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
     for members in groups.values():
         members.sort(key=lambda i: -len(pieces[i].Q))
         A = pieces[members[0]]
-        for m in members[1:]:
-            B = pieces[m]
-            A.rows = np.concatenate([A.rows, B.rows])
-            A.cols = np.concatenate([A.cols, B.cols])
-            A.Q = np.concatenate([A.Q, B.Q])
-            joined[B.label] = A.label
         if len(members) > 1:
-            A.thin, A._colour = {}, None
-            A.top = quantile(A.Q[:, 2], 0.9)
-            A.hull = _hull(A.Q)
+            A.absorb([pieces[m] for m in members[1:]])
+        joined.update((pieces[m].label, A.label) for m in members[1:])
         out.append(A)
     return out, joined
