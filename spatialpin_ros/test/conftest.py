@@ -44,3 +44,22 @@ def send_goal(action, executor, goal, timeout: float = 10.0):
     handle = fut.result()
     assert handle.accepted
     return handle, handle.get_result_async(), feedback
+
+
+def frames_with_true_masks(seeds):
+    """For each ``random_scene(seed)``: its 640x480 RGB-D frame, the true masks of the objects
+    with more than 50 visible pixels, and their names (simulator truth, for tests only)."""
+    from spatialpin_ros.sim.scene_spec import random_scene
+    from spatialpin_ros.sim.world import SimWorld
+    out = []
+    for seed in seeds:
+        world = SimWorld(random_scene(seed))
+        try:
+            frame, ids = world.render(with_segmentation=True)
+            bodies = [o.body for o in world.objects]
+            names = [o.spec.name for o in world.objects]
+        finally:
+            world.close()
+        keep = [i for i, b in enumerate(bodies) if (ids == b).sum() > 50]
+        out.append((frame, [ids == bodies[i] for i in keep], [names[i] for i in keep]))
+    return out

@@ -10,8 +10,6 @@ outcome reaches the ExecuteTask caller with its reason, the node serves the next
 controller never sees two trajectories at once. The test plays perception: it publishes the
 scene, and after the controller reports the stack done, the scene with the block stacked."""
 
-import math
-
 import numpy as np
 import pytest
 
@@ -24,41 +22,16 @@ from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from spatialpin_interfaces.action import ExecuteTask  # noqa: E402
-from spatialpin_interfaces.msg import ScenePriors, TaskProposal  # noqa: E402
+from spatialpin_interfaces.msg import TaskProposal  # noqa: E402
 
-from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, Scene, look_at  # noqa
+from scene_publisher import BLUE, RED, STACKED, ScenePublisher  # noqa: E402
 from spatialpin_ros.core.robot_description import load_robot  # noqa: E402
 from spatialpin_ros.ros import conversions as conv  # noqa: E402
-from spatialpin_ros.ros.sim_node import LATCHED  # noqa: E402
 
 ACTION = "/arm_controller/follow_joint_trajectory"
 ROBOT = load_robot()                 # the default robot's description
 JOINTS = ROBOT.joint_names
 HOME = list(ROBOT.home) + list(ROBOT.gripper.open)
-RED = ObjectPrior("obj_0", "red block", Pose.from_yaw([0.5, 0.12, 0.0225], math.radians(20)),
-                  [0.045, 0.045, 0.045], shape="box", color_name="red")
-BLUE = ObjectPrior("obj_1", "blue block", Pose.from_yaw([0.52, -0.08, 0.025], math.radians(-10)),
-                   [0.07, 0.07, 0.05], shape="box", color_name="blue")
-STACKED = ObjectPrior("obj_0", "red block",
-                      Pose.from_yaw([0.52, -0.08, 0.05 + 0.0225], math.radians(-10)),
-                      [0.045, 0.045, 0.045], shape="box", color_name="red")
-
-
-class Perception:
-    """Publishes ``objects`` as a fresh scene five times a second (the test's perception)."""
-
-    def __init__(self, node):
-        self.node, self.objects, self.n = node, [RED, BLUE], 0
-        self.pub = node.create_publisher(ScenePriors, "/spatialpin/scene_priors", LATCHED)
-        node.create_timer(0.2, self.publish)
-
-    def publish(self):
-        self.n += 1
-        stamp = self.node.get_clock().now()
-        scene = Scene(f"fjt_{self.n}", list(self.objects), CameraModel.from_fov(640, 480, 58),
-                      look_at([1.15, 0.0, 0.55], [0.5, 0, 0]), [0, 0, 1, 0],
-                      stamp=stamp.nanoseconds * 1e-9)
-        self.pub.publish(conv.scene_to_msg(scene, stamp.to_msg()))
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +52,7 @@ def arm(rclpy_context):
         Parameter("scene_loaded_topic", value=""),
         Parameter("verify_timeout_s", value=5.0)])
     client = Node("fjt_task_client")
-    perception = Perception(client)
+    perception = ScenePublisher(client, "fjt")
     action = ActionClient(client, ExecuteTask, "/spatialpin/execute_task")
     ex = MultiThreadedExecutor(num_threads=5)
     for n in (ctrl, manip, client):

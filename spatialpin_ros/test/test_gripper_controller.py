@@ -6,8 +6,6 @@ The manipulation node merges both publishers' joint states by name, splits each 
 trajectory into the arm's and the gripper's columns, sends one goal to each controller, and a
 stack ends verified with each controller having moved only its own joints."""
 
-import math
-
 import numpy as np
 import pytest
 
@@ -22,26 +20,17 @@ from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from spatialpin_interfaces.action import ExecuteTask  # noqa: E402
-from spatialpin_interfaces.msg import ScenePriors, TaskProposal  # noqa: E402
+from spatialpin_interfaces.msg import TaskProposal  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
 
+from scene_publisher import BLUE, STACKED, ScenePublisher  # noqa: E402
 from spatialpin_ros.core.robot_description import load_robot  # noqa: E402
-from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, Scene, look_at  # noqa
-from spatialpin_ros.ros import conversions as conv  # noqa: E402
 from spatialpin_ros.ros.gripper_controller import (merge_joint_states,  # noqa: E402
                                                    split_trajectory)
-from spatialpin_ros.ros.sim_node import LATCHED  # noqa: E402
 
 ROBOT = load_robot()
 ARM, GRIP = list(ROBOT.arm_joints), list(ROBOT.gripper.joints)
-RED = ObjectPrior("obj_0", "red block", Pose.from_yaw([0.5, 0.12, 0.0225], math.radians(20)),
-                  [0.045, 0.045, 0.045], shape="box", color_name="red")
-BLUE = ObjectPrior("obj_1", "blue block", Pose.from_yaw([0.52, -0.08, 0.025], math.radians(-10)),
-                   [0.07, 0.07, 0.05], shape="box", color_name="blue")
-STACKED = ObjectPrior("obj_0", "red block",
-                      Pose.from_yaw([0.52, -0.08, 0.05 + 0.0225], math.radians(-10)),
-                      [0.045, 0.045, 0.045], shape="box", color_name="red")
 
 
 def test_joint_states_of_two_publishers_merge_by_name():
@@ -77,23 +66,6 @@ def test_a_trajectory_splits_into_the_arm_and_the_gripper_columns():
         split_trajectory(msg, ["no_such_joint"])
 
 
-class Perception:
-    """Publishes ``objects`` as a fresh scene five times a second."""
-
-    def __init__(self, node):
-        self.node, self.objects, self.n = node, [RED, BLUE], 0
-        self.pub = node.create_publisher(ScenePriors, "/spatialpin/scene_priors", LATCHED)
-        node.create_timer(0.2, self.publish)
-
-    def publish(self):
-        self.n += 1
-        stamp = self.node.get_clock().now()
-        scene = Scene(f"grip_{self.n}", list(self.objects), CameraModel.from_fov(640, 480, 58),
-                      look_at([1.15, 0.0, 0.55], [0.5, 0, 0]), [0, 0, 1, 0],
-                      stamp=stamp.nanoseconds * 1e-9)
-        self.pub.publish(conv.scene_to_msg(scene, stamp.to_msg()))
-
-
 def test_stack_with_the_gripper_on_its_own_controller(rclpy_context):
     standin_ws.require("control_msgs")
     from joint_trajectory_controller import JointTrajectoryControllerStandIn, Tolerances
@@ -116,7 +88,7 @@ def test_stack_with_the_gripper_on_its_own_controller(rclpy_context):
         Parameter("scene_loaded_topic", value=""),
         Parameter("verify_timeout_s", value=5.0)])
     client = Node("gripper_task_client")
-    perception = Perception(client)
+    perception = ScenePublisher(client, "grip")
     action = ActionClient(client, ExecuteTask, "/spatialpin/execute_task")
     ex = MultiThreadedExecutor(num_threads=5)
     for n in (arm, grip, manip, client):

@@ -11,6 +11,8 @@ import dataclasses
 import numpy as np
 import pytest
 
+from conftest import frames_with_true_masks
+
 torch = pytest.importorskip("torch")
 
 from spatialpin_ros.core.geometry import (fit_rectangle_yaw, quantile, robust_circle,  # noqa: E402
@@ -22,8 +24,6 @@ from spatialpin_ros.perception import lift_torch as lt  # noqa: E402
 from spatialpin_ros.perception.lift_gpu import TorchLifter, host_segmentation  # noqa: E402
 from spatialpin_ros.perception.lift_rows_torch import full_labels_t  # noqa: E402
 from spatialpin_ros.perception.objects import full_resolution, grown_labels  # noqa: E402
-from spatialpin_ros.sim.scene_spec import random_scene  # noqa: E402
-from spatialpin_ros.sim.world import SimWorld  # noqa: E402
 
 SEEDS = (1, 2, 4, 6, 9, 12)
 
@@ -31,18 +31,7 @@ SEEDS = (1, 2, 4, 6, 9, 12)
 @pytest.fixture(scope="module")
 def scenes():
     """(RGB-D frame, true object masks, names) of several random tabletops."""
-    out = []
-    for seed in SEEDS:
-        world = SimWorld(random_scene(seed))
-        try:
-            frame, ids = world.render(with_segmentation=True)
-            bodies = [o.body for o in world.objects]
-            names = [o.spec.name for o in world.objects]
-        finally:
-            world.close()
-        keep = [i for i, b in enumerate(bodies) if (ids == b).sum() > 50]
-        out.append((frame, [ids == bodies[i] for i in keep], [names[i] for i in keep]))
-    return out
+    return frames_with_true_masks(SEEDS)
 
 
 def _padded(arrays):

@@ -8,13 +8,13 @@ import dataclasses
 import numpy as np
 import pytest
 
+from conftest import frames_with_true_masks
+
 from spatialpin_ros.core.geometry import quantile
 from spatialpin_ros.perception.base import Segmentation
 from spatialpin_ros.perception.detection_names import _DetectionNamer, _Fixed
 from spatialpin_ros.perception.geometric import GeometricBackend
 from spatialpin_ros.perception.objects import lit_colour, lit_colours
-from spatialpin_ros.sim.scene_spec import random_scene
-from spatialpin_ros.sim.world import SimWorld
 
 
 def _lit_colour_reference(px, cell=0.04):
@@ -63,18 +63,7 @@ def test_batched_colours_equal_one_sample_at_a_time():
 
 @pytest.fixture(scope="module")
 def frames():
-    out = []
-    for seed in (2, 6):
-        world = SimWorld(random_scene(seed))
-        try:
-            frame, ids = world.render(with_segmentation=True)
-            bodies = [o.body for o in world.objects]
-            names = [o.spec.name for o in world.objects]
-        finally:
-            world.close()
-        keep = [i for i, b in enumerate(bodies) if (ids == b).sum() > 50]
-        out.append((frame, [ids == bodies[i] for i in keep], [names[i] for i in keep]))
-    return out
+    return frames_with_true_masks((2, 6))
 
 
 def _fields(o):
