@@ -251,3 +251,27 @@ def test_the_torch_rectangle_fit_gives_the_same_robust_residual():
     ty, tp, tr = rectangle_yaw(xy, n, torch.tensor([0.0015], dtype=torch.float64), robust=True)
     assert abs(float(ty[0]) - yaw) < 1e-9 and abs(float(tp[0]) - plain) < 1e-9
     assert abs(float(tr[0]) - robust) < 1e-9
+
+
+def test_a_top_face_with_corners_is_a_box_not_a_can():
+    """The top-face corner test: a rectangle's top fills its corners, a disc's does not along
+    any yaw, and a few dozen points are too few to tell; the torch rows agree."""
+    from spatialpin_ros.perception.shapes import ShapeParams, _square_top
+    rng = np.random.default_rng(3)
+    p = ShapeParams()
+    yaw = 0.4
+    R = np.array([[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]])
+    rect = rng.uniform([-0.03, -0.02], [0.03, 0.02], (400, 2)) @ R.T
+    r, a = 0.03 * np.sqrt(rng.uniform(0, 1, 400)), rng.uniform(0, 2 * np.pi, 400)
+    disc = np.c_[r * np.cos(a), r * np.sin(a)]
+    assert _square_top(rect, yaw, p)
+    for y in (0.0, yaw, 1.1):
+        assert not _square_top(disc, y, p)
+    assert not _square_top(rect[:30], yaw, p)              # too few points to tell
+    torch = pytest.importorskip("torch")
+    from spatialpin_ros.perception.lift_fits_torch import _square_top_t
+    xy = torch.tensor(np.stack([rect, disc]), dtype=torch.float64)
+    band = torch.ones(xy.shape[:2], dtype=torch.bool)
+    band[1, 200:] = False                                   # rows of different counts
+    sq = _square_top_t(xy, band, torch.tensor([yaw, yaw], dtype=torch.float64), p)
+    assert sq.tolist() == [True, bool(_square_top(disc[:200], yaw, p))] == [True, False]

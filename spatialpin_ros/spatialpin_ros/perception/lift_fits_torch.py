@@ -58,6 +58,25 @@ def _top_narrower_t(xy, band, radius, noise, p: ShapeParams, min_points: int = 2
                                  + 0.005 + 2 * noise)
 
 
+def _square_top_t(xy, band, yaw, p: ShapeParams):
+    """``shapes._square_top`` of each row: whether its top band ``band`` (K, N) of ``xy``
+    (K, N, 2) fills the corners of its rectangle along ``yaw`` (K,)."""
+    if p.corner_share <= 0:
+        return torch.zeros(band.shape[0], dtype=torch.bool, device=band.device)
+    c, s = torch.cos(yaw)[:, None], torch.sin(yaw)[:, None]
+    u = xy[..., 0] * c + xy[..., 1] * s
+    w = xy[..., 1] * c - xy[..., 0] * s
+    lu, hu = mquantile(u, band, 0.02), mquantile(u, band, 0.98)
+    lw, hw = mquantile(w, band, 0.02), mquantile(w, band, 0.98)
+    un = (2 * u - (lu + hu)[:, None]).abs() > p.corner * (hu - lu)[:, None]
+    wn = (2 * w - (lw + hw)[:, None]).abs() > p.corner * (hw - lw)[:, None]
+    share = mmean((un & wn).to(xy.dtype), band)
+    nb = band.sum(1)
+    q = p.corner_share
+    need = q + 2 * torch.sqrt(q * (1 - q) / nb.clamp(min=1).to(xy.dtype))
+    return (nb >= p.corner_min_points) & (hu - lu > 1e-6) & (hw - lw > 1e-6) & (share > need)
+
+
 def _sphere(Q, v, n, top, noise, size0, camera, cc, cr, p: ShapeParams):
     """Sphere candidates: (centre, radius, RMS, accepted-unless-cylinder, beats-the-cylinder)."""
     step = torch.clamp(torch.div(n, 600, rounding_mode="floor"), min=1)
@@ -129,12 +148,13 @@ def fit_table(Q: torch.Tensor, n: torch.Tensor, noise: torch.Tensor, params: Sha
     cok_fit = cok_fit & ~_top_narrower_t(xy, band, cr, noise, p)
     res_c = torch.where(cok_fit, cres, torch.full_like(cres, math.inf))
     kind = torch.full_like(n, BOX)
-    is_cyl = (res_c < tol) & (res_c < p.circle_margin * res_r) & ~flat
+    square = _square_top_t(xy, band, yaw, p)
+    is_cyl = (res_c < tol) & (res_c < p.circle_margin * res_r) & ~flat & ~square
     kind = torch.where(is_cyl, torch.full_like(n, CYL), kind)
     kind = torch.where(~is_cyl & (res_r > tol) & (res_c > tol) & ~flat,
                        torch.full_like(n, OTHER), kind)
     cs, rs, es, sok, beats = _sphere(Q, v, n, top, noise, size0, camera, cc, cr, p)
-    sph = ~flat & sok & ((kind != CYL) | beats)
+    sph = ~flat & ~square & sok & ((kind != CYL) | beats)
     kind = torch.where(sph, torch.full_like(n, SPHERE), kind)
     bc, bs = box_extent(xy, vs, yaw)
     cylc = (kind == CYL)[:, None]

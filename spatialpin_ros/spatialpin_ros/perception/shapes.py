@@ -55,6 +55,12 @@ class ShapeParams:
     #: No cylinder whose diameter exceeds this many times the diagonal of its top face's
     #: extents (one flat face of a box fits a circle of any size; a can's top is as wide).
     top_circle_ratio: float = 1.25
+    #: A top face (at least ``corner_min_points`` points) with more than ``corner_share`` of
+    #: its points in the corners of its rectangle (beyond ``corner`` of the half-extents along
+    #: both axes) is a box's, not a can's or a ball's disc; corner_share 0 turns it off.
+    corner: float = 0.7
+    corner_share: float = 0.06
+    corner_min_points: int = 40
 
 
 @dataclass
@@ -128,11 +134,13 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
                            ratio=p.top_circle_ratio):
             res_c = np.inf
     shape = "box"
-    if res_c < tol and res_c < p.circle_margin * res_r and not flat_sides:
+    # a top face with corners (along the sides' yaw) is a box's, whatever fits the sides
+    square_top = _square_top(xy[hs >= f.top - max(p.top_band, 2 * noise)], yaw, p)
+    if res_c < tol and res_c < p.circle_margin * res_r and not (flat_sides or square_top):
         shape = "cylinder"
     elif res_r > tol and res_c > tol and not flat_sides:   # flat faces make a box
         shape = "other"
-    if not flat_sides and len(Q) >= 30:            # a ball's outline is a circle too
+    if not (flat_sides or square_top) and len(Q) >= 30:   # a ball's outline is a circle too
         cs, rs, es = sphere_fit(Q[:: max(1, len(Q) // 600)])
         convex = camera is None or float(np.mean(
             np.einsum("ij,ij->i", Q - cs, camera - Q) > 0)) > 0.8
@@ -155,6 +163,27 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
     if shape != "sphere":
         _container(Q, f, noise, p, camera)
     return f
+
+
+def _square_top(top: np.ndarray, yaw: float, p: ShapeParams) -> bool:
+    """The top face ``top`` (N, 2 plane-frame points) fills the corners of its rectangle along
+    ``yaw``: a box's top. Scaled to that rectangle (robust extents: 2-98 % quantiles) as
+    [-1, 1]^2, a filled rectangle has about 11 % of its points where both |u| and |v| exceed
+    ``corner`` = 0.7, a disc (a can's or a ball's top) about 3 %. The share must exceed
+    ``corner_share`` by two binomial standard deviations: a ball's small top cap or a can's
+    partly hidden top of a few dozen points fills corners by chance. The torch lifting
+    computes the same (``lift_fits_torch._square_top_t``)."""
+    if p.corner_share <= 0 or len(top) < p.corner_min_points:
+        return False
+    c, s = math.cos(yaw), math.sin(yaw)
+    u, v = top[:, 0] * c + top[:, 1] * s, top[:, 1] * c - top[:, 0] * s
+    lu, hu, lv, hv = quantile(u, 0.02), quantile(u, 0.98), quantile(v, 0.02), quantile(v, 0.98)
+    if hu - lu <= 1e-6 or hv - lv <= 1e-6:
+        return False
+    un = np.abs(2 * u - lu - hu) > p.corner * (hu - lu)
+    vn = np.abs(2 * v - lv - hv) > p.corner * (hv - lv)
+    share, q = float(np.mean(un & vn)), p.corner_share
+    return share > q + 2 * math.sqrt(q * (1 - q) / len(top))
 
 
 def _top_narrower(top: np.ndarray, radius: float, noise: float, ratio: float = 1.25,
