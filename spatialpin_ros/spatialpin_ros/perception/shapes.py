@@ -115,6 +115,7 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
     side = xy[hs < f.top - max(p.top_band, 2 * noise)]
     outline = side if len(side) >= 20 else xy
     outline = outline[:: len(outline) // 250 + 1]
+    top = xy[hs >= f.top - max(p.top_band, 2 * noise)]
     size0 = float(np.ptp(xy, axis=0).max())
     tol = max(p.fit_abs, p.fit_rel * min(size0, max(f.top, 0.01)))
 
@@ -130,27 +131,18 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
         rr = np.hypot(xy[:, 0] - circ[0][0], xy[:, 1] - circ[0][1])
         if np.mean(rr < circ[1] + 0.004 + 2 * noise) < 0.9 or 2 * circ[1] > 1.6 * size0 + 0.01:
             res_c = np.inf
-        elif _top_narrower(xy[hs >= f.top - max(p.top_band, 2 * noise)], circ[1], noise,
-                           ratio=p.top_circle_ratio):
+        elif _top_narrower(top, circ[1], noise, ratio=p.top_circle_ratio):
             res_c = np.inf
     shape = "box"
     # a top face with corners (along the sides' yaw) is a box's, whatever fits the sides
-    square_top = _square_top(xy[hs >= f.top - max(p.top_band, 2 * noise)], yaw, p)
+    square_top = _square_top(top, yaw, p)
     if res_c < tol and res_c < p.circle_margin * res_r and not (flat_sides or square_top):
         shape = "cylinder"
     elif res_r > tol and res_c > tol and not flat_sides:   # flat faces make a box
         shape = "other"
     if not (flat_sides or square_top) and len(Q) >= 30:   # a ball's outline is a circle too
-        cs, rs, es = sphere_fit(Q[:: max(1, len(Q) // 600)])
-        convex = camera is None or float(np.mean(
-            np.einsum("ij,ij->i", Q - cs, camera - Q) > 0)) > 0.8
-        if (convex and 0.02 < rs < 0.15 and es < max(0.003, 0.08 * rs) + noise
-                and abs(cs[2] - rs) < 0.02 and f.top < 2.4 * rs and size0 < 2.3 * rs
-                and (shape != "cylinder" or es < p.sphere_margin * _cylinder_residual(
-                    Q[:: max(1, len(Q) // 600)], circ[0], circ[1], f.top))):
-            shape, f.sphere_center = "sphere", cs
-            f.center_uv, f.size_uv, f.yaw = cs[:2].copy(), np.array([2 * rs] * 2), 0.0
-            f.top, f.residual = float(cs[2] + rs), es
+        if _ball(Q, f, noise, size0, camera, circ if shape == "cylinder" else None, p):
+            shape = "sphere"
     if shape == "cylinder":
         f.center_uv, f.size_uv, f.yaw = np.asarray(circ[0], float), np.array([2 * circ[1]] * 2), 0.0
         f.residual = float(res_c)
@@ -163,6 +155,26 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
     if shape != "sphere":
         _container(Q, f, noise, p, camera)
     return f
+
+
+def _ball(Q: np.ndarray, f: ShapeFit, noise: float, size0: float,
+          camera: Optional[np.ndarray], circ, p: ShapeParams) -> bool:
+    """Whether the points ``Q`` are a ball's (a convex cap toward the camera, resting on the
+    plane, as tall as wide); if so ``f`` gets its centre, size, top and residual. ``circ``: the
+    cylinder it must fit better than (``sphere_margin``), or None."""
+    Qs = Q[:: max(1, len(Q) // 600)]
+    cs, rs, es = sphere_fit(Qs)
+    convex = camera is None or float(np.mean(
+        np.einsum("ij,ij->i", Q - cs, camera - Q) > 0)) > 0.8
+    if not (convex and 0.02 < rs < 0.15 and es < max(0.003, 0.08 * rs) + noise
+            and abs(cs[2] - rs) < 0.02 and f.top < 2.4 * rs and size0 < 2.3 * rs
+            and (circ is None or es < p.sphere_margin * _cylinder_residual(
+                Qs, circ[0], circ[1], f.top))):
+        return False
+    f.sphere_center = cs
+    f.center_uv, f.size_uv, f.yaw = cs[:2].copy(), np.array([2 * rs] * 2), 0.0
+    f.top, f.residual = float(cs[2] + rs), es
+    return True
 
 
 def _square_top(top: np.ndarray, yaw: float, p: ShapeParams) -> bool:
