@@ -275,3 +275,15 @@ def test_a_top_face_with_corners_is_a_box_not_a_can():
     band[1, 200:] = False                                   # rows of different counts
     sq = _square_top_t(xy, band, torch.tensor([yaw, yaw], dtype=torch.float64), p)
     assert sq.tolist() == [True, bool(_square_top(disc[:200], yaw, p))] == [True, False]
+
+
+def test_a_ball_beats_a_cylinder_by_its_misfit_not_by_the_noise():
+    """Depth noise adds alike to both fits' residuals: a ball whose residual is mostly noise
+    still beats a cylinder that misses it by more than the margin (the raw ratio did not);
+    with no noise the raw ratio decides, and a worse fit never wins."""
+    from spatialpin_ros.perception.shapes import _fits_better
+    assert _fits_better(0.00174, 0.00287, 0.00124, 0.6)    # a ball under D435 noise
+    assert not 0.00174 < 0.6 * 0.00287
+    assert _fits_better(0.001, 0.003, 0.0, 0.6) and not _fits_better(0.002, 0.003, 0.0, 0.6)
+    assert not _fits_better(0.003, 0.002, 0.0012, 0.6)
+    assert not _fits_better(0.0012, 0.0012, 0.0012, 0.6)     # both all noise: no winner

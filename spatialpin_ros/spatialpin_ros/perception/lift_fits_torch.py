@@ -90,7 +90,10 @@ def _sphere(Q, v, n, top, noise, size0, camera, cc, cr, p: ShapeParams):
     rho = torch.hypot(P3[..., 0] - cc[:, None, 0], P3[..., 1] - cc[:, None, 1])
     d = torch.minimum((rho - cr[:, None]).abs(), (P3[..., 2] - top[:, None]).abs())
     cyl_res = torch.sqrt(mmean(d * d, v3))
-    return cs, rs, es, ok, es < p.sphere_margin * cyl_res
+    n2 = noise * noise                              # shapes._fits_better, row by row
+    beats = (es * es - n2).clamp(min=0) < p.sphere_margin ** 2 * (cyl_res * cyl_res
+                                                                   - n2).clamp(min=0)
+    return cs, rs, es, ok, beats
 
 
 def _container(Q, v, n, top, noise, centre, size, yaw, kind, camera, p: ShapeParams):

@@ -168,13 +168,22 @@ def _ball(Q: np.ndarray, f: ShapeFit, noise: float, size0: float,
         np.einsum("ij,ij->i", Q - cs, camera - Q) > 0)) > 0.8
     if not (convex and 0.02 < rs < 0.15 and es < max(0.003, 0.08 * rs) + noise
             and abs(cs[2] - rs) < 0.02 and f.top < 2.4 * rs and size0 < 2.3 * rs
-            and (circ is None or es < p.sphere_margin * _cylinder_residual(
-                Qs, circ[0], circ[1], f.top))):
+            and (circ is None or _fits_better(es, _cylinder_residual(
+                Qs, circ[0], circ[1], f.top), noise, p.sphere_margin))):
         return False
     f.sphere_center = cs
     f.center_uv, f.size_uv, f.yaw = cs[:2].copy(), np.array([2 * rs] * 2), 0.0
     f.top, f.residual = float(cs[2] + rs), es
     return True
+
+
+def _fits_better(res: float, other: float, noise: float, margin: float) -> bool:
+    """Whether a fit of RMS residual ``res`` beats one of ``other`` by ``margin``, comparing
+    what the models leave beyond the depth noise ``noise`` (all metres): with noise each
+    residual is about sqrt(noise^2 + misfit^2), and the misfits are what tell the shapes
+    apart."""
+    n2 = noise * noise
+    return max(res * res - n2, 0.0) < margin * margin * max(other * other - n2, 0.0)
 
 
 def _square_top(top: np.ndarray, yaw: float, p: ShapeParams) -> bool:
