@@ -287,3 +287,25 @@ def test_a_ball_beats_a_cylinder_by_its_misfit_not_by_the_noise():
     assert _fits_better(0.001, 0.003, 0.0, 0.6) and not _fits_better(0.002, 0.003, 0.0, 0.6)
     assert not _fits_better(0.003, 0.002, 0.0012, 0.6)
     assert not _fits_better(0.0012, 0.0012, 0.0012, 0.6)     # both all noise: no winner
+
+
+def test_a_short_arc_is_a_circle_when_the_object_spans_its_diameter():
+    """A can's side seen from above is an arc much shorter than its diameter: by its own span
+    the circle is too big to trust, by the object's extent (its top spans the diameter) it
+    is the can's; a flat face still fits no circle. The torch rows agree."""
+    from spatialpin_ros.core.geometry import robust_circle
+    a = np.radians(np.linspace(-30, 30, 120))
+    arc = np.c_[0.03 * np.cos(a), 0.03 * np.sin(a)]
+    assert robust_circle(arc, 0.003) is None
+    c, r, res = robust_circle(arc, 0.003, span=0.06)
+    assert abs(r - 0.03) < 1e-3 and res < 1e-4
+    face = np.c_[np.zeros(120), np.linspace(-0.03, 0.03, 120)]
+    assert robust_circle(face, 0.003, span=0.06) is None
+    torch = pytest.importorskip("torch")
+    from spatialpin_ros.perception import lift_torch as lt
+    XY = torch.tensor(np.stack([arc, arc]), dtype=torch.float64)
+    n = torch.tensor([120, 120])
+    tol = torch.full((2,), 0.003, dtype=torch.float64)
+    _, rt, _, ok = lt.robust_circle(XY, n, tol, span=torch.tensor([0.0, 0.06],
+                                                                  dtype=torch.float64))
+    assert ok.tolist() == [False, True] and abs(float(rt[1]) - r) < 1e-9

@@ -213,10 +213,13 @@ def densify(poly: Optional[np.ndarray], step: float) -> np.ndarray:
     return a[k] + (b[k] - a[k]) * frac[:, None]
 
 
-def robust_circle(xy: np.ndarray, inside_tol: float):
+def robust_circle(xy: np.ndarray, inside_tol: float, span: float | None = None):
     """Circle through the outer points: a geometric fit, then a refit without the points lying
     more than ``inside_tol`` inside (occlusion chords, top-face interiors). Returns (centre,
-    radius, RMS residual of the kept points) or None."""
+    radius, RMS residual of the kept points) or None, also when the radius exceeds 0.75 times
+    the object's ``span`` (metres; default the points' own) plus 2 mm: a flat face fits a
+    circle of any size. A can's side seen from above is an arc much shorter than its diameter,
+    while its whole extent (the top face with it) spans the diameter."""
     if len(xy) < 8:
         return None
     xy = xy[:: len(xy) // 150 + 1]
@@ -227,7 +230,8 @@ def robust_circle(xy: np.ndarray, inside_tol: float):
         c, r, res = circle_fit_geometric(xy[keep], iterations=3)
     else:
         res = float(np.sqrt(np.mean(d * d)))
-    span = float(np.ptp(xy, axis=0).max())
+    if span is None:
+        span = float(np.ptp(xy, axis=0).max())
     if not (0.005 < r < min(0.25, 0.75 * span + 0.002)):
         return None
     return c, r, res

@@ -143,7 +143,7 @@ def fit_table(Q: torch.Tensor, n: torch.Tensor, noise: torch.Tensor, params: Sha
     yaw, res_r, res_flat = rectangle_yaw(outline, mo, torch.clamp(1.5 * noise, min=0.0015),
                                          robust=True)
     flat = res_flat < torch.clamp(1.5 * noise, min=p.flat_face)
-    cc, cr, cres, cok = robust_circle(outline, mo, 0.002 + 2 * noise)
+    cc, cr, cres, cok = robust_circle(outline, mo, 0.002 + 2 * noise, span=size0)
     cok = cok & ~flat
     rr = torch.hypot(xy[..., 0] - cc[:, None, 0], xy[..., 1] - cc[:, None, 1])
     frac = mmean((rr < (cr + 0.004 + 2 * noise)[:, None]).to(Q.dtype), vs)

@@ -134,9 +134,9 @@ def geometric_circle(xy: torch.Tensor, valid: torch.Tensor, iterations: int = 3
     return c + mu, r.abs(), torch.sqrt(mmean(res * res, valid))
 
 
-def robust_circle(xy: torch.Tensor, n: torch.Tensor, inside_tol: torch.Tensor):
+def robust_circle(xy: torch.Tensor, n: torch.Tensor, inside_tol: torch.Tensor, span=None):
     """``geometry.robust_circle`` of each row: (centres, radii, RMS, ok) where ``ok`` is False
-    where numpy returns None."""
+    where numpy returns None; ``span`` (K,) as numpy's, or None for the points' own."""
     step = torch.div(n, 150, rounding_mode="floor") + 1
     s, m = take_strided(xy, n, step, 150)
     v = valid_mask(m, 150)
@@ -151,7 +151,8 @@ def robust_circle(xy: torch.Tensor, n: torch.Tensor, inside_tol: torch.Tensor):
     c = torch.where(use[:, None], cg, c)
     r = torch.where(use, rg, r)
     res = torch.where(use, eg, rms_all)
-    span = mptp_max(s, v)
+    if span is None:
+        span = mptp_max(s, v)
     ok = (n >= 8) & (r > 0.005) & (r < torch.clamp(0.75 * span + 0.002, max=0.25))
     return c, r, res, ok
 

@@ -124,7 +124,7 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
     # the sides seen are flat faces (judged without the few outline points beyond the edges)
     flat_sides = res_flat < max(p.flat_face, 1.5 * noise)
     # flat faces rule out a cylinder and a ball: no circle to fit
-    circ = None if flat_sides else robust_circle(outline, 0.002 + 2 * noise)
+    circ = None if flat_sides else robust_circle(outline, 0.002 + 2 * noise, span=size0)
     res_c = circ[2] if circ is not None else np.inf
     if circ is not None:
         # a cylinder's points lie inside its circle, and the circle is not much bigger
