@@ -292,7 +292,7 @@ def test_a_ball_beats_a_cylinder_by_its_misfit_not_by_the_noise():
 def test_a_short_arc_is_a_circle_when_the_object_spans_its_diameter():
     """A can's side seen from above is an arc much shorter than its diameter: by its own span
     the circle is too big to trust, by the object's extent (its top spans the diameter) it
-    is the can's; a flat face still fits no circle. The torch rows agree."""
+    is the can's; a flat face still fits no good circle. The torch rows agree."""
     from spatialpin_ros.core.geometry import robust_circle
     a = np.radians(np.linspace(-30, 30, 120))
     arc = np.c_[0.03 * np.cos(a), 0.03 * np.sin(a)]
@@ -300,7 +300,8 @@ def test_a_short_arc_is_a_circle_when_the_object_spans_its_diameter():
     c, r, res = robust_circle(arc, 0.003, span=0.06)
     assert abs(r - 0.03) < 1e-3 and res < 1e-4
     face = np.c_[np.zeros(120), np.linspace(-0.03, 0.03, 120)]
-    assert robust_circle(face, 0.003, span=0.06) is None
+    circ = robust_circle(face, 0.003, span=0.06)            # no circle, or a poor one
+    assert circ is None or circ[2] > 1e-3
     torch = pytest.importorskip("torch")
     from spatialpin_ros.perception import lift_torch as lt
     XY = torch.tensor(np.stack([arc, arc]), dtype=torch.float64)
