@@ -106,6 +106,16 @@ def test_kernels_match_their_numpy_originals():
     for q in (0.02, 0.5, 0.9, 0.98):
         got = lt.mquantile(X[..., 0], lt.valid_mask(n, X.shape[1]), q)
         assert got.tolist() == [quantile(r, q) for r in rows]
+    # several quantiles of several arrays from one sort: the same numbers, empty rows NaN
+    Y, _ = _padded([rng.normal(size=(len(r), 1)) for r in rows])
+    v = lt.valid_mask(torch.cat([n[:3], torch.zeros(1, dtype=n.dtype)]), X.shape[1])
+    qs = (0.01, 0.03, 0.5, 0.97, 0.99)
+    many = lt.mquantiles([X[..., 0], Y[..., 0]], v, qs)
+    for i, A in enumerate((X[..., 0], Y[..., 0])):
+        for j, q in enumerate(qs):
+            one = lt.mquantile(A, v, q)
+            assert torch.equal(many[i][j][:3], one[:3]) and torch.isnan(many[i][j][3])
+            assert torch.isnan(one[3])
     # box outlines, arcs and blobs
     clouds = []
     for k in range(6):
