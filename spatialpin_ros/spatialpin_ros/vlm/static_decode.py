@@ -28,6 +28,7 @@ from typing import Any, Optional, Sequence
 log = logging.getLogger(__name__)
 
 MODES = ("graphs", "compile", "eager")
+PREFILLS = ("dynamic", "static")
 
 
 @dataclass
@@ -58,14 +59,19 @@ class StaticDecoder:
             graph) at the next multiple of 256.
         mode: ``"graphs"`` (CUDA only; else eager), ``"compile"`` or ``"eager"``.
         chunk: decode steps replayed between two reads of the tokens (end-token checks).
+        prefill: ``"dynamic"`` (the prompt's pass on a dynamic cache, then copied into the
+            static one: :meth:`_prefill`) or ``"static"`` (the pass on the static cache).
     """
 
     def __init__(self, model: Any, max_cache_len: Optional[int] = None, mode: str = "graphs",
-                 chunk: int = 16) -> None:
+                 chunk: int = 16, prefill: str = "dynamic") -> None:
         import torch
 
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if prefill not in PREFILLS:
+            raise ValueError(f"prefill must be one of {PREFILLS}, got {prefill!r}")
+        self.prefill = prefill
         self.model = model
         self.device = next(model.parameters()).device
         if mode in ("graphs", "compile") and self.device.type != "cuda":
@@ -146,9 +152,7 @@ class StaticDecoder:
         t0 = time.perf_counter()
         with torch.inference_mode():
             self._ensure_cache(n + new + 2 * self.chunk + 2)
-            pos = torch.arange(n, device=self.device)
-            out = self.model(**inputs, past_key_values=self._cache, cache_position=pos,
-                             use_cache=True, logits_to_keep=1)
+            out = self._prefill(inputs, n)
             first = out.logits[:, -1].argmax(dim=-1)
             del out
             first_id = int(first.item())           # the first token is on the host
@@ -160,6 +164,57 @@ class StaticDecoder:
             t2 = time.perf_counter()
         return DecodeResult(tokens=tokens, prefill_s=t1 - t0, decode_s=t2 - t1,
                             mode=self.mode, notes=notes)
+
+    def _prefill(self, inputs: dict, n: int) -> Any:
+        """The prompt's forward pass, its keys and values left in the static cache at 0..n-1.
+
+        ``prefill="dynamic"``: the pass runs on a fresh ``DynamicCache`` (attention over the
+        prompt's own ``n`` keys with a causal mask, which SDPA serves with its flash kernel, as
+        ``generate``'s prefill does), then the keys and values are copied into the static
+        cache (one copy of ~0.5 GB for a 7B model's 1,250 tokens). Over the static cache the
+        same pass would attend to all ``max_cache_len`` slots through an explicit mask (SDPA's
+        slower masked kernel). The first prefill of a cache (its layers not allocated yet), or
+        a cache whose layers do not have the expected tensors, uses the static pass."""
+        import torch
+
+        if self.prefill == "dynamic" and self._static_layers_ready():
+            from transformers import DynamicCache
+
+            dyn = DynamicCache()
+            out = self.model(**inputs, past_key_values=dyn, use_cache=True, logits_to_keep=1)
+            layers = getattr(out.past_key_values, "layers", None) or ()
+            if len(layers) == len(self._cache.layers):
+                for src, dst in zip(layers, self._cache.layers):
+                    dst.keys[:, :, :n].copy_(src.keys)
+                    dst.values[:, :, :n].copy_(src.values)
+                    cum = getattr(dst, "cumulative_length", None)
+                    if isinstance(cum, torch.Tensor):
+                        cum.fill_(n)
+                del dyn, layers
+                return out
+            log.warning("dynamic prefill gave %d cache layers for %d static ones: static "
+                        "prefill from now on", len(layers), len(self._cache.layers))
+            self.prefill = "static"
+            self._cache.reset()
+        pos = torch.arange(n, device=self.device)
+        return self.model(**inputs, past_key_values=self._cache, cache_position=pos,
+                          use_cache=True, logits_to_keep=1)
+
+    def _static_layers_ready(self) -> bool:
+        """The static cache's layers hold their key and value tensors (allocated by a first
+        pass) and count their length in a tensor or not at all."""
+        import torch
+
+        layers = getattr(self._cache, "layers", None)
+        if not layers:
+            return False
+        for layer in layers:
+            if not isinstance(getattr(layer, "keys", None), torch.Tensor) or \
+                    not isinstance(getattr(layer, "values", None), torch.Tensor):
+                return False
+            if not getattr(layer, "is_initialized", True):
+                return False
+        return True
 
     def _reset_step(self, first, n: int) -> None:
         """The step's buffers at position ``n`` with ``first`` as input; the cache layers that
