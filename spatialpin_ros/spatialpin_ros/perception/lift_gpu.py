@@ -80,8 +80,9 @@ class TorchLifter:
     CUDA graph of the device half (:func:`~spatialpin_ros.perception.lift_rows_torch.
     lift_rows`) per image size, working stride, mask count and piece-size bucket."""
 
-    def __init__(self, graphs: bool = False) -> None:
+    def __init__(self, graphs: bool = False, compile: bool = False) -> None:
         self.graphs = bool(graphs)
+        self.compile = bool(compile)
         self.pinned = PinnedIn()
         self._fns: dict = {}
 
@@ -89,9 +90,9 @@ class TorchLifter:
         key = (id(params), repr(params)) + tuple(sorted(kw.items()))
         fn = self._fns.get(key)
         if fn is None:
+            rows = functools.partial(lift_rows, params=params, **kw)
             fn = self._fns[key] = GraphedFunction(
-                functools.partial(lift_rows, params=params, **kw), "lifting",
-                enabled=self.graphs)
+                _Compiled(rows) if self.compile else rows, "lifting", enabled=self.graphs)
         return fn
 
     def lift(self, backend: GeometricBackend, prep: Prepared, masks: torch.Tensor,
@@ -143,6 +144,31 @@ class TorchLifter:
         frame_work = {"T_wc": T_wc, "world": world, "view": WorldView.of(sup, T_wc),
                       "plane": backend._plane_world(sup, T_wc)}
         return DeviceResults(pending(), Q, n, lab, frame_work)
+
+
+class _Compiled:
+    """``fn`` through ``torch.compile`` (static shapes) on CUDA inputs, eagerly elsewhere or
+    after the compilation failed (logged once)."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+        self._compiled = None
+        self.failed: Optional[str] = None
+
+    def __call__(self, *tensors: torch.Tensor):
+        if tensors[0].device.type != "cuda" or self.failed is not None:
+            return self.fn(*tensors)
+        if self._compiled is None:
+            self._compiled = torch.compile(self.fn, dynamic=False)
+        try:
+            return self._compiled(*tensors)
+        except Exception as e:  # noqa: BLE001 - any compile failure: eager from now on
+            import logging
+
+            self.failed = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            logging.getLogger(__name__).warning(
+                "torch.compile of the lifting failed (%s); running it eagerly", self.failed)
+            return self.fn(*tensors)
 
 
 @dataclasses.dataclass
