@@ -54,16 +54,23 @@ def _same_scene(sa, sb):
         assert abs(abs(float(oa.pose.quaternion @ ob.pose.quaternion)) - 1) < 1e-9
         assert oa.inner_depth == pytest.approx(ob.inner_depth, abs=1e-6)
         assert np.array_equal(oa.mask, ob.mask)
+        ta, tb = oa.top_face, ob.top_face
+        assert (ta is None) == (tb is None)
+        if ta is not None:
+            assert (ta.height, ta.solid, ta.cells, ta.points) == (tb.height, tb.solid, tb.cells,
+                                                                  tb.points)
+            assert np.allclose(ta.polygon, tb.polygon, atol=1e-9)
 
 
 def test_the_torch_lifting_gives_the_numpy_priors(scenes):
     lifted = 0
-    for frame, masks, names in scenes:
+    for i, (frame, masks, names) in enumerate(scenes):
         seg = Segmentation(masks=masks, names=names, scores=[0.5 + 0.05 * i for i in
                                                              range(len(masks))])
         a = GeometricBackend(segmenter=_Fixed(seg), namer=_DetectionNamer(seg))
         sa = a.finish(a.prepare(frame), masks=seg.masks)
         b = GeometricBackend()
+        b.lifting_threads = 1 + 3 * (i % 2)     # the top faces in line, or on worker threads
         dev = Segmentation(masks=[torch.from_numpy(m) for m in masks], names=names,
                            scores=list(seg.scores))
         got = TorchLifter().lift(b, b.prepare(frame), torch.from_numpy(np.stack(masks)), dev,

@@ -118,6 +118,8 @@ class ModelBackend(GeometricBackend):
         lifting_compile: on CUDA, ``torch.compile`` the torch lifting's device half (its
             ~1,500 small operations fused into fewer kernels; inside the CUDA graph where
             ``cuda_graphs`` is on; a first frame of a minute or so; falls back to eager).
+        lifting_threads: worker threads for the torch lifting's top faces (one object
+            each; the same top faces; 1: in line).
         seed: the lifting's RANSAC seed.
 
     Raises :class:`~spatialpin_ros.core.errors.ModelLoadError` when a model cannot be loaded.
@@ -138,8 +140,8 @@ class ModelBackend(GeometricBackend):
                  plane_distance: Optional[float] = None, fov_deg: Optional[float] = None,
                  always_estimate_depth: bool = False, cuda_graphs: bool = False,
                  compile: bool = False, concurrent: bool = True, overlap_lifting: bool = True,
-                 lifting: str = "auto", lifting_compile: bool = False, seed: int = 0,
-                 **overrides):
+                 lifting: str = "auto", lifting_compile: bool = False,
+                 lifting_threads: int = 4, seed: int = 0, **overrides):
         dev = pick_device(device)
         dt = pick_dtype(dtype, dev)
         if lifting not in LIFTING_MODES:
@@ -191,6 +193,7 @@ class ModelBackend(GeometricBackend):
         self.overlap_lifting = bool(overlap_lifting)
         self._pinned = PinnedHost()
         self._torch_lift = TorchLifter(graphs=cuda_graphs, compile=lifting_compile)
+        self.lifting_threads = max(1, int(lifting_threads))
         self._torch_prep = TorchPreparer(graphs=cuda_graphs)
         #: True: the masks are lifted in torch on the models' device (``lifting``).
         self.torch_lifting = lifting == "torch" or (lifting == "auto"
