@@ -264,7 +264,7 @@ def nparams(m) -> float:
 
 def make_backend_variant(parts, device, dtype, graphs=False, det_size=None, depth_size=None,
                          compile=False, concurrent=True, overlap=False, lifting="numpy",
-                         lifting_compile=False):
+                         lifting_compile=False, lifting_threads=4):
     from spatialpin_ros.perception.models import (ModelBackend, OpenVocabDetector,
                                                   PromptableSegmenter, TransformersDepth)
 
@@ -300,7 +300,7 @@ def make_backend_variant(parts, device, dtype, graphs=False, det_size=None, dept
                         object_names=OBJECT_NAMES, device=device, dtype=dtype,
                         cuda_graphs=graphs, compile=compile, concurrent=concurrent,
                         overlap_lifting=overlap, lifting=lifting,
-                        lifting_compile=lifting_compile)
+                        lifting_compile=lifting_compile, lifting_threads=lifting_threads)
 
 
 def bench_perception(parts, device, dtype, frame, gt_depth, gt_seg, iters, warmup, variants,
@@ -580,6 +580,12 @@ def build_llava(size: str, device, dtype, target_prompt_tokens: int = 600) -> di
             "build_s": build_s}
 
 
+def _vision_graphs(vlm) -> dict:
+    """How many vision-tower CUDA graphs the static decoder captured (and a capture error)."""
+    v = getattr(getattr(vlm, "_decoder", None), "_vision", None)
+    return {} if v is None else {"captured": len(v._graphs), "failed": v.failed}
+
+
 def bench_vlm(size: str, device, dtype, image: np.ndarray, runs: int, new_tokens: int,
               target_prompt_tokens: int = 600, modes=("generate", "graphs")):
     from spatialpin_ros.vlm.transformers_client import TransformersVLM
@@ -629,6 +635,8 @@ def bench_vlm(size: str, device, dtype, image: np.ndarray, runs: int, new_tokens
             "decode_loop_tokens_per_s": stats(decode_inner) if decode_inner else None,
             "completion_tokens": rn.completion_tokens, "mode_ran": vlm.last.get("mode"),
             "notes": vlm.last.get("notes"), "same_text_every_run": len(texts) == 1,
+            "vision_graphs": _vision_graphs(vlm),
+            "image_on_device": getattr(vlm, "image_on_device", None),
             "seconds": round(time.perf_counter() - t_mode, 1)}
         print(json.dumps({mode: out["variants"][mode]}), flush=True)
     # the memory-bandwidth limit of one decode step: every decoder weight read once, plus the
@@ -676,8 +684,9 @@ def main(argv=None) -> int:
                     "3 graphs overlapped, 4 + depth 364 px, 5 + detector 768 px; with the torch "
                     "lifting: 6 graphs sequential, 7 graphs overlapped, 8 + depth 364 px and "
                     "detector 768 px, 9 eager overlapped; 10 and 11: 7 and 8 with the "
-                    "lifting's device half torch.compile'd; --compile appends the models' "
-                    "torch.compile variant)")
+                    "lifting's device half torch.compile'd, 12: 11 with the top faces in line "
+                    "(the others: on 4 threads); --compile appends the models' torch.compile "
+                    "variant)")
     ap.add_argument("--hang-s", type=float, default=0,
                     help="dump every thread's stack and exit when a variant takes longer")
     ap.add_argument("--profile", default=None, metavar="FILE",
@@ -734,7 +743,11 @@ def main(argv=None) -> int:
                  dict(graphs=True, overlap=True, lifting="torch", lifting_compile=True)),
                 ("CUDA graphs, overlapped, torch lifting compiled, depth 364 px, detector 768 px",
                  dict(graphs=True, overlap=True, lifting="torch", lifting_compile=True,
-                      depth_size=42 if small else 364, det_size=48 if small else 768))]
+                      depth_size=42 if small else 364, det_size=48 if small else 768)),
+                ("as 11, top faces in line (lifting_threads 1)",
+                 dict(graphs=True, overlap=True, lifting="torch", lifting_compile=True,
+                      lifting_threads=1, depth_size=42 if small else 364,
+                      det_size=48 if small else 768))]
     if args.compile:
         variants.append(("torch.compile + CUDA graphs", dict(graphs=True, compile=True)))
     if args.variants:

@@ -125,6 +125,15 @@ def host_finish(a, b, f, seg, masks, lifter, preparer, dev, iters: int) -> dict:
                 parts.setdefault(k, []).append(v)
     b.describe_tops = describe
     parts["top_faces (in priors)"] = tops[5:]
+    b.lifting_threads = 4                       # the top faces on 4 worker threads
+    thr = []
+    for it in range(5 + iters):
+        prep.tick = _Ticker()
+        t = time.perf_counter()
+        host_half(b, prep, got, seg, None)
+        thr.append(1000 * (time.perf_counter() - t))
+    b.lifting_threads = 1
+    parts["whole host half, top faces on 4 threads"] = thr[5:]
     npy = {}
     pa = a.prepare(f)
     for it in range(5 + iters):
