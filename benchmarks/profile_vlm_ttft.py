@@ -146,7 +146,7 @@ def main() -> int:
             show(f"{mode}_{prefill}_imggpu_gcfreeze_ttft", *timed(
                 lambda: vlm.generate(SYSTEM, prompt, [image], max_tokens=1), runs, cuda))
             gc.unfreeze()
-            vlm.image_on_device = None
+            vlm.image_on_device = False
             del dec
             vlm._decoder = None
             gc.collect()
