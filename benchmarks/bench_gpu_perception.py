@@ -264,7 +264,7 @@ def nparams(m) -> float:
 
 def make_backend_variant(parts, device, dtype, graphs=False, det_size=None, depth_size=None,
                          compile=False, concurrent=True, overlap=False, lifting="numpy",
-                         lifting_compile=False, lifting_threads=4):
+                         lifting_compile=False, lifting_threads=1):
     from spatialpin_ros.perception.models import (ModelBackend, OpenVocabDetector,
                                                   PromptableSegmenter, TransformersDepth)
 
@@ -684,9 +684,8 @@ def main(argv=None) -> int:
                     "3 graphs overlapped, 4 + depth 364 px, 5 + detector 768 px; with the torch "
                     "lifting: 6 graphs sequential, 7 graphs overlapped, 8 + depth 364 px and "
                     "detector 768 px, 9 eager overlapped; 10 and 11: 7 and 8 with the "
-                    "lifting's device half torch.compile'd, 12: 11 with the top faces in line "
-                    "(the others: on 4 threads); --compile appends the models' torch.compile "
-                    "variant)")
+                    "lifting's device half torch.compile'd, 12: 11 with the top faces on 4 "
+                    "threads; --compile appends the models' torch.compile variant)")
     ap.add_argument("--hang-s", type=float, default=0,
                     help="dump every thread's stack and exit when a variant takes longer")
     ap.add_argument("--profile", default=None, metavar="FILE",
@@ -744,9 +743,9 @@ def main(argv=None) -> int:
                 ("CUDA graphs, overlapped, torch lifting compiled, depth 364 px, detector 768 px",
                  dict(graphs=True, overlap=True, lifting="torch", lifting_compile=True,
                       depth_size=42 if small else 364, det_size=48 if small else 768)),
-                ("as 11, top faces in line (lifting_threads 1)",
+                ("as 11, top faces on 4 threads (lifting_threads 4)",
                  dict(graphs=True, overlap=True, lifting="torch", lifting_compile=True,
-                      lifting_threads=1, depth_size=42 if small else 364,
+                      lifting_threads=4, depth_size=42 if small else 364,
                       det_size=48 if small else 768))]
     if args.compile:
         variants.append(("torch.compile + CUDA graphs", dict(graphs=True, compile=True)))

@@ -119,7 +119,8 @@ class ModelBackend(GeometricBackend):
             ~1,500 small operations fused into fewer kernels; inside the CUDA graph where
             ``cuda_graphs`` is on; a first frame of a minute or so; falls back to eager).
         lifting_threads: worker threads for the torch lifting's top faces (one object
-            each; the same top faces; 1: in line).
+            each; the same top faces; 1, the default: in line. Not faster on a 2-core
+            machine; not yet timed on a GPU machine's host).
         seed: the lifting's RANSAC seed.
 
     Raises :class:`~spatialpin_ros.core.errors.ModelLoadError` when a model cannot be loaded.
@@ -141,7 +142,7 @@ class ModelBackend(GeometricBackend):
                  always_estimate_depth: bool = False, cuda_graphs: bool = False,
                  compile: bool = False, concurrent: bool = True, overlap_lifting: bool = True,
                  lifting: str = "auto", lifting_compile: bool = False,
-                 lifting_threads: int = 4, seed: int = 0, **overrides):
+                 lifting_threads: int = 1, seed: int = 0, **overrides):
         dev = pick_device(device)
         dt = pick_dtype(dtype, dev)
         if lifting not in LIFTING_MODES:
