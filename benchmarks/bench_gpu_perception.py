@@ -263,7 +263,8 @@ def nparams(m) -> float:
 # Perception benchmark
 
 def make_backend_variant(parts, device, dtype, graphs=False, det_size=None, depth_size=None,
-                         compile=False, concurrent=True, overlap=False, lifting="numpy"):
+                         compile=False, concurrent=True, overlap=False, lifting="numpy",
+                         lifting_compile=False, lifting_threads=1):
     from spatialpin_ros.perception.models import (ModelBackend, OpenVocabDetector,
                                                   PromptableSegmenter, TransformersDepth)
 
@@ -298,7 +299,8 @@ def make_backend_variant(parts, device, dtype, graphs=False, det_size=None, dept
     return BenchBackend(depth_model=depth, detector_model=det, segmenter_model=sam,
                         object_names=OBJECT_NAMES, device=device, dtype=dtype,
                         cuda_graphs=graphs, compile=compile, concurrent=concurrent,
-                        overlap_lifting=overlap, lifting=lifting)
+                        overlap_lifting=overlap, lifting=lifting,
+                        lifting_compile=lifting_compile, lifting_threads=lifting_threads)
 
 
 def bench_perception(parts, device, dtype, frame, gt_depth, gt_seg, iters, warmup, variants,
@@ -402,6 +404,8 @@ def bench_perception(parts, device, dtype, frame, gt_depth, gt_seg, iters, warmu
             "overlapped": bool(b.last.get("overlapped")),
             "lifting": b.last.get("lifting"),
             "lifting_graphs": [f.enabled for f in b._torch_lift._fns.values()],
+            "lifting_compile_failed": [getattr(f.fn, "failed", None)
+                                       for f in b._torch_lift._fns.values()],
             "objects_summary": [(o.label, o.shape, [round(float(x), 4) for x in o.size])
                                 for o in scene.objects],
             "objects": len(scene.objects),
@@ -509,8 +513,10 @@ def measure_bandwidth(device, gib: float = 2.0) -> float:
     return round(2 * n * 2 / (ms * 1e-3) / 1e12, 2)
 
 
-def bench_vlm(size: str, device, dtype, image: np.ndarray, runs: int, new_tokens: int,
-              target_prompt_tokens: int = 600, modes=("generate", "graphs")):
+def build_llava(size: str, device, dtype, target_prompt_tokens: int = 600) -> dict:
+    """The LLaVA-1.5-7B-size model (random weights; ``size="tiny"``: a tiny one), its processor
+    and the SpatialPIN-style prompt: a dict with model, processor, config, prompt, text_tokens,
+    image_tokens, lm_params and build_s."""
     from transformers import (CLIPVisionConfig, GenerationConfig, LlamaConfig, LlavaConfig,
                               LlavaForConditionalGeneration, LlavaProcessor)
     import transformers
@@ -518,8 +524,6 @@ def bench_vlm(size: str, device, dtype, image: np.ndarray, runs: int, new_tokens
     # what AutoProcessor gives: the torchvision image processor where torchvision is installed
     # (transformers >= 5), else the PIL one
     CLIPImageProcessorAny = transformers.CLIPImageProcessor
-
-    from spatialpin_ros.vlm.transformers_client import TransformersVLM
 
     tok = vlm_tokenizer()
     real = size == "real"
@@ -569,13 +573,31 @@ def bench_vlm(size: str, device, dtype, image: np.ndarray, runs: int, new_tokens
         if k >= target_prompt_tokens or n > 400:
             break
         n += 1
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     lm_params = sum(p.numel() for name, p in model.named_parameters()
                     if "vision_tower" not in name and "multi_modal_projector" not in name)
+    return {"model": model, "processor": processor, "config": config, "prompt": prompt,
+            "text_tokens": k, "image_tokens": (img_size // patch) ** 2, "lm_params": lm_params,
+            "build_s": build_s}
+
+
+def _vision_graphs(vlm) -> dict:
+    """How many vision-tower CUDA graphs the static decoder captured (and a capture error)."""
+    v = getattr(getattr(vlm, "_decoder", None), "_vision", None)
+    return {} if v is None else {"captured": len(v._graphs), "failed": v.failed}
+
+
+def bench_vlm(size: str, device, dtype, image: np.ndarray, runs: int, new_tokens: int,
+              target_prompt_tokens: int = 600, modes=("generate", "graphs")):
+    from spatialpin_ros.vlm.transformers_client import TransformersVLM
+
+    b = build_llava(size, device, dtype, target_prompt_tokens)
+    model, processor, config, prompt = b["model"], b["processor"], b["config"], b["prompt"]
+    lm_params = b["lm_params"]
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     out = {"params_B": round(sum(p.numel() for p in model.parameters()) / 1e9, 2),
            "decoder_params_B": round(lm_params / 1e9, 2),
-           "build_s": round(build_s, 1), "text_tokens": k,
-           "image_tokens": (img_size // patch) ** 2, "new_tokens": new_tokens,
+           "build_s": round(b["build_s"], 1), "text_tokens": b["text_tokens"],
+           "image_tokens": b["image_tokens"], "new_tokens": new_tokens,
            "image_processor": type(processor.image_processor).__name__, "variants": {}}
     for mode in modes:
         # the repository's backend, around the model built here (no save/load round trip)
@@ -613,6 +635,8 @@ def bench_vlm(size: str, device, dtype, image: np.ndarray, runs: int, new_tokens
             "decode_loop_tokens_per_s": stats(decode_inner) if decode_inner else None,
             "completion_tokens": rn.completion_tokens, "mode_ran": vlm.last.get("mode"),
             "notes": vlm.last.get("notes"), "same_text_every_run": len(texts) == 1,
+            "vision_graphs": _vision_graphs(vlm),
+            "image_on_device": getattr(vlm, "image_on_device", None),
             "seconds": round(time.perf_counter() - t_mode, 1)}
         print(json.dumps({mode: out["variants"][mode]}), flush=True)
     # the memory-bandwidth limit of one decode step: every decoder weight read once, plus the
@@ -659,7 +683,9 @@ def main(argv=None) -> int:
                     "to run (0 eager sequential, 1 graphs sequential, 2 eager overlapped, "
                     "3 graphs overlapped, 4 + depth 364 px, 5 + detector 768 px; with the torch "
                     "lifting: 6 graphs sequential, 7 graphs overlapped, 8 + depth 364 px and "
-                    "detector 768 px, 9 eager overlapped; 10 compile)")
+                    "detector 768 px, 9 eager overlapped; 10 and 11: 7 and 8 with the "
+                    "lifting's device half torch.compile'd, 12: 11 with the top faces on 4 "
+                    "threads; --compile appends the models' torch.compile variant)")
     ap.add_argument("--hang-s", type=float, default=0,
                     help="dump every thread's stack and exit when a variant takes longer")
     ap.add_argument("--profile", default=None, metavar="FILE",
@@ -711,7 +737,16 @@ def main(argv=None) -> int:
                 ("CUDA graphs, overlapped, torch lifting, depth 364 px, detector 768 px",
                  dict(graphs=True, overlap=True, lifting="torch",
                       depth_size=42 if small else 364, det_size=48 if small else 768)),
-                ("eager fp16, overlapped, torch lifting", dict(overlap=True, lifting="torch"))]
+                ("eager fp16, overlapped, torch lifting", dict(overlap=True, lifting="torch")),
+                ("CUDA graphs, overlapped, torch lifting, compiled",
+                 dict(graphs=True, overlap=True, lifting="torch", lifting_compile=True)),
+                ("CUDA graphs, overlapped, torch lifting compiled, depth 364 px, detector 768 px",
+                 dict(graphs=True, overlap=True, lifting="torch", lifting_compile=True,
+                      depth_size=42 if small else 364, det_size=48 if small else 768)),
+                ("as 11, top faces on 4 threads (lifting_threads 4)",
+                 dict(graphs=True, overlap=True, lifting="torch", lifting_compile=True,
+                      lifting_threads=4, depth_size=42 if small else 364,
+                      det_size=48 if small else 768))]
     if args.compile:
         variants.append(("torch.compile + CUDA graphs", dict(graphs=True, compile=True)))
     if args.variants:

@@ -107,7 +107,14 @@ def host_finish(a, b, f, seg, masks, lifter, preparer, dev, iters: int) -> dict:
     priors from the same kind of inputs)."""
     prep = preparer.prepare(b, f, dev)
     got = lifter.device_half(b, prep, masks)
-    tot, parts = [], {}
+    tot, parts, tops = [], {}, []
+    describe = b.describe_tops
+
+    def timed_tops(*a, **k):                      # the top faces' share of "priors"
+        t = time.perf_counter()
+        describe(*a, **k)
+        tops.append(1000 * (time.perf_counter() - t))
+    b.describe_tops = timed_tops
     for it in range(5 + iters):
         prep.tick = _Ticker()
         t = time.perf_counter()
@@ -116,6 +123,17 @@ def host_finish(a, b, f, seg, masks, lifter, preparer, dev, iters: int) -> dict:
             tot.append(1000 * (time.perf_counter() - t))
             for k, v in b.last["timing_ms"].items():
                 parts.setdefault(k, []).append(v)
+    b.describe_tops = describe
+    parts["top_faces (in priors)"] = tops[5:]
+    b.lifting_threads = 4                       # the top faces on 4 worker threads
+    thr = []
+    for it in range(5 + iters):
+        prep.tick = _Ticker()
+        t = time.perf_counter()
+        host_half(b, prep, got, seg, None)
+        thr.append(1000 * (time.perf_counter() - t))
+    b.lifting_threads = 1
+    parts["whole host half, top faces on 4 threads"] = thr[5:]
     npy = {}
     pa = a.prepare(f)
     for it in range(5 + iters):

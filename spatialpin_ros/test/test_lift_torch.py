@@ -54,16 +54,23 @@ def _same_scene(sa, sb):
         assert abs(abs(float(oa.pose.quaternion @ ob.pose.quaternion)) - 1) < 1e-9
         assert oa.inner_depth == pytest.approx(ob.inner_depth, abs=1e-6)
         assert np.array_equal(oa.mask, ob.mask)
+        ta, tb = oa.top_face, ob.top_face
+        assert (ta is None) == (tb is None)
+        if ta is not None:
+            assert (ta.height, ta.solid, ta.cells, ta.points) == (tb.height, tb.solid, tb.cells,
+                                                                  tb.points)
+            assert np.allclose(ta.polygon, tb.polygon, atol=1e-9)
 
 
 def test_the_torch_lifting_gives_the_numpy_priors(scenes):
     lifted = 0
-    for frame, masks, names in scenes:
+    for i, (frame, masks, names) in enumerate(scenes):
         seg = Segmentation(masks=masks, names=names, scores=[0.5 + 0.05 * i for i in
                                                              range(len(masks))])
         a = GeometricBackend(segmenter=_Fixed(seg), namer=_DetectionNamer(seg))
         sa = a.finish(a.prepare(frame), masks=seg.masks)
         b = GeometricBackend()
+        b.lifting_threads = 1 + 3 * (i % 2)     # the top faces in line, or on worker threads
         dev = Segmentation(masks=[torch.from_numpy(m) for m in masks], names=names,
                            scores=list(seg.scores))
         got = TorchLifter().lift(b, b.prepare(frame), torch.from_numpy(np.stack(masks)), dev,
@@ -106,6 +113,16 @@ def test_kernels_match_their_numpy_originals():
     for q in (0.02, 0.5, 0.9, 0.98):
         got = lt.mquantile(X[..., 0], lt.valid_mask(n, X.shape[1]), q)
         assert got.tolist() == [quantile(r, q) for r in rows]
+    # several quantiles of several arrays from one sort: the same numbers, empty rows NaN
+    Y, _ = _padded([rng.normal(size=(len(r), 1)) for r in rows])
+    v = lt.valid_mask(torch.cat([n[:3], torch.zeros(1, dtype=n.dtype)]), X.shape[1])
+    qs = (0.01, 0.03, 0.5, 0.97, 0.99)
+    many = lt.mquantiles([X[..., 0], Y[..., 0]], v, qs)
+    for i, A in enumerate((X[..., 0], Y[..., 0])):
+        for j, q in enumerate(qs):
+            one = lt.mquantile(A, v, q)
+            assert torch.equal(many[i][j][:3], one[:3]) and torch.isnan(many[i][j][3])
+            assert torch.isnan(one[3])
     # box outlines, arcs and blobs
     clouds = []
     for k in range(6):

@@ -187,8 +187,29 @@ def test_static_cache_decoding_matches_generate(tiny_vlm_path):
         assert fast.last["mode"] == "eager" and ref.last["mode"] == "generate"
         assert b.text == a.text and b.completion_tokens == a.completion_tokens
         assert fast.last["prefill_s"] > 0
+    # the other prefill (a dynamic cache copied into the static one) gives the same tokens
+    dyn = TransformersVLM.from_loaded(ref._model, ref._processor, "tiny", decode="eager")
+    dyn._decoder = StaticDecoder(ref._model, mode="eager", prefill="dynamic")
+    for prompt in (PROMPT, "How far is the mug from the bowl in metres?"):
+        a = ref.generate(SYSTEM, prompt, [_image()], max_tokens=24)
+        assert dyn.generate(SYSTEM, prompt, [_image()], max_tokens=24).text == a.text
+    # the vision tower's graph wrapper: found, swapped in and out, eager on the CPU
+    from spatialpin_ros.vlm.static_decode import _GraphedVision
+
+    gv = _GraphedVision.of(ref._model)
+    tower = gv.module
+    assert "forward" not in tower.__dict__
+    pix = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        want = tower(pix, output_hidden_states=True).hidden_states[-2]
+        with gv.active():
+            assert tower.forward == gv._call
+            got = tower(pix, output_hidden_states=True).hidden_states[-2]
+    assert "forward" not in tower.__dict__ and torch.equal(got, want) and not gv._graphs
     with pytest.raises(ValueError):
         StaticDecoder(ref._model, mode="fast")
+    with pytest.raises(ValueError):
+        StaticDecoder(ref._model, prefill="later")
     with pytest.raises(ValueError):
         TransformersVLM.from_loaded(ref._model, ref._processor, "tiny", decode="quick")
     ref.close()

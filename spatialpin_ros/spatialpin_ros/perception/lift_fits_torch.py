@@ -16,9 +16,9 @@ import torch
 
 from spatialpin_ros.core.geometry import rect_from_points
 from spatialpin_ros.perception.lift_torch import (box_extent, compact, mmean, mptp_max,
-                                                  mquantile, rectangle_yaw, robust_circle,
-                                                  rotate_local, sphere_fit, take_strided,
-                                                  valid_mask)
+                                                  mquantile, mquantiles, rectangle_yaw,
+                                                  robust_circle, rotate_local, sphere_fit,
+                                                  take_strided, valid_mask)
 from spatialpin_ros.perception.shapes import ShapeFit, ShapeParams, _box_extent
 from spatialpin_ros.perception.shapes import _container as _container_np
 
@@ -52,8 +52,8 @@ def _top_narrower_t(xy, band, radius, noise, p: ShapeParams, min_points: int = 2
     a = 0.5 * torch.atan2(2 * cxy, cxx - cyy)
     c, s = torch.cos(a)[:, None], torch.sin(a)[:, None]
     u, w = d[..., 0] * c + d[..., 1] * s, d[..., 1] * c - d[..., 0] * s
-    eu = mquantile(u, band, 0.97) - mquantile(u, band, 0.03)
-    ew = mquantile(w, band, 0.97) - mquantile(w, band, 0.03)
+    (u97, u03), (w97, w03) = mquantiles([u, w], band, (0.97, 0.03))
+    eu, ew = u97 - u03, w97 - w03
     return (nb >= min_points) & (2 * radius > p.top_circle_ratio * torch.hypot(eu, ew)
                                  + 0.005 + 2 * noise)
 
@@ -136,7 +136,7 @@ def fit_table(Q: torch.Tensor, n: torch.Tensor, noise: torch.Tensor, params: Sha
     p = params
     v = valid_mask(n, Q.shape[1])
     h = Q[..., 2]
-    top, low = mquantile(h, v, 0.98), mquantile(h, v, 0.02)
+    (top, low), = mquantiles([h], v, (0.98, 0.02))
     xy, vs, outline, mo, band = _outline(Q, v, n, top, noise, p)
     size0 = mptp_max(xy, vs)
     tol = torch.clamp(p.fit_rel * torch.minimum(size0, torch.clamp(top, min=0.01)), min=p.fit_abs)

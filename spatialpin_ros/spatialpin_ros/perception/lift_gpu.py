@@ -49,6 +49,7 @@ from spatialpin_ros.perception.model_utils import GraphedFunction
 from spatialpin_ros.perception.objects import WorldView, mask_pixels
 from spatialpin_ros.perception.pieces import Piece, _hull, merge_nested
 from spatialpin_ros.perception.selection import Candidate, bottom_occluded, settle
+from spatialpin_ros.perception.top_faces import describe_tops
 
 LIFTING_MODES = ("auto", "numpy", "torch")
 
@@ -80,8 +81,9 @@ class TorchLifter:
     CUDA graph of the device half (:func:`~spatialpin_ros.perception.lift_rows_torch.
     lift_rows`) per image size, working stride, mask count and piece-size bucket."""
 
-    def __init__(self, graphs: bool = False) -> None:
+    def __init__(self, graphs: bool = False, compile: bool = False) -> None:
         self.graphs = bool(graphs)
+        self.compile = bool(compile)
         self.pinned = PinnedIn()
         self._fns: dict = {}
 
@@ -89,9 +91,9 @@ class TorchLifter:
         key = (id(params), repr(params)) + tuple(sorted(kw.items()))
         fn = self._fns.get(key)
         if fn is None:
+            rows = functools.partial(lift_rows, params=params, **kw)
             fn = self._fns[key] = GraphedFunction(
-                functools.partial(lift_rows, params=params, **kw), "lifting",
-                enabled=self.graphs)
+                _Compiled(rows) if self.compile else rows, "lifting", enabled=self.graphs)
         return fn
 
     def lift(self, backend: GeometricBackend, prep: Prepared, masks: torch.Tensor,
@@ -143,6 +145,31 @@ class TorchLifter:
         frame_work = {"T_wc": T_wc, "world": world, "view": WorldView.of(sup, T_wc),
                       "plane": backend._plane_world(sup, T_wc)}
         return DeviceResults(pending(), Q, n, lab, frame_work)
+
+
+class _Compiled:
+    """``fn`` through ``torch.compile`` (static shapes) on CUDA inputs, eagerly elsewhere or
+    after the compilation failed (logged once)."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+        self._compiled = None
+        self.failed: Optional[str] = None
+
+    def __call__(self, *tensors: torch.Tensor):
+        if tensors[0].device.type != "cuda" or self.failed is not None:
+            return self.fn(*tensors)
+        if self._compiled is None:
+            self._compiled = torch.compile(self.fn, dynamic=False)
+        try:
+            return self._compiled(*tensors)
+        except Exception as e:  # noqa: BLE001 - any compile failure: eager from now on
+            import logging
+
+            self.failed = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            logging.getLogger(__name__).warning(
+                "torch.compile of the lifting failed (%s); running it eagerly", self.failed)
+            return self.fn(*tensors)
 
 
 @dataclasses.dataclass
@@ -263,7 +290,8 @@ def _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id, frame_work=No
     namer = _DetectionNamer(seg, bounds)
     namer._lab = det[r0:r1, c0:c1]
     objects, flat = _priors(backend, kept, full, boxes, prep, view, namer)
-    backend.describe_tops(objects, prep, T_wc)
+    _describe_tops(backend, objects, prep, T_wc, fw.get("plane"),
+                   int(getattr(backend, "lifting_threads", 1) or 1))
     objects = backend.tracker.assign(objects)
     tick("priors")
     backend.last = {"support": sup, "extent": prep.extent, "dropped": dropped,
@@ -275,6 +303,29 @@ def _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id, frame_work=No
                  stamp=frame.stamp, frame_id=world,
                  support_plane=fw["plane"] if fw else backend._plane_world(sup, T_wc),
                  flat_items=flat), namer
+
+
+_POOL: dict = {}
+
+
+def _describe_tops(backend, objects, prep, T_wc, plane, threads: int) -> None:
+    """``backend.describe_tops``, each object's top face on one of ``threads`` worker threads
+    (the same function per object: the same top faces; OpenCV and numpy's larger loops run
+    without the GIL). One thread, or a backend whose ``describe_tops`` is its own: in line."""
+    if threads <= 1 or len(objects) < 2 or \
+            type(backend).describe_tops is not GeometricBackend.describe_tops:
+        backend.describe_tops(objects, prep, T_wc)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    if plane is None:
+        plane = backend._plane_world(prep.support, T_wc)
+    pool = _POOL.get(threads)
+    if pool is None:
+        pool = _POOL[threads] = ThreadPoolExecutor(threads, thread_name_prefix="top-faces")
+    depth, camera = prep.depth, prep.frame.camera
+    order = sorted(objects, key=lambda o: -(o.roi[2] * o.roi[3] if o.roi is not None else 0))
+    list(pool.map(lambda o: describe_tops([o], depth, camera, T_wc, plane), order))
 
 
 def _support(backend, prep, cands, on_ext, lab, dropped, npix) -> list[Candidate]:

@@ -37,6 +37,22 @@ def mquantile(x: torch.Tensor, valid: torch.Tensor, q: float) -> torch.Tensor:
     return torch.where(n > 0, out, torch.full_like(out, math.nan))
 
 
+def mquantiles(xs: list, valid: torch.Tensor, qs: tuple) -> list:
+    """``[[mquantile(x, valid, q) for q in qs] for x in xs]`` (each (K,)), the same numbers from
+    one sort: the rows of all ``xs`` (each (K, N), one ``valid``) sorted together."""
+    m, K = len(xs), valid.shape[0]
+    n = valid.sum(dim=1).repeat(m)
+    inf = torch.full_like(xs[0], math.inf)
+    s = torch.sort(torch.cat([torch.where(valid, x, inf) for x in xs], 0), dim=1).values
+    top = (n - 1).clamp(min=0)
+    topf = top.to(F64)
+    k = torch.stack([torch.minimum(torch.round(q * topf).long().clamp(min=0), top)
+                     for q in qs], 1)                                     # (m K, len(qs))
+    out = s.gather(1, k)
+    out = torch.where((n > 0)[:, None], out, torch.full_like(out, math.nan))
+    return [[out[i * K:(i + 1) * K, j] for j in range(len(qs))] for i in range(m)]
+
+
 def mmean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean over each row's valid entries: x (K, N) -> (K,), or (K, N, D) -> (K, D)."""
     v = valid if x.dim() == 2 else valid[..., None]
@@ -236,11 +252,12 @@ def rectangle_residual(x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, yaw: t
     cs, sn = torch.cos(yaw)[:, None], torch.sin(yaw)[:, None]
     c1, c2 = x * cs + y * sn, y * cs - x * sn
 
-    def dist(c):
-        lo, hi = mquantile(c, v, edge_q)[:, None], mquantile(c, v, 1 - edge_q)[:, None]
-        return torch.minimum((c - lo).abs(), (hi - c).abs())
+    (lo1, hi1), (lo2, hi2) = mquantiles([c1, c2], v, (edge_q, 1 - edge_q))
 
-    d = torch.minimum(dist(c1), dist(c2))
+    def dist(c, lo, hi):
+        return torch.minimum((c - lo[:, None]).abs(), (hi[:, None] - c).abs())
+
+    d = torch.minimum(dist(c1, lo1, hi1), dist(c2, lo2, hi2))
     return torch.sqrt(mmean(d * d, v))
 
 
@@ -254,8 +271,8 @@ def rotate_local(xy: torch.Tensor, centre: torch.Tensor, yaw: torch.Tensor) -> t
 def box_extent(xy: torch.Tensor, valid: torch.Tensor, yaw: torch.Tensor):
     """``shapes._box_extent`` of each row: footprint centres (K, 2) and sizes (K, 2)."""
     loc = rotate_local(xy, torch.zeros_like(xy[:, 0]), yaw)
-    lo = torch.stack([mquantile(loc[..., i], valid, 0.01) for i in (0, 1)], 1)
-    hi = torch.stack([mquantile(loc[..., i], valid, 0.99) for i in (0, 1)], 1)
+    (lo0, hi0), (lo1, hi1) = mquantiles([loc[..., 0], loc[..., 1]], valid, (0.01, 0.99))
+    lo, hi = torch.stack([lo0, lo1], 1), torch.stack([hi0, hi1], 1)
     mid = (lo + hi) / 2
     c, s = torch.cos(yaw), torch.sin(yaw)
     centre = torch.stack([mid[:, 0] * c - mid[:, 1] * s, mid[:, 0] * s + mid[:, 1] * c], 1)

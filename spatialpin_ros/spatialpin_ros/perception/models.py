@@ -115,6 +115,12 @@ class ModelBackend(GeometricBackend):
             device, the masks never leave it; the same priors) or "auto" (torch on CUDA, else
             numpy; the default: the CUDA-graph torch lifting is twice as fast on a GPU). With
             torch, :class:`Segmentation` masks of a frame are device tensors.
+        lifting_compile: on CUDA, ``torch.compile`` the torch lifting's device half (its
+            ~1,500 small operations fused into fewer kernels; inside the CUDA graph where
+            ``cuda_graphs`` is on; a first frame of a minute or so; falls back to eager).
+        lifting_threads: worker threads for the torch lifting's top faces (one object
+            each; the same top faces; 1, the default: in line. Not faster on a 2-core
+            machine; not yet timed on a GPU machine's host).
         seed: the lifting's RANSAC seed.
 
     Raises :class:`~spatialpin_ros.core.errors.ModelLoadError` when a model cannot be loaded.
@@ -135,7 +141,8 @@ class ModelBackend(GeometricBackend):
                  plane_distance: Optional[float] = None, fov_deg: Optional[float] = None,
                  always_estimate_depth: bool = False, cuda_graphs: bool = False,
                  compile: bool = False, concurrent: bool = True, overlap_lifting: bool = True,
-                 lifting: str = "auto", seed: int = 0, **overrides):
+                 lifting: str = "auto", lifting_compile: bool = False,
+                 lifting_threads: int = 1, seed: int = 0, **overrides):
         dev = pick_device(device)
         dt = pick_dtype(dtype, dev)
         if lifting not in LIFTING_MODES:
@@ -186,7 +193,8 @@ class ModelBackend(GeometricBackend):
         self._last_seg: Optional[Segmentation] = None
         self.overlap_lifting = bool(overlap_lifting)
         self._pinned = PinnedHost()
-        self._torch_lift = TorchLifter(graphs=cuda_graphs)
+        self._torch_lift = TorchLifter(graphs=cuda_graphs, compile=lifting_compile)
+        self.lifting_threads = max(1, int(lifting_threads))
         self._torch_prep = TorchPreparer(graphs=cuda_graphs)
         #: True: the masks are lifted in torch on the models' device (``lifting``).
         self.torch_lifting = lifting == "torch" or (lifting == "auto"

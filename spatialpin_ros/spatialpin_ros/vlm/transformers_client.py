@@ -93,6 +93,12 @@ class TransformersVLM(VLMClient):
     def _set_decode(self, decode: str) -> None:
         if decode not in _DECODES:
             raise ValueError(f"decode must be one of {_DECODES}, got {decode!r}")
+        #: Run the image processor on the model's device (a CUDA device and a torchvision
+        #: image processor, transformers' default where torchvision is installed): the image
+        #: goes up as uint8 and is resized and normalised there. Off by default: on an H100 it
+        #: saved ~1 ms (2.0 against 3.0 ms for a 640x480 image to 336 px) but its pixel values
+        #: differ from the host's by up to 0.03 (normalised units), so a reply may differ.
+        self.image_on_device: bool = False
         if decode == "auto":
             decode = "graphs" if getattr(self.device, "type", "") == "cuda" else "generate"
         self.decode = decode
@@ -268,6 +274,8 @@ class TransformersVLM(VLMClient):
         if system:
             messages.insert(0, {"role": "system", "content": [{"type": "text", "text": str(system)}]})
         kw = dict(add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt")
+        if images and self._image_on_device():
+            kw.update(self._device_kwargs())
         try:
             try:
                 inputs = self._processor.apply_chat_template(messages, **kw)
@@ -284,6 +292,25 @@ class TransformersVLM(VLMClient):
             if isinstance(v, torch.Tensor) and torch.is_floating_point(v):
                 inputs[k] = v.to(self.dtype)
         return inputs
+
+    def _image_on_device(self) -> bool:
+        """Whether images are processed on the model's device: ``image_on_device`` is set,
+        the model is on CUDA and the image processor is a torchvision one."""
+        if not self.image_on_device or getattr(self.device, "type", "") != "cuda":
+            return False
+        ip = getattr(self._processor, "image_processor", None)
+        return ip is not None and "torchvision" in _backend_of(ip)
+
+    def _device_kwargs(self) -> dict:
+        """The processor keyword that moves image processing to the model's device, in the
+        form this transformers' ``apply_chat_template`` takes (``processor_kwargs`` where it
+        has that parameter, else a plain keyword)."""
+        import inspect
+
+        params = inspect.signature(self._processor.apply_chat_template).parameters
+        dev = str(self.device)
+        return {"processor_kwargs": {"device": dev}} if "processor_kwargs" in params else {
+            "device": dev}
 
     def _generation_config(self, max_tokens: int, temperature: float) -> Any:
         gen = copy.deepcopy(self._model.generation_config)
@@ -310,6 +337,19 @@ class TransformersVLM(VLMClient):
             import torch
 
             torch.cuda.empty_cache()
+
+
+def _backend_of(image_processor: Any) -> str:
+    """"torchvision" for transformers' torchvision-backed (fast) image processors, else the
+    class's module and name (e.g. a PIL one)."""
+    cls = type(image_processor)
+    backend = getattr(image_processor, "backend", None)
+    if isinstance(backend, str):
+        return backend.lower()
+    names = " ".join(f"{c.__module__}.{c.__name__}" for c in cls.__mro__).lower()
+    if "pil" in cls.__name__.lower():
+        return names
+    return "torchvision" if ("fast" in names or "torchvision" in names) else names
 
 
 def _first_line(e: BaseException, limit: int = 300) -> str:
