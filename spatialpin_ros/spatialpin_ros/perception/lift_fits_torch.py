@@ -66,8 +66,7 @@ def _square_top_t(xy, band, yaw, p: ShapeParams):
     c, s = torch.cos(yaw)[:, None], torch.sin(yaw)[:, None]
     u = xy[..., 0] * c + xy[..., 1] * s
     w = xy[..., 1] * c - xy[..., 0] * s
-    lu, hu = mquantile(u, band, 0.02), mquantile(u, band, 0.98)
-    lw, hw = mquantile(w, band, 0.02), mquantile(w, band, 0.98)
+    (lu, hu), (lw, hw) = mquantiles([u, w], band, (0.02, 0.98))
     un = (2 * u - (lu + hu)[:, None]).abs() > p.corner * (hu - lu)[:, None]
     wn = (2 * w - (lw + hw)[:, None]).abs() > p.corner * (hw - lw)[:, None]
     share = mmean((un & wn).to(xy.dtype), band)
