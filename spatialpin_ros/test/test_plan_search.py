@@ -1,0 +1,85 @@
+"""How the planner searches (ROS-free): the IK's rotation error and its early stop, and the
+free spots a clearing move may use (only where the arm reaches them)."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from spatialpin_ros.core.stacking import free_spot
+from spatialpin_ros.core.types import ObjectPrior, Pose
+from spatialpin_ros.planning import RobotModel, top_down_pose
+from spatialpin_ros.planning.clearing import reaches_down
+from spatialpin_ros.planning.robot import _rot_error
+
+
+def box(id_, xy, size=(0.05, 0.05, 0.05)):
+    return ObjectPrior(id=id_, label=id_, shape="box", size=np.array(size, dtype=float),
+                       pose=Pose.from_yaw([xy[0], xy[1], size[2] / 2], 0.0))
+
+
+@pytest.fixture(scope="module")
+def kuka():
+    r = RobotModel("kuka_iiwa")
+    yield r
+    r.close()
+
+
+def test_rotation_error_is_scipys_rotation_vector():
+    rng = np.random.default_rng(3)
+    for angle in (0.0, 1e-9, 1e-4, 0.3, 2.0, math.pi - 2e-3, math.pi - 1e-4):
+        for _ in range(50):
+            A = Rotation.random(random_state=rng)
+            axis = rng.normal(size=3)
+            B = Rotation.from_rotvec(angle * axis / np.linalg.norm(axis)) * A
+            want = (B * A.inv()).as_rotvec()
+            got = _rot_error(B.as_matrix(), A.as_matrix())
+            # At a half turn +axis and -axis are the same rotation.
+            assert min(np.abs(got - want).max(), np.abs(got + want).max()) < 1e-8
+
+
+def test_ik_still_solves_reachable_poses_and_gives_up_fast_on_unreachable_ones(kuka):
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        q = rng.uniform(kuka.lower, kuka.upper)
+        target = kuka.fk(q)
+        sol = kuka.ik(target, q + rng.normal(scale=0.1, size=kuka.dof))
+        assert sol is not None
+        assert np.linalg.norm(kuka.fk(sol).position - target.position) < 0.005
+    # Top down 0.3 m from the base at the table: the elbow cannot fold that far. The early
+    # stop keeps the failed search short (seed, PyBullet's IK and six restarts).
+    _, ep, _ = kuka._dls(kuka.home, np.array([0.3, 0.0, 0.03]),
+                             top_down_pose([0.3, 0.0, 0.03], 0.0).rotation.as_matrix(),
+                             iters=100)
+    assert ep > 0.005
+    assert kuka.ik(top_down_pose([0.3, 0.0, 0.03], 0.0)) is None
+
+
+def test_free_spot_asks_accept_nearest_first_and_gives_up():
+    a = box("a", (0.5, 0.0))
+    asked = []
+
+    def far_only(xy):
+        asked.append(xy.copy())
+        return bool(xy[0] > 0.6)
+
+    xy = free_spot([a], a, accept=far_only, max_tries=50)
+    assert xy is not None and xy[0] > 0.6
+    d = [np.linalg.norm(p - a.center[:2]) for p in asked]
+    assert d == sorted(d) and len(asked) > 1
+    # Asked spots keep 4 cm apart; at most max_tries are asked.
+    asked.clear()
+    assert free_spot([a], a, accept=lambda xy: asked.append(xy) or False, max_tries=5) is None
+    assert len(asked) == 5
+    assert min(np.linalg.norm(p - q) for i, p in enumerate(asked) for q in asked[i + 1:]) >= 0.04
+    # Without accept, the nearest free place, as before.
+    assert np.linalg.norm(free_spot([a], a) - a.center[:2]) == pytest.approx(0.08, abs=0.021)
+
+
+def test_a_clearing_move_only_goes_where_the_arm_reaches_down(kuka):
+    b = box("b", (0.5, 0.0))
+    ok = reaches_down(kuka, b, 0.025, {})
+    assert ok(np.array([0.55, 0.1]))
+    assert not ok(np.array([0.30, 0.05]))     # too near the iiwa's base to reach down
+    assert not ok(np.array([1.2, 0.0]))       # beyond its reach
