@@ -83,3 +83,34 @@ def test_a_clearing_move_only_goes_where_the_arm_reaches_down(kuka):
     assert ok(np.array([0.55, 0.1]))
     assert not ok(np.array([0.30, 0.05]))     # too near the iiwa's base to reach down
     assert not ok(np.array([1.2, 0.0]))       # beyond its reach
+
+
+@pytest.fixture(scope="module")
+def xarm():
+    r = RobotModel("xarm6")
+    yield r
+    r.close()
+
+
+def test_a_placement_that_fails_whatever_the_grasp_is_remembered(xarm):
+    from spatialpin_ros.planning.cartesian import CartesianResult
+    from spatialpin_ros.planning.choice import _dead_after_lower, placement_keys
+    from spatialpin_ros.planning.grasps import Grasp, Placement
+    pose = top_down_pose([0.5, 0.0, 0.1], 0.3)
+    g = Grasp("a", pose, pose, pose, 0.3, 0.04, 0.035, 0.01, 0.025)
+    pl = Placement(Pose.from_yaw([0.5, 0.0, 0.08], 0.3), pose, pose, pose, "b", 1.0)
+    keys = placement_keys(g, pl)
+    finger = xarm.description.gripper.finger_links[0]
+    arm_link = next(n for n in xarm.link_index if n not in xarm.description.gripper.finger_links
+                    and n not in xarm.description.gripper.hand_links)
+    for contacts, want in (((("held", "c"),), {keys[0]}),
+                           ((("held", "c"), (finger, "c")), {keys[1]}),
+                           (((arm_link, "c"), (finger, "c")), set())):
+        dead = set()
+        _dead_after_lower(xarm, CartesianResult(False, contacts=contacts), keys, dead)
+        assert dead == want
+    # Another grasp holding the object the same way has the same hand key; the object key
+    # does not depend on the hand.
+    g2 = Grasp("a", pose, pose, pose, 0.3, 0.04, 0.035, 0.01, 0.015)
+    assert placement_keys(g2, pl) == keys
+
