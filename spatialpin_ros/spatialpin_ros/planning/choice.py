@@ -158,11 +158,18 @@ def _with_grasp(robot, ps, g: Grasp, c: ChoiceContext, support_allow, check_canc
     ps.attach(obj.id, q_g, min(g.preshape, g.width / 2))
     try:
         # A neighbour the object already touches (perceived boxes of touching objects overlap
-        # by a few millimetres) may keep touching it on the way straight up: the overlap does
-        # not grow. The gripper is still checked against it.
+        # by a few millimetres, more where one is misperceived) may keep touching it on the way
+        # straight up: the overlap does not grow. So may the closed fingers, lying on the
+        # object's sides, where such a neighbour's box reaches into the object's (the open
+        # fingers came down clear of it: it is not in their way); the rest of the gripper is
+        # still checked against it.
         with ps.fine(c.fine_clearance):
-            touching = sorted({b for a, b, _ in ps.collisions(q_g) if a == "held"})
+            hits = ps.collisions(q_g)
+        touching = sorted({b for a, b, _ in hits if a == "held"})
+        fingers = set(robot.description.gripper.finger_links)
+        pressed = sorted({b for a, b, _ in hits if a in fingers and b in touching})
         with ps.allow([obj.id] + support_allow), ps.allow(touching, robot_links=[]), \
+                ps.allow(pressed, robot_links=robot.finger_links, attached=False), \
                 ps.fine(c.fine_clearance):
             lift = _timed_line(robot, ps, q_g, raised(g.pose, c.approach_height + RAISE), c,
                                min_length=c.approach_height, stop=ps.is_valid_strict)
