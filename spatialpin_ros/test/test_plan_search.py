@@ -134,3 +134,31 @@ def test_closed_fingers_may_rise_from_a_neighbour_box_that_reaches_into_the_obje
                   support_plane=np.array([0, 0, 1.0, 0]))
     plan = plan_pick_and_place(xarm, scene, "red", "cyan", time_limit=30)
     assert plan.status is PlanStatus.OK, plan.reason
+
+
+
+def test_a_collision_check_does_not_depend_on_the_checks_before_it(kuka):
+    from spatialpin_ros.core.types import CameraModel, Scene
+    from spatialpin_ros.planning.cartesian import straight_line
+    from spatialpin_ros.planning.scene import TABLE, PlanningScene
+    # A development scene: the fingers lowered beside a neighbour (red) onto a block (black).
+    # Bullet's persistent contact manifolds kept points of earlier queries (normals across the
+    # motion, depth unchanged): the grasp read as free, then, after the checks of the straight
+    # line down to it, 4 cm deep in the neighbour, and the descent failed.
+    red = _prior("red", "box", [0.5796, -0.1608, 0.0255], [0.043, 0.041, 0.051], 12.5)
+    black = _prior("black", "box", [0.547, -0.178, 0.0255], [0.044, 0.035, 0.051], 19)
+    scene = Scene("t", [red, black], CameraModel.from_fov(64, 48, 58), Pose(),
+                  support_plane=np.array([0, 0, 1.0, 0]))
+    ps = PlanningScene(kuka, scene)
+    ps.finger_width = 0.0323
+    yaw = math.radians(19)
+    grasp = top_down_pose([0.547, -0.178, 0.0255], yaw)
+    q_pre = kuka.ik(top_down_pose([0.547, -0.178, 0.1255], yaw))
+    q_g = kuka.ik(grasp, q_pre)
+    with ps.allow(["black", TABLE]), ps.fine(0.004):
+        before = ps.is_valid(q_g)
+        line = straight_line(kuka, ps, q_pre, grasp)
+        assert ps.is_valid(q_g) == before
+        assert line.success == before, line.reason
+    assert before
+    ps.close()
