@@ -36,6 +36,7 @@ import pybullet as pb
 
 from spatialpin_ros.perception import make_backend
 from spatialpin_ros.planning import RobotModel, limit_violations, plan_task
+from spatialpin_ros.planning.recovery import describe_grasp
 from spatialpin_ros.reasoning.tasks import GeometricProposer
 from spatialpin_ros.sim.scene_spec import random_scene
 from spatialpin_ros.sim.world import SimWorld
@@ -74,11 +75,65 @@ def execute(world, traj, obj_body, lift_stage):
     return zmax - z0
 
 
+def run_scene(seed, args, backend, proposer, robot, nominal, motion_ms, ratios, viol):
+    """Perceive, propose, plan and execute one random scene; its row, or None when the
+    proposer offers no stack task. Adds to ``motion_ms``, ``ratios`` and ``viol``."""
+    spec = random_scene(seed)
+    with SimWorld(spec, robot=robot.description) as w:
+        frame = w.render()
+        backend.reset()
+        scene = backend.perceive(frame)
+        tasks = [t for t in proposer.propose(scene, 0) if t.action == "stack"]
+        if not tasks:
+            return None
+        row = {"seed": seed, "objects": len(spec.objects), "proposals": len(tasks)}
+        names, q, _, _ = w.joint_state()
+        q0 = np.array([q[names.index(n)] for n in robot.arm_joints])
+        plan, task, tried = None, None, []
+        for t in tasks:
+            p = plan_task(robot, scene, t.object_id, t.target_id, q_start=q0,
+                          max_clearing=args.max_clearing, max_moves=args.max_moves,
+                          reference_time=args.reference_time)
+            tried.append({"task": t.description, "status": p.status.value,
+                          "reason": p.reason[:600], "planning_s": round(p.planning_time, 2)})
+            if p.cleared:
+                tried[-1]["cleared"] = [oid for oid, _ in p.cleared]
+            motion_ms += [1000 * m.planning_time for m in p.motions]
+            if p.success:
+                plan, task = p, t
+                break
+        row["tried"] = tried
+        if plan is None:
+            row.update(planned=False, picked=False, stacked=False)
+            return row
+        for m in plan.motions:
+            if m.sampled and math.isfinite(m.reference_length) and m.reference_length > 0:
+                ratios.append(m.length / m.reference_length)
+        v = limit_violations(plan.trajectory, nominal)
+        for k in viol:
+            viol[k] += v[k]
+        a_body = truth_object(w, scene, task.object_id)
+        b_body = truth_object(w, scene, task.target_id)
+        dz = execute(w, plan.trajectory, a_body.body, plan.stage("lift"))
+        a_pose, a_ext = w.object_box(a_body)
+        b_pose, b_ext = w.object_box(b_body)
+        dxy = float(np.linalg.norm(a_pose.position[:2] - b_pose.position[:2]))
+        gap = float((a_pose.position[2] - a_ext[2] / 2) - (b_pose.position[2] + b_ext[2] / 2))
+        row.update(planned=True, task=task.description, cleared=[c for c, _ in plan.cleared],
+                   picked=bool(dz >= 0.03), stacked=bool(dxy < 0.02 and abs(gap) < 0.01),
+                   lift_m=round(dz, 4), offset_cm=round(100 * dxy, 2),
+                   gap_cm=round(100 * gap, 2), planning_s=round(plan.planning_time, 3),
+                   grasp=describe_grasp(plan), violations=v)
+        return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenes", type=int, default=100)
     ap.add_argument("--seed0", type=int, default=5000)
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="run exactly these seeds (for diagnosis; --scenes and --seed0 ignored)")
     ap.add_argument("--reference-time", type=float, default=0.0,
                     help="seconds of long-run RRT* per sampled motion, for path-length ratios")
     ap.add_argument("--max-clearing", type=int, default=3,
@@ -93,71 +148,33 @@ def main() -> None:
     proposer = GeometricProposer()
     robot = RobotModel(args.robot)
     nominal = robot.joint_limits(nominal=True)
-    rows, skipped, seed = [], [], args.seed0
+    rows, skipped = [], []
     motion_ms, ratios, viol = [], [], {"joint": 0, "velocity": 0, "acceleration": 0}
     t_start = time.time()
-    while len(rows) < args.scenes and seed < args.seed0 + 10 * args.scenes:
-        spec = random_scene(seed)
-        with SimWorld(spec, robot=robot.description) as w:
-            frame = w.render()
-            backend.reset()
-            scene = backend.perceive(frame)
-            tasks = [t for t in proposer.propose(scene, 0) if t.action == "stack"]
-            if not tasks:
-                skipped.append(seed)
-                seed += 1
-                continue
-            row = {"seed": seed, "objects": len(spec.objects), "proposals": len(tasks)}
-            names, q, _, _ = w.joint_state()
-            q0 = np.array([q[names.index(n)] for n in robot.arm_joints])
-            plan, task, tried = None, None, []
-            for t in tasks:
-                p = plan_task(robot, scene, t.object_id, t.target_id, q_start=q0,
-                              max_clearing=args.max_clearing, max_moves=args.max_moves,
-                              reference_time=args.reference_time)
-                tried.append({"task": t.description, "status": p.status.value})
-                if p.cleared:
-                    tried[-1]["cleared"] = [oid for oid, _ in p.cleared]
-                motion_ms += [1000 * m.planning_time for m in p.motions]
-                if p.success:
-                    plan, task = p, t
-                    break
-            row["tried"] = tried
-            if plan is None:
-                row.update(planned=False, picked=False, stacked=False)
-                rows.append(row)
-                seed += 1
-                continue
-            for m in plan.motions:
-                if m.sampled and math.isfinite(m.reference_length) and m.reference_length > 0:
-                    ratios.append(m.length / m.reference_length)
-            v = limit_violations(plan.trajectory, nominal)
-            for k in viol:
-                viol[k] += v[k]
-            a_body = truth_object(w, scene, task.object_id)
-            b_body = truth_object(w, scene, task.target_id)
-            lift = plan.stage("lift")
-            dz = execute(w, plan.trajectory, a_body.body, lift)
-            a_pose, a_ext = w.object_box(a_body)
-            b_pose, b_ext = w.object_box(b_body)
-            dxy = float(np.linalg.norm(a_pose.position[:2] - b_pose.position[:2]))
-            gap = float((a_pose.position[2] - a_ext[2] / 2) - (b_pose.position[2] + b_ext[2] / 2))
-            picked = dz >= 0.03
-            stacked = dxy < 0.02 and abs(gap) < 0.01
-            row.update(planned=True, task=task.description, cleared=[c for c, _ in plan.cleared],
-                       picked=bool(picked),
-                       stacked=bool(stacked), lift_m=round(dz, 4), offset_cm=round(100 * dxy, 2),
-                       gap_cm=round(100 * gap, 2), planning_s=round(plan.planning_time, 3),
-                       violations=v)
-            rows.append(row)
-        seed += 1
+    seeds = (iter(args.seeds) if args.seeds else
+             iter(range(args.seed0, args.seed0 + 10 * args.scenes)))
+    limit = len(args.seeds) if args.seeds else args.scenes
+    last = args.seed0
+    for seed in seeds:
+        if len(rows) >= limit:
+            break
+        last = seed
+        row = run_scene(seed, args, backend, proposer, robot, nominal, motion_ms, ratios, viol)
+        if row is None:
+            skipped.append(seed)
+            continue
+        rows.append(row)
+        print(f"{seed}: {'stacked' if row['stacked'] else 'FAILED'} "
+              f"{row.get('task', '')} {[t['status'] for t in row['tried']]}"
+              + (f" offset {row['offset_cm']} cm" if row["planned"] else ""), flush=True)
+    seed = last + 1
     n = len(rows)
     picked = sum(r["picked"] for r in rows)
     stacked = sum(r["stacked"] for r in rows)
     failed = sum(r["picked"] and not r["stacked"] for r in rows)
     res = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "robot": robot.name,
            "scenes": n,
-           "seeds": [args.seed0, seed - 1], "skipped_no_stack_proposal": len(skipped),
+           "seeds": args.seeds or [args.seed0, seed - 1], "skipped_no_stack_proposal": len(skipped),
            "planned": sum(r["planned"] for r in rows),
            "with_clearing_move": sum(bool(r.get("cleared")) for r in rows),
            "picked_pct": 100 * picked / n, "picked_but_failed_pct": 100 * failed / n,

@@ -25,7 +25,7 @@ circle for cylinders and spheres).
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -292,12 +292,15 @@ FREE_AREA = ((0.35, 0.70), (-0.30, 0.30))
 
 def free_spot(objects: Sequence[ObjectPrior], prior: ObjectPrior, margin: float = 0.02, min_move: float = 0.08, step: float = 0.02,
               keep_away: Sequence[ObjectPrior] = (), keep_away_margin: float = 0.10,
-              area: tuple[tuple[float, float], tuple[float, float]] = FREE_AREA
+              area: tuple[tuple[float, float], tuple[float, float]] = FREE_AREA,
+              accept: Optional[Callable[[np.ndarray], bool]] = None, max_tries: int = 8
               ) -> Optional[np.ndarray]:
     """A free place (x, y) on the table for ``prior``, nearest its current place but at least
     ``min_move`` from it: a disc around the object (its half diagonal plus ``margin``) keeps clear
     of every other object's footprint, and of those in ``keep_away`` by ``keep_away_margin``
-    (room for the hand next to them). None when the table has no such place."""
+    (room for the hand next to them). With ``accept`` (e.g. the arm reaches it), the nearest of
+    the free places it accepts, asking it about the ``max_tries`` nearest at most, 4 cm apart
+    at least. None when the table has no such place."""
     r = 0.5 * float(np.hypot(prior.size[0], prior.size[1]))
     xs = np.arange(area[0][0], area[0][1], step)
     ys = np.arange(area[1][0], area[1][1] + 1e-9, step)
@@ -312,4 +315,17 @@ def free_spot(objects: Sequence[ObjectPrior], prior: ObjectPrior, margin: float 
     if not ok.any():
         return None
     cands = grid[ok]
-    return cands[int(np.argmin(np.linalg.norm(cands - prior.center[:2], axis=1)))]
+    order = np.argsort(np.linalg.norm(cands - prior.center[:2], axis=1), kind="stable")
+    if accept is None:
+        return cands[int(order[0])]
+    asked: list[np.ndarray] = []
+    for i in order:
+        c = cands[int(i)]
+        if any(np.linalg.norm(c - a) < 0.04 for a in asked):
+            continue
+        if accept(c):
+            return c
+        asked.append(c)
+        if len(asked) >= max_tries:
+            break
+    return None

@@ -33,6 +33,8 @@ class CartesianResult:
     path: Optional[np.ndarray] = None      # IK solutions along the line (K, dof)
     timed: Optional[TimedPath] = None
     reason: str = ""
+    #: Where a move stopped for a collision: the colliding pairs (robot link or "held", other).
+    contacts: tuple[tuple[str, str], ...] = ()
 
 
 def _profile(length: float, v: float, a: float, j: float) -> Trajectory:
@@ -67,8 +69,7 @@ def straight_line(robot: RobotModel, scene: Optional[PlanningScene], q0: np.ndar
     slerp = Slerp([0.0, 1.0], Rotation.concatenate([start.rotation, target.rotation]))
     Q = [q0]
     if scene is not None and not scene.is_valid(q0):
-        pairs = ", ".join(f"{a}-{b}" for a, b, _ in scene.collisions(q0)[:3])
-        return CartesianResult(False, None, reason=f"collision along the line ({pairs})")
+        return _collided(scene, q0, None)
     s = 1.0
     for k in range(1, n + 1):
         s = k / n
@@ -83,9 +84,7 @@ def straight_line(robot: RobotModel, scene: Optional[PlanningScene], q0: np.ndar
         if scene is not None:
             for qc in (0.5 * (Q[-1] + q), q):
                 if not scene.is_valid(qc):
-                    pairs = ", ".join(f"{a}-{b}" for a, b, _ in scene.collisions(qc)[:3])
-                    return CartesianResult(False, np.array(Q),
-                                           reason=f"collision along the line ({pairs})")
+                    return _collided(scene, qc, np.array(Q))
         Q.append(q)
         if stop is not None and s * length >= (min_length or 0.0) - 1e-9 and stop(q):
             break
@@ -96,6 +95,15 @@ def straight_line(robot: RobotModel, scene: Optional[PlanningScene], q0: np.ndar
     except RuntimeError as e:
         return CartesianResult(False, Q, reason=f"unreachable: {e}")
     return CartesianResult(True, Q, timed)
+
+
+def _collided(scene: PlanningScene, q: np.ndarray, path: Optional[np.ndarray]
+              ) -> CartesianResult:
+    """The failed move's result at the colliding configuration ``q``."""
+    hits = scene.collisions(q)
+    pairs = ", ".join(f"{a}-{b}" for a, b, _ in hits[:3])
+    return CartesianResult(False, path, reason=f"collision along the line ({pairs})",
+                           contacts=tuple((a, b) for a, b, _ in hits))
 
 
 def time_line(robot: RobotModel, Q: np.ndarray, length: float, speed: float, accel: float,

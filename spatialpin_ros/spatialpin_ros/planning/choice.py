@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
@@ -83,6 +83,8 @@ class ChoiceContext:
     fine_clearance: float
     speed: float
     dt: float
+    #: Placements found to fail whatever the grasp (``placement_keys``), filled by ``choose``.
+    dead: set = field(default_factory=set, compare=False)
 
 
 def above(robot: RobotModel, ps: PlanningScene, pose: Pose, seed: np.ndarray,
@@ -156,11 +158,18 @@ def _with_grasp(robot, ps, g: Grasp, c: ChoiceContext, support_allow, check_canc
     ps.attach(obj.id, q_g, min(g.preshape, g.width / 2))
     try:
         # A neighbour the object already touches (perceived boxes of touching objects overlap
-        # by a few millimetres) may keep touching it on the way straight up: the overlap does
-        # not grow. The gripper is still checked against it.
+        # by a few millimetres, more where one is misperceived) may keep touching it on the way
+        # straight up: the overlap does not grow. So may the closed fingers, lying on the
+        # object's sides, where such a neighbour's box reaches into the object's (the open
+        # fingers came down clear of it: it is not in their way); the rest of the gripper is
+        # still checked against it.
         with ps.fine(c.fine_clearance):
-            touching = sorted({b for a, b, _ in ps.collisions(q_g) if a == "held"})
+            hits = ps.collisions(q_g)
+        touching = sorted({b for a, b, _ in hits if a == "held"})
+        fingers = set(robot.description.gripper.finger_links)
+        pressed = sorted({b for a, b, _ in hits if a in fingers and b in touching})
         with ps.allow([obj.id] + support_allow), ps.allow(touching, robot_links=[]), \
+                ps.allow(pressed, robot_links=robot.finger_links, attached=False), \
                 ps.fine(c.fine_clearance):
             lift = _timed_line(robot, ps, q_g, raised(g.pose, c.approach_height + RAISE), c,
                                min_length=c.approach_height, stop=ps.is_valid_strict)
@@ -189,24 +198,61 @@ def _with_grasp(robot, ps, g: Grasp, c: ChoiceContext, support_allow, check_canc
         ps.move_object(obj.id, obj.pose)
 
 
+def placement_keys(g: Grasp, pl: Placement) -> tuple[tuple, tuple]:
+    """Keys (to the millimetre) of what decides whether placement ``pl`` with grasp ``g`` can
+    be put down: the object's pose alone (where the held object collides), and that with the
+    hand's pose and opening (where the gripper collides: the same for every grasp that holds
+    the object the same way)."""
+    obj = (tuple(np.round(pl.object_pose.position, 3)),
+           tuple(np.round(pl.object_pose.quaternion, 3)))
+    return (("object",) + obj, ("hand",) + obj + (tuple(np.round(pl.pose.position, 3)),
+            tuple(np.round(pl.pose.quaternion, 3)), round(float(g.preshape), 3),
+            round(float(g.width), 3)))
+
+
+def _dead_after_lower(robot: RobotModel, line: CartesianResult, keys: tuple[tuple, tuple],
+                      dead: set) -> None:
+    """Remember a placement whose lowering collided with the held object or the gripper
+    only: no other grasp holding the object the same way gets it down either (an arm link's
+    collision depends on the IK solution, and is not remembered)."""
+    who = {a for a, _ in line.contacts}
+    hand = set(robot.description.gripper.finger_links) | set(
+        robot.description.gripper.hand_links) | {"held"}
+    if who and who <= {"held"}:
+        dead.add(keys[0])
+    elif who and who <= hand:
+        dead.add(keys[1])
+
+
 def _with_placement(robot, ps, g, pl: Placement, q_g, desc, lift, q_pre, c: ChoiceContext,
                     allow_place, rejected: list[Rejection]) -> Optional[Choice]:
-    """The choice with placement ``pl`` (the object held), or None with why not."""
+    """The choice with placement ``pl`` (the object held), or None with why not. A placement
+    already found to fail whatever the grasp (``ChoiceContext.dead``) is skipped."""
     obj = c.obj
+    keys = placement_keys(g, pl)
+    if keys[0] in c.dead or keys[1] in c.dead:
+        return None
     where = np.round(pl.object_pose.position, 3).tolist()
     with ps.allow(allow_place), ps.fine(c.fine_clearance):
         if not ps.held_clear_at(pl.object_pose):
             _blocked(rejected, f"place: the held object would touch a neighbour at {where}")
+            c.dead.add(keys[0])
             return None
+    reach = ("reach", tuple(np.round(pl.pose.position, 3)), tuple(np.round(pl.pose.quaternion, 2)))
+    if reach in c.dead:
+        return None
     q_pp, why = above(robot, ps, pl.pose, lift.end, c.approach_height, "pre-place")
     if q_pp is None:
         rejected.append(Rejection(why.status, f"{why.reason} (placement at {where})"))
+        if why.status is PlanStatus.UNREACHABLE:
+            c.dead.add(reach)   # no IK above this hand pose: none for the next grasp either
         return None
     pl.preplace = robot.fk(q_pp)
     with ps.allow(allow_place), ps.fine(c.fine_clearance):
         lower = _timed_line(robot, ps, q_pp, pl.pose, c)
     if not lower.line.success:
         _blocked(rejected, f"lower: {lower.line.reason}")
+        _dead_after_lower(robot, lower.line, keys, c.dead)
         return None
     # Retreat after letting go: the object stands on the target.
     att = ps.attached

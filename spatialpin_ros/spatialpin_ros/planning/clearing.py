@@ -4,20 +4,21 @@ that block the task to free spots on the table, then does the task, as one traje
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from spatialpin_ros.core.plan_status import PlanStatus
 from spatialpin_ros.core.stacking import bottom_z, free_spot
-from spatialpin_ros.core.types import Pose, Scene
+from spatialpin_ros.core.types import ObjectPrior, Pose, Scene
 from spatialpin_ros.planning.pick_place import plan_pick_and_place
-from spatialpin_ros.planning.robot import RobotModel
+from spatialpin_ros.planning.robot import RobotModel, top_down_pose
 from spatialpin_ros.planning.scene import support_z
 from spatialpin_ros.planning.scene_queries import blockers
-from spatialpin_ros.planning.task_plan import TaskPlan
+from spatialpin_ros.planning.task_plan import PickPlaceConfig, TaskPlan
 
 #: Statuses after which no further clearing move is tried.
 _FINAL = (PlanStatus.CANCELLED, PlanStatus.TIMEOUT)
@@ -48,6 +49,29 @@ class _Clearing:
                                    self.place_pose, q, finger_start=f,
                                    time_limit=max(self.left(), 0.0),
                                    **(self.kwargs if kwargs is None else kwargs))
+
+
+def reaches_down(robot: RobotModel, b: ObjectPrior, z: float, kwargs: dict
+                 ) -> Callable[[np.ndarray], bool]:
+    """Whether the arm reaches (x, y) top down to put ``b`` there with its centre at height
+    ``z``: an IK solution for the TCP where it would let go (``grasp_depth`` below the object's
+    top) and ``approach_height`` above that, at one of the headings a grasp of ``b`` may have
+    (its sides, a quarter turn apart). A spot the arm cannot reach (too near its base, too
+    far) would cost every grasp and placement of the move its IK attempts, and fail."""
+    depth = kwargs.get("grasp_depth", PickPlaceConfig.grasp_depth)
+    up = kwargs.get("approach_height", PickPlaceConfig.approach_height)
+    h = float(b.center[2]) - bottom_z(b)
+    tcp_z = z + h - min(depth, 1.5 * h)
+    yaw = b.pose.yaw()
+
+    def ok(xy: np.ndarray) -> bool:
+        for turn in (0.0, math.pi / 2):
+            q = robot.ik(top_down_pose([xy[0], xy[1], tcp_z], yaw + turn), restarts=1)
+            if q is not None and robot.ik(top_down_pose([xy[0], xy[1], tcp_z + up],
+                                                        yaw + turn), q, restarts=1) is not None:
+                return True
+        return False
+    return ok
 
 
 def _moved_points(kwargs: dict, b, spot_pose: Pose) -> dict:
@@ -117,11 +141,12 @@ def _one_move(c: _Clearing, scene: Scene, b, q_start, finger_start):
     move, for a second one (blocker id, spot, move plan, scene after, task plan, the keyword
     arguments after it: the perceived points moved along)."""
     keep = [scene.get(c.object_id)] + ([scene.get(c.target_id)] if c.target_id else [])
-    spot = free_spot(scene.objects, b, keep_away=keep)
-    if spot is None:
-        c.tried.append(f"no free spot for {b.id!r}")
-        return None
     z = support_z(scene) + float(b.center[2]) - bottom_z(b)
+    spot = free_spot(scene.objects, b, keep_away=keep,
+                     accept=reaches_down(c.robot, b, z, c.kwargs))
+    if spot is None:
+        c.tried.append(f"no free spot within reach for {b.id!r}")
+        return None
     spot_pose = Pose([spot[0], spot[1], z], b.pose.quaternion)
     move = plan_pick_and_place(c.robot, scene, b.id, place_pose=spot_pose, q_start=q_start,
                                finger_start=finger_start, time_limit=c.left(),

@@ -1,0 +1,164 @@
+"""How the planner searches (ROS-free): the IK's rotation error and its early stop, and the
+free spots a clearing move may use (only where the arm reaches them)."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from spatialpin_ros.core.stacking import free_spot
+from spatialpin_ros.core.types import ObjectPrior, Pose
+from spatialpin_ros.planning import RobotModel, top_down_pose
+from spatialpin_ros.planning.clearing import reaches_down
+from spatialpin_ros.planning.robot import _rot_error
+
+
+def box(id_, xy, size=(0.05, 0.05, 0.05)):
+    return ObjectPrior(id=id_, label=id_, shape="box", size=np.array(size, dtype=float),
+                       pose=Pose.from_yaw([xy[0], xy[1], size[2] / 2], 0.0))
+
+
+@pytest.fixture(scope="module")
+def kuka():
+    r = RobotModel("kuka_iiwa")
+    yield r
+    r.close()
+
+
+def test_rotation_error_is_scipys_rotation_vector():
+    rng = np.random.default_rng(3)
+    for angle in (0.0, 1e-9, 1e-4, 0.3, 2.0, math.pi - 2e-3, math.pi - 1e-4):
+        for _ in range(50):
+            A = Rotation.random(random_state=rng)
+            axis = rng.normal(size=3)
+            B = Rotation.from_rotvec(angle * axis / np.linalg.norm(axis)) * A
+            want = (B * A.inv()).as_rotvec()
+            got = _rot_error(B.as_matrix(), A.as_matrix())
+            # At a half turn +axis and -axis are the same rotation.
+            assert min(np.abs(got - want).max(), np.abs(got + want).max()) < 1e-8
+
+
+def test_ik_still_solves_reachable_poses_and_gives_up_fast_on_unreachable_ones(kuka):
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        q = rng.uniform(kuka.lower, kuka.upper)
+        target = kuka.fk(q)
+        sol = kuka.ik(target, q + rng.normal(scale=0.1, size=kuka.dof))
+        assert sol is not None
+        assert np.linalg.norm(kuka.fk(sol).position - target.position) < 0.005
+    # Top down 0.3 m from the base at the table: the elbow cannot fold that far. The early
+    # stop keeps the failed search short (seed, PyBullet's IK and six restarts).
+    _, ep, _ = kuka._dls(kuka.home, np.array([0.3, 0.0, 0.03]),
+                             top_down_pose([0.3, 0.0, 0.03], 0.0).rotation.as_matrix(),
+                             iters=100)
+    assert ep > 0.005
+    assert kuka.ik(top_down_pose([0.3, 0.0, 0.03], 0.0)) is None
+
+
+def test_free_spot_asks_accept_nearest_first_and_gives_up():
+    a = box("a", (0.5, 0.0))
+    asked = []
+
+    def far_only(xy):
+        asked.append(xy.copy())
+        return bool(xy[0] > 0.6)
+
+    xy = free_spot([a], a, accept=far_only, max_tries=50)
+    assert xy is not None and xy[0] > 0.6
+    d = [np.linalg.norm(p - a.center[:2]) for p in asked]
+    assert d == sorted(d) and len(asked) > 1
+    # Asked spots keep 4 cm apart; at most max_tries are asked.
+    asked.clear()
+    assert free_spot([a], a, accept=lambda xy: asked.append(xy) or False, max_tries=5) is None
+    assert len(asked) == 5
+    assert min(np.linalg.norm(p - q) for i, p in enumerate(asked) for q in asked[i + 1:]) >= 0.04
+    # Without accept, the nearest free place, as before.
+    assert np.linalg.norm(free_spot([a], a) - a.center[:2]) == pytest.approx(0.08, abs=0.021)
+
+
+def test_a_clearing_move_only_goes_where_the_arm_reaches_down(kuka):
+    b = box("b", (0.5, 0.0))
+    ok = reaches_down(kuka, b, 0.025, {})
+    assert ok(np.array([0.55, 0.1]))
+    assert not ok(np.array([0.30, 0.05]))     # too near the iiwa's base to reach down
+    assert not ok(np.array([1.2, 0.0]))       # beyond its reach
+
+
+@pytest.fixture(scope="module")
+def xarm():
+    r = RobotModel("xarm6")
+    yield r
+    r.close()
+
+
+def test_a_placement_that_fails_whatever_the_grasp_is_remembered(xarm):
+    from spatialpin_ros.planning.cartesian import CartesianResult
+    from spatialpin_ros.planning.choice import _dead_after_lower, placement_keys
+    from spatialpin_ros.planning.grasps import Grasp, Placement
+    pose = top_down_pose([0.5, 0.0, 0.1], 0.3)
+    g = Grasp("a", pose, pose, pose, 0.3, 0.04, 0.035, 0.01, 0.025)
+    pl = Placement(Pose.from_yaw([0.5, 0.0, 0.08], 0.3), pose, pose, pose, "b", 1.0)
+    keys = placement_keys(g, pl)
+    finger = xarm.description.gripper.finger_links[0]
+    arm_link = next(n for n in xarm.link_index if n not in xarm.description.gripper.finger_links
+                    and n not in xarm.description.gripper.hand_links)
+    for contacts, want in (((("held", "c"),), {keys[0]}),
+                           ((("held", "c"), (finger, "c")), {keys[1]}),
+                           (((arm_link, "c"), (finger, "c")), set())):
+        dead = set()
+        _dead_after_lower(xarm, CartesianResult(False, contacts=contacts), keys, dead)
+        assert dead == want
+    # Another grasp holding the object the same way has the same hand key; the object key
+    # does not depend on the hand.
+    g2 = Grasp("a", pose, pose, pose, 0.3, 0.04, 0.035, 0.01, 0.015)
+    assert placement_keys(g2, pl) == keys
+
+
+def _prior(id_, shape, xyz, size, yaw_deg):
+    return ObjectPrior(id=id_, label=id_, shape=shape, size=np.array(size, dtype=float),
+                       pose=Pose.from_yaw(xyz, math.radians(yaw_deg)))
+
+
+def test_closed_fingers_may_rise_from_a_neighbour_box_that_reaches_into_the_object(xarm):
+    from spatialpin_ros.core.types import CameraModel, Scene
+    from spatialpin_ros.planning import plan_pick_and_place
+    from spatialpin_ros.core.plan_status import PlanStatus
+    # Perceived as in a development scene: a ball beside the red block seen as a box 1.3 cm
+    # off, reaching 1 cm into the block's box. The fingers closing across the block (clear
+    # of the neighbour when open) end inside that box.
+    red = _prior("red", "box", [0.58, -0.161, 0.0255], [0.043, 0.041, 0.051], 13)
+    black = _prior("black", "box", [0.547, -0.178, 0.0255], [0.044, 0.035, 0.051], 19)
+    cyan = _prior("cyan", "box", [0.421, -0.181, 0.029], [0.061, 0.068, 0.058], 77)
+    scene = Scene("t", [red, black, cyan], CameraModel.from_fov(64, 48, 58), Pose(),
+                  support_plane=np.array([0, 0, 1.0, 0]))
+    plan = plan_pick_and_place(xarm, scene, "red", "cyan", time_limit=30)
+    assert plan.status is PlanStatus.OK, plan.reason
+
+
+
+def test_a_collision_check_does_not_depend_on_the_checks_before_it(kuka):
+    from spatialpin_ros.core.types import CameraModel, Scene
+    from spatialpin_ros.planning.cartesian import straight_line
+    from spatialpin_ros.planning.scene import TABLE, PlanningScene
+    # A development scene: the fingers lowered beside a neighbour (red) onto a block (black).
+    # Bullet's persistent contact manifolds kept points of earlier queries (normals across the
+    # motion, depth unchanged): the grasp read as free, then, after the checks of the straight
+    # line down to it, 4 cm deep in the neighbour, and the descent failed.
+    red = _prior("red", "box", [0.5796, -0.1608, 0.0255], [0.043, 0.041, 0.051], 12.5)
+    black = _prior("black", "box", [0.547, -0.178, 0.0255], [0.044, 0.035, 0.051], 19)
+    scene = Scene("t", [red, black], CameraModel.from_fov(64, 48, 58), Pose(),
+                  support_plane=np.array([0, 0, 1.0, 0]))
+    ps = PlanningScene(kuka, scene)
+    ps.finger_width = 0.0323
+    yaw = math.radians(19)
+    grasp = top_down_pose([0.547, -0.178, 0.0255], yaw)
+    q_pre = kuka.ik(top_down_pose([0.547, -0.178, 0.1255], yaw))
+    q_g = kuka.ik(grasp, q_pre)
+    with ps.allow(["black", TABLE]), ps.fine(0.004):
+        before = ps.is_valid(q_g)
+        line = straight_line(kuka, ps, q_pre, grasp)
+        assert ps.is_valid(q_g) == before
+        assert line.success == before, line.reason
+    assert before
+    ps.close()
