@@ -117,6 +117,10 @@ PARAMS = {
     "geometric.top_circle_ratio": Param(1.25, "geometric backend: no cylinder whose diameter "
                                         "exceeds this many times the diagonal of its seen top "
                                         "face (a box face fits a circle of any size)", positive),
+    "geometric.corner_share": Param(0.06, "geometric backend: a top face with more than this "
+                                    "share of its points in its rectangle's corners (by two "
+                                    "standard deviations) is a box's, not a can's or a ball's "
+                                    "(0: off)", non_negative),
     "world_frame": Param("world", "World frame id of the published priors (z up)"),
     "rgb_only": Param(False, "RGB camera without depth: process colour alone (camera_info when "
                       "published, else intrinsics from models.fov_deg); needs the models backend "
@@ -498,6 +502,7 @@ class PerceptionNode(Node):
                     "sink_tolerance": float(p.geometric_sink_tolerance),
                     "carry_margin": float(p.geometric_carry_margin),
                     "top_circle_ratio": float(p.geometric_top_circle_ratio),
+                    "corner_share": float(p.geometric_corner_share),
                     "join_share": float(p.geometric_join_share),
                     "plane_frame": p.plane_frame}
         if p.backend != "models":
