@@ -63,9 +63,8 @@ def _square_top_t(xy, band, yaw, p: ShapeParams):
     (K, N, 2) fills the corners of its rectangle along ``yaw`` (K,)."""
     if p.corner_share <= 0:
         return torch.zeros(band.shape[0], dtype=torch.bool, device=band.device)
-    c, s = torch.cos(yaw)[:, None], torch.sin(yaw)[:, None]
-    u = xy[..., 0] * c + xy[..., 1] * s
-    w = xy[..., 1] * c - xy[..., 0] * s
+    loc = rotate_local(xy, torch.zeros_like(xy[:, 0]), yaw)
+    u, w = loc[..., 0], loc[..., 1]
     (lu, hu), (lw, hw) = mquantiles([u, w], band, (0.02, 0.98))
     un = (2 * u - (lu + hu)[:, None]).abs() > p.corner * (hu - lu)[:, None]
     wn = (2 * w - (lw + hw)[:, None]).abs() > p.corner * (hw - lw)[:, None]
