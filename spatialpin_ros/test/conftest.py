@@ -22,6 +22,25 @@ def rclpy_context():
     rclpy.try_shutdown()
 
 
+def _robot(name: str):
+    from spatialpin_ros.planning.robot import RobotModel
+    r = RobotModel(name)
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def xarm():
+    """The xArm6 robot model (planning only, no GUI), one per test module."""
+    yield from _robot("xarm6")
+
+
+@pytest.fixture(scope="module")
+def kuka():
+    """The KUKA iiwa with its WSG-50 (planning only), one per test module."""
+    yield from _robot("kuka_iiwa")
+
+
 def spin_until(executor, predicate, timeout: float = 20.0, step: float = 0.05) -> bool:
     """Spin ``executor`` until ``predicate()`` holds or ``timeout`` seconds pass."""
     import time

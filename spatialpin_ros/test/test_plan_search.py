@@ -9,7 +9,7 @@ from scipy.spatial.transform import Rotation
 
 from spatialpin_ros.core.stacking import free_spot
 from spatialpin_ros.core.types import ObjectPrior, Pose
-from spatialpin_ros.planning import RobotModel, top_down_pose
+from spatialpin_ros.planning import top_down_pose
 from spatialpin_ros.planning.clearing import reaches_down
 from spatialpin_ros.planning.robot import _rot_error
 
@@ -17,13 +17,6 @@ from spatialpin_ros.planning.robot import _rot_error
 def box(id_, xy, size=(0.05, 0.05, 0.05)):
     return ObjectPrior(id=id_, label=id_, shape="box", size=np.array(size, dtype=float),
                        pose=Pose.from_yaw([xy[0], xy[1], size[2] / 2], 0.0))
-
-
-@pytest.fixture(scope="module")
-def kuka():
-    r = RobotModel("kuka_iiwa")
-    yield r
-    r.close()
 
 
 def test_rotation_error_is_scipys_rotation_vector():
@@ -83,13 +76,6 @@ def test_a_clearing_move_only_goes_where_the_arm_reaches_down(kuka):
     assert ok(np.array([0.55, 0.1]))
     assert not ok(np.array([0.30, 0.05]))     # too near the iiwa's base to reach down
     assert not ok(np.array([1.2, 0.0]))       # beyond its reach
-
-
-@pytest.fixture(scope="module")
-def xarm():
-    r = RobotModel("xarm6")
-    yield r
-    r.close()
 
 
 def test_a_placement_that_fails_whatever_the_grasp_is_remembered(xarm):

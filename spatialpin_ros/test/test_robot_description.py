@@ -76,13 +76,6 @@ def test_shipped_robots_load_and_name_their_parts():
         assert set(d.gripper.joints) <= set(d.joint_names)
 
 
-@pytest.fixture(scope="module")
-def xarm():
-    r = RobotModel("xarm6")
-    yield r
-    r.close()
-
-
 def test_xarm6_kinematics_gripper_and_limits_come_from_its_description(xarm):
     assert xarm.dof == 6 and len(xarm.joint_names) == 12
     home = xarm.fk(xarm.home)

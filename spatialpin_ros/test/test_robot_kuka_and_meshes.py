@@ -25,13 +25,6 @@ DATA = Path(pybullet_data.getDataPath())
 CAM = CameraModel.from_fov(64, 48, 58)
 
 
-@pytest.fixture(scope="module")
-def kuka():
-    r = RobotModel("kuka_iiwa")
-    yield r
-    r.close()
-
-
 def test_the_kuka_iiwa_with_its_wsg50_loads_from_its_description(kuka):
     assert "kuka_iiwa" in available_robots()
     d = kuka.description
