@@ -126,6 +126,31 @@ def test_everyday_scene_loads_with_its_objects_on_the_table():
             assert (seg == t.body).sum() > 200, f"{t.name} not in view"
 
 
+def test_a_tilted_blob_has_a_tight_true_box_resting_on_what_it_rests_on():
+    # A random_urdfs blob settles tilted; its load-time box carried with the body then reaches
+    # centimetres below the table. The truth reports the tight gravity-aligned box of its
+    # collision hull: bottom on the table, upright, inside the rigid box.
+    from spatialpin_ros.core.stacking import bottom_z
+    spec = parse_scene({"objects": [{"name": "blob", "shape": "mesh",
+                                     "mesh": "pybullet:random_urdfs/008/008.urdf",
+                                     "position": [0.5, 0.0, 0.0], "yaw_deg": 20}]})
+    with SimWorld(spec) as w:
+        import pybullet as pb
+        pb.resetBasePositionAndOrientation(w.objects[0].body, [0.5, 0.0, 0.1],
+                                           [0.25, 0.1, 0.2, 0.94], physicsClientId=w.client)
+        w.step(480)
+        rigid_pose, rigid_ext = w.object_box(w.objects[0])
+        rigid_bottom = rigid_pose.transform_points(
+            np.array([[sx, sy, sz] for sx in (-.5, .5) for sy in (-.5, .5) for sz in (-.5, .5)])
+            * rigid_ext)[:, 2].min()
+        gt = w.ground_truth().objects[0]
+        z = gt.pose.rotation.as_matrix()[:, 2]
+        assert z[2] == pytest.approx(1.0)
+        assert abs(bottom_z(gt)) < 0.003, f"tight bottom at {bottom_z(gt):.4f} m"
+        assert rigid_bottom < -0.01, "the blob did not tilt: the test tests nothing"
+        assert np.all(gt.size <= rigid_ext.max() + 1e-6) and gt.size[2] < rigid_ext.max()
+
+
 @pytest.mark.parametrize("mix", ["meshes", "mixed"])
 def test_generator_mesh_mixes_give_valid_scenes(mix):
     kinds = set()

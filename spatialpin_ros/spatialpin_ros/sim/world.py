@@ -24,6 +24,7 @@ from spatialpin_ros.core.trajectory import JointLimits, JointTrajectory
 from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, RGBDFrame, Scene, look_at
 from spatialpin_ros.sim.pybullet_client import PyBulletClientOwner
 from spatialpin_ros.sim.robot_body import disable_touching_pairs, load_robot_body
+from spatialpin_ros.sim.truth_boxes import collision_hull_points, gravity_aligned_box
 from spatialpin_ros.sim.scene_spec import PYBULLET_OBJECTS, CameraSpec, ObjectSpec, SceneSpec
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ class SimObject:
     inner_depth: float = 0.0
     truth_shape: str = "other"
     yaw_symmetric: bool = False
+    #: Collision-mesh vertices in the base frame (irregular mesh bodies only), for a tight true
+    #: box once the body tilts (``truth_boxes``).
+    hull: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -289,6 +293,7 @@ class SimWorld(PyBulletClientOwner):
             inner = self._measure_inner_depth(body, lo, hi) if container else 0.0
             local_center = (lo + hi) / 2 - np.array([0, 0, 5.0])
             extents = hi - lo
+            hull = collision_hull_points(c, body, lo, hi)
             if pb.getDynamicsInfo(body, -1, physicsClientId=c)[0] == 0 or o.mass is not None:
                 # A static URDF (the tray) becomes a light dynamic object.
                 mass = o.mass if o.mass is not None else 0.4 * o.scale ** 2
@@ -317,6 +322,7 @@ class SimWorld(PyBulletClientOwner):
             container, inner = asset.container, asset.inner_depth
             kind, noun = o.mesh, {"printed_box": "box"}.get(o.mesh, o.mesh)
             truth_shape, symmetric = asset.truth_shape, asset.symmetric
+            hull = None
         center = [o.position[0], o.position[1], self._mesh_z(o, extents[2] / 2)]
         pos = np.asarray(center) - rot.apply(local_center)
         pb.resetBasePositionAndOrientation(body, pos.tolist(), quat, physicsClientId=c)
@@ -326,7 +332,7 @@ class SimWorld(PyBulletClientOwner):
                               restitution=0.0, physicsClientId=c)
         return SimObject(o, body, np.asarray(local_center, float), np.asarray(extents, float),
                          kind=kind, noun=noun, container=container, inner_depth=float(inner),
-                         truth_shape=truth_shape, yaw_symmetric=symmetric)
+                         truth_shape=truth_shape, yaw_symmetric=symmetric, hull=hull)
 
     def _measure_inner_depth(self, body: int, lo, hi) -> float:
         """Depth of a hollow body from its top down to the deepest point rays straight down
@@ -386,13 +392,21 @@ class SimWorld(PyBulletClientOwner):
         center = base.transform_points(obj.local_center)
         return Pose(center, base.quaternion), obj.extents.copy()
 
+    def true_box(self, obj: SimObject) -> tuple[Pose, np.ndarray]:
+        """The box the truth reports: ``object_box``, except for an irregular mesh body, whose
+        box is the tight gravity-aligned box of its collision hull where it now rests."""
+        if obj.hull is None:
+            return self.object_box(obj)
+        pos, quat = pb.getBasePositionAndOrientation(obj.body, physicsClientId=self.client)
+        return gravity_aligned_box(Pose(pos, quat), obj.hull)
+
     def ground_truth(self, segmentation: Optional[np.ndarray] = None,
                      scene_id: str = "") -> Scene:
         """The true scene as a Scene (for scoring only: the pipeline never reads it). With a
         segmentation image, each object's roi and visible pixel count are filled in."""
         priors = []
         for o in self.objects:
-            pose, ext = self.object_box(o)
+            pose, ext = self.true_box(o)
             roi, npx = (0, 0, 0, 0), 0
             if segmentation is not None:
                 mask = segmentation == o.body
