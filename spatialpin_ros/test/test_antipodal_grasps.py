@@ -9,7 +9,7 @@ import pytest
 
 from spatialpin_ros.core.plan_status import PlanFailure, PlanStatus
 from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, Scene
-from spatialpin_ros.planning.antipodal import axis_by_height, cloud_grasps, completed
+from spatialpin_ros.planning.antipodal import axis_by_height, cloud_grasps, completed, looks_round
 from spatialpin_ros.planning.grasps import Hand
 from spatialpin_ros.planning.object_cloud import SceneCloud
 
@@ -91,6 +91,31 @@ def test_an_off_centre_neck_is_found_by_its_own_circle():
     best = cloud_grasps(HAND, p, pts, np.zeros((0, 3)))[0]
     assert best.width < 0.027
     assert np.linalg.norm(best.pose.position[:2] - [0.507, 0.0]) < 0.004
+
+
+def test_a_bottle_left_as_other_is_completed_round_about_its_own_axis():
+    # Perception fitted a box to the visible (camera-side, -x) half: its centre leans 1.5 cm
+    # toward the camera. The layers' circles say where the axis is; layers too thin to fit a
+    # circle take the other layers' axis, not the leaning box centre.
+    pts = bottle_points()
+    sparse_neck = (pts[:, 2] > 0.184) & (pts[:, 2] < 0.192)
+    pts = np.concatenate([pts[~sparse_neck], pts[sparse_neck][::12]])
+    p = prior("bottle", [0.485, 0.0, 0.1], [0.045, 0.07, 0.2], shape="other")
+    assert looks_round(p, pts)
+    axis = axis_by_height(p, pts)
+    assert np.allclose(axis, [0.5, 0.0], atol=0.003)
+    best = cloud_grasps(HAND, p, pts, np.zeros((0, 3)))[0]
+    assert np.linalg.norm(best.pose.position[:2] - [0.5, 0.0]) < 0.004
+
+
+def test_a_box_left_as_other_does_not_look_round():
+    # The two faces a camera sees of a box's corner: no circle fits them within the noise.
+    g = np.arange(-0.04, 0.04, 0.003)
+    zs = np.arange(0.002, 0.1, 0.004)
+    face_a = np.array([[0.5 - 0.04, y, z] for y in g for z in zs])
+    face_b = np.array([[x, -0.04, z] for x in g + 0.5 for z in zs])
+    p = prior("box", [0.5, 0.0, 0.05], [0.08, 0.08, 0.1], shape="other")
+    assert not looks_round(p, np.concatenate([face_a, face_b]))
 
 
 def test_a_bowl_too_wide_to_hold_across_gets_rim_grasps_closed_on_the_wall():

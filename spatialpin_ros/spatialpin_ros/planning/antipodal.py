@@ -123,16 +123,15 @@ def _circle(xy: np.ndarray) -> tuple[np.ndarray, float]:
     return sol[:2], float(np.sqrt(max(sol[2] + sol[0] ** 2 + sol[1] ** 2, 0.0)))
 
 
-def axis_by_height(prior: ObjectPrior, points: np.ndarray, slab: float = 0.01,
-                   min_points: int = 10) -> np.ndarray:
-    """For a round object, the centre (N, 2) of the horizontal circle through each point's
-    ``slab``-thick layer of points (a bottle's neck may stand a few millimetres from where
-    its fitted cylinder says), or the prior's centre where a layer's circle is not credible
-    (too few points, a short arc, a centre far off)."""
+def _layer_circles(prior: ObjectPrior, points: np.ndarray, slab: float,
+                   min_points: int) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """The credible circles of the points' horizontal ``slab``-thick layers: (layer's point
+    mask, centre, rms residual (m)). Credible: ``min_points`` points or more over an arc of
+    90 degrees or more, a radius and centre that the prior's box allows."""
     c0 = np.asarray(prior.center[:2], dtype=float)
-    out = np.tile(c0, (len(points), 1))
     r0 = float(max(prior.size[:2])) / 2
     layer = np.floor(points[:, 2] / slab).astype(int)
+    found = []
     for k in np.unique(layer):
         sel = layer == k
         xy = points[sel, :2]
@@ -144,8 +143,51 @@ def axis_by_height(prior: ObjectPrior, points: np.ndarray, slab: float = 0.01,
             continue
         c, r = _circle(xy)
         if 0.004 < r < 1.3 * r0 + 0.005 and np.linalg.norm(c - c0) < 0.5 * r0 + 0.005:
-            out[sel] = c
+            rms = float(np.sqrt(np.mean((np.linalg.norm(xy - c, axis=1) - r) ** 2)))
+            found.append((sel, c, rms))
+    return found
+
+
+def axis_by_height(prior: ObjectPrior, points: np.ndarray, slab: float = 0.01,
+                   min_points: int = 10) -> np.ndarray:
+    """For a round object, the centre (N, 2) of the horizontal circle through each point's
+    ``slab``-thick layer of points (a bottle's neck may stand a few millimetres from where
+    its fitted cylinder says). Where a layer's circle is not credible (too few points, a short
+    arc, a centre far off), the median of the credible layers' centres: one object has one
+    axis, and the prior's box centre is biased toward the camera when the box is fitted to the
+    visible side only (shape 'other'); that centre only where no layer is credible."""
+    found = _layer_circles(prior, points, slab, min_points)
+    if not found:
+        return np.tile(np.asarray(prior.center[:2], dtype=float), (len(points), 1))
+    weights = np.array([np.count_nonzero(sel) for sel, _, _ in found], dtype=float)
+    centres = np.array([c for _, c, _ in found])
+    fallback = np.array([_weighted_median(centres[:, i], weights) for i in range(2)])
+    out = np.tile(fallback, (len(points), 1))
+    for sel, c, _ in found:
+        out[sel] = c
     return out
+
+
+def looks_round(prior: ObjectPrior, points: np.ndarray, slab: float = 0.01,
+                min_points: int = 10, share: float = 0.6, rms_max: float = 0.003) -> bool:
+    """Whether an object that perception left as 'other' is round by its points: circles
+    that fit their layers within ``rms_max`` (depth noise) hold ``share`` of the points or
+    more, about one vertical axis (centres within a quarter of the box's half-width). A
+    bottle or a mug seen from one side is then completed as round, not by a half turn about
+    a box centre that leans toward the camera."""
+    found = [f for f in _layer_circles(prior, points, slab, min_points) if f[2] <= rms_max]
+    if len(found) < 2:
+        return False
+    held = sum(int(np.count_nonzero(sel)) for sel, _, _ in found)
+    centres = np.array([c for _, c, _ in found])
+    spread = float(np.max(np.linalg.norm(centres - np.median(centres, axis=0), axis=1)))
+    return held >= share * len(points) and spread <= 0.25 * float(max(prior.size[:2]))
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    order = np.argsort(values)
+    cum = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cum, 0.5 * cum[-1])])
 
 
 def completed(prior: ObjectPrior, points: np.ndarray) -> np.ndarray:
@@ -154,6 +196,8 @@ def completed(prior: ObjectPrior, points: np.ndarray) -> np.ndarray:
     (``axis_by_height``), a half turn about the prior's centre otherwise."""
     round_ = prior.shape in ("cylinder", "sphere") or (prior.yaw_symmetric and
                                                         prior.shape != "box")
+    if not round_ and prior.shape == "other":
+        round_ = looks_round(prior, points)
     turns = [k * math.pi / 4 for k in range(8)] if round_ else [0.0, math.pi]
     axis = (axis_by_height(prior, points) if round_
             else np.tile(np.asarray(prior.center[:2], dtype=float), (len(points), 1)))
