@@ -140,6 +140,36 @@ def test_the_simulator_spawns_the_xarm_and_follows_its_trajectory():
         assert np.abs(got - q1).max() < 0.02
 
 
+def test_the_xarm_linkage_closes_as_one_and_does_not_push_the_object_aside(xarm):
+    # The gripper's six revolute joints move as one (the URDF's mimic joints): closing on a
+    # block, every joint stops where the driven one does, and the block stays between the
+    # fingers instead of being pushed toward one of them.
+    import pybullet as pb
+    from spatialpin_ros.core.trajectory import JointTrajectory
+    from spatialpin_ros.sim.scene_spec import parse_scene
+    from spatialpin_ros.sim.world import SimWorld
+    d = xarm.description
+    spec = parse_scene({"objects": [{"name": "block", "shape": "box", "color": "red",
+                                     "size": [0.04, 0.04, 0.05], "position": [0.45, 0.0, 0.0]}]})
+    with SimWorld(spec, robot="xarm6", settle_time=0.1) as w:
+        q = xarm.ik(top_down_pose([0.45, 0.0, 0.03], 0.0))
+        assert q is not None
+        w.reset_robot(dict(zip(d.arm_joints, q)))
+        body = w.objects[0].body
+        before = np.array(pb.getBasePositionAndOrientation(body, physicsClientId=w.client)[0])
+        names, qs, _, _ = w.joint_state()
+        q0 = np.array([qs[names.index(n)] for n in d.joint_names])
+        q1 = q0.copy()
+        q1[len(d.arm_joints):] = 0.85     # close fully: the block stops the fingers
+        w.run_trajectory(JointTrajectory(d.joint_names, [0.0, 1.0], np.stack([q0, q1])))
+        names, qs, _, _ = w.joint_state()
+        grip = np.array([qs[names.index(n)] for n in d.gripper.joints])
+        after = np.array(pb.getBasePositionAndOrientation(body, physicsClientId=w.client)[0])
+        assert grip.max() < 0.8, "the fingers did not stop on the block"
+        assert np.ptp(grip) < 0.02, f"the linkage bent: {np.round(grip, 3)}"
+        assert np.linalg.norm((after - before)[:2]) < 0.003
+
+
 # -- bad descriptions: clear errors naming what is wrong --------------------------------------
 def _write(tmp_path, **changes):
     data = yaml.safe_load((robots_dir() / "xarm6.yaml").read_text())

@@ -67,3 +67,51 @@ def disable_touching_pairs(rb: RobotBody, d: RobotDescription) -> list[tuple[int
     for x, y in pairs:
         pb.setCollisionFilterPair(b, b, x, y, 0, physicsClientId=c)
     return sorted(pairs)
+
+
+#: Torque (N m) with which a linkage's follower joints track the driven joint.
+LINKAGE_FORCE = 20.0
+
+
+def couple_gripper(client: int, robot: int, joint_index: dict[str, int],
+                   d: RobotDescription) -> list[str]:
+    """Make the gripper move as one degree of freedom, with one motor; returns the joints of a
+    linkage that ``follow_linkage`` must drive each step (empty otherwise).
+
+    The Franka Hand's two prismatic fingers (a rack) get a gear constraint that holds them
+    symmetric, so a finger that touches first does not push the object across the hand while
+    the other runs on. A linkage of revolute joints (the xArm gripper, whose URDF's mimic
+    joints follow the driven one) is driven by its first joint; the others follow it stiffly:
+    left on their own motors, the driven knuckle stopped at 0.45 rad on the object while its
+    mimics ran on to 0.72, the linkage bent, and the object was pushed 1 cm toward one finger,
+    which still pressed it after the release. Only where the description's open and closed
+    values are the same for every joint (they move alike)."""
+    g = d.gripper
+    joints = [joint_index.get(n) for n in g.joints]
+    if len(joints) < 2 or None in joints:
+        return []
+    types = {pb.getJointInfo(robot, j, physicsClientId=client)[2] for j in joints}
+    alike = len(set(np.round(g.open, 9))) == 1 and len(set(np.round(g.closed, 9))) == 1
+    if not alike or len(types) != 1:
+        return []
+    kind = types.pop()
+    if kind == pb.JOINT_PRISMATIC and len(joints) == 2:
+        gear = pb.createConstraint(robot, joints[0], robot, joints[1], pb.JOINT_GEAR,
+                                   [1, 0, 0], [0, 0, 0], [0, 0, 0], physicsClientId=client)
+        pb.changeConstraint(gear, gearRatio=-1, erp=0.1, maxForce=50, physicsClientId=client)
+        return []
+    return list(g.joints) if kind == pb.JOINT_REVOLUTE else []
+
+
+def follow_linkage(client: int, robot: int, joint_index: dict[str, int],
+                   linkage: list[str]) -> None:
+    """Command a linkage's follower joints to its driven (first) joint's position now."""
+    if not linkage:
+        return
+    drive = pb.getJointState(robot, joint_index[linkage[0]], physicsClientId=client)[0]
+    idx = [joint_index[n] for n in linkage[1:]]
+    pb.setJointMotorControlArray(robot, idx, pb.POSITION_CONTROL,
+                                 targetPositions=[drive] * len(idx),
+                                 forces=[LINKAGE_FORCE] * len(idx),
+                                 positionGains=[0.8] * len(idx), velocityGains=[1.0] * len(idx),
+                                 physicsClientId=client)

@@ -23,7 +23,8 @@ from spatialpin_ros.core.robot_description import DEFAULT_ROBOT, RobotDescriptio
 from spatialpin_ros.core.trajectory import JointLimits, JointTrajectory
 from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, RGBDFrame, Scene, look_at
 from spatialpin_ros.sim.pybullet_client import PyBulletClientOwner
-from spatialpin_ros.sim.robot_body import disable_touching_pairs, load_robot_body
+from spatialpin_ros.sim.robot_body import (couple_gripper, disable_touching_pairs,
+                                           follow_linkage, load_robot_body)
 from spatialpin_ros.sim.truth_boxes import collision_hull_points, gravity_aligned_box
 from spatialpin_ros.sim.scene_spec import PYBULLET_OBJECTS, CameraSpec, ObjectSpec, SceneSpec
 
@@ -152,19 +153,12 @@ class SimWorld(PyBulletClientOwner):
         self.reset_robot()
 
     def _couple_fingers(self) -> None:
-        """A parallel gripper of two prismatic fingers (the Franka Hand: one motor and a rack)
-        moves them together: a gear constraint keeps them symmetric, so a finger that touches
-        first does not push the object across the hand while the other runs on to its target.
-        Grippers of other kinds (a linkage of revolute joints) are left as they are."""
-        c = self.client
-        joints = [self.joint_index.get(n) for n in self.robot_description.gripper.joints]
-        if len(joints) != 2 or None in joints or any(
-                pb.getJointInfo(self.robot, j, physicsClientId=c)[2] != pb.JOINT_PRISMATIC
-                for j in joints):
-            return
-        gear = pb.createConstraint(self.robot, joints[0], self.robot, joints[1], pb.JOINT_GEAR,
-                                   [1, 0, 0], [0, 0, 0], [0, 0, 0], physicsClientId=c)
-        pb.changeConstraint(gear, gearRatio=-1, erp=0.1, maxForce=50, physicsClientId=c)
+        """The gripper moves as one degree of freedom (``robot_body.couple_gripper``)."""
+        self._linkage = couple_gripper(self.client, self.robot, self.joint_index,
+                                       self.robot_description)
+
+    def _follow_linkage(self) -> None:
+        follow_linkage(self.client, self.robot, self.joint_index, self._linkage)
 
     def reset_robot(self, positions: Optional[dict[str, float]] = None) -> None:
         """Teleport the arm to ``positions`` (default: home, gripper open) and hold it there."""
@@ -490,6 +484,7 @@ class SimWorld(PyBulletClientOwner):
                     self._hold = target
                     self._traj = None
                 self._command(target)
+            self._follow_linkage()
             pb.stepSimulation(physicsClientId=self.client)
             self.sim_time += self.time_step
 
