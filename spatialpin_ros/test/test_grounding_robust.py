@@ -6,7 +6,8 @@ import pytest
 
 from spatialpin_ros.reasoning.engine import SpatialQA
 from spatialpin_ros.reasoning.fragments import merge_pieces, one_cluster, pieces_of_one
-from spatialpin_ros.reasoning.resolve import AmbiguousReference, UnknownObject, ground, resolve
+from spatialpin_ros.reasoning.resolve import (AmbiguousReference, UnknownObject, ground,
+                                              ground_all, resolve)
 
 from reasoning_scene import make_scene, obj  # noqa: E402
 
@@ -80,3 +81,41 @@ def test_colour_decides_for_an_anchor_too():
     assert a.success and a.object_ids[1] == "obj_2" and "no box is green" in a.message
     a = SpatialQA().ask("How many objects are taller than the cyan box?", make_scene())
     assert a.success and "obj_5" in a.object_ids and "no box is cyan" in a.message
+
+
+def test_two_phrases_that_find_one_object_mean_two():
+    s = make_scene()  # the leftmost box is the red obj_0; the cyan cylinder obj_5 is next left
+    notes = []
+    objs, _ = ground_all(["the red box on the left", "the left block"], s, notes=notes)
+    assert [o.id for o in objs] == ["obj_0", "obj_5"] and "next candidate" in notes[0]
+    a = SpatialQA().ask("Is the red box on the left taller than the left block?", s)
+    assert a.success and a.object_ids == ["obj_0", "obj_5"] and "obj_5" in a.message
+
+
+def test_two_coloured_phrases_for_one_object_are_still_refused():
+    a = SpatialQA().ask("Is the red sphere to the left of the red ball?", make_scene())
+    assert not a.success and "same object" in a.message
+
+
+def unknown_shape_scene():
+    """No ball in the scene; a white object whose shape perception could not tell."""
+    s = make_scene(4)
+    return s.replace(objects=list(s.objects) + [
+        obj("obj_7", "white", "other", [0.1, 0.3, 0.03], [0.06, 0.06, 0.06])])
+
+
+def test_a_shape_no_object_has_is_looked_for_among_unknown_shapes():
+    notes = []
+    o, _ = ground("the marble on the right", unknown_shape_scene(), notes=notes)
+    assert o.id == "obj_7" and "no object was perceived as marble" in notes[0]
+    with pytest.raises(UnknownObject):  # truly absent: no ball, nothing of unknown shape
+        resolve("the ball on the right", make_scene(4))
+
+
+def test_an_unknown_shape_takes_the_shape_asked():
+    notes = []
+    o, s2 = ground("the white ball", unknown_shape_scene(), notes=notes)
+    assert o.shape == "sphere" and s2.get("obj_7").shape == "sphere"
+    assert "taken to be a sphere, as asked" in notes[-1]
+    o, _ = ground("the white object", unknown_shape_scene())
+    assert o.shape == "other"  # no shape named: left as perceived

@@ -15,7 +15,7 @@ from spatialpin_ros.reasoning.measures import (  # noqa: F401 (re-exported for c
     footprint, long_axis_yaw, object_dims, radius, relation_holds, signed_axis_angle,
     surface_gap, top, volume)
 from spatialpin_ros.reasoning.query import Query
-from spatialpin_ros.reasoning.resolve import describe, ground, resolve
+from spatialpin_ros.reasoning.resolve import describe, ground_all, resolve
 from spatialpin_ros.reasoning.superlatives import answer_count, answer_superlative
 from spatialpin_ros.reasoning.units import BASE, convert, format_value
 from spatialpin_ros.reasoning.viewer import ViewerFrame
@@ -61,12 +61,7 @@ class GeometricAnswerer:
         if q.kind in ("count", "exists", "count_relative"):
             return answer_count(q, scene, viewer)
         notes: list[str] = []
-        objs = []
-        for r in q.refs:
-            o, scene = ground(r, scene, viewer, notes)
-            objs.append(o)
-        if len(objs) == 2 and objs[0].id == objs[1].id:
-            raise SpatialPinError(f"both phrases refer to the same object, {describe(objs[0])}")
+        objs, scene = ground_all(list(q.refs), scene, viewer, notes)
         ids = [o.id for o in objs]
         facts = [f"{describe(o)}: center {_fmt(o.center)} m, size {_fmt(o.size)} m, yaw "
                  f"{math.degrees(o.pose.yaw()):.1f} deg" for o in objs]
