@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from spatialpin_ros.reasoning.engine import SpatialQA
+from spatialpin_ros.reasoning.query import parse_question
 from spatialpin_ros.reasoning.fragments import merge_pieces, one_cluster, pieces_of_one
 from spatialpin_ros.reasoning.resolve import (AmbiguousReference, UnknownObject, ground,
                                               ground_all, resolve)
@@ -119,3 +120,18 @@ def test_an_unknown_shape_takes_the_shape_asked():
     assert "taken to be a sphere, as asked" in notes[-1]
     o, _ = ground("the white object", unknown_shape_scene())
     assert o.shape == "other"  # no shape named: left as perceived
+
+
+@pytest.mark.parametrize("text, group", [("Are there objects anywhere?", "objects"),
+                                         ("Are there things on the table?", "things")])
+def test_bare_plural_generic_after_there_is_a_set(text, group):
+    q = parse_question(text)
+    assert (q.kind, q.group) == ("exists", group)
+
+
+def test_or_behind_it_after_a_position_keeps_the_position_in_the_name():
+    q = parse_question("Is the cuboid which is golden in front of the box on the right or "
+                       "behind it?")
+    assert (q.kind, q.name, q.refs[1]) == ("side", "front_behind", "the box on the right")
+    q = parse_question("Is the red block on the right or behind the blue cube?")
+    assert q.refs == ["the red block", "the blue cube"]
