@@ -100,7 +100,8 @@ POST_POSITION = re.compile(
     r"(?:(?:farthest|furthest|most) (?:to the )?(?:left|right)\b|(?:on the (?:far |very )?"
     r"(?:left|right)(?: hand side| side)?|at the (?:back|front|left|right)|in the "
     r"(?:back|front|middle))(?! of| side| hand| than| or (?:to |on )?(?:the )?(?:left|right|"
-    r"front|back)(?= of\b| side\b| hand\b|\s*$|,)| or behind(?! it\b)| compared| relative| with respect)\b)")
+    r"front|back)(?= of\b| side\b| hand\b|\s*$|,)| or behind(?! it\b)| compared| relative|"
+    r" with respect)\b)")
 
 
 class MentionKind(Enum):

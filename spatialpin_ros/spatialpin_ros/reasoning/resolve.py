@@ -121,14 +121,15 @@ def ground(phrase: str, scene: Scene, viewer: Optional[ViewerFrame] = None,
     it (``scene`` itself, or with the pieces of a split object taken as one).
 
     Raises UnknownObject when nothing matches and AmbiguousReference when several do and the
-    phrase does not say which (both messages list the scene's objects). Two readings of
-    imperfect perception are made, each with a note appended to ``notes``:
+    phrase does not say which (both messages list the scene's objects). Imperfect perception
+    is read as a person would, each reading with a note appended to ``notes``:
     * the shape word matches nothing but the colour names exactly one object: that object
       (perceived shapes can be wrong; colours rarely are);
     * the phrase matches several touching objects of one colour: they are taken as the pieces of
       one object (``fragments.py``);
     * a shape word with no colour that fits no object fits objects of unknown shape
-      (``NO_SHAPE_RELAX``).
+      (``NO_SHAPE_RELAX``);
+    * an object of unknown shape takes the one shape the phrase names (``_as_asked``).
     ``exclude``: ids the phrase cannot mean; ``relax``: shape words also fit objects of unknown
     (1) or confusable (2) shape (``CONFUSABLE``)."""
     viewer = viewer or ViewerFrame.from_camera(scene.camera_pose)
@@ -151,14 +152,9 @@ def ground(phrase: str, scene: Scene, viewer: Optional[ViewerFrame] = None,
         raise UnknownObject(f"{phrase!r} names no object; the scene has: {listing(scene)}")
     objs = [o for o in scene.objects if o.id not in exclude]
     cands = _filter(d, objs, relax)
-    if not cands and d.colors and (d.nouns or d.shapes) and not d.unknown:
-        cands = _by_color_only(phrase, d, objs, scene, notes)
-    elif not cands and (d.nouns or d.shapes) and not d.unknown and relax < NO_SHAPE_RELAX:
-        cands = _filter(d, objs, NO_SHAPE_RELAX)
-        if cands:
-            notes.append(f"no object was perceived as {' or '.join(sorted(d.nouns or d.shapes))}"
-                         f"; '{phrase}' was looked for among objects perceived as "
-                         + ", ".join(sorted({o.shape for o in cands})))
+    if not cands and (d.nouns or d.shapes) and not d.unknown:
+        cands = _by_color_only(phrase, d, objs, scene, notes) if d.colors else \
+            _unknown_shapes(phrase, d, objs, relax, notes)
     if not cands:
         raise UnknownObject(f"no object matches {phrase!r}; the scene has: {listing(scene)}")
     for key, want_max in d.ordering:
@@ -191,6 +187,19 @@ def _as_asked(o: ObjectPrior, scene: Scene, d: Description, notes: list
 
 #: how far a shape word with no colour is widened when it fits no object (see ``_widen``)
 NO_SHAPE_RELAX = 1
+
+
+def _unknown_shapes(phrase: str, d: Description, objs: list, relax: int, notes: list) -> list:
+    """Objects a shape word without a colour may mean when no object has that shape: those
+    whose shape perception could not tell ("the marble on the right" with no sphere seen)."""
+    if relax >= NO_SHAPE_RELAX:
+        return []
+    cands = _filter(d, objs, NO_SHAPE_RELAX)
+    if cands:
+        notes.append(f"no object was perceived as {' or '.join(sorted(d.nouns or d.shapes))}; "
+                     f"'{phrase}' was looked for among objects perceived as "
+                     + ", ".join(sorted({o.shape for o in cands})))
+    return cands
 
 
 def _by_color_only(phrase: str, d: Description, objs: list, scene: Scene, notes: list) -> list:
