@@ -135,3 +135,12 @@ def test_or_behind_it_after_a_position_keeps_the_position_in_the_name():
     assert (q.kind, q.name, q.refs[1]) == ("side", "front_behind", "the box on the right")
     q = parse_question("Is the red block on the right or behind the blue cube?")
     assert q.refs == ["the red block", "the blue cube"]
+
+
+def test_two_views_say_which_object_the_colour_chose():
+    ref = make_scene()
+    moved = [o if o.id != "obj_2" else obj("obj_2", "green", "cylinder", [0.25, 0.1, 0.05],
+                                           [0.04, 0.04, 0.10]) for o in ref.objects]
+    a = SpatialQA().ask("How far did the green box move?", ref.replace(objects=moved), ref)
+    assert a.success and a.value == pytest.approx(0.05, abs=1e-6)
+    assert "in the earlier view, no box is green" in a.message

@@ -219,9 +219,18 @@ class GeometricAnswerer:
             val = _rotation_angle_deg(camera_motion.rotation.as_matrix())
             return Answer(True, f"The camera rotated {val:.1f} deg between the views.", val,
                           "deg", [], f"relative camera motion {how}")
-        phrase = q.refs[0]
-        o1 = resolve(phrase, ref_scene)
-        o2 = resolve(phrase, scene)
+        notes: list[str] = []
+        o1 = resolve(q.refs[0], ref_scene, notes=notes)
+        n_ref = len(notes)
+        o2 = resolve(q.refs[0], scene, notes=notes)
+        ans = self._object_motion(q, o1, o2, ref_scene, scene)
+        notes = [f"in the earlier view, {n}" for n in notes[:n_ref]] + notes[n_ref:]
+        if notes:
+            ans.message = "; ".join(notes + ([ans.message] if ans.message else []))
+        return ans
+
+    def _object_motion(self, q, o1, o2, ref_scene, scene) -> Answer:
+        """How far or how much the object (o1 earlier, o2 now) moved between the views."""
         if q.name == "object_displacement":
             val = float(np.linalg.norm(o2.center - o1.center))
             return Answer(True, f"{o2.label} moved {val:.3f} m between the views.", val, "m",
