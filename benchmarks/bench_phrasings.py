@@ -455,6 +455,7 @@ def run(args) -> dict:
                         s["correct_true_priors"] = score(
                             t_item, qa.ask(text, b.visible))["correct"]
                 rows.append({"seed": seed, "family": fam, "template": idx, "q": text,
+                             "refs": list(q.refs), "used": list(ans.object_ids or []),
                              "ok": ans.success, "answer": ans.answer[:160],
                              "msg": ans.message[:200], **{k2: (v if not isinstance(v, float)
                                                                or math.isfinite(v) else None)

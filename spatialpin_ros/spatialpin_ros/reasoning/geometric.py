@@ -15,7 +15,7 @@ from spatialpin_ros.reasoning.measures import (  # noqa: F401 (re-exported for c
     footprint, long_axis_yaw, object_dims, radius, relation_holds, signed_axis_angle,
     surface_gap, top, volume)
 from spatialpin_ros.reasoning.query import Query
-from spatialpin_ros.reasoning.resolve import describe, resolve
+from spatialpin_ros.reasoning.resolve import describe, ground_all, resolve
 from spatialpin_ros.reasoning.superlatives import answer_count, answer_superlative
 from spatialpin_ros.reasoning.units import BASE, convert, format_value
 from spatialpin_ros.reasoning.viewer import ViewerFrame
@@ -61,9 +61,7 @@ class GeometricAnswerer:
         if q.kind in ("count", "exists", "count_relative"):
             return answer_count(q, scene, viewer)
         notes: list[str] = []
-        objs = [resolve(r, scene, viewer, notes) for r in q.refs]
-        if len(objs) == 2 and objs[0].id == objs[1].id:
-            raise SpatialPinError(f"both phrases refer to the same object, {describe(objs[0])}")
+        objs, scene = ground_all(list(q.refs), scene, viewer, notes)
         ids = [o.id for o in objs]
         facts = [f"{describe(o)}: center {_fmt(o.center)} m, size {_fmt(o.size)} m, yaw "
                  f"{math.degrees(o.pose.yaw()):.1f} deg" for o in objs]
@@ -221,9 +219,18 @@ class GeometricAnswerer:
             val = _rotation_angle_deg(camera_motion.rotation.as_matrix())
             return Answer(True, f"The camera rotated {val:.1f} deg between the views.", val,
                           "deg", [], f"relative camera motion {how}")
-        phrase = q.refs[0]
-        o1 = resolve(phrase, ref_scene)
-        o2 = resolve(phrase, scene)
+        notes: list[str] = []
+        o1 = resolve(q.refs[0], ref_scene, notes=notes)
+        n_ref = len(notes)
+        o2 = resolve(q.refs[0], scene, notes=notes)
+        ans = self._object_motion(q, o1, o2, ref_scene, scene)
+        notes = [f"in the earlier view, {n}" for n in notes[:n_ref]] + notes[n_ref:]
+        if notes:
+            ans.message = "; ".join(notes + ([ans.message] if ans.message else []))
+        return ans
+
+    def _object_motion(self, q, o1, o2, ref_scene, scene) -> Answer:
+        """How far or how much the object (o1 earlier, o2 now) moved between the views."""
         if q.name == "object_displacement":
             val = float(np.linalg.norm(o2.center - o1.center))
             return Answer(True, f"{o2.label} moved {val:.3f} m between the views.", val, "m",

@@ -100,7 +100,8 @@ POST_POSITION = re.compile(
     r"(?:(?:farthest|furthest|most) (?:to the )?(?:left|right)\b|(?:on the (?:far |very )?"
     r"(?:left|right)(?: hand side| side)?|at the (?:back|front|left|right)|in the "
     r"(?:back|front|middle))(?! of| side| hand| than| or (?:to |on )?(?:the )?(?:left|right|"
-    r"front|back)(?= of\b| side\b| hand\b|\s*$|,)| or behind| compared| relative| with respect)\b)")
+    r"front|back)(?= of\b| side\b| hand\b|\s*$|,)| or behind(?! it\b)| compared| relative|"
+    r" with respect)\b)")
 
 
 class MentionKind(Enum):
@@ -240,6 +241,7 @@ def _np_end(ws: list[str], i: int, labels: set[str], allow_unknown: bool,
         if (s in NOUNS and (j > i or after_wh or w not in _VERB_LIKE)) or w in SHAPE_ADJ or \
                 s in labels or w in labels or \
                 (w in GENERIC | PLURAL_GENERIC and (has_color or has_mod or j > i)) or \
+                (w in PLURAL_GENERIC and after_wh) or \
                 (allow_unknown and j > i and _maybe_noun(w)):
             head, j = True, j + 1
             if j < len(ws) and singular(ws[j]) in NOUNS and ws[j] not in _VERB_LIKE:
@@ -353,7 +355,7 @@ def find_mentions(text: str, label_words: Iterable[str] = (),
         if i in taken:
             i += 1
             continue
-        after_wh = i > 0 and ws[i - 1] in ("which", "what", "many", "any", "the")
+        after_wh = i > 0 and ws[i - 1] in ("which", "what", "many", "any", "the", "there")
         j, head = _np_end(ws, i, labels, allow_unknown, after_wh)
         if j > i and not taken & set(range(i, j)):
             phrase = " ".join(ws[i:j])

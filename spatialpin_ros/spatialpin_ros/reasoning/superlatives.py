@@ -13,7 +13,7 @@ from spatialpin_ros.reasoning.answer import Answer
 from spatialpin_ros.reasoning.measures import (ROBOT_BASE, distance_to, object_dims,
                                                relation_holds, top, volume)
 from spatialpin_ros.reasoning.query import Query
-from spatialpin_ros.reasoning.resolve import describe, resolve, select
+from spatialpin_ros.reasoning.resolve import describe, ground, select
 from spatialpin_ros.reasoning.viewer import ViewerFrame
 
 Score = Callable[[ObjectPrior, ViewerFrame, Optional[ObjectPrior]], float]
@@ -52,7 +52,10 @@ def _subset(q: Query, scene: Scene) -> list[ObjectPrior]:
 
 def answer_superlative(q: Query, scene: Scene, viewer: ViewerFrame) -> Answer:
     score, want_max, words = SUPERLATIVES[q.name]
-    anchor = resolve(q.refs[0], scene, viewer) if q.refs else None
+    notes: list[str] = []
+    anchor = None
+    if q.refs:
+        anchor, scene = ground(q.refs[0], scene, viewer, notes)
     cands = [o for o in _subset(q, scene) if anchor is None or o.id != anchor.id]
     if not cands:
         what = q.group or "object"
@@ -65,14 +68,15 @@ def answer_superlative(q: Query, scene: Scene, viewer: ViewerFrame) -> Answer:
     facts = "; ".join(f"{o.id}: {s:.3f}" for o, s in zip(cands, scores))
     ids = [best.id] + ([anchor.id] if anchor is not None else [])
     return Answer(True, f"{best.label} ({best.id}) is {words}{of}{among}.", object_ids=ids,
-                  explanation=f"{q.name} scores: {facts}")
+                  explanation=f"{q.name} scores: {facts}", message="; ".join(notes))
 
 
 def answer_count(q: Query, scene: Scene, viewer: ViewerFrame) -> Answer:
     """count / exists over ``q.group``; count_relative: the objects that are ``q.name``
     relative to ``refs[0]``."""
     if q.kind == "count_relative":
-        anchor = resolve(q.refs[0], scene, viewer)
+        notes: list[str] = []
+        anchor, scene = ground(q.refs[0], scene, viewer, notes)
         hits = [o for o in scene.objects if o.id != anchor.id
                 and relation_holds(q.name, o, anchor, viewer)[0]]
         rel = q.name.replace("_", " ")
@@ -80,7 +84,7 @@ def answer_count(q: Query, scene: Scene, viewer: ViewerFrame) -> Answer:
                       f"{'is' if len(hits) == 1 else 'are'} {rel} {anchor.label} ({anchor.id})"
                       + (f": {', '.join(describe(o) for o in hits)}." if hits else "."),
                       float(len(hits)), "", [o.id for o in hits] + [anchor.id],
-                      f"{len(scene.objects) - 1} other objects checked")
+                      f"{len(scene.objects) - 1} other objects checked", "; ".join(notes))
     hits = _subset(q, scene)
     what = re.sub(r"^(?:the|any|a|an|some|all|these|those)\s+", "", q.group) or "objects"
     listed = f": {', '.join(describe(o) for o in hits)}" if hits else ""
