@@ -69,23 +69,24 @@ def describe_tops(objects: Sequence[ObjectPrior], depth: np.ndarray, camera: Cam
         o.top_face = None
     n, d = np.asarray(plane[:3], dtype=float), float(plane[3])
     H, W = depth.shape
-    idx, R, C = [], [], []
+    idx, flat = [], []
     for k, o in enumerate(objects):
         if o.mask is None:
             continue
         s = max(1, int(stride)) if stride else _stride(o, depth, camera)
         x, y, w, h = o.roi
         x1, y1 = min(x + w, W), min(y + h, H)
-        rows, cols = np.nonzero(o.mask[: y1 - y: s, : x1 - x: s])
+        # the mask's pixels (every s-th each way) as flat indices into depth, in mask order
         idx.append(k)
-        R.append(rows * s + y)
-        C.append(cols * s + x)
+        flat.append((np.arange(y, y1, s)[:, None] * W + np.arange(x, x1, s))
+                    [o.mask[: y1 - y: s, : x1 - x: s]])
     if not idx:
         return
-    counts = np.array([len(r) for r in R])
-    R, C = np.concatenate(R), np.concatenate(C)
+    counts = np.array([len(f) for f in flat])
+    flat = np.concatenate(flat)
+    R, C = np.divmod(flat, W)
     seg = np.repeat(np.arange(len(idx)), counts)
-    z = depth[R, C]
+    z = depth.reshape(-1)[flat]
     ok = np.isfinite(z) & (z > 0)
     zz = z[ok]
     P = T_wc.transform_points(np.stack([(C[ok] - camera.cx) / camera.fx * zz,
