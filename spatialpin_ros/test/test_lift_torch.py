@@ -266,3 +266,76 @@ def test_a_remembered_stride_that_is_wrong_changes_nothing(scenes):
         preparer = TorchPreparer()
         preparer._strides[(cam.width, cam.height, cam.fx, cam.fy, cam.cx, cam.cy)] = guess
         _same_prepared(ref, preparer.prepare(GeometricBackend(), frame, torch.device("cpu")))
+
+
+def _same_tops(objs, ref):
+    for o, r in zip(objs, ref):
+        a, b = o.top_face, r.top_face
+        assert (a is None) == (b is None), (o.label, a, b)
+        if a is not None:
+            assert (a.height, a.solid, a.cells, a.points) == (b.height, b.solid, b.cells,
+                                                              b.points)
+            assert np.array_equal(a.polygon, b.polygon)
+
+
+def test_the_shared_top_faces_are_the_per_object_ones(scenes):
+    """``top_faces.describe_tops`` (one back-projection, one binned grid and one closing for all
+    objects; the lifting's top faces, numpy and torch alike) gives exactly the top faces of
+    ``describe_top`` object by object (``describe_tops_each``): on each scene's numpy and torch
+    lifting, with D435 depth noise and dropouts, with a fixed stride, and with objects that get
+    none (no mask, too few points)."""
+    import copy
+
+    from spatialpin_ros.perception import top_faces as tf
+    from spatialpin_ros.sim.depth_noise import apply_d435_noise
+
+    rng = np.random.default_rng(5)
+    described = 0
+    for i, (frame, masks, names) in enumerate(scenes[:4]):
+        seg = Segmentation(masks=masks, names=names, scores=[0.5] * len(masks))
+        a = GeometricBackend(segmenter=_Fixed(seg), namer=_DetectionNamer(seg))
+        prep = a.prepare(frame)
+        sa = a.finish(prep, masks=seg.masks)
+        b = GeometricBackend()
+        got = TorchLifter().lift(b, b.prepare(frame), torch.from_numpy(np.stack(masks)),
+                                 Segmentation(masks=[torch.from_numpy(m) for m in masks],
+                                              names=names, scores=list(seg.scores)), None)
+        lifted = [sa] + ([got[0]] if got is not None else [])
+        noisy = apply_d435_noise(frame.depth, frame.rgb, rng)
+        noisy[rng.random(noisy.shape) < 0.05] = np.nan             # dropouts
+        plane = a._plane_world(prep.support, sa.camera_pose)
+        for scene in lifted:
+            objs = copy.deepcopy(scene.objects)
+            if i == 1 and len(objs) > 2:
+                objs[0].mask = None                                # no mask: no top face
+                objs[1].mask = objs[1].mask & False                # no points: none
+            for depth, stride in ((prep.depth, 0), (noisy, 0), (noisy.astype(np.float64), 3)):
+                ref = copy.deepcopy(objs)
+                tf.describe_tops_each(ref, depth, frame.camera, scene.camera_pose, plane, stride)
+                tf.describe_tops(objs, depth, frame.camera, scene.camera_pose, plane, stride)
+                _same_tops(objs, ref)
+                described += sum(o.top_face is not None for o in objs)
+    assert described > 50
+
+
+def test_top_face_helpers_match_numpy():
+    """The partial-sort quantile and median of ``top_faces`` give numpy's numbers."""
+    from types import SimpleNamespace
+
+    from spatialpin_ros.core.types import CameraModel
+    from spatialpin_ros.perception import top_faces as tf
+
+    rng = np.random.default_rng(1)
+    for n in (1, 2, 3, 30, 51, 99, 100, 1000, 2783):
+        a = rng.normal(0.05, 0.03, n)
+        for q in (0.0, 0.02, 0.5, 0.9, 0.98, 1.0):
+            assert tf._quantile(a.copy(), q) == float(np.quantile(a, q))
+    cam = CameraModel(width=640, height=480, fx=615.0, fy=615.0, cx=320.0, cy=240.0)
+    for dtype in (np.float32, np.float64):
+        for k in range(40):
+            depth = rng.uniform(0.2, 3.0, (480, 640)).astype(dtype)
+            depth[rng.random(depth.shape) < 0.2 * (k % 3)] = 0.0
+            x, y = rng.integers(0, 600), rng.integers(0, 440)
+            o = SimpleNamespace(roi=(int(x), int(y), int(rng.integers(1, 80)),
+                                     int(rng.integers(1, 80))), mask=True)
+            assert tf._stride(o, depth, cam) == tf.sampling_stride(o, depth, cam)

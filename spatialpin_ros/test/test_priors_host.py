@@ -14,7 +14,7 @@ from spatialpin_ros.core.geometry import quantile
 from spatialpin_ros.perception.base import Segmentation
 from spatialpin_ros.perception.detection_names import _DetectionNamer, _Fixed
 from spatialpin_ros.perception.geometric import GeometricBackend
-from spatialpin_ros.perception.objects import lit_colour, lit_colours
+from spatialpin_ros.perception.objects import lit_colour, lit_colours, mask_pixels
 
 
 def _lit_colour_reference(px, cell=0.04):
@@ -69,6 +69,28 @@ def frames():
 def _fields(o):
     return (o.id, o.label, o.shape, o.color_name, o.rgb, o.roi, o.confidence, o.num_points,
             o.container, o.axis_names, o.yaw_symmetric)
+
+
+def test_mask_pixels_equal_the_masked_crop():
+    """mask_pixels (flat indices and one take) gives the pixels of the masked crop, in order,
+    for small and large boxes (strided), boxes past the image's edge and a non-contiguous
+    image."""
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    full = rng.integers(0, 4, (480, 640)).astype(np.int32)
+    boxes = [(0, 0, 480, 640), (100, 200, 170, 262), (400, 600, 500, 700), (3, 5, 4, 6),
+             (10, 10, 10, 30)]
+    for _ in range(30):
+        r0, c0 = int(rng.integers(0, 470)), int(rng.integers(0, 630))
+        boxes.append((r0, c0, r0 + int(rng.integers(1, 300)), c0 + int(rng.integers(1, 400))))
+    for img in (rgb, np.asfortranarray(rgb)):
+        for box in boxes:
+            r0, c0, r1, c1 = box
+            st = max(1, int(np.sqrt((r1 - r0) * (c1 - c0) / 4000)))
+            for label in (0, 3):
+                want = img[r0:r1:st, c0:c1:st][full[r0:r1:st, c0:c1:st] == label]
+                got = mask_pixels(img, full, box, label)
+                assert got.dtype == want.dtype and np.array_equal(got, want), box
 
 
 def test_namer_on_roi_crops_equals_full_masks(frames):

@@ -74,26 +74,36 @@ class _DetectionNamer(ObjectNamer):
             r0, r1 = max(y, crop[0].start), min(y + h, H, crop[0].stop)
             c0, c1 = max(x, crop[1].start), min(x + w, W, crop[1].stop)
             if p.mask is None or r1 <= r0 or c1 <= c0:
-                ys = xs = np.zeros(0, dtype=np.intp)
-            else:
-                ys, xs = np.divmod(np.flatnonzero(p.mask[r0 - y:r1 - y, c0 - x:c1 - x]),
-                                   c1 - c0)
-                ys, xs = ys + (r0 - crop[0].start), xs + (c0 - crop[1].start)
-            out.append(self._name_pixels(lab, ys, xs, crop))
+                out.append(self._name_hits(np.zeros(0, dtype=lab.dtype), None, crop))
+                continue
+            # the mask's pixels in the labels, in _name_pixels' order (a 2-D mask on a 2-D
+            # crop: no pixel coordinates needed; the roi from the mask's rows and columns)
+            m = p.mask[r0 - y:r1 - y, c0 - x:c1 - x]
+            a, b = r0 - crop[0].start, c0 - crop[1].start
+            hits = lab[a:a + (r1 - r0), b:b + (c1 - c0)][m]
+
+            def bounds(m=m, a=a, b=b):
+                ys, xs = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+                return ys[0] + a, ys[-1] + a, xs[0] + b, xs[-1] + b
+            out.append(self._name_hits(hits, bounds, crop))
         return out
 
     def _name_pixels(self, lab: np.ndarray, ys: np.ndarray, xs: np.ndarray, crop) -> str:
         """The name of the mask whose pixels (``ys``, ``xs``: in the crop) are most of these,
         remembering its score by their roi."""
-        hits = lab[ys, xs]
-        keep = hits >= 0
-        hits = hits[keep]
+        return self._name_hits(lab[ys, xs], lambda: (ys.min(), ys.max(), xs.min(), xs.max()),
+                               crop)
+
+    def _name_hits(self, hits: np.ndarray, bounds, crop) -> str:
+        """:meth:`_name_pixels` from the labels under the pixels (``hits``) and ``bounds()``:
+        the pixels' (first row, last row, first column, last column) in the crop."""
+        hits = hits[hits >= 0]
         if len(hits) == 0:
             return "object"
         i = int(np.bincount(hits).argmax())
         name = self.seg.names[i] if self.seg.names else "object"
         score = float(self.seg.scores[i]) if self.seg.scores else 1.0
-        roi = (int(xs.min()) + crop[1].start, int(ys.min()) + crop[0].start,
-               int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+        y0, y1, x0, x1 = (int(v) for v in bounds())
+        roi = (x0 + crop[1].start, y0 + crop[0].start, x1 - x0 + 1, y1 - y0 + 1)
         self.by_roi[roi] = (name, score)
         return name

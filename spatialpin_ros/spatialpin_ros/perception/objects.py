@@ -111,7 +111,15 @@ def mask_pixels(rgb: np.ndarray, full: np.ndarray, box: tuple[int, int, int, int
     own segmented pixels are not at hand (pieces from a segmenter's masks)."""
     r0, c0, r1, c1 = box
     st = max(1, int(math.sqrt((r1 - r0) * (c1 - c0) / max_pixels)))
-    return rgb[r0:r1:st, c0:c1:st][full[r0:r1:st, c0:c1:st] == label]
+    m = full[r0:r1:st, c0:c1:st] == label
+    if (rgb.ndim != 3 or not rgb.flags.c_contiguous or rgb.shape[:2] != full.shape
+            or min(r0, c0) < 0):
+        return rgb[r0:r1:st, c0:c1:st][m]
+    # the same pixels in the same order: their flat indices, and one take of whole rows
+    # (indexing an (H, W, 3) image with a 2-D mask is several times slower)
+    H, W = full.shape
+    flat = (np.arange(r0, min(r1, H), st)[:, None] * W + np.arange(c0, min(c1, W), st))[m]
+    return np.take(rgb.reshape(H * W, rgb.shape[2]), flat, axis=0)
 
 
 def lit_colour(px: np.ndarray, cell: float = 0.04) -> tuple[int, int, int]:
