@@ -54,3 +54,15 @@ def test_a_large_part_is_not_a_stray_and_depthless_pixels_are_not_judged():
     assert (out[strip] == 1).all()
     out = drop_across_jumps(labels, z, *JUMP, JumpCleanParams(enabled=False))
     assert out is labels
+
+
+def test_with_colours_a_part_of_the_pieces_own_colour_stays():
+    """A bowl's near rim in front of its own inside is the bowl's colour: with the colours
+    given, only a part of another colour (the block in front) is given back."""
+    labels, z, strip = _piece_with_strip(0.56)
+    rgb = np.zeros(labels.shape + (3,), np.uint8)
+    rgb[5:35, 5:25] = (40, 60, 200)                       # a blue piece
+    for colour, kept in (((40, 60, 200), True), ((230, 150, 170), False)):
+        rgb[strip] = colour
+        out = drop_across_jumps(labels, z, *JUMP, JumpCleanParams(), rgb)
+        assert bool((out[strip] == 1).all()) is kept

@@ -253,7 +253,7 @@ class GeometricBackend(PerceptionBackend):
             lab = split_at_colour_edges(lab, small, self.params.colour_split, edges)
             sp = self.params.segmentation
             lab = drop_across_jumps(lab, pts[..., 2], sp.jump_abs * s, sp.jump_rel,
-                                    self.params.jumps)
+                                    self.params.jumps, small)
             lab = recover_occluded(lab, seg.foreground, pts[..., 2], small,
                                    seg.metric_pixel(), self.params.occluded)
             seg = dataclasses.replace(seg, labels=lab, num_labels=int(lab.max()))

@@ -7,9 +7,10 @@ surface seen beside it in the image, not part of it. Taken as its own, they make
 taller and wider than it is (the top of the block in front becomes its top) and move its
 centre toward its neighbour. This step gives them back: each piece keeps its largest part
 whose neighbouring pixels are all within the depth-jump threshold of each other; the smaller
-parts that border it across a jump (together under ``max_share`` of the piece) lose their
-label. A part that does not touch it in the image (the same object seen on both sides of a
-thing in front of it, joined by colour) stays.
+parts that border it across a jump (together under ``max_share`` of the piece) and differ
+from it in colour lose their label. A part that does not touch it in the image (the same
+object seen on both sides of a thing in front of it, joined by colour) stays, and so does a
+part of the piece's own colour (a bowl's near rim in front of its own inside).
 Pixels without depth are not judged and stay. Runs on the working grid after the colour
 steps, before hidden strips are recovered (a strip given back may become a piece of its own
 there).
@@ -18,10 +19,13 @@ there).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+
+from spatialpin_ros.perception.colour_split import colour_features
 
 
 @dataclass
@@ -32,6 +36,12 @@ class JumpCleanParams:
 
     enabled: bool = True
     max_share: float = 0.25
+    #: With colours, a part is given back only when its mean colour differs from its piece's
+    #: largest part by at least this much (colour_split's units, lightness weighted by
+    #: ``lightness_weight``): a bowl's or a tray's near rim, in front of its own floor, is
+    #: the object's own colour and stays.
+    min_contrast: float = 25.0
+    lightness_weight: float = 0.2
 
 
 def jump_free_parts(labels: np.ndarray, z: np.ndarray, thr: np.ndarray) -> np.ndarray:
@@ -70,13 +80,25 @@ def _borders(part: np.ndarray, uniq: np.ndarray, main_of: np.ndarray) -> np.ndar
     return touch
 
 
+def _unlike(rgb: np.ndarray, sel: np.ndarray, inv: np.ndarray,
+            main_of: np.ndarray, p: JumpCleanParams) -> np.ndarray:
+    """For each part, whether its mean colour differs from its piece's largest part's by
+    ``min_contrast`` (``rgb`` (h, w, 3) uint8; ``sel`` the pixels with a
+    part, ``inv`` their part index)."""
+    f = colour_features(rgb[sel], p.lightness_weight)
+    cnt = np.maximum(np.bincount(inv), 1)
+    mean = np.stack([np.bincount(inv, weights=f[:, k]) / cnt for k in range(3)], axis=1)
+    return np.linalg.norm(mean - mean[main_of], axis=1) >= p.min_contrast
+
+
 def drop_across_jumps(labels: np.ndarray, z: np.ndarray, jump_abs: float, jump_rel: float,
-                      p: JumpCleanParams) -> np.ndarray:
+                      p: JumpCleanParams, rgb: Optional[np.ndarray] = None) -> np.ndarray:
     """``labels`` (h, w) int32 pieces (0 = none) on the working grid, ``z`` (h, w) depth
     (metres, NaN or 0 where missing); a jump between neighbours is a depth step above
     ``jump_abs`` + ``jump_rel`` x depth (metres; the segmentation's, at the working grid's
-    stride). Returns the labels with each piece's parts across a depth jump from its largest
-    part unlabelled (module docstring)."""
+    stride); ``rgb`` (h, w, 3) uint8, the grid's colours (None: colour is not asked). Returns
+    the labels with each piece's parts across a depth jump from its largest part unlabelled
+    (module docstring)."""
     if not p.enabled or labels.max() == 0:
         return labels
     zz = np.nan_to_num(z, nan=0.0)
@@ -100,6 +122,8 @@ def drop_across_jumps(labels: np.ndarray, z: np.ndarray, jump_abs: float, jump_r
     stray = (np.arange(len(uniq)) != main[owner]) & (cnt < biggest[owner])
     stray &= (total[owner] - biggest[owner]) < p.max_share * total[owner]
     stray &= _borders(part, uniq, main[owner])
+    if rgb is not None and stray.any():
+        stray &= _unlike(rgb[box], sel, inv, main[owner], p)
     if not stray.any():
         return labels
     out = labels.copy()
