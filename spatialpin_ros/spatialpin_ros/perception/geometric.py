@@ -6,7 +6,9 @@ each a module with its own typed result and parameters:
 1. :mod:`~spatialpin_ros.perception.support` -- the support plane (the table, never a wall)
    and its extent;
 2. :mod:`~spatialpin_ros.perception.segmentation` -- what stands on it, cut into objects at
-   depth jumps and concave folds, never at texture (convexity-based, LCCP-like);
+   depth jumps and concave folds, never at texture (convexity-based, LCCP-like); no piece
+   keeps a part that borders it across a depth jump (:mod:`~spatialpin_ros.perception.
+   jump_clean`);
 3. :mod:`~spatialpin_ros.perception.shapes` -- cylinder, box, sphere or other, containers with
    their inner depth, hidden backs completed by symmetry; what rests on what;
 4. :mod:`~spatialpin_ros.perception.attributes` -- colour name, label, named axes;

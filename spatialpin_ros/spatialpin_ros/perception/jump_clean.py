@@ -48,9 +48,9 @@ def jump_free_parts(labels: np.ndarray, z: np.ndarray, thr: np.ndarray) -> np.nd
     """(h, w) int: the part of each labelled pixel with depth (-1 elsewhere): 4-connected
     pixels of one label whose depths ``z`` (metres, 0 where missing) differ by less than
     ``thr`` (metres, the larger of the two pixels') are in one part."""
-    h, w = labels.shape
     ok = (labels > 0) & (z > 0)
-    idx = np.arange(h * w).reshape(h, w)
+    m = int(ok.sum())
+    idx = np.cumsum(ok.ravel()).reshape(ok.shape) - 1     # a node for each judged pixel
     ea, eb = [], []
     for a, b in (((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
                  ((slice(None, -1), slice(None)), (slice(1, None), slice(None)))):
@@ -59,9 +59,23 @@ def jump_free_parts(labels: np.ndarray, z: np.ndarray, thr: np.ndarray) -> np.nd
         ea.append(idx[a][link])
         eb.append(idx[b][link])
     ea, eb = np.concatenate(ea), np.concatenate(eb)
-    graph = coo_matrix((np.ones(len(ea), np.int8), (ea, eb)), shape=(h * w, h * w))
+    graph = coo_matrix((np.ones(len(ea), np.int8), (ea, eb)), shape=(m, m))
     _, part = connected_components(graph, directed=False)
-    return np.where(ok, part.reshape(h, w), -1)
+    out = np.full(ok.shape, -1, np.int64)
+    out[ok] = part
+    return out
+
+
+def _torn_labels(labels: np.ndarray, z: np.ndarray, thr: np.ndarray) -> np.ndarray:
+    """The labels with a depth jump between two of their own 4-neighbouring pixels."""
+    torn = []
+    for a, b in (((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
+                 ((slice(None, -1), slice(None)), (slice(1, None), slice(None)))):
+        la = labels[a]
+        jump = (la > 0) & (la == labels[b]) & (z[a] > 0) & (z[b] > 0) & (
+            np.abs(z[a] - z[b]) >= np.maximum(thr[a], thr[b]))
+        torn.append(la[jump])
+    return np.unique(np.concatenate(torn))
 
 
 def _borders(part: np.ndarray, uniq: np.ndarray, main_of: np.ndarray) -> np.ndarray:
@@ -103,9 +117,13 @@ def drop_across_jumps(labels: np.ndarray, z: np.ndarray, jump_abs: float, jump_r
         return labels
     zz = np.nan_to_num(z, nan=0.0)
     thr = jump_abs + jump_rel * zz
-    rows, cols = np.nonzero((labels > 0).any(axis=1))[0], np.nonzero((labels > 0).any(axis=0))[0]
+    torn = _torn_labels(labels, zz, thr)          # only these can have a part across a jump
+    if len(torn) == 0:
+        return labels
+    mine = np.isin(labels, torn)
+    rows, cols = np.nonzero(mine.any(axis=1))[0], np.nonzero(mine.any(axis=0))[0]
     box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    lab = labels[box]
+    lab = np.where(mine[box], labels[box], 0)
     part = jump_free_parts(lab, zz[box], thr[box])
     sel = part >= 0
     pl, pp = lab[sel], part[sel]
