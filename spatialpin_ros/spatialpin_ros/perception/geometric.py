@@ -6,7 +6,9 @@ each a module with its own typed result and parameters:
 1. :mod:`~spatialpin_ros.perception.support` -- the support plane (the table, never a wall)
    and its extent;
 2. :mod:`~spatialpin_ros.perception.segmentation` -- what stands on it, cut into objects at
-   depth jumps and concave folds, never at texture (convexity-based, LCCP-like);
+   depth jumps and concave folds, never at texture (convexity-based, LCCP-like); no piece
+   keeps a part that borders it across a depth jump (:mod:`~spatialpin_ros.perception.
+   jump_clean`);
 3. :mod:`~spatialpin_ros.perception.shapes` -- cylinder, box, sphere or other, containers with
    their inner depth, hidden backs completed by symmetry; what rests on what;
 4. :mod:`~spatialpin_ros.perception.attributes` -- colour name, label, named axes;
@@ -41,6 +43,7 @@ from spatialpin_ros.perception.colour_regions import edge_map, split_at_colour_e
 from spatialpin_ros.perception.colour_split import ColourSplitParams, split_by_colour
 from spatialpin_ros.perception.depth_grid import sample_depth
 from spatialpin_ros.perception.depth_holes import DepthHoleParams
+from spatialpin_ros.perception.jump_clean import JumpCleanParams, drop_across_jumps
 from spatialpin_ros.perception.occluded import OccludedParams, recover_occluded
 from spatialpin_ros.perception.objects import (WorldView, core_colours, full_resolution,
                                                grown_labels, label_boxes, make_prior,
@@ -61,14 +64,14 @@ FLAT_ITEMS_MODES = ("list", "drop")
 @dataclass
 class GeometricParams:
     """Tuning of :class:`GeometricBackend` (metres, pixels). Stage parameters live in
-    ``support``, ``segmentation``, ``colour_split``, ``occluded``, ``selection`` and ``shapes``;
-    keyword
-    overrides may name a field of any."""
+    ``support``, ``segmentation``, ``colour_split``, ``jumps``, ``occluded``, ``selection`` and
+    ``shapes``; keyword overrides may name a field of any."""
 
     support: SupportParams = field(default_factory=SupportParams)
     segmentation: SegmentationParams = field(default_factory=SegmentationParams)
     shapes: ShapeParams = field(default_factory=ShapeParams)
     colour_split: ColourSplitParams = field(default_factory=ColourSplitParams)
+    jumps: JumpCleanParams = field(default_factory=JumpCleanParams)
     occluded: OccludedParams = field(default_factory=OccludedParams)
     holes: DepthHoleParams = field(default_factory=DepthHoleParams)
     selection: SelectionParams = field(default_factory=SelectionParams)
@@ -102,7 +105,7 @@ class GeometricParams:
     def set(self, name: str, value) -> None:
         """Set a top-level or stage field by name; ValueError for an unknown name."""
         stages = (self, self.support, self.segmentation, self.shapes, self.colour_split,
-                  self.occluded, self.selection, self.holes)
+                  self.occluded, self.selection, self.holes, self.jumps)
         for obj in stages:
             if name in {f.name for f in dataclasses.fields(obj)} and not dataclasses.is_dataclass(
                     getattr(obj, name)):
@@ -110,7 +113,7 @@ class GeometricParams:
                 return
         known = sorted({f.name for o in stages for f in dataclasses.fields(o)}
                        - {"support", "segmentation", "shapes", "colour_split", "occluded",
-                          "selection", "holes"})
+                          "selection", "holes", "jumps"})
         raise ValueError(f"unknown geometric backend parameter {name!r}; known: "
                          f"{', '.join(known)}")
 
@@ -250,6 +253,9 @@ class GeometricBackend(PerceptionBackend):
             edges = edge_map(small, seg.labels, self.params.colour_split)
             lab = split_by_colour(seg.labels, small, self.params.colour_split, edges[1])
             lab = split_at_colour_edges(lab, small, self.params.colour_split, edges)
+            sp = self.params.segmentation
+            lab = drop_across_jumps(lab, pts[..., 2], sp.jump_abs * s, sp.jump_rel,
+                                    self.params.jumps, small)
             lab = recover_occluded(lab, seg.foreground, pts[..., 2], small,
                                    seg.metric_pixel(), self.params.occluded)
             seg = dataclasses.replace(seg, labels=lab, num_labels=int(lab.max()))
