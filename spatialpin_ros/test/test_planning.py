@@ -178,6 +178,24 @@ def test_grasp_of_a_yawed_box_closes_across_its_narrow_side(robot):
     assert abs(grasp_candidates(robot.hand, cyl, current_yaw=0.3)[0].yaw - 0.3) < 1e-6
 
 
+def test_the_fingers_let_go_wider_than_they_came_down(robot):
+    # An object perceived narrower than it is stops the closing fingers at or beyond the
+    # preshape; opening only to the preshape left it wedged and carried it away. Where the
+    # retreat is clear, the release opens RELEASE_EXTRA wider than the preshape.
+    from spatialpin_ros.planning.choice import RELEASE_EXTRA
+    obj = box("obj", [0.5, 0.0, 0.025], [0.03, 0.03, 0.05])
+    tgt = box("tgt", [0.5, 0.18, 0.025], [0.07, 0.07, 0.05])
+    plan = plan_pick_and_place(robot, scene_of(obj, tgt), "obj", "tgt")
+    assert plan.success, plan.reason
+    traj = plan.trajectory
+    _, end = plan.stage("release")
+    q = traj.sample(end)
+    opening = robot.finger_from_positions(q[robot.dof:])
+    assert opening == pytest.approx(min(robot.finger_open, plan.grasp.preshape + RELEASE_EXTRA),
+                                    abs=1e-3)
+    assert opening > plan.grasp.preshape + 0.5 * RELEASE_EXTRA
+
+
 def test_too_wide_object_is_refused(robot):
     wide = box("wide", [0.5, 0.15, 0.03], [0.10, 0.10, 0.06])
     tgt = box("tgt", [0.5, -0.15, 0.03], [0.12, 0.12, 0.06])

@@ -21,6 +21,11 @@ from spatialpin_ros.planning.scene import TABLE, PlanningScene
 #: How much higher than ``approach_height`` the pre-grasp, lift, pre-place and retreat poses
 #: may go to clear tall neighbours (metres).
 RAISE = 0.16
+#: How much wider (m per finger) than the preshape the fingers open to let go, where the
+#: retreat stays clear of the neighbours so: an object perceived narrower than it is stops
+#: the closing fingers at or beyond the preshape, and opening only to the preshape left it
+#: wedged between them and carried it away.
+RELEASE_EXTRA = 0.01
 
 
 def raised(p: Pose, dz: float) -> Pose:
@@ -63,6 +68,8 @@ class Choice:
     q_preplace: np.ndarray
     lower: StraightMove
     retreat: StraightMove
+    #: Each finger's opening (m) when letting go: the preshape, or wider (``RELEASE_EXTRA``).
+    release_width: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -257,17 +264,22 @@ def _with_placement(robot, ps, g, pl: Placement, q_g, desc, lift, q_pre, c: Choi
     # Retreat after letting go: the object stands on the target.
     att = ps.attached
     ps.detach(Pose(pl.object_pose.position - [0, 0, c.clearance], pl.object_pose.quaternion))
+    wide = min(robot.finger_open, g.preshape + RELEASE_EXTRA)
     try:
-        with ps.allow([obj.id] + allow_place), ps.fine(c.fine_clearance):
-            retreat = _timed_line(robot, ps, lower.end,
-                                  raised(pl.pose, c.approach_height + RAISE), c,
-                                  min_length=c.approach_height, stop=ps.is_valid_strict)
-        if retreat.line.success:
-            pl.retreat = robot.fk(retreat.end)
+        for width in dict.fromkeys((wide, g.preshape)):
+            ps.finger_width = width
+            with ps.allow([obj.id] + allow_place), ps.fine(c.fine_clearance):
+                retreat = _timed_line(robot, ps, lower.end,
+                                      raised(pl.pose, c.approach_height + RAISE), c,
+                                      min_length=c.approach_height, stop=ps.is_valid_strict)
+            if retreat.line.success:
+                pl.retreat = robot.fk(retreat.end)
+                break
     finally:
+        ps.finger_width = g.preshape
         ps.move_object(obj.id, obj.pose)
         ps.attach(obj.id, q_g, att.finger_width, prior=att.prior)
     if not retreat.line.success:
         _blocked(rejected, f"retreat: {retreat.line.reason}")
         return None
-    return Choice(g, pl, q_pre, desc, lift, q_pp, lower, retreat)
+    return Choice(g, pl, q_pre, desc, lift, q_pp, lower, retreat, release_width=width)
