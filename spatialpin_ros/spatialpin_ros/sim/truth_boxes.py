@@ -42,14 +42,9 @@ def collision_hull_points(client: int, body: int, lo, hi) -> Optional[np.ndarray
 def gravity_aligned_box(base: Pose, hull: np.ndarray) -> tuple[Pose, np.ndarray]:
     """Tight box (centre pose, full extents) around ``hull`` placed at ``base``, upright, turned
     to the yaw of whichever body axis (x or y) lies flattest."""
-    pts = base.transform_points(hull)
     R = base.rotation.as_matrix()
     axis = R[:, 0] if abs(R[2, 0]) <= abs(R[2, 1]) else R[:, 1]
-    yaw = float(np.arctan2(axis[1], axis[0]))
-    c, s = np.cos(yaw), np.sin(yaw)
-    local = pts @ np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    frame = Pose.from_yaw([0.0, 0.0, 0.0], float(np.arctan2(axis[1], axis[0])))
+    local = frame.inverse().transform_points(base.transform_points(hull))
     lo, hi = local.min(0), local.max(0)
-    mid = (lo + hi) / 2
-    centre = np.array([c * mid[0] - s * mid[1], s * mid[0] + c * mid[1], mid[2]])
-    quat = [0.0, 0.0, float(np.sin(yaw / 2)), float(np.cos(yaw / 2))]
-    return Pose(centre, quat), hi - lo
+    return Pose(frame.transform_points(((lo + hi) / 2)[None])[0], frame.quaternion), hi - lo
