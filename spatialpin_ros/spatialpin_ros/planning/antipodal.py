@@ -123,8 +123,15 @@ def _circle(xy: np.ndarray) -> tuple[np.ndarray, float]:
     return sol[:2], float(np.sqrt(max(sol[2] + sol[0] ** 2 + sol[1] ** 2, 0.0)))
 
 
-def _layer_circles(prior: ObjectPrior, points: np.ndarray, slab: float,
-                   min_points: int) -> list[tuple[np.ndarray, np.ndarray, float]]:
+#: Layers of a round object's points (``axis_by_height``): their thickness (m) and the fewest
+#: points a layer's circle is fitted to.
+LAYER_SLAB = 0.01
+LAYER_MIN_POINTS = 10
+
+
+def _layer_circles(prior: ObjectPrior, points: np.ndarray, slab: float = LAYER_SLAB,
+                   min_points: int = LAYER_MIN_POINTS
+                   ) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """The credible circles of the points' horizontal ``slab``-thick layers: (layer's point
     mask, centre, rms residual (m)). Credible: ``min_points`` points or more over an arc of
     90 degrees or more, a radius and centre that the prior's box allows."""
@@ -148,40 +155,52 @@ def _layer_circles(prior: ObjectPrior, points: np.ndarray, slab: float,
     return found
 
 
-def axis_by_height(prior: ObjectPrior, points: np.ndarray, slab: float = 0.01,
-                   min_points: int = 10) -> np.ndarray:
+def axis_by_height(prior: ObjectPrior, points: np.ndarray, slab: float = LAYER_SLAB,
+                   min_points: int = LAYER_MIN_POINTS) -> np.ndarray:
     """For a round object, the centre (N, 2) of the horizontal circle through each point's
     ``slab``-thick layer of points (a bottle's neck may stand a few millimetres from where
     its fitted cylinder says). Where a layer's circle is not credible (too few points, a short
     arc, a centre far off), the median of the credible layers' centres: one object has one
     axis, and the prior's box centre is biased toward the camera when the box is fitted to the
     visible side only (shape 'other'); that centre only where no layer is credible."""
-    found = _layer_circles(prior, points, slab, min_points)
+    return _axis_of(prior, len(points), _layer_circles(prior, points, slab, min_points))
+
+
+def _axis_of(prior: ObjectPrior, n: int, found: list) -> np.ndarray:
+    """``axis_by_height`` from the layers' credible circles ``found`` (``_layer_circles``)."""
     if not found:
-        return np.tile(np.asarray(prior.center[:2], dtype=float), (len(points), 1))
+        return np.tile(np.asarray(prior.center[:2], dtype=float), (n, 1))
     weights = np.array([np.count_nonzero(sel) for sel, _, _ in found], dtype=float)
     centres = np.array([c for _, c, _ in found])
     fallback = np.array([_weighted_median(centres[:, i], weights) for i in range(2)])
-    out = np.tile(fallback, (len(points), 1))
+    out = np.tile(fallback, (n, 1))
     for sel, c, _ in found:
         out[sel] = c
     return out
 
 
-def looks_round(prior: ObjectPrior, points: np.ndarray, slab: float = 0.01,
-                min_points: int = 10, share: float = 0.6, rms_max: float = 0.003) -> bool:
+def looks_round(prior: ObjectPrior, points: np.ndarray, slab: float = LAYER_SLAB,
+                min_points: int = LAYER_MIN_POINTS, share: float = 0.6,
+                rms_max: float = 0.003) -> bool:
     """Whether an object that perception left as 'other' is round by its points: circles
     that fit their layers within ``rms_max`` (depth noise) hold ``share`` of the points or
     more, about one vertical axis (centres within a quarter of the box's half-width). A
     bottle or a mug seen from one side is then completed as round, not by a half turn about
     a box centre that leans toward the camera."""
-    found = [f for f in _layer_circles(prior, points, slab, min_points) if f[2] <= rms_max]
+    return _round_by(prior, len(points), _layer_circles(prior, points, slab, min_points),
+                     share, rms_max)
+
+
+def _round_by(prior: ObjectPrior, n: int, found: list, share: float = 0.6,
+              rms_max: float = 0.003) -> bool:
+    """``looks_round`` from the layers' credible circles ``found`` (``_layer_circles``)."""
+    found = [f for f in found if f[2] <= rms_max]
     if len(found) < 2:
         return False
     held = sum(int(np.count_nonzero(sel)) for sel, _, _ in found)
     centres = np.array([c for _, c, _ in found])
     spread = float(np.max(np.linalg.norm(centres - np.median(centres, axis=0), axis=1)))
-    return held >= share * len(points) and spread <= 0.25 * float(max(prior.size[:2]))
+    return held >= share * n and spread <= 0.25 * float(max(prior.size[:2]))
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
@@ -196,10 +215,10 @@ def completed(prior: ObjectPrior, points: np.ndarray) -> np.ndarray:
     (``axis_by_height``), a half turn about the prior's centre otherwise."""
     round_ = prior.shape in ("cylinder", "sphere") or (prior.yaw_symmetric and
                                                         prior.shape != "box")
-    if not round_ and prior.shape == "other":
-        round_ = looks_round(prior, points)
+    found = _layer_circles(prior, points) if round_ or prior.shape == "other" else []
+    round_ = round_ or (prior.shape == "other" and _round_by(prior, len(points), found))
     turns = [k * math.pi / 4 for k in range(8)] if round_ else [0.0, math.pi]
-    axis = (axis_by_height(prior, points) if round_
+    axis = (_axis_of(prior, len(points), found) if round_
             else np.tile(np.asarray(prior.center[:2], dtype=float), (len(points), 1)))
     rel = points[:, :2] - axis
     out = []
