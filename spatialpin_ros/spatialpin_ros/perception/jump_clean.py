@@ -26,6 +26,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from spatialpin_ros.perception.colour_split import colour_features
+from spatialpin_ros.perception.surface_ops import NEIGHBOUR_PAIRS
 
 
 @dataclass
@@ -52,8 +53,7 @@ def jump_free_parts(labels: np.ndarray, z: np.ndarray, thr: np.ndarray) -> np.nd
     m = int(ok.sum())
     idx = np.cumsum(ok.ravel()).reshape(ok.shape) - 1     # a node for each judged pixel
     ea, eb = [], []
-    for a, b in (((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
-                 ((slice(None, -1), slice(None)), (slice(1, None), slice(None)))):
+    for a, b in NEIGHBOUR_PAIRS:
         link = ok[a] & ok[b] & (labels[a] == labels[b]) & (
             np.abs(z[a] - z[b]) < np.maximum(thr[a], thr[b]))
         ea.append(idx[a][link])
@@ -69,8 +69,7 @@ def jump_free_parts(labels: np.ndarray, z: np.ndarray, thr: np.ndarray) -> np.nd
 def _torn_labels(labels: np.ndarray, z: np.ndarray, thr: np.ndarray) -> np.ndarray:
     """The labels with a depth jump between two of their own 4-neighbouring pixels."""
     torn = []
-    for a, b in (((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
-                 ((slice(None, -1), slice(None)), (slice(1, None), slice(None)))):
+    for a, b in NEIGHBOUR_PAIRS:
         la = labels[a]
         jump = (la > 0) & (la == labels[b]) & (z[a] > 0) & (z[b] > 0) & (
             np.abs(z[a] - z[b]) >= np.maximum(thr[a], thr[b]))
@@ -84,8 +83,7 @@ def _borders(part: np.ndarray, uniq: np.ndarray, main_of: np.ndarray) -> np.ndar
     them. A part seen apart from it (the same object on both sides of a thing in front of it,
     joined by colour) does not."""
     touch = np.zeros(len(uniq), dtype=bool)
-    for a, b in (((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
-                 ((slice(None, -1), slice(None)), (slice(1, None), slice(None)))):
+    for a, b in NEIGHBOUR_PAIRS:
         pa, pb = part[a], part[b]
         sel = (pa >= 0) & (pb >= 0) & (pa != pb)
         ia, ib = np.searchsorted(uniq, pa[sel]), np.searchsorted(uniq, pb[sel])

@@ -9,14 +9,19 @@ import cv2
 import numpy as np
 
 
+#: The two 4-neighbour pairings of an image's pixels, as slice pairs ``(a, b)``: ``img[a]`` and
+#: ``img[b]`` are left/right neighbours, then top/bottom neighbours.
+NEIGHBOUR_PAIRS = (((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
+                   ((slice(None, -1), slice(None)), (slice(1, None), slice(None))))
+
+
 def depth_jumps(depth: np.ndarray, jump_abs: float, jump_rel: float) -> np.ndarray:
     """(H, W) bool: full-resolution pixels beside a depth jump to a valid neighbour (both
     sides marked). ``depth`` in metres, 0 where missing."""
     z = depth
     thr = jump_abs + jump_rel * z
     out = np.zeros(z.shape, dtype=bool)
-    for a, b in (((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
-                 ((slice(None, -1), slice(None)), (slice(1, None), slice(None)))):
+    for a, b in NEIGHBOUR_PAIRS:
         za, zb = z[a], z[b]
         j = (za > 0) & (zb > 0) & (np.abs(za - zb) > np.maximum(thr[a], thr[b]))
         out[a] |= j
