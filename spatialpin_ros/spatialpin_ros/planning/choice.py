@@ -69,7 +69,7 @@ class Choice:
     lower: StraightMove
     retreat: StraightMove
     #: Each finger's opening (m) when letting go: the preshape, or wider (``RELEASE_EXTRA``).
-    release_width: float = 0.0
+    release_width: float
 
 
 @dataclass(frozen=True)

@@ -288,11 +288,10 @@ def _build(run: _Run, ps: PlanningScene, req: _Request, c: Choice, q_start: np.n
     run.check_cancel()
     cart("lower", c.lower)
     b.dwell(0.1)
-    f_release = c.release_width or f_open
-    fingers(g.finger_target, f_release, "release")
+    fingers(g.finger_target, c.release_width, "release")
     b.dwell(cfg.release_dwell)
     ps.detach(Pose(pl.object_pose.position - [0, 0, cfg.clearance], pl.object_pose.quaternion))
-    ps.finger_width = f_release
+    ps.finger_width = c.release_width
     run.check_cancel()
     cart("retreat", c.retreat)
     if cfg.return_home:
