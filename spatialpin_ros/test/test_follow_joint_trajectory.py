@@ -73,8 +73,15 @@ def fresh(arm):
     assert spin_until(ex, lambda: not ctrl.active(), timeout=5)
     ctrl.teleport(HOME)
     perception.objects = [RED, BLUE]
-    spin_until(ex, lambda: False, timeout=0.3)
+    # The node has seen the arm at home (a loaded executor may still hand it older states).
+    assert spin_until(ex, lambda: at(manip, HOME), timeout=10)
     return arm
+
+
+def at(manip, q, atol=1e-4) -> bool:
+    """The node's newest joint state has the arm at ``q`` (arm joints first)."""
+    now = manip.current_q()
+    return now is not None and np.allclose(now, q[:len(now)], atol=atol)
 
 
 def send(action, ex, task, execute=True):
@@ -194,6 +201,54 @@ def test_another_client_taking_the_arm_ends_the_task(fresh):
         "cancelled due to new incoming action."), res.message
     assert "verify" not in fb
     assert spin_until(ex, lambda: not ctrl.active(), timeout=5)
+
+
+@pytest.mark.parametrize("moves", [1, 2])
+def test_an_arm_moved_while_planning_is_planned_for_again(fresh, monkeypatch, moves):
+    """The arm moves (someone jogs it) while the task is planned: the node plans once more
+    from where it is; moved again, it sends nothing (a trajectory never starts away from the
+    arm)."""
+    ctrl, manip, action, ex, perception = fresh
+    plan_once = manip._plan
+    calls = []
+
+    def plan_then_move(ctx, scene, req):
+        plan = plan_once(ctx, scene, req)
+        calls.append(1)
+        if len(calls) <= moves:
+            q = [ctrl.position(n) for n in JOINTS]
+            q[0] += 0.1 * len(calls)
+            ctrl.teleport(q)
+            assert manip.q_since(manip._now(), 5.0) is not None
+            assert spin_until_true(lambda: at(manip, q))
+        return plan
+    monkeypatch.setattr(manip, "_plan", plan_then_move)
+    n_accepted, n_ended = ctrl.accepted, len(ctrl.ended)
+    handle, res_fut, fb = send(action, ex, STACK)
+    assert spin_until(ex, res_fut.done, timeout=90)
+    res = res_fut.result().result
+    assert len(calls) == 2
+    if moves == 2:
+        assert not res.success and "it moved while planning, twice; nothing was sent" in \
+            res.message, res.message
+        assert ctrl.accepted == n_accepted
+    else:
+        assert ctrl.accepted == n_accepted + 1
+        assert ctrl.ended[n_ended][0] == "succeeded", ctrl.ended[n_ended:]
+        first = res.joint_trajectory.points[0].positions
+        i = list(res.joint_trajectory.joint_names).index(JOINTS[0])
+        assert abs(first[i] - (HOME[0] + 0.1)) < 0.02
+
+
+def spin_until_true(predicate, timeout=5.0) -> bool:
+    """Wait (the test's executor spins in another thread) until ``predicate()`` holds."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def test_no_server_is_an_outcome_not_a_hang(arm):

@@ -44,6 +44,14 @@ class TaskExecutionMixin:
         why = self._limits_problem(plan.trajectory)
         if why:
             return why
+        if ctx.goal.execute and self._start_offset(plan.trajectory) is not None:
+            # The arm moved while planning: plan once more from where it is.
+            plan = self._plan(ctx, scene, req)
+            if isinstance(plan, str):
+                return plan
+            why = self._limits_problem(plan.trajectory)
+            if why:
+                return why
         self._publish(ctx, plan, scene, req)
         if not ctx.goal.execute:
             ctx.result.check = (f"planned {len(plan.stages)} stages, "
@@ -54,6 +62,11 @@ class TaskExecutionMixin:
         why = ctx.interrupted()
         if why:
             return why
+        off = self._start_offset(plan.trajectory)
+        if off is not None:
+            return (f"the arm is {off[1]:.3f} away from the trajectory's start at {off[0]} "
+                    f"(start_tolerance_rad {float(self.p.start_tolerance_rad):g}); it moved "
+                    "while planning, twice; nothing was sent")
         with self._lock:
             reset_since = self.scene_loaded_stamp > scene.stamp
         if reset_since:
@@ -61,11 +74,30 @@ class TaskExecutionMixin:
                     "was sent")
         return self._run_watched(plan, ctx)
 
+    def _start_offset(self, traj) -> Optional[tuple[str, float]]:
+        """(joint, difference) where the arm, by its newest joint state, is further than
+        ``start_tolerance_rad`` from ``traj``'s first point; None when it is at the start."""
+        q = self.current_q()
+        names = list(self.robot.arm_joints)
+        if q is None:
+            return None       # unknown: the controller's own start check decides
+        first = np.asarray(traj.positions[0], dtype=float)
+        cols = [list(traj.joint_names).index(n) for n in names]
+        diff = np.abs(first[cols] - q)
+        j = int(np.argmax(diff))
+        return (names[j], float(diff[j])) if diff[j] > float(self.p.start_tolerance_rad) \
+            else None
+
     def _plan(self, ctx, scene: Scene, req):
-        """The task's plan from where the arm is, or why there is none."""
-        q0 = self.current_q()
-        if q0 is None:
+        """The task's plan from where the arm is (by a joint state stamped after planning
+        began), or why there is none."""
+        if self.current_q() is None:
             return "no joint states from the arm"
+        q0 = self.q_since(self._now(), float(self.p.joint_states_timeout_s))
+        if q0 is None:
+            return (f"no joint state from the arm newer than the goal within "
+                    f"{float(self.p.joint_states_timeout_s):g} s (joint_states_timeout_s); "
+                    "nothing was planned")
         from spatialpin_ros.planning import plan_task
         on_target = req.kind in BASE_KINDS
         plan = plan_task(

@@ -106,6 +106,15 @@ PARAMS = {
         1.0, "Sent as each FollowJointTrajectory goal's goal_time_tolerance: seconds after the "
         "trajectory's end the arm may take to settle within the controller's goal tolerance",
         non_negative),
+    "joint_states_timeout_s": Param(
+        1.0, "Seconds a goal waits for a joint state stamped after it started planning (a "
+        "stale state would start the trajectory where the arm no longer is); the goal fails "
+        "with the reason when none comes", positive),
+    "start_tolerance_rad": Param(
+        0.02, "Largest difference (rad or m, per joint) between where the arm is and the "
+        "trajectory's first point when it is sent; past it the task is planned once more "
+        "from where the arm is, and failing again nothing is sent (MoveIt's "
+        "allowed_start_tolerance)", positive),
     "path_topic": Param("/spatialpin/planned_path", "Planned end-effector path (nav_msgs/Path)"),
     "plan_markers_topic": Param("/spatialpin/plan_markers", "The planned task for rviz "
                                 "(MarkerArray: path by stage, grasp, goal poses, text)"),
@@ -168,6 +177,9 @@ class ManipulationNode(GoalStepsMixin, TaskExecutionMixin, Node):
         self.unusable: "OrderedDict[str, Scene]" = OrderedDict()
         self.unusable_time = 0.0
         self.joints: Optional[JointState] = None
+        #: Stamp (s, this node's clock) of the newest joint state: its header's, or when it
+        #: came where the header has none.
+        self.joints_stamp = 0.0
         self.sent_trajectories = 0
         #: Stamps (s, this node's clock): the last scene load announced, and when the arm last
         #: came to rest (end of a trajectory, or a stop plus STOP_SETTLE_S).
@@ -275,8 +287,10 @@ class ManipulationNode(GoalStepsMixin, TaskExecutionMixin, Node):
         self.get_logger().info("scene (re)loaded: goals wait for a scene perceived after it")
 
     def _on_joints(self, msg: JointState) -> None:
+        stamp = conv.stamp_to_sec(msg.header.stamp) or self._now()
         with self._lock:
             self.joints = merge_joint_states(self.joints, msg)
+            self.joints_stamp = max(self.joints_stamp, stamp)
 
     def current_fingers(self) -> float:
         """Opening of one finger (m), or fully open when unknown."""
@@ -287,6 +301,19 @@ class ManipulationNode(GoalStepsMixin, TaskExecutionMixin, Node):
                 [js.position[js.name.index(n)] for n in self.robot.gripper_joints])
         except (AttributeError, ValueError, IndexError):
             return self.robot.finger_open
+
+    def q_since(self, since: float, timeout_s: float) -> Optional[np.ndarray]:
+        """The arm's joints from a joint state stamped at or after ``since`` (s, this node's
+        clock), waiting up to ``timeout_s`` for one; None when none comes."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                fresh = self.joints_stamp >= since
+            if fresh:
+                return self.current_q()
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.01)
 
     def current_q(self) -> Optional[np.ndarray]:
         with self._lock:
