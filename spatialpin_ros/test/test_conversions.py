@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("rclpy")
 from sensor_msgs.msg import Image  # noqa: E402
 
-from spatialpin_ros.core.errors import ImageError  # noqa: E402
+from spatialpin_ros.core.errors import ImageError, SpatialPinError  # noqa: E402
 from spatialpin_ros.core.trajectory import JointTrajectory  # noqa: E402
 from spatialpin_ros.core.types import (CameraModel, ObjectPrior,  # noqa: E402
                                        PerceptionStatus, Pose, Scene)
@@ -88,6 +88,7 @@ def test_scene_round_trip_carries_containers_flat_items_and_status():
     scene = Scene("s2", [bowl], cam, Pose(), flat_items=[sheet])
     back = conv.scene_from_msg(conv.scene_to_msg(scene))
     assert back.objects[0].container and back.objects[0].inner_depth == pytest.approx(0.052)
+    assert back.objects[0].hidden == -1.0                 # not measured
     assert not back.flat_items[0].container and back.flat_items[0].id == "flat_0"
     assert back.status is PerceptionStatus.OK
     empty = Scene("s3", [], cam, Pose(), status=PerceptionStatus.NO_SUPPORT_PLANE,
@@ -117,3 +118,14 @@ def test_trajectory_round_trip():
     np.testing.assert_allclose(back.positions, t.positions)
     np.testing.assert_allclose(back.velocities, t.velocities)
     assert conv.duration_to_sec(conv.sec_to_duration(math.pi)) == pytest.approx(math.pi)
+
+
+def test_the_hidden_share_round_trips_and_a_wrong_one_is_a_clear_error():
+    cam = CameraModel.from_fov(640, 480, 58.0)
+    box = ObjectPrior("obj_0", "red box", Pose([0.5, 0.1, 0.03]), [0.05, 0.05, 0.06],
+                      hidden=0.25)
+    msg = conv.scene_to_msg(Scene("s", [box], cam, Pose()))
+    assert conv.scene_from_msg(msg).objects[0].hidden == pytest.approx(0.25)
+    msg.objects[0].hidden = 1.5
+    with pytest.raises(SpatialPinError, match="hidden share"):
+        conv.scene_from_msg(msg)

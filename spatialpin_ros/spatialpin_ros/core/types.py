@@ -240,7 +240,9 @@ class ObjectPrior:
     down to its inner bottom (0 otherwise). ``mask``: optional (h, w) bool pixel mask of the
     object inside ``roi`` (h, w = roi's height and width); :meth:`full_mask` places it in the
     image. ``top_face``: the top face its own points show (``core.top_face``; flat and solid?
-    where?), None when not perceived.
+    where?), None when not perceived. ``hidden``: the share (0..1) of the object's outline in the
+    image that borders something in front of it or the image's edge (its box may go on there),
+    -1 when not measured.
     """
 
     id: str
@@ -259,6 +261,7 @@ class ObjectPrior:
     inner_depth: float = 0.0
     mask: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
     top_face: Optional[TopFace] = field(default=None, repr=False, compare=False)
+    hidden: float = -1.0
 
     def __post_init__(self) -> None:
         self.size = np.asarray(self.size, dtype=float).reshape(3)

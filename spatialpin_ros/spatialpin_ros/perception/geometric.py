@@ -57,6 +57,7 @@ from spatialpin_ros.perception.support import (SupportParams, SupportPlane, find
                                                support_extent)
 from spatialpin_ros.perception.top_faces import describe_tops
 from spatialpin_ros.perception.tracking import ObjectTracker
+from spatialpin_ros.perception.visibility import set_hidden
 
 FLAT_ITEMS_MODES = ("list", "drop")
 
@@ -267,6 +268,7 @@ class GeometricBackend(PerceptionBackend):
         objects, flat = self._priors(sel.candidates, seg, support, frame, T_wc,
                                      claim_holes=masks is None)
         self.describe_tops(objects, prep, T_wc)
+        set_hidden(objects, depth)
         objects = self.tracker.assign(objects)
         tick("priors")
         self.last = {"support": support, "segmentation": seg, "extent": prep.extent,

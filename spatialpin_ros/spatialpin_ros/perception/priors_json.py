@@ -72,6 +72,7 @@ def object_to_json(o: ObjectPrior, height: int, width: int) -> dict:
         "rgb": None if o.rgb is None else [int(v) for v in o.rgb],
         "mask_rle": None if m is None else encode_rle(m),
         "top_face": _top_to_json(o.top_face),
+        "hidden": _f(o.hidden, 3),
     }
 
 
@@ -111,7 +112,7 @@ def object_from_json(d: dict) -> ObjectPrior:
         rgb=None if d.get("rgb") is None else tuple(int(v) for v in d["rgb"]),
         container=bool(d.get("container", False)),
         inner_depth=float(d.get("inner_depth_m") or 0.0), mask=mask,
-        top_face=_top_from_json(d.get("top_face")))
+        top_face=_top_from_json(d.get("top_face")), hidden=float(d.get("hidden", -1.0)))
 
 
 def scene_to_json(scene: Scene, source: str = "", frame: str = "",

@@ -153,7 +153,8 @@ def object_prior_to_msg(o: ObjectPrior) -> ObjectPriorMsg:
                              height=max(h, 0)),
         num_points=int(o.num_points), axis_names=list(o.axis_names),
         yaw_symmetric=bool(o.yaw_symmetric), container=bool(o.container),
-        inner_depth=float(o.inner_depth), **_top_face_fields(o.top_face))
+        inner_depth=float(o.inner_depth), hidden=float(o.hidden),
+        **_top_face_fields(o.top_face))
 
 
 def _top_face_fields(t: Optional[TopFace]) -> dict:
@@ -196,7 +197,15 @@ def object_prior_from_msg(m: ObjectPriorMsg) -> ObjectPrior:
         roi=(m.roi.x_offset, m.roi.y_offset, m.roi.width, m.roi.height),
         num_points=m.num_points, axis_names=list(m.axis_names), yaw_symmetric=m.yaw_symmetric,
         container=bool(m.container), inner_depth=float(m.inner_depth),
-        top_face=_top_face_of(m, what))
+        top_face=_top_face_of(m, what), hidden=_hidden_of(m, what))
+
+
+def _hidden_of(m: ObjectPriorMsg, what: str) -> float:
+    """The message's hidden share: -1 (not measured) or 0..1; MessageError otherwise."""
+    h = float(getattr(m, "hidden", -1.0))
+    if not (h == -1.0 or 0.0 <= h <= 1.0):
+        raise MessageError(f"{what} has a hidden share {h}; it must be -1 or within 0..1")
+    return h
 
 
 def scene_to_msg(scene: Scene, stamp: Optional[Time] = None) -> ScenePriors:
