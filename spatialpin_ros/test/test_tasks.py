@@ -121,3 +121,21 @@ def test_self_bleu():
     assert self_bleu(same) == pytest.approx(1.0)
     assert self_bleu(varied) < 0.3
     assert bleu("a b c d".split(), ["a b c d".split()]) == pytest.approx(1.0)
+
+
+def test_objects_seen_whole_are_proposed_before_partly_hidden_ones(scene):
+    """A stack that moves, or builds on, an object partly out of sight (its box may go on
+    behind what hides it) comes after every stack whose objects are seen whole, whatever its
+    score; an object whose hidden share is unknown (-1) counts as seen."""
+    stacks = [t for t in GeometricProposer().propose(scene, 0) if t.action == "stack"]
+    best = stacks[0]
+    hidden = scene.get(best.object_id)
+    hidden.hidden = 0.3
+    again = [t for t in GeometricProposer().propose(scene, 0) if t.action == "stack"]
+    assert len(again) == len(stacks)
+    touches = [i for i, t in enumerate(again) if hidden.id in (t.object_id, t.target_id)]
+    whole = [i for i, t in enumerate(again) if hidden.id not in (t.object_id, t.target_id)]
+    assert touches and whole and max(whole) < min(touches)
+    hidden.hidden = 0.05                         # a little of the outline: still seen whole
+    assert [t.description for t in GeometricProposer().propose(scene, 0)
+            if t.action == "stack"] == [t.description for t in stacks]

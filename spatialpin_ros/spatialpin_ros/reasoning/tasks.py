@@ -107,6 +107,17 @@ def _score(kind: TaskKind, a: ObjectPrior, b: ObjectPrior) -> float:
     return -float(np.linalg.norm(a.center[:2] - b.center[:2]))
 
 
+#: An object whose outline is hidden (by something in front, or the image's edge) beyond this
+#: share may go on out of sight: its box, grasp and top are uncertain.
+HIDDEN_MAX = 0.12
+
+
+def _partly_hidden(scene: Scene, t: TaskProposal) -> bool:
+    """The task moves, or puts something on, an object partly out of sight."""
+    return any(o is not None and o.hidden > HIDDEN_MAX
+               for o in (scene.get(t.object_id), scene.get(t.target_id) if t.target_id else None))
+
+
 class GeometricProposer:
     """Feasible tasks of every kind over the scene's objects (stack, put_in, place_on,
     place_next_to, then moves to a free spot), mixed: the best of each kind in turn."""
@@ -137,8 +148,8 @@ class GeometricProposer:
                     per_kind[kind].append(TaskProposal(
                         describe(kind, a, b), action_of(kind), a.id, b.id, pose, scene.scene_id,
                         _score(kind, a, b), kind=kind.value))
-        for lst in per_kind.values():
-            lst.sort(key=lambda t: -t.score)
+        for lst in per_kind.values():           # objects seen whole first, then the score
+            lst.sort(key=lambda t: (_partly_hidden(scene, t), -t.score))
         # One of each kind in turn, the best first; a kind's proposals keep their order.
         tasks: list[TaskProposal] = []
         for i in range(max((len(v) for v in per_kind.values()), default=0)):
