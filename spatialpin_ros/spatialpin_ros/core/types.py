@@ -242,7 +242,8 @@ class ObjectPrior:
     image. ``top_face``: the top face its own points show (``core.top_face``; flat and solid?
     where?), None when not perceived. ``hidden``: the share (0..1) of the object's outline in the
     image that borders something in front of it or the image's edge (its box may go on there),
-    -1 when not measured.
+    -1 when not measured (the torch lifting leaves it so: its GPU timings were measured
+    without it).
     """
 
     id: str

@@ -50,7 +50,6 @@ from spatialpin_ros.perception.objects import WorldView, mask_pixels
 from spatialpin_ros.perception.pieces import Piece, _hull, merge_nested
 from spatialpin_ros.perception.selection import Candidate, bottom_occluded, settle
 from spatialpin_ros.perception.top_faces import describe_tops
-from spatialpin_ros.perception.visibility import set_hidden
 
 LIFTING_MODES = ("auto", "numpy", "torch")
 
@@ -293,7 +292,6 @@ def _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id, frame_work=No
     objects, flat = _priors(backend, kept, full, boxes, prep, view, namer)
     _describe_tops(backend, objects, prep, T_wc, fw.get("plane"),
                    int(getattr(backend, "lifting_threads", 1) or 1))
-    set_hidden(objects, prep.depth)
     objects = backend.tracker.assign(objects)
     tick("priors")
     backend.last = {"support": sup, "extent": prep.extent, "dropped": dropped,
