@@ -229,6 +229,20 @@ def completed(prior: ObjectPrior, points: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
+def surface(prior: ObjectPrior, points: np.ndarray, voxel: float = SamplingConfig.voxel
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The object's perceived points thinned to ``voxel`` and denoised, and the same with its
+    hidden back completed (``completed``)."""
+    raw = _denoise(_thin(np.asarray(points, dtype=float).reshape(-1, 3), voxel))
+    return raw, _thin(completed(prior, raw), voxel)
+
+
+def closing_target(width: float, squeeze: float) -> float:
+    """Each finger's closing target (m) on a part ``width`` across measured from points: half
+    the half-width at most (see the module doc)."""
+    return max(0.0, min(width / 2 - squeeze, width / 4))
+
+
 class _Frame:
     """Points in a candidate's frame: along the closing direction ``u`` and across it ``v``
     (from the object's centre), and height ``z``."""
@@ -253,11 +267,10 @@ def cloud_grasps(hand: Hand, prior: ObjectPrior, points: np.ndarray, others: np.
     it fits but every such grasp has a finger column or the closing region taken by other
     points (a neighbour to move first). See the module doc."""
     cfg = config
-    raw = _denoise(_thin(np.asarray(points, dtype=float).reshape(-1, 3), cfg.voxel))
+    raw, full = surface(prior, points, cfg.voxel)
     if len(raw) < cfg.min_points:
         return []
     normals = _normals(raw)
-    full = _thin(completed(prior, raw), cfg.voxel)
     oth = _thin(np.asarray(others, dtype=float).reshape(-1, 3), cfg.voxel)
     centre = np.asarray(prior.center, dtype=float)
     lo_z = support_z + hand.fingertip_below_tcp + fingertip_clearance
@@ -396,7 +409,7 @@ def _to_grasps(hand: Hand, prior: ObjectPrior, cands: list[_Cand], centre: np.nd
         # Close to half the measured width at most: depth noise and a centre a few mm off
         # widen what is measured (a 2.2 cm bottle neck measures 3 cm), and fingers commanded
         # to stop short of the object neither squeeze it nor tell that they hold it.
-        target = 0.0 if thin else max(0.0, min(c.width / 2 - squeeze, c.width / 4))
+        target = 0.0 if thin else closing_target(c.width, squeeze)
         pair = []
         for flip in (0.0, math.pi):
             yaw = wrap(c.phi + math.pi / 2 + flip)
