@@ -44,8 +44,9 @@ from spatialpin_ros.planning.robot import top_down_pose
 
 @dataclass
 class Grasp:
-    """A top-down grasp of ``object_id``: TCP ``pose`` at the grasp, ``pregrasp`` above it,
-    ``yaw`` of the TCP x axis, object ``width`` across the closing direction (m), the finger
+    """A grasp of ``object_id``: TCP ``pose`` at the grasp, ``pregrasp`` above it (a side
+    grasp: backed off horizontally), ``yaw`` of the TCP x axis (a side grasp: the heading of
+    its approach), object ``width`` across the closing direction (m), the finger
     position to open to before the approach (``preshape``) and to close to (``finger_target``),
     each per finger (m)."""
 
@@ -58,8 +59,9 @@ class Grasp:
     preshape: float
     finger_target: float
     depth: float
-    #: How it was found: "box" (from the perceived box), "cloud" (across the object's points)
-    #: or "rim" (pinching a wall: a bowl's or cup's rim); its ``score`` (higher is better).
+    #: How it was found: "box" (from the perceived box), "cloud" (across the object's points),
+    #: "rim" (pinching a wall: a bowl's or cup's rim) or "side" (horizontally, a tall object:
+    #: ``planning.side_grasps``); its ``score`` (higher is better).
     kind: str = "box"
     score: float = 0.0
 
@@ -293,15 +295,21 @@ def _placements(obj: ObjectPrior, grasp: Grasp, obj_pose: Pose, approach_height:
     return out
 
 
-def _tcp_yaw(p: Pose) -> float:
-    x = p.rotation.as_matrix()[:, 0]
-    return math.atan2(x[1], x[0])
+def _tcp_yaw(p: Pose) -> tuple[float, bool]:
+    """Heading of the TCP's x axis, or of its z axis where that is horizontal (a side grasp:
+    True)."""
+    R = p.rotation.as_matrix()
+    side = abs(float(R[2, 2])) < 0.5
+    v = R[:, 2] if side else R[:, 0]
+    return math.atan2(v[1], v[0]), side
 
 
 def _by_wrist_turn(hand: Hand, cands: list[Placement], yaw: float) -> list[Placement]:
-    """Wrist well inside its limits first, then least wrist turn from the grasp."""
+    """Wrist well inside its limits first (top-down), then least wrist turn from the grasp
+    (a side grasp: least turn of its approach heading, ``yaw``)."""
     def key(c: Placement):
-        y = _tcp_yaw(c.pose)
-        return (-min(wrist_margin(hand, c.pose.position[0], c.pose.position[1], y), 0.8),
+        y, side = _tcp_yaw(c.pose)
+        return (0.0 if side else
+                -min(wrist_margin(hand, c.pose.position[0], c.pose.position[1], y), 0.8),
                 abs(_wrap(y - yaw)))
     return sorted(cands, key=key)
