@@ -26,11 +26,18 @@ RAISE = 0.16
 #: the closing fingers at or beyond the preshape, and opening only to the preshape left it
 #: wedged between them and carried it away.
 RELEASE_EXTRA = 0.01
+#: How much farther than ``approach_height`` a side grasp's pre-grasp may back off (metres).
+BACK_MORE = 0.04
 
 
 def raised(p: Pose, dz: float) -> Pose:
     """``p`` moved ``dz`` metres up (world z)."""
     return Pose(p.position + [0.0, 0.0, dz], p.quaternion)
+
+
+def backed(p: Pose, d: float) -> Pose:
+    """``p`` moved ``d`` metres back along its own z axis (out of a side grasp)."""
+    return Pose(p.position - d * p.rotation.as_matrix()[:, 2], p.quaternion)
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,8 @@ class Choice:
     retreat: StraightMove
     #: Each finger's opening (m) when letting go: the preshape, or wider (``RELEASE_EXTRA``).
     release_width: float
+    #: After a side grasp's retreat (backwards, horizontally): straight up.
+    rise: Optional[StraightMove] = None
 
 
 @dataclass(frozen=True)
@@ -95,12 +104,16 @@ class ChoiceContext:
 
 
 def above(robot: RobotModel, ps: PlanningScene, pose: Pose, seed: np.ndarray,
-          height: float, label: str) -> tuple[Optional[np.ndarray], Optional[Rejection]]:
+          height: float, label: str, back: bool = False
+          ) -> tuple[Optional[np.ndarray], Optional[Rejection]]:
     """(q, None) for the lowest pose ``height`` .. ``height + RAISE`` above ``pose`` (2 cm
-    steps) with an IK solution that is collision-free with padding; else (None, why)."""
+    steps; with ``back``, ``height`` .. ``height + BACK_MORE`` backed off along the TCP's z
+    axis: a side grasp) with an IK solution that is collision-free with padding; else (None,
+    why)."""
     why = Rejection(PlanStatus.UNREACHABLE, f"no IK for the {label} pose")
-    for i, extra in enumerate(np.arange(0.0, RAISE + 1e-9, 0.02)):
-        q = robot.ik(raised(pose, height + extra), seed, restarts=6 if i == 0 else 1)
+    for i, extra in enumerate(np.arange(0.0, (BACK_MORE if back else RAISE) + 1e-9, 0.02)):
+        pre = backed(pose, height + extra) if back else raised(pose, height + extra)
+        q = robot.ik(pre, seed, restarts=6 if i == 0 else 1)
         if q is None:
             if i == 0 and robot.ik(pose, seed, restarts=2) is None:
                 break  # not even the pose itself is reachable
@@ -149,14 +162,19 @@ def _with_grasp(robot, ps, g: Grasp, c: ChoiceContext, support_allow, check_canc
                 rejected: list[Rejection]) -> Optional[Choice]:
     """The first placement that works with grasp ``g`` (None: add why not to ``rejected``)."""
     obj = c.obj
-    yaw = f"grasp at yaw {math.degrees(g.yaw):.0f} deg"
+    side = g.kind == "side"
+    yaw = (f"side grasp at heading {math.degrees(g.yaw):.0f} deg, "
+           f"{100 * g.pose.position[2]:.1f} cm high" if side else
+           f"grasp at yaw {math.degrees(g.yaw):.0f} deg")
     ps.finger_width = g.preshape
-    q_pre, why = above(robot, ps, g.pose, c.q_start, c.approach_height, "pre-grasp")
+    q_pre, why = above(robot, ps, g.pose, c.q_start, c.approach_height, "pre-grasp", side)
     if q_pre is None:
         rejected.append(Rejection(why.status, f"{why.reason} ({yaw})"))
         return None
     g.pregrasp = robot.fk(q_pre)
-    with ps.allow([obj.id] + support_allow), ps.fine(c.fine_clearance):
+    # A side grasp comes in clear of the table; only its fingers may touch the object.
+    with (ps.allow([obj.id], robot_links=robot.finger_links) if side else
+          ps.allow([obj.id] + support_allow)), ps.fine(c.fine_clearance):
         desc = _timed_line(robot, ps, q_pre, g.pose, c)
     if not desc.line.success:
         _blocked(rejected, f"{yaw}: {desc.line.reason}")
@@ -269,17 +287,32 @@ def _with_placement(robot, ps, g, pl: Placement, q_g, desc, lift, q_pre, c: Choi
         for width in dict.fromkeys((wide, g.preshape)):
             ps.finger_width = width
             with ps.allow([obj.id] + allow_place), ps.fine(c.fine_clearance):
-                retreat = _timed_line(robot, ps, lower.end,
-                                      raised(pl.pose, c.approach_height + RAISE), c,
-                                      min_length=c.approach_height, stop=ps.is_valid_strict)
-            if retreat.line.success:
-                pl.retreat = robot.fk(retreat.end)
+                retreat, rise = _retreat(robot, ps, g, pl, lower.end, c)
+            if retreat.line.success and (rise is None or rise.line.success):
+                pl.retreat = robot.fk((rise or retreat).end)
                 break
     finally:
         ps.finger_width = g.preshape
         ps.move_object(obj.id, obj.pose)
         ps.attach(obj.id, q_g, att.finger_width, prior=att.prior)
-    if not retreat.line.success:
-        _blocked(rejected, f"retreat: {retreat.line.reason}")
+    failed = retreat if not retreat.line.success else rise
+    if failed is not None and not failed.line.success:
+        _blocked(rejected, f"retreat: {failed.line.reason}")
         return None
-    return Choice(g, pl, q_pre, desc, lift, q_pp, lower, retreat, release_width=width)
+    return Choice(g, pl, q_pre, desc, lift, q_pp, lower, retreat, release_width=width,
+                  rise=rise)
+
+
+def _retreat(robot: RobotModel, ps: PlanningScene, g: Grasp, pl: Placement, q: np.ndarray,
+             c: ChoiceContext) -> tuple[StraightMove, Optional[StraightMove]]:
+    """The moves away after letting go, from ``q``: straight up (top-down grasps); for a side
+    grasp backwards along the approach, then (the second move) straight up."""
+    if g.kind != "side":
+        return _timed_line(robot, ps, q, raised(pl.pose, c.approach_height + RAISE), c,
+                           min_length=c.approach_height, stop=ps.is_valid_strict), None
+    back = backed(pl.pose, c.approach_height)
+    retreat = _timed_line(robot, ps, q, back, c)
+    if not retreat.line.success:
+        return retreat, None
+    return retreat, _timed_line(robot, ps, retreat.end, raised(back, RAISE), c,
+                                min_length=c.approach_height, stop=ps.is_valid_strict)

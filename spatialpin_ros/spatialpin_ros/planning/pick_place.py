@@ -14,6 +14,14 @@ Stages, in order (names as in ``TaskPlan.stages``)::
     retreat    straight up
     home       planned motion back to ``q_home`` (optional)
 
+Where no top-down grasp holds the object steady (a tall bottle fits only by its neck) or fits
+at all (a tall object too wide at the top), side grasps are the fallback
+(``planning.side_grasps``, ``_side``): the pre-grasp is backed off horizontally and
+``descend`` comes in horizontally; the object is lifted, carried and set down upright as held;
+``retreat`` backs off horizontally, then ``rise`` goes straight up. Where no side grasp works
+either, the top-down refusal (UNSTABLE_GRASP, TOO_WIDE) stays, its reason saying what side
+grasps met.
+
 The planner reads only the given Scene of priors (and an optional point cloud), never a
 simulator. Every outcome is a ``PlanStatus`` in ``TaskPlan.status`` (with the reason in words):
 MISSING_OBJECT ("missing object"), TOO_WIDE ("object too wide"), TARGET_TOO_SMALL ("target too
@@ -44,6 +52,7 @@ from spatialpin_ros.planning.object_cloud import SceneCloud
 from spatialpin_ros.planning.planner import MotionPlanner, PlanResult, path_length
 from spatialpin_ros.planning.robot import RobotModel
 from spatialpin_ros.planning.scene import PlanningScene
+from spatialpin_ros.planning.side_grasps import side_grasps
 from spatialpin_ros.planning.scene_queries import (blockers, object_inside, object_on_top,
                                                    supporting_object, without_phantoms)
 from spatialpin_ros.planning.task_plan import (MotionRecord, PickPlaceConfig, TaskPlan,
@@ -65,6 +74,8 @@ class _Run:
     plan: TaskPlan
     t_call: float = dataclasses.field(default_factory=time.perf_counter)
     ref_spent: float = 0.0
+    #: Why no top-down grasp was used, where side grasps are tried instead (``_side``).
+    top_down_failure: Optional[PlanFailure] = None
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t_call - self.ref_spent
@@ -215,20 +226,42 @@ def _grasps(run: _Run, obj: ObjectPrior, support: float, q_start: np.ndarray,
               else cfg.squeeze)
     yaw = robot.fk(q_start).yaw()
     own = points.of(obj.id) if points is not None else np.zeros((0, 3))
+    own = own if len(own) >= cfg.min_cloud_points else None
     grasps = []
-    if len(own) >= cfg.min_cloud_points:
-        grasps = cloud_grasps(robot.hand, obj, own, points.others(obj.id), support, yaw, **kw)
+    try:
+        if own is not None:
+            grasps = cloud_grasps(robot.hand, obj, own, points.others(obj.id), support, yaw,
+                                  **kw)
+    except PlanFailure as f:
+        if f.status is not PlanStatus.TOO_WIDE:
+            raise
+        return _side(run, obj, support, own, kw, f)   # too wide at the top: lower down?
     if not grasps:
         grasps = grasp_candidates(robot.hand, obj, support, yaw, **kw)
     steady = [g for g in grasps if not pivots(g, obj, cfg.max_lever_ratio)]
     if grasps and not steady:
         g = grasps[0]
-        raise PlanFailure(PlanStatus.UNSTABLE_GRASP, (
-            f"no steady grasp of {obj.id!r}: every grasp that fits holds it "
+        return _side(run, obj, support, own, kw, PlanFailure(PlanStatus.UNSTABLE_GRASP, (
+            f"no steady grasp of {obj.id!r}: every top-down grasp that fits holds it "
             f"{100 * lever(g, obj):.0f} cm above its centre of mass by a "
-            f"{100 * g.width:.1f} cm part: it would turn in the hand and tip when put down "
-            "(side grasps are not built)"))
+            f"{100 * g.width:.1f} cm part: it would turn in the hand and tip when put down")))
     return steady
+
+
+def _side(run: _Run, obj: ObjectPrior, support: float, own: Optional[np.ndarray], kw: dict,
+          failure: PlanFailure) -> list[Grasp]:
+    """The fallback where no top-down grasp fits or holds steady (``failure``): steady side
+    grasps (``planning.side_grasps``), or ``failure`` raised, saying why side grasps were
+    no help."""
+    grasps, why = side_grasps(run.robot.hand, obj, own, support, run.robot.shoulder[:2],
+                              kw["max_width"], kw["approach_height"], kw["lift_height"],
+                              kw["squeeze"])
+    steady = [g for g in grasps if not pivots(g, obj, run.cfg.max_lever_ratio)]
+    if steady:
+        run.top_down_failure = failure
+        return steady
+    why = why or "each that fits would pivot about its contacts"
+    raise PlanFailure(failure.status, f"{failure.reason}; side grasps tried: {why}")
 
 
 def _choice(run: _Run, ps: PlanningScene, req: _Request, place_pose: Optional[Pose],
@@ -244,7 +277,15 @@ def _choice(run: _Run, ps: PlanningScene, req: _Request, place_pose: Optional[Po
     ctx = ChoiceContext(obj, req.target, place_pose, poses_on, support_id, q_start,
                         cfg.clearance, cfg.approach_height, cfg.fine_clearance,
                         cfg.cartesian_speed, run.planner.dt)
-    return choose(robot, ps, grasps, ctx, run.check_cancel)
+    try:
+        return choose(robot, ps, grasps, ctx, run.check_cancel)
+    except PlanFailure as f:
+        first = run.top_down_failure
+        if first is None or f.status not in (PlanStatus.UNREACHABLE, PlanStatus.BLOCKED):
+            raise
+        # Side grasps were the fallback: the top-down refusal stays, saying what they met.
+        raise PlanFailure(first.status, f"{first.reason}; side grasps tried: {f.reason}"
+                          ) from None
 
 
 def _build(run: _Run, ps: PlanningScene, req: _Request, c: Choice, q_start: np.ndarray,
@@ -294,8 +335,10 @@ def _build(run: _Run, ps: PlanningScene, req: _Request, c: Choice, q_start: np.n
     ps.finger_width = c.release_width
     run.check_cancel()
     cart("retreat", c.retreat)
+    if c.rise is not None:
+        cart("rise", c.rise)
     if cfg.return_home:
-        b.arm(run.planned("home", c.retreat.end, q_home, ps).timed, "home")
+        b.arm(run.planned("home", (c.rise or c.retreat).end, q_home, ps).timed, "home")
     traj = b.trajectory()
     plan.trajectory = traj
     plan.stages = b.stages

@@ -115,5 +115,10 @@ def describe_grasp(plan) -> str:
         return ""
     how = {"box": "from the perceived box", "cloud": "antipodal on the perceived points",
            "rim": "on the rim (a wall pinched), from the perceived points"}.get(g.kind, g.kind)
+    if g.kind == "side":
+        return (f"from the side at {100 * g.pose.position[2]:.1f} cm height "
+                f"({100 * g.depth:.1f} cm below the top), across {100 * g.width:.1f} cm, "
+                f"approaching at heading {np.degrees(g.yaw):.0f} deg (no steady top-down "
+                "grasp)")
     return (f"top-down across {100 * g.width:.1f} cm at yaw {np.degrees(g.yaw):.0f} deg, "
             f"{100 * g.depth:.1f} cm below the top, {how}")

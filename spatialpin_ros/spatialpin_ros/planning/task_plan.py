@@ -47,8 +47,9 @@ class PickPlaceConfig:
     still ``settle_dwell`` [s] over the place before it is lowered. A grasp (not a pinch)
     more than ``max_lever_ratio`` times its width above the object's centre of mass, or
     more than its width on a narrow part (a bottle by its neck), pivots on its two contacts
-    (``pick_place.pivots``): it is not used, and an object with no other grasp is refused
-    (``unstable_grasp``; side grasps are not built)."""
+    (``pick_place.pivots``): it is not used; an object with no other top-down grasp is grasped
+    from the side (``planning.side_grasps``), or refused (``unstable_grasp``) where no side
+    grasp works either."""
 
     algorithm: str = "rrtstar"
     motion_time_limit: float = 1.0
