@@ -158,14 +158,19 @@ def _blocked(rejected: list[Rejection], why: str) -> None:
     rejected.append(Rejection(PlanStatus.BLOCKED, why))
 
 
+def _label(g: Grasp) -> str:
+    """The grasp in a few words, for the reasons a grasp was not taken."""
+    if g.kind == "side":
+        return (f"side grasp at heading {math.degrees(g.yaw):.0f} deg, "
+                f"{100 * g.pose.position[2]:.1f} cm high")
+    return f"grasp at yaw {math.degrees(g.yaw):.0f} deg"
+
+
 def _with_grasp(robot, ps, g: Grasp, c: ChoiceContext, support_allow, check_cancel,
                 rejected: list[Rejection]) -> Optional[Choice]:
     """The first placement that works with grasp ``g`` (None: add why not to ``rejected``)."""
     obj = c.obj
-    side = g.kind == "side"
-    yaw = (f"side grasp at heading {math.degrees(g.yaw):.0f} deg, "
-           f"{100 * g.pose.position[2]:.1f} cm high" if side else
-           f"grasp at yaw {math.degrees(g.yaw):.0f} deg")
+    side, yaw = g.kind == "side", _label(g)
     ps.finger_width = g.preshape
     q_pre, why = above(robot, ps, g.pose, c.q_start, c.approach_height, "pre-grasp", side)
     if q_pre is None:
