@@ -12,7 +12,7 @@ import pytest
 from spatialpin_ros.core.plan_status import PlanStatus
 from spatialpin_ros.core.types import CameraModel, Pose, Scene
 from spatialpin_ros.planning.side_grasps import side_grasps, width_at
-from test_antipodal_grasps import HAND, bottle_points, prior
+from test_antipodal_grasps import HAND, bottle_points, disc, prior, revolved
 
 BASE = (0.0, 0.0)
 CAMERA = CameraModel(640, 480, 500.0, 500.0, 320.0, 240.0)
@@ -76,6 +76,33 @@ def test_no_side_grasp_of_a_short_or_a_wide_object():
     wide = prior("wide", [0.5, 0.0, 0.1], [0.09, 0.09, 0.2])
     grasps, why = side_grasps(HAND, wide, None, 0.0, BASE)
     assert not grasps and "9.0 cm across" in why
+
+
+def lamp_points(cx=0.45, cy=0.1):
+    """A 20 cm tall object: a 4 cm stem up to 15 cm, under a 10 cm cap."""
+    return np.concatenate([revolved(cx, cy, lambda z: 0.02 if z < 0.15 else (
+        0.05 if z <= 0.2 else None)), disc(cx, cy, 0.05, 0.2)])
+
+
+def test_an_object_too_wide_at_the_top_is_measured_narrow_lower_down():
+    lamp = prior("lamp", [0.45, 0.1, 0.1], [0.1, 0.1, 0.2])
+    grasps, _ = side_grasps(HAND, lamp, lamp_points(), 0.0, BASE)
+    assert grasps and all(abs(g.width - 0.04) < 0.005 for g in grasps)
+    assert all(g.pose.position[2] + HAND.finger_width / 2 < 0.15 for g in grasps)
+
+
+def test_the_top_down_refusal_stays_where_no_side_grasp_works(panda):
+    """The same object planned: top-down it is too wide everywhere; its side grasps fit the
+    stem, but the hand would meet its perceived cylinder (10 cm across at every height: the
+    planning scene knows its box, not its points), so the refusal stays, naming them."""
+    from spatialpin_ros.planning import plan_pick_and_place
+    from spatialpin_ros.planning.object_cloud import SceneCloud
+    lamp = prior("lamp", [0.45, 0.1, 0.1], [0.1, 0.1, 0.2])
+    scene = Scene("s", [lamp, BLOCK], CAMERA, Pose())
+    plan = plan_pick_and_place(panda, scene, "lamp", place_pose=Pose.from_yaw(
+        [0.45, -0.02, 0.1], 0.0), points=SceneCloud.from_points(lamp_points(), scene))
+    assert plan.status is PlanStatus.TOO_WIDE
+    assert "side grasps tried: no collision-free grasp" in plan.reason, plan.reason
 
 
 @pytest.fixture(scope="module")
