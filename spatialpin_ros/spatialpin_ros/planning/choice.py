@@ -177,8 +177,10 @@ def _with_grasp(robot, ps, g: Grasp, c: ChoiceContext, support_allow, check_canc
         rejected.append(Rejection(why.status, f"{why.reason} ({yaw})"))
         return None
     g.pregrasp = robot.fk(q_pre)
-    # A side grasp comes in clear of the table; only its fingers may touch the object.
-    with (ps.allow([obj.id], robot_links=robot.finger_links) if side else
+    # A side grasp comes in clear of the table; only its fingers may touch the object's box,
+    # or the whole gripper where the hand was found clear of its points.
+    with (ps.allow([obj.id], robot_links=None if g.hand_clear else robot.finger_links)
+          if side else
           ps.allow([obj.id] + support_allow)), ps.fine(c.fine_clearance):
         desc = _timed_line(robot, ps, q_pre, g.pose, c)
     if not desc.line.success:

@@ -64,6 +64,9 @@ class Grasp:
     #: ``planning.side_grasps``); its ``score`` (higher is better).
     kind: str = "box"
     score: float = 0.0
+    #: A side grasp whose hand (not only its fingers) was found clear of the object's points:
+    #: the planner lets the hand near the object's perceived box (``planning.side_grasps``).
+    hand_clear: bool = False
 
 
 @dataclass

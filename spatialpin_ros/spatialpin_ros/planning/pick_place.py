@@ -52,7 +52,7 @@ from spatialpin_ros.planning.object_cloud import SceneCloud
 from spatialpin_ros.planning.planner import MotionPlanner, PlanResult, path_length
 from spatialpin_ros.planning.robot import RobotModel
 from spatialpin_ros.planning.scene import PlanningScene
-from spatialpin_ros.planning.side_grasps import side_grasps
+from spatialpin_ros.planning.side_grasps import hand_boxes, side_grasps
 from spatialpin_ros.planning.scene_queries import (blockers, object_inside, object_on_top,
                                                    supporting_object, without_phantoms)
 from spatialpin_ros.planning.task_plan import (MotionRecord, PickPlaceConfig, TaskPlan,
@@ -255,7 +255,7 @@ def _side(run: _Run, obj: ObjectPrior, support: float, own: Optional[np.ndarray]
     no help."""
     grasps, why = side_grasps(run.robot.hand, obj, own, support, run.robot.shoulder[:2],
                               kw["max_width"], kw["approach_height"], kw["lift_height"],
-                              kw["squeeze"])
+                              kw["squeeze"], boxes=hand_boxes(run.robot))
     steady = [g for g in grasps if not pivots(g, obj, run.cfg.max_lever_ratio)]
     if steady:
         run.top_down_failure = failure

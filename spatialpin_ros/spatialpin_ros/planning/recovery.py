@@ -118,7 +118,7 @@ def describe_grasp(plan) -> str:
     if g.kind == "side":
         return (f"from the side at {100 * g.pose.position[2]:.1f} cm height "
                 f"({100 * g.depth:.1f} cm below the top), across {100 * g.width:.1f} cm, "
-                f"approaching at heading {np.degrees(g.yaw):.0f} deg (no steady top-down "
-                "grasp)")
+                f"approaching at heading {np.degrees(g.yaw):.0f} deg (no top-down grasp "
+                "fits and holds steady)")
     return (f"top-down across {100 * g.width:.1f} cm at yaw {np.degrees(g.yaw):.0f} deg, "
             f"{100 * g.depth:.1f} cm below the top, {how}")

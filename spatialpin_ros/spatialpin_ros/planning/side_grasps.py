@@ -19,7 +19,11 @@ the least turn from the bearing, then the lowest height (nearest the centre of m
 the steadiest), then the x axis down before up; ``per_heading`` heights of each heading, and
 ``keep`` candidates in all. The pre-grasp backs off horizontally along the approach
 (``approach_height``); the lift goes straight up. Collisions with the table and the neighbours
-are checked where the grasp is chosen (``planning.choice``).
+are checked where the grasp is chosen (``planning.choice``); so is the hand (its links but the
+fingers) against the object's perceived box, except where it was found clear of the object's
+completed points (``Grasp.hand_clear``: each hand link's bounds in the TCP frame, measured
+once per robot, ``hand_boxes``): an object too wide at the top is held lower down only so,
+its box being as wide as its top.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
+import pybullet as pb
 from scipy.spatial.transform import Rotation
 
 from spatialpin_ros.core.stacking import bottom_z, top_z, wrap
@@ -93,14 +98,55 @@ def width_at(prior: ObjectPrior, pts: Optional[np.ndarray], heading: float, z: f
     return float(2 * half_w), centre
 
 
+Box = tuple[np.ndarray, np.ndarray]
+
+
+def hand_boxes(robot) -> tuple[Box, ...]:
+    """The hand's links but the fingers (``gripper.hand_links``), each as its axis-aligned
+    bounds (lo, hi) in the TCP frame with the fingers open; measured once per ``RobotModel``
+    (its base moved for a moment so that the TCP frame is the world's)."""
+    cached = getattr(robot, "_side_hand_boxes", None)
+    if cached is not None:
+        return cached
+    c, body = robot.client, robot.body
+    pos0, orn0 = pb.getBasePositionAndOrientation(body, physicsClientId=c)
+    robot.set_config(robot.home, robot.finger_open)
+    base = Pose.from_matrix(np.linalg.inv(robot.tcp_matrix()) @ Pose(pos0, orn0).matrix())
+    try:
+        pb.resetBasePositionAndOrientation(body, base.position.tolist(),
+                                           base.quaternion.tolist(), physicsClientId=c)
+        pb.performCollisionDetection(physicsClientId=c)
+        out = tuple(tuple(np.array(v) for v in pb.getAABB(body, robot.link_index[name],
+                                                             physicsClientId=c))
+                    for name in robot.description.gripper.hand_links)
+    finally:
+        pb.resetBasePositionAndOrientation(body, pos0, orn0, physicsClientId=c)
+        robot.set_config(robot.home)
+    robot._side_hand_boxes = out
+    return out
+
+
+def hand_clear(pts: Optional[np.ndarray], pose: Pose, boxes: Sequence[Box],
+               margin: float = 0.003) -> bool:
+    """Whether no point of ``pts`` (world) lies within ``margin`` of a hand box (``hand_boxes``)
+    with the TCP at ``pose``; False without points or boxes."""
+    if pts is None or not boxes:
+        return False
+    local = pose.inverse().transform_points(pts)
+    return not any(np.any(np.all((local >= lo - margin) & (local <= hi + margin), axis=1))
+                   for lo, hi in boxes)
+
+
 def side_grasps(hand: Hand, prior: ObjectPrior, points: Optional[np.ndarray],
                 support_z: float, base_xy: Sequence[float], max_width: float = 0.072,
                 approach_height: float = 0.10, lift_height: float = 0.10,
                 squeeze: float = 0.005, preshape_margin: float = 0.015,
+                boxes: Sequence[Box] = (),
                 config: SideConfig = SideConfig()) -> tuple[list[Grasp], str]:
     """Side grasps of ``prior`` (kind "side"), best first, and why there are none (words;
     "" when there are some). ``points``: its perceived points (M, 3), or None (its box).
-    ``base_xy``: where the arm stands (the approach comes from there). See the module doc."""
+    ``base_xy``: where the arm stands (the approach comes from there). ``boxes``: the hand's
+    (``hand_boxes``), checked against the points. See the module doc."""
     cfg = config
     pts = None
     if points is not None and len(points) >= cfg.min_points:
@@ -128,9 +174,10 @@ def side_grasps(hand: Hand, prior: ObjectPrior, points: Optional[np.ndarray],
             target = closing_target(width, squeeze) if pts is not None else max(
                 0.0, width / 2 - squeeze)
             for x_up in (False, True):
-                out.append(_grasp(hand, prior, np.array([xy[0], xy[1], z]), heading, x_up,
-                                  width, target, approach_height, lift_height,
-                                  preshape_margin))
+                g = _grasp(hand, prior, np.array([xy[0], xy[1], z]), heading, x_up, width,
+                           target, approach_height, lift_height, preshape_margin)
+                g.hand_clear = hand_clear(pts, g.pose, boxes)
+                out.append(g)
             fits += 1
             if fits >= cfg.per_heading:
                 break
