@@ -91,18 +91,35 @@ def test_an_object_too_wide_at_the_top_is_measured_narrow_lower_down():
     assert all(g.pose.position[2] + HAND.finger_width / 2 < 0.15 for g in grasps)
 
 
-def test_the_top_down_refusal_stays_where_no_side_grasp_works(panda):
-    """The same object planned: top-down it is too wide everywhere; its side grasps fit the
-    stem, but the hand would meet its perceived cylinder (10 cm across at every height: the
-    planning scene knows its box, not its points), so the refusal stays, naming them."""
-    from spatialpin_ros.planning import plan_pick_and_place
+def test_an_object_too_wide_at_the_top_is_picked_by_its_stem(panda, monkeypatch):
+    """The same object planned: top-down it is too wide everywhere (refused so without side
+    grasps); from the side the fingers close on the stem, below the cap, the hand found clear
+    of the object's points (its perceived cylinder is 10 cm across at every height)."""
+    from spatialpin_ros.planning import pick_place, plan_pick_and_place
     from spatialpin_ros.planning.object_cloud import SceneCloud
     lamp = prior("lamp", [0.45, 0.1, 0.1], [0.1, 0.1, 0.2])
     scene = Scene("s", [lamp, BLOCK], CAMERA, Pose())
-    plan = plan_pick_and_place(panda, scene, "lamp", place_pose=Pose.from_yaw(
-        [0.45, -0.02, 0.1], 0.0), points=SceneCloud.from_points(lamp_points(), scene))
-    assert plan.status is PlanStatus.TOO_WIDE
-    assert "side grasps tried: no collision-free grasp" in plan.reason, plan.reason
+    kw = dict(place_pose=Pose.from_yaw([0.45, -0.02, 0.1], 0.0),
+              points=SceneCloud.from_points(lamp_points(), scene))
+    plan = plan_pick_and_place(panda, scene, "lamp", **kw)
+    assert plan.success, plan.reason
+    g = plan.grasp
+    assert g.kind == "side" and g.hand_clear and abs(g.width - 0.04) < 0.005
+    assert g.pose.position[2] + 0.0105 < 0.15
+    monkeypatch.setattr(pick_place, "side_grasps", lambda *a, **k: ([], "off"))
+    plan = plan_pick_and_place(panda, scene, "lamp", **kw)
+    assert plan.status is PlanStatus.TOO_WIDE and "side grasps tried: off" in plan.reason
+
+
+def test_hand_boxes_are_measured_in_the_tcp_frame(panda):
+    """The Panda's hand stands behind the fingertips (TCP z < 0), across the closing axis
+    (y) wider than the open fingers; measuring leaves the model as it was."""
+    from spatialpin_ros.planning.side_grasps import hand_boxes
+    before = panda.fk(panda.home).position
+    boxes = hand_boxes(panda)
+    assert len(boxes) == 2 and all(hi[2] < -0.02 for _, hi in boxes)
+    assert any(lo[1] < -0.08 and hi[1] > 0.08 for lo, hi in boxes)
+    assert np.allclose(panda.fk(panda.home).position, before)
 
 
 @pytest.fixture(scope="module")
