@@ -21,6 +21,19 @@ def _offsets(s: int) -> list[tuple[int, int]]:
     return sorted(offs, key=lambda o: (o[0] ** 2 + o[1] ** 2, o))
 
 
+def _blocks(d: np.ndarray, s: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The ``s x s`` blocks of ``d`` at working pixels (``rows``, ``cols``) but their own pixel,
+    (N, s*s - 1) float32 in :func:`_offsets`' order, 0 where missing or beyond the image."""
+    H, W = d.shape
+    h, w = -(-H // s), -(-W // s)
+    if (h * s, w * s) != (H, W):
+        d = np.pad(d, ((0, h * s - H), (0, w * s - W)))
+    Wp = w * s
+    step = np.array([dr * Wp + dc for dr, dc in _offsets(s)[1:]], dtype=np.intp)
+    blk = d.ravel().take((rows * (s * Wp) + cols * s)[:, None] + step)
+    return np.where(np.isfinite(blk) & (blk > 0), blk, np.float32(0))
+
+
 def sample_depth(depth: np.ndarray, s: int, jump_abs: float = 0.006,
                  jump_rel: float = 0.015) -> np.ndarray:
     """``depth`` (H, W) metres (0 or non-finite = missing) sampled every ``s``-th pixel, each
@@ -36,14 +49,7 @@ def sample_depth(depth: np.ndarray, s: int, jump_abs: float = 0.006,
     rows, cols = np.nonzero(out <= 0)
     if len(rows) == 0:
         return out
-    H, W = d.shape
-    offs = _offsets(s)[1:]
-    blk = np.zeros((len(rows), len(offs)), dtype=np.float32)     # nearest first
-    for i, (dr, dc) in enumerate(offs):
-        r, c = rows * s + dr, cols * s + dc
-        ok = (r < H) & (c < W)
-        v = d[np.minimum(r, H - 1), np.minimum(c, W - 1)]
-        blk[:, i] = np.where(ok & np.isfinite(v) & (v > 0), v, 0)
+    blk = _blocks(d, s, rows, cols)                                # nearest first
     valid = blk > 0
     hi = blk.max(axis=1)
     lo = np.where(valid, blk, np.inf).min(axis=1)
