@@ -276,7 +276,12 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
     sub = [pc.Q[:: max(1, len(pc.Q) // 150)] for pc in pieces]
     near = _touching(sub, touch)
     stats = [(float(quantile(q[:, 2], 0.05)),) + _radius(q[:, :2]) for q in sub]
-    grown = [grow_convex(pc.hull, grow) if len(pc.hull) >= 3 else pc.hull for pc in pieces]
+    grown: dict[int, np.ndarray] = {}         # footprints grown by ``grow``, when first needed
+
+    def grown_hull(i):
+        if i not in grown:
+            grown[i] = grow_convex(pieces[i].hull, grow)
+        return grown[i]
     for i in range(n):
         for j in _enclosed(i, near[i], pieces, sub, med, margin, enclosed):
             union(i, j)
@@ -288,7 +293,7 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
                 union(i, j)
             if (len(A.hull) >= 3 and len(B.Q) <= len(A.Q) and B.top <= A.top + margin
                     and B.top > low[i] + 0.01           # not the base A stands on
-                    and inside_convex(grown[i], sub[j][:, :2]).mean() >= inside
+                    and inside_convex(grown_hull(i), sub[j][:, :2]).mean() >= inside
                     and not _unlike(A, B, contrast, spread)):
                 union(i, j)
     groups: dict[int, list[int]] = {}
