@@ -373,7 +373,7 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
         jumps = depth_jumps_work(z, p, s)
         lab = _merge_convex(lab, n, Ps, N, jumps, k, p)
         _attach_orphans(lab, fg & v & (lab == 0), jumps, max(4, p.min_piece_area / (px * px)))
-        used = np.unique(lab)
+        used = np.flatnonzero(np.bincount(lab.ravel()))     # the labels in use, sorted
         used = used[used > 0]
         remap = np.zeros(int(lab.max()) + 1, dtype=np.int32)
         remap[used] = np.arange(1, len(used) + 1, dtype=np.int32)

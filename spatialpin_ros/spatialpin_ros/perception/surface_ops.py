@@ -57,12 +57,20 @@ def surface_normals(Ps: np.ndarray) -> np.ndarray:
     dy = np.zeros_like(Ps)
     dx[:, 1:-1] = Ps[:, 2:] - Ps[:, :-2]
     dy[1:-1] = Ps[2:] - Ps[:-2]
-    n = np.cross(dx, dy)
+    n = cross3(dx, dy)
     norm = np.sqrt(np.einsum("hwi,hwi->hw", n, n))[..., None]
     n = n / np.maximum(norm, 1e-12)
     flip = np.einsum("hwi,hwi->hw", n, Ps) > 0
-    n[flip] *= -1
-    return n
+    return np.negative(n, out=n, where=flip[..., None])
+
+
+def cross3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.cross(a, b)`` of (..., 3) arrays, the same products and differences in the same
+    order (the same bits), without ``np.cross``' axis juggling."""
+    out = np.empty(np.broadcast_shapes(a.shape, b.shape), dtype=np.result_type(a, b))
+    for k, (i, j) in enumerate(((1, 2), (2, 0), (0, 1))):
+        np.subtract(a[..., i] * b[..., j], a[..., j] * b[..., i], out=out[..., k])
+    return out
 
 
 def concave_folds(Ps: np.ndarray, N: np.ndarray, ok: np.ndarray, k: int,
