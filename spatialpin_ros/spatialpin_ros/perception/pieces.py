@@ -18,7 +18,8 @@ import numpy as np
 
 from scipy.spatial import cKDTree
 
-from spatialpin_ros.core.geometry import grow_convex, inside_convex, quantile, robust_circle
+from spatialpin_ros.core.geometry import (grow_convex, inside_convex, quantile, robust_circle,
+                                          share)
 from spatialpin_ros.perception.colour_split import colour_features
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
 from spatialpin_ros.perception.support import SupportPlane
@@ -158,27 +159,27 @@ def _thin_top(q: np.ndarray, top: float, band: float = 0.01, max_width: float = 
 
 
 def _enclosed(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray],
-              med: list[float], margin: float, share: float) -> set[int]:
+              med: list[float], margin: float, min_share: float) -> set[int]:
     """The walls that enclose ``i``, or an empty set: the pieces touching it that stand higher
-    than it surround it seen from above: ``share`` of its footprint lies inside the convex hull
-    of theirs, and they lie all around it (in 9 of 12 directions): a bowl's bottom inside its
-    rim arcs, a tray's floor between its walls. The other pieces touching it must be no higher
+    than it surround it seen from above: ``min_share`` of its footprint lies inside the convex
+    hull of theirs, and they lie all around it (in 9 of 12 directions): a bowl's bottom inside
+    its rim arcs, a tray's floor between its walls. The other pieces touching it must be no higher
     than it (the rest of a floor that noise cut in two). A banana lying beside a block is not
     enclosed."""
     walls = {j for j in near if med[i] < pieces[j].top - margin}
     if not walls or any(pieces[j].top > pieces[i].top + margin for j in near - walls):
         return set()
-    return walls if _surround(i, walls, pieces, sub, share) else set()
+    return walls if _surround(i, walls, pieces, sub, min_share) else set()
 
 
 def _surround(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray],
-              share: float) -> bool:
+              min_share: float) -> bool:
     """Thin-topped pieces ``near`` lie all around piece ``i`` (see :func:`_enclosed`)."""
     if not all(_piece_thin(pieces[j]) for j in near):   # walls, not blocks
         return False
     uv = np.concatenate([sub[j][:, :2] for j in near]).astype(np.float32)
     hull = cv2.convexHull(uv).reshape(-1, 2).astype(np.float64)
-    if len(hull) < 3 or inside_convex(hull, sub[i][:, :2]).mean() < share:
+    if len(hull) < 3 or share(inside_convex(hull, sub[i][:, :2])) < min_share:
         return False
     centre = sub[i][:, :2].mean(axis=0)
     d = uv - centre
@@ -206,10 +207,10 @@ def _rim_arcs(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray,
     if not (0.02 < r < 0.2) or res > max_residual:
         return False
     tol = 3 * max_residual
-    return bool(np.mean(np.abs(np.hypot(*(ba - c).T) - r) < tol) > 0.8
-                and np.mean(np.abs(np.hypot(*(bb - c).T) - r) < tol) > 0.8
+    return bool(share(np.abs(np.hypot(*(ba - c).T) - r) < tol) > 0.8
+                and share(np.abs(np.hypot(*(bb - c).T) - r) < tol) > 0.8
                 # a rim is hollow: its top bands keep away from the circle's middle
-                and np.mean(np.hypot(*(np.concatenate([ba, bb]) - c).T) < 0.5 * r) < 0.1)
+                and share(np.hypot(*(np.concatenate([ba, bb]) - c).T) < 0.5 * r) < 0.1)
 
 
 def _neck(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray, stats_a, stats_b,
@@ -227,11 +228,11 @@ def _neck(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray, stats_a, stats_b,
         return False
     if rad > narrow * rad_a or np.hypot(*(cen - cen_a)) > centred * rad_a:
         return False
-    if inside_convex(grow_convex(A.hull, 0.005), qb[:, :2]).mean() < 0.8:
+    if share(inside_convex(grow_convex(A.hull, 0.005), qb[:, :2])) < 0.8:
         return False
     d = np.hypot(*(qa[:, :2] - cen).T)
     around = qa[(d > rad) & (d < rad + ring), 2]
-    return len(around) >= 5 and float(np.mean(np.abs(around - low_b) < flat)) < 0.5
+    return len(around) >= 5 and share(np.abs(around - low_b) < flat) < 0.5
 
 
 def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
@@ -293,7 +294,7 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
                 union(i, j)
             if (len(A.hull) >= 3 and len(B.Q) <= len(A.Q) and B.top <= A.top + margin
                     and B.top > low[i] + 0.01           # not the base A stands on
-                    and inside_convex(grown_hull(i), sub[j][:, :2]).mean() >= inside
+                    and share(inside_convex(grown_hull(i), sub[j][:, :2])) >= inside
                     and not _unlike(A, B, contrast, spread)):
                 union(i, j)
     groups: dict[int, list[int]] = {}

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from spatialpin_ros.core.geometry import (fit_rectangle_yaw, quantile, rect_from_points,
-                                          robust_circle, sphere_fit)
+                                          rms, robust_circle, share, sphere_fit)
 
 
 @dataclass
@@ -129,7 +129,7 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
     if circ is not None:
         # a cylinder's points lie inside its circle, and the circle is not much bigger
         rr = np.hypot(xy[:, 0] - circ[0][0], xy[:, 1] - circ[0][1])
-        if np.mean(rr < circ[1] + 0.004 + 2 * noise) < 0.9 or 2 * circ[1] > 1.6 * size0 + 0.01:
+        if share(rr < circ[1] + 0.004 + 2 * noise) < 0.9 or 2 * circ[1] > 1.6 * size0 + 0.01:
             res_c = np.inf
         elif _top_narrower(top, circ[1], noise, ratio=p.top_circle_ratio):
             res_c = np.inf
@@ -164,8 +164,7 @@ def _ball(Q: np.ndarray, f: ShapeFit, noise: float, size0: float,
     cylinder it must fit better than (``sphere_margin``), or None."""
     Qs = Q[:: max(1, len(Q) // 600)]
     cs, rs, es = sphere_fit(Qs)
-    convex = camera is None or float(np.mean(
-        np.einsum("ij,ij->i", Q - cs, camera - Q) > 0)) > 0.8
+    convex = camera is None or share(np.einsum("ij,ij->i", Q - cs, camera - Q) > 0) > 0.8
     if not (convex and 0.02 < rs < 0.15 and es < max(0.003, 0.08 * rs) + noise
             and abs(cs[2] - rs) < 0.02 and f.top < 2.4 * rs and size0 < 2.3 * rs
             and (circ is None or _fits_better(es, _cylinder_residual(
@@ -203,8 +202,8 @@ def _square_top(top: np.ndarray, yaw: float, p: ShapeParams) -> bool:
         return False
     un = np.abs(2 * u - lu - hu) > p.corner * (hu - lu)
     vn = np.abs(2 * v - lv - hv) > p.corner * (hv - lv)
-    share, q = float(np.mean(un & vn)), p.corner_share
-    return share > q + 2 * math.sqrt(q * (1 - q) / len(top))
+    corners, q = share(un & vn), p.corner_share
+    return corners > q + 2 * math.sqrt(q * (1 - q) / len(top))
 
 
 def _top_narrower(top: np.ndarray, radius: float, noise: float, ratio: float = 1.25,
@@ -231,7 +230,7 @@ def _cylinder_residual(Q: np.ndarray, centre, radius: float, top: float) -> floa
     small for a can, about a tenth of the radius for a ball (whose top is curved)."""
     rho = np.hypot(Q[:, 0] - centre[0], Q[:, 1] - centre[1])
     d = np.minimum(np.abs(rho - radius), np.abs(Q[:, 2] - top))
-    return float(np.sqrt(np.mean(d * d)))
+    return rms(d)
 
 
 def _container(Q: np.ndarray, f: ShapeFit, noise: float, p: ShapeParams,
@@ -280,7 +279,7 @@ def _rim_only(Q: np.ndarray, f: ShapeFit, noise: float, centre: float = 0.6,
         r = np.hypot(loc[:, 0], loc[:, 1]) / half[0]
     else:
         r = np.max(np.abs(loc) / half, axis=1)
-    return bool(np.mean(r < centre) <= max_share)
+    return bool(share(r < centre) <= max_share)
 
 
 def resolve_support(fits: list[ShapeFit], tol: float = 0.02,
