@@ -6,6 +6,7 @@ Units: metres; angles in radians. Point arrays are (N, 3) or (N, 2) float.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Sequence
 
@@ -24,6 +25,15 @@ def quantile(a: np.ndarray, q: float) -> float:
     b = np.array(a)                     # np.partition's copy, without its wrapper
     b.partition(k)
     return float(b[k])
+
+
+def quantiles(a: np.ndarray, qs: Sequence[float]) -> list[float]:
+    """:func:`quantile` at each of ``qs`` (the same numbers), from one partial sort."""
+    n = len(a)
+    ks = [min(max(int(round(q * (n - 1))), 0), n - 1) for q in qs]
+    b = np.array(a)
+    b.partition(ks)
+    return [float(b[k]) for k in ks]
 
 
 def share(mask: np.ndarray) -> float:
@@ -113,7 +123,10 @@ def fit_plane_ransac(points: np.ndarray, rng: np.random.Generator, iterations: i
 def _circle_fit(xy: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Algebraic (Kasa) least-squares circle: centre (2,), radius, RMS radial residual."""
     x, y = xy[:, 0], xy[:, 1]
-    A = np.stack([2 * x, 2 * y, np.ones_like(x)], axis=1)
+    A = np.empty((len(xy), 3), dtype=np.result_type(xy, 2))  # np.stack([2x, 2y, 1], axis=1)
+    np.multiply(x, 2, out=A[:, 0])
+    np.multiply(y, 2, out=A[:, 1])
+    A[:, 2] = 1
     b = x * x + y * y
     try:
         sol = np.linalg.solve(A.T @ A, A.T @ b)
@@ -131,11 +144,15 @@ def circle_fit_geometric(xy: np.ndarray, iterations: int = 5) -> tuple[np.ndarra
     mu = xy.mean(axis=0)
     q = xy - mu
     c, r, _ = _circle_fit(q)
+    J = np.empty((len(q), 3), np.result_type(q, c))   # Jacobian rows: -dx/rho, -dy/rho, -1
+    J[:, 2] = -1
     for _ in range(iterations):
         d = q - c
         rho = np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-9)
         res = rho - r
-        J = np.stack([-d[:, 0] / rho, -d[:, 1] / rho, -np.ones_like(rho)], axis=1)
+        np.divide(d[:, 0], rho, out=J[:, 0])
+        np.divide(d[:, 1], rho, out=J[:, 1])
+        np.negative(J[:, :2], out=J[:, :2])
         try:
             step = np.linalg.solve(J.T @ J, -(J.T @ res))
         except np.linalg.LinAlgError:
@@ -166,6 +183,9 @@ def sphere_fit(P: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 _YAW_GRID = np.radians(np.arange(0.0, 90.0, 1.5))
 _YAW_COS, _YAW_SIN = np.cos(_YAW_GRID), np.sin(_YAW_GRID)
+#: The coarse yaws' rotations, both axes at once (see :func:`_edge_distances`).
+_YAW_AXES = (np.concatenate([_YAW_COS, -_YAW_SIN]), np.concatenate([_YAW_SIN, _YAW_COS]))
+_YAW_FINE = np.radians(np.arange(-1.5, 1.51, 0.25))
 
 
 #: Share of the outline's points allowed beyond each of a rectangle's edges (outliers).
@@ -180,25 +200,38 @@ def fit_rectangle_yaw(xy: np.ndarray, d0: float = 0.004, max_points: int = 160,
     points to the nearest edge); with ``robust``, also the outlier-robust
     :func:`rectangle_residual` at that yaw."""
     if len(xy) > max_points:
-        xy = xy[np.linspace(0, len(xy) - 1, max_points).astype(int)]
+        xy = xy[_spread_indices(len(xy), max_points)]
     xy = xy - xy.mean(axis=0)
     x, y = xy[:, 0:1], xy[:, 1:2]
-
-    def scores(cs, sn):
-        c1 = x * cs + y * sn
-        c2 = y * cs - x * sn
-        d1 = np.minimum(c1.max(axis=0) - c1, c1 - c1.min(axis=0))
-        d2 = np.minimum(c2.max(axis=0) - c2, c2 - c2.min(axis=0))
-        d = np.minimum(d1, d2)
-        return (1.0 / np.maximum(d, d0)).sum(axis=0), d
-
-    sc, _ = scores(_YAW_COS, _YAW_SIN)
-    best = _YAW_GRID[int(np.argmax(sc))]
-    fine = best + np.radians(np.arange(-1.5, 1.51, 0.25))
-    sc, d = scores(np.cos(fine), np.sin(fine))
+    sc, _ = _edge_distances(x, y, *_YAW_AXES, d0)
+    fine = _YAW_GRID[int(np.argmax(sc))] + _YAW_FINE
+    cs, sn = np.cos(fine), np.sin(fine)
+    sc, d = _edge_distances(x, y, np.concatenate([cs, -sn]), np.concatenate([sn, cs]), d0)
     k = int(np.argmax(sc))
     out = float(fine[k]), rms(d[:, k])
     return out + (rectangle_residual(xy, out[0]),) if robust else out
+
+
+@functools.lru_cache(maxsize=64)
+def _spread_indices(n: int, m: int) -> np.ndarray:
+    """``m`` indices spread evenly over ``range(n)`` (read-only)."""
+    idx = np.linspace(0, n - 1, m).astype(int)
+    idx.flags.writeable = False
+    return idx
+
+
+def _edge_distances(x: np.ndarray, y: np.ndarray, cc: np.ndarray, ss: np.ndarray,
+                    d0: float) -> tuple[np.ndarray, np.ndarray]:
+    """For K yaws: the closeness scores (K,) of the points (``x``, ``y``: (N, 1)) to the
+    rectangle at each yaw, and their distances (N, K) to its nearest edge. ``cc``, ``ss``:
+    (cos, -sin) and (sin, cos) of the yaws, concatenated (2K,): the points along the first
+    axis are ``x cos + y sin``, along the second ``x (-sin) + y cos`` (= ``y cos - x sin``, the
+    same bits), both in one pass."""
+    c = x * cc + y * ss
+    e = np.minimum(c.max(axis=0) - c, c - c.min(axis=0))
+    k = len(cc) // 2
+    d = np.minimum(e[:, :k], e[:, k:])
+    return (1.0 / np.maximum(d, d0)).sum(axis=0), d
 
 
 def rectangle_residual(xy: np.ndarray, yaw: float, edge_q: float = RECT_EDGE_Q) -> float:
@@ -211,9 +244,10 @@ def rectangle_residual(xy: np.ndarray, yaw: float, edge_q: float = RECT_EDGE_Q) 
     cs, sn = math.cos(yaw), math.sin(yaw)
     c1 = xy[:, 0] * cs + xy[:, 1] * sn
     c2 = xy[:, 1] * cs - xy[:, 0] * sn
-    d = np.minimum(
-        np.minimum(np.abs(c1 - quantile(c1, edge_q)), np.abs(quantile(c1, 1 - edge_q) - c1)),
-        np.minimum(np.abs(c2 - quantile(c2, edge_q)), np.abs(quantile(c2, 1 - edge_q) - c2)))
+    lo1, hi1 = quantiles(c1, (edge_q, 1 - edge_q))
+    lo2, hi2 = quantiles(c2, (edge_q, 1 - edge_q))
+    d = np.minimum(np.minimum(np.abs(c1 - lo1), np.abs(hi1 - c1)),
+                   np.minimum(np.abs(c2 - lo2), np.abs(hi2 - c2)))
     return rms(d)
 
 

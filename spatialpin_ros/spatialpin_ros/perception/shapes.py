@@ -24,8 +24,9 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from spatialpin_ros.core.geometry import (fit_rectangle_yaw, quantile, rect_from_points,
-                                          rms, robust_circle, share, sphere_fit)
+from spatialpin_ros.core.geometry import (fit_rectangle_yaw, quantile, quantiles,
+                                          rect_from_points, rms, robust_circle, share,
+                                          sphere_fit)
 
 
 @dataclass
@@ -95,8 +96,8 @@ def _box_extent(xy: np.ndarray, yaw: float) -> tuple[np.ndarray, np.ndarray]:
     c, s = math.cos(yaw), math.sin(yaw)
     axes = np.array([[c, s], [-s, c]])
     loc = xy @ axes.T
-    lo = np.array([quantile(loc[:, 0], 0.01), quantile(loc[:, 1], 0.01)])
-    hi = np.array([quantile(loc[:, 0], 0.99), quantile(loc[:, 1], 0.99)])
+    (lo0, hi0), (lo1, hi1) = quantiles(loc[:, 0], (0.01, 0.99)), quantiles(loc[:, 1], (0.01, 0.99))
+    lo, hi = np.array([lo0, lo1]), np.array([hi0, hi1])
     return ((lo + hi) / 2) @ axes, np.maximum(hi - lo, 0.004)
 
 
@@ -108,8 +109,7 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
     p = params
     f = ShapeFit()
     h = Q[:, 2]
-    f.top = quantile(h, 0.98)
-    f.low = quantile(h, 0.02)
+    f.top, f.low = quantiles(h, (0.98, 0.02))
     Qs = Q[:: len(Q) // 600 + 1]
     xy, hs = Qs[:, :2], Qs[:, 2]
     side = xy[hs < f.top - max(p.top_band, 2 * noise)]
@@ -197,7 +197,7 @@ def _square_top(top: np.ndarray, yaw: float, p: ShapeParams) -> bool:
         return False
     c, s = math.cos(yaw), math.sin(yaw)
     u, v = top[:, 0] * c + top[:, 1] * s, top[:, 1] * c - top[:, 0] * s
-    lu, hu, lv, hv = quantile(u, 0.02), quantile(u, 0.98), quantile(v, 0.02), quantile(v, 0.98)
+    (lu, hu), (lv, hv) = quantiles(u, (0.02, 0.98)), quantiles(v, (0.02, 0.98))
     if hu - lu <= 1e-6 or hv - lv <= 1e-6:
         return False
     un = np.abs(2 * u - lu - hu) > p.corner * (hu - lu)
@@ -221,7 +221,8 @@ def _top_narrower(top: np.ndarray, radius: float, noise: float, ratio: float = 1
     a = 0.5 * math.atan2(2 * cxy, cxx - cyy)
     c, s = math.cos(a), math.sin(a)
     u, v = d[:, 0] * c + d[:, 1] * s, d[:, 1] * c - d[:, 0] * s
-    ext = (quantile(u, 0.97) - quantile(u, 0.03), quantile(v, 0.97) - quantile(v, 0.03))
+    (lu, hu), (lv, hv) = quantiles(u, (0.03, 0.97)), quantiles(v, (0.03, 0.97))
+    ext = (hu - lu, hv - lv)
     return 2 * radius > ratio * math.hypot(*ext) + 0.005 + 2 * noise
 
 
