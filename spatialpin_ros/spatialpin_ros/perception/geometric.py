@@ -121,7 +121,7 @@ class GeometricParams:
 def clean_depth(depth: np.ndarray) -> np.ndarray:
     """The depth (float32 metres) with invalid values 0; ImageError when its median (of every
     8th pixel) says millimetres."""
-    depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
+    depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32, copy=False)
     sample = depth[::8, ::8]
     ok = sample > 0
     if ok.any() and float(quantile(sample[ok], 0.5)) > 50.0:
@@ -208,7 +208,7 @@ class GeometricBackend(PerceptionBackend):
         depth = self._depth(frame) if depth is None else depth
         cam, pose = frame.camera, frame.camera_pose
         c = self.params.support_stride
-        coarse = cam.subsampled(c).backproject(sample_depth(depth, c)).astype(np.float32)
+        coarse = cam.subsampled(c).backproject(sample_depth(depth, c))
         up = None
         if pose is not None:
             up = pose.rotation.inv().apply([0.0, 0.0, 1.0])
@@ -224,7 +224,7 @@ class GeometricBackend(PerceptionBackend):
         dist, area = self._object_layout(coarse, support, c, self._workspace_mask(coarse, pose))
         s = working_stride(cam.fx, dist, self.params.segmentation, area)
         wcam = cam.subsampled(s)
-        pts = wcam.backproject(sample_depth(depth, s)).astype(np.float32)
+        pts = coarse if s == c else wcam.backproject(sample_depth(depth, s))   # the same grid
         tick("points")
         fg = foreground_surfaces(pts, support, self.params.segmentation, wcam.fx, s)
         region = support_extent(support, pts, fg.height, self.params.support, wcam.fx)
