@@ -50,6 +50,26 @@ def rms(d: np.ndarray) -> float:
     return float(np.sqrt((d * d).sum() / n)) if n else math.nan
 
 
+def row_norms(v: np.ndarray) -> np.ndarray:
+    """Euclidean norms over the last axis (a few components): ``np.linalg.norm(v, axis=-1)``,
+    the same bits (its sum of squares adds them in order), at a fraction of the cost on large
+    arrays."""
+    s = v * v
+    out = s[..., 0] + s[..., 1]
+    for k in range(2, v.shape[-1]):
+        out += s[..., k]
+    return np.sqrt(out)
+
+
+def cross3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.cross(a, b)`` of (..., 3) arrays, the same products and differences in the same
+    order (the same bits), without ``np.cross``' axis juggling."""
+    out = np.empty(np.broadcast_shapes(a.shape, b.shape), dtype=np.result_type(a, b))
+    for k, (i, j) in enumerate(((1, 2), (2, 0), (0, 1))):
+        np.subtract(a[..., i] * b[..., j], a[..., j] * b[..., i], out=out[..., k])
+    return out
+
+
 def unit(v: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(v)
     return v / n if n > 1e-12 else v
@@ -76,8 +96,8 @@ def plane_hypotheses(P: np.ndarray, rng: np.random.Generator, iterations: int
     (non-degenerate triples)."""
     idx = rng.integers(0, len(P), size=(iterations, 3))
     a, b, c = P[idx[:, 0]], P[idx[:, 1]], P[idx[:, 2]]
-    nrm = np.cross(b - a, c - a)
-    norm = np.linalg.norm(nrm, axis=1)
+    nrm = cross3(b - a, c - a)
+    norm = row_norms(nrm)
     ok = norm > 1e-12
     nrm[ok] /= norm[ok, None]
     return nrm, a, ok
@@ -177,7 +197,7 @@ def sphere_fit(P: np.ndarray) -> tuple[np.ndarray, float, float]:
         sol = np.linalg.lstsq(A, b, rcond=None)[0]
     c = sol[:3]
     r = math.sqrt(max(sol[3] + c @ c, 1e-12))
-    res = np.linalg.norm(Q - c, axis=1) - r
+    res = row_norms(Q - c) - r
     return c + mu, r, rms(res)
 
 
@@ -256,7 +276,7 @@ def densify(poly: Optional[np.ndarray], step: float) -> np.ndarray:
     if poly is None or len(poly) == 0:
         return np.zeros((0, 2))
     a = poly
-    b = np.roll(poly, -1, axis=0)
+    b = _next_vertices(poly)
     n = np.maximum(np.ceil(np.hypot(*(b - a).T) / step).astype(int), 1)
     k = np.repeat(np.arange(len(a)), n)
     frac = (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)) / np.repeat(n, n)
@@ -312,13 +332,19 @@ def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                      aw * bw - ax * bx - ay * by - az * bz])
 
 
+def _next_vertices(poly: np.ndarray) -> np.ndarray:
+    """Each polygon vertex's successor (K, ...): ``np.roll(poly, -1, axis=0)``, cheaper."""
+    return np.concatenate([poly[1:], poly[:1]])
+
+
 def inside_convex(hull: np.ndarray, uv: np.ndarray) -> np.ndarray:
     """(N,) bool: points (N, 2) inside a convex polygon (K, 2) of either orientation."""
     if len(uv) == 0 or len(hull) < 3:
         return np.zeros(len(uv), dtype=bool)
     a = hull
-    e = np.roll(hull, -1, axis=0) - a
-    cross = e[:, 0][None] * (uv[:, 1:2] - a[:, 1][None]) - e[:, 1][None] * (uv[:, 0:1] - a[:, 0][None])
+    e = _next_vertices(hull) - a
+    cross = (e[:, 0][None] * (uv[:, 1:2] - a[:, 1][None])
+             - e[:, 1][None] * (uv[:, 0:1] - a[:, 0][None]))
     return (cross >= 0).all(axis=1) | (cross <= 0).all(axis=1)
 
 
@@ -326,7 +352,8 @@ def grow_convex(hull: np.ndarray, margin: float) -> np.ndarray:
     """A convex polygon (K, 2) grown outward by ``margin`` (counter-clockwise result)."""
     c = hull.mean(axis=0)
     d = hull - c
-    r = np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-9)
+    r = np.maximum(row_norms(d)[:, None], 1e-9)
     out = c + d * (1.0 + margin / r)
-    area = 0.5 * np.sum(out[:, 0] * np.roll(out[:, 1], -1) - np.roll(out[:, 0], -1) * out[:, 1])
+    nxt = _next_vertices(out)
+    area = 0.5 * np.sum(out[:, 0] * nxt[:, 1] - nxt[:, 0] * out[:, 1])
     return out if area >= 0 else out[::-1]

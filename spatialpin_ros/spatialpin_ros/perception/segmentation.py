@@ -27,7 +27,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from spatialpin_ros.core.geometry import quantile
+from spatialpin_ros.core.geometry import quantile, row_norms
 from scipy import ndimage
 
 from spatialpin_ros.perception.support import SupportPlane
@@ -142,7 +142,7 @@ def _merge_convex(lab: np.ndarray, n: int, Ps: np.ndarray, N: np.ndarray, jumps,
             ra, ca, rb, cb = np.maximum(r - k, 0), c, np.minimum(r + 1 + k, h - 1), c
         d = Ps[rb, cb] - Ps[ra, ca]
         conv = np.einsum("ij,ij->i", N[rb, cb] - N[ra, ca], d) / np.maximum(
-            np.linalg.norm(d, axis=1), 1e-9)
+            row_norms(d), 1e-9)
         a, b = la[r, c], lb[r, c]
         keys.append(np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b))
         vals.append(conv)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from spatialpin_ros.core.geometry import cross3, row_norms
+
 
 #: The two 4-neighbour pairings of an image's pixels, as slice pairs ``(a, b)``: ``img[a]`` and
 #: ``img[b]`` are left/right neighbours, then top/bottom neighbours.
@@ -64,15 +66,6 @@ def surface_normals(Ps: np.ndarray) -> np.ndarray:
     return np.negative(n, out=n, where=flip[..., None])
 
 
-def cross3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``np.cross(a, b)`` of (..., 3) arrays, the same products and differences in the same
-    order (the same bits), without ``np.cross``' axis juggling."""
-    out = np.empty(np.broadcast_shapes(a.shape, b.shape), dtype=np.result_type(a, b))
-    for k, (i, j) in enumerate(((1, 2), (2, 0), (0, 1))):
-        np.subtract(a[..., i] * b[..., j], a[..., j] * b[..., i], out=out[..., k])
-    return out
-
-
 def concave_folds(Ps: np.ndarray, N: np.ndarray, ok: np.ndarray, k: int,
                   crease: float) -> np.ndarray:
     """(h, w) bool: pixels where the surface folds concavely across x or y (baseline k)."""
@@ -84,7 +77,7 @@ def concave_folds(Ps: np.ndarray, N: np.ndarray, ok: np.ndarray, k: int,
         a[axis], b[axis], c[axis] = slice(None, -2 * k), slice(2 * k, None), slice(k, -k)
         a, b, c = tuple(a), tuple(b), tuple(c)
         d = Ps[b] - Ps[a]
-        dn = np.linalg.norm(d, axis=2)
+        dn = row_norms(d)
         conv = np.einsum("hwi,hwi->hw", N[b] - N[a], d) / np.maximum(dn, 1e-9)
         both = ok[a] & ok[b]
         out[c] |= both & (conv < -crease)
