@@ -50,15 +50,20 @@ def rms(d: np.ndarray) -> float:
     return float(np.sqrt((d * d).sum() / n)) if n else math.nan
 
 
+def last_axis_sum(v: np.ndarray) -> np.ndarray:
+    """``v.sum(axis=-1)`` over a short last axis (a few components), the same bits (numpy adds
+    fewer than 8 in order), without numpy's slow reduction along short rows."""
+    out = v[..., 0] + v[..., 1]
+    for k in range(2, v.shape[-1]):
+        out += v[..., k]
+    return out
+
+
 def row_norms(v: np.ndarray) -> np.ndarray:
     """Euclidean norms over the last axis (a few components): ``np.linalg.norm(v, axis=-1)``,
     the same bits (its sum of squares adds them in order), at a fraction of the cost on large
     arrays."""
-    s = v * v
-    out = s[..., 0] + s[..., 1]
-    for k in range(2, v.shape[-1]):
-        out += s[..., k]
-    return np.sqrt(out)
+    return np.sqrt(last_axis_sum(v * v))
 
 
 def cross3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -190,7 +195,7 @@ def sphere_fit(P: np.ndarray) -> tuple[np.ndarray, float, float]:
     mu = P.mean(axis=0)
     Q = P - mu
     A = np.concatenate([2 * Q, np.ones((len(Q), 1))], axis=1)
-    b = (Q * Q).sum(axis=1)
+    b = last_axis_sum(Q * Q)
     try:
         sol = np.linalg.solve(A.T @ A, A.T @ b)
     except np.linalg.LinAlgError:
@@ -342,10 +347,10 @@ def inside_convex(hull: np.ndarray, uv: np.ndarray) -> np.ndarray:
     if len(uv) == 0 or len(hull) < 3:
         return np.zeros(len(uv), dtype=bool)
     a = hull
-    e = _next_vertices(hull) - a
-    cross = (e[:, 0][None] * (uv[:, 1:2] - a[:, 1][None])
-             - e[:, 1][None] * (uv[:, 0:1] - a[:, 0][None]))
-    return (cross >= 0).all(axis=1) | (cross <= 0).all(axis=1)
+    e = _next_vertices(hull) - a                  # (K, N) below: reduced across the points
+    cross = (e[:, 0][:, None] * (uv[:, 1][None] - a[:, 1][:, None])
+             - e[:, 1][:, None] * (uv[:, 0][None] - a[:, 0][:, None]))
+    return (cross >= 0).all(axis=0) | (cross <= 0).all(axis=0)
 
 
 def grow_convex(hull: np.ndarray, margin: float) -> np.ndarray:

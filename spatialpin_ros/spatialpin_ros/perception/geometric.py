@@ -35,7 +35,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from spatialpin_ros.core.errors import ImageError, PerceptionError
-from spatialpin_ros.core.geometry import quantile
+from spatialpin_ros.core.geometry import last_axis_sum, quantile
 from spatialpin_ros.core.types import (ObjectPrior, PerceptionStatus, Pose, RGBDFrame, Scene)
 from spatialpin_ros.perception.base import (DepthEstimator, ObjectNamer, PerceptionBackend,
                                             Segmenter)
@@ -374,8 +374,8 @@ class GeometricBackend(PerceptionBackend):
         view = WorldView.of(sup, T_wc)
         s = seg.stride
         if claim_holes:                  # the geometric segmentation's own pieces
-            lum = frame.rgb[::s, ::s][: seg.labels.shape[0], : seg.labels.shape[1]].astype(
-                np.float32).mean(axis=2)
+            lum = last_axis_sum(frame.rgb[::s, ::s][: seg.labels.shape[0],
+                                                    : seg.labels.shape[1]].astype(np.float32)) / 3
             grid = grown_labels(seg, p.mask_margin, lum, p.holes)
             full = full_resolution(grid, cam.width, cam.height)
             boxes = label_boxes(grid, s, cam.width, cam.height)
