@@ -20,12 +20,12 @@ NEIGHBOUR_PAIRS = (((slice(None), slice(None, -1)), (slice(None), slice(1, None)
 def depth_jumps(depth: np.ndarray, jump_abs: float, jump_rel: float) -> np.ndarray:
     """(H, W) bool: full-resolution pixels beside a depth jump to a valid neighbour (both
     sides marked). ``depth`` in metres, 0 where missing."""
-    z = depth
+    z = np.ascontiguousarray(depth)            # a strided view costs every pass below
     thr = jump_abs + jump_rel * z
+    pos = z > 0
     out = np.zeros(z.shape, dtype=bool)
     for a, b in NEIGHBOUR_PAIRS:
-        za, zb = z[a], z[b]
-        j = (za > 0) & (zb > 0) & (np.abs(za - zb) > np.maximum(thr[a], thr[b]))
+        j = pos[a] & pos[b] & (np.abs(z[a] - z[b]) > np.maximum(thr[a], thr[b]))
         out[a] |= j
         out[b] |= j
     return out
@@ -36,7 +36,7 @@ def pool_any(mask: np.ndarray, s: int, shape: tuple[int, int]) -> np.ndarray:
     if s == 1:
         return mask
     h, w = shape
-    m = mask[: h * s, : w * s].astype(np.uint8) * np.uint8(255)
+    m = np.where(mask[: h * s, : w * s], np.uint8(255), np.uint8(0))
     if m.shape != (h * s, w * s):
         m = np.pad(m, ((0, h * s - m.shape[0]), (0, w * s - m.shape[1])))
     return cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA) > 0    # any of s x s
