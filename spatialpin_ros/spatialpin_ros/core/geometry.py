@@ -59,11 +59,16 @@ def last_axis_sum(v: np.ndarray) -> np.ndarray:
     return out
 
 
+def squared_norms(v: np.ndarray) -> np.ndarray:
+    """Squared Euclidean norms over the last axis, the squares added in order."""
+    return last_axis_sum(v * v)
+
+
 def row_norms(v: np.ndarray) -> np.ndarray:
     """Euclidean norms over the last axis (a few components): ``np.linalg.norm(v, axis=-1)``,
     the same bits (its sum of squares adds them in order), at a fraction of the cost on large
     arrays."""
-    return np.sqrt(last_axis_sum(v * v))
+    return np.sqrt(squared_norms(v))
 
 
 def cross3(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -10,16 +10,15 @@ above it and stays apart; so does something standing in a bowl and rising well a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
 import cv2
 import numpy as np
 
-from scipy.spatial import cKDTree
-
 from spatialpin_ros.core.geometry import (grow_convex, inside_convex, quantile, robust_circle,
-                                          share)
+                                          share, squared_norms)
 from spatialpin_ros.perception.colour_split import colour_features
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
 from spatialpin_ros.perception.support import SupportPlane
@@ -113,19 +112,51 @@ def _hull(Q: np.ndarray) -> np.ndarray:
 
 
 def _touching(sub: list[np.ndarray], touch: float) -> dict[int, set[int]]:
-    """{piece: pieces with a point closer than ``touch`` metres} in one KD-tree query."""
-    ids = np.concatenate([np.full(len(q), i) for i, q in enumerate(sub)])
-    pairs = cKDTree(np.concatenate(sub)).query_pairs(touch, output_type="ndarray")
+    """{piece: pieces with a point within ``touch`` metres} (a KD-tree's pair query, without
+    its pairs within one piece). Two pieces with points in one cell of a grid whose cells'
+    diagonal is under ``touch`` touch; the other pairs whose boxes come that close are
+    compared point by point (:func:`_close`)."""
     near: dict[int, set[int]] = {i: set() for i in range(len(sub))}
-    if len(pairs):
-        a, b = ids[pairs[:, 0]], ids[pairs[:, 1]]
-        keep = a != b
-        n = len(sub)
-        for key in np.unique(np.minimum(a, b)[keep] * n + np.maximum(a, b)[keep]).tolist():
-            i, j = divmod(key, n)
+    lo = np.array([q.min(axis=0) for q in sub])
+    hi = np.array([q.max(axis=0) for q in sub])
+    reach = touch * (1 + 1e-6)                  # box tests only preselect: no rounding loss
+    gap = np.maximum(lo[:, None] - hi[None], lo[None] - hi[:, None]).max(axis=2)
+    shared = _sharing_cells(sub, touch / math.sqrt(3) * (1 - 1e-6))
+    for i, j in zip(*np.nonzero(np.triu(gap <= reach, 1))):
+        i, j = int(i), int(j)
+        if (i, j) in shared or _close(sub[i], sub[j], lo[j] - reach, hi[j] + reach,
+                                      lo[i] - reach, hi[i] + reach, touch):
             near[i].add(j)
             near[j].add(i)
     return near
+
+
+def _sharing_cells(sub: list[np.ndarray], cell: float) -> set[tuple[int, int]]:
+    """Pairs (i < j) of pieces with points in one cell of a ``cell``-metre grid."""
+    X = np.concatenate(sub)
+    piece = np.repeat(np.arange(len(sub)), [len(q) for q in sub])
+    c = np.floor(X / cell).astype(np.int64)
+    c -= c.min(axis=0)
+    span = c.max(axis=0) + 1
+    key = np.unique(((c[:, 0] * span[1] + c[:, 1]) * span[2] + c[:, 2]) * len(sub) + piece)
+    cid, pid = key // len(sub), key % len(sub)  # by cell, then piece
+    out: set[tuple[int, int]] = set()
+    for t in range(1, len(sub)):
+        same = np.flatnonzero(cid[t:] == cid[:-t])
+        if len(same) == 0:
+            break
+        out.update(zip(pid[same].tolist(), pid[same + t].tolist()))
+    return out
+
+
+def _close(a: np.ndarray, b: np.ndarray, alo, ahi, blo, bhi, touch: float) -> bool:
+    """Some point of ``a`` lies within ``touch`` of one of ``b``: the squared distances (the
+    squares summed in order, as a KD-tree sums them) of the points of each within the other's
+    box grown by ``touch`` (``alo``-``ahi`` for ``a``'s points, ``blo``-``bhi`` for ``b``'s)."""
+    a = a[((a >= alo) & (a <= ahi)).all(axis=1)]
+    b = b[((b >= blo) & (b <= bhi)).all(axis=1)]
+    return bool(len(a) and len(b)
+                and (squared_norms(a[:, None] - b[None]) <= touch * touch).any())
 
 
 def _radius(xy: np.ndarray) -> tuple[np.ndarray, float]:
