@@ -20,12 +20,11 @@ NEIGHBOUR_PAIRS = (((slice(None), slice(None, -1)), (slice(None), slice(1, None)
 def depth_jumps(depth: np.ndarray, jump_abs: float, jump_rel: float) -> np.ndarray:
     """(H, W) bool: full-resolution pixels beside a depth jump to a valid neighbour (both
     sides marked). ``depth`` in metres, 0 where missing."""
-    z = np.ascontiguousarray(depth)            # a strided view costs every pass below
+    z = np.where(depth > 0, depth, np.float32(np.nan))   # no jump to or from a NaN
     thr = jump_abs + jump_rel * z
-    pos = z > 0
     out = np.zeros(z.shape, dtype=bool)
     for a, b in NEIGHBOUR_PAIRS:
-        j = pos[a] & pos[b] & (np.abs(z[a] - z[b]) > np.maximum(thr[a], thr[b]))
+        j = np.abs(z[a] - z[b]) > np.maximum(thr[a], thr[b])
         out[a] |= j
         out[b] |= j
     return out
