@@ -83,13 +83,20 @@ class ShapeFit:
     sphere_center: Optional[np.ndarray] = None
     residual: float = 0.0
     support: Optional[int] = None
+    #: :meth:`rect`'s last corners and the footprint they were made for
+    _rect: Optional[tuple] = field(default=None, repr=False, compare=False)
 
     def rect(self) -> np.ndarray:
-        """The footprint's 4 corners (4, 2)."""
-        c, s = math.cos(self.yaw), math.sin(self.yaw)
-        hx, hy = self.size_uv / 2
-        local = np.array([[hx, hy], [-hx, hy], [-hx, -hy], [hx, -hy]])
-        return local @ np.array([[c, s], [-s, c]]) + self.center_uv
+        """The footprint's 4 corners (4, 2; read-only: made once per footprint)."""
+        key = (self.center_uv.tobytes(), self.size_uv.tobytes(), self.yaw)
+        if self._rect is None or self._rect[0] != key:
+            c, s = math.cos(self.yaw), math.sin(self.yaw)
+            hx, hy = self.size_uv / 2
+            local = np.array([[hx, hy], [-hx, hy], [-hx, -hy], [hx, -hy]])
+            corners = local @ np.array([[c, s], [-s, c]]) + self.center_uv
+            corners.flags.writeable = False
+            self._rect = (key, corners)
+        return self._rect[1]
 
 
 def _box_extent(xy: np.ndarray, yaw: float) -> tuple[np.ndarray, np.ndarray]:
