@@ -297,8 +297,8 @@ class GeometricBackend(PerceptionBackend):
             raise PerceptionError(f"only about {nvalid} depth pixels are valid; need at least "
                                   f"{self.params.min_valid_pixels}: is the depth image empty, "
                                   "all zero or NaN, or the camera too close?")
-        Ps = P[ok]
-        Ps = Ps[:: max(1, len(Ps) // self.params.plane_points)].astype(np.float64)
+        keep = np.flatnonzero(ok)
+        Ps = P[keep[:: max(1, len(keep) // self.params.plane_points)]].astype(np.float64)
         rng = np.random.default_rng(self.seed)
         return find_support(Ps, up, self.params.support, rng)
 

@@ -47,8 +47,8 @@ def box_mean(P: np.ndarray, valid: np.ndarray, r: int) -> np.ndarray:
                       borderType=cv2.BORDER_CONSTANT)
     out = np.empty_like(P)
     for i in range(3):
-        out[..., i] = cv2.boxFilter(np.where(valid, P[..., i], 0).astype(np.float32), -1, k,
-                                    normalize=False, borderType=cv2.BORDER_CONSTANT)
+        out[..., i] = cv2.boxFilter(np.where(valid, P[..., i], 0).astype(np.float32, copy=False),
+                                    -1, k, normalize=False, borderType=cv2.BORDER_CONSTANT)
     return out / np.maximum(w, 1e-6)[..., None]
 
 
