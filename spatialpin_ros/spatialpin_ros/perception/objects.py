@@ -12,7 +12,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from spatialpin_ros.core.geometry import quantile, quat_mul
+from spatialpin_ros.core.geometry import quat_mul
 from spatialpin_ros.core.types import ObjectPrior, Pose
 from spatialpin_ros.perception.attributes import (axis_names, object_label,
                                                   shading_invariant_color_name,
