@@ -36,6 +36,7 @@ from scipy.spatial.transform import Rotation
 
 from spatialpin_ros.core.errors import ImageError, PerceptionError
 from spatialpin_ros.core.geometry import last_axis_sum, quantile
+from spatialpin_ros.core.heap import keep_freed_memory
 from spatialpin_ros.core.types import (ObjectPrior, PerceptionStatus, Pose, RGBDFrame, Scene)
 from spatialpin_ros.perception.base import (DepthEstimator, ObjectNamer, PerceptionBackend,
                                             Segmenter)
@@ -185,6 +186,7 @@ class GeometricBackend(PerceptionBackend):
         self.always_estimate_depth = always_estimate_depth
         self.seed = seed
         self.tracker = ObjectTracker(gate=self.params.track_gate, memory=self.params.track_memory)
+        keep_freed_memory()          # a frame's arrays reuse the last frame's memory
         #: Internals of the last frame (plane, noise level, timings) for tests and debugging.
         self.last: dict = {}
 
