@@ -61,8 +61,12 @@ def colour_features(rgb: np.ndarray, w: float) -> np.ndarray:
     x = rgb.reshape(-1, 3).astype(np.float32)
     s = last_axis_sum(x)[:, None] + 45.0
     luma = x @ np.array([[0.299], [0.587], [0.114]], np.float32) / 2.55   # 0..100, like L*
+    wl = w * luma
+    out = np.empty((len(x), 3), np.result_type(x, wl))        # np.concatenate's, filled
     # (c + 15) / (sum + 45): dark pixels, whose chromaticity is noise, tend to neutral grey
-    return np.concatenate([300.0 * (x[:, :2] + 15.0) / s, w * luma], axis=1)
+    np.divide(300.0 * (x[:, :2] + 15.0), s, out=out[:, :2])
+    out[:, 2:] = wl
+    return out
 
 
 def _try_split(rows, cols, rgb, p: ColourSplitParams):
