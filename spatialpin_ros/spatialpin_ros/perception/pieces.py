@@ -43,6 +43,8 @@ class Piece:
     rgb: Optional[np.ndarray] = field(default=None, repr=False)
     lightness_weight: float = 0.2
     _colour: Optional[tuple] = field(default=None, repr=False)
+    #: :meth:`grown_hull` by margin, filled as asked (reset when pieces are joined)
+    _grown: dict = field(default_factory=dict, repr=False)
 
     def colour(self) -> Optional[tuple[np.ndarray, float]]:
         """The mean colour feature (3,) and its spread (median distance to the mean), computed
@@ -56,13 +58,21 @@ class Piece:
             self._colour = (mu, float(np.median(np.sqrt(((x - mu) ** 2).sum(axis=1)))))
         return self._colour
 
+    def grown_hull(self, margin: float) -> np.ndarray:
+        """The footprint hull grown by ``margin`` metres (``geometry.grow_convex``), computed
+        on first use."""
+        if margin not in self._grown:
+            self._grown[margin] = grow_convex(self.hull, margin)
+        return self._grown[margin]
+
     def absorb(self, others: list["Piece"]) -> None:
         """Join ``others``' pixels and points into this piece (in their order) and recompute
-        what depends on them: ``top``, ``hull``, and the cached thin tops and colour."""
+        what depends on them: ``top``, ``hull``, and the cached thin tops, colour and grown
+        hulls."""
         self.rows = np.concatenate([self.rows] + [b.rows for b in others])
         self.cols = np.concatenate([self.cols] + [b.cols for b in others])
         self.Q = np.concatenate([self.Q] + [b.Q for b in others])
-        self.thin, self._colour = {}, None
+        self.thin, self._colour, self._grown = {}, None, {}
         self.top, self.hull = quantile(self.Q[:, 2], 0.9), _hull(self.Q)
 
 
@@ -308,12 +318,6 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
     sub = [pc.Q[:: max(1, len(pc.Q) // 150)] for pc in pieces]
     near = _touching(sub, touch)
     stats = [(float(quantile(q[:, 2], 0.05)),) + _radius(q[:, :2]) for q in sub]
-    grown: dict[int, np.ndarray] = {}         # footprints grown by ``grow``, when first needed
-
-    def grown_hull(i):
-        if i not in grown:
-            grown[i] = grow_convex(pieces[i].hull, grow)
-        return grown[i]
     for i in range(n):
         for j in _enclosed(i, near[i], pieces, sub, med, margin, enclosed):
             union(i, j)
@@ -325,7 +329,7 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
                 union(i, j)
             if (len(A.hull) >= 3 and len(B.Q) <= len(A.Q) and B.top <= A.top + margin
                     and B.top > low[i] + 0.01           # not the base A stands on
-                    and share(inside_convex(grown_hull(i), sub[j][:, :2])) >= inside
+                    and share(inside_convex(A.grown_hull(grow), sub[j][:, :2])) >= inside
                     and not _unlike(A, B, contrast, spread)):
                 union(i, j)
     groups: dict[int, list[int]] = {}
