@@ -257,11 +257,14 @@ def _edge_distances(x: np.ndarray, y: np.ndarray, cc: np.ndarray, ss: np.ndarray
     (cos, -sin) and (sin, cos) of the yaws, concatenated (2K,): the points along the first
     axis are ``x cos + y sin``, along the second ``x (-sin) + y cos`` (= ``y cos - x sin``, the
     same bits), both in one pass."""
-    c = x * cc + y * ss
-    e = np.minimum(c.max(axis=0) - c, c - c.min(axis=0))
+    c = x * cc
+    c += y * ss
+    e = c.max(axis=0) - c
+    np.minimum(e, np.subtract(c, c.min(axis=0), out=c), out=e)
     k = len(cc) // 2
     d = np.minimum(e[:, :k], e[:, k:])
-    return (1.0 / np.maximum(d, d0)).sum(axis=0), d
+    w = np.maximum(d, d0)
+    return np.divide(1.0, w, out=w).sum(axis=0), d
 
 
 def rectangle_residual(xy: np.ndarray, yaw: float, edge_q: float = RECT_EDGE_Q) -> float:
