@@ -17,8 +17,8 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from spatialpin_ros.core.geometry import (grow_convex, inside_convex, quantile, robust_circle,
-                                          share, squared_norms)
+from spatialpin_ros.core.geometry import (column_bounds, grow_convex, inside_convex, quantile,
+                                          robust_circle, share, squared_norms)
 from spatialpin_ros.perception.colour_split import colour_features
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
 from spatialpin_ros.perception.support import SupportPlane
@@ -127,8 +127,8 @@ def _touching(sub: list[np.ndarray], touch: float) -> dict[int, set[int]]:
     diagonal is under ``touch`` touch; the other pairs whose boxes come that close are
     compared point by point (:func:`_close`)."""
     near: dict[int, set[int]] = {i: set() for i in range(len(sub))}
-    lo = np.array([q.min(axis=0) for q in sub])
-    hi = np.array([q.max(axis=0) for q in sub])
+    bounds = [column_bounds(q) for q in sub]
+    lo, hi = np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
     reach = touch * (1 + 1e-6)                  # box tests only preselect: no rounding loss
     gap = np.maximum(lo[:, None] - hi[None], lo[None] - hi[:, None]).max(axis=2)
     shared = _sharing_cells(sub, touch / math.sqrt(3) * (1 - 1e-6))
@@ -146,8 +146,8 @@ def _sharing_cells(sub: list[np.ndarray], cell: float) -> set[tuple[int, int]]:
     X = np.concatenate(sub)
     piece = np.repeat(np.arange(len(sub)), [len(q) for q in sub])
     c = np.floor(X / cell).astype(np.int64)
-    c -= c.min(axis=0)
-    span = c.max(axis=0) + 1
+    c -= column_bounds(c)[0]
+    span = column_bounds(c)[1] + 1
     key = np.unique(((c[:, 0] * span[1] + c[:, 1]) * span[2] + c[:, 2]) * len(sub) + piece)
     cid, pid = key // len(sub), key % len(sub)  # by cell, then piece
     out: set[tuple[int, int]] = set()
@@ -191,8 +191,8 @@ def _thin_top(q: np.ndarray, top: float, band: float = 0.01, max_width: float = 
     b = q[q[:, 2] > top - band, :2]
     if len(b) < 5:
         return True
-    ij = np.floor((b - b.min(axis=0)) / cell).astype(np.int32) + 1
-    grid = np.zeros(tuple(ij.max(axis=0) + 2), np.uint8)
+    ij = np.floor((b - column_bounds(b)[0]) / cell).astype(np.int32) + 1
+    grid = np.zeros(tuple(column_bounds(ij)[1] + 2), np.uint8)
     grid[ij[:, 0], ij[:, 1]] = 1
     grid = np.pad(cv2.morphologyEx(grid, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)), 1)
     inscribed = float(cv2.distanceTransform(grid, cv2.DIST_L2, 3).max())   # cells, a radius

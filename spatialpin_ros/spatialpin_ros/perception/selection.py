@@ -9,7 +9,7 @@ from typing import Optional
 
 import numpy as np
 
-from spatialpin_ros.core.geometry import quantile, rect_from_points, share
+from spatialpin_ros.core.geometry import extent, quantile, rect_from_points, share
 from spatialpin_ros.perception.colour_split import ColourSplitParams
 from spatialpin_ros.perception.overlap_join import join_overlapping
 from spatialpin_ros.perception.pieces import Piece, gather_pieces, merge_nested
@@ -182,7 +182,7 @@ def _on_extent(pc: Piece, seg: SurfaceSegmentation, sup: SupportPlane, region: n
 def _reject(pc: Piece, p: SelectionParams) -> str:
     """Why the piece cannot be an object whatever it rests on ("" when it may be one)."""
     Q = pc.Q
-    if max(np.ptp(Q[:, :2], axis=0)) > p.max_object_size:
+    if extent(Q[:, :2]) > p.max_object_size:
         return "too large (furniture, a wall)"
     thin = rect_from_points(Q[:: max(1, len(Q) // 400), :2])[1]
     if min(thin) < p.wall_thickness and max(thin) > p.wall_length:

@@ -24,7 +24,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from spatialpin_ros.core.geometry import (fit_rectangle_yaw, quantile, quantiles,
+from spatialpin_ros.core.geometry import (extent, fit_rectangle_yaw, quantile, quantiles,
                                           rect_from_points, rms, robust_circle, share,
                                           sphere_fit)
 
@@ -123,7 +123,7 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
     outline = side if len(side) >= 20 else xy
     outline = outline[:: len(outline) // 250 + 1]
     top = xy[hs >= f.top - max(p.top_band, 2 * noise)]
-    size0 = float(np.ptp(xy, axis=0).max())
+    size0 = extent(xy)
     tol = max(p.fit_abs, p.fit_rel * min(size0, max(f.top, 0.01)))
 
     # rectangle: yaw by L-shape fit of the outline, extents from all points
