@@ -194,7 +194,8 @@ def _thin_top(q: np.ndarray, top: float, band: float = 0.01, max_width: float = 
     ij = np.floor((b - column_bounds(b)[0]) / cell).astype(np.int32) + 1
     grid = np.zeros(tuple(column_bounds(ij)[1] + 2), np.uint8)
     grid[ij[:, 0], ij[:, 1]] = 1
-    grid = np.pad(cv2.morphologyEx(grid, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)), 1)
+    grid = cv2.copyMakeBorder(cv2.morphologyEx(grid, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)),
+                              1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)     # np.pad's zeros
     inscribed = float(cv2.distanceTransform(grid, cv2.DIST_L2, 3).max())   # cells, a radius
     return 2 * inscribed * cell < max_width
 
