@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from spatialpin_ros.core.geometry import row_norms
+
 #: name -> RGB in 0..1. Chosen to be far apart in hue or lightness, and unlike the table's wood.
 PALETTE: dict[str, tuple[float, float, float]] = {
     "red": (0.85, 0.10, 0.10),
@@ -39,4 +41,4 @@ _LAB = _to_lab(np.array([PALETTE[n] for n in _NAMES]))
 def nearest_color_name(rgb: np.ndarray, scale: float = 255.0) -> str:
     """Name of the palette colour nearest (in L*a*b*) to ``rgb`` (values in 0..``scale``)."""
     lab = _to_lab(np.asarray(rgb, dtype=float).reshape(3) / scale)
-    return _NAMES[int(np.argmin(np.linalg.norm(_LAB - lab, axis=1)))]
+    return _NAMES[int(np.argmin(row_norms(_LAB - lab)))]

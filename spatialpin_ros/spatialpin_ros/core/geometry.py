@@ -6,6 +6,7 @@ Units: metres; angles in radians. Point arrays are (N, 3) or (N, 2) float.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Sequence
 
@@ -21,7 +22,76 @@ def quantile(a: np.ndarray, q: float) -> float:
     than np.percentile on small arrays)."""
     n = len(a)
     k = min(max(int(round(q * (n - 1))), 0), n - 1)
-    return float(np.partition(a, k)[k])
+    b = np.array(a)                     # np.partition's copy, without its wrapper
+    b.partition(k)
+    return float(b[k])
+
+
+def quantiles(a: np.ndarray, qs: Sequence[float]) -> list[float]:
+    """:func:`quantile` at each of ``qs`` (the same numbers), from one partial sort."""
+    n = len(a)
+    ks = [min(max(int(round(q * (n - 1))), 0), n - 1) for q in qs]
+    b = np.array(a)
+    b.partition(ks)
+    return [float(b[k]) for k in ks]
+
+
+def share(mask: np.ndarray) -> float:
+    """The share of True in a 1-D bool array: ``np.mean(mask)``, the same number at a tenth of
+    the cost; NaN when empty."""
+    n = len(mask)
+    return np.count_nonzero(mask) / n if n else math.nan
+
+
+def rms(d: np.ndarray) -> float:
+    """``sqrt(mean(d * d))`` of a 1-D array, the same number as ``np.sqrt(np.mean(d * d))``
+    (the same sum, in ``d``'s dtype) without ``np.mean``'s overhead; NaN when empty."""
+    n = len(d)
+    return float(np.sqrt((d * d).sum() / n)) if n else math.nan
+
+
+def column_bounds(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's minimum and maximum of an (N, k) array with a few columns:
+    ``a.min(axis=0)``, ``a.max(axis=0)``, the same numbers, column by column (numpy reduces a
+    few columns across many rows an order of magnitude slower)."""
+    cols = [a[:, k] for k in range(a.shape[1])]
+    return np.array([c.min() for c in cols]), np.array([c.max() for c in cols])
+
+
+def extent(a: np.ndarray) -> float:
+    """The largest column extent of an (N, k) array, ``np.ptp(a, axis=0).max()``."""
+    lo, hi = column_bounds(a)
+    return float((hi - lo).max())
+
+
+def last_axis_sum(v: np.ndarray) -> np.ndarray:
+    """``v.sum(axis=-1)`` over a short last axis (a few components), the same bits (numpy adds
+    fewer than 8 in order), without numpy's slow reduction along short rows."""
+    out = v[..., 0] + v[..., 1]
+    for k in range(2, v.shape[-1]):
+        out += v[..., k]
+    return out
+
+
+def squared_norms(v: np.ndarray) -> np.ndarray:
+    """Squared Euclidean norms over the last axis, the squares added in order."""
+    return last_axis_sum(v * v)
+
+
+def row_norms(v: np.ndarray) -> np.ndarray:
+    """Euclidean norms over the last axis (a few components): ``np.linalg.norm(v, axis=-1)``,
+    the same bits (its sum of squares adds them in order), at a fraction of the cost on large
+    arrays."""
+    return np.sqrt(squared_norms(v))
+
+
+def cross3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.cross(a, b)`` of (..., 3) arrays, the same products and differences in the same
+    order (the same bits), without ``np.cross``' axis juggling."""
+    out = np.empty(np.broadcast_shapes(a.shape, b.shape), dtype=np.result_type(a, b))
+    for k, (i, j) in enumerate(((1, 2), (2, 0), (0, 1))):
+        np.subtract(a[..., i] * b[..., j], a[..., j] * b[..., i], out=out[..., k])
+    return out
 
 
 def unit(v: np.ndarray) -> np.ndarray:
@@ -50,8 +120,8 @@ def plane_hypotheses(P: np.ndarray, rng: np.random.Generator, iterations: int
     (non-degenerate triples)."""
     idx = rng.integers(0, len(P), size=(iterations, 3))
     a, b, c = P[idx[:, 0]], P[idx[:, 1]], P[idx[:, 2]]
-    nrm = np.cross(b - a, c - a)
-    norm = np.linalg.norm(nrm, axis=1)
+    nrm = cross3(b - a, c - a)
+    norm = row_norms(nrm)
     ok = norm > 1e-12
     nrm[ok] /= norm[ok, None]
     return nrm, a, ok
@@ -97,7 +167,10 @@ def fit_plane_ransac(points: np.ndarray, rng: np.random.Generator, iterations: i
 def _circle_fit(xy: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Algebraic (Kasa) least-squares circle: centre (2,), radius, RMS radial residual."""
     x, y = xy[:, 0], xy[:, 1]
-    A = np.stack([2 * x, 2 * y, np.ones_like(x)], axis=1)
+    A = np.empty((len(xy), 3), dtype=np.result_type(xy, 2))  # np.stack([2x, 2y, 1], axis=1)
+    np.multiply(x, 2, out=A[:, 0])
+    np.multiply(y, 2, out=A[:, 1])
+    A[:, 2] = 1
     b = x * x + y * y
     try:
         sol = np.linalg.solve(A.T @ A, A.T @ b)
@@ -106,7 +179,7 @@ def _circle_fit(xy: np.ndarray) -> tuple[np.ndarray, float, float]:
     c = sol[:2]
     r = math.sqrt(max(sol[2] + c @ c, 1e-12))
     res = np.hypot(x - c[0], y - c[1]) - r
-    return c, r, float(np.sqrt(np.mean(res * res)))
+    return c, r, rms(res)
 
 
 def circle_fit_geometric(xy: np.ndarray, iterations: int = 5) -> tuple[np.ndarray, float, float]:
@@ -115,11 +188,15 @@ def circle_fit_geometric(xy: np.ndarray, iterations: int = 5) -> tuple[np.ndarra
     mu = xy.mean(axis=0)
     q = xy - mu
     c, r, _ = _circle_fit(q)
+    J = np.empty((len(q), 3), np.result_type(q, c))   # Jacobian rows: -dx/rho, -dy/rho, -1
+    J[:, 2] = -1
     for _ in range(iterations):
         d = q - c
         rho = np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-9)
         res = rho - r
-        J = np.stack([-d[:, 0] / rho, -d[:, 1] / rho, -np.ones_like(rho)], axis=1)
+        np.divide(d[:, 0], rho, out=J[:, 0])
+        np.divide(d[:, 1], rho, out=J[:, 1])
+        np.negative(J[:, :2], out=J[:, :2])
         try:
             step = np.linalg.solve(J.T @ J, -(J.T @ res))
         except np.linalg.LinAlgError:
@@ -129,7 +206,7 @@ def circle_fit_geometric(xy: np.ndarray, iterations: int = 5) -> tuple[np.ndarra
         if np.abs(step).max() < 2e-5:
             break
     res = np.hypot(q[:, 0] - c[0], q[:, 1] - c[1]) - r
-    return c + mu, abs(float(r)), float(np.sqrt(np.mean(res * res)))
+    return c + mu, abs(float(r)), rms(res)
 
 
 def sphere_fit(P: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -137,19 +214,22 @@ def sphere_fit(P: np.ndarray) -> tuple[np.ndarray, float, float]:
     mu = P.mean(axis=0)
     Q = P - mu
     A = np.concatenate([2 * Q, np.ones((len(Q), 1))], axis=1)
-    b = (Q * Q).sum(axis=1)
+    b = last_axis_sum(Q * Q)
     try:
         sol = np.linalg.solve(A.T @ A, A.T @ b)
     except np.linalg.LinAlgError:
         sol = np.linalg.lstsq(A, b, rcond=None)[0]
     c = sol[:3]
     r = math.sqrt(max(sol[3] + c @ c, 1e-12))
-    res = np.linalg.norm(Q - c, axis=1) - r
-    return c + mu, r, float(np.sqrt(np.mean(res * res)))
+    res = row_norms(Q - c) - r
+    return c + mu, r, rms(res)
 
 
 _YAW_GRID = np.radians(np.arange(0.0, 90.0, 1.5))
 _YAW_COS, _YAW_SIN = np.cos(_YAW_GRID), np.sin(_YAW_GRID)
+#: The coarse yaws' rotations, both axes at once (see :func:`_edge_distances`).
+_YAW_AXES = (np.concatenate([_YAW_COS, -_YAW_SIN]), np.concatenate([_YAW_SIN, _YAW_COS]))
+_YAW_FINE = np.radians(np.arange(-1.5, 1.51, 0.25))
 
 
 #: Share of the outline's points allowed beyond each of a rectangle's edges (outliers).
@@ -164,25 +244,41 @@ def fit_rectangle_yaw(xy: np.ndarray, d0: float = 0.004, max_points: int = 160,
     points to the nearest edge); with ``robust``, also the outlier-robust
     :func:`rectangle_residual` at that yaw."""
     if len(xy) > max_points:
-        xy = xy[np.linspace(0, len(xy) - 1, max_points).astype(int)]
+        xy = xy[_spread_indices(len(xy), max_points)]
     xy = xy - xy.mean(axis=0)
     x, y = xy[:, 0:1], xy[:, 1:2]
-
-    def scores(cs, sn):
-        c1 = x * cs + y * sn
-        c2 = y * cs - x * sn
-        d1 = np.minimum(c1.max(axis=0) - c1, c1 - c1.min(axis=0))
-        d2 = np.minimum(c2.max(axis=0) - c2, c2 - c2.min(axis=0))
-        d = np.minimum(d1, d2)
-        return (1.0 / np.maximum(d, d0)).sum(axis=0), d
-
-    sc, _ = scores(_YAW_COS, _YAW_SIN)
-    best = _YAW_GRID[int(np.argmax(sc))]
-    fine = best + np.radians(np.arange(-1.5, 1.51, 0.25))
-    sc, d = scores(np.cos(fine), np.sin(fine))
+    sc, _ = _edge_distances(x, y, *_YAW_AXES, d0)
+    fine = _YAW_GRID[int(np.argmax(sc))] + _YAW_FINE
+    cs, sn = np.cos(fine), np.sin(fine)
+    sc, d = _edge_distances(x, y, np.concatenate([cs, -sn]), np.concatenate([sn, cs]), d0)
     k = int(np.argmax(sc))
-    out = float(fine[k]), float(np.sqrt(np.mean(d[:, k] ** 2)))
+    out = float(fine[k]), rms(d[:, k])
     return out + (rectangle_residual(xy, out[0]),) if robust else out
+
+
+@functools.lru_cache(maxsize=64)
+def _spread_indices(n: int, m: int) -> np.ndarray:
+    """``m`` indices spread evenly over ``range(n)`` (read-only)."""
+    idx = np.linspace(0, n - 1, m).astype(int)
+    idx.flags.writeable = False
+    return idx
+
+
+def _edge_distances(x: np.ndarray, y: np.ndarray, cc: np.ndarray, ss: np.ndarray,
+                    d0: float) -> tuple[np.ndarray, np.ndarray]:
+    """For K yaws: the closeness scores (K,) of the points (``x``, ``y``: (N, 1)) to the
+    rectangle at each yaw, and their distances (N, K) to its nearest edge. ``cc``, ``ss``:
+    (cos, -sin) and (sin, cos) of the yaws, concatenated (2K,): the points along the first
+    axis are ``x cos + y sin``, along the second ``x (-sin) + y cos`` (= ``y cos - x sin``, the
+    same bits), both in one pass."""
+    c = x * cc
+    c += y * ss
+    e = c.max(axis=0) - c
+    np.minimum(e, np.subtract(c, c.min(axis=0), out=c), out=e)
+    k = len(cc) // 2
+    d = np.minimum(e[:, :k], e[:, k:])
+    w = np.maximum(d, d0)
+    return np.divide(1.0, w, out=w).sum(axis=0), d
 
 
 def rectangle_residual(xy: np.ndarray, yaw: float, edge_q: float = RECT_EDGE_Q) -> float:
@@ -195,10 +291,11 @@ def rectangle_residual(xy: np.ndarray, yaw: float, edge_q: float = RECT_EDGE_Q) 
     cs, sn = math.cos(yaw), math.sin(yaw)
     c1 = xy[:, 0] * cs + xy[:, 1] * sn
     c2 = xy[:, 1] * cs - xy[:, 0] * sn
-    d = np.minimum(
-        np.minimum(np.abs(c1 - quantile(c1, edge_q)), np.abs(quantile(c1, 1 - edge_q) - c1)),
-        np.minimum(np.abs(c2 - quantile(c2, edge_q)), np.abs(quantile(c2, 1 - edge_q) - c2)))
-    return float(np.sqrt(np.mean(d * d)))
+    lo1, hi1 = quantiles(c1, (edge_q, 1 - edge_q))
+    lo2, hi2 = quantiles(c2, (edge_q, 1 - edge_q))
+    d = np.minimum(np.minimum(np.abs(c1 - lo1), np.abs(hi1 - c1)),
+                   np.minimum(np.abs(c2 - lo2), np.abs(hi2 - c2)))
+    return rms(d)
 
 
 def densify(poly: Optional[np.ndarray], step: float) -> np.ndarray:
@@ -206,7 +303,7 @@ def densify(poly: Optional[np.ndarray], step: float) -> np.ndarray:
     if poly is None or len(poly) == 0:
         return np.zeros((0, 2))
     a = poly
-    b = np.roll(poly, -1, axis=0)
+    b = _next_vertices(poly)
     n = np.maximum(np.ceil(np.hypot(*(b - a).T) / step).astype(int), 1)
     k = np.repeat(np.arange(len(a)), n)
     frac = (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)) / np.repeat(n, n)
@@ -229,9 +326,9 @@ def robust_circle(xy: np.ndarray, inside_tol: float, span: float | None = None):
     if keep.sum() >= 8:
         c, r, res = circle_fit_geometric(xy[keep], iterations=3)
     else:
-        res = float(np.sqrt(np.mean(d * d)))
+        res = rms(d)
     if span is None:
-        span = float(np.ptp(xy, axis=0).max())
+        span = extent(xy)
     if not (0.005 < r < min(0.25, 0.75 * span + 0.002)):
         return None
     return c, r, res
@@ -262,21 +359,28 @@ def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                      aw * bw - ax * bx - ay * by - az * bz])
 
 
+def _next_vertices(poly: np.ndarray) -> np.ndarray:
+    """Each polygon vertex's successor (K, ...): ``np.roll(poly, -1, axis=0)``, cheaper."""
+    return np.concatenate([poly[1:], poly[:1]])
+
+
 def inside_convex(hull: np.ndarray, uv: np.ndarray) -> np.ndarray:
     """(N,) bool: points (N, 2) inside a convex polygon (K, 2) of either orientation."""
     if len(uv) == 0 or len(hull) < 3:
         return np.zeros(len(uv), dtype=bool)
     a = hull
-    e = np.roll(hull, -1, axis=0) - a
-    cross = e[:, 0][None] * (uv[:, 1:2] - a[:, 1][None]) - e[:, 1][None] * (uv[:, 0:1] - a[:, 0][None])
-    return (cross >= 0).all(axis=1) | (cross <= 0).all(axis=1)
+    e = _next_vertices(hull) - a                  # (K, N) below: reduced across the points
+    cross = (e[:, 0][:, None] * (uv[:, 1][None] - a[:, 1][:, None])
+             - e[:, 1][:, None] * (uv[:, 0][None] - a[:, 0][:, None]))
+    return (cross >= 0).all(axis=0) | (cross <= 0).all(axis=0)
 
 
 def grow_convex(hull: np.ndarray, margin: float) -> np.ndarray:
     """A convex polygon (K, 2) grown outward by ``margin`` (counter-clockwise result)."""
     c = hull.mean(axis=0)
     d = hull - c
-    r = np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-9)
+    r = np.maximum(row_norms(d)[:, None], 1e-9)
     out = c + d * (1.0 + margin / r)
-    area = 0.5 * np.sum(out[:, 0] * np.roll(out[:, 1], -1) - np.roll(out[:, 0], -1) * out[:, 1])
+    nxt = _next_vertices(out)
+    area = 0.5 * np.sum(out[:, 0] * nxt[:, 1] - nxt[:, 0] * out[:, 1])
     return out if area >= 0 else out[::-1]

@@ -183,9 +183,13 @@ class CameraModel:
             raise ImageError(
                 f"depth shape {depth.shape} does not match the camera's {self.height}x{self.width}"
             )
-        z = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
+        z = np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(np.nan))
         ru, rv = self.pixel_rays()
-        return np.stack([ru * z, rv * z, z], axis=-1)
+        out = np.empty(z.shape + (3,), dtype=np.float32)     # np.stack([ru z, rv z, z], -1)
+        np.multiply(ru, z, out=out[..., 0])
+        np.multiply(rv, z, out=out[..., 1])
+        out[..., 2] = z
+        return out
 
     def project(self, points: np.ndarray) -> np.ndarray:
         """Project (N, 3) optical-frame points to (N, 2) pixel coordinates (u, v)."""

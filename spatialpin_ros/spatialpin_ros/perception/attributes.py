@@ -11,7 +11,7 @@ import numpy as np
 
 from spatialpin_ros.core import colors as _colors
 from spatialpin_ros.core.colors import nearest_color_name
-from spatialpin_ros.core.geometry import unit
+from spatialpin_ros.core.geometry import row_norms, unit
 
 #: SpatialPIN's direction names, in the order used for ties.
 DIRECTION_NAMES = ("up", "down", "left", "right", "front", "back", "front-left", "front-right",
@@ -34,7 +34,7 @@ def _shading_invariant_color_name(rgb: tuple, max_gain: float, gain_cost: float)
     gains = np.linspace(1.0, max_gain, 17)
     cand = np.clip(rgb[None, :] * gains[:, None], 0, 255)
     lab = _colors._to_lab(cand / 255.0)
-    dist = np.linalg.norm(lab[:, None, :] - _colors._LAB[None, :, :], axis=2).min(axis=1)
+    dist = row_norms(lab[:, None, :] - _colors._LAB[None, :, :]).min(axis=1)
     best = int(np.argmin(dist + gain_cost * (gains - 1.0)))
     return nearest_color_name(cand[best])
 

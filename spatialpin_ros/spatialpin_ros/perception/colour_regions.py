@@ -23,6 +23,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.sparse.csgraph import connected_components
 
+from spatialpin_ros.core.geometry import row_norms
 from spatialpin_ros.perception.colour_split import ColourSplitParams, colour_features
 
 
@@ -32,9 +33,9 @@ def colour_edges(feat: np.ndarray, step: float, labels: np.ndarray) -> np.ndarra
     4-connected regions (a piece's outline is not an edge)."""
     cut = np.zeros(feat.shape[:2], dtype=bool)
     same = labels > 0
-    cut[:, 1:] |= (np.sqrt(((feat[:, 1:] - feat[:, :-1]) ** 2).sum(axis=2)) > step) & (
+    cut[:, 1:] |= (row_norms(feat[:, 1:] - feat[:, :-1]) > step) & (
         labels[:, 1:] == labels[:, :-1]) & same[:, 1:]
-    cut[1:] |= (np.sqrt(((feat[1:] - feat[:-1]) ** 2).sum(axis=2)) > step) & (
+    cut[1:] |= (row_norms(feat[1:] - feat[:-1]) > step) & (
         labels[1:] == labels[:-1]) & same[1:]
     return cut
 

@@ -15,7 +15,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from spatialpin_ros.core.geometry import quantile
+from spatialpin_ros.core.geometry import last_axis_sum, quantile
 
 
 @dataclass
@@ -59,10 +59,14 @@ def colour_features(rgb: np.ndarray, w: float) -> np.ndarray:
     """Shading-tolerant colour features (N, 3): rg chromaticity (x 300, so that 0.1 of
     chromaticity is 30 units; dark pixels pulled to neutral) and luma (0-100) x ``w``."""
     x = rgb.reshape(-1, 3).astype(np.float32)
-    s = x.sum(axis=1, keepdims=True) + 45.0
+    s = last_axis_sum(x)[:, None] + 45.0
     luma = x @ np.array([[0.299], [0.587], [0.114]], np.float32) / 2.55   # 0..100, like L*
+    wl = w * luma
+    out = np.empty((len(x), 3), np.result_type(x, wl))        # np.concatenate's, filled
     # (c + 15) / (sum + 45): dark pixels, whose chromaticity is noise, tend to neutral grey
-    return np.concatenate([300.0 * (x[:, :2] + 15.0) / s, w * luma], axis=1)
+    np.divide(300.0 * (x[:, :2] + 15.0), s, out=out[:, :2])
+    out[:, 2:] = wl
+    return out
 
 
 def _try_split(rows, cols, rgb, p: ColourSplitParams):

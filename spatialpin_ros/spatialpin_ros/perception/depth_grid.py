@@ -12,13 +12,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from spatialpin_ros.perception.surface_ops import depth_jumps
+from spatialpin_ros.perception.surface_ops import depth_jumps, pool_any
 
 
 def _offsets(s: int) -> list[tuple[int, int]]:
     """The ``s x s`` block's offsets, nearest to (0, 0) first."""
     offs = [(dr, dc) for dr in range(s) for dc in range(s)]
     return sorted(offs, key=lambda o: (o[0] ** 2 + o[1] ** 2, o))
+
+
+def _blocks(d: np.ndarray, s: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The ``s x s`` blocks of ``d`` at working pixels (``rows``, ``cols``) but their own pixel,
+    (s*s - 1, N) float32, offsets in :func:`_offsets`' order (a block per column: the
+    reductions over a block run across the blocks, not along a short row each), 0 where
+    missing or beyond the image."""
+    H, W = d.shape
+    h, w = -(-H // s), -(-W // s)
+    if (h * s, w * s) != (H, W):
+        d = np.pad(d, ((0, h * s - H), (0, w * s - W)))
+    Wp = w * s
+    step = np.array([dr * Wp + dc for dr, dc in _offsets(s)[1:]], dtype=np.intp)
+    blk = d.ravel().take(step[:, None] + (rows * (s * Wp) + cols * s))
+    return np.where(np.isfinite(blk) & (blk > 0), blk, np.float32(0))
 
 
 def sample_depth(depth: np.ndarray, s: int, jump_abs: float = 0.006,
@@ -34,22 +49,18 @@ def sample_depth(depth: np.ndarray, s: int, jump_abs: float = 0.006,
     if s <= 1:
         return out
     rows, cols = np.nonzero(out <= 0)
+    if len(rows) * (s * s - 1) > d.size // 8:     # many holes: not the blocks without depth
+        has = pool_any((d > 0) & (d < np.inf), s, out.shape)[rows, cols]
+        rows, cols = rows[has], cols[has]
     if len(rows) == 0:
         return out
-    H, W = d.shape
-    offs = _offsets(s)[1:]
-    blk = np.zeros((len(rows), len(offs)), dtype=np.float32)     # nearest first
-    for i, (dr, dc) in enumerate(offs):
-        r, c = rows * s + dr, cols * s + dc
-        ok = (r < H) & (c < W)
-        v = d[np.minimum(r, H - 1), np.minimum(c, W - 1)]
-        blk[:, i] = np.where(ok & np.isfinite(v) & (v > 0), v, 0)
+    blk = _blocks(d, s, rows, cols)                                # nearest first
     valid = blk > 0
-    hi = blk.max(axis=1)
-    lo = np.where(valid, blk, np.inf).min(axis=1)
+    hi = blk.max(axis=0)
+    lo = np.where(valid, blk, np.inf).min(axis=0)
     fill = (hi > 0) & (hi - lo <= jump_abs + jump_rel * hi)
-    first = np.argmax(valid, axis=1)
-    val = blk[np.arange(len(rows)), first]
+    first = np.argmax(valid, axis=0)
+    val = blk[first, np.arange(len(rows))]
     out[rows[fill], cols[fill]] = val[fill]
     filled = np.zeros(out.shape, dtype=bool)
     filled[rows[fill], cols[fill]] = True

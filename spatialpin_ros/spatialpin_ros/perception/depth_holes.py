@@ -41,12 +41,14 @@ def claim_dark_holes(labels: np.ndarray, has_depth: np.ndarray, lum: np.ndarray,
         return labels
     n, comp = cv2.connectedComponents(hole.astype(np.uint8), connectivity=4)
     key, nb = patch_borders(comp, hole, labels)
-    pairs = np.unique(np.stack([key[nb > 0], nb[nb > 0]], axis=1), axis=0)
+    L = int(labels.max()) + 1              # the (hole, object) pairs, sorted, as one number
+    pairs = np.unique(key[nb > 0].astype(np.int64) * L + nb[nb > 0])
     if len(pairs) == 0:
         return labels
-    touching = np.bincount(pairs[:, 0], minlength=n)
+    hole_of, object_of = np.divmod(pairs, L)
+    touching = np.bincount(hole_of, minlength=n)
     owner = np.zeros(n, dtype=labels.dtype)
-    owner[pairs[:, 0]] = pairs[:, 1]
+    owner[hole_of] = object_of
     area = np.bincount(comp.ravel(), minlength=n)
     mean_lum = np.bincount(comp.ravel(), weights=lum.ravel().astype(np.float64),
                            minlength=n) / np.maximum(area, 1)

@@ -35,7 +35,8 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from spatialpin_ros.core.errors import ImageError, PerceptionError
-from spatialpin_ros.core.geometry import quantile
+from spatialpin_ros.core.geometry import last_axis_sum, quantile
+from spatialpin_ros.core.heap import keep_freed_memory
 from spatialpin_ros.core.types import (ObjectPrior, PerceptionStatus, Pose, RGBDFrame, Scene)
 from spatialpin_ros.perception.base import (DepthEstimator, ObjectNamer, PerceptionBackend,
                                             Segmenter)
@@ -122,7 +123,7 @@ class GeometricParams:
 def clean_depth(depth: np.ndarray) -> np.ndarray:
     """The depth (float32 metres) with invalid values 0; ImageError when its median (of every
     8th pixel) says millimetres."""
-    depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
+    depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32, copy=False)
     sample = depth[::8, ::8]
     ok = sample > 0
     if ok.any() and float(quantile(sample[ok], 0.5)) > 50.0:
@@ -186,6 +187,7 @@ class GeometricBackend(PerceptionBackend):
         self.always_estimate_depth = always_estimate_depth
         self.seed = seed
         self.tracker = ObjectTracker(gate=self.params.track_gate, memory=self.params.track_memory)
+        keep_freed_memory()          # a frame's arrays reuse the last frame's memory
         #: Internals of the last frame (plane, noise level, timings) for tests and debugging.
         self.last: dict = {}
 
@@ -209,7 +211,7 @@ class GeometricBackend(PerceptionBackend):
         depth = self._depth(frame) if depth is None else depth
         cam, pose = frame.camera, frame.camera_pose
         c = self.params.support_stride
-        coarse = cam.subsampled(c).backproject(sample_depth(depth, c)).astype(np.float32)
+        coarse = cam.subsampled(c).backproject(sample_depth(depth, c))
         up = None
         if pose is not None:
             up = pose.rotation.inv().apply([0.0, 0.0, 1.0])
@@ -225,7 +227,7 @@ class GeometricBackend(PerceptionBackend):
         dist, area = self._object_layout(coarse, support, c, self._workspace_mask(coarse, pose))
         s = working_stride(cam.fx, dist, self.params.segmentation, area)
         wcam = cam.subsampled(s)
-        pts = wcam.backproject(sample_depth(depth, s)).astype(np.float32)
+        pts = coarse if s == c else wcam.backproject(sample_depth(depth, s))   # the same grid
         tick("points")
         fg = foreground_surfaces(pts, support, self.params.segmentation, wcam.fx, s)
         region = support_extent(support, pts, fg.height, self.params.support, wcam.fx)
@@ -299,8 +301,8 @@ class GeometricBackend(PerceptionBackend):
             raise PerceptionError(f"only about {nvalid} depth pixels are valid; need at least "
                                   f"{self.params.min_valid_pixels}: is the depth image empty, "
                                   "all zero or NaN, or the camera too close?")
-        Ps = P[ok]
-        Ps = Ps[:: max(1, len(Ps) // self.params.plane_points)].astype(np.float64)
+        keep = np.flatnonzero(ok)
+        Ps = P[keep[:: max(1, len(keep) // self.params.plane_points)]].astype(np.float64)
         rng = np.random.default_rng(self.seed)
         return find_support(Ps, up, self.params.support, rng)
 
@@ -376,8 +378,8 @@ class GeometricBackend(PerceptionBackend):
         view = WorldView.of(sup, T_wc)
         s = seg.stride
         if claim_holes:                  # the geometric segmentation's own pieces
-            lum = frame.rgb[::s, ::s][: seg.labels.shape[0], : seg.labels.shape[1]].astype(
-                np.float32).mean(axis=2)
+            lum = last_axis_sum(frame.rgb[::s, ::s][: seg.labels.shape[0],
+                                                    : seg.labels.shape[1]].astype(np.float32)) / 3
             grid = grown_labels(seg, p.mask_margin, lum, p.holes)
             full = full_resolution(grid, cam.width, cam.height)
             boxes = label_boxes(grid, s, cam.width, cam.height)

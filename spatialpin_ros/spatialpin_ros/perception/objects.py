@@ -12,7 +12,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from spatialpin_ros.core.geometry import quantile, quat_mul
+from spatialpin_ros.core.geometry import quat_mul
 from spatialpin_ros.core.types import ObjectPrior, Pose
 from spatialpin_ros.perception.attributes import (axis_names, object_label,
                                                   shading_invariant_color_name,
@@ -71,7 +71,7 @@ def grown_labels(seg: SurfaceSegmentation, margin: int, lum: Optional[np.ndarray
     if g > 0 and labels.max() > 0:
         k = np.ones((2 * g + 1, 2 * g + 1), np.uint8)
         grown = cv2.dilate(labels.astype(np.uint16), k)
-        zl = cv2.dilate(np.where(labels > 0, z, 0).astype(np.float32), k)
+        zl = cv2.dilate(np.where(labels > 0, z, 0).astype(np.float32, copy=False), k)
         take = (labels == 0) & (grown > 0) & ((z <= 0) | (np.abs(z - zl) < 0.03))
         labels = labels.copy()
         labels[take] = grown[take].astype(labels.dtype)

@@ -10,15 +10,15 @@ above it and stays apart; so does something standing in a bowl and rising well a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
 import cv2
 import numpy as np
 
-from scipy.spatial import cKDTree
-
-from spatialpin_ros.core.geometry import grow_convex, inside_convex, quantile, robust_circle
+from spatialpin_ros.core.geometry import (column_bounds, grow_convex, inside_convex, quantile,
+                                          robust_circle, share, squared_norms)
 from spatialpin_ros.perception.colour_split import colour_features
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
 from spatialpin_ros.perception.support import SupportPlane
@@ -43,6 +43,8 @@ class Piece:
     rgb: Optional[np.ndarray] = field(default=None, repr=False)
     lightness_weight: float = 0.2
     _colour: Optional[tuple] = field(default=None, repr=False)
+    #: :meth:`grown_hull` by margin, filled as asked (reset when pieces are joined)
+    _grown: dict = field(default_factory=dict, repr=False)
 
     def colour(self) -> Optional[tuple[np.ndarray, float]]:
         """The mean colour feature (3,) and its spread (median distance to the mean), computed
@@ -56,13 +58,21 @@ class Piece:
             self._colour = (mu, float(np.median(np.sqrt(((x - mu) ** 2).sum(axis=1)))))
         return self._colour
 
+    def grown_hull(self, margin: float) -> np.ndarray:
+        """The footprint hull grown by ``margin`` metres (``geometry.grow_convex``), computed
+        on first use."""
+        if margin not in self._grown:
+            self._grown[margin] = grow_convex(self.hull, margin)
+        return self._grown[margin]
+
     def absorb(self, others: list["Piece"]) -> None:
         """Join ``others``' pixels and points into this piece (in their order) and recompute
-        what depends on them: ``top``, ``hull``, and the cached thin tops and colour."""
+        what depends on them: ``top``, ``hull``, and the cached thin tops, colour and grown
+        hulls."""
         self.rows = np.concatenate([self.rows] + [b.rows for b in others])
         self.cols = np.concatenate([self.cols] + [b.cols for b in others])
         self.Q = np.concatenate([self.Q] + [b.Q for b in others])
-        self.thin, self._colour = {}, None
+        self.thin, self._colour, self._grown = {}, None, {}
         self.top, self.hull = quantile(self.Q[:, 2], 0.9), _hull(self.Q)
 
 
@@ -112,19 +122,51 @@ def _hull(Q: np.ndarray) -> np.ndarray:
 
 
 def _touching(sub: list[np.ndarray], touch: float) -> dict[int, set[int]]:
-    """{piece: pieces with a point closer than ``touch`` metres} in one KD-tree query."""
-    ids = np.concatenate([np.full(len(q), i) for i, q in enumerate(sub)])
-    pairs = cKDTree(np.concatenate(sub)).query_pairs(touch, output_type="ndarray")
+    """{piece: pieces with a point within ``touch`` metres} (a KD-tree's pair query, without
+    its pairs within one piece). Two pieces with points in one cell of a grid whose cells'
+    diagonal is under ``touch`` touch; the other pairs whose boxes come that close are
+    compared point by point (:func:`_close`)."""
     near: dict[int, set[int]] = {i: set() for i in range(len(sub))}
-    if len(pairs):
-        a, b = ids[pairs[:, 0]], ids[pairs[:, 1]]
-        keep = a != b
-        n = len(sub)
-        for key in np.unique(np.minimum(a, b)[keep] * n + np.maximum(a, b)[keep]).tolist():
-            i, j = divmod(key, n)
+    bounds = [column_bounds(q) for q in sub]
+    lo, hi = np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
+    reach = touch * (1 + 1e-6)                  # box tests only preselect: no rounding loss
+    gap = np.maximum(lo[:, None] - hi[None], lo[None] - hi[:, None]).max(axis=2)
+    shared = _sharing_cells(sub, touch / math.sqrt(3) * (1 - 1e-6))
+    for i, j in zip(*np.nonzero(np.triu(gap <= reach, 1))):
+        i, j = int(i), int(j)
+        if (i, j) in shared or _close(sub[i], sub[j], lo[j] - reach, hi[j] + reach,
+                                      lo[i] - reach, hi[i] + reach, touch):
             near[i].add(j)
             near[j].add(i)
     return near
+
+
+def _sharing_cells(sub: list[np.ndarray], cell: float) -> set[tuple[int, int]]:
+    """Pairs (i < j) of pieces with points in one cell of a ``cell``-metre grid."""
+    X = np.concatenate(sub)
+    piece = np.repeat(np.arange(len(sub)), [len(q) for q in sub])
+    c = np.floor(X / cell).astype(np.int64)
+    c -= column_bounds(c)[0]
+    span = column_bounds(c)[1] + 1
+    key = np.unique(((c[:, 0] * span[1] + c[:, 1]) * span[2] + c[:, 2]) * len(sub) + piece)
+    cid, pid = key // len(sub), key % len(sub)  # by cell, then piece
+    out: set[tuple[int, int]] = set()
+    for t in range(1, len(sub)):
+        same = np.flatnonzero(cid[t:] == cid[:-t])
+        if len(same) == 0:
+            break
+        out.update(zip(pid[same].tolist(), pid[same + t].tolist()))
+    return out
+
+
+def _close(a: np.ndarray, b: np.ndarray, alo, ahi, blo, bhi, touch: float) -> bool:
+    """Some point of ``a`` lies within ``touch`` of one of ``b``: the squared distances (the
+    squares summed in order, as a KD-tree sums them) of the points of each within the other's
+    box grown by ``touch`` (``alo``-``ahi`` for ``a``'s points, ``blo``-``bhi`` for ``b``'s)."""
+    a = a[((a >= alo) & (a <= ahi)).all(axis=1)]
+    b = b[((b >= blo) & (b <= bhi)).all(axis=1)]
+    return bool(len(a) and len(b)
+                and (squared_norms(a[:, None] - b[None]) <= touch * touch).any())
 
 
 def _radius(xy: np.ndarray) -> tuple[np.ndarray, float]:
@@ -149,36 +191,37 @@ def _thin_top(q: np.ndarray, top: float, band: float = 0.01, max_width: float = 
     b = q[q[:, 2] > top - band, :2]
     if len(b) < 5:
         return True
-    ij = np.floor((b - b.min(axis=0)) / cell).astype(np.int32) + 1
-    grid = np.zeros(tuple(ij.max(axis=0) + 2), np.uint8)
+    ij = np.floor((b - column_bounds(b)[0]) / cell).astype(np.int32) + 1
+    grid = np.zeros(tuple(column_bounds(ij)[1] + 2), np.uint8)
     grid[ij[:, 0], ij[:, 1]] = 1
-    grid = np.pad(cv2.morphologyEx(grid, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)), 1)
+    grid = cv2.copyMakeBorder(cv2.morphologyEx(grid, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)),
+                              1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)     # np.pad's zeros
     inscribed = float(cv2.distanceTransform(grid, cv2.DIST_L2, 3).max())   # cells, a radius
     return 2 * inscribed * cell < max_width
 
 
 def _enclosed(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray],
-              med: list[float], margin: float, share: float) -> set[int]:
+              med: list[float], margin: float, min_share: float) -> set[int]:
     """The walls that enclose ``i``, or an empty set: the pieces touching it that stand higher
-    than it surround it seen from above: ``share`` of its footprint lies inside the convex hull
-    of theirs, and they lie all around it (in 9 of 12 directions): a bowl's bottom inside its
-    rim arcs, a tray's floor between its walls. The other pieces touching it must be no higher
+    than it surround it seen from above: ``min_share`` of its footprint lies inside the convex
+    hull of theirs, and they lie all around it (in 9 of 12 directions): a bowl's bottom inside
+    its rim arcs, a tray's floor between its walls. The other pieces touching it must be no higher
     than it (the rest of a floor that noise cut in two). A banana lying beside a block is not
     enclosed."""
     walls = {j for j in near if med[i] < pieces[j].top - margin}
     if not walls or any(pieces[j].top > pieces[i].top + margin for j in near - walls):
         return set()
-    return walls if _surround(i, walls, pieces, sub, share) else set()
+    return walls if _surround(i, walls, pieces, sub, min_share) else set()
 
 
 def _surround(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray],
-              share: float) -> bool:
+              min_share: float) -> bool:
     """Thin-topped pieces ``near`` lie all around piece ``i`` (see :func:`_enclosed`)."""
     if not all(_piece_thin(pieces[j]) for j in near):   # walls, not blocks
         return False
     uv = np.concatenate([sub[j][:, :2] for j in near]).astype(np.float32)
     hull = cv2.convexHull(uv).reshape(-1, 2).astype(np.float64)
-    if len(hull) < 3 or inside_convex(hull, sub[i][:, :2]).mean() < share:
+    if len(hull) < 3 or share(inside_convex(hull, sub[i][:, :2])) < min_share:
         return False
     centre = sub[i][:, :2].mean(axis=0)
     d = uv - centre
@@ -206,10 +249,10 @@ def _rim_arcs(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray,
     if not (0.02 < r < 0.2) or res > max_residual:
         return False
     tol = 3 * max_residual
-    return bool(np.mean(np.abs(np.hypot(*(ba - c).T) - r) < tol) > 0.8
-                and np.mean(np.abs(np.hypot(*(bb - c).T) - r) < tol) > 0.8
+    return bool(share(np.abs(np.hypot(*(ba - c).T) - r) < tol) > 0.8
+                and share(np.abs(np.hypot(*(bb - c).T) - r) < tol) > 0.8
                 # a rim is hollow: its top bands keep away from the circle's middle
-                and np.mean(np.hypot(*(np.concatenate([ba, bb]) - c).T) < 0.5 * r) < 0.1)
+                and share(np.hypot(*(np.concatenate([ba, bb]) - c).T) < 0.5 * r) < 0.1)
 
 
 def _neck(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray, stats_a, stats_b,
@@ -227,11 +270,11 @@ def _neck(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray, stats_a, stats_b,
         return False
     if rad > narrow * rad_a or np.hypot(*(cen - cen_a)) > centred * rad_a:
         return False
-    if inside_convex(grow_convex(A.hull, 0.005), qb[:, :2]).mean() < 0.8:
+    if share(inside_convex(grow_convex(A.hull, 0.005), qb[:, :2])) < 0.8:
         return False
     d = np.hypot(*(qa[:, :2] - cen).T)
     around = qa[(d > rad) & (d < rad + ring), 2]
-    return len(around) >= 5 and float(np.mean(np.abs(around - low_b) < flat)) < 0.5
+    return len(around) >= 5 and share(np.abs(around - low_b) < flat) < 0.5
 
 
 def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
@@ -276,7 +319,6 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
     sub = [pc.Q[:: max(1, len(pc.Q) // 150)] for pc in pieces]
     near = _touching(sub, touch)
     stats = [(float(quantile(q[:, 2], 0.05)),) + _radius(q[:, :2]) for q in sub]
-    grown = [grow_convex(pc.hull, grow) if len(pc.hull) >= 3 else pc.hull for pc in pieces]
     for i in range(n):
         for j in _enclosed(i, near[i], pieces, sub, med, margin, enclosed):
             union(i, j)
@@ -288,7 +330,7 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
                 union(i, j)
             if (len(A.hull) >= 3 and len(B.Q) <= len(A.Q) and B.top <= A.top + margin
                     and B.top > low[i] + 0.01           # not the base A stands on
-                    and inside_convex(grown[i], sub[j][:, :2]).mean() >= inside
+                    and share(inside_convex(A.grown_hull(grow), sub[j][:, :2])) >= inside
                     and not _unlike(A, B, contrast, spread)):
                 union(i, j)
     groups: dict[int, list[int]] = {}

@@ -27,7 +27,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from spatialpin_ros.core.geometry import quantile
+from spatialpin_ros.core.geometry import quantile, row_norms
 from scipy import ndimage
 
 from spatialpin_ros.perception.support import SupportPlane
@@ -142,7 +142,7 @@ def _merge_convex(lab: np.ndarray, n: int, Ps: np.ndarray, N: np.ndarray, jumps,
             ra, ca, rb, cb = np.maximum(r - k, 0), c, np.minimum(r + 1 + k, h - 1), c
         d = Ps[rb, cb] - Ps[ra, ca]
         conv = np.einsum("ij,ij->i", N[rb, cb] - N[ra, ca], d) / np.maximum(
-            np.linalg.norm(d, axis=1), 1e-9)
+            row_norms(d), 1e-9)
         a, b = la[r, c], lb[r, c]
         keys.append(np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b))
         vals.append(conv)
@@ -285,8 +285,9 @@ def foreground_surfaces(points: np.ndarray, support: SupportPlane, params: Segme
     p = params
     h, w = points.shape[:2]
     valid = np.isfinite(points[..., 2])
-    z_all = np.where(valid, points[..., 2], 0.0).astype(np.float32)
-    height = np.where(valid, plane_heights(points, support), np.nan).astype(np.float32)
+    z_all = np.where(valid, points[..., 2], 0.0).astype(np.float32, copy=False)
+    height = np.where(valid, plane_heights(points, support), np.nan).astype(np.float32,
+                                                                           copy=False)
     hmin = np.maximum(p.min_height, p.noise_sigmas * support.noise_k * z_all * z_all)
     fg_all = valid & (height > hmin) & (height < p.max_height)
     # hysteresis: lower pixels beside the foreground (an object's base band) belong to it
@@ -326,7 +327,7 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
     fgs = base if base is not None else foreground_surfaces(points, support, p, focal, s)
     height, fg_all = fgs.height, fgs.foreground
     valid = np.isfinite(points[..., 2])
-    z_all = np.where(valid, points[..., 2], 0.0).astype(np.float32)
+    z_all = np.where(valid, points[..., 2], 0.0).astype(np.float32, copy=False)
     labels = np.zeros((h, w), dtype=np.int32)
     normals = np.zeros((h, w, 3), dtype=np.float32)
     if not fg_all.any():
@@ -345,7 +346,7 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
     c0, c1 = max(int(cols[0]) - m, 0), min(int(cols[-1]) + m + 1, w)
     crop = (slice(r0, r1), slice(c0, c1))
     v, fg, z = valid[crop], fg_all[crop], z_all[crop]
-    P0 = np.where(v[..., None], points[crop], 0.0).astype(np.float32)
+    P0 = np.where(v[..., None], points[crop], 0.0).astype(np.float32, copy=False)
     Ps = box_mean(P0, fg, radius)      # the table must not bend the normals at a base
     N = surface_normals(Ps)
     j = s // 2 if s % 2 == 0 else 1     # jumps at twice the working resolution: gaps survive
@@ -373,7 +374,7 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
         jumps = depth_jumps_work(z, p, s)
         lab = _merge_convex(lab, n, Ps, N, jumps, k, p)
         _attach_orphans(lab, fg & v & (lab == 0), jumps, max(4, p.min_piece_area / (px * px)))
-        used = np.unique(lab)
+        used = np.flatnonzero(np.bincount(lab.ravel()))     # the labels in use, sorted
         used = used[used > 0]
         remap = np.zeros(int(lab.max()) + 1, dtype=np.int32)
         remap[used] = np.arange(1, len(used) + 1, dtype=np.int32)

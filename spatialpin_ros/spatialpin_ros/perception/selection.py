@@ -9,7 +9,7 @@ from typing import Optional
 
 import numpy as np
 
-from spatialpin_ros.core.geometry import quantile, rect_from_points
+from spatialpin_ros.core.geometry import extent, quantile, rect_from_points, share
 from spatialpin_ros.perception.colour_split import ColourSplitParams
 from spatialpin_ros.perception.overlap_join import join_overlapping
 from spatialpin_ros.perception.pieces import Piece, gather_pieces, merge_nested
@@ -175,14 +175,14 @@ def _on_extent(pc: Piece, seg: SurfaceSegmentation, sup: SupportPlane, region: n
     Q = pc.Q
     base = Q[Q[:, 2] < quantile(Q[:, 2], 0.02) + 0.02, :2]
     rows, cols = base_pixels(pc, seg)
-    on_region = region[rows, cols].mean() if len(rows) else 0.0
-    return bool(sup.inside(base).mean() >= p.min_on_extent and on_region >= p.min_on_extent)
+    on_region = share(region[rows, cols]) if len(rows) else 0.0
+    return bool(share(sup.inside(base)) >= p.min_on_extent and on_region >= p.min_on_extent)
 
 
 def _reject(pc: Piece, p: SelectionParams) -> str:
     """Why the piece cannot be an object whatever it rests on ("" when it may be one)."""
     Q = pc.Q
-    if max(np.ptp(Q[:, :2], axis=0)) > p.max_object_size:
+    if extent(Q[:, :2]) > p.max_object_size:
         return "too large (furniture, a wall)"
     thin = rect_from_points(Q[:: max(1, len(Q) // 400), :2])[1]
     if min(thin) < p.wall_thickness and max(thin) > p.wall_length:
@@ -222,4 +222,4 @@ def bottom_occluded(c: Candidate, seg: SurfaceSegmentation, reach: float = 0.04,
         other = (lab[r, cols] > 0) & (lab[r, cols] != c.label)
         nearer = np.nan_to_num(z[r, cols], nan=np.inf) < zb - 0.01
         hidden |= other & nearer
-    return bool(hidden.mean() >= min_share)
+    return bool(share(hidden) >= min_share)

@@ -24,8 +24,9 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from spatialpin_ros.core.geometry import (fit_rectangle_yaw, quantile, rect_from_points,
-                                          robust_circle, sphere_fit)
+from spatialpin_ros.core.geometry import (extent, fit_rectangle_yaw, quantile, quantiles,
+                                          rect_from_points, rms, robust_circle, share,
+                                          sphere_fit)
 
 
 @dataclass
@@ -82,21 +83,28 @@ class ShapeFit:
     sphere_center: Optional[np.ndarray] = None
     residual: float = 0.0
     support: Optional[int] = None
+    #: :meth:`rect`'s last corners and the footprint they were made for
+    _rect: Optional[tuple] = field(default=None, repr=False, compare=False)
 
     def rect(self) -> np.ndarray:
-        """The footprint's 4 corners (4, 2)."""
-        c, s = math.cos(self.yaw), math.sin(self.yaw)
-        hx, hy = self.size_uv / 2
-        local = np.array([[hx, hy], [-hx, hy], [-hx, -hy], [hx, -hy]])
-        return local @ np.array([[c, s], [-s, c]]) + self.center_uv
+        """The footprint's 4 corners (4, 2; read-only: made once per footprint)."""
+        key = (self.center_uv.tobytes(), self.size_uv.tobytes(), self.yaw)
+        if self._rect is None or self._rect[0] != key:
+            c, s = math.cos(self.yaw), math.sin(self.yaw)
+            hx, hy = self.size_uv / 2
+            local = np.array([[hx, hy], [-hx, hy], [-hx, -hy], [hx, -hy]])
+            corners = local @ np.array([[c, s], [-s, c]]) + self.center_uv
+            corners.flags.writeable = False
+            self._rect = (key, corners)
+        return self._rect[1]
 
 
 def _box_extent(xy: np.ndarray, yaw: float) -> tuple[np.ndarray, np.ndarray]:
     c, s = math.cos(yaw), math.sin(yaw)
     axes = np.array([[c, s], [-s, c]])
     loc = xy @ axes.T
-    lo = np.array([quantile(loc[:, 0], 0.01), quantile(loc[:, 1], 0.01)])
-    hi = np.array([quantile(loc[:, 0], 0.99), quantile(loc[:, 1], 0.99)])
+    (lo0, hi0), (lo1, hi1) = quantiles(loc[:, 0], (0.01, 0.99)), quantiles(loc[:, 1], (0.01, 0.99))
+    lo, hi = np.array([lo0, lo1]), np.array([hi0, hi1])
     return ((lo + hi) / 2) @ axes, np.maximum(hi - lo, 0.004)
 
 
@@ -108,15 +116,14 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
     p = params
     f = ShapeFit()
     h = Q[:, 2]
-    f.top = quantile(h, 0.98)
-    f.low = quantile(h, 0.02)
+    f.top, f.low = quantiles(h, (0.98, 0.02))
     Qs = Q[:: len(Q) // 600 + 1]
     xy, hs = Qs[:, :2], Qs[:, 2]
     side = xy[hs < f.top - max(p.top_band, 2 * noise)]
     outline = side if len(side) >= 20 else xy
     outline = outline[:: len(outline) // 250 + 1]
     top = xy[hs >= f.top - max(p.top_band, 2 * noise)]
-    size0 = float(np.ptp(xy, axis=0).max())
+    size0 = extent(xy)
     tol = max(p.fit_abs, p.fit_rel * min(size0, max(f.top, 0.01)))
 
     # rectangle: yaw by L-shape fit of the outline, extents from all points
@@ -129,7 +136,7 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
     if circ is not None:
         # a cylinder's points lie inside its circle, and the circle is not much bigger
         rr = np.hypot(xy[:, 0] - circ[0][0], xy[:, 1] - circ[0][1])
-        if np.mean(rr < circ[1] + 0.004 + 2 * noise) < 0.9 or 2 * circ[1] > 1.6 * size0 + 0.01:
+        if share(rr < circ[1] + 0.004 + 2 * noise) < 0.9 or 2 * circ[1] > 1.6 * size0 + 0.01:
             res_c = np.inf
         elif _top_narrower(top, circ[1], noise, ratio=p.top_circle_ratio):
             res_c = np.inf
@@ -164,8 +171,7 @@ def _ball(Q: np.ndarray, f: ShapeFit, noise: float, size0: float,
     cylinder it must fit better than (``sphere_margin``), or None."""
     Qs = Q[:: max(1, len(Q) // 600)]
     cs, rs, es = sphere_fit(Qs)
-    convex = camera is None or float(np.mean(
-        np.einsum("ij,ij->i", Q - cs, camera - Q) > 0)) > 0.8
+    convex = camera is None or share(np.einsum("ij,ij->i", Q - cs, camera - Q) > 0) > 0.8
     if not (convex and 0.02 < rs < 0.15 and es < max(0.003, 0.08 * rs) + noise
             and abs(cs[2] - rs) < 0.02 and f.top < 2.4 * rs and size0 < 2.3 * rs
             and (circ is None or _fits_better(es, _cylinder_residual(
@@ -198,13 +204,13 @@ def _square_top(top: np.ndarray, yaw: float, p: ShapeParams) -> bool:
         return False
     c, s = math.cos(yaw), math.sin(yaw)
     u, v = top[:, 0] * c + top[:, 1] * s, top[:, 1] * c - top[:, 0] * s
-    lu, hu, lv, hv = quantile(u, 0.02), quantile(u, 0.98), quantile(v, 0.02), quantile(v, 0.98)
+    (lu, hu), (lv, hv) = quantiles(u, (0.02, 0.98)), quantiles(v, (0.02, 0.98))
     if hu - lu <= 1e-6 or hv - lv <= 1e-6:
         return False
     un = np.abs(2 * u - lu - hu) > p.corner * (hu - lu)
     vn = np.abs(2 * v - lv - hv) > p.corner * (hv - lv)
-    share, q = float(np.mean(un & vn)), p.corner_share
-    return share > q + 2 * math.sqrt(q * (1 - q) / len(top))
+    corners, q = share(un & vn), p.corner_share
+    return corners > q + 2 * math.sqrt(q * (1 - q) / len(top))
 
 
 def _top_narrower(top: np.ndarray, radius: float, noise: float, ratio: float = 1.25,
@@ -222,7 +228,8 @@ def _top_narrower(top: np.ndarray, radius: float, noise: float, ratio: float = 1
     a = 0.5 * math.atan2(2 * cxy, cxx - cyy)
     c, s = math.cos(a), math.sin(a)
     u, v = d[:, 0] * c + d[:, 1] * s, d[:, 1] * c - d[:, 0] * s
-    ext = (quantile(u, 0.97) - quantile(u, 0.03), quantile(v, 0.97) - quantile(v, 0.03))
+    (lu, hu), (lv, hv) = quantiles(u, (0.03, 0.97)), quantiles(v, (0.03, 0.97))
+    ext = (hu - lu, hv - lv)
     return 2 * radius > ratio * math.hypot(*ext) + 0.005 + 2 * noise
 
 
@@ -231,7 +238,7 @@ def _cylinder_residual(Q: np.ndarray, centre, radius: float, top: float) -> floa
     small for a can, about a tenth of the radius for a ball (whose top is curved)."""
     rho = np.hypot(Q[:, 0] - centre[0], Q[:, 1] - centre[1])
     d = np.minimum(np.abs(rho - radius), np.abs(Q[:, 2] - top))
-    return float(np.sqrt(np.mean(d * d)))
+    return rms(d)
 
 
 def _container(Q: np.ndarray, f: ShapeFit, noise: float, p: ShapeParams,
@@ -280,7 +287,7 @@ def _rim_only(Q: np.ndarray, f: ShapeFit, noise: float, centre: float = 0.6,
         r = np.hypot(loc[:, 0], loc[:, 1]) / half[0]
     else:
         r = np.max(np.abs(loc) / half, axis=1)
-    return bool(np.mean(r < centre) <= max_share)
+    return bool(share(r < centre) <= max_share)
 
 
 def resolve_support(fits: list[ShapeFit], tol: float = 0.02,

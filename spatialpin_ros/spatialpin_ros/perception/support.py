@@ -108,7 +108,7 @@ def _ransac(P: np.ndarray, S: np.ndarray, rng: np.random.Generator, iterations: 
         return None
     nrm, d = nrm[ok], d[ok]
     dist = np.abs(S @ nrm.T + d)
-    best = int(np.argmax((dist < inlier).sum(axis=0)))
+    best = int(np.argmax((dist < inlier).sum(axis=0, dtype=np.int32)))   # inliers per plane
     plane = np.append(nrm[best], d[best])
     for _ in range(2):
         inl = np.abs(P @ plane[:3] + plane[3]) < inlier

@@ -8,6 +8,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from spatialpin_ros.core.geometry import cross3, row_norms
+
 
 #: The two 4-neighbour pairings of an image's pixels, as slice pairs ``(a, b)``: ``img[a]`` and
 #: ``img[b]`` are left/right neighbours, then top/bottom neighbours.
@@ -18,12 +20,11 @@ NEIGHBOUR_PAIRS = (((slice(None), slice(None, -1)), (slice(None), slice(1, None)
 def depth_jumps(depth: np.ndarray, jump_abs: float, jump_rel: float) -> np.ndarray:
     """(H, W) bool: full-resolution pixels beside a depth jump to a valid neighbour (both
     sides marked). ``depth`` in metres, 0 where missing."""
-    z = depth
+    z = np.where(depth > 0, depth, np.float32(np.nan))   # no jump to or from a NaN
     thr = jump_abs + jump_rel * z
     out = np.zeros(z.shape, dtype=bool)
     for a, b in NEIGHBOUR_PAIRS:
-        za, zb = z[a], z[b]
-        j = (za > 0) & (zb > 0) & (np.abs(za - zb) > np.maximum(thr[a], thr[b]))
+        j = np.abs(z[a] - z[b]) > np.maximum(thr[a], thr[b])
         out[a] |= j
         out[b] |= j
     return out
@@ -34,7 +35,7 @@ def pool_any(mask: np.ndarray, s: int, shape: tuple[int, int]) -> np.ndarray:
     if s == 1:
         return mask
     h, w = shape
-    m = mask[: h * s, : w * s].astype(np.uint8) * np.uint8(255)
+    m = np.where(mask[: h * s, : w * s], np.uint8(255), np.uint8(0))
     if m.shape != (h * s, w * s):
         m = np.pad(m, ((0, h * s - m.shape[0]), (0, w * s - m.shape[1])))
     return cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA) > 0    # any of s x s
@@ -46,8 +47,8 @@ def box_mean(P: np.ndarray, valid: np.ndarray, r: int) -> np.ndarray:
                       borderType=cv2.BORDER_CONSTANT)
     out = np.empty_like(P)
     for i in range(3):
-        out[..., i] = cv2.boxFilter(np.where(valid, P[..., i], 0).astype(np.float32), -1, k,
-                                    normalize=False, borderType=cv2.BORDER_CONSTANT)
+        out[..., i] = cv2.boxFilter(np.where(valid, P[..., i], 0).astype(np.float32, copy=False),
+                                    -1, k, normalize=False, borderType=cv2.BORDER_CONSTANT)
     return out / np.maximum(w, 1e-6)[..., None]
 
 
@@ -57,12 +58,11 @@ def surface_normals(Ps: np.ndarray) -> np.ndarray:
     dy = np.zeros_like(Ps)
     dx[:, 1:-1] = Ps[:, 2:] - Ps[:, :-2]
     dy[1:-1] = Ps[2:] - Ps[:-2]
-    n = np.cross(dx, dy)
+    n = cross3(dx, dy)
     norm = np.sqrt(np.einsum("hwi,hwi->hw", n, n))[..., None]
     n = n / np.maximum(norm, 1e-12)
     flip = np.einsum("hwi,hwi->hw", n, Ps) > 0
-    n[flip] *= -1
-    return n
+    return np.negative(n, out=n, where=flip[..., None])
 
 
 def concave_folds(Ps: np.ndarray, N: np.ndarray, ok: np.ndarray, k: int,
@@ -76,7 +76,7 @@ def concave_folds(Ps: np.ndarray, N: np.ndarray, ok: np.ndarray, k: int,
         a[axis], b[axis], c[axis] = slice(None, -2 * k), slice(2 * k, None), slice(k, -k)
         a, b, c = tuple(a), tuple(b), tuple(c)
         d = Ps[b] - Ps[a]
-        dn = np.linalg.norm(d, axis=2)
+        dn = row_norms(d)
         conv = np.einsum("hwi,hwi->hw", N[b] - N[a], d) / np.maximum(dn, 1e-9)
         both = ok[a] & ok[b]
         out[c] |= both & (conv < -crease)
