@@ -103,6 +103,10 @@ class GeometricParams:
     #: Tracker: largest centre distance (m) to keep an id, frames an unseen id is remembered.
     track_gate: float = 0.06
     track_memory: int = 30
+    #: Raise glibc's mmap and trim thresholds once per process (``core.heap``), so that a
+    #: frame's arrays reuse the last frame's freed memory (a few ms a frame; the process keeps
+    #: up to 256 MB of freed heap). A process-wide setting: off leaves malloc as it is.
+    keep_freed_memory: bool = True
 
     def set(self, name: str, value) -> None:
         """Set a top-level or stage field by name; ValueError for an unknown name."""
@@ -187,7 +191,8 @@ class GeometricBackend(PerceptionBackend):
         self.always_estimate_depth = always_estimate_depth
         self.seed = seed
         self.tracker = ObjectTracker(gate=self.params.track_gate, memory=self.params.track_memory)
-        keep_freed_memory()          # a frame's arrays reuse the last frame's memory
+        if self.params.keep_freed_memory:
+            keep_freed_memory()      # a frame's arrays reuse the last frame's memory
         #: Internals of the last frame (plane, noise level, timings) for tests and debugging.
         self.last: dict = {}
 
