@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from spatialpin_ros.core.errors import PerceptionError
+from spatialpin_ros.core.small_solve import solve
 
 
 
@@ -173,7 +174,7 @@ def _circle_fit(xy: np.ndarray) -> tuple[np.ndarray, float, float]:
     A[:, 2] = 1
     b = x * x + y * y
     try:
-        sol = np.linalg.solve(A.T @ A, A.T @ b)
+        sol = solve(A.T @ A, A.T @ b)
     except np.linalg.LinAlgError:
         sol = np.linalg.lstsq(A, b, rcond=None)[0]
     c = sol[:2]
@@ -191,19 +192,18 @@ def circle_fit_geometric(xy: np.ndarray, iterations: int = 5) -> tuple[np.ndarra
     J = np.empty((len(q), 3), np.result_type(q, c))   # Jacobian rows: -dx/rho, -dy/rho, -1
     J[:, 2] = -1
     for _ in range(iterations):
-        d = q - c
+        d = c - q                     # -(q - c), the same bits: J's -dx, -dy over rho
         rho = np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-9)
         res = rho - r
         np.divide(d[:, 0], rho, out=J[:, 0])
         np.divide(d[:, 1], rho, out=J[:, 1])
-        np.negative(J[:, :2], out=J[:, :2])
         try:
-            step = np.linalg.solve(J.T @ J, -(J.T @ res))
+            step = solve(J.T @ J, -(J.T @ res))
         except np.linalg.LinAlgError:
             break
         c = c + step[:2]
         r = r + step[2]
-        if np.abs(step).max() < 2e-5:
+        if abs(step[0]) < 2e-5 and abs(step[1]) < 2e-5 and abs(step[2]) < 2e-5:   # max, NaN-safe
             break
     res = np.hypot(q[:, 0] - c[0], q[:, 1] - c[1]) - r
     return c + mu, abs(float(r)), rms(res)
@@ -216,7 +216,7 @@ def sphere_fit(P: np.ndarray) -> tuple[np.ndarray, float, float]:
     A = np.concatenate([2 * Q, np.ones((len(Q), 1))], axis=1)
     b = last_axis_sum(Q * Q)
     try:
-        sol = np.linalg.solve(A.T @ A, A.T @ b)
+        sol = solve(A.T @ A, A.T @ b)
     except np.linalg.LinAlgError:
         sol = np.linalg.lstsq(A, b, rcond=None)[0]
     c = sol[:3]
@@ -248,12 +248,22 @@ def fit_rectangle_yaw(xy: np.ndarray, d0: float = 0.004, max_points: int = 160,
     xy = xy - xy.mean(axis=0)
     x, y = xy[:, 0:1], xy[:, 1:2]
     sc, _ = _edge_distances(x, y, *_YAW_AXES, d0)
-    fine = _YAW_GRID[int(np.argmax(sc))] + _YAW_FINE
-    cs, sn = np.cos(fine), np.sin(fine)
-    sc, d = _edge_distances(x, y, np.concatenate([cs, -sn]), np.concatenate([sn, cs]), d0)
+    fine, cc, ss = _fine_axes(int(np.argmax(sc)))
+    sc, d = _edge_distances(x, y, cc, ss, d0)
     k = int(np.argmax(sc))
     out = float(fine[k]), rms(d[:, k])
     return out + (rectangle_residual(xy, out[0]),) if robust else out
+
+
+@functools.lru_cache(maxsize=None)
+def _fine_axes(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fine yaws around coarse yaw ``i`` and their rotations (as ``_YAW_AXES``; read-only)."""
+    fine = _YAW_GRID[i] + _YAW_FINE
+    cs, sn = np.cos(fine), np.sin(fine)
+    out = fine, np.concatenate([cs, -sn]), np.concatenate([sn, cs])
+    for a in out:
+        a.flags.writeable = False
+    return out
 
 
 @functools.lru_cache(maxsize=64)
