@@ -55,8 +55,15 @@ def column_bounds(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each column's minimum and maximum of an (N, k) array with a few columns:
     ``a.min(axis=0)``, ``a.max(axis=0)``, the same numbers, column by column (numpy reduces a
     few columns across many rows an order of magnitude slower)."""
-    cols = [a[:, k] for k in range(a.shape[1])]
-    return np.array([c.min() for c in cols]), np.array([c.max() for c in cols])
+    cols = [a[:, k] for k in range(a.shape[1])]     # the ufuncs' reduce: the methods' own
+    return (np.array([np.minimum.reduce(c) for c in cols]),
+            np.array([np.maximum.reduce(c) for c in cols]))
+
+
+def column_means(a: np.ndarray) -> np.ndarray:
+    """``a.mean(axis=0)`` of a float64 (N, k) array, the same numbers (its sum over the rows,
+    divided by N) without ``mean``'s wrapper; other dtypes go to ``mean`` itself."""
+    return np.add.reduce(a, axis=0) / len(a) if a.dtype == np.float64 else a.mean(axis=0)
 
 
 def extent(a: np.ndarray) -> float:
@@ -106,7 +113,7 @@ def dot3(P: np.ndarray, n: np.ndarray) -> np.ndarray:
 
 
 def plane_from_points(Q: np.ndarray, up: np.ndarray) -> np.ndarray:
-    cen = Q.mean(axis=0)
+    cen = column_means(Q)
     D = Q - cen
     cov = np.einsum("ni,nj->ij", D, D)
     w, v = np.linalg.eigh(cov)
@@ -186,7 +193,7 @@ def _circle_fit(xy: np.ndarray) -> tuple[np.ndarray, float, float]:
 def circle_fit_geometric(xy: np.ndarray, iterations: int = 5) -> tuple[np.ndarray, float, float]:
     """Geometric least-squares circle (Gauss-Newton from the algebraic fit): centre, radius,
     RMS residual."""
-    mu = xy.mean(axis=0)
+    mu = column_means(xy)
     q = xy - mu
     c, r, _ = _circle_fit(q)
     J = np.empty((len(q), 3), np.result_type(q, c))   # Jacobian rows: -dx/rho, -dy/rho, -1
@@ -211,7 +218,7 @@ def circle_fit_geometric(xy: np.ndarray, iterations: int = 5) -> tuple[np.ndarra
 
 def sphere_fit(P: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Least-squares sphere: centre (3,), radius, RMS residual."""
-    mu = P.mean(axis=0)
+    mu = column_means(P)
     Q = P - mu
     A = np.concatenate([2 * Q, np.ones((len(Q), 1))], axis=1)
     b = last_axis_sum(Q * Q)
@@ -245,7 +252,7 @@ def fit_rectangle_yaw(xy: np.ndarray, d0: float = 0.004, max_points: int = 160,
     :func:`rectangle_residual` at that yaw."""
     if len(xy) > max_points:
         xy = xy[_spread_indices(len(xy), max_points)]
-    xy = xy - xy.mean(axis=0)
+    xy = xy - column_means(xy)
     x, y = xy[:, 0:1], xy[:, 1:2]
     sc, _ = _edge_distances(x, y, *_YAW_AXES, d0)
     fine, cc, ss = _fine_axes(int(np.argmax(sc)))

@@ -17,8 +17,9 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from spatialpin_ros.core.geometry import (column_bounds, grow_convex, inside_convex, quantile,
-                                          robust_circle, share, squared_norms)
+from spatialpin_ros.core.geometry import (column_bounds, column_means, grow_convex,
+                                          inside_convex, quantile, robust_circle, share,
+                                          squared_norms)
 from spatialpin_ros.perception.colour_split import colour_features
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
 from spatialpin_ros.perception.support import SupportPlane
@@ -170,7 +171,7 @@ def _close(a: np.ndarray, b: np.ndarray, alo, ahi, blo, bhi, touch: float) -> bo
 
 
 def _radius(xy: np.ndarray) -> tuple[np.ndarray, float]:
-    cen = xy.mean(axis=0)
+    cen = column_means(xy)
     return cen, quantile(np.hypot(*(xy - cen).T), 0.9)
 
 
