@@ -389,7 +389,8 @@ def inside_convex(hull: np.ndarray, uv: np.ndarray) -> np.ndarray:
     e = _next_vertices(hull) - a                  # (K, N) below: reduced across the points
     cross = (e[:, 0][:, None] * (uv[:, 1][None] - a[:, 1][:, None])
              - e[:, 1][:, None] * (uv[:, 0][None] - a[:, 0][:, None]))
-    return (cross >= 0).all(axis=0) | (cross <= 0).all(axis=0)
+    # all >= 0 or all <= 0 (a NaN fails both either way), by the columns' extremes
+    return (np.minimum.reduce(cross, axis=0) >= 0) | (np.maximum.reduce(cross, axis=0) <= 0)
 
 
 def grow_convex(hull: np.ndarray, margin: float) -> np.ndarray:
