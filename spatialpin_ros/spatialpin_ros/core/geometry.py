@@ -172,8 +172,9 @@ def fit_plane_ransac(points: np.ndarray, rng: np.random.Generator, iterations: i
     return plane, inl
 
 
-def _circle_fit(xy: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Algebraic (Kasa) least-squares circle: centre (2,), radius, RMS radial residual."""
+def _circle_fit(xy: np.ndarray) -> tuple[np.ndarray, float]:
+    """Algebraic (Kasa) least-squares circle: centre (2,) and radius (the start of the
+    geometric fits, which measure their own residuals)."""
     x, y = xy[:, 0], xy[:, 1]
     A = np.empty((len(xy), 3), dtype=np.result_type(xy, 2))  # np.stack([2x, 2y, 1], axis=1)
     np.multiply(x, 2, out=A[:, 0])
@@ -185,9 +186,7 @@ def _circle_fit(xy: np.ndarray) -> tuple[np.ndarray, float, float]:
     except np.linalg.LinAlgError:
         sol = np.linalg.lstsq(A, b, rcond=None)[0]
     c = sol[:2]
-    r = math.sqrt(max(sol[2] + c @ c, 1e-12))
-    res = np.hypot(x - c[0], y - c[1]) - r
-    return c, r, rms(res)
+    return c, math.sqrt(max(sol[2] + c @ c, 1e-12))
 
 
 def circle_fit_geometric(xy: np.ndarray, iterations: int = 5) -> tuple[np.ndarray, float, float]:
@@ -195,7 +194,7 @@ def circle_fit_geometric(xy: np.ndarray, iterations: int = 5) -> tuple[np.ndarra
     RMS residual."""
     mu = column_means(xy)
     q = xy - mu
-    c, r, _ = _circle_fit(q)
+    c, r = _circle_fit(q)
     J = np.empty((len(q), 3), np.result_type(q, c))   # Jacobian rows: -dx/rho, -dy/rho, -1
     J[:, 2] = -1
     for _ in range(iterations):
@@ -337,10 +336,10 @@ def robust_circle(xy: np.ndarray, inside_tol: float, span: float | None = None):
     if len(xy) < 8:
         return None
     xy = xy[:: len(xy) // 150 + 1]
-    c, r, _ = _circle_fit(xy)
+    c, r = _circle_fit(xy)
     d = np.hypot(xy[:, 0] - c[0], xy[:, 1] - c[1]) - r
     keep = d > -inside_tol
-    if keep.sum() >= 8:
+    if np.count_nonzero(keep) >= 8:
         c, r, res = circle_fit_geometric(xy[keep], iterations=3)
     else:
         res = rms(d)
