@@ -288,13 +288,14 @@ def _edge_distances(x: np.ndarray, y: np.ndarray, cc: np.ndarray, ss: np.ndarray
     axis are ``x cos + y sin``, along the second ``x (-sin) + y cos`` (= ``y cos - x sin``, the
     same bits), both in one pass."""
     c = x * cc
-    c += y * ss
-    e = c.max(axis=0) - c
-    np.minimum(e, np.subtract(c, c.min(axis=0), out=c), out=e)
+    e = y * ss
+    c += e
+    hi, lo = np.maximum.reduce(c, axis=0), np.minimum.reduce(c, axis=0)
+    np.minimum(np.subtract(hi, c, out=e), np.subtract(c, lo, out=c), out=e)
     k = len(cc) // 2
     d = np.minimum(e[:, :k], e[:, k:])
     w = np.maximum(d, d0)
-    return np.divide(1.0, w, out=w).sum(axis=0), d
+    return np.add.reduce(np.divide(1.0, w, out=w), axis=0), d
 
 
 def rectangle_residual(xy: np.ndarray, yaw: float, edge_q: float = RECT_EDGE_Q) -> float:
