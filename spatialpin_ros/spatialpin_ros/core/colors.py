@@ -23,12 +23,17 @@ PALETTE: dict[str, tuple[float, float, float]] = {
 }
 
 
+#: sRGB (linear) to XYZ, transposed for row vectors, and the D65 white point.
+_RGB_TO_XYZ_T = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722],
+                          [0.0193, 0.1192, 0.9505]]).T
+_WHITE = np.array([0.95047, 1.0, 1.08883])
+
+
 def _to_lab(rgb01: np.ndarray) -> np.ndarray:
     """sRGB in 0..1, shape (..., 3) -> CIE L*a*b* (D65)."""
     rgb = np.asarray(rgb01, dtype=float)
     lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    M = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
-    xyz = lin @ M.T / np.array([0.95047, 1.0, 1.08883])
+    xyz = lin @ _RGB_TO_XYZ_T / _WHITE
     f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
     return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]),
                      200 * (f[..., 1] - f[..., 2])], axis=-1)

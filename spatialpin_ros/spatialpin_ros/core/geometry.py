@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from spatialpin_ros.core.errors import PerceptionError
+from spatialpin_ros.core.small_solve import solve
 
 
 
@@ -54,8 +55,15 @@ def column_bounds(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each column's minimum and maximum of an (N, k) array with a few columns:
     ``a.min(axis=0)``, ``a.max(axis=0)``, the same numbers, column by column (numpy reduces a
     few columns across many rows an order of magnitude slower)."""
-    cols = [a[:, k] for k in range(a.shape[1])]
-    return np.array([c.min() for c in cols]), np.array([c.max() for c in cols])
+    cols = [a[:, k] for k in range(a.shape[1])]     # the ufuncs' reduce: the methods' own
+    return (np.array([np.minimum.reduce(c) for c in cols]),
+            np.array([np.maximum.reduce(c) for c in cols]))
+
+
+def column_means(a: np.ndarray) -> np.ndarray:
+    """``a.mean(axis=0)`` of a float64 (N, k) array, the same numbers (its sum over the rows,
+    divided by N) without ``mean``'s wrapper; other dtypes go to ``mean`` itself."""
+    return np.add.reduce(a, axis=0) / len(a) if a.dtype == np.float64 else a.mean(axis=0)
 
 
 def extent(a: np.ndarray) -> float:
@@ -105,7 +113,7 @@ def dot3(P: np.ndarray, n: np.ndarray) -> np.ndarray:
 
 
 def plane_from_points(Q: np.ndarray, up: np.ndarray) -> np.ndarray:
-    cen = Q.mean(axis=0)
+    cen = column_means(Q)
     D = Q - cen
     cov = np.einsum("ni,nj->ij", D, D)
     w, v = np.linalg.eigh(cov)
@@ -164,8 +172,9 @@ def fit_plane_ransac(points: np.ndarray, rng: np.random.Generator, iterations: i
     return plane, inl
 
 
-def _circle_fit(xy: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Algebraic (Kasa) least-squares circle: centre (2,), radius, RMS radial residual."""
+def _circle_fit(xy: np.ndarray) -> tuple[np.ndarray, float]:
+    """Algebraic (Kasa) least-squares circle: centre (2,) and radius (the start of the
+    geometric fits, which measure their own residuals)."""
     x, y = xy[:, 0], xy[:, 1]
     A = np.empty((len(xy), 3), dtype=np.result_type(xy, 2))  # np.stack([2x, 2y, 1], axis=1)
     np.multiply(x, 2, out=A[:, 0])
@@ -173,37 +182,34 @@ def _circle_fit(xy: np.ndarray) -> tuple[np.ndarray, float, float]:
     A[:, 2] = 1
     b = x * x + y * y
     try:
-        sol = np.linalg.solve(A.T @ A, A.T @ b)
+        sol = solve(A.T @ A, A.T @ b)
     except np.linalg.LinAlgError:
         sol = np.linalg.lstsq(A, b, rcond=None)[0]
     c = sol[:2]
-    r = math.sqrt(max(sol[2] + c @ c, 1e-12))
-    res = np.hypot(x - c[0], y - c[1]) - r
-    return c, r, rms(res)
+    return c, math.sqrt(max(sol[2] + c @ c, 1e-12))
 
 
 def circle_fit_geometric(xy: np.ndarray, iterations: int = 5) -> tuple[np.ndarray, float, float]:
     """Geometric least-squares circle (Gauss-Newton from the algebraic fit): centre, radius,
     RMS residual."""
-    mu = xy.mean(axis=0)
+    mu = column_means(xy)
     q = xy - mu
-    c, r, _ = _circle_fit(q)
+    c, r = _circle_fit(q)
     J = np.empty((len(q), 3), np.result_type(q, c))   # Jacobian rows: -dx/rho, -dy/rho, -1
     J[:, 2] = -1
     for _ in range(iterations):
-        d = q - c
+        d = c - q                     # -(q - c), the same bits: J's -dx, -dy over rho
         rho = np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-9)
         res = rho - r
         np.divide(d[:, 0], rho, out=J[:, 0])
         np.divide(d[:, 1], rho, out=J[:, 1])
-        np.negative(J[:, :2], out=J[:, :2])
         try:
-            step = np.linalg.solve(J.T @ J, -(J.T @ res))
+            step = solve(J.T @ J, -(J.T @ res))
         except np.linalg.LinAlgError:
             break
         c = c + step[:2]
         r = r + step[2]
-        if np.abs(step).max() < 2e-5:
+        if abs(step[0]) < 2e-5 and abs(step[1]) < 2e-5 and abs(step[2]) < 2e-5:   # max, NaN-safe
             break
     res = np.hypot(q[:, 0] - c[0], q[:, 1] - c[1]) - r
     return c + mu, abs(float(r)), rms(res)
@@ -211,12 +217,12 @@ def circle_fit_geometric(xy: np.ndarray, iterations: int = 5) -> tuple[np.ndarra
 
 def sphere_fit(P: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Least-squares sphere: centre (3,), radius, RMS residual."""
-    mu = P.mean(axis=0)
+    mu = column_means(P)
     Q = P - mu
     A = np.concatenate([2 * Q, np.ones((len(Q), 1))], axis=1)
     b = last_axis_sum(Q * Q)
     try:
-        sol = np.linalg.solve(A.T @ A, A.T @ b)
+        sol = solve(A.T @ A, A.T @ b)
     except np.linalg.LinAlgError:
         sol = np.linalg.lstsq(A, b, rcond=None)[0]
     c = sol[:3]
@@ -245,15 +251,25 @@ def fit_rectangle_yaw(xy: np.ndarray, d0: float = 0.004, max_points: int = 160,
     :func:`rectangle_residual` at that yaw."""
     if len(xy) > max_points:
         xy = xy[_spread_indices(len(xy), max_points)]
-    xy = xy - xy.mean(axis=0)
+    xy = xy - column_means(xy)
     x, y = xy[:, 0:1], xy[:, 1:2]
     sc, _ = _edge_distances(x, y, *_YAW_AXES, d0)
-    fine = _YAW_GRID[int(np.argmax(sc))] + _YAW_FINE
-    cs, sn = np.cos(fine), np.sin(fine)
-    sc, d = _edge_distances(x, y, np.concatenate([cs, -sn]), np.concatenate([sn, cs]), d0)
+    fine, cc, ss = _fine_axes(int(np.argmax(sc)))
+    sc, d = _edge_distances(x, y, cc, ss, d0)
     k = int(np.argmax(sc))
     out = float(fine[k]), rms(d[:, k])
     return out + (rectangle_residual(xy, out[0]),) if robust else out
+
+
+@functools.lru_cache(maxsize=None)
+def _fine_axes(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fine yaws around coarse yaw ``i`` and their rotations (as ``_YAW_AXES``; read-only)."""
+    fine = _YAW_GRID[i] + _YAW_FINE
+    cs, sn = np.cos(fine), np.sin(fine)
+    out = fine, np.concatenate([cs, -sn]), np.concatenate([sn, cs])
+    for a in out:
+        a.flags.writeable = False
+    return out
 
 
 @functools.lru_cache(maxsize=64)
@@ -272,13 +288,14 @@ def _edge_distances(x: np.ndarray, y: np.ndarray, cc: np.ndarray, ss: np.ndarray
     axis are ``x cos + y sin``, along the second ``x (-sin) + y cos`` (= ``y cos - x sin``, the
     same bits), both in one pass."""
     c = x * cc
-    c += y * ss
-    e = c.max(axis=0) - c
-    np.minimum(e, np.subtract(c, c.min(axis=0), out=c), out=e)
+    e = y * ss
+    c += e
+    hi, lo = np.maximum.reduce(c, axis=0), np.minimum.reduce(c, axis=0)
+    np.minimum(np.subtract(hi, c, out=e), np.subtract(c, lo, out=c), out=e)
     k = len(cc) // 2
     d = np.minimum(e[:, :k], e[:, k:])
     w = np.maximum(d, d0)
-    return np.divide(1.0, w, out=w).sum(axis=0), d
+    return np.add.reduce(np.divide(1.0, w, out=w), axis=0), d
 
 
 def rectangle_residual(xy: np.ndarray, yaw: float, edge_q: float = RECT_EDGE_Q) -> float:
@@ -320,10 +337,10 @@ def robust_circle(xy: np.ndarray, inside_tol: float, span: float | None = None):
     if len(xy) < 8:
         return None
     xy = xy[:: len(xy) // 150 + 1]
-    c, r, _ = _circle_fit(xy)
+    c, r = _circle_fit(xy)
     d = np.hypot(xy[:, 0] - c[0], xy[:, 1] - c[1]) - r
     keep = d > -inside_tol
-    if keep.sum() >= 8:
+    if np.count_nonzero(keep) >= 8:
         c, r, res = circle_fit_geometric(xy[keep], iterations=3)
     else:
         res = rms(d)
@@ -372,7 +389,8 @@ def inside_convex(hull: np.ndarray, uv: np.ndarray) -> np.ndarray:
     e = _next_vertices(hull) - a                  # (K, N) below: reduced across the points
     cross = (e[:, 0][:, None] * (uv[:, 1][None] - a[:, 1][:, None])
              - e[:, 1][:, None] * (uv[:, 0][None] - a[:, 0][:, None]))
-    return (cross >= 0).all(axis=0) | (cross <= 0).all(axis=0)
+    # all >= 0 or all <= 0 (a NaN fails both either way), by the columns' extremes
+    return (np.minimum.reduce(cross, axis=0) >= 0) | (np.maximum.reduce(cross, axis=0) <= 0)
 
 
 def grow_convex(hull: np.ndarray, margin: float) -> np.ndarray:

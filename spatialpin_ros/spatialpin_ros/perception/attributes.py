@@ -31,12 +31,22 @@ def shading_invariant_color_name(rgb: Sequence[float], max_gain: float = 1.8,
 @functools.lru_cache(maxsize=4096)
 def _shading_invariant_color_name(rgb: tuple, max_gain: float, gain_cost: float) -> str:
     rgb = np.asarray(rgb, dtype=float).reshape(3)
-    gains = np.linspace(1.0, max_gain, 17)
-    cand = np.clip(rgb[None, :] * gains[:, None], 0, 255)
+    gains, cost = _gains(max_gain, gain_cost)
+    cand = np.clip(rgb[None, :] * gains, 0, 255)
     lab = _colors._to_lab(cand / 255.0)
     dist = row_norms(lab[:, None, :] - _colors._LAB[None, :, :]).min(axis=1)
-    best = int(np.argmin(dist + gain_cost * (gains - 1.0)))
+    best = int(np.argmin(dist + cost))
     return nearest_color_name(cand[best])
+
+
+@functools.lru_cache(maxsize=16)
+def _gains(max_gain: float, gain_cost: float) -> tuple[np.ndarray, np.ndarray]:
+    """The gains tried (17, 1) and what each costs (17,) (read-only)."""
+    gains = np.linspace(1.0, max_gain, 17)
+    out = gains[:, None], gain_cost * (gains - 1.0)
+    for a in out:
+        a.flags.writeable = False
+    return out
 
 
 def viewer_directions(up: np.ndarray, camera_forward: np.ndarray,

@@ -125,7 +125,9 @@ def drop_across_jumps(labels: np.ndarray, z: np.ndarray, jump_abs: float, jump_r
     part = jump_free_parts(lab, zz[box], thr[box])
     sel = part >= 0
     pl, pp = lab[sel], part[sel]
-    uniq, inv, cnt = np.unique(pp, return_inverse=True, return_counts=True)
+    cnt = np.bincount(pp)              # np.unique(pp, return_inverse, return_counts), unsorted
+    uniq = np.flatnonzero(cnt)         # (the parts are small ids: no sort needed)
+    inv, cnt = (np.cumsum(cnt > 0) - 1)[pp], cnt[uniq]
     owner = np.zeros(len(uniq), np.int64)
     owner[inv] = pl
     n = int(lab.max()) + 1

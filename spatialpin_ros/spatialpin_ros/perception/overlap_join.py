@@ -30,8 +30,10 @@ def shared_share(a: ShapeFit, b: ShapeFit) -> float:
     """The share (0..1) of the smaller fitted box (footprint x [low, top], metres) that lies
     inside the other."""
     dz = min(a.top, b.top) - max(a.low, b.low)
+    if dz <= 0:
+        return 0.0
     reach = (math.hypot(*a.size_uv) + math.hypot(*b.size_uv)) / 2
-    if dz <= 0 or math.dist(a.center_uv, b.center_uv) >= reach:
+    if math.dist(a.center_uv, b.center_uv) >= reach:
         return 0.0
     origin = a.center_uv
     ra = ((a.rect() - origin) * 1000).astype(np.float32).reshape(-1, 1, 2)   # mm: cv2 is float32

@@ -17,8 +17,9 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from spatialpin_ros.core.geometry import (column_bounds, grow_convex, inside_convex, quantile,
-                                          robust_circle, share, squared_norms)
+from spatialpin_ros.core.geometry import (column_bounds, column_means, grow_convex,
+                                          inside_convex, quantile, quantiles, robust_circle,
+                                          share, squared_norms)
 from spatialpin_ros.perception.colour_split import colour_features
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
 from spatialpin_ros.perception.support import SupportPlane
@@ -170,7 +171,7 @@ def _close(a: np.ndarray, b: np.ndarray, alo, ahi, blo, bhi, touch: float) -> bo
 
 
 def _radius(xy: np.ndarray) -> tuple[np.ndarray, float]:
-    cen = xy.mean(axis=0)
+    cen = column_means(xy)
     return cen, quantile(np.hypot(*(xy - cen).T), 0.9)
 
 
@@ -314,8 +315,7 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
             parent[max(a, b)] = min(a, b)
     if n == 0:
         return [], {}
-    med = [float(quantile(pc.Q[:, 2], 0.5)) for pc in pieces]
-    low = [float(quantile(pc.Q[:, 2], 0.05)) for pc in pieces]
+    med, low = zip(*(quantiles(pc.Q[:, 2], (0.5, 0.05)) for pc in pieces))
     sub = [pc.Q[:: max(1, len(pc.Q) // 150)] for pc in pieces]
     near = _touching(sub, touch)
     stats = [(float(quantile(q[:, 2], 0.05)),) + _radius(q[:, :2]) for q in sub]
@@ -323,12 +323,13 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
         for j in _enclosed(i, near[i], pieces, sub, med, margin, enclosed):
             union(i, j)
         for j in near[i]:
+            if find(i) == find(j):        # joined already: the rules could only join them again
+                continue
             A, B = pieces[i], pieces[j]
-            if j > i and _rim_arcs(A, B, sub[i], sub[j]):
+            if ((j > i and _rim_arcs(A, B, sub[i], sub[j]))
+                    or _neck(A, B, sub[i], sub[j], stats[i], stats[j])):
                 union(i, j)
-            if _neck(A, B, sub[i], sub[j], stats[i], stats[j]):
-                union(i, j)
-            if (len(A.hull) >= 3 and len(B.Q) <= len(A.Q) and B.top <= A.top + margin
+            elif (len(A.hull) >= 3 and len(B.Q) <= len(A.Q) and B.top <= A.top + margin
                     and B.top > low[i] + 0.01           # not the base A stands on
                     and share(inside_convex(A.grown_hull(grow), sub[j][:, :2])) >= inside
                     and not _unlike(A, B, contrast, spread)):

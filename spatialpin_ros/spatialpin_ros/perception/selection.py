@@ -101,10 +101,17 @@ def select_objects(seg: SurfaceSegmentation, sup: SupportPlane, region: np.ndarr
         else:
             kept.append(pc)
 
+    noise: dict[int, tuple[np.ndarray, float]] = {}
+
     def noise_of(pc: Piece) -> float:
-        z = seg.points[pc.rows, pc.cols, 2]
-        zmed = float(quantile(z[np.isfinite(z)], 0.5))
-        return sup.noise_k * zmed * zmed
+        """The depth noise at the piece's median depth, once per piece until its pixels change
+        (``absorb`` replaces ``rows``; the memo keeps the old array, so its id is not reused)."""
+        memo = noise.get(id(pc))
+        if memo is None or memo[0] is not pc.rows:
+            z = seg.points[pc.rows, pc.cols, 2]
+            zmed = float(quantile(z[np.isfinite(z)], 0.5))
+            memo = noise[id(pc)] = (pc.rows, sup.noise_k * zmed * zmed)
+        return memo[1]
 
     fits = [fit_shape(pc.Q, noise_of(pc), shapes, camera) for pc in kept]
     if join_overlaps and p.join_share > 0:

@@ -24,9 +24,9 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from spatialpin_ros.core.geometry import (extent, fit_rectangle_yaw, quantile, quantiles,
-                                          rect_from_points, rms, robust_circle, share,
-                                          sphere_fit)
+from spatialpin_ros.core.geometry import (column_means, extent, fit_rectangle_yaw, quantile,
+                                          quantiles, rect_from_points, rms, robust_circle,
+                                          share, sphere_fit)
 
 
 @dataclass
@@ -171,9 +171,10 @@ def _ball(Q: np.ndarray, f: ShapeFit, noise: float, size0: float,
     cylinder it must fit better than (``sphere_margin``), or None."""
     Qs = Q[:: max(1, len(Q) // 600)]
     cs, rs, es = sphere_fit(Qs)
-    convex = camera is None or share(np.einsum("ij,ij->i", Q - cs, camera - Q) > 0) > 0.8
-    if not (convex and 0.02 < rs < 0.15 and es < max(0.003, 0.08 * rs) + noise
+    # the scalar tests first: the convex test and the cylinder's residual take all points
+    if not (0.02 < rs < 0.15 and es < max(0.003, 0.08 * rs) + noise
             and abs(cs[2] - rs) < 0.02 and f.top < 2.4 * rs and size0 < 2.3 * rs
+            and (camera is None or share(np.einsum("ij,ij->i", Q - cs, camera - Q) > 0) > 0.8)
             and (circ is None or _fits_better(es, _cylinder_residual(
                 Qs, circ[0], circ[1], f.top), noise, p.sphere_margin))):
         return False
@@ -223,7 +224,7 @@ def _top_narrower(top: np.ndarray, radius: float, noise: float, ratio: float = 1
     same (``lift_fits_torch._top_narrower_t``)."""
     if len(top) < min_points:
         return False
-    d = top - top.mean(axis=0)
+    d = top - column_means(top)
     cxx, cyy, cxy = (d[:, 0] ** 2).mean(), (d[:, 1] ** 2).mean(), (d[:, 0] * d[:, 1]).mean()
     a = 0.5 * math.atan2(2 * cxy, cxx - cyy)
     c, s = math.cos(a), math.sin(a)

@@ -33,17 +33,17 @@ def hidden_share(mask: np.ndarray, depth: np.ndarray, touches_edge: np.ndarray,
     m8 = mask.astype(np.uint8)
     ring = (cv2.dilate(m8, _KERNEL) > 0) & ~mask
     valid = depth > 0
-    own = np.where(mask & valid, depth, 0.0).astype(np.float32)
+    own = np.where(mask & valid, depth, 0.0).astype(np.float32, copy=False)
     # The farthest of the object's own points beside each ring pixel: a ring pixel in front of
     # even that is in front of the object.
     beside = cv2.dilate(own, _KERNEL)
     judged = ring & valid & (beside > 0)
     nearer = judged & (depth < beside - (jump_abs + jump_rel * beside))
-    cut = mask & touches_edge
-    total = int(judged.sum()) + int(cut.sum())
+    cut = np.count_nonzero(mask & touches_edge)
+    total = np.count_nonzero(judged) + cut
     if total == 0:
         return 0.0
-    return float((int(nearer.sum()) + int(cut.sum())) / total)
+    return float((np.count_nonzero(nearer) + cut) / total)
 
 
 def set_hidden(objects: Sequence[ObjectPrior], depth: np.ndarray) -> None:
