@@ -38,20 +38,14 @@ class TaskExecutionMixin:
         watching the hand. Returns a failure reason (str), or (plan, end time, hand check or
         None); plan None: plan only (``result.check`` then holds the message)."""
         ctx.feedback("plan", 0.1)
-        plan = self._plan(ctx, scene, req)
+        plan = self._checked_plan(ctx, scene, req)
         if isinstance(plan, str):
             return plan
-        why = self._limits_problem(plan.trajectory)
-        if why:
-            return why
         if ctx.goal.execute and self._start_offset(plan.trajectory) is not None:
             # The arm moved while planning: plan once more from where it is.
-            plan = self._plan(ctx, scene, req)
+            plan = self._checked_plan(ctx, scene, req)
             if isinstance(plan, str):
                 return plan
-            why = self._limits_problem(plan.trajectory)
-            if why:
-                return why
         self._publish(ctx, plan, scene, req)
         if not ctx.goal.execute:
             ctx.result.check = (f"planned {len(plan.stages)} stages, "
@@ -73,6 +67,14 @@ class TaskExecutionMixin:
             return (f"the scene was reset while planning on {scene.scene_id!r}; nothing "
                     "was sent")
         return self._run_watched(plan, ctx)
+
+    def _checked_plan(self, ctx, scene: Scene, req):
+        """The task's plan (``_plan``) within the joint, velocity and acceleration limits, or
+        why there is none (str)."""
+        plan = self._plan(ctx, scene, req)
+        if isinstance(plan, str):
+            return plan
+        return self._limits_problem(plan.trajectory) or plan
 
     def _start_offset(self, traj) -> Optional[tuple[str, float]]:
         """(joint, difference) where the arm, by its newest joint state, is further than
