@@ -352,3 +352,25 @@ def test_goal_time_tolerance_decides_whether_a_lagging_arm_fails(fresh, goal_tim
     assert accepted and result.error_code == code, result.error_string
     if code:
         assert status == 6 and "goal_time_tolerance" in result.error_string  # ABORTED
+
+
+def test_a_plan_waits_for_a_joint_state_newer_than_the_goal(rclpy_context):
+    """Joint states that stopped (a driver down, a stale message queue) are no start for a plan:
+    ``q_since`` waits for one stamped after planning began and gives up after the timeout."""
+    from sensor_msgs.msg import JointState
+    from spatialpin_ros.ros.manipulation_node import ManipulationNode
+    node = ManipulationNode(parameter_overrides=[Parameter("scene_loaded_topic", value="")])
+    try:
+        now = node._now()
+        old = JointState(name=list(JOINTS), position=list(HOME))
+        old.header.stamp = conv.sec_to_stamp(now - 5.0)
+        node._on_joints(old)
+        assert node.current_q() is not None                 # known, but from before the goal
+        assert node.q_since(now, 0.1) is None               # never newer: no start
+        fresh = JointState(name=list(JOINTS), position=list(HOME))
+        fresh.header.stamp = conv.sec_to_stamp(now + 0.01)
+        node._on_joints(fresh)
+        q = node.q_since(now, 0.1)
+        assert q is not None and np.allclose(q, HOME[:len(q)])
+    finally:
+        node.destroy_node()
