@@ -26,6 +26,7 @@ from spatialpin_interfaces.msg import TaskProposal  # noqa: E402
 
 from scene_publisher import BLUE, RED, STACKED, ScenePublisher  # noqa: E402
 from spatialpin_ros.core.robot_description import load_robot  # noqa: E402
+from spatialpin_ros.core.waiting import wait_until  # noqa: E402
 from spatialpin_ros.ros import conversions as conv  # noqa: E402
 
 ACTION = "/arm_controller/follow_joint_trajectory"
@@ -220,7 +221,7 @@ def test_an_arm_moved_while_planning_is_planned_for_again(fresh, monkeypatch, mo
             q[0] += 0.1 * len(calls)
             ctrl.teleport(q)
             assert manip.q_since(manip._now(), 5.0) is not None
-            assert spin_until_true(lambda: at(manip, q))
+            assert wait_until(lambda: at(manip, q), 5.0)   # the executor spins elsewhere
         return plan
     monkeypatch.setattr(manip, "_plan", plan_then_move)
     n_accepted, n_ended = ctrl.accepted, len(ctrl.ended)
@@ -238,17 +239,6 @@ def test_an_arm_moved_while_planning_is_planned_for_again(fresh, monkeypatch, mo
         first = res.joint_trajectory.points[0].positions
         i = list(res.joint_trajectory.joint_names).index(JOINTS[0])
         assert abs(first[i] - (HOME[0] + 0.1)) < 0.02
-
-
-def spin_until_true(predicate, timeout=5.0) -> bool:
-    """Wait (the test's executor spins in another thread) until ``predicate()`` holds."""
-    import time
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_no_server_is_an_outcome_not_a_hang(arm):

@@ -18,6 +18,7 @@ from rclpy.node import Node  # noqa: E402
 from spatialpin_interfaces.msg import ScenePriors  # noqa: E402
 from spatialpin_interfaces.srv import AskSpatial  # noqa: E402
 
+from spatialpin_ros.core.waiting import wait_until  # noqa: E402
 from spatialpin_ros.ros import conversions as conv  # noqa: E402
 from spatialpin_ros.ros.sim_node import LATCHED  # noqa: E402
 from reliability_qa import ask, make_scene  # noqa: E402
@@ -33,10 +34,12 @@ def test_bringup_respawns_a_killed_node(rclpy_context, tmp_path):
         first = b.procs["spatial_qa"]
         time.sleep(1.0)
         os.killpg(first.pid, signal.SIGKILL)  # a crash
-        assert _wait(lambda: b.restarts["spatial_qa"] >= 1, 20), b.exit_reason("spatial_qa")
+        assert wait_until(lambda: b.restarts["spatial_qa"] >= 1, 20, step=0.1), \
+            b.exit_reason("spatial_qa")
         second = b.procs["spatial_qa"]
         assert second is not first
-        assert _wait(lambda: "answering on" in (tmp_path / "spatial_qa.log").read_text(), 30), \
+        assert wait_until(lambda: "answering on" in (tmp_path / "spatial_qa.log").read_text(), 30,
+                          step=0.1), \
             (tmp_path / "spatial_qa.log").read_text()[-2000:]
         assert second.poll() is None and b.failed() == {}
         assert b.exits["spatial_qa"][0] == -signal.SIGKILL
@@ -66,7 +69,7 @@ def test_without_respawn_bringup_says_which_node_died_and_why(tmp_path):
     assert respawn_settings("sim_perception", ["respawn:=true", "sim.respawn:=false"])[0] == {
         "sim": (False, 1.0), "perception": (True, 1.0), "spatial_qa": (True, 1.0)}
     with Bringup("spatial_qa", ["spatial_qa.default_backend:=nope"], echo=False) as b:
-        assert _wait(lambda: b.failed(), 30)
+        assert wait_until(lambda: b.failed(), 30, step=0.1)
         assert b.failed() == {"spatial_qa": 2} and b.restarts["spatial_qa"] == 0
         why = b.exit_reason("spatial_qa")
     assert "exit code 2" in why and "cannot start" in why and "default_backend" in why, why
@@ -104,12 +107,3 @@ def test_launch_files_carry_respawn(monkeypatch):
         nodes = opaque.kwargs["function"](ctx, *opaque.kwargs.get("args", []))
     assert {n.kwargs["name"] for n in nodes} == {"sim", "perception", "spatial_qa"}
     assert all(n.kwargs["respawn"] is True and n.kwargs["respawn_delay"] == 2.5 for n in nodes)
-
-
-def _wait(pred, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return False

@@ -25,6 +25,7 @@ from action_msgs.msg import GoalStatus
 from rclpy.action import ActionClient
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
+from spatialpin_ros.core.waiting import wait_until
 from spatialpin_ros.ros import conversions as conv
 
 #: FollowJointTrajectory.Result error codes (control_msgs), by value.
@@ -123,7 +124,7 @@ class FollowJointTrajectoryClient:
             self.feedback, self._ended, self._result_fut = None, None, None
             self._goal_fut = self.client.send_goal_async(goal, feedback_callback=self._on_feedback)
             fut = self._goal_fut
-        if not _wait(fut.done, self.timeout_s):
+        if not wait_until(fut.done, self.timeout_s):
             # It may still be accepted later: busy() stays true and the next send or stop
             # cancels it.
             return self._log(ArmOutcome(ArmStatus.TIMEOUT, error_string=(
@@ -184,7 +185,7 @@ class FollowJointTrajectoryClient:
             goal_fut = self._goal_fut
         if goal_fut is None:
             return self._ended
-        if not _wait(goal_fut.done, self.timeout_s):
+        if not wait_until(goal_fut.done, self.timeout_s):
             self.node.get_logger().error(f"{self.action_name}: the goal request is unanswered; "
                                          "cannot cancel it")
             return None
@@ -195,7 +196,7 @@ class FollowJointTrajectoryClient:
             result_fut = self._result_fut
         if result_fut is not None and not result_fut.done():
             handle.cancel_goal_async()
-            if not _wait(result_fut.done, self.timeout_s):
+            if not wait_until(result_fut.done, self.timeout_s):
                 self.node.get_logger().error(
                     f"{self.action_name}: the goal did not end within {self.timeout_s:g} s "
                     "of its cancel")
@@ -232,11 +233,3 @@ class FollowJointTrajectoryClient:
             log.warning(f"{self.action_name}: {out.describe()}")
         return out
 
-
-def _wait(predicate, timeout: float, step: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(step)
-    return True

@@ -58,6 +58,7 @@ from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
 from spatialpin_ros.core.trajectory import JointTrajectory  # noqa: F401 (type of send())
 from spatialpin_ros.core.types import PerceptionStatus, Scene
+from spatialpin_ros.core.waiting import wait_until
 from spatialpin_ros.ros import conversions as conv
 from spatialpin_ros.ros.node_main import run_node
 from spatialpin_ros.ros.gripper_controller import merge_joint_states
@@ -234,15 +235,10 @@ class ManipulationNode(GoalStepsMixin, TaskExecutionMixin, Node):
     def q_since(self, since: float, timeout_s: float) -> Optional[np.ndarray]:
         """The arm's joints from a joint state stamped at or after ``since`` (s, this node's
         clock), waiting up to ``timeout_s`` for one; None when none comes."""
-        deadline = time.monotonic() + timeout_s
-        while True:
+        def fresh() -> bool:
             with self._lock:
-                fresh = self.joints_stamp >= since
-            if fresh:
-                return self.current_q()
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(0.01)
+                return self.joints_stamp >= since
+        return self.current_q() if wait_until(fresh, timeout_s) else None
 
     def current_q(self) -> Optional[np.ndarray]:
         with self._lock:
