@@ -5,6 +5,7 @@ joint states), stop the arm when the hand is empty, and go home to try again."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -22,6 +23,19 @@ STOP_SETTLE_S = 0.3
 PREEMPTED = "preempted by a new goal"
 
 
+@dataclass(frozen=True)
+class RunOutcome:
+    """How one plan-and-run attempt ended. ``failure``: why it did not run to its end (None when
+    it did). Otherwise ``plan`` (None: planned only, nothing sent), ``t_done`` (when the arm
+    stopped, s, node clock) and ``hand`` (the last hand check, a ``recovery.HandCheck``; None
+    when not judged)."""
+
+    failure: Optional[str] = None
+    plan: object = None
+    t_done: float = 0.0
+    hand: object = None
+
+
 def _cleared_note(plan) -> str:
     """What was moved out of the way first, for result messages."""
     return "".join(f"; first moved {oid} out of the way to ({p.position[0]:.2f}, "
@@ -33,29 +47,32 @@ class TaskExecutionMixin:
     ``motion_over``, ``stop``, ``current_q``, ``current_fingers``, ``_now``, ``_path_msg`` and
     ``motion_end_stamp``."""
 
-    def _plan_and_run(self, ctx, scene: Scene, req):
+    def _plan_and_run(self, ctx, scene: Scene, req) -> RunOutcome:
         """Plan the task on ``scene``, check its limits, publish it and, when asked, follow it
-        watching the hand. Returns a failure reason (str), or (plan, end time, hand check or
-        None); plan None: plan only (``result.check`` then holds the message)."""
+        watching the hand. A plan-only goal ends with ``plan`` None (``result.check`` then holds
+        the message)."""
         ctx.feedback("plan", 0.1)
         plan = self._checked_plan(ctx, scene, req)
         if isinstance(plan, str):
-            return plan
+            return RunOutcome(plan)
         if ctx.goal.execute and self._start_offset(plan.trajectory) is not None:
             # The arm moved while planning: plan once more from where it is.
             plan = self._checked_plan(ctx, scene, req)
             if isinstance(plan, str):
-                return plan
+                return RunOutcome(plan)
         self._publish(ctx, plan, scene, req)
         if not ctx.goal.execute:
             ctx.result.check = (f"planned {len(plan.stages)} stages, "
                                 f"{plan.trajectory.duration:.1f} s of motion, in "
                                 f"{plan.planning_time:.2f} s on scene {scene.scene_id!r} (not "
                                 "executed)" + _cleared_note(plan))
-            return None, 0.0, None
-        why = ctx.interrupted()
-        if why:
-            return why
+            return RunOutcome()
+        why = ctx.interrupted() or self._not_sendable(plan, scene)
+        return RunOutcome(why) if why else self._run_watched(plan, ctx)
+
+    def _not_sendable(self, plan, scene: Scene) -> Optional[str]:
+        """Why the planned trajectory must not be sent now (the arm left its start, or the
+        scene was reset while planning), or None."""
         off = self._start_offset(plan.trajectory)
         if off is not None:
             return (f"the arm is {off[1]:.3f} away from the trajectory's start at {off[0]} "
@@ -66,7 +83,7 @@ class TaskExecutionMixin:
         if reset_since:
             return (f"the scene was reset while planning on {scene.scene_id!r}; nothing "
                     "was sent")
-        return self._run_watched(plan, ctx)
+        return None
 
     def _checked_plan(self, ctx, scene: Scene, req):
         """The task's plan (``_plan``) within the joint, velocity and acceleration limits, or
@@ -147,11 +164,9 @@ class TaskExecutionMixin:
             return f"the planned trajectory breaks limits {bad} and was not sent"
         return None
 
-    def _run_watched(self, plan, ctx):
+    def _run_watched(self, plan, ctx) -> RunOutcome:
         """Send the plan and follow it; after the close and the lift stages check the hand (when
-        ``slip_retry``) and stop the arm when it is empty. Returns a reason (str) or (plan,
-        end time, the last hand check or None)."""
-        from spatialpin_ros.planning.recovery import hand_check
+        ``slip_retry``) and stop the arm when it is empty."""
         traj = plan.trajectory
         checks = ([b for n, _, b in plan.stages if n in ("close", "lift")]
                   if self.p.slip_retry and plan.grasp is not None else [])
@@ -161,7 +176,7 @@ class TaskExecutionMixin:
         why = self.send(traj)
         if why:
             state["moving"] = False
-            return why
+            return RunOutcome(why)
         t0 = time.monotonic()
         hand = None
         while True:
@@ -170,29 +185,20 @@ class TaskExecutionMixin:
                 state["moving"] = False
                 with self._lock:
                     self.motion_end_stamp = max(self.motion_end_stamp, self._now())
-                return failed
+                return RunOutcome(failed)
             if over:
                 break
             why = interrupted()
             if why:
                 self.stop()
                 state["moving"] = False
-                if why == PREEMPTED:
-                    return f"{PREEMPTED}; the arm was stopped where it was"
-                return "cancelled during execution; the arm was stopped where it was"
+                return RunOutcome(f"{PREEMPTED}; the arm was stopped where it was"
+                                  if why == PREEMPTED else
+                                  "cancelled during execution; the arm was stopped where it was")
             t = time.monotonic() - t0
             if checks and t >= checks[0] + 0.1:
                 checks.pop(0)
-                with self._lock:
-                    js = self.joints
-                try:
-                    idx = [js.name.index(n) for n in self.robot.gripper_joints]
-                    vel = [js.velocity[i] for i in idx] if len(js.velocity) == len(js.name) \
-                        else None
-                    f, vf = self.robot.finger_state([js.position[i] for i in idx], vel)
-                    hand = hand_check([f, f], plan.grasp, None if vel is None else [vf, vf])
-                except (AttributeError, ValueError, IndexError):
-                    hand = None
+                hand = self._hand_now(plan)
                 if hand is not None and hand.state.value == "empty":
                     self.stop()
                     break
@@ -207,7 +213,21 @@ class TaskExecutionMixin:
         state["moving"] = False
         if hand is not None and hand.state.value == "moving":
             hand = None                          # never settled: not judged, the check decides
-        return plan, t_done, hand
+        return RunOutcome(plan=plan, t_done=t_done, hand=hand)
+
+    def _hand_now(self, plan):
+        """The hand's state by the newest joint state (finger gap and speed), a
+        ``recovery.HandCheck``; None when the joint state lacks the fingers."""
+        from spatialpin_ros.planning.recovery import hand_check
+        with self._lock:
+            js = self.joints
+        try:
+            idx = [js.name.index(n) for n in self.robot.gripper_joints]
+            vel = [js.velocity[i] for i in idx] if len(js.velocity) == len(js.name) else None
+            f, vf = self.robot.finger_state([js.position[i] for i in idx], vel)
+            return hand_check([f, f], plan.grasp, None if vel is None else [vf, vf])
+        except (AttributeError, ValueError, IndexError):
+            return None
 
     def _recover(self, scene: Scene, interrupted) -> Optional[str]:
         """After an empty hand: open, up and home; None when done, else the reason."""

@@ -169,9 +169,9 @@ class GoalStepsMixin:
         tries = 2 if self.p.slip_retry else 1
         for attempt in range(tries):
             out = self._plan_and_run(ctx, scene, req)
-            if isinstance(out, str):
-                return ctx.fail(out, cancelled=out.startswith("cancelled"))
-            plan, t_done, hand = out
+            if out.failure is not None:
+                return ctx.fail(out.failure, cancelled=out.failure.startswith("cancelled"))
+            plan, t_done, hand = out.plan, out.t_done, out.hand
             if plan is None:          # plan only
                 return self._end(ctx.goal_handle, ctx.result, True, ctx.result.check)
             if hand is None or hand.held:
