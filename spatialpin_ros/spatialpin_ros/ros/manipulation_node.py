@@ -56,6 +56,7 @@ from spatialpin_interfaces.msg import ScenePriors
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
+from spatialpin_ros.core.history import put_newest
 from spatialpin_ros.core.trajectory import JointTrajectory  # noqa: F401 (type of send())
 from spatialpin_ros.core.types import PerceptionStatus, Scene
 from spatialpin_ros.core.waiting import wait_until
@@ -187,10 +188,7 @@ class ManipulationNode(GoalStepsMixin, TaskExecutionMixin, Node):
             return
         if scene.status is not PerceptionStatus.OK:
             with self._lock:
-                self.unusable[scene.scene_id] = scene
-                self.unusable.move_to_end(scene.scene_id)
-                while len(self.unusable) > MAX_UNUSABLE:
-                    self.unusable.popitem(last=False)
+                put_newest(self.unusable, scene.scene_id, scene, MAX_UNUSABLE)
                 self.unusable_time = time.monotonic()
                 last = self.scene.scene_id if self.scene is not None else None
             self.get_logger().warning(

@@ -46,6 +46,7 @@ from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
 
 from spatialpin_ros.core.errors import ImageError, PerceptionError, SpatialPinError
+from spatialpin_ros.core.history import put_newest
 from spatialpin_ros.core.sync import ApproxTimeSync
 from spatialpin_ros.core.types import CameraModel, PerceptionStatus, Pose, RGBDFrame, Scene
 from spatialpin_ros.perception import make_backend
@@ -577,9 +578,7 @@ class PerceptionNode(Node):
                          stamp=conv.stamp_to_sec(color.header.stamp), world_frame=world)
 
     def remember(self, scene: Scene) -> None:
-        self.scenes[scene.scene_id] = scene
-        while len(self.scenes) > self.p.scene_history:
-            self.scenes.popitem(last=False)
+        put_newest(self.scenes, scene.scene_id, scene, self.p.scene_history)
 
     def publish(self, scene: Scene, stamp, frame: RGBDFrame) -> None:
         self.pub_scene.publish(conv.scene_to_msg(scene, stamp))

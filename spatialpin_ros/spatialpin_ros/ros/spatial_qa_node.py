@@ -41,6 +41,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from spatialpin_ros.core.errors import SpatialPinError
+from spatialpin_ros.core.history import put_newest, trim_oldest
 from spatialpin_ros.core.types import PerceptionStatus, Scene
 from spatialpin_ros.reasoning.engine import SpatialQA
 from spatialpin_ros.reasoning.geometric import Answer
@@ -214,10 +215,7 @@ class SpatialQANode(Node):
             return
         if scene.status is not PerceptionStatus.OK:
             with self._lock:
-                self.unusable[scene.scene_id] = scene
-                self.unusable.move_to_end(scene.scene_id)
-                while len(self.unusable) > self.p.scene_history:
-                    self.unusable.popitem(last=False)
+                put_newest(self.unusable, scene.scene_id, scene, self.p.scene_history)
                 last = next(reversed(self.records), None)
             self.get_logger().warning(
                 f"scene {conv.bounded(scene.scene_id)!r} is "
@@ -245,8 +243,7 @@ class SpatialQANode(Node):
                 self.records.update(ordered)
             else:
                 self.records.move_to_end(scene.scene_id)
-            while len(self.records) > self.p.scene_history:
-                self.records.popitem(last=False)
+            trim_oldest(self.records, self.p.scene_history)
         if older:
             dt = (newest.stamp[0] - rec.stamp[0]) + (newest.stamp[1] - rec.stamp[1]) * 1e-9
             self.get_logger().warning(
@@ -271,9 +268,7 @@ class SpatialQANode(Node):
     def _on_image(self, msg: Image) -> None:
         with self._lock:
             key = self._key(msg.header.stamp)
-            self._images[key] = msg
-            while len(self._images) > 5:
-                self._images.popitem(last=False)
+            put_newest(self._images, key, msg, 5)
             for rec in self.records.values():
                 if rec.stamp == key and rec.image is None:
                     rec.image = self._decode_image(msg)
@@ -282,9 +277,7 @@ class SpatialQANode(Node):
     def _on_cloud(self, msg: PointCloud2) -> None:
         with self._lock:
             key = self._key(msg.header.stamp)
-            self._clouds[key] = msg
-            while len(self._clouds) > 5:
-                self._clouds.popitem(last=False)
+            put_newest(self._clouds, key, msg, 5)
             for rec in self.records.values():
                 if rec.stamp == key and rec.cloud is None:
                     rec.cloud = cloud_from_msg(msg)
