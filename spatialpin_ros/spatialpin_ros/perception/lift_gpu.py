@@ -50,6 +50,8 @@ from spatialpin_ros.perception.objects import WorldView, mask_pixels
 from spatialpin_ros.perception.pieces import Piece, _hull, merge_nested
 from spatialpin_ros.perception.selection import Candidate, bottom_occluded, settle
 from spatialpin_ros.perception.top_faces import describe_tops
+from spatialpin_ros.perception.top_faces_torch import (object_labels, top_consts,
+                                                      tops_from_grids)
 
 LIFTING_MODES = ("auto", "numpy", "torch")
 
@@ -129,6 +131,13 @@ class TorchLifter:
         dv = {k: up(k, v, dev) for k, v in small.items()}
         if on_dev:
             dv.update(height=on_dev["height"], region=on_dev["region"])
+        # the camera pose and plane (the top faces need them on the device)
+        T_wc, world = backend._world(prep.frame, sup)
+        plane = backend._plane_world(sup, T_wc)
+        dv["tops"] = up("tops", top_consts(prep.frame.camera, T_wc, plane), dev)
+        dv["depth"] = on_dev.get("depth")
+        if dv["depth"] is None:
+            dv["depth"] = up("depth", prep.depth, dev)
         det = det_labels(masks)
         ds = det[::s, ::s][:h, :w]
         lab = torch.where(fg & (ds >= 0), ds.to(torch.int32) + 1,
@@ -137,13 +146,13 @@ class TorchLifter:
                       if K else 1)
         fn = self._fn(p, K=K, cap=cap, stride=s, width=prep.frame.camera.width,
                       height_px=prep.frame.camera.height)
-        table, near, full, boxes, Q, n = fn(lab, P, dv["height"], dv["region"], dv["hull"],
-                                            dv["origin"], dv["R"], dv["consts"])
-        pending = to_host([table, near, full, det, boxes], wait=False)
+        *out, Q, n = fn(lab, P, dv["height"], dv["region"], dv["hull"], dv["origin"], dv["R"],
+                        dv["consts"], dv["depth"], dv["tops"])
+        table, near, full, boxes, ttable, grids = out
+        pending = to_host([table, near, full, det, boxes, ttable, grids], wait=False)
         # while the GPU replays the graph: the host work that needs no device result
-        T_wc, world = backend._world(prep.frame, sup)
         frame_work = {"T_wc": T_wc, "world": world, "view": WorldView.of(sup, T_wc),
-                      "plane": backend._plane_world(sup, T_wc)}
+                      "plane": plane}
         return DeviceResults(pending(), Q, n, lab, frame_work)
 
 
@@ -175,7 +184,7 @@ class _Compiled:
 @dataclasses.dataclass
 class DeviceResults:
     """What :meth:`TorchLifter.device_half` gives the host: the downloaded ``host`` arrays
-    (table, near, full, det, boxes) and, left on the device, the pieces' points ``Q``, their
+    (table, near, full, det, boxes, the top faces' table and top cells) and, left on the device, the pieces' points ``Q``, their
     counts ``n`` and the working-grid labels ``lab``."""
 
     host: list
@@ -267,7 +276,7 @@ def _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id, frame_work=No
     (``frame_work``: the camera pose, world frame, :class:`WorldView` and world plane, when
     already computed)."""
     p, sup, tick = backend.params, prep.support, prep.tick
-    table, near, full, det, boxes = host
+    table, near, full, det, boxes, ttable, grids = host
     c = {name: FIT + i for i, name in enumerate(COLS)}
     rows = _Rows(Q, n, table[:, c["noise"]])
     got = _select(table, near, rows, p.selection)
@@ -290,8 +299,12 @@ def _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id, frame_work=No
     namer = _DetectionNamer(seg, bounds)
     namer._lab = det[r0:r1, c0:c1]
     objects, flat = _priors(backend, kept, full, boxes, prep, view, namer)
-    _describe_tops(backend, objects, prep, T_wc, fw.get("plane"),
-                   int(getattr(backend, "lifting_threads", 1) or 1))
+    rest = objects
+    if type(backend).describe_tops is GeometricBackend.describe_tops:    # on the device
+        rest = tops_from_grids(objects, object_labels(objects, boxes, full), ttable, grids)
+    if rest:
+        _describe_tops(backend, rest, prep, T_wc, fw.get("plane"),
+                       int(getattr(backend, "lifting_threads", 1) or 1))
     objects = backend.tracker.assign(objects)
     tick("priors")
     backend.last = {"support": sup, "extent": prep.extent, "dropped": dropped,
