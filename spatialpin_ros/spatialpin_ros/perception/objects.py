@@ -214,7 +214,9 @@ def make_prior(f: ShapeFit, label: int, box: tuple[int, int, int, int], num_poin
     r0, c0, r1, c1 = box
     mask = full[r0:r1, c0:c1] == label
     name = shading_invariant_color_name(colour)
-    conf = float(np.clip(num_points / 80.0, 0.2, 1.0) * np.clip(1.0 - f.residual / 0.02, 0.5, 1.0))
+    # np.clip's numbers (NaN stays NaN), without its overhead on scalars
+    conf = float(min(max(num_points / 80.0, 0.2), 1.0)
+                 * min(max(1.0 - f.residual / 0.02, 0.5), 1.0))
     yaw_q = np.array([0.0, 0.0, math.sin(f.yaw / 2), math.cos(f.yaw / 2)])
     return ObjectPrior(
         id="", label=object_label(name, f.shape, size, f.container),
