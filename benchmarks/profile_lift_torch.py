@@ -11,6 +11,9 @@ the whole-lifting timings (e.g. on a CPU, where the torch device half is slow).
 
     PYTHONPATH=spatialpin_ros python3 benchmarks/profile_lift_torch.py [--iters 30]
     PYTHONPATH=spatialpin_ros python3 benchmarks/profile_lift_torch.py --host-finish 50 --skip-full
+
+``--device-tops on`` computes the top faces' array work in the device half also on a CPU
+(``TorchLifter.device_tops``; by default only on CUDA), ``off`` leaves it to the host.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ def main(argv=None) -> int:
                     help="time the torch finish's host half alone N times")
     ap.add_argument("--skip-full", action="store_true",
                     help="leave out the whole prepare/finish timings")
+    ap.add_argument("--device-tops", choices=("auto", "on", "off"), default="auto",
+                    help="the top faces' array work in the device half (auto: on CUDA only)")
     args = ap.parse_args(argv)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     frame, depth, seg = synth_frame()
@@ -53,9 +58,11 @@ def main(argv=None) -> int:
     a = GeometricBackend(segmenter=_Fixed(seg), namer=_DetectionNamer(seg))
     b = GeometricBackend()
     masks = torch.from_numpy(np.stack(seg.masks)).to(dev)
-    lifter = TorchLifter(graphs=True)
+    lifter = TorchLifter(graphs=True, device_tops={"auto": None, "on": True,
+                                                   "off": False}[args.device_tops])
     preparer = TorchPreparer(graphs=True)
-    out = {"device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu"}
+    out = {"device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu",
+           "device_tops": args.device_tops}
     full = () if args.skip_full else (("numpy", lambda p: a.finish(p, masks=seg.masks)),
                                       ("torch", lambda p: lifter.lift(b, p, masks, seg, None)))
     for name, run in full:

@@ -28,12 +28,12 @@ def _full(objs, shape):
     return full
 
 
-def _device_tops(objs, depth, camera, T_wc, plane, G):
+def _device_tops(objs, depth, camera, T_wc, plane, G, cap):
     full = _full(objs, depth.shape)
     ft = torch.from_numpy(full)
     boxes = label_boxes_t(ft, len(objs))
     c = torch.from_numpy(tt.top_consts(camera, T_wc, plane))
-    table, grids = tt.top_table_t(ft, torch.from_numpy(depth), boxes, c, len(objs), G)
+    table, grids = tt.top_table_t(ft, torch.from_numpy(depth), boxes, c, len(objs), G, cap)
     labels = tt.object_labels(objs, boxes.numpy(), full)
     assert labels == list(range(1, len(objs) + 1))
     rest = tt.tops_from_grids(objs, labels, table.numpy(), grids.numpy())
@@ -43,7 +43,8 @@ def _device_tops(objs, depth, camera, T_wc, plane, G):
 
 def test_the_device_top_faces_are_the_hosts():
     """On each scene's objects, with the depth as it is and with D435 noise and dropouts; with
-    a small grid the larger objects go to the host's ``describe_tops``."""
+    a small grid the larger objects go to the host's ``describe_tops``, with too few sample
+    slots every object does."""
     from spatialpin_ros.sim.depth_noise import apply_d435_noise
 
     rng = np.random.default_rng(7)
@@ -57,11 +58,12 @@ def test_the_device_top_faces_are_the_hosts():
         noisy = apply_d435_noise(frame.depth, frame.rgb, rng).astype(np.float32)
         noisy[rng.random(noisy.shape) < 0.05] = np.nan
         for depth in (prep.depth, noisy):
-            for G in (tt.GRID, 16):
+            for G, cap in ((tt.GRID, tt.SAMPLES), (16, tt.SAMPLES), (tt.GRID, 500)):
                 objs = copy.deepcopy(scene.objects)
                 ref = copy.deepcopy(objs)
                 tf.describe_tops_each(ref, depth, frame.camera, scene.camera_pose, plane)
-                host += _device_tops(objs, depth, frame.camera, scene.camera_pose, plane, G)
+                host += _device_tops(objs, depth, frame.camera, scene.camera_pose, plane, G,
+                                     cap)
                 for o, r in zip(objs, ref):
                     a_, b_ = o.top_face, r.top_face
                     assert (a_ is None) == (b_ is None), (o.label, a_, b_)

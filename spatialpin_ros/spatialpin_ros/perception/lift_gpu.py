@@ -83,9 +83,13 @@ class TorchLifter:
     CUDA graph of the device half (:func:`~spatialpin_ros.perception.lift_rows_torch.
     lift_rows`) per image size, working stride, mask count and piece-size bucket."""
 
-    def __init__(self, graphs: bool = False, compile: bool = False) -> None:
+    def __init__(self, graphs: bool = False, compile: bool = False,
+                 device_tops: Optional[bool] = None) -> None:
         self.graphs = bool(graphs)
         self.compile = bool(compile)
+        #: the top faces' array work in the device half (``top_faces_torch``); None: on CUDA
+        #: only (on a CPU the host's ``describe_tops`` is faster)
+        self.device_tops = device_tops
         self.pinned = PinnedIn()
         self._fns: dict = {}
 
@@ -144,8 +148,9 @@ class TorchLifter:
                           torch.zeros_like(ds, dtype=torch.int32))
         cap = _bucket(int(torch.bincount(lab.reshape(-1), minlength=K + 1)[1:].max())
                       if K else 1)
+        tops = self.device_tops if self.device_tops is not None else dev.type == "cuda"
         fn = self._fn(p, K=K, cap=cap, stride=s, width=prep.frame.camera.width,
-                      height_px=prep.frame.camera.height)
+                      height_px=prep.frame.camera.height, top_faces=bool(tops))
         *out, Q, n = fn(lab, P, dv["height"], dv["region"], dv["hull"], dv["origin"], dv["R"],
                         dv["consts"], dv["depth"], dv["tops"])
         table, near, full, boxes, ttable, grids = out

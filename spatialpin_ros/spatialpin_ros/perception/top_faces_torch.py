@@ -34,6 +34,8 @@ from spatialpin_ros.core.types import CameraModel, Pose
 
 #: Side (cells) of each label's grid on the device: objects up to about 0.37 m across.
 GRID = 64
+#: Most sampled pixels of a frame (all labels) on the device; more: the host's describe_tops.
+SAMPLES = 1 << 16
 #: The table's columns (``top_table_t``).
 TOP_COLS = ("top", "n", "lo0", "lo1", "sh0", "sh1", "cells", "fits")
 _F64 = torch.float64
@@ -69,31 +71,44 @@ def _strides(full: torch.Tensor, depth: torch.Tensor, boxes: torch.Tensor, num: 
     return torch.where(k > 0, s, torch.ones_like(s)).long()
 
 
-def _world_points(full, depth, boxes, c, K: int):
-    """Each pixel's label slot (K + 1 where it is no label's sample), world point (x, y) and
-    height above the plane (float64), as ``describe_tops`` back-projects its samples."""
+def _samples(full, depth, boxes, c, cap: int):
+    """The pixels that ``describe_tops`` samples (each label's mask at its stride, with valid
+    depth), compacted in image order into ``cap`` slots: their flat indices (cap,), which slots
+    hold one (cap,) bool and whether they all fit (0-d bool)."""
     H, W = full.shape
     dev = full.device
     lab = full.long()
     s = _strides(full, depth, boxes, c[4])[lab]
     rr = torch.arange(H, device=dev)[:, None]
     cc = torch.arange(W, device=dev)[None, :]
-    z = depth
-    on = (lab > 0) & ((rr - boxes[lab, 0]) % s == 0) & ((cc - boxes[lab, 1]) % s == 0) \
-        & torch.isfinite(z) & (z > 0)
-    zz = torch.where(on, z, torch.ones_like(z)).to(_F64)
-    u = (cc.to(_F64) - c[0]) / c[2] * zz
-    v = (rr.to(_F64) - c[1]) / c[3] * zz
+    on = ((lab > 0) & ((rr - boxes[lab, 0]) % s == 0) & ((cc - boxes[lab, 1]) % s == 0)
+          & torch.isfinite(depth) & (depth > 0)).reshape(-1)
+    pos = torch.cumsum(on, 0) - 1
+    slot = torch.where(on & (pos < cap), pos, cap)
+    pix = torch.zeros(cap + 1, dtype=torch.long, device=dev).scatter_(
+        0, slot, torch.arange(H * W, device=dev))[:cap]
+    total = pos[-1] + 1
+    return pix, torch.arange(cap, device=dev) < total, total <= cap
+
+
+def _world_points(full, depth, boxes, c, K: int, cap: int):
+    """The sampled pixels' label slots (K + 1 for an empty slot), world points (x, y) and
+    heights above the plane (float64), as ``describe_tops`` back-projects its samples, and
+    whether all samples fit the ``cap`` slots."""
+    W = full.shape[1]
+    pix, on, fit = _samples(full, depth, boxes, c, cap)
+    zz = torch.where(on, depth.reshape(-1)[pix], torch.ones((), device=pix.device)).to(_F64)
+    u = ((pix % W).to(_F64) - c[0]) / c[2] * zz
+    v = ((pix // W).to(_F64) - c[1]) / c[3] * zz
     R, t, pl = c[5:14], c[14:17], c[17:21]
     x = u * R[0] + v * R[1] + zz * R[2] + t[0]
     y = u * R[3] + v * R[4] + zz * R[5] + t[1]
     w = u * R[6] + v * R[7] + zz * R[8] + t[2]
     h = x * pl[0] + y * pl[1] + w * pl[2] + pl[3]
     on = on & torch.isfinite(h)
-    key = torch.where(on, lab, K + 1).reshape(-1)
+    key = torch.where(on, full.reshape(-1)[pix].long(), K + 1)
     zero = torch.zeros_like(h)
-    return (key, torch.where(on, x, zero).reshape(-1), torch.where(on, y, zero).reshape(-1),
-            torch.where(on, h, zero).reshape(-1))
+    return key, torch.where(on, x, zero), torch.where(on, y, zero), torch.where(on, h, zero), fit
 
 
 def _top_heights(key, h, K: int):
@@ -118,12 +133,14 @@ def _top_heights(key, h, K: int):
 
 
 def top_table_t(full: torch.Tensor, depth: torch.Tensor, boxes: torch.Tensor, c: torch.Tensor,
-                K: int, G: int = GRID) -> tuple[torch.Tensor, torch.Tensor]:
+                K: int, G: int = GRID, cap: int = SAMPLES) -> tuple[torch.Tensor, torch.Tensor]:
     """For labels 0..K of ``full`` (H, W) (``boxes``: ``label_boxes_t``'s; ``depth`` (H, W)
     float32 metres; ``c``: :func:`top_consts`): a (K + 1, 8) float64 table (``TOP_COLS``)
     and the top cells (K + 1, G, G) bool, each label's grid as ``describe_tops`` lays it out
-    (cell (i, j) of the grid at (lo0 + i - 1, lo1 + j - 1) cells)."""
-    key, x, y, h = _world_points(full, depth, boxes, c, K)
+    (cell (i, j) of the grid at (lo0 + i - 1, lo1 + j - 1) cells). ``fits`` 0: the host's
+    ``describe_tops`` must describe that label (its grid is larger than (G, G), or the
+    frame's samples are more than ``cap``)."""
+    key, x, y, h, fit = _world_points(full, depth, boxes, c, K, cap)
     n, top = _top_heights(key, h, K)
     ij = torch.stack([torch.floor(x / CELL), torch.floor(y / CELL)], 1).long()
     big = 1 << 40                                  # no label's cell index
@@ -132,7 +149,8 @@ def top_table_t(full: torch.Tensor, depth: torch.Tensor, boxes: torch.Tensor, c:
     hi = torch.full((K + 2, 2), -big, dtype=torch.long, device=key.device).scatter_reduce(
         0, key[:, None].expand(-1, 2), ij, "amax")
     shape = (hi - lo + 3)[: K + 1]
-    fits = (shape <= G).all(1) & (n >= MIN_POINTS)
+    # 1: the device's answer holds (a top face, or too few points for one); 0: the host's
+    fits = ((shape <= G).all(1) | (n < MIN_POINTS)) & fit
     gij = (ij - lo[key] + 1).clamp(0, G - 1)
     flat = (key * G + gij[:, 0]) * G + gij[:, 1]
     hmax = torch.full(((K + 2) * G * G,), -math.inf, dtype=_F64, device=key.device)
@@ -160,7 +178,7 @@ def tops_from_grids(objects: list, labels: list, table: np.ndarray, grids: np.nd
     rest, done = [], []
     for o, lab in zip(objects, labels):
         o.top_face = None
-        if lab is None or (table[lab, 7] < 0.5 and table[lab, 1] >= MIN_POINTS):
+        if lab is None or table[lab, 7] < 0.5:
             rest.append(o)
         elif table[lab, 1] >= MIN_POINTS and table[lab, 6] >= MIN_TOP_CELLS:
             done.append((o, lab))
