@@ -19,7 +19,6 @@ import torch
 from spatialpin_ros.perception.lift_fits_torch import fit_table
 from spatialpin_ros.perception.lift_torch import (F64, compact, inside_polygon, mptp_max,
                                                   mquantile, take_strided, valid_mask)
-from spatialpin_ros.perception.top_faces_torch import top_table_t
 
 #: Columns after fit_table's 14: piece kept by the area rule, pixel bounds on the working grid,
 #: pixels, points, depth noise, base on the extent, too large, span of the wall test's points.
@@ -127,14 +126,11 @@ def wall_numbers(Q, n) -> tuple[torch.Tensor, torch.Tensor]:
     return ext, span
 
 
-def lift_rows(lab, P, height, region, hull, origin, R, consts, depth, tops, *, K: int,
-              cap: int, stride: int, width: int, height_px: int, params, top_faces: bool = True):
+def lift_rows(lab, P, height, region, hull, origin, R, consts, *, K: int, cap: int,
+              stride: int, width: int, height_px: int, params):
     """The device lifting of one frame (see the module's description). ``consts``: (focal of
-    the working grid, noise_k, camera height above the plane); ``depth`` (H, W) float32 and
-    ``tops`` (``top_faces_torch.top_consts``): for the top faces. Returns (table (K, 25)
-    float64, nearest (K, K), full-resolution labels (H, W) int16, their boxes (K + 1, 4), the
-    top faces' table (K + 1, 8) and top cells (K + 1, G, G), Q, n). Without ``top_faces`` the
-    top faces' table says "the host's" for every label (``fits`` 0)."""
+    the working grid, noise_k, camera height above the plane). Returns (table (K, 25) float64,
+    nearest (K, K), full-resolution labels (H, W) int16, their boxes (K + 1, 4), Q, n)."""
     p = params
     pc = gather(lab, P, origin, R, consts[0], p.selection.min_object_area, K, cap)
     Q, n = pc["Q"], pc["n"]
@@ -151,13 +147,7 @@ def lift_rows(lab, P, height, region, hull, origin, R, consts, depth, tops, *, K
     table = torch.cat([fits, torch.stack([e.to(F64) for e in extra], 1)], 1)
     z = torch.nan_to_num(P[..., 2], nan=0.0)
     full = full_labels_t(lab, z, stride, width, height_px, p.mask_margin).to(torch.int16)
-    boxes = label_boxes_t(full, K)
-    if top_faces:
-        ttable, grids = top_table_t(full, depth, boxes, tops, K)
-    else:
-        ttable = torch.zeros((K + 1, 8), dtype=F64, device=full.device)
-        grids = torch.zeros((K + 1, 1, 1), dtype=torch.bool, device=full.device)
-    return table, nearest(Q, n), full, boxes, ttable, grids, Q, n
+    return table, nearest(Q, n), full, label_boxes_t(full, K), Q, n
 
 
 def label_boxes_t(full: torch.Tensor, K: int) -> torch.Tensor:

@@ -1,21 +1,24 @@
 """The top faces' array work (:func:`~spatialpin_ros.perception.top_faces.describe_tops`) in
-torch, inside the lifting's device half, for every label of the full-resolution labels at once
-(static shapes: one CUDA graph).
+torch, a second CUDA graph after the lifting's (``lift_gpu.TorchLifter``), for every label of
+the full-resolution labels at once (static shapes).
 
 For each label (its mask: the label's pixels in the full-resolution labels, its roi: their box)
 the device computes what ``describe_tops`` computes from the prior's mask and roi: the sampling
 stride (the median depth of the box, every 4th pixel), the mask's points at that stride,
 back-projected into the world, their heights above the plane, the top height (the 0.98
 quantile), the grid's origin and shape, the highest point of each cell, the top cells, the
-closing of one-cell gaps and the lower cells seen. What comes back: a small table per label
-and each label's top cells on a (G, G) grid. The host (:func:`tops_from_grids`) keeps only the
-convex hull of the top cells, its fill and the outline, per object. A label whose grid is
-larger than (G, G) is left to the host's ``describe_tops`` (``fits`` 0).
+closing of one-cell gaps and the lower cells seen. The sampled pixels (about 16,000 on the
+benchmark's frame) are compacted into ``SAMPLES`` slots first. What comes back: a small table
+per label and each label's top cells on a (G, G) grid. The host (:func:`tops_from_grids`)
+keeps only the convex hull of the top cells, its fill and the outline, per object. A label
+whose grid is larger than (G, G), or every label of a frame with more samples than slots, is
+left to the host's ``describe_tops`` (``fits`` 0).
 
 The numbers are the host's: the same float32 median, the same float64 back-projection,
 quantile and comparisons (the world transform is written out as sums of products; numpy's
 matrix product may round its last bit differently, which moves a top height or a cell only at
-a knife edge; ``test/test_lift_torch.py`` compares the top faces of both liftings).
+a knife edge; ``test/test_top_faces_torch.py`` and ``test/test_lift_torch.py`` compare
+them bit for bit).
 """
 
 from __future__ import annotations
