@@ -45,7 +45,7 @@ _F64 = torch.float64
 
 
 def top_consts(camera: CameraModel, T_wc: Pose, plane: np.ndarray) -> np.ndarray:
-    """The (20,) float64 constants of :func:`top_table_t`: cx, cy, fx, fy, the stride's
+    """The (21,) float64 constants of :func:`top_table_t`: cx, cy, fx, fy, the stride's
     numerator (``0.5 * CELL * fx``, as ``top_faces._stride`` computes it), R_wc row-major (9),
     its translation (3), the plane (a, b, c, d)."""
     R = T_wc.rotation.as_matrix()
