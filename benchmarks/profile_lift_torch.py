@@ -11,6 +11,9 @@ the whole-lifting timings (e.g. on a CPU, where the torch device half is slow).
 
     PYTHONPATH=spatialpin_ros python3 benchmarks/profile_lift_torch.py [--iters 30]
     PYTHONPATH=spatialpin_ros python3 benchmarks/profile_lift_torch.py --host-finish 50 --skip-full
+
+``--device-tops on`` computes the top faces' array work in the device half also on a CPU
+(``TorchLifter.device_tops``; by default only on CUDA), ``off`` leaves it to the host.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_gpu_perception import stats, synth_frame  # noqa: E402
 from spatialpin_ros.perception.detection_names import _DetectionNamer, _Fixed  # noqa: E402
 from spatialpin_ros.perception.geometric import GeometricBackend, _Ticker  # noqa: E402
+from spatialpin_ros.perception import lift_gpu  # noqa: E402
 from spatialpin_ros.perception.lift_gpu import TorchLifter, host_half  # noqa: E402
 from spatialpin_ros.perception.prepare_torch import TorchPreparer  # noqa: E402
 
@@ -45,6 +49,8 @@ def main(argv=None) -> int:
                     help="time the torch finish's host half alone N times")
     ap.add_argument("--skip-full", action="store_true",
                     help="leave out the whole prepare/finish timings")
+    ap.add_argument("--device-tops", choices=("auto", "on", "off"), default="auto",
+                    help="the top faces' array work in the device half (auto: on CUDA only)")
     args = ap.parse_args(argv)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     frame, depth, seg = synth_frame()
@@ -52,9 +58,11 @@ def main(argv=None) -> int:
     a = GeometricBackend(segmenter=_Fixed(seg), namer=_DetectionNamer(seg))
     b = GeometricBackend()
     masks = torch.from_numpy(np.stack(seg.masks)).to(dev)
-    lifter = TorchLifter(graphs=True)
+    lifter = TorchLifter(graphs=True, device_tops={"auto": None, "on": True,
+                                                   "off": False}[args.device_tops])
     preparer = TorchPreparer(graphs=True)
-    out = {"device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu"}
+    out = {"device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu",
+           "device_tops": args.device_tops}
     full = () if args.skip_full else (("numpy", lambda p: a.finish(p, masks=seg.masks)),
                                       ("torch", lambda p: lifter.lift(b, p, masks, seg, None)))
     for name, run in full:
@@ -108,22 +116,26 @@ def host_finish(a, b, f, seg, masks, lifter, preparer, dev, iters: int) -> dict:
     prep = preparer.prepare(b, f, dev)
     got = lifter.device_half(b, prep, masks)
     tot, parts, tops = [], {}, []
-    describe = b.describe_tops
+    describe, from_grids = b.describe_tops, lift_gpu.tops_from_grids
 
-    def timed_tops(*a, **k):                      # the top faces' share of "priors"
-        t = time.perf_counter()
-        describe(*a, **k)
-        tops.append(1000 * (time.perf_counter() - t))
-    b.describe_tops = timed_tops
+    def timed(fn):                     # the top faces' share of "priors" (host work only)
+        def run(*a, **k):
+            t = time.perf_counter()
+            out = fn(*a, **k)
+            tops[-1] += 1000 * (time.perf_counter() - t)
+            return out
+        return run
+    lift_gpu.tops_from_grids, b.describe_tops = timed(from_grids), timed(describe)
     for it in range(5 + iters):
         prep.tick = _Ticker()
+        tops.append(0.0)
         t = time.perf_counter()
         scene, _ = host_half(b, prep, got, seg, None)
         if it >= 5:
             tot.append(1000 * (time.perf_counter() - t))
             for k, v in b.last["timing_ms"].items():
                 parts.setdefault(k, []).append(v)
-    b.describe_tops = describe
+    lift_gpu.tops_from_grids, b.describe_tops = from_grids, describe
     parts["top_faces (in priors)"] = tops[5:]
     b.lifting_threads = 4                       # the top faces on 4 worker threads
     thr = []

@@ -9,8 +9,11 @@ of the labels), the pieces' size and wall numbers, the shape fits of every objec
 nearest distances and the full-resolution object labels with the silhouette margin. What comes
 back to the host, through pinned buffers with one synchronisation: a (K, 25) table of numbers,
 a (K, K) distance table, the full-resolution object labels (each prior's mask is a crop of
-them) and the detection labels (to name each object after its mask). The host then selects
-the pieces, resolves what rests on what (a few rectangles), builds the priors and assigns ids.
+them) and the detection labels (to name each object after its mask). On CUDA a second graph
+(:mod:`~spatialpin_ros.perception.top_faces_torch`) then describes every label's top face
+(its own download, waited for only when the top faces are set). The host meanwhile selects
+the pieces, resolves what rests on what (a few rectangles), builds the priors, keeps the top
+faces' hulls and assigns ids.
 
 The depth-only half (support plane, working grid, foreground, the support's extent) is
 :class:`~spatialpin_ros.perception.prepare_torch.TorchPreparer` (its grids on the device: a
@@ -33,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -50,6 +53,8 @@ from spatialpin_ros.perception.objects import WorldView, mask_pixels
 from spatialpin_ros.perception.pieces import Piece, _hull, merge_nested
 from spatialpin_ros.perception.selection import Candidate, bottom_occluded, settle
 from spatialpin_ros.perception.top_faces import describe_tops
+from spatialpin_ros.perception.top_faces_torch import (object_labels, top_consts,
+                                                      top_table_t, tops_from_grids)
 
 LIFTING_MODES = ("auto", "numpy", "torch")
 
@@ -81,20 +86,26 @@ class TorchLifter:
     CUDA graph of the device half (:func:`~spatialpin_ros.perception.lift_rows_torch.
     lift_rows`) per image size, working stride, mask count and piece-size bucket."""
 
-    def __init__(self, graphs: bool = False, compile: bool = False) -> None:
+    def __init__(self, graphs: bool = False, compile: bool = False,
+                 device_tops: Optional[bool] = None) -> None:
         self.graphs = bool(graphs)
         self.compile = bool(compile)
+        #: the top faces' array work in the device half (``top_faces_torch``); None: on CUDA
+        #: only (on a CPU the host's ``describe_tops`` is faster)
+        self.device_tops = device_tops
         self.pinned = PinnedIn()
         self._fns: dict = {}
 
-    def _fn(self, params, **kw) -> GraphedFunction:
-        key = (id(params), repr(params)) + tuple(sorted(kw.items()))
-        fn = self._fns.get(key)
-        if fn is None:
-            rows = functools.partial(lift_rows, params=params, **kw)
-            fn = self._fns[key] = GraphedFunction(
-                _Compiled(rows) if self.compile else rows, "lifting", enabled=self.graphs)
-        return fn
+    def _fn(self, fn, name: str, **kw) -> GraphedFunction:
+        """``fn`` with ``kw`` (a graph per distinct ``kw``: params by identity and value)."""
+        key = (name,) + tuple((k, (id(v), repr(v)) if k == "params" else v)
+                              for k, v in sorted(kw.items()))
+        g = self._fns.get(key)
+        if g is None:
+            f = functools.partial(fn, **kw)
+            g = self._fns[key] = GraphedFunction(_Compiled(f) if self.compile else f, name,
+                                                 enabled=self.graphs)
+        return g
 
     def lift(self, backend: GeometricBackend, prep: Prepared, masks: torch.Tensor,
              seg: Segmentation, bounds: Optional[tuple], scene_id: str = ""
@@ -135,16 +146,25 @@ class TorchLifter:
                           torch.zeros_like(ds, dtype=torch.int32))
         cap = _bucket(int(torch.bincount(lab.reshape(-1), minlength=K + 1)[1:].max())
                       if K else 1)
-        fn = self._fn(p, K=K, cap=cap, stride=s, width=prep.frame.camera.width,
-                      height_px=prep.frame.camera.height)
+        fn = self._fn(lift_rows, "lifting", params=p, K=K, cap=cap, stride=s,
+                      width=prep.frame.camera.width, height_px=prep.frame.camera.height)
         table, near, full, boxes, Q, n = fn(lab, P, dv["height"], dv["region"], dv["hull"],
                                             dv["origin"], dv["R"], dv["consts"])
         pending = to_host([table, near, full, det, boxes], wait=False)
-        # while the GPU replays the graph: the host work that needs no device result
         T_wc, world = backend._world(prep.frame, sup)
+        plane = backend._plane_world(sup, T_wc)
+        tops = None
+        if self.device_tops if self.device_tops is not None else dev.type == "cuda":
+            # the top faces' graph after the lifting's: the host selects the pieces and builds
+            # the priors while the GPU describes the top faces
+            depth = on_dev.get("depth")
+            tops = to_host(list(self._fn(top_table_t, "top faces", K=K)(
+                full, depth if depth is not None else up("depth", prep.depth, dev), boxes,
+                up("tops", top_consts(prep.frame.camera, T_wc, plane), dev))), wait=False)
+        # while the GPU replays the graphs: the host work that needs no device result
         frame_work = {"T_wc": T_wc, "world": world, "view": WorldView.of(sup, T_wc),
-                      "plane": backend._plane_world(sup, T_wc)}
-        return DeviceResults(pending(), Q, n, lab, frame_work)
+                      "plane": plane}
+        return DeviceResults(pending(), Q, n, lab, frame_work, tops)
 
 
 class _Compiled:
@@ -183,6 +203,9 @@ class DeviceResults:
     n: torch.Tensor
     lab: torch.Tensor
     frame_work: dict = dataclasses.field(default_factory=dict)
+    #: waits for the top faces' table and top cells (``top_faces_torch.top_table_t``) and
+    #: returns them; None: the host describes the top faces
+    tops: Optional[Callable] = None
 
 
 def host_half(backend: GeometricBackend, prep: Prepared, got: DeviceResults, seg: Segmentation,
@@ -191,7 +214,7 @@ def host_half(backend: GeometricBackend, prep: Prepared, got: DeviceResults, seg
     """The host half of :meth:`TorchLifter.lift`: selection, support relations, priors, names
     and ids from the device's results (None when the frame needs the numpy path)."""
     return _finish(backend, prep, got.host, got.Q, got.n, got.lab, seg, bounds, scene_id,
-                   got.frame_work)
+                   got.frame_work, got.tops)
 
 
 def to_host(ts: list[torch.Tensor], wait: bool = True):
@@ -262,10 +285,11 @@ def _select(table: np.ndarray, near: np.ndarray, rows: _Rows, p) -> Optional[tup
     return keep, dropped
 
 
-def _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id, frame_work=None):
+def _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id, frame_work=None,
+            tops=None):
     """Support relations, priors, names and ids on the host from the device's results
     (``frame_work``: the camera pose, world frame, :class:`WorldView` and world plane, when
-    already computed)."""
+    already computed; ``tops``: :attr:`DeviceResults.tops`)."""
     p, sup, tick = backend.params, prep.support, prep.tick
     table, near, full, det, boxes = host
     c = {name: FIT + i for i, name in enumerate(COLS)}
@@ -291,7 +315,7 @@ def _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id, frame_work=No
     namer._lab = det[r0:r1, c0:c1]
     objects, flat = _priors(backend, kept, full, boxes, prep, view, namer)
     _describe_tops(backend, objects, prep, T_wc, fw.get("plane"),
-                   int(getattr(backend, "lifting_threads", 1) or 1))
+                   int(getattr(backend, "lifting_threads", 1) or 1), (tops, boxes, full))
     objects = backend.tracker.assign(objects)
     tick("priors")
     backend.last = {"support": sup, "extent": prep.extent, "dropped": dropped,
@@ -308,12 +332,19 @@ def _finish(backend, prep, host, Q, n, lab, seg, bounds, scene_id, frame_work=No
 _POOL: dict = {}
 
 
-def _describe_tops(backend, objects, prep, T_wc, plane, threads: int) -> None:
-    """``backend.describe_tops``, each object's top face on one of ``threads`` worker threads
-    (the same function per object: the same top faces; OpenCV and numpy's larger loops run
-    without the GIL). One thread, or a backend whose ``describe_tops`` is its own: in line."""
-    if threads <= 1 or len(objects) < 2 or \
-            type(backend).describe_tops is not GeometricBackend.describe_tops:
+def _describe_tops(backend, objects, prep, T_wc, plane, threads: int, device=None) -> None:
+    """The objects' top faces: from the device's (``device``: :attr:`DeviceResults.tops`, the
+    boxes and the full-resolution labels), the others' by ``backend.describe_tops``, each on
+    one of ``threads`` worker threads (the same function per object: the same top faces;
+    OpenCV and numpy's larger loops run without the GIL). One thread, or a backend whose
+    ``describe_tops`` is its own: in line, and nothing from the device."""
+    own = type(backend).describe_tops is not GeometricBackend.describe_tops
+    if device is not None and device[0] is not None and not own:
+        tops, boxes, full = device
+        objects = tops_from_grids(objects, object_labels(objects, boxes, full), *tops())
+        if not objects:
+            return
+    if threads <= 1 or len(objects) < 2 or own:
         backend.describe_tops(objects, prep, T_wc)
         return
     from concurrent.futures import ThreadPoolExecutor

@@ -144,54 +144,56 @@ def _segment_quantile(v: np.ndarray, seg: np.ndarray, K: int, q: float) -> np.nd
 def lit_colours(samples: list, cell: float = 0.04) -> list[tuple[int, int, int]]:
     """:func:`lit_colour` of each pixel sample (N_i, 3) uint8, all at once: one pass of array
     operations over the concatenated samples (each sample's pixels stay together, in order)
-    instead of ~20 small ones per object, selections by index (boolean selections of
-    half-kept arrays are several times slower). Brightness sums are exact integers,
-    chromaticities float32 quotients of them, the dominant cell's centre each sample's float32
-    mean summed row after row as numpy sums an (M, 2) array, so every colour is
-    ``lit_colour``'s of the (N, 3) float32 computation."""
+    instead of ~20 small ones per object; each step selects by index into the last step's
+    pixels (one gather of the (N, 3) pixels, not one per channel). Brightness sums are exact
+    integers, chromaticities float32 quotients of them, the dominant cell's centre each
+    sample's float32 sum in order (``np.cumsum``: numpy's sum of an (M, 2) array, row after
+    row) over the count, so every colour is ``lit_colour``'s of the (N, 3) float32
+    computation."""
     out: list = [(0, 0, 0)] * len(samples)
     idx = [i for i, px in enumerate(samples) if len(px)]
     if not idx:
         return out
     subs = [samples[i].reshape(-1, 3)[:: max(1, len(samples[i]) // 2000)] for i in idx]
     K = len(subs)
+    px = np.concatenate(subs)
     seg = np.repeat(np.arange(K), [len(x) for x in subs])
-    r, g, b = np.concatenate(subs).T.astype(np.int32)
+    r, g, b = px.T.astype(np.int32)
     lum = r + g + b
-
-    def take(keep, *arrays):
-        ii = np.flatnonzero(keep)
-        return [a[ii] for a in arrays]
-
-    def per_pixel(v, seg):                          # a per-sample value for each pixel
-        return np.repeat(v, np.bincount(seg, minlength=K))
-
-    thr = np.minimum(60.0, _segment_quantile(lum, seg, K, 0.5))
-    r, g, b, lum, seg = take(lum >= per_pixel(thr, seg), r, g, b, lum, seg)
+    i1 = np.flatnonzero(lum >= np.minimum(60.0, _segment_quantile(lum, seg, K, 0.5))[seg])
+    p1, lum, seg = px[i1], lum[i1], seg[i1]
     den = np.maximum(lum, 1).astype(np.float32)
-    cr, cg = r.astype(np.float32) / den, g.astype(np.float32) / den
+    cr, cg = r[i1].astype(np.float32) / den, g[i1].astype(np.float32) / den
     side = int(1.0 / cell) + 1                        # rg in [0, 1]: cells on a side
     cid = (np.minimum((cr / cell).astype(np.int64), side - 1) * side
            + np.minimum((cg / cell).astype(np.int64), side - 1))
     votes = np.bincount(seg * side * side + cid, minlength=K * side * side)
-    top_cr, top_cg, st = take(cid == per_pixel(votes.reshape(K, -1).argmax(axis=1), seg),
-                              cr, cg, seg)
-    n_top = np.bincount(st, minlength=K)
-    pad = np.zeros((K, int(n_top.max()), 2), dtype=np.float32)   # zeros add nothing
-    pos = np.arange(len(st)) - np.repeat(np.cumsum(n_top) - n_top, n_top)
-    pad[st, pos, 0], pad[st, pos, 1] = top_cr, top_cg
-    mode = (pad.sum(axis=1) / n_top[:, None].astype(np.intp)).astype(np.float32)
-    near = np.hypot(cr - per_pixel(mode[:, 0], seg), cg - per_pixel(mode[:, 1], seg)) <= cell
-    r, g, b, lum, seg = take(near, r, g, b, lum, seg)
-    keep = lum >= per_pixel(_segment_quantile(lum, seg, K, 0.5), seg)
-    r, g, b, seg = take(keep, r, g, b, seg)
+    sel = np.flatnonzero(cid == votes.reshape(K, -1).argmax(axis=1)[seg])
+    mode = _mode_means(cr[sel], cg[sel], np.bincount(seg[sel], minlength=K))
+    i2 = np.flatnonzero(np.hypot(cr - mode[seg, 0], cg - mode[seg, 1]) <= cell)
+    lum, seg = lum[i2], seg[i2]
+    keep = np.flatnonzero(lum >= _segment_quantile(lum, seg, K, 0.5)[seg])
+    p3, seg = p1[i2[keep]], seg[keep]
     count = np.bincount(seg, minlength=K)
-    sums = np.stack([np.bincount(seg, c, minlength=K) for c in (r, g, b)], axis=1)
+    sums = np.stack([np.bincount(seg, p3[:, c], minlength=K) for c in range(3)], axis=1)
     # numpy's float32 mean: the (exact) sum over the count, divided in float64, then float32
     mean = (sums / count[:, None].astype(np.intp)).astype(np.float32)
     for i, m in zip(idx, mean.tolist()):
         out[i] = tuple(int(round(v)) for v in m)
     return out
+
+
+def _mode_means(cr: np.ndarray, cg: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Each segment's mean (float32) of its (cr, cg) (segments in order, ``n`` each): the
+    float32 sum in order (numpy's sum of an (M, 2) array along its rows), over the count in
+    float64, then float32."""
+    sums = np.zeros((len(n), 2), dtype=np.float32)
+    ends = np.cumsum(n)
+    for k, (e, m) in enumerate(zip(ends.tolist(), n.tolist())):
+        if m:
+            sums[k, 0] = np.cumsum(cr[e - m:e])[-1]
+            sums[k, 1] = np.cumsum(cg[e - m:e])[-1]
+    return (sums / n[:, None].astype(np.intp)).astype(np.float32)
 
 
 def core_colours(samples: list) -> list[tuple[int, int, int]]:
@@ -212,7 +214,9 @@ def make_prior(f: ShapeFit, label: int, box: tuple[int, int, int, int], num_poin
     r0, c0, r1, c1 = box
     mask = full[r0:r1, c0:c1] == label
     name = shading_invariant_color_name(colour)
-    conf = float(np.clip(num_points / 80.0, 0.2, 1.0) * np.clip(1.0 - f.residual / 0.02, 0.5, 1.0))
+    # np.clip's numbers (NaN stays NaN), without its overhead on scalars
+    conf = float(min(max(num_points / 80.0, 0.2), 1.0)
+                 * min(max(1.0 - f.residual / 0.02, 0.5), 1.0))
     yaw_q = np.array([0.0, 0.0, math.sin(f.yaw / 2), math.cos(f.yaw / 2)])
     return ObjectPrior(
         id="", label=object_label(name, f.shape, size, f.container),

@@ -260,4 +260,4 @@ class TorchPreparer:
         return TorchPrepared(frame=frame, depth=clean, support=support, points=pts,
                              camera=wcam, foreground=fgs, extent=region, tick=tick,
                              dev={"points": pts_d, "height": height_d, "fg": fg_d,
-                                  "region": region_d}, ready=ready)
+                                  "region": region_d, "depth": d}, ready=ready)
