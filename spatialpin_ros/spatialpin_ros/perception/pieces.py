@@ -18,9 +18,10 @@ import cv2
 import numpy as np
 
 from spatialpin_ros.core.geometry import (column_bounds, column_means, grow_convex,
-                                          inside_convex, quantile, quantiles, robust_circle,
-                                          share, squared_norms)
+                                          inside_convex, quantile, quantiles, rect_from_points,
+                                          robust_circle, share, squared_norms)
 from spatialpin_ros.perception.colour_split import colour_features
+from spatialpin_ros.perception.piece_core import core_mask
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
 from spatialpin_ros.perception.support import SupportPlane
 
@@ -46,6 +47,9 @@ class Piece:
     _colour: Optional[tuple] = field(default=None, repr=False)
     #: :meth:`grown_hull` by margin, filled as asked (reset when pieces are joined)
     _grown: dict = field(default_factory=dict, repr=False)
+    #: plane-frame points (K, 3) of the strips left out of the piece (``gather_pieces``'
+    #: ``core_only``): they still tell which pieces touch it
+    fringe: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)), repr=False)
 
     def colour(self) -> Optional[tuple[np.ndarray, float]]:
         """The mean colour feature (3,) and its spread (median distance to the mean), computed
@@ -73,16 +77,19 @@ class Piece:
         self.rows = np.concatenate([self.rows] + [b.rows for b in others])
         self.cols = np.concatenate([self.cols] + [b.cols for b in others])
         self.Q = np.concatenate([self.Q] + [b.Q for b in others])
+        self.fringe = np.concatenate([self.fringe] + [b.fringe for b in others])
         self.thin, self._colour, self._grown = {}, None, {}
         self.top, self.hull = quantile(self.Q[:, 2], 0.9), _hull(self.Q)
 
 
 def gather_pieces(seg: SurfaceSegmentation, sup: SupportPlane, min_area: float,
-                  rgb: Optional[np.ndarray] = None, lightness_weight: float = 0.2
-                  ) -> list[Piece]:
+                  rgb: Optional[np.ndarray] = None, lightness_weight: float = 0.2,
+                  core_only: bool = False) -> list[Piece]:
     """The pieces of ``seg`` whose pixels with depth cover at least ``min_area`` square metres
     (image area at the piece's depth). With ``rgb`` (h, w, 3) uint8 on the working grid, each
-    piece also gets its colour and the colour's spread."""
+    piece also gets its colour and the colour's spread. ``core_only``: each piece keeps only
+    its core (``piece_core.core_mask``); the thin strips it loses lose their label in
+    ``seg.labels`` too."""
     lab = seg.labels
     flat = lab.ravel()
     order = np.argsort(flat, kind="stable")
@@ -99,13 +106,38 @@ def gather_pieces(seg: SurfaceSegmentation, sup: SupportPlane, min_area: float,
         ok = np.isfinite(P[:, 2])
         if ok.sum() < 4:
             continue
-        px = float(quantile(P[ok, 2], 0.5)) / max(seg.focal, 1e-6)
+        keep = core_mask(r, c, ok) if core_only else None
+        Q = sup.to_plane(P[ok].astype(np.float64))
+        fringe = Q[:0]
+        if keep is not None:
+            keep = _near_core(Q, keep, ok)
+            lab[r[~keep], c[~keep]] = 0
+            fringe = Q[~keep[ok]]
+            r, c, ok, Q = r[keep], c[keep], ok[keep], Q[keep[ok]]
+        px = float(quantile(seg.points[r[ok], c[ok], 2], 0.5)) / max(seg.focal, 1e-6)
         if ok.sum() * px * px < min_area:
             continue
-        Q = sup.to_plane(P[ok].astype(np.float64))
         out.append(Piece(L, r, c, Q, quantile(Q[:, 2], 0.9), _hull(Q), rgb=rgb,
-                         lightness_weight=lightness_weight))
+                         lightness_weight=lightness_weight, fringe=fringe))
     return out
+
+
+def _near_core(Q: np.ndarray, core: np.ndarray, ok: np.ndarray, margin: float = 0.03,
+               flat: float = 0.02) -> np.ndarray:
+    """(M,) bool over a piece's pixels: ``core`` (its core, ``piece_core.core_mask``) and
+    the other pixels whose points (``Q``, of the pixels ``ok`` with depth) lie within the
+    core's footprint hull grown by ``margin`` metres, or that have no depth: only a strip
+    that stretches the footprint goes. When the core's footprint is under ``flat`` metres wide
+    (one face of a block seen square on), the strips beside it are its other faces, seen
+    edge-on, and all stay."""
+    if min(rect_from_points(Q[core[ok]][:: max(1, int(core.sum()) // 400), :2])[1]) < flat:
+        return np.ones(len(core), dtype=bool)
+    hull = grow_convex(_hull(Q[core[ok]]), margin)
+    keep = core.copy()
+    out = np.flatnonzero(~core & ok)
+    keep[out] = inside_convex(hull, Q[(~core)[ok]][:, :2])
+    keep[~core & ~ok] = True
+    return keep
 
 
 def _unlike(A: Piece, B: Piece, contrast: float, spread: float) -> bool:
@@ -202,16 +234,20 @@ def _thin_top(q: np.ndarray, top: float, band: float = 0.01, max_width: float = 
 
 
 def _enclosed(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray],
-              med: list[float], margin: float, min_share: float) -> set[int]:
+              med: list[float], margin: float, min_share: float, rim: float = 0.015
+              ) -> set[int]:
     """The walls that enclose ``i``, or an empty set: the pieces touching it that stand higher
     than it surround it seen from above: ``min_share`` of its footprint lies inside the convex
     hull of theirs, and they lie all around it (in 9 of 12 directions): a bowl's bottom inside
     its rim arcs, a tray's floor between its walls. The other pieces touching it must be no higher
     than it (the rest of a floor that noise cut in two). A banana lying beside a block is not
-    enclosed."""
+    enclosed. The walls are one rim: only those whose tops lie within ``rim`` metres of the
+    largest one's count (a cup standing beside a bowl is no part of the bowl's rim)."""
     walls = {j for j in near if med[i] < pieces[j].top - margin}
     if not walls or any(pieces[j].top > pieces[i].top + margin for j in near - walls):
         return set()
+    ref = pieces[max(walls, key=lambda j: len(pieces[j].Q))].top
+    walls = {j for j in walls if abs(pieces[j].top - ref) <= rim}
     return walls if _surround(i, walls, pieces, sub, min_share) else set()
 
 
@@ -317,7 +353,8 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
         return [], {}
     med, low = zip(*(quantiles(pc.Q[:, 2], (0.5, 0.05)) for pc in pieces))
     sub = [pc.Q[:: max(1, len(pc.Q) // 150)] for pc in pieces]
-    near = _touching(sub, touch)
+    near = _touching([np.concatenate([q, pc.fringe]) if len(pc.fringe) else q
+                      for q, pc in zip(sub, pieces)], touch)
     stats = [(float(quantile(q[:, 2], 0.05)),) + _radius(q[:, :2]) for q in sub]
     for i in range(n):
         for j in _enclosed(i, near[i], pieces, sub, med, margin, enclosed):
