@@ -23,6 +23,8 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from spatialpin_ros.core.geometry import grow_convex, inside_convex, rect_from_points
+
 _SQUARE = np.ones((3, 3), np.uint8)
 
 
@@ -64,3 +66,27 @@ def _keep_alongside(body: np.ndarray, m: np.ndarray, along: float) -> None:
     ok = touch >= along * size
     ok[0] = False
     body |= ok[lab].view(np.uint8)
+
+
+def near_core(Q: np.ndarray, core: np.ndarray, ok: np.ndarray, margin: float = 0.03,
+               flat: float = 0.02) -> np.ndarray:
+    """(M,) bool over a piece's pixels: ``core`` (its core, ``piece_core.core_mask``) and
+    the other pixels whose points (``Q``, of the pixels ``ok`` with depth) lie within the
+    core's footprint hull grown by ``margin`` metres, or that have no depth: only a strip
+    that stretches the footprint goes. When the core's footprint is under ``flat`` metres wide
+    (one face of a block seen square on), the strips beside it are its other faces, seen
+    edge-on, and all stay."""
+    if min(rect_from_points(Q[core[ok]][:: max(1, int(core.sum()) // 400), :2])[1]) < flat:
+        return np.ones(len(core), dtype=bool)
+    hull = grow_convex(_footprint(Q[core[ok]]), margin)
+    keep = core.copy()
+    out = np.flatnonzero(~core & ok)
+    keep[out] = inside_convex(hull, Q[(~core)[ok]][:, :2])
+    keep[~core & ~ok] = True
+    return keep
+
+
+def _footprint(Q: np.ndarray) -> np.ndarray:
+    """The convex hull (K, 2) of the points' footprint (``pieces._hull``: 400 points at most)."""
+    uv = Q[:: max(1, len(Q) // 400), :2].astype(np.float32)
+    return cv2.convexHull(uv).reshape(-1, 2).astype(np.float64)

@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 
 from spatialpin_ros.core.geometry import (column_bounds, column_means, grow_convex,
-                                          inside_convex, quantile, quantiles, rect_from_points,
-                                          robust_circle, share, squared_norms)
+                                          inside_convex, quantile, quantiles, robust_circle,
+                                          share, squared_norms)
 from spatialpin_ros.perception.colour_split import colour_features
-from spatialpin_ros.perception.piece_core import core_mask
+from spatialpin_ros.perception.piece_core import core_mask, near_core
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
 from spatialpin_ros.perception.support import SupportPlane
 
@@ -110,7 +110,7 @@ def gather_pieces(seg: SurfaceSegmentation, sup: SupportPlane, min_area: float,
         Q = sup.to_plane(P[ok].astype(np.float64))
         fringe = Q[:0]
         if keep is not None:
-            keep = _near_core(Q, keep, ok)
+            keep = near_core(Q, keep, ok)
             lab[r[~keep], c[~keep]] = 0
             fringe = Q[~keep[ok]]
             r, c, ok, Q = r[keep], c[keep], ok[keep], Q[keep[ok]]
@@ -120,24 +120,6 @@ def gather_pieces(seg: SurfaceSegmentation, sup: SupportPlane, min_area: float,
         out.append(Piece(L, r, c, Q, quantile(Q[:, 2], 0.9), _hull(Q), rgb=rgb,
                          lightness_weight=lightness_weight, fringe=fringe))
     return out
-
-
-def _near_core(Q: np.ndarray, core: np.ndarray, ok: np.ndarray, margin: float = 0.03,
-               flat: float = 0.02) -> np.ndarray:
-    """(M,) bool over a piece's pixels: ``core`` (its core, ``piece_core.core_mask``) and
-    the other pixels whose points (``Q``, of the pixels ``ok`` with depth) lie within the
-    core's footprint hull grown by ``margin`` metres, or that have no depth: only a strip
-    that stretches the footprint goes. When the core's footprint is under ``flat`` metres wide
-    (one face of a block seen square on), the strips beside it are its other faces, seen
-    edge-on, and all stay."""
-    if min(rect_from_points(Q[core[ok]][:: max(1, int(core.sum()) // 400), :2])[1]) < flat:
-        return np.ones(len(core), dtype=bool)
-    hull = grow_convex(_hull(Q[core[ok]]), margin)
-    keep = core.copy()
-    out = np.flatnonzero(~core & ok)
-    keep[out] = inside_convex(hull, Q[(~core)[ok]][:, :2])
-    keep[~core & ~ok] = True
-    return keep
 
 
 def _unlike(A: Piece, B: Piece, contrast: float, spread: float) -> bool:
@@ -314,6 +296,25 @@ def _neck(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray, stats_a, stats_b,
     return len(around) >= 5 and share(np.abs(around - low_b) < flat) < 0.5
 
 
+def _hangs_on(A: Piece, B: Piece, qa_low: float, qb: np.ndarray, stats_b,
+              small: float = 0.25, air: float = 0.015, above: float = 0.008,
+              reach: float = 0.03) -> bool:
+    """``B`` hangs on the side of ``A``, as a mug's handle does: A stands on the support
+    (its lowest point ``qa_low`` under ``air`` metres), B is much smaller (under ``small`` of
+    A's points), held in the air (its lowest point at least ``air`` metres above the support
+    and ``above`` above A's lowest), no higher than A's top, and beside A's body: its
+    footprint lies within ``reach`` metres of A's, mostly outside it. Nothing small hangs in
+    the air beside an object unless it is part of it; a thing stacked on A rises above A's
+    top, a fruit in a bowl lies inside the bowl's footprint."""
+    low_b = stats_b[0]
+    if (len(B.Q) >= small * len(A.Q) or qa_low >= air or low_b < max(air, qa_low + above)
+            or B.top > A.top or len(A.hull) < 3):
+        return False
+    uv = qb[:, :2]
+    return bool(share(inside_convex(A.grown_hull(reach), uv)) >= 0.8
+                and share(inside_convex(A.hull, uv)) < 0.5)
+
+
 def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
                  margin: float = 0.005, enclosed: float = 0.8, touch: float = 0.015,
                  contrast: float = 25.0, spread: float = 10.0
@@ -327,10 +328,11 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
     * one is enclosed by higher, thin-topped pieces all around (:func:`_enclosed`) -- a tray's
       floor;
     * two are arcs of one rim, each thin (:func:`_rim_arcs`);
-    * one is the other's neck or cap (:func:`_neck`).
+    * one is the other's neck or cap (:func:`_neck`);
+    * one hangs on the other's side, as a handle (:func:`_hangs_on`).
 
     Two pieces that are each uniformly coloured (colour spread at most ``spread``) and differ
-    in colour by ``contrast`` or more are not joined by the first rule (units of
+    in colour by ``contrast`` or more are not joined by the first or the last rule (units of
     ``colour_split.colour_features``; pieces without colour are not compared): a small block
     beside a larger one, its footprint within the larger one's, is another object. (The other
     rules keep joining them: a cup's rim may be printed in another colour than its wall.)
@@ -364,7 +366,9 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
                 continue
             A, B = pieces[i], pieces[j]
             if ((j > i and _rim_arcs(A, B, sub[i], sub[j]))
-                    or _neck(A, B, sub[i], sub[j], stats[i], stats[j])):
+                    or _neck(A, B, sub[i], sub[j], stats[i], stats[j])
+                    or (_hangs_on(A, B, low[i], sub[j], stats[j])
+                        and not _unlike(A, B, contrast, spread))):
                 union(i, j)
             elif (len(A.hull) >= 3 and len(B.Q) <= len(A.Q) and B.top <= A.top + margin
                     and B.top > low[i] + 0.01           # not the base A stands on
