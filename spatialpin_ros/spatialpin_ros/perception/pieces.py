@@ -224,9 +224,11 @@ def _enclosed(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray]
     its rim arcs, a tray's floor between its walls. The other pieces touching it must be no higher
     than it (the rest of a floor that noise cut in two). A banana lying beside a block is not
     enclosed. The walls are one rim: only those whose tops lie within ``rim`` metres of the
-    largest one's count (a cup standing beside a bowl is no part of the bowl's rim)."""
+    largest one's count (a cup standing beside a bowl is no part of the bowl's rim), and all
+    the higher pieces touching it are thin-topped (a block stacked on it is no wall)."""
     walls = {j for j in near if med[i] < pieces[j].top - margin}
-    if not walls or any(pieces[j].top > pieces[i].top + margin for j in near - walls):
+    if (not walls or any(pieces[j].top > pieces[i].top + margin for j in near - walls)
+            or not all(_piece_thin(pieces[j]) for j in walls)):     # walls, not blocks
         return set()
     ref = pieces[max(walls, key=lambda j: len(pieces[j].Q))].top
     walls = {j for j in walls if abs(pieces[j].top - ref) <= rim}
