@@ -106,17 +106,19 @@ def gather_pieces(seg: SurfaceSegmentation, sup: SupportPlane, min_area: float,
         ok = np.isfinite(P[:, 2])
         if ok.sum() < 4:
             continue
-        keep = core_mask(r, c, ok) if core_only else None
+        px = float(quantile(P[ok, 2], 0.5)) / max(seg.focal, 1e-6)
+        if ok.sum() * px * px < min_area:
+            continue
         Q = sup.to_plane(P[ok].astype(np.float64))
         fringe = Q[:0]
+        keep = core_mask(r, c, ok) if core_only else None
         if keep is not None:
             keep = near_core(Q, keep, ok)
             lab[r[~keep], c[~keep]] = 0
             fringe = Q[~keep[ok]]
             r, c, ok, Q = r[keep], c[keep], ok[keep], Q[keep[ok]]
-        px = float(quantile(seg.points[r[ok], c[ok], 2], 0.5)) / max(seg.focal, 1e-6)
-        if ok.sum() * px * px < min_area:
-            continue
+            if ok.sum() * px * px < min_area:
+                continue
         out.append(Piece(L, r, c, Q, quantile(Q[:, 2], 0.9), _hull(Q), rgb=rgb,
                          lightness_weight=lightness_weight, fringe=fringe))
     return out
