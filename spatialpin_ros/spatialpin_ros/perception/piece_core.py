@@ -47,6 +47,8 @@ def core_mask(rows: np.ndarray, cols: np.ndarray, with_depth: np.ndarray,
         return None
     big = 1 + int(stats[1:, cv2.CC_STAT_AREA].argmax())
     body = cv2.dilate((lab == big).view(np.uint8), _SQUARE) & m
+    if cv2.countNonZero(body) == len(rows):         # the body is the whole piece
+        return None
     _keep_alongside(body, m, along)
     keep = body[r, c].astype(bool)
     if keep.all() or (keep & with_depth).sum() < min_share * with_depth.sum():
