@@ -21,6 +21,7 @@ from spatialpin_ros.core.geometry import (column_bounds, column_means, grow_conv
                                           inside_convex, quantile, quantiles, robust_circle,
                                           share, squared_norms)
 from spatialpin_ros.perception.colour_split import colour_features
+from spatialpin_ros.perception.piece_core import core_mask, near_core
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
 from spatialpin_ros.perception.support import SupportPlane
 
@@ -46,6 +47,9 @@ class Piece:
     _colour: Optional[tuple] = field(default=None, repr=False)
     #: :meth:`grown_hull` by margin, filled as asked (reset when pieces are joined)
     _grown: dict = field(default_factory=dict, repr=False)
+    #: plane-frame points (K, 3) of the strips left out of the piece (``gather_pieces``'
+    #: ``core_only``): they still tell which pieces touch it
+    fringe: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)), repr=False)
 
     def colour(self) -> Optional[tuple[np.ndarray, float]]:
         """The mean colour feature (3,) and its spread (median distance to the mean), computed
@@ -73,16 +77,19 @@ class Piece:
         self.rows = np.concatenate([self.rows] + [b.rows for b in others])
         self.cols = np.concatenate([self.cols] + [b.cols for b in others])
         self.Q = np.concatenate([self.Q] + [b.Q for b in others])
+        self.fringe = np.concatenate([self.fringe] + [b.fringe for b in others])
         self.thin, self._colour, self._grown = {}, None, {}
         self.top, self.hull = quantile(self.Q[:, 2], 0.9), _hull(self.Q)
 
 
 def gather_pieces(seg: SurfaceSegmentation, sup: SupportPlane, min_area: float,
-                  rgb: Optional[np.ndarray] = None, lightness_weight: float = 0.2
-                  ) -> list[Piece]:
+                  rgb: Optional[np.ndarray] = None, lightness_weight: float = 0.2,
+                  core_only: bool = False) -> list[Piece]:
     """The pieces of ``seg`` whose pixels with depth cover at least ``min_area`` square metres
     (image area at the piece's depth). With ``rgb`` (h, w, 3) uint8 on the working grid, each
-    piece also gets its colour and the colour's spread."""
+    piece also gets its colour and the colour's spread. ``core_only``: each piece keeps only
+    its core (``piece_core.core_mask``); the thin strips it loses lose their label in
+    ``seg.labels`` too."""
     lab = seg.labels
     flat = lab.ravel()
     order = np.argsort(flat, kind="stable")
@@ -103,8 +110,17 @@ def gather_pieces(seg: SurfaceSegmentation, sup: SupportPlane, min_area: float,
         if ok.sum() * px * px < min_area:
             continue
         Q = sup.to_plane(P[ok].astype(np.float64))
+        fringe = Q[:0]
+        keep = core_mask(r, c, ok) if core_only else None
+        if keep is not None:
+            keep = near_core(Q, keep, ok)
+            lab[r[~keep], c[~keep]] = 0
+            fringe = Q[~keep[ok]]
+            r, c, ok, Q = r[keep], c[keep], ok[keep], Q[keep[ok]]
+            if ok.sum() * px * px < min_area:
+                continue
         out.append(Piece(L, r, c, Q, quantile(Q[:, 2], 0.9), _hull(Q), rgb=rgb,
-                         lightness_weight=lightness_weight))
+                         lightness_weight=lightness_weight, fringe=fringe))
     return out
 
 
@@ -202,16 +218,26 @@ def _thin_top(q: np.ndarray, top: float, band: float = 0.01, max_width: float = 
 
 
 def _enclosed(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray],
-              med: list[float], margin: float, min_share: float) -> set[int]:
+              med: list[float], margin: float, min_share: float, rim: float = 0.015
+              ) -> set[int]:
     """The walls that enclose ``i``, or an empty set: the pieces touching it that stand higher
     than it surround it seen from above: ``min_share`` of its footprint lies inside the convex
     hull of theirs, and they lie all around it (in 9 of 12 directions): a bowl's bottom inside
     its rim arcs, a tray's floor between its walls. The other pieces touching it must be no higher
     than it (the rest of a floor that noise cut in two). A banana lying beside a block is not
-    enclosed."""
+    enclosed. The walls are one rim: of the sets of walls whose tops lie within ``rim`` metres
+    of one wall's top, the one with the most points counts (a cup standing beside a bowl is no
+    part of the bowl's rim), and all the higher pieces touching it are thin-topped (a block
+    stacked on it is no wall)."""
     walls = {j for j in near if med[i] < pieces[j].top - margin}
-    if not walls or any(pieces[j].top > pieces[i].top + margin for j in near - walls):
+    if (not walls or any(pieces[j].top > pieces[i].top + margin for j in near - walls)
+            or not all(_piece_thin(pieces[j]) for j in walls)):     # walls, not blocks
         return set()
+
+    def rim_of(ref: float) -> set[int]:
+        return {j for j in walls if abs(pieces[j].top - ref) <= rim}
+    walls = max((rim_of(pieces[j].top) for j in sorted(walls)),
+                key=lambda js: sum(len(pieces[j].Q) for j in js))
     return walls if _surround(i, walls, pieces, sub, min_share) else set()
 
 
@@ -278,6 +304,25 @@ def _neck(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray, stats_a, stats_b,
     return len(around) >= 5 and share(np.abs(around - low_b) < flat) < 0.5
 
 
+def _hangs_on(A: Piece, B: Piece, qa_low: float, qb: np.ndarray, stats_b,
+              small: float = 0.25, air: float = 0.015, above: float = 0.008,
+              reach: float = 0.03) -> bool:
+    """``B`` hangs on the side of ``A``, as a mug's handle does: A stands on the support
+    (its lowest point ``qa_low`` under ``air`` metres), B is much smaller (under ``small`` of
+    A's points), held in the air (its lowest point at least ``air`` metres above the support
+    and ``above`` above A's lowest), no higher than A's top, and beside A's body: its
+    footprint lies within ``reach`` metres of A's, mostly outside it. Nothing small hangs in
+    the air beside an object unless it is part of it; a thing stacked on A rises above A's
+    top, a fruit in a bowl lies inside the bowl's footprint."""
+    low_b = stats_b[0]
+    if (len(B.Q) >= small * len(A.Q) or qa_low >= air or low_b < max(air, qa_low + above)
+            or B.top > A.top or len(A.hull) < 3):
+        return False
+    uv = qb[:, :2]
+    return bool(share(inside_convex(A.grown_hull(reach), uv)) >= 0.8
+                and share(inside_convex(A.hull, uv)) < 0.5)
+
+
 def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
                  margin: float = 0.005, enclosed: float = 0.8, touch: float = 0.015,
                  contrast: float = 25.0, spread: float = 10.0
@@ -291,10 +336,11 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
     * one is enclosed by higher, thin-topped pieces all around (:func:`_enclosed`) -- a tray's
       floor;
     * two are arcs of one rim, each thin (:func:`_rim_arcs`);
-    * one is the other's neck or cap (:func:`_neck`).
+    * one is the other's neck or cap (:func:`_neck`);
+    * one hangs on the other's side, as a handle (:func:`_hangs_on`).
 
     Two pieces that are each uniformly coloured (colour spread at most ``spread``) and differ
-    in colour by ``contrast`` or more are not joined by the first rule (units of
+    in colour by ``contrast`` or more are not joined by the first or the last rule (units of
     ``colour_split.colour_features``; pieces without colour are not compared): a small block
     beside a larger one, its footprint within the larger one's, is another object. (The other
     rules keep joining them: a cup's rim may be printed in another colour than its wall.)
@@ -317,7 +363,8 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
         return [], {}
     med, low = zip(*(quantiles(pc.Q[:, 2], (0.5, 0.05)) for pc in pieces))
     sub = [pc.Q[:: max(1, len(pc.Q) // 150)] for pc in pieces]
-    near = _touching(sub, touch)
+    near = _touching([np.concatenate([q, pc.fringe]) if len(pc.fringe) else q
+                      for q, pc in zip(sub, pieces)], touch)
     stats = [(float(quantile(q[:, 2], 0.05)),) + _radius(q[:, :2]) for q in sub]
     for i in range(n):
         for j in _enclosed(i, near[i], pieces, sub, med, margin, enclosed):
@@ -327,7 +374,9 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
                 continue
             A, B = pieces[i], pieces[j]
             if ((j > i and _rim_arcs(A, B, sub[i], sub[j]))
-                    or _neck(A, B, sub[i], sub[j], stats[i], stats[j])):
+                    or _neck(A, B, sub[i], sub[j], stats[i], stats[j])
+                    or (_hangs_on(A, B, low[i], sub[j], stats[j])
+                        and not _unlike(A, B, contrast, spread))):
                 union(i, j)
             elif (len(A.hull) >= 3 and len(B.Q) <= len(A.Q) and B.top <= A.top + margin
                     and B.top > low[i] + 0.01           # not the base A stands on

@@ -49,6 +49,9 @@ class SelectionParams:
     #: Two fitted candidates whose boxes share at least this much of the smaller one's volume
     #: are one object (:mod:`~spatialpin_ros.perception.overlap_join`); 0 turns it off.
     join_share: float = 0.5
+    #: Each piece keeps only its core, without thin strips that run from it into a
+    #: neighbour (:mod:`~spatialpin_ros.perception.piece_core`; geometric pieces only).
+    core_only: bool = True
 
 
 @dataclass
@@ -80,9 +83,11 @@ def select_objects(seg: SurfaceSegmentation, sup: SupportPlane, region: np.ndarr
     in the image. Merged pieces are relabelled in ``seg.labels`` (the masks follow). With
     ``rgb`` (the working grid's colours) and ``colour``, two uniformly and clearly differently
     coloured pieces are never merged. ``join_overlaps``: candidates filling one space are
-    joined (geometric pieces; a segmenter's masks are kept as they are)."""
+    joined, and each piece keeps its core (``SelectionParams.core_only``; geometric pieces: a
+    segmenter's masks are kept as they are)."""
     c = colour or ColourSplitParams()
-    pieces = gather_pieces(seg, sup, p.min_object_area, rgb, c.lightness_weight)
+    pieces = gather_pieces(seg, sup, p.min_object_area, rgb, c.lightness_weight,
+                           p.core_only and join_overlaps)
     if len(pieces) > p.max_pieces:                     # clutter or noise: the largest only
         pieces = sorted(pieces, key=lambda pc: -len(pc.Q))[: p.max_pieces]
     pieces, joined = merge_nested(pieces, contrast=c.min_contrast, spread=c.max_spread)
