@@ -295,6 +295,21 @@ def polygon_gap(a: np.ndarray, b: np.ndarray) -> float:
     return best
 
 
+def penetration(a: np.ndarray, b: np.ndarray) -> float:
+    """How deep (m) two convex polygons reach into each other: the least overlap of their
+    projections over the edge normals of both (separating axes); 0 when they are apart."""
+    best = math.inf
+    for poly in (a, b):
+        e = np.roll(poly, -1, axis=0) - poly
+        n = np.stack([-e[:, 1], e[:, 0]], 1)
+        n = n[np.linalg.norm(n, axis=1) > 1e-12]
+        n /= np.linalg.norm(n, axis=1, keepdims=True)
+        pa, pb = a @ n.T, b @ n.T                                  # (K, M) projections
+        over = np.minimum(pa.max(0), pb.max(0)) - np.maximum(pa.min(0), pb.min(0))
+        best = min(best, float(over.min()))
+    return max(best, 0.0)
+
+
 def point_polygon_distance(points: np.ndarray, poly: np.ndarray) -> np.ndarray:
     """Distance (N,) from each of ``points`` (N, 2) to a convex polygon (0 inside it)."""
     pts = np.asarray(points, dtype=float).reshape(-1, 2)
