@@ -21,6 +21,10 @@ from spatialpin_ros.core.types import ObjectPrior, Pose, Scene
 #: least share of its extent it keeps: a larger overlap is not a strip taken in by mistake.
 MAX_YIELD = 0.03
 MIN_KEPT = 0.6
+#: How far (m) a neighbour that gave way still reaches into the object's box: perceived boxes
+#: of touching objects overlap by a few millimetres, and the planner lets the held object and
+#: the closed fingers rise from such a neighbour (``planning.choice``).
+TOUCH = 0.003
 
 
 def supporting_object(prior: ObjectPrior, scene: Scene, table_z: float) -> Optional[str]:
@@ -105,8 +109,8 @@ def blockers(scene: Scene, object_id: str, target_id: Optional[str] = None,
 
 def _cut_box(n: ObjectPrior, poly: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
     """The least cut of box ``n``'s footprint, across one of its own axes from one side, that
-    leaves it clear of the convex polygon ``poly``: (new centre (2,), new extents (2,)) or None
-    where that cut is larger than ``MAX_YIELD`` or leaves less than ``MIN_KEPT``."""
+    leaves it reaching only ``TOUCH`` into the convex polygon ``poly``: (new centre (2,), new
+    extents (2,)) or None where that cut is larger than ``MAX_YIELD`` or leaves less than ``MIN_KEPT``."""
     yaw = n.pose.yaw()
     axes = np.array([[math.cos(yaw), math.sin(yaw)], [-math.sin(yaw), math.cos(yaw)]])
     loc = (poly - n.center[:2]) @ axes.T                 # the polygon in the box's axes
@@ -114,7 +118,9 @@ def _cut_box(n: ObjectPrior, poly: np.ndarray) -> Optional[tuple[np.ndarray, np.
     for k in range(2):
         h = float(n.size[k]) / 2
         lo, hi = float(loc[:, k].min()), float(loc[:, k].max())
-        for cut, new in ((h - lo, (-h, lo)), (hi + h, (hi, h))):   # from the + or - side
+        # from the + or - side, still reaching TOUCH into the polygon
+        for cut, new in ((h - lo - TOUCH, (-h, lo + TOUCH)),
+                         (hi + h - TOUCH, (hi - TOUCH, h))):
             if best is None or cut < best[0]:
                 best = (cut, k, new)
     cut, k, (a, b) = best
@@ -128,13 +134,13 @@ def _cut_box(n: ObjectPrior, poly: np.ndarray) -> Optional[tuple[np.ndarray, np.
 
 
 def _cut_circle(n: ObjectPrior, poly: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
-    """The largest circle within round ``n``'s footprint that is clear of the convex polygon
-    ``poly``: its near side moved back by the overlap, the far side kept. None where ``n``'s
+    """The largest circle within round ``n``'s footprint that reaches only ``TOUCH`` into the
+    convex polygon ``poly``: its near side moved back by the overlap, the far side kept. None where ``n``'s
     centre lies in ``poly`` or the cut exceeds ``MAX_YIELD`` or leaves less than ``MIN_KEPT``."""
     c = np.asarray(n.center[:2], dtype=float)
     r = float(max(n.size[:2])) / 2
     d = float(point_polygon_distance(c[None], poly)[0])
-    cut = r - d
+    cut = r - d - TOUCH
     if d <= 0.0 or cut <= 0.0 or cut > MAX_YIELD or 2 * r - cut < MIN_KEPT * 2 * r:
         return None
     # the nearest point of the polygon to the centre: the direction away from it
@@ -149,7 +155,8 @@ def _cut_circle(n: ObjectPrior, poly: np.ndarray) -> Optional[tuple[np.ndarray, 
 
 def yield_to(obj: ObjectPrior, scene: Scene, min_overlap: float = 1e-5) -> Scene:
     """The scene with each neighbour standing beside ``obj`` (their heights overlapping by 1 cm
-    or more) whose perceived footprint reaches into ``obj``'s cut back to clear it. Two solid
+    or more) whose perceived footprint reaches into ``obj``'s cut back to touch it only
+    (``TOUCH``). Two solid
     objects cannot interpenetrate: such an overlap is a strip of one taken into the other's
     outline (a neighbour's box that took in the grasped object's top edge would otherwise
     block every finger pose). A neighbour's box is cut across one of its axes (``_cut_box``),
