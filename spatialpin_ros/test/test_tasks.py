@@ -139,3 +139,31 @@ def test_objects_seen_whole_are_proposed_before_partly_hidden_ones(scene):
     hidden.hidden = 0.05                         # a little of the outline: still seen whole
     assert [t.description for t in GeometricProposer().propose(scene, 0)
             if t.action == "stack"] == [t.description for t in stacks]
+
+
+def test_targets_whose_box_reaches_into_a_neighbour_come_after_those_standing_apart(scene):
+    """Two solids cannot interpenetrate: a target whose perceived box reaches more than 1 cm
+    into a neighbour's beside it took in a strip of it (its centre and top are uncertain), and
+    the stacks on it come after the others, whatever their score. Boxes that touch and overlap
+    by a few millimetres are no sign of that."""
+    from spatialpin_ros.core.stacking import footprint, penetration
+    from spatialpin_ros.reasoning.tasks import _target_overlaps
+    stacks = [t for t in GeometricProposer().propose(scene, 0) if t.action == "stack"]
+    assert not any(_target_overlaps(scene, t) for t in stacks)
+    target = scene.get(stacks[0].target_id)
+    # a neighbour touching the best target, its box 4 mm into the target's: no change
+    x = target.center[0] + target.size[0] / 2 + 0.02 - 0.004
+    near = obj("obj_6", "pink", "box", [x, target.center[1], 0.02], [0.04, 0.04, 0.04])
+    assert 0.003 < penetration(footprint(near), footprint(target)) < 0.005
+    scene.objects.append(near)
+    same = [t for t in GeometricProposer().propose(scene, 0) if t.action == "stack"
+            and "obj_6" not in (t.object_id, t.target_id)]
+    assert [t.description for t in same] == [t.description for t in stacks]
+    # 2 cm into it: the stacks on that target come last
+    near.pose = Pose.from_yaw([x - 0.016, target.center[1], 0.02], 0.0)
+    again = [t for t in GeometricProposer().propose(scene, 0) if t.action == "stack"
+             and "obj_6" not in (t.object_id, t.target_id)]
+    assert sorted(t.description for t in again) == sorted(t.description for t in stacks)
+    onto = [i for i, t in enumerate(again) if t.target_id == target.id]
+    rest = [i for i, t in enumerate(again) if t.target_id != target.id]
+    assert onto and rest and max(rest) < min(onto)

@@ -142,3 +142,27 @@ def test_top_face_travels_in_the_message_and_the_json():
     bad.top_outline = [0.1, 0.2, 0.3]
     with pytest.raises(SpatialPinError):
         object_prior_from_msg(bad)
+
+
+def test_stack_is_centred_on_the_seen_top_not_on_a_box_grown_over_a_strip_behind():
+    """A target's box that took in a strip of a lower object behind it (here 2 cm of a 4 cm
+    tall neighbour's top edge beside a 7 cm tall box) is 2 cm too long and its centre 1 cm
+    off; the top seen at the top height is the box's own, and the stack is centred on it."""
+    from spatialpin_ros.core.stacking import support_centre
+    from spatialpin_ros.planning.grasps import stack_poses
+    P = box_points(0.5, 0.1, 0.06, 0.06, 0.07)
+    strip = box_points(0.54, 0.1, 0.02, 0.06, 0.04)        # x 0.53 .. 0.55, lower
+    pts = np.concatenate([P, strip[strip[:, 2] > 0.035]])
+    grown_c = (0.51, 0.1)                                   # the box fitted over both
+    top = describe_top(pts, pts[:, 2]).about(grown_c, 0.0)
+    target = ObjectPrior("t", "t", Pose.from_yaw([*grown_c, 0.035], 0.0), [0.08, 0.06, 0.07],
+                         shape="box", top_face=top)
+    assert np.linalg.norm(support_centre(target) - [0.5, 0.1]) < 0.003
+    can = ObjectPrior("can", "can", Pose.from_yaw([0.4, -0.1, 0.03], 0.0), [0.04, 0.04, 0.06],
+                      shape="cylinder")
+    pose = stack_poses(can, target)[0][0][0]
+    assert np.linalg.norm(pose.position[:2] - [0.5, 0.1]) < 0.003
+    # Without a seen top, the box's centre.
+    bare = dataclasses.replace(target, top_face=None)
+    assert np.allclose(support_centre(bare), grown_c)
+    assert np.allclose(stack_poses(can, bare)[0][0][0].position[:2], grown_c)

@@ -164,6 +164,29 @@ def support_area(target: ObjectPrior) -> np.ndarray:
     return clip_polygon(ft, top.outline_at(target.center[:2], yaw_of(target)))
 
 
+def polygon_centroid(p: np.ndarray) -> Optional[np.ndarray]:
+    """Area centroid (2,) of a simple polygon (K, 2); None when it has no area."""
+    p = np.asarray(p, dtype=float).reshape(-1, 2)
+    if len(p) < 3:
+        return None
+    x, y = p[:, 0], p[:, 1]
+    xn, yn = np.roll(x, -1), np.roll(y, -1)
+    cross = x * yn - xn * y
+    a = float(cross.sum()) / 2
+    if abs(a) < 1e-8:
+        return None
+    return np.array([float(((x + xn) * cross).sum()), float(((y + yn) * cross).sum())]) / (6 * a)
+
+
+def support_centre(target: ObjectPrior) -> np.ndarray:
+    """Where (x, y) to centre what stands on the target: the centroid of its ``support_area``
+    (the seen flat top within its box), else its box's centre. A box grown over a strip of
+    something lower beside or behind the target (a neighbour's top edge taken into its mask)
+    moves the box's centre, but not the top that was seen at the top height."""
+    c = polygon_centroid(support_area(target)) if target.top_face is not None else None
+    return np.asarray(target.center[:2], dtype=float) if c is None else c
+
+
 def check_top_face(target: ObjectPrior) -> None:
     """Raises Infeasible("no_flat_top") when the target's perceived top is not flat and solid
     (a rim around a hollow, an uneven top) or has no area; nothing when it has no top face."""
@@ -182,8 +205,8 @@ def check_top_face(target: ObjectPrior) -> None:
 def support_ratio(obj: ObjectPrior, obj_yaw: float, target: ObjectPrior,
                   xy: Optional[Sequence[float]] = None) -> float:
     """Share of the object's footprint (turned to ``obj_yaw``, its centre at ``xy``, by default
-    the target's centre) that the target's top (``support_area``) covers."""
-    fo = footprint(obj, obj_yaw, target.center[:2] if xy is None else xy)
+    the target's ``support_centre``) that the target's top (``support_area``) covers."""
+    fo = footprint(obj, obj_yaw, support_centre(target) if xy is None else xy)
     ft = support_area(target)
     if len(ft) < 3:
         return 0.0
@@ -196,10 +219,10 @@ def tip_angle(obj: ObjectPrior, obj_yaw: float, target: ObjectPrior,
               xy: Optional[Sequence[float]] = None,
               placement_error: float = PLACEMENT_ERROR) -> float:
     """Tilt (radians) the object survives standing on the target at ``obj_yaw`` with its centre
-    at ``xy`` (default: the target's centre): its centre of mass is ``height / 2`` above the
-    target's top and ``placement_error`` less than the distance to the supported area's edge
-    from it."""
-    xy = np.asarray(target.center[:2] if xy is None else xy, dtype=float)
+    at ``xy`` (default: the target's ``support_centre``): its centre of mass is ``height / 2``
+    above the target's top and ``placement_error`` less than the distance to the supported
+    area's edge from it."""
+    xy = np.asarray(support_centre(target) if xy is None else xy, dtype=float)
     ft = support_area(target)
     if len(ft) < 3:
         return 0.0
@@ -270,6 +293,21 @@ def polygon_gap(a: np.ndarray, b: np.ndarray) -> float:
                 t = float(np.clip(np.dot(p - q0, d) / max(float(np.dot(d, d)), 1e-12), 0, 1))
                 best = min(best, float(np.linalg.norm(p - (q0 + t * d))))
     return best
+
+
+def penetration(a: np.ndarray, b: np.ndarray) -> float:
+    """How deep (m) two convex polygons reach into each other: the least overlap of their
+    projections over the edge normals of both (separating axes); 0 when they are apart."""
+    best = math.inf
+    for poly in (a, b):
+        e = np.roll(poly, -1, axis=0) - poly
+        n = np.stack([-e[:, 1], e[:, 0]], 1)
+        n = n[np.linalg.norm(n, axis=1) > 1e-12]
+        n /= np.linalg.norm(n, axis=1, keepdims=True)
+        pa, pb = a @ n.T, b @ n.T                                  # (K, M) projections
+        over = np.minimum(pa.max(0), pb.max(0)) - np.maximum(pa.min(0), pb.min(0))
+        best = min(best, float(over.min()))
+    return max(best, 0.0)
 
 
 def point_polygon_distance(points: np.ndarray, poly: np.ndarray) -> np.ndarray:

@@ -36,7 +36,8 @@ from scipy.spatial.transform import Rotation
 
 from spatialpin_ros.core.stacking import (MAX_GRASP_WIDTH, MIN_SUPPORT, Infeasible, bottom_z,
                                           check_graspable, check_support, footprint,
-                                          polygon_gap, stable_at, support_ratio, top_z)
+                                          polygon_gap, stable_at, support_centre,
+                                          support_ratio, top_z)
 from spatialpin_ros.core.stacking import wrap as _wrap
 from spatialpin_ros.core.stacking import yaw_of as _yaw_of
 from spatialpin_ros.core.types import ObjectPrior, Pose
@@ -216,14 +217,15 @@ def stack_poses(obj: ObjectPrior, target: ObjectPrior, clearance: float = 0.005,
                 min_support: float = MIN_SUPPORT, neighbours: Sequence[ObjectPrior] = (),
                 shifts: Sequence[float] = PLACEMENT_SHIFTS) -> list[list[tuple[Pose, float]]]:
     """Object poses on top of ``target`` in tiers, each (pose let go ``clearance`` above the
-    top, support ratio): first centred at every supported and stable yaw; then, when one of
+    top, support ratio): first centred (on the target's ``core.stacking.support_centre``, the
+    centre of its seen flat top) at every supported and stable yaw; then, when one of
     ``neighbours`` stands within 2 cm of the placed object and reaches above the target's top,
     moved ``shifts`` away from such neighbours where the support and stability rules still hold
     (``core.stacking.stable_at``). Raises Infeasible when the target cannot support the
     object."""
     best, yaws = check_support(obj, target, min_support)
     z = top_z(target) + clearance + (float(obj.center[2]) - bottom_z(obj))
-    xy = np.asarray(target.center[:2], dtype=float)
+    xy = support_centre(target)
     tiers = [[(Pose.from_yaw([xy[0], xy[1], z], yaw), support_ratio(obj, yaw, target))
               for yaw in yaws]]
     away = _away_from(obj, target, yaws, neighbours)
@@ -253,7 +255,7 @@ def placements_for(hand: Hand, obj: ObjectPrior, grasp: Grasp, tiers: Sequence[S
 def _away_from(obj: ObjectPrior, target: ObjectPrior, yaws: Sequence[float],
                neighbours: Sequence[ObjectPrior], near: float = 0.02) -> Optional[np.ndarray]:
     """Unit direction (2,) away from the neighbours that crowd the placed object, or None."""
-    xy = np.asarray(target.center[:2], dtype=float)
+    xy = support_centre(target)
     placed = [footprint(obj, y, xy) for y in yaws]
     push = np.zeros(2)
     for n in neighbours:

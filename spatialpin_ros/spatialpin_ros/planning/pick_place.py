@@ -54,7 +54,8 @@ from spatialpin_ros.planning.robot import RobotModel
 from spatialpin_ros.planning.scene import PlanningScene
 from spatialpin_ros.planning.side_grasps import hand_boxes, side_grasps
 from spatialpin_ros.planning.scene_queries import (blockers, object_inside, object_on_top,
-                                                   supporting_object, without_phantoms)
+                                                   supporting_object, without_phantoms,
+                                                   yield_to)
 from spatialpin_ros.planning.task_plan import (MotionRecord, PickPlaceConfig, TaskPlan,
                                                TrajectoryBuilder)
 
@@ -192,6 +193,9 @@ def _request(run: _Run, scene: Scene, object_id: str, target_id: Optional[str],
     # Phantoms (pieces smaller than a graspable object, or inside another object's box) are no
     # obstacles.
     scene = without_phantoms(scene, keep=(object_id, target_id))
+    # Neighbours whose perceived boxes reach into the object's give way (a strip taken in).
+    scene = yield_to(obj, scene)
+    target = None if target_id is None else scene.get(target_id)
     above = object_on_top(obj, scene)
     if above is not None:
         raise PlanFailure(PlanStatus.BLOCKED,

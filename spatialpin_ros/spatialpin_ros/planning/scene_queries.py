@@ -1,16 +1,30 @@
 """Questions about a scene of priors that task planning asks (ROS-free): what an object
 stands on, what rests on it or inside it, which pieces are phantoms, and which neighbours may be
-moved out of the way (``blockers``)."""
+moved out of the way (``blockers``), and how neighbours whose perceived boxes reach into the
+grasped object's give way (``yield_to``)."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Optional, Sequence
+
+import numpy as np
 
 from spatialpin_ros.core.stacking import (MAX_GRASP_WIDTH, bottom_z, clip_polygon, footprint,
                                           grasp_width, point_polygon_distance, polygon_area,
                                           polygon_gap, top_z)
 from spatialpin_ros.core.task_kinds import phantom_reason
-from spatialpin_ros.core.types import ObjectPrior, Scene
+from spatialpin_ros.core.types import ObjectPrior, Pose, Scene
+
+#: The most (m) a neighbour's box gives way to the grasped object's (``yield_to``), and the
+#: least share of its extent it keeps: a larger overlap is not a strip taken in by mistake.
+MAX_YIELD = 0.03
+MIN_KEPT = 0.6
+#: How far (m) a neighbour that gave way still reaches into the object's box: perceived boxes
+#: of touching objects overlap by a few millimetres, and the planner lets the held object and
+#: the closed fingers rise from such a neighbour (``planning.choice``).
+TOUCH = 0.003
 
 
 def supporting_object(prior: ObjectPrior, scene: Scene, table_z: float) -> Optional[str]:
@@ -91,3 +105,84 @@ def blockers(scene: Scene, object_id: str, target_id: Optional[str] = None,
         if any(g < r for g, r in reach):
             out.append((0, -round(top_z(o), 2), min(g for g, _ in reach), o))
     return [t[-1] for t in sorted(out, key=lambda t: t[:3])]
+
+
+def _cut_box(n: ObjectPrior, poly: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """The least cut of box ``n``'s footprint, across one of its own axes from one side, that
+    leaves it reaching only ``TOUCH`` into the convex polygon ``poly``: (new centre (2,), new
+    extents (2,)) or None where that cut is larger than ``MAX_YIELD`` or leaves less than ``MIN_KEPT``."""
+    yaw = n.pose.yaw()
+    axes = np.array([[math.cos(yaw), math.sin(yaw)], [-math.sin(yaw), math.cos(yaw)]])
+    loc = (poly - n.center[:2]) @ axes.T                 # the polygon in the box's axes
+    best = None
+    for k in range(2):
+        h = float(n.size[k]) / 2
+        lo, hi = float(loc[:, k].min()), float(loc[:, k].max())
+        # from the + or - side, still reaching TOUCH into the polygon
+        for cut, new in ((h - lo - TOUCH, (-h, lo + TOUCH)),
+                         (hi + h - TOUCH, (hi - TOUCH, h))):
+            if best is None or cut < best[0]:
+                best = (cut, k, new)
+    cut, k, (a, b) = best
+    if cut <= 0.0 or cut > MAX_YIELD or b - a < MIN_KEPT * float(n.size[k]):
+        return None
+    centre = np.zeros(2)
+    centre[k] = (a + b) / 2
+    size = np.asarray(n.size[:2], dtype=float).copy()
+    size[k] = b - a
+    return n.center[:2] + centre @ axes, size
+
+
+def _cut_circle(n: ObjectPrior, poly: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """The largest circle within round ``n``'s footprint that reaches only ``TOUCH`` into the
+    convex polygon ``poly``: its near side moved back by the overlap, the far side kept. None where ``n``'s
+    centre lies in ``poly`` or the cut exceeds ``MAX_YIELD`` or leaves less than ``MIN_KEPT``."""
+    c = np.asarray(n.center[:2], dtype=float)
+    r = float(max(n.size[:2])) / 2
+    d = float(point_polygon_distance(c[None], poly)[0])
+    cut = r - d - TOUCH
+    if d <= 0.0 or cut <= 0.0 or cut > MAX_YIELD or 2 * r - cut < MIN_KEPT * 2 * r:
+        return None
+    # the nearest point of the polygon to the centre: the direction away from it
+    e = np.concatenate([poly, poly[:1]])
+    t = np.clip(np.einsum("ij,ij->i", c - e[:-1], e[1:] - e[:-1])
+                / np.maximum(np.einsum("ij,ij->i", e[1:] - e[:-1], e[1:] - e[:-1]), 1e-12), 0, 1)
+    q = e[:-1] + t[:, None] * (e[1:] - e[:-1])
+    near = q[int(np.argmin(np.linalg.norm(q - c, axis=1)))]
+    u = (c - near) / max(float(np.linalg.norm(c - near)), 1e-9)
+    return c + u * cut / 2, np.full(2, 2 * r - cut)
+
+
+def yield_to(obj: ObjectPrior, scene: Scene, min_overlap: float = 1e-5) -> Scene:
+    """The scene with each neighbour standing beside ``obj`` (their heights overlapping by 1 cm
+    or more) whose perceived footprint reaches into ``obj``'s cut back to touch it only
+    (``TOUCH``). Two solid
+    objects cannot interpenetrate: such an overlap is a strip of one taken into the other's
+    outline (a neighbour's box that took in the grasped object's top edge would otherwise
+    block every finger pose). A neighbour's box is cut across one of its axes (``_cut_box``),
+    a cylinder's circle shrunk from its near side (``_cut_circle``); the overlap must be small
+    (``MAX_YIELD``, ``MIN_KEPT``), else the neighbour stays as perceived. Spheres stay; a
+    neighbour's seen top keeps its place."""
+    fo = footprint(obj)
+    out, changed = [], False
+    for n in scene.objects:
+        new = None
+        if (n.id != obj.id and n.shape != "sphere"
+                and min(top_z(n), top_z(obj)) - max(bottom_z(n), bottom_z(obj)) >= 0.01):
+            inter = clip_polygon(footprint(n), fo)
+            if len(inter) >= 3 and polygon_area(inter) > min_overlap:
+                new = (_cut_circle if n.shape == "cylinder" else _cut_box)(n, fo)
+        if new is None:
+            out.append(n)
+            continue
+        centre, size = new
+        yaw = n.pose.yaw()
+        top = n.top_face
+        if top is not None:
+            world = top.outline_at(n.center[:2], yaw)
+            top = dataclasses.replace(top, polygon=world).about(centre, yaw)
+        out.append(dataclasses.replace(
+            n, pose=Pose(np.array([centre[0], centre[1], n.center[2]]), n.pose.quaternion),
+            size=np.array([size[0], size[1], n.size[2]]), top_face=top))
+        changed = True
+    return scene.replace(objects=out) if changed else scene

@@ -20,7 +20,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from spatialpin_ros.core.errors import SpatialPinError
-from spatialpin_ros.core.stacking import MAX_GRASP_WIDTH, footprint, grasp_width, polygon_gap
+from spatialpin_ros.core.stacking import (MAX_GRASP_WIDTH, bottom_z, footprint, grasp_width,
+                                          penetration, polygon_gap, top_z)
 from spatialpin_ros.core.stacking import free_spot as stacking_free_spot
 from spatialpin_ros.core.task_kinds import TaskKind, action_of, kind_of, real_objects
 from spatialpin_ros.core.types import ObjectPrior, Pose, Scene
@@ -118,6 +119,25 @@ def _partly_hidden(scene: Scene, t: TaskProposal) -> bool:
                for o in (scene.get(t.object_id), scene.get(t.target_id) if t.target_id else None))
 
 
+#: Perceived boxes of touching objects overlap by a few millimetres; a target whose box reaches
+#: deeper than this into a neighbour standing beside it took in a strip of it (two solids cannot
+#: interpenetrate): its centre and top are uncertain.
+OVERLAP_MAX = 0.01
+
+
+def _target_overlaps(scene: Scene, t: TaskProposal) -> bool:
+    """The task puts something on a target whose box reaches into the box of another object
+    beside it (the one moved included; their heights overlapping by 1 cm or more) by more
+    than ``OVERLAP_MAX``."""
+    if not t.target_id:
+        return False
+    b = scene.get(t.target_id)
+    fb = footprint(b)
+    return any(n.id != b.id
+               and min(top_z(n), top_z(b)) - max(bottom_z(n), bottom_z(b)) >= 0.01
+               and penetration(footprint(n), fb) > OVERLAP_MAX for n in scene.objects)
+
+
 class GeometricProposer:
     """Feasible tasks of every kind over the scene's objects (stack, put_in, place_on,
     place_next_to, then moves to a free spot), mixed: the best of each kind in turn."""
@@ -148,8 +168,9 @@ class GeometricProposer:
                     per_kind[kind].append(TaskProposal(
                         describe(kind, a, b), action_of(kind), a.id, b.id, pose, scene.scene_id,
                         _score(kind, a, b), kind=kind.value))
-        for lst in per_kind.values():           # objects seen whole first, then the score
-            lst.sort(key=lambda t: (_partly_hidden(scene, t), -t.score))
+        for lst in per_kind.values():   # objects seen whole, targets apart, then the score
+            lst.sort(key=lambda t: (_partly_hidden(scene, t), _target_overlaps(scene, t),
+                                    -t.score))
         # One of each kind in turn, the best first; a kind's proposals keep their order.
         tasks: list[TaskProposal] = []
         for i in range(max((len(v) for v in per_kind.values()), default=0)):
