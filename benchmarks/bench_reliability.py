@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
-from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -40,6 +40,7 @@ from std_msgs.msg import Header
 from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, Scene, look_at
 from spatialpin_ros.graph import REALSENSE_TOPICS
 from spatialpin_ros.paths import resolve_scene_file
+from spatialpin_ros.ros.executors import MultiThreadedExecutor
 from spatialpin_ros.ros import conversions as conv
 from spatialpin_ros.ros.perception_node import PerceptionNode
 from spatialpin_ros.ros.sim_node import LATCHED, SERVICE_QOS

@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 
 from spatialpin_ros.core.errors import SpatialPinError
+from spatialpin_ros.ros.executors import MultiThreadedExecutor
 
 
 def run_node(node_cls, args=None, threads: int = 1) -> int:
