@@ -193,9 +193,10 @@ def _request(run: _Run, scene: Scene, object_id: str, target_id: Optional[str],
     # Phantoms (pieces smaller than a graspable object, or inside another object's box) are no
     # obstacles.
     scene = without_phantoms(scene, keep=(object_id, target_id))
-    # Neighbours whose perceived boxes reach into the object's give way (a strip taken in).
+    # Neighbours whose perceived boxes reach into the object's give way (a strip taken in), in
+    # the collision scene only: the target keeps its perceived top for the support and
+    # placement rules (cut, a touching target's top was too small to carry the object).
     scene = yield_to(obj, scene)
-    target = None if target_id is None else scene.get(target_id)
     above = object_on_top(obj, scene)
     if above is not None:
         raise PlanFailure(PlanStatus.BLOCKED,
