@@ -312,3 +312,28 @@ def test_benchmark_never_proposes_irregular_or_round_bases():
         or (b["kind"] == "stack" and (b["target_container"]
                                       or b["target_shape"] not in ("box", "cylinder")))]
     assert not bad, bad[:5]
+
+
+def test_a_stack_seen_as_one_object_is_judged_stacked_and_nothing_else_is():
+    from spatialpin_ros.core.types import CameraModel, Scene
+    from spatialpin_ros.reasoning.task_rules import verify_task
+
+    def scene(*objs):
+        return Scene("s", list(objs), CameraModel.from_fov(64, 48, 58), Pose(),
+                     support_plane=np.array([0, 0, 1.0, 0]))
+
+    a = prior("obj_0", "box", [0.50, 0.0, 0.025], [0.05, 0.05, 0.05], color="red")
+    b = prior("obj_1", "box", [0.60, 0.0, 0.04], [0.06, 0.06, 0.08], color="blue")
+    before = scene(a, b)
+    # the red box on the blue one, perceived as one purple object 13 cm tall
+    one = prior("obj_7", "box", [0.60, 0.005, 0.065], [0.06, 0.062, 0.13], color="purple")
+    check = verify_task(scene(one), before, TaskKind.STACK, "obj_0", "obj_1")
+    assert check.ok and "seen as one" in check.detail, check.detail
+    # fallen beside the target and joined to it: wider and no taller than the target
+    beside = prior("obj_7", "box", [0.63, 0.0, 0.04], [0.12, 0.06, 0.08], color="purple")
+    assert not verify_task(scene(beside), before, TaskKind.STACK, "obj_0", "obj_1").ok
+    # the object gone, the target as it was
+    assert not verify_task(scene(b), before, TaskKind.STACK, "obj_0", "obj_1").ok
+    # lying on its side on the target: the rise is half the object's height
+    lying = prior("obj_7", "box", [0.60, 0.0, 0.0525], [0.06, 0.06, 0.105], color="purple")
+    assert not verify_task(scene(lying), before, TaskKind.STACK, "obj_0", "obj_1").ok

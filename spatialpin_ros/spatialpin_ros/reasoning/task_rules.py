@@ -10,7 +10,7 @@ from typing import Optional
 
 import numpy as np
 
-from spatialpin_ros.core.stacking import Infeasible
+from spatialpin_ros.core.stacking import Infeasible, bottom_z, top_z
 from spatialpin_ros.core.task_kinds import (BASE_KINDS, TaskCheck, TaskKind, check_done,
                                             check_kind, place_pose, real_objects)
 from spatialpin_ros.core.types import ObjectPrior, Pose, Scene
@@ -146,16 +146,57 @@ def find_target(after: Scene, b0: ObjectPrior, max_shift: float = 0.03
     return b0, False
 
 
+#: The least height (m) of a stacked object for a stack seen as one object to be told from the
+#: target alone (below it, the rise is within the depth noise).
+MIN_RISE = 0.03
+#: How far (m) a stack seen as one may be wider, on each side, than the wider of the two.
+ONE_STACK_SPREAD = 0.03
+
+
+def seen_as_one_stack(after: Scene, a0: ObjectPrior, b0: ObjectPrior,
+                      xy_tol: float = 0.025, z_tol: float = 0.02) -> Optional[ObjectPrior]:
+    """The object of ``after`` that is the object ``a0`` standing on ``b0``, perceived as one
+    (a stack is one convex surface from the camera, and its colours may mix): at ``b0``'s place
+    (centre within ``xy_tol``), standing where ``b0`` stood (bottom within ``z_tol``), as tall
+    as ``b0`` and ``a0`` together (its top ``a0``'s height above ``b0``'s, within 25 % of it
+    or ``z_tol``) and no wider than the wider of the two by more than ``ONE_STACK_SPREAD``
+    (an object fallen beside the target and joined to it is wider, and lower). None when
+    there is none, or ``a0`` is too low (``MIN_RISE``) to tell the stack from ``b0`` alone."""
+    rise = float(a0.size[2])
+    if rise < MIN_RISE:
+        return None
+    tol = max(z_tol, 0.25 * rise)
+    widest = np.maximum(np.sort(np.asarray(a0.size[:2], dtype=float)),
+                        np.sort(np.asarray(b0.size[:2], dtype=float)))
+    for m in after.objects:
+        if (np.linalg.norm(m.center[:2] - b0.center[:2]) <= xy_tol
+                and abs(bottom_z(m) - bottom_z(b0)) <= z_tol
+                and abs(top_z(m) - top_z(b0) - rise) <= tol
+                and np.all(np.sort(np.asarray(m.size[:2], dtype=float))
+                           <= widest + 2 * ONE_STACK_SPREAD)):
+            return m
+    return None
+
+
 def verify_task(after: Scene, before: Scene, kind: TaskKind, object_id: str,
                 target_id: str = "", goal: Optional[Pose] = None) -> TaskCheck:
     """The task's own success rule (``core.task_kinds.check_done``) on a fresh perceived scene.
-    The target is the one found again there, else its prior from before (said in the detail)."""
+    The target is the one found again there, else its prior from before (said in the detail).
+    A stack may be perceived as one object (``seen_as_one_stack``): the stack's rule holds
+    then too, and the detail says so."""
     a0 = before.get(object_id)
     b0 = before.get(target_id) if target_id else None
     b, found = find_target(after, b0) if b0 is not None else (None, True)
     expect = goal.position if goal is not None else (b0.center if b0 is not None else None)
     a = find_again(after, a0, expect, before)
     check = check_done(kind, a0, a, b, goal, support_z(after))
+    if kind == TaskKind.STACK and not check.ok and b0 is not None:
+        one = seen_as_one_stack(after, a0, b0)
+        if one is not None:
+            return TaskCheck(True, check.rule, (
+                f"seen as one object with its target ({one.id}): {100 * float(one.size[2]):.1f}"
+                f" cm tall at the target's place, {100 * (top_z(one) - top_z(b0)):.1f} cm above"
+                f" the target's top for the object's {100 * float(a0.size[2]):.1f} cm"))
     if not found:
         check.detail += f" (target {b0.id} not seen again: judged at its place before)"
     return check
