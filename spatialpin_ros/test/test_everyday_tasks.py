@@ -337,3 +337,25 @@ def test_a_stack_seen_as_one_object_is_judged_stacked_and_nothing_else_is():
     # lying on its side on the target: the rise is half the object's height
     lying = prior("obj_7", "box", [0.60, 0.0, 0.0525], [0.06, 0.06, 0.105], color="purple")
     assert not verify_task(scene(lying), before, TaskKind.STACK, "obj_0", "obj_1").ok
+
+
+def test_a_stacked_object_whose_bottom_is_hidden_is_judged_by_its_top():
+    from spatialpin_ros.core.types import CameraModel, Scene
+    from spatialpin_ros.reasoning.task_rules import verify_task
+
+    def scene(*objs):
+        return Scene("s", list(objs), CameraModel.from_fov(64, 48, 58), Pose(),
+                     support_plane=np.array([0, 0, 1.0, 0]))
+
+    a = prior("obj_0", "box", [0.50, 0.0, 0.025], [0.05, 0.05, 0.05], color="red")
+    b = prior("obj_1", "box", [0.60, 0.0, 0.04], [0.06, 0.06, 0.08], color="blue")
+    # on the target, its lowest 2 cm hidden behind the target's top edge: seen 3 cm tall
+    seen = prior("obj_0", "box", [0.605, 0.0, 0.115], [0.05, 0.05, 0.03], color="red")
+    check = verify_task(scene(seen, b), scene(a, b), TaskKind.STACK, "obj_0", "obj_1")
+    assert check.ok and "bottom hidden" in check.detail, check.detail
+    # the same top 4 cm too low (the object sank into something, or lies tilted): not stacked
+    low = prior("obj_0", "box", [0.605, 0.0, 0.075], [0.05, 0.05, 0.03], color="red")
+    assert not verify_task(scene(low, b), scene(a, b), TaskKind.STACK, "obj_0", "obj_1").ok
+    # right height, but beside the target
+    off = prior("obj_0", "box", [0.66, 0.0, 0.115], [0.05, 0.05, 0.03], color="red")
+    assert not verify_task(scene(off, b), scene(a, b), TaskKind.STACK, "obj_0", "obj_1").ok

@@ -146,6 +146,10 @@ def find_target(after: Scene, b0: ObjectPrior, max_shift: float = 0.03
     return b0, False
 
 
+#: A stacked object's centre within this (m) of the target's, and its top within ``TOP_Z_TOL``
+#: of its height above the target's top: stacked, whatever its (hidden) bottom reads
+#: (``core.task_kinds.check_done``'s tolerances).
+TOP_XY_TOL, TOP_Z_TOL = 0.025, 0.015
 #: The least height (m) of a stacked object for a stack seen as one object to be told from the
 #: target alone (below it, the rise is within the depth noise).
 MIN_RISE = 0.03
@@ -182,8 +186,9 @@ def verify_task(after: Scene, before: Scene, kind: TaskKind, object_id: str,
                 target_id: str = "", goal: Optional[Pose] = None) -> TaskCheck:
     """The task's own success rule (``core.task_kinds.check_done``) on a fresh perceived scene.
     The target is the one found again there, else its prior from before (said in the detail).
-    A stack may be perceived as one object (``seen_as_one_stack``): the stack's rule holds
-    then too, and the detail says so."""
+    A stack may be perceived as one object (``seen_as_one_stack``), or with the placed
+    object's bottom hidden behind the target's top edge (its top then stands its height above
+    the target's, ``TOP_Z_TOL``): the stack's rule holds then too, and the detail says so."""
     a0 = before.get(object_id)
     b0 = before.get(target_id) if target_id else None
     b, found = find_target(after, b0) if b0 is not None else (None, True)
@@ -197,6 +202,17 @@ def verify_task(after: Scene, before: Scene, kind: TaskKind, object_id: str,
                 f"seen as one object with its target ({one.id}): {100 * float(one.size[2]):.1f}"
                 f" cm tall at the target's place, {100 * (top_z(one) - top_z(b0)):.1f} cm above"
                 f" the target's top for the object's {100 * float(a0.size[2]):.1f} cm"))
+    if kind == TaskKind.STACK and not check.ok and a is not None and b is not None:
+        # The placed object's bottom may be hidden behind the target's top edge: its top,
+        # seen best, stands its height above the target's top (and it is seen above the
+        # target's bottom, not as one object with it).
+        dxy = float(np.linalg.norm(a.center[:2] - b.center[:2]))
+        rise = top_z(a) - top_z(b) - float(a0.size[2])
+        if (dxy <= TOP_XY_TOL and abs(rise) <= TOP_Z_TOL
+                and bottom_z(a) > bottom_z(b) + TOP_Z_TOL):
+            return TaskCheck(True, check.rule, (
+                f"{100 * dxy:.1f} cm from the target's centre, top {100 * rise:+.1f} cm from "
+                f"its height above the target's top (bottom hidden: {check.detail})"))
     if not found:
         check.detail += f" (target {b0.id} not seen again: judged at its place before)"
     return check
