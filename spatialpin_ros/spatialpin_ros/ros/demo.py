@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import cv2
 import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
@@ -34,9 +33,10 @@ from spatialpin_interfaces.srv import AskSpatial, ProposeTasks
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
 from spatialpin_ros.bringup import Bringup
-from spatialpin_ros.perception import metrics
-from spatialpin_ros.report import draw_priors, plot_scene_3d, plot_trajectory
+from spatialpin_ros.core.types import Scene
 from spatialpin_ros.ros import conversions as conv
+from spatialpin_ros.ros.demo_report import (markdown, perception_fields, task_fields,
+                                            truth_stacked, write_images, write_motion)
 from spatialpin_ros.ros.sim_node import LATCHED, PARAMS as SIM_PARAMS
 
 
@@ -151,13 +151,38 @@ class DemoClient(Node):
         raise TimeoutError(f"no {what} within {timeout:.0f} s")
 
 
-def _progress(step: int, total: int, text: str) -> None:
-    print(f"[demo {step}/{total}] {text}", flush=True)
+#: The demo's steps, for its progress lines.
+STEPS = 7
+
+
+def _progress(step: int, text: str) -> None:
+    print(f"[demo {step}/{STEPS}] {text}", flush=True)
 
 
 def _frame_pair(inbox: Inbox) -> bool:
     return (inbox.color is not None and inbox.depth is not None and inbox.info is not None
             and inbox.color.header.stamp == inbox.depth.header.stamp)
+
+
+@dataclass
+class _Seen:
+    """What the demo saw before the task: the camera, its measured rate (Hz), and the perceived
+    scene, the image and the simulator's truth (the truth for the report only)."""
+
+    camera: object
+    rate_hz: float
+    before: Scene
+    rgb: np.ndarray
+    truth: Scene
+
+
+@dataclass
+class _Run:
+    """The task the demo ran (None when no stack task planned) and its result."""
+
+    chosen: object = None
+    result: object = None
+    t_exec: float = 0.0
 
 
 def run_demo(out_dir: str, seed: int = 0, scene_file: str = "", timeout: float = 90.0,
@@ -168,11 +193,10 @@ def run_demo(out_dir: str, seed: int = 0, scene_file: str = "", timeout: float =
     from spatialpin_ros.ros.recorder import McapRecorder
     out = Path(out_dir)
     (out / "logs").mkdir(parents=True, exist_ok=True)
-    total = 7
     overrides = [f"scene_file:={scene_file}"] if scene_file else [f"seed:={seed}"]
     overrides.append(f"robot:={robot}")
-    _progress(1, total, f"starting sim, perception, spatial_qa and manipulation "
-                        f"({scene_file or f'seed {seed}'}); node logs in {out / 'logs'}")
+    _progress(1, f"starting sim, perception, spatial_qa and manipulation "
+                 f"({scene_file or f'seed {seed}'}); node logs in {out / 'logs'}")
     bringup = Bringup("pick_and_stack", overrides, echo=False,
                       log_dir=str(out / "logs")).start()
     rclpy.init()
@@ -189,150 +213,35 @@ def run_demo(out_dir: str, seed: int = 0, scene_file: str = "", timeout: float =
                      "robot": robot}
     t_start = time.monotonic()
     try:
-        node.wait_for(_frame_pair, timeout, "camera frame (colour + depth + camera_info)")
-        node.wait_for(lambda i: i.truth is not None and i.joints is not None and i.priors,
-                      timeout, "ground truth, joint states and scene priors")
-        with node.inbox.lock:
-            info = node.inbox.info
-        cam = conv.camera_model_from_msg(info)
-        _progress(2, total, f"camera {cam.width}x{cam.height}; measuring its rate for "
-                            f"{rate_window:.0f} s")
-        t0 = time.monotonic()
-        time.sleep(rate_window)
-        with node.inbox.lock:
-            times = [t for t in node.inbox.color_times if t >= t0]
-            before = conv.scene_from_msg(node.inbox.priors[-1][1])
-            rgb_before = conv.rgb_from_msg(node.inbox.color)
-            truth_before = conv.scene_from_msg(node.inbox.truth)
-        rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
-        print(f"    {rate:.1f} Hz; perceived {len(before.objects)} objects: "
-              + ", ".join(f"{o.id} {o.label}" for o in before.objects), flush=True)
-
-        _progress(3, total, "asking for task proposals (/spatialpin/propose_tasks)")
-        prop = node.propose(5)
-        tasks = list(prop.tasks)
-        for t in tasks:
-            print(f"    - {t.description} [{t.kind or t.action} {t.object_id} -> "
-                  f"{t.target_id or 'table'}]",
-                  flush=True)
-        summary["proposals"] = [{"description": t.description, "action": t.action,
-                                 "kind": t.kind or t.action,
-                                 "object_id": t.object_id, "target_id": t.target_id}
-                                for t in tasks]
-        summary["proposal_message"] = prop.message
-        # The first stack task that plans (plan only: nothing moves) is the one executed.
-        stack, rejected = None, []
-        for t in (t for t in tasks if t.action == "stack"):
-            r = node.execute(t, execute=False, quiet=True)
-            if r.success:
-                stack = t
-                break
-            rejected.append({"description": t.description, "reason": r.message})
-            print(f"    cannot plan '{t.description}': {r.message[:140]}", flush=True)
-        summary["rejected_tasks"] = rejected
-        result, chosen = None, None
-        if stack is None:
-            print(f"    no stack task to run ({prop.message or 'none plans'})", flush=True)
-        else:
-            chosen = stack
-            _progress(4, total, f"executing: {stack.description} (/spatialpin/execute_task)")
-            t_exec = time.monotonic()
-            result = node.execute(stack)
-            print(f"    {'OK' if result.success else 'FAILED'}: {result.message} (planned in "
-                  f"{result.planning_time:.2f} s)", flush=True)
-            print(f"    kind {result.kind}; grasp: {result.grasp or 'none'}; check: "
-                  f"{result.check or 'none'}", flush=True)
-        _progress(5, total, "waiting for a fresh scene and asking three spatial questions")
-        t_ask = time.monotonic()
-        node.wait_for(lambda i: any(t > t_ask for t, _ in i.priors), timeout, "scene priors")
-        with node.inbox.lock:
-            after = conv.scene_from_msg(node.inbox.priors[-1][1])
-            rgb_after = conv.rgb_from_msg(node.inbox.color)
-            truth_after = conv.scene_from_msg(node.inbox.truth)
-        qa = []
-        for q in _questions(after, chosen, before):
-            r = node.ask(q)
-            qa.append({"question": q, "success": r.success, "answer": r.answer,
-                       "value": None if math.isnan(r.value) else r.value, "unit": r.unit,
-                       "objects": list(r.object_ids), "message": r.message})
-            print(f"    Q: {q}\n    A: {r.answer or 'refused: ' + r.message}", flush=True)
-
-        _progress(6, total, "checking the result against the simulator (for the report only)")
+        seen = _observe(node, timeout, rate_window)
+        run = _choose_and_run(node, summary)
+        after, rgb_after, truth_after, qa = _ask_after(node, timeout, run.chosen, seen.before)
+        _progress(6, "checking the result against the simulator (for the report only)")
         stacked_truth = None
-        if chosen is not None:
-            stacked_truth = _truth_stacked(truth_after, before, chosen)
+        if run.chosen is not None:
+            stacked_truth = truth_stacked(truth_after, seen.before, run.chosen)
             print(f"    simulator: {stacked_truth['verdict']}", flush=True)
-
-        _progress(7, total, f"writing the report to {out}")
-        cv2.imwrite(str(out / "color.png"), cv2.cvtColor(rgb_before, cv2.COLOR_RGB2BGR))
-        cv2.imwrite(str(out / "priors_before.png"), cv2.cvtColor(
-            draw_priors(rgb_before, before, truth_before), cv2.COLOR_RGB2BGR))
-        cv2.imwrite(str(out / "priors_after.png"), cv2.cvtColor(
-            draw_priors(rgb_after, after, truth_after), cv2.COLOR_RGB2BGR))
-        depth_m = conv.depth_from_msg(node.inbox.depth)
-        valid = depth_m > 0
-        lo, hi = (np.percentile(depth_m[valid], [1, 99]) if valid.any() else (0.0, 1.0))
-        vis = cv2.applyColorMap((255 * (1 - np.clip((depth_m - lo) / max(hi - lo, 1e-6), 0, 1))
-                                 ).astype(np.uint8), cv2.COLORMAP_TURBO)
-        vis[~valid] = 0
-        cv2.imwrite(str(out / "depth.png"), vis)
-        traj_info = None
-        if result is not None and result.joint_trajectory.points:
-            traj = conv.trajectory_from_msg(result.joint_trajectory)
-            ee = np.array([[p.pose.position.x, p.pose.position.y, p.pose.position.z]
-                           for p in result.ee_path.poses])
-            plot_scene_3d(str(out / "scene_3d.png"), before, ee, truth_before,
-                          title=f"{chosen.description}: perceived boxes (dashed: truth) and "
-                                "planned gripper path")
-            with node.inbox.lock:
-                log = [(t - t_exec, n, q) for t, n, q in node.joint_log if t >= t_exec]
-            measured = None
-            if log:
-                names = log[0][1]
-                mt, mq = np.array([x[0] for x in log]), np.array([x[2] for x in log])
-                measured = (mt - _onset(mt, mq[:, :7]) + _onset(traj.times,
-                                                                 traj.positions[:, :7]),
-                            names, mq)
-            plot_trajectory(str(out / "trajectory.png"), traj, limits=_nominal_limits(robot),
-                            measured=measured)
-            traj_info = {"points": len(traj.times), "duration_s": round(traj.duration, 2),
-                         "planning_time_s": round(result.planning_time, 3)}
-        else:
-            plot_scene_3d(str(out / "scene_3d.png"), before, None, truth_before,
-                          title="perceived boxes (dashed: truth)")
-        scene = truth_before
-        matches = metrics.match(before.objects, scene.objects)
+        _progress(7, f"writing the report to {out}")
+        write_images(out, (seen.rgb, seen.before, seen.truth), (rgb_after, after, truth_after),
+                     node.inbox.depth)
+        with node.inbox.lock:
+            joint_log = list(node.joint_log)
+        traj_info = write_motion(out, run.result, run.chosen, seen.before, seen.truth,
+                                 joint_log, run.t_exec, robot)
+        cam = seen.camera
         summary.update({
-            "scene": scene.scene_id,
+            "scene": seen.truth.scene_id,
             "camera": {"width": cam.width, "height": cam.height, "fx": cam.fx, "fy": cam.fy,
-                       "cx": cam.cx, "cy": cam.cy, "measured_rate_hz": round(rate, 2)},
-            "perceived": [
-                {"id": o.id, "label": o.label, "shape": o.shape, "color": o.color_name,
-                 "center_m": [round(float(v), 4) for v in o.pose.position],
-                 "size_m": [round(float(v), 4) for v in o.size],
-                 "yaw_deg": round(math.degrees(o.pose.yaw()), 1),
-                 "axes": list(o.axis_names)} for o in before.objects],
-            "perception_vs_truth": {
-                "true_objects": len(scene.objects), "perceived_objects": len(before.objects),
-                "matched": len(matches),
-                "centroid_error_cm": [round(100 * metrics.centroid_error(
-                    before.objects[i], scene.objects[j]), 2) for i, j, _ in matches]},
-            "task": None if chosen is None else {
-                "description": chosen.description, "object_id": chosen.object_id,
-                "target_id": chosen.target_id, "success": bool(result and result.success),
-                "kind": (result.kind if result and result.kind else chosen.kind or "stack"),
-                "grasp": result.grasp if result else "",
-                "check": result.check if result else "",
-                "retried_after_slip": bool(result and result.retried),
-                "message": result.message if result else "", "trajectory": traj_info,
-                "simulator_check": stacked_truth},
+                       "cx": cam.cx, "cy": cam.cy, "measured_rate_hz": round(seen.rate_hz, 2)},
+            **perception_fields(seen.before, seen.truth),
+            "task": task_fields(run.chosen, run.result, traj_info, stacked_truth),
             "questions": qa,
             "recording": {"file": "run.mcap", "messages": dict(recorder.counts)},
             "wall_time_s": round(time.monotonic() - t_start, 1),
         })
         recorder.close()
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
-        (out / "summary.md").write_text(_markdown(summary))
+        (out / "summary.md").write_text(markdown(summary))
         ok = bool(stacked_truth and stacked_truth["stacked"])
         print(f"demo {'finished: stacked' if ok else 'finished WITHOUT a stacked object'}; "
               f"report: {out / 'summary.md'}", flush=True)
@@ -349,10 +258,82 @@ def run_demo(out_dir: str, seed: int = 0, scene_file: str = "", timeout: float =
         bringup.stop()
 
 
-def _onset(t: np.ndarray, q: np.ndarray, tol: float = 0.01) -> float:
-    """Time at which the joints first move ``tol`` rad from where they started."""
-    moved = np.abs(q - q[0]).max(axis=1) > tol
-    return float(t[int(np.argmax(moved))]) if moved.any() else float(t[0])
+def _observe(node: DemoClient, timeout: float, rate_window: float) -> _Seen:
+    """Steps 1-2: wait for a frame pair, the truth, joint states and scene priors; measure the
+    camera rate over ``rate_window`` s; what was perceived then."""
+    node.wait_for(_frame_pair, timeout, "camera frame (colour + depth + camera_info)")
+    node.wait_for(lambda i: i.truth is not None and i.joints is not None and i.priors,
+                  timeout, "ground truth, joint states and scene priors")
+    with node.inbox.lock:
+        info = node.inbox.info
+    cam = conv.camera_model_from_msg(info)
+    _progress(2, f"camera {cam.width}x{cam.height}; measuring its rate for {rate_window:.0f} s")
+    t0 = time.monotonic()
+    time.sleep(rate_window)
+    with node.inbox.lock:
+        times = [t for t in node.inbox.color_times if t >= t0]
+        seen = _Seen(cam, 0.0, conv.scene_from_msg(node.inbox.priors[-1][1]),
+                     conv.rgb_from_msg(node.inbox.color), conv.scene_from_msg(node.inbox.truth))
+    seen.rate_hz = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+    print(f"    {seen.rate_hz:.1f} Hz; perceived {len(seen.before.objects)} objects: "
+          + ", ".join(f"{o.id} {o.label}" for o in seen.before.objects), flush=True)
+    return seen
+
+
+def _choose_and_run(node: DemoClient, summary: dict) -> _Run:
+    """Steps 3-4: ask for proposals, plan-check the stack tasks in order (nothing moves), and
+    execute the first that plans. Adds the proposals and the rejected tasks to ``summary``."""
+    _progress(3, "asking for task proposals (/spatialpin/propose_tasks)")
+    prop = node.propose(5)
+    tasks = list(prop.tasks)
+    for t in tasks:
+        print(f"    - {t.description} [{t.kind or t.action} {t.object_id} -> "
+              f"{t.target_id or 'table'}]", flush=True)
+    summary["proposals"] = [{"description": t.description, "action": t.action,
+                             "kind": t.kind or t.action,
+                             "object_id": t.object_id, "target_id": t.target_id}
+                            for t in tasks]
+    summary["proposal_message"] = prop.message
+    stack, rejected = None, []
+    for t in (t for t in tasks if t.action == "stack"):
+        r = node.execute(t, execute=False, quiet=True)
+        if r.success:
+            stack = t
+            break
+        rejected.append({"description": t.description, "reason": r.message})
+        print(f"    cannot plan '{t.description}': {r.message[:140]}", flush=True)
+    summary["rejected_tasks"] = rejected
+    if stack is None:
+        print(f"    no stack task to run ({prop.message or 'none plans'})", flush=True)
+        return _Run()
+    _progress(4, f"executing: {stack.description} (/spatialpin/execute_task)")
+    run = _Run(stack, None, time.monotonic())
+    run.result = result = node.execute(stack)
+    print(f"    {'OK' if result.success else 'FAILED'}: {result.message} (planned in "
+          f"{result.planning_time:.2f} s)", flush=True)
+    print(f"    kind {result.kind}; grasp: {result.grasp or 'none'}; check: "
+          f"{result.check or 'none'}", flush=True)
+    return run
+
+
+def _ask_after(node: DemoClient, timeout: float, chosen, before: Scene):
+    """Step 5: a scene perceived after the task, and three questions about it: (scene, image,
+    truth, the answers)."""
+    _progress(5, "waiting for a fresh scene and asking three spatial questions")
+    t_ask = time.monotonic()
+    node.wait_for(lambda i: any(t > t_ask for t, _ in i.priors), timeout, "scene priors")
+    with node.inbox.lock:
+        after = conv.scene_from_msg(node.inbox.priors[-1][1])
+        rgb_after = conv.rgb_from_msg(node.inbox.color)
+        truth_after = conv.scene_from_msg(node.inbox.truth)
+    qa = []
+    for q in _questions(after, chosen, before):
+        r = node.ask(q)
+        qa.append({"question": q, "success": r.success, "answer": r.answer,
+                   "value": None if math.isnan(r.value) else r.value, "unit": r.unit,
+                   "objects": list(r.object_ids), "message": r.message})
+        print(f"    Q: {q}\n    A: {r.answer or 'refused: ' + r.message}", flush=True)
+    return after, rgb_after, truth_after, qa
 
 
 def _record_topics():
@@ -373,31 +354,6 @@ def _record_topics():
             ("/spatialpin/planned_path", PathMsg, LATCHED),
             ("/spatialpin/plan_markers", MarkerArray, LATCHED),
             ("/spatialpin/perception/status", String, 10)]
-
-
-def _nominal_limits(robot: str):
-    from spatialpin_ros.planning import RobotModel
-    with RobotModel(robot) as model:
-        return model.joint_limits(nominal=True)
-
-
-def _truth_stacked(truth, before, task) -> dict:
-    """Whether the chosen object ends on the target in the simulator (scoring only): objects
-    are matched to the truth by colour and shape."""
-    def match(oid):
-        o = before.get(oid)
-        c = [t for t in truth.objects if t.color_name == o.color_name]
-        return min(c, key=lambda t: np.linalg.norm(t.center - o.center)) if c else None
-    a, b = match(task.object_id), match(task.target_id)
-    if a is None or b is None:
-        return {"stacked": False, "verdict": "could not match the objects to the simulator's"}
-    dxy = float(np.linalg.norm(a.center[:2] - b.center[:2]))
-    dz = float((a.center[2] - a.size[2] / 2) - (b.center[2] + b.size[2] / 2))
-    ok = dxy < 0.02 and abs(dz) < 0.01
-    return {"stacked": ok, "horizontal_offset_cm": round(100 * dxy, 2),
-            "vertical_gap_cm": round(100 * dz, 2),
-            "verdict": (f"{a.id} {'IS' if ok else 'is NOT'} on {b.id} (offset "
-                        f"{100 * dxy:.1f} cm, gap {100 * dz:+.1f} cm)")}
 
 
 def _phrase(o) -> str:
@@ -421,58 +377,3 @@ def _questions(scene, task=None, before=None) -> list[str]:
     return [f"How far is {_phrase(a)} from {_phrase(b)}?",
             f"Is {_phrase(a)} to the left of {_phrase(b)}?",
             "How tall is the tallest object?"]
-
-
-def _markdown(s: dict) -> str:
-    pv = s["perception_vs_truth"]
-    task = s.get("task")
-    lines = [f"# spatialpin_ros pick-and-stack demo: {s['scene']}", ""]
-    if task:
-        sc = task.get("simulator_check") or {}
-        lines += [f"**Task:** {task['description']} -> **{'stacked' if sc.get('stacked') else 'not stacked'}** "
-                  f"(manipulation node: {task['message']}; simulator: {sc.get('verdict', '?')})", "",
-                  f"- **Kind:** `{task.get('kind', '')}`",
-                  f"- **Grasp chosen:** {task.get('grasp') or 'none'}",
-                  f"- **Check that decided success** (the kind's own rule on a fresh perceived "
-                  f"scene): {task.get('check') or 'none'}"
-                  + (" (the hand was found empty once; re-perceived and tried again)"
-                     if task.get("retried_after_slip") else ""), ""]
-    else:
-        lines += ["**No stack task was proposed for this scene.**", ""]
-    lines += [
-        "| before (perceived boxes and labels; white: truth) | after |", "| --- | --- |",
-        "| ![before](priors_before.png) | ![after](priors_after.png) |", "",
-        "![3D view: perceived boxes, truth dashed, planned gripper path](scene_3d.png)", "",
-        "## Spatial questions (/spatialpin/ask, geometric backend)", "",
-        *[f"- **{q['question']}** {q['answer'] or 'refused: ' + q['message']}"
-          for q in s["questions"]], "",
-        "## Task proposals (/spatialpin/propose_tasks)", "",
-        *[f"- {p['description']} (`{p.get('kind', p['action'])}` {p['object_id']} -> "
-          f"{p['target_id'] or 'table'})" for p in s.get("proposals", [])], "",
-        *(["Proposals that did not plan: " + "; ".join(
-            f"*{r['description']}*: {r['reason'][:160]}" for r in s["rejected_tasks"]), ""]
-          if s.get("rejected_tasks") else [])]
-    if task and task.get("trajectory"):
-        t = task["trajectory"]
-        lines += ["## Planned joint trajectory", "",
-                  f"{t['points']} points over {t['duration_s']} s, planned in "
-                  f"{t['planning_time_s']} s (OMPL, smoothed, Ruckig-timed within velocity and "
-                  "acceleration limits).", "", "![joint trajectory](trajectory.png)", ""]
-    lines += [
-        "## Perceived objects (/spatialpin/scene_priors), before the task", "",
-        f"{pv['perceived_objects']} perceived, {pv['true_objects']} in the scene, "
-        f"{pv['matched']} matched (3D IoU >= 0.25); centroid errors (cm): "
-        f"{pv['centroid_error_cm']}", "",
-        "| id | label | centre (m) | size (m) | yaw (deg) | axes x, y, z |",
-        "| --- | --- | --- | --- | --- | --- |",
-        *[f"| {o['id']} | {o['label']} | {o['center_m']} | {o['size_m']} | {o['yaw_deg']} | "
-          f"{', '.join(o['axes'])} |" for o in s["perceived"]], "",
-        "## Run", "",
-        f"- Camera {s['camera']['width']}x{s['camera']['height']}, measured "
-        f"{s['camera']['measured_rate_hz']} Hz; depth: ![depth](depth.png)",
-        f"- Recording: `run.mcap` ({sum(s['recording']['messages'].values())} messages on "
-        f"{len(s['recording']['messages'])} topics), replay with Foxglove or "
-        "`ros2 bag play run.mcap`",
-        f"- Wall time {s['wall_time_s']} s; node logs in `logs/`",
-    ]
-    return "\n".join(lines) + "\n"
