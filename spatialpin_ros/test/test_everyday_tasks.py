@@ -359,3 +359,22 @@ def test_a_stacked_object_whose_bottom_is_hidden_is_judged_by_its_top():
     # right height, but beside the target
     off = prior("obj_0", "box", [0.66, 0.0, 0.115], [0.05, 0.05, 0.03], color="red")
     assert not verify_task(scene(off, b), scene(a, b), TaskKind.STACK, "obj_0", "obj_1").ok
+
+
+def test_a_stack_seen_as_one_from_the_floor_counts_when_the_targets_lower_part_was_missed():
+    from spatialpin_ros.core.types import CameraModel, Scene
+    from spatialpin_ros.reasoning.task_rules import verify_task
+
+    def scene(*objs):
+        return Scene("s", list(objs), CameraModel.from_fov(64, 48, 58), Pose(),
+                     support_plane=np.array([0, 0, 1.0, 0]))
+
+    a = prior("obj_0", "cylinder", [0.55, -0.24, 0.05], [0.05, 0.05, 0.10], color="white")
+    # the target seen before as its top 4 cm only (its lower part hidden): 7.5-11.5 cm high
+    b = prior("obj_1", "cylinder", [0.46, -0.18, 0.095], [0.067, 0.067, 0.04], color="white")
+    one = prior("obj_1", "cylinder", [0.464, -0.18, 0.105], [0.06, 0.06, 0.21], color="white")
+    check = verify_task(scene(one), scene(a, b), TaskKind.STACK, "obj_0", "obj_1")
+    assert check.ok and "seen as one" in check.detail, check.detail
+    # the same column standing 3 cm up (on something else): not this stack
+    up = prior("obj_1", "cylinder", [0.464, -0.18, 0.135], [0.06, 0.06, 0.21], color="white")
+    assert not verify_task(scene(up), scene(a, b), TaskKind.STACK, "obj_0", "obj_1").ok

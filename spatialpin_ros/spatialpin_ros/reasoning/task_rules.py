@@ -161,7 +161,8 @@ def seen_as_one_stack(after: Scene, a0: ObjectPrior, b0: ObjectPrior,
                       xy_tol: float = 0.025, z_tol: float = 0.02) -> Optional[ObjectPrior]:
     """The object of ``after`` that is the object ``a0`` standing on ``b0``, perceived as one
     (a stack is one convex surface from the camera, and its colours may mix): at ``b0``'s place
-    (centre within ``xy_tol``), standing where ``b0`` stood (bottom within ``z_tol``), as tall
+    (centre within ``xy_tol``), standing where ``b0`` stood (bottom within ``z_tol`` of
+    ``b0``'s, or of the support surface: a target's hidden lower part may be missed), as tall
     as ``b0`` and ``a0`` together (its top ``a0``'s height above ``b0``'s, within 25 % of it
     or ``z_tol``) and no wider than the wider of the two by more than ``ONE_STACK_SPREAD``
     (an object fallen beside the target and joined to it is wider, and lower). None when
@@ -172,9 +173,10 @@ def seen_as_one_stack(after: Scene, a0: ObjectPrior, b0: ObjectPrior,
     tol = max(z_tol, 0.25 * rise)
     widest = np.maximum(np.sort(np.asarray(a0.size[:2], dtype=float)),
                         np.sort(np.asarray(b0.size[:2], dtype=float)))
+    floor = support_z(after)
     for m in after.objects:
         if (np.linalg.norm(m.center[:2] - b0.center[:2]) <= xy_tol
-                and abs(bottom_z(m) - bottom_z(b0)) <= z_tol
+                and min(abs(bottom_z(m) - bottom_z(b0)), abs(bottom_z(m) - floor)) <= z_tol
                 and abs(top_z(m) - top_z(b0) - rise) <= tol
                 and np.all(np.sort(np.asarray(m.size[:2], dtype=float))
                            <= widest + 2 * ONE_STACK_SPREAD)):
