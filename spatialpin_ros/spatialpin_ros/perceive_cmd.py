@@ -102,11 +102,12 @@ def open_source(args, log):
     if not path.exists():
         raise UsageError(f"not found: {path}")
     if _is_mcap(path):
-        return (fs.mcap_frames(path, args.color_topic or fs.DEFAULT_COLOR_TOPIC,
-                               args.depth_topic or fs.DEFAULT_DEPTH_TOPIC,
-                               args.info_topic or fs.DEFAULT_INFO_TOPIC, intrinsics, pose,
-                               max_dt=args.max_dt, every=args.every,
-                               max_frames=args.max_frames, log=log), str(path), True)
+        from spatialpin_ros.perception.mcap_source import mcap_frames
+        return (mcap_frames(path, args.color_topic or fs.DEFAULT_COLOR_TOPIC,
+                            args.depth_topic or fs.DEFAULT_DEPTH_TOPIC,
+                            args.info_topic or fs.DEFAULT_INFO_TOPIC, intrinsics, pose,
+                            max_dt=args.max_dt, every=args.every,
+                            max_frames=args.max_frames, log=log), str(path), True)
     if path.is_dir():
         return (fs.folder_frames(path, intrinsics, args.depth_scale, pose, every=args.every,
                                  max_frames=args.max_frames), str(path), False)
