@@ -421,7 +421,7 @@ def _to_grasps(hand: Hand, prior: ObjectPrior, cands: list[_Cand], centre: np.nd
                 pregrasp=top_down_pose(pos + [0, 0, approach_height], yaw),
                 lift=top_down_pose(pos + [0, 0, lift_height], yaw), yaw=yaw, width=c.width,
                 preshape=c.preshape, finger_target=target,
-                depth=_depth_below_top(prior, c.tcp_z), kind=kind, score=score))
+                depth=_depth_below_top(prior, c.tcp_z), kind=kind, score=score, pinch=thin))
     out.sort(key=lambda g: -g.score)
     return out
 
