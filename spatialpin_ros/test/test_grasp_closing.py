@@ -11,7 +11,7 @@ import pytest
 from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, Scene
 from spatialpin_ros.planning import RobotModel, plan_pick_and_place
 from spatialpin_ros.planning.grasps import Grasp
-from spatialpin_ros.planning.pick_place import pivots, swings, until_stopped
+from spatialpin_ros.planning.pick_place import STOP_SHORT, pivots, swings, until_stopped
 from spatialpin_ros.planning.recovery import HandState, hand_check
 
 CAM = CameraModel.from_fov(64, 48, 58)
@@ -35,14 +35,14 @@ def scene():
                  support_plane=np.array([0, 0, 1.0, 0]))
 
 
-def test_the_fingers_are_commanded_fully_closed(robot):
+def test_the_fingers_are_commanded_closed(robot):
     plan = plan_pick_and_place(robot, scene(), "a", "b")
     assert plan.success, plan.reason
-    assert plan.grasp.finger_target == 0.0
-    # The close stage ends with the fingers commanded shut.
+    assert plan.grasp.finger_target == STOP_SHORT < 0.002
+    # The close stage ends with the fingers commanded (nearly) shut.
     g = plan.trajectory.positions[:, robot.dof:]
     i = int(np.searchsorted(plan.trajectory.times, plan.stage("close")[1]))
-    assert robot.finger_from_positions(g[i]) == pytest.approx(0.0, abs=1e-4)
+    assert robot.finger_from_positions(g[i]) == pytest.approx(STOP_SHORT, abs=1e-4)
     # Off, the fingers close the squeeze inside the perceived half-width, as before.
     old = plan_pick_and_place(robot, scene(), "a", "b", close_until_stopped=False)
     squeeze = robot.description.gripper.squeeze
@@ -51,14 +51,14 @@ def test_the_fingers_are_commanded_fully_closed(robot):
 
 def test_a_part_narrower_than_half_its_perceived_width_is_read_as_held():
     """A 1.7 cm part measured 3.3 cm across: fingers closing to half the perceived width stop
-    on it at their target, which read as 'nothing between them'; closing fully, they stop
-    on it 1.7 cm apart: held. Fully closed on nothing: empty."""
+    on it at their target, which read as 'nothing between them'; closing until stopped, they
+    stop on it 1.7 cm apart: held. Closed on nothing: empty."""
     p = Pose.from_yaw([0.5, 0.0, 0.06], 0.0)
     g = Grasp("x", p, p, p, 0.0, 0.033, 0.032, 0.033 / 4, 0.027, "cloud")
     assert hand_check([0.0085, 0.0085], g).state == HandState.EMPTY
     shut = until_stopped(g)
     assert hand_check([0.0085, 0.0085], shut).state == HandState.HELD
-    assert hand_check([0.0002, 0.0002], shut).state == HandState.EMPTY
+    assert hand_check([STOP_SHORT, STOP_SHORT], shut).state == HandState.EMPTY
 
 
 def test_a_pinch_stays_a_pinch_when_closed_fully():
@@ -68,6 +68,7 @@ def test_a_pinch_stays_a_pinch_when_closed_fully():
                       [0.066, 0.066, 0.12], shape="cylinder")
     p = Pose.from_yaw([0.5, 0.0, 0.064], 0.0)
     rim = Grasp("cup", p, p, p, 0.0, 0.008, 0.015, 0.0, 0.025, "rim", pinch=True)
+    assert until_stopped(rim).finger_target == 0.0     # a pinch stays closed fully
     body = Grasp("can", dataclasses.replace(p, position=np.array([0.5, 0.0, 0.095])), p, p,
                  0.0, 0.066, 0.045, 0.028, 0.025, "cloud")
     for g, obj, swing in ((rim, cup, True), (body, can, False)):

@@ -353,13 +353,20 @@ def _build(run: _Run, ps: PlanningScene, req: _Request, c: Choice, q_start: np.n
         plan.ee_path, plan.ee_quat = robot.fk_path(traj.positions[:, :robot.dof])
 
 
+#: Each finger's closing target (m) of ``until_stopped``: just short of the fully closed end
+#: stop, so that the finger motor does not drive into the joint's limit (at exactly 0, a block
+#: put on a plate stuck to an opened finger and was carried off in the end-to-end test).
+STOP_SHORT = 0.001
+
+
 def until_stopped(g: Grasp) -> Grasp:
-    """``g`` with its fingers commanded fully closed: they close until the object stops them
-    (as a force-limited parallel gripper grasps) rather than to a target a few millimetres
-    inside the perceived sides, which stops short of an object perceived too wide (depth noise,
-    a box fitted to a blob) and presses it lightly or not at all; the hand check then reads a
-    held object from any gap the fingers keep (``recovery.hand_check``)."""
-    return dataclasses.replace(g, finger_target=0.0)
+    """``g`` with its fingers commanded (nearly) closed, ``STOP_SHORT``: they close until the
+    object stops them (as a force-limited parallel gripper grasps) rather than to a target a
+    few millimetres inside the perceived sides, which stops short of an object perceived too
+    wide (depth noise, a box fitted to a blob) and presses it lightly or not at all; the hand
+    check then reads a held object from any gap the fingers keep beyond that
+    (``recovery.hand_check``). A pinch already closed fully stays so."""
+    return dataclasses.replace(g, finger_target=min(g.finger_target, STOP_SHORT))
 
 
 def lever(g: Grasp, obj: ObjectPrior) -> float:
