@@ -1,4 +1,4 @@
-"""The fingers close until the object stops them (``pick_place.until_stopped``): an object
+"""The fingers close until the object stops them (``hold.until_stopped``): an object
 perceived wider than it is, or a part narrower than half its perceived width, is still
 squeezed and read as held; a pinched wall stays a pinch (it swings, it does not pivot)."""
 
@@ -11,7 +11,7 @@ import pytest
 from spatialpin_ros.core.types import CameraModel, ObjectPrior, Pose, Scene
 from spatialpin_ros.planning import RobotModel, plan_pick_and_place
 from spatialpin_ros.planning.grasps import Grasp
-from spatialpin_ros.planning.pick_place import STOP_SHORT, pivots, swings, until_stopped
+from spatialpin_ros.planning.hold import STOP_SHORT, pivots, swings, until_stopped
 from spatialpin_ros.planning.recovery import HandState, hand_check
 
 CAM = CameraModel.from_fov(64, 48, 58)

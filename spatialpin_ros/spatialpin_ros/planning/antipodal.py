@@ -30,7 +30,9 @@ well the surface normals at the two contacts line up with ``c`` (antipodal), the
 depth, the wrist well inside its limits and the least wrist turn.
 The fingers are commanded to half the measured half-width (or ``squeeze`` inside it, whichever
 is deeper; fully closed on a thin wall), so that they press on the object even where the points
-make it look wider than it is, and ``recovery.hand_check`` judges the hand by that target.
+make it look wider than it is, and ``recovery.hand_check`` judges the hand by that target
+(the task planner commands them nearly closed instead, ``hold.until_stopped``: even half
+the measured width stopped short of parts narrower than that).
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ current wrist heading.
 
 The TCP goes ``depth`` below the object's top (a sphere: to its centre), but keeps the
 fingertips ``fingertip_clearance`` above the surface the object stands on. The fingers are
-commanded ``squeeze`` metres inside the object's half-width so that they press on it.
+commanded ``squeeze`` metres inside the object's half-width so that they press on it (the
+task planner then commands them nearly closed instead, ``hold.until_stopped``).
 
 Placement on a target (stacking): the object is centred over the target's top, its bottom
 ``clearance`` above it, turned so that its sides line up with a box target's sides (the
@@ -70,7 +71,7 @@ class Grasp:
     hand_clear: bool = False
     #: The fingers pinch a wall or a thin part (a rim grasp; a part no wider than twice the
     #: squeeze): the object may swing in the hand, but does not pivot like a grasp of a
-    #: solid part high above its centre of mass (``pick_place.swings``, ``pivots``).
+    #: solid part high above its centre of mass (``hold.swings``, ``pivots``).
     pinch: bool = False
 
 

@@ -48,6 +48,8 @@ from spatialpin_ros.planning.cartesian import gripper_move
 from spatialpin_ros.planning.choice import Choice, ChoiceContext, StraightMove, choose
 from spatialpin_ros.planning.antipodal import cloud_grasps
 from spatialpin_ros.planning.grasps import Grasp, grasp_candidates, stack_poses
+from spatialpin_ros.planning.hold import (NARROW_PART, STOP_SHORT, lever, pivots, swings,
+                                          until_stopped)
 from spatialpin_ros.planning.object_cloud import SceneCloud
 from spatialpin_ros.planning.planner import MotionPlanner, PlanResult, path_length
 from spatialpin_ros.planning.robot import RobotModel
@@ -60,7 +62,8 @@ from spatialpin_ros.planning.task_plan import (MotionRecord, PickPlaceConfig, Ta
                                                TrajectoryBuilder)
 
 __all__ = ["PickPlaceConfig", "MotionRecord", "TaskPlan", "blockers", "object_inside",
-           "object_on_top", "plan_pick_and_place", "supporting_object", "without_phantoms"]
+           "object_on_top", "plan_pick_and_place", "supporting_object", "without_phantoms",
+           "NARROW_PART", "STOP_SHORT", "lever", "pivots", "swings", "until_stopped"]
 
 
 @dataclass
@@ -351,51 +354,6 @@ def _build(run: _Run, ps: PlanningScene, req: _Request, c: Choice, q_start: np.n
     plan.stages = b.stages
     if cfg.compute_ee_path:
         plan.ee_path, plan.ee_quat = robot.fk_path(traj.positions[:, :robot.dof])
-
-
-#: Each finger's closing target (m) of ``until_stopped``: just short of the fully closed end
-#: stop, so that the finger motor does not drive into the joint's limit (at exactly 0, a block
-#: put on a plate stuck to an opened finger and was carried off in the end-to-end test).
-STOP_SHORT = 0.001
-
-
-def until_stopped(g: Grasp) -> Grasp:
-    """``g`` with its fingers commanded (nearly) closed, ``STOP_SHORT``: they close until the
-    object stops them (as a force-limited parallel gripper grasps) rather than to a target a
-    few millimetres inside the perceived sides, which stops short of an object perceived too
-    wide (depth noise, a box fitted to a blob) and presses it lightly or not at all; the hand
-    check then reads a held object from any gap the fingers keep beyond that
-    (``recovery.hand_check``). A pinch already closed fully stays so."""
-    return dataclasses.replace(g, finger_target=min(g.finger_target, STOP_SHORT))
-
-
-def lever(g: Grasp, obj: ObjectPrior) -> float:
-    """Height (m) of the grasp above the object's centre of mass (its box's centre)."""
-    return float(g.pose.position[2] - obj.center[2])
-
-
-def swings(g: Grasp, obj: ObjectPrior, swing_ratio: float) -> bool:
-    """Whether the object may swing in the hand: held by a pinch (fingers closed fully on a
-    wall or a thin part) or high above its centre of mass, more than ``swing_ratio`` times
-    the grasp's width."""
-    return g.pinch or lever(g, obj) > swing_ratio * max(float(g.width), 1e-3)
-
-
-#: A grasp narrower than this share of the object's narrowest side holds a narrow part of it
-#: (a neck, a knob).
-NARROW_PART = 0.6
-
-
-def pivots(g: Grasp, obj: ObjectPrior, max_ratio: float) -> bool:
-    """Whether a grasp (not a pinch of a wall) holds the object so far above its centre of
-    mass for its width that the object turns about the line through the two contacts: more
-    than ``max_ratio`` times the width, or more than the width on a narrow part of the object
-    (``NARROW_PART``: a bottle by its neck)."""
-    if g.pinch:
-        return False
-    w = max(float(g.width), 1e-3)
-    narrow = w < NARROW_PART * float(min(obj.size[:2]))
-    return lever(g, obj) > (1.0 if narrow else max_ratio) * w
 
 
 def _target_poses(cfg: PickPlaceConfig, req: _Request, fingertip_below_tcp: float

@@ -2,7 +2,7 @@
 
 ``hand_check``: after the fingers close (and again after the lift), the measured finger joint
 positions say whether they stopped on the object: fingers that reached their commanded target
-(``Grasp.finger_target``: fully closed, ``pick_place.until_stopped``, unless the planner was set
+(``Grasp.finger_target``: nearly closed, ``hold.until_stopped``, unless the planner was set
 to close a few millimetres inside the object's perceived half-width) closed on nothing, or the
 object slipped out. Fingers still moving are not judged (``settled``).
 

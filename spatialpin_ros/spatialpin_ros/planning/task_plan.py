@@ -32,7 +32,7 @@ class PickPlaceConfig:
     carry. ``max_grasp_width`` [m] (None: the robot's). ``grasp_depth`` [m] of the TCP below
     the object's top. ``squeeze`` [m per finger] closed inside the object's half-width (None: the
     robot description's ``gripper.squeeze``); with ``close_until_stopped`` the fingers are
-    commanded fully closed instead and stop on the object (``pick_place.until_stopped``).
+    commanded nearly closed instead and stop on the object (``hold.until_stopped``).
     ``cartesian_speed`` [m/s] of the straight moves. ``close_dwell`` and ``release_dwell`` [s]
     after the gripper moves. ``reference_time`` [s] of a long RRT* per sampled motion, for path
     length ratios (0: none; not counted in planning time). ``compute_ee_path``: fill
@@ -48,7 +48,7 @@ class PickPlaceConfig:
     still ``settle_dwell`` [s] over the place before it is lowered. A grasp (not a pinch)
     more than ``max_lever_ratio`` times its width above the object's centre of mass, or
     more than its width on a narrow part (a bottle by its neck), pivots on its two contacts
-    (``pick_place.pivots``): it is not used; an object with no other top-down grasp is grasped
+    (``hold.pivots``): it is not used; an object with no other top-down grasp is grasped
     from the side (``planning.side_grasps``), or refused (``unstable_grasp``) where no side
     grasp works either."""
 
