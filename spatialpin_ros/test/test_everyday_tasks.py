@@ -217,7 +217,7 @@ def test_grasps_that_pivot_or_swing():
     assert pivots(neck, bottle, 2.5)
     body = grasp(0.095, 0.066, 0.028)
     assert not pivots(body, can, 2.5) and not swings(body, can, 2.0)
-    rim = grasp(0.064, 0.008, 0.0)
+    rim = dataclasses.replace(grasp(0.064, 0.008, 0.0), pinch=True)
     assert not pivots(rim, cup, 2.5) and swings(rim, cup, 2.0)
 
 

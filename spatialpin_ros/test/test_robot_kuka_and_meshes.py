@@ -69,7 +69,9 @@ def test_the_kuka_plans_a_stack_within_its_limits(kuka):
     assert plan.success, plan.reason
     assert list(plan.trajectory.joint_names) == kuka.joint_names
     assert not any(limit_violations(plan.trajectory, kuka.joint_limits(nominal=True)).values())
-    # The fingers close to the block's half-width less the YAML's squeeze.
+    assert plan.grasp.finger_target < 0.002   # closed until the block stops the jaws
+    # Not closing fully, the fingers close to the block's half-width less the YAML's squeeze.
+    plan = plan_pick_and_place(kuka, scene, "red", "blue", close_until_stopped=False)
     assert abs(plan.grasp.finger_target - (0.0225 - kuka.description.gripper.squeeze)) < 1e-6
 
 

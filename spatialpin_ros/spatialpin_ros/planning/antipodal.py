@@ -30,7 +30,9 @@ well the surface normals at the two contacts line up with ``c`` (antipodal), the
 depth, the wrist well inside its limits and the least wrist turn.
 The fingers are commanded to half the measured half-width (or ``squeeze`` inside it, whichever
 is deeper; fully closed on a thin wall), so that they press on the object even where the points
-make it look wider than it is, and ``recovery.hand_check`` judges the hand by that target.
+make it look wider than it is, and ``recovery.hand_check`` judges the hand by that target
+(the task planner commands them nearly closed instead, ``hold.until_stopped``: even half
+the measured width stopped short of parts narrower than that).
 """
 
 from __future__ import annotations
@@ -421,7 +423,7 @@ def _to_grasps(hand: Hand, prior: ObjectPrior, cands: list[_Cand], centre: np.nd
                 pregrasp=top_down_pose(pos + [0, 0, approach_height], yaw),
                 lift=top_down_pose(pos + [0, 0, lift_height], yaw), yaw=yaw, width=c.width,
                 preshape=c.preshape, finger_target=target,
-                depth=_depth_below_top(prior, c.tcp_z), kind=kind, score=score))
+                depth=_depth_below_top(prior, c.tcp_z), kind=kind, score=score, pinch=thin))
     out.sort(key=lambda g: -g.score)
     return out
 

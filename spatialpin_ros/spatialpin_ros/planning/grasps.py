@@ -11,7 +11,8 @@ current wrist heading.
 
 The TCP goes ``depth`` below the object's top (a sphere: to its centre), but keeps the
 fingertips ``fingertip_clearance`` above the surface the object stands on. The fingers are
-commanded ``squeeze`` metres inside the object's half-width so that they press on it.
+commanded ``squeeze`` metres inside the object's half-width so that they press on it (the
+task planner then commands them nearly closed instead, ``hold.until_stopped``).
 
 Placement on a target (stacking): the object is centred over the target's top, its bottom
 ``clearance`` above it, turned so that its sides line up with a box target's sides (the
@@ -68,6 +69,10 @@ class Grasp:
     #: A side grasp whose hand (not only its fingers) was found clear of the object's points:
     #: the planner lets the hand near the object's perceived box (``planning.side_grasps``).
     hand_clear: bool = False
+    #: The fingers pinch a wall or a thin part (a rim grasp; a part no wider than twice the
+    #: squeeze): the object may swing in the hand, but does not pivot like a grasp of a
+    #: solid part high above its centre of mass (``hold.swings``, ``pivots``).
+    pinch: bool = False
 
 
 @dataclass
@@ -185,7 +190,8 @@ def _grasps(hand: Hand, prior: ObjectPrior, support_z: float, current_yaw: float
                 pregrasp=top_down_pose(pos + [0, 0, approach_height], yaw),
                 lift=top_down_pose(pos + [0, 0, lift_height], yaw), yaw=yaw, width=w,
                 preshape=min(hand.finger_open, w / 2 + preshape_margin),
-                finger_target=max(0.0, w / 2 - squeeze), depth=top - tcp_z))
+                finger_target=max(0.0, w / 2 - squeeze), depth=top - tcp_z,
+                pinch=w / 2 <= squeeze))
     # Narrower first (stable, more room for the fingers), then a wrist well inside its
     # limits, then least wrist turn.
     x, y = float(prior.center[0]), float(prior.center[1])

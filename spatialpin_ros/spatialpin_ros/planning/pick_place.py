@@ -6,7 +6,7 @@ Stages, in order (names as in ``TaskPlan.stages``)::
     preshape   fingers open to the object's width plus a margin (arm still)
     approach   planned motion from q_start to the pre-grasp pose (TCP 10 cm above the grasp)
     descend    straight down to the grasp pose (the object may touch the gripper)
-    close      fingers close to squeeze the object, then a short dwell
+    close      fingers close until the object stops them, then a short dwell
     lift       straight up (the object now moves with the hand)
     transport  planned motion, holding the object, to the pre-place pose
     lower      straight down until the object's bottom is ``clearance`` above the target's top
@@ -48,6 +48,8 @@ from spatialpin_ros.planning.cartesian import gripper_move
 from spatialpin_ros.planning.choice import Choice, ChoiceContext, StraightMove, choose
 from spatialpin_ros.planning.antipodal import cloud_grasps
 from spatialpin_ros.planning.grasps import Grasp, grasp_candidates, stack_poses
+from spatialpin_ros.planning.hold import (NARROW_PART, STOP_SHORT, lever, pivots, swings,
+                                          until_stopped)
 from spatialpin_ros.planning.object_cloud import SceneCloud
 from spatialpin_ros.planning.planner import MotionPlanner, PlanResult, path_length
 from spatialpin_ros.planning.robot import RobotModel
@@ -60,7 +62,8 @@ from spatialpin_ros.planning.task_plan import (MotionRecord, PickPlaceConfig, Ta
                                                TrajectoryBuilder)
 
 __all__ = ["PickPlaceConfig", "MotionRecord", "TaskPlan", "blockers", "object_inside",
-           "object_on_top", "plan_pick_and_place", "supporting_object", "without_phantoms"]
+           "object_on_top", "plan_pick_and_place", "supporting_object", "without_phantoms",
+           "NARROW_PART", "STOP_SHORT", "lever", "pivots", "swings", "until_stopped"]
 
 
 @dataclass
@@ -276,6 +279,8 @@ def _choice(run: _Run, ps: PlanningScene, req: _Request, place_pose: Optional[Po
     support_id = supporting_object(obj, req.scene, ps.table_z)
     support = top_z(req.scene.get(support_id)) if support_id else ps.table_z
     grasps = _grasps(run, obj, support, q_start, points)
+    if cfg.close_until_stopped:
+        grasps = [until_stopped(g) for g in grasps]
     # Object poses on the target (raises "target too small" etc. before any IK).
     poses_on = (_target_poses(cfg, req, robot.fingertip_below_tcp)
                 if req.target is not None else None)
@@ -349,35 +354,6 @@ def _build(run: _Run, ps: PlanningScene, req: _Request, c: Choice, q_start: np.n
     plan.stages = b.stages
     if cfg.compute_ee_path:
         plan.ee_path, plan.ee_quat = robot.fk_path(traj.positions[:, :robot.dof])
-
-
-def lever(g: Grasp, obj: ObjectPrior) -> float:
-    """Height (m) of the grasp above the object's centre of mass (its box's centre)."""
-    return float(g.pose.position[2] - obj.center[2])
-
-
-def swings(g: Grasp, obj: ObjectPrior, swing_ratio: float) -> bool:
-    """Whether the object may swing in the hand: held by a pinch (fingers closed fully on a
-    wall or a thin part) or high above its centre of mass, more than ``swing_ratio`` times
-    the grasp's width."""
-    return g.finger_target <= 0.0 or lever(g, obj) > swing_ratio * max(float(g.width), 1e-3)
-
-
-#: A grasp narrower than this share of the object's narrowest side holds a narrow part of it
-#: (a neck, a knob).
-NARROW_PART = 0.6
-
-
-def pivots(g: Grasp, obj: ObjectPrior, max_ratio: float) -> bool:
-    """Whether a grasp (not a pinch of a wall) holds the object so far above its centre of
-    mass for its width that the object turns about the line through the two contacts: more
-    than ``max_ratio`` times the width, or more than the width on a narrow part of the object
-    (``NARROW_PART``: a bottle by its neck)."""
-    if g.finger_target <= 0.0:
-        return False
-    w = max(float(g.width), 1e-3)
-    narrow = w < NARROW_PART * float(min(obj.size[:2]))
-    return lever(g, obj) > (1.0 if narrow else max_ratio) * w
 
 
 def _target_poses(cfg: PickPlaceConfig, req: _Request, fingertip_below_tcp: float

@@ -2,8 +2,9 @@
 
 ``hand_check``: after the fingers close (and again after the lift), the measured finger joint
 positions say whether they stopped on the object: fingers that reached their commanded target
-(``Grasp.finger_target``, a few millimetres inside the object's perceived half-width) closed on
-nothing, or the object slipped out. Fingers still moving are not judged (``settled``).
+(``Grasp.finger_target``: nearly closed, ``hold.until_stopped``, unless the planner was set
+to close a few millimetres inside the object's perceived half-width) closed on nothing, or the
+object slipped out. Fingers still moving are not judged (``settled``).
 
 ``plan_recovery``: from where the arm stopped, open the fingers, go straight up and plan back
 home, as one timed trajectory; the caller then re-perceives and plans the task once more.

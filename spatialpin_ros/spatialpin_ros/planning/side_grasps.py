@@ -212,4 +212,5 @@ def _grasp(hand: Hand, prior: ObjectPrior, pos: np.ndarray, heading: float, x_up
     return Grasp(object_id=prior.id, pose=Pose(pos, quat), pregrasp=Pose(pos + back, quat),
                  lift=Pose(pos + [0.0, 0.0, lift_height], quat), yaw=heading, width=width,
                  preshape=min(hand.finger_open, width / 2 + preshape_margin),
-                 finger_target=target, depth=float(top_z(prior) - pos[2]), kind="side")
+                 finger_target=target, depth=float(top_z(prior) - pos[2]), kind="side",
+                 pinch=target <= 0.0)

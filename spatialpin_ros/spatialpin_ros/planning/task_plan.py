@@ -31,7 +31,8 @@ class PickPlaceConfig:
     above its support. ``min_support`` [fraction of the object's footprint] the target must
     carry. ``max_grasp_width`` [m] (None: the robot's). ``grasp_depth`` [m] of the TCP below
     the object's top. ``squeeze`` [m per finger] closed inside the object's half-width (None: the
-    robot description's ``gripper.squeeze``).
+    robot description's ``gripper.squeeze``); with ``close_until_stopped`` the fingers are
+    commanded nearly closed instead and stop on the object (``hold.until_stopped``).
     ``cartesian_speed`` [m/s] of the straight moves. ``close_dwell`` and ``release_dwell`` [s]
     after the gripper moves. ``reference_time`` [s] of a long RRT* per sampled motion, for path
     length ratios (0: none; not counted in planning time). ``compute_ee_path``: fill
@@ -47,7 +48,7 @@ class PickPlaceConfig:
     still ``settle_dwell`` [s] over the place before it is lowered. A grasp (not a pinch)
     more than ``max_lever_ratio`` times its width above the object's centre of mass, or
     more than its width on a narrow part (a bottle by its neck), pivots on its two contacts
-    (``pick_place.pivots``): it is not used; an object with no other top-down grasp is grasped
+    (``hold.pivots``): it is not used; an object with no other top-down grasp is grasped
     from the side (``planning.side_grasps``), or refused (``unstable_grasp``) where no side
     grasp works either."""
 
@@ -62,6 +63,7 @@ class PickPlaceConfig:
     max_grasp_width: Optional[float] = None
     grasp_depth: float = 0.025
     squeeze: Optional[float] = None
+    close_until_stopped: bool = True
     cartesian_speed: float = 0.1
     close_dwell: float = 0.4
     release_dwell: float = 0.3
