@@ -205,7 +205,7 @@ def test_grasps_that_pivot_or_swing():
     """A bottle held by its neck turns about the two contacts: that grasp is not used (the
     planner refuses with unstable_grasp when it is the only kind); a can held across its body
     is steady; a cup's rim pinched is carried, slowly (it swings)."""
-    from spatialpin_ros.planning.pick_place import pivots, swings
+    from spatialpin_ros.planning.hold import pivots, swings
 
     def grasp(z, width, target):
         p = Pose.from_yaw([0.5, 0.0, z], 0.0)
@@ -314,67 +314,58 @@ def test_benchmark_never_proposes_irregular_or_round_bases():
     assert not bad, bad[:5]
 
 
-def test_a_stack_seen_as_one_object_is_judged_stacked_and_nothing_else_is():
+def _stack_check(after, before):
+    """``verify_task`` of "stack obj_0 on obj_1" between two perceived scenes (lists of
+    objects on a level table at z = 0)."""
     from spatialpin_ros.core.types import CameraModel, Scene
     from spatialpin_ros.reasoning.task_rules import verify_task
 
-    def scene(*objs):
+    def scene(objs):
         return Scene("s", list(objs), CameraModel.from_fov(64, 48, 58), Pose(),
                      support_plane=np.array([0, 0, 1.0, 0]))
+    return verify_task(scene(after), scene(before), TaskKind.STACK, "obj_0", "obj_1")
 
-    a = prior("obj_0", "box", [0.50, 0.0, 0.025], [0.05, 0.05, 0.05], color="red")
-    b = prior("obj_1", "box", [0.60, 0.0, 0.04], [0.06, 0.06, 0.08], color="blue")
-    before = scene(a, b)
+
+#: A red box to stack on a taller blue one.
+RED = prior("obj_0", "box", [0.50, 0.0, 0.025], [0.05, 0.05, 0.05], color="red")
+BLUE = prior("obj_1", "box", [0.60, 0.0, 0.04], [0.06, 0.06, 0.08], color="blue")
+
+
+def test_a_stack_seen_as_one_object_is_judged_stacked_and_nothing_else_is():
     # the red box on the blue one, perceived as one purple object 13 cm tall
     one = prior("obj_7", "box", [0.60, 0.005, 0.065], [0.06, 0.062, 0.13], color="purple")
-    check = verify_task(scene(one), before, TaskKind.STACK, "obj_0", "obj_1")
+    check = _stack_check([one], [RED, BLUE])
     assert check.ok and "seen as one" in check.detail, check.detail
     # fallen beside the target and joined to it: wider and no taller than the target
     beside = prior("obj_7", "box", [0.63, 0.0, 0.04], [0.12, 0.06, 0.08], color="purple")
-    assert not verify_task(scene(beside), before, TaskKind.STACK, "obj_0", "obj_1").ok
+    assert not _stack_check([beside], [RED, BLUE]).ok
     # the object gone, the target as it was
-    assert not verify_task(scene(b), before, TaskKind.STACK, "obj_0", "obj_1").ok
+    assert not _stack_check([BLUE], [RED, BLUE]).ok
     # lying on its side on the target: the rise is half the object's height
     lying = prior("obj_7", "box", [0.60, 0.0, 0.0525], [0.06, 0.06, 0.105], color="purple")
-    assert not verify_task(scene(lying), before, TaskKind.STACK, "obj_0", "obj_1").ok
+    assert not _stack_check([lying], [RED, BLUE]).ok
 
 
 def test_a_stacked_object_whose_bottom_is_hidden_is_judged_by_its_top():
-    from spatialpin_ros.core.types import CameraModel, Scene
-    from spatialpin_ros.reasoning.task_rules import verify_task
-
-    def scene(*objs):
-        return Scene("s", list(objs), CameraModel.from_fov(64, 48, 58), Pose(),
-                     support_plane=np.array([0, 0, 1.0, 0]))
-
-    a = prior("obj_0", "box", [0.50, 0.0, 0.025], [0.05, 0.05, 0.05], color="red")
-    b = prior("obj_1", "box", [0.60, 0.0, 0.04], [0.06, 0.06, 0.08], color="blue")
     # on the target, its lowest 2 cm hidden behind the target's top edge: seen 3 cm tall
     seen = prior("obj_0", "box", [0.605, 0.0, 0.115], [0.05, 0.05, 0.03], color="red")
-    check = verify_task(scene(seen, b), scene(a, b), TaskKind.STACK, "obj_0", "obj_1")
+    check = _stack_check([seen, BLUE], [RED, BLUE])
     assert check.ok and "bottom hidden" in check.detail, check.detail
     # the same top 4 cm too low (the object sank into something, or lies tilted): not stacked
     low = prior("obj_0", "box", [0.605, 0.0, 0.075], [0.05, 0.05, 0.03], color="red")
-    assert not verify_task(scene(low, b), scene(a, b), TaskKind.STACK, "obj_0", "obj_1").ok
+    assert not _stack_check([low, BLUE], [RED, BLUE]).ok
     # right height, but beside the target
     off = prior("obj_0", "box", [0.66, 0.0, 0.115], [0.05, 0.05, 0.03], color="red")
-    assert not verify_task(scene(off, b), scene(a, b), TaskKind.STACK, "obj_0", "obj_1").ok
+    assert not _stack_check([off, BLUE], [RED, BLUE]).ok
 
 
 def test_a_stack_seen_as_one_from_the_floor_counts_when_the_targets_lower_part_was_missed():
-    from spatialpin_ros.core.types import CameraModel, Scene
-    from spatialpin_ros.reasoning.task_rules import verify_task
-
-    def scene(*objs):
-        return Scene("s", list(objs), CameraModel.from_fov(64, 48, 58), Pose(),
-                     support_plane=np.array([0, 0, 1.0, 0]))
-
     a = prior("obj_0", "cylinder", [0.55, -0.24, 0.05], [0.05, 0.05, 0.10], color="white")
     # the target seen before as its top 4 cm only (its lower part hidden): 7.5-11.5 cm high
     b = prior("obj_1", "cylinder", [0.46, -0.18, 0.095], [0.067, 0.067, 0.04], color="white")
     one = prior("obj_1", "cylinder", [0.464, -0.18, 0.105], [0.06, 0.06, 0.21], color="white")
-    check = verify_task(scene(one), scene(a, b), TaskKind.STACK, "obj_0", "obj_1")
+    check = _stack_check([one], [a, b])
     assert check.ok and "seen as one" in check.detail, check.detail
     # the same column standing 3 cm up (on something else): not this stack
     up = prior("obj_1", "cylinder", [0.464, -0.18, 0.135], [0.06, 0.06, 0.21], color="white")
-    assert not verify_task(scene(up), scene(a, b), TaskKind.STACK, "obj_0", "obj_1").ok
+    assert not _stack_check([up], [a, b]).ok

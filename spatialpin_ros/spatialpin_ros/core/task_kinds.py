@@ -76,6 +76,10 @@ RIM_CLEARANCE = 0.01
 NEXT_GAP = 0.03
 #: Largest gap (m) that still counts as "next to" when checking.
 NEXT_MAX_GAP = 0.07
+#: ``check_done``'s tolerances (m): a stacked object's centre within ``DONE_XY_TOL`` of the
+#: target's, its bottom within ``DONE_Z_TOL`` of the target's top (and the same ``DONE_Z_TOL``
+#: for resting on the table or sunk into a container).
+DONE_XY_TOL, DONE_Z_TOL = 0.025, 0.015
 #: Gap (m) kept from every other object at a place-next-to spot.
 NEXT_CLEAR = 0.02
 
@@ -292,7 +296,8 @@ class TaskCheck:
 
 def check_done(kind: TaskKind, obj_before: ObjectPrior, obj: Optional[ObjectPrior],
                target: Optional[ObjectPrior], goal: Optional[Pose] = None,
-               table_z: float = 0.0, xy_tol: float = 0.025, z_tol: float = 0.015) -> TaskCheck:
+               table_z: float = 0.0, xy_tol: float = DONE_XY_TOL, z_tol: float = DONE_Z_TOL
+               ) -> TaskCheck:
     """Judge a finished task from the object (``obj``) and its target as seen afterwards.
     ``obj_before``: the object before (its height); ``goal``: the planned place (``move``)."""
     rule = {TaskKind.STACK: "on_top", TaskKind.PUT_IN: "inside",

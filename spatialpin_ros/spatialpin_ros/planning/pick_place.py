@@ -48,8 +48,7 @@ from spatialpin_ros.planning.cartesian import gripper_move
 from spatialpin_ros.planning.choice import Choice, ChoiceContext, StraightMove, choose
 from spatialpin_ros.planning.antipodal import cloud_grasps
 from spatialpin_ros.planning.grasps import Grasp, grasp_candidates, stack_poses
-from spatialpin_ros.planning.hold import (NARROW_PART, STOP_SHORT, lever, pivots, swings,
-                                          until_stopped)
+from spatialpin_ros.planning.hold import lever, pivots, swings, until_stopped
 from spatialpin_ros.planning.object_cloud import SceneCloud
 from spatialpin_ros.planning.planner import MotionPlanner, PlanResult, path_length
 from spatialpin_ros.planning.robot import RobotModel
@@ -62,8 +61,7 @@ from spatialpin_ros.planning.task_plan import (MotionRecord, PickPlaceConfig, Ta
                                                TrajectoryBuilder)
 
 __all__ = ["PickPlaceConfig", "MotionRecord", "TaskPlan", "blockers", "object_inside",
-           "object_on_top", "plan_pick_and_place", "supporting_object", "without_phantoms",
-           "NARROW_PART", "STOP_SHORT", "lever", "pivots", "swings", "until_stopped"]
+           "object_on_top", "plan_pick_and_place", "supporting_object", "without_phantoms"]
 
 
 @dataclass

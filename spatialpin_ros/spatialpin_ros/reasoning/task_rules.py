@@ -11,8 +11,9 @@ from typing import Optional
 import numpy as np
 
 from spatialpin_ros.core.stacking import Infeasible, bottom_z, top_z
-from spatialpin_ros.core.task_kinds import (BASE_KINDS, TaskCheck, TaskKind, check_done,
-                                            check_kind, place_pose, real_objects)
+from spatialpin_ros.core.task_kinds import (BASE_KINDS, DONE_XY_TOL, DONE_Z_TOL, TaskCheck,
+                                            TaskKind, check_done, check_kind, place_pose,
+                                            real_objects)
 from spatialpin_ros.core.types import ObjectPrior, Pose, Scene
 
 STACK_TOLERANCE = 0.02      # m: an object whose bottom is this close to another's top rests on it
@@ -146,10 +147,6 @@ def find_target(after: Scene, b0: ObjectPrior, max_shift: float = 0.03
     return b0, False
 
 
-#: A stacked object's centre within this (m) of the target's, and its top within ``TOP_Z_TOL``
-#: of its height above the target's top: stacked, whatever its (hidden) bottom reads
-#: (``core.task_kinds.check_done``'s tolerances).
-TOP_XY_TOL, TOP_Z_TOL = 0.025, 0.015
 #: The least height (m) of a stacked object for a stack seen as one object to be told from the
 #: target alone (below it, the rise is within the depth noise).
 MIN_RISE = 0.03
@@ -158,7 +155,8 @@ ONE_STACK_SPREAD = 0.03
 
 
 def seen_as_one_stack(after: Scene, a0: ObjectPrior, b0: ObjectPrior,
-                      xy_tol: float = 0.025, z_tol: float = 0.02) -> Optional[ObjectPrior]:
+                      xy_tol: float = DONE_XY_TOL, z_tol: float = STACK_TOLERANCE
+                      ) -> Optional[ObjectPrior]:
     """The object of ``after`` that is the object ``a0`` standing on ``b0``, perceived as one
     (a stack is one convex surface from the camera, and its colours may mix): at ``b0``'s place
     (centre within ``xy_tol``), standing where ``b0`` stood (bottom within ``z_tol`` of
@@ -190,7 +188,8 @@ def verify_task(after: Scene, before: Scene, kind: TaskKind, object_id: str,
     The target is the one found again there, else its prior from before (said in the detail).
     A stack may be perceived as one object (``seen_as_one_stack``), or with the placed
     object's bottom hidden behind the target's top edge (its top then stands its height above
-    the target's, ``TOP_Z_TOL``): the stack's rule holds then too, and the detail says so."""
+    the target's, within ``DONE_Z_TOL``): the stack's rule holds then too, and the detail says
+    so."""
     a0 = before.get(object_id)
     b0 = before.get(target_id) if target_id else None
     b, found = find_target(after, b0) if b0 is not None else (None, True)
@@ -210,8 +209,8 @@ def verify_task(after: Scene, before: Scene, kind: TaskKind, object_id: str,
         # target's bottom, not as one object with it).
         dxy = float(np.linalg.norm(a.center[:2] - b.center[:2]))
         rise = top_z(a) - top_z(b) - float(a0.size[2])
-        if (dxy <= TOP_XY_TOL and abs(rise) <= TOP_Z_TOL
-                and bottom_z(a) > bottom_z(b) + TOP_Z_TOL):
+        if (dxy <= DONE_XY_TOL and abs(rise) <= DONE_Z_TOL
+                and bottom_z(a) > bottom_z(b) + DONE_Z_TOL):
             return TaskCheck(True, check.rule, (
                 f"{100 * dxy:.1f} cm from the target's centre, top {100 * rise:+.1f} cm from "
                 f"its height above the target's top (bottom hidden: {check.detail})"))

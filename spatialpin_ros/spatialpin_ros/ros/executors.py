@@ -35,8 +35,6 @@ class MultiThreadedExecutor(_RclpyMultiThreadedExecutor):
         super().__init__(num_threads, **kwargs)
         self._queued: set = set()
         self._queued_lock = threading.Lock()
-        #: Tasks handed back while still queued, and not submitted again (for tests and logs).
-        self.skipped_duplicates = 0
 
     def _run(self, handler) -> None:
         with self._queued_lock:
@@ -56,7 +54,6 @@ class MultiThreadedExecutor(_RclpyMultiThreadedExecutor):
             if not queued:
                 self._queued.add(handler)
         if queued:
-            self.skipped_duplicates += 1
             time.sleep(QUEUED_BACKOFF_S)
             return
         self._executor.submit(self._run, handler)
