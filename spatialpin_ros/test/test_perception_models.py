@@ -218,7 +218,7 @@ def test_gpu_speed_ups_compute_the_same_functions(models):
     from transformers import DepthAnythingForDepthEstimation, SamModel
 
     from spatialpin_ros.perception.model_utils import cache_position_interpolation
-    from spatialpin_ros.perception.models_detect import (use_device_rel_pos,
+    from spatialpin_ros.perception.sam_attention import (use_device_rel_pos,
                                                          use_fast_rel_pos_attention)
 
     ref, fast = (SamModel.from_pretrained(models["sam"]).eval() for _ in range(2))

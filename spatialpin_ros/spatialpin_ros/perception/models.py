@@ -51,10 +51,11 @@ from spatialpin_ros.perception.model_utils import (GraphedFunction, pick_device,
                                                    to_host, upload_image)
 from spatialpin_ros.perception.models_depth import DEFAULT_DEPTH_MODEL, TransformersDepth
 from spatialpin_ros.perception.models_detect import (BOX_THRESHOLD, DEFAULT_DETECTOR_MODEL,
-                                                     DEFAULT_OBJECT_NAMES, DEFAULT_SAM_MODEL,
-                                                     OBJECT_FINDING_PROMPT, DetectAndSegment,
+                                                     DEFAULT_OBJECT_NAMES, OBJECT_FINDING_PROMPT,
                                                      Detections, OpenVocabDetector,
-                                                     PromptableSegmenter, parse_object_lines)
+                                                     parse_object_lines)
+from spatialpin_ros.perception.models_segment import (DEFAULT_SAM_MODEL, DetectAndSegment,
+                                                      PromptableSegmenter)
 from spatialpin_ros.perception.prepare_torch import TorchPreparer
 
 __all__ = ["DEFAULT_DEPTH_MODEL", "DEFAULT_DETECTOR_MODEL", "DEFAULT_OBJECT_NAMES",

@@ -1,15 +1,11 @@
-"""Open-vocabulary detection (OWLv2) + box-prompted segmentation (SAM): a model ``Segmenter``.
+"""Open-vocabulary detection (OWLv2) for the model backend.
 
 * :class:`OpenVocabDetector` -- OWLv2 (or OWL-ViT) prompted with object names, all names in one
   call (their text embeddings are computed once per name list and cached); score threshold,
   class-agnostic non-maximum suppression and a fixed number of output slots, so the whole
   detection runs on the device with static shapes and no host synchronisation.
-* :class:`PromptableSegmenter` -- SAM prompted with boxes: one image embedding per frame, all
-  boxes decoded in one mask-decoder call, masks upsampled and thresholded on the device
-  (optionally clipped to their box grown by a margin, which cuts SAM's occasional leaks).
-* :class:`DetectAndSegment` -- both together as a :class:`~spatialpin_ros.perception.base.Segmenter`
-  returning masks, names and scores; the detector's boxes stay on the device and go straight into
-  SAM; only the final masks and a few numbers come back to the host, once.
+
+SAM and the detector together are in :mod:`~spatialpin_ros.perception.models_segment`.
 
 Object names come from a parameter list and/or from a VLM's answer to SpatialPIN's
 object-finding prompt (:data:`OBJECT_FINDING_PROMPT`, lines "Object idx: x of color y, texture z at
@@ -27,8 +23,6 @@ import torch
 import torch.nn.functional as F
 
 from spatialpin_ros.core.errors import ModelLoadError
-from spatialpin_ros.core.types import CameraModel
-from spatialpin_ros.perception.base import Segmentation, Segmenter
 from spatialpin_ros.perception.model_utils import (GraphedFunction, cache_position_interpolation,
                                                    load_config, load_part, load_weights,
                                                    maybe_compile, mean_std, pick_device,
@@ -37,7 +31,6 @@ from spatialpin_ros.perception.model_utils import (GraphedFunction, cache_positi
                                                    to_nchw_float, upload_image)
 
 DEFAULT_DETECTOR_MODEL = "google/owlv2-base-patch16-ensemble"
-DEFAULT_SAM_MODEL = "facebook/sam-vit-base"
 #: Generic tabletop names used until a list or a VLM answer gives the scene's own.
 DEFAULT_OBJECT_NAMES = ("box", "block", "cube", "cylinder", "can", "cup", "mug", "bowl", "ball",
                         "bottle")
@@ -46,7 +39,6 @@ DEFAULT_OBJECT_NAMES = ("box", "block", "cube", "cylinder", "can", "cup", "mug",
 BOX_THRESHOLD = 0.3
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-_SAM_MEAN, _SAM_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 #: SpatialPIN's object-finding prompt: the VLM lists the objects, one line each.
 OBJECT_FINDING_PROMPT = (
@@ -331,300 +323,3 @@ class OpenVocabDetector:
         ids = labels[v].astype(np.int64)
         return Detections(boxes[v].astype(np.float32), scores[v].astype(np.float32),
                           [self._names[i] for i in ids], ids)
-
-
-def use_device_rel_pos(model: torch.nn.Module) -> int:
-    """Make SAM's vision attention build its relative-position indices on the device, once.
-
-    transformers' ``SamVisionAttention.get_rel_pos`` makes them with CPU ``torch.arange`` in every
-    attention layer on every call, and indexing the CUDA table with them is a synchronous
-    host-to-device copy per layer (a stall of the launch queue, and no CUDA-graph capture). This
-    replaces the method on each attention module by the same computation with the index tensor
-    made on the table's device and cached per (query, key) size. Returns the number of modules
-    patched.
-    """
-    cache: dict = {}
-
-    def make(orig):
-        def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
-            max_rel_dist = int(2 * max(q_size, k_size) - 1)
-            if rel_pos.shape[0] != max_rel_dist:
-                return orig(q_size, k_size, rel_pos)     # interpolated tables: the original
-            key = (q_size, k_size, rel_pos.device)
-            idx = cache.get(key)
-            if idx is None:
-                q = torch.arange(q_size, device=rel_pos.device)[:, None] * max(k_size / q_size,
-                                                                                1.0)
-                k = torch.arange(k_size, device=rel_pos.device)[None, :] * max(q_size / k_size,
-                                                                                1.0)
-                idx = ((q - k) + (k_size - 1) * max(q_size / k_size, 1.0)).long()
-                cache[key] = idx
-            return rel_pos[idx]
-        return get_rel_pos
-
-    n = 0
-    for mod in model.modules():
-        if hasattr(mod, "get_rel_pos") and hasattr(mod, "rel_pos_h"):
-            mod.get_rel_pos = make(mod.get_rel_pos)
-            n += 1
-    return n
-
-
-def use_fast_rel_pos_attention(model: torch.nn.Module) -> int:
-    """Replace the forward of SAM's SDPA vision attention by one that never materialises the
-    relative-position bias.
-
-    transformers builds the decomposed relative-position bias rel_h[i, j_h] + rel_w[i, j_w] as a
-    full (batch, heads, N, N) tensor (N = 4096 in the global layers of a 1024 px image) and passes
-    it to SDPA as an additive mask: writing and reading it took two thirds of SAM ViT-B's time.
-    The same logits are a dot product in a larger space: with q' = [q / sqrt(d), rel_h(i),
-    rel_w(i)] and k' = [k, onehot(j_h), onehot(j_w)], q'.k' = q.k / sqrt(d) + rel_h[i, j_h] +
-    rel_w[i, j_w]. So this runs SDPA (flash/cuDNN, no mask) on head dimension d + h + w (value
-    zero-padded, output sliced back). Same function, up to rounding. Only modules of transformers'
-    ``SamVisionSdpaAttention`` layout (qkv, proj, rel_pos_h/w, num_attention_heads) are patched;
-    returns their number.
-    """
-    n = 0
-    for mod in model.modules():
-        if type(mod).__name__ != "SamVisionSdpaAttention" or not all(
-                hasattr(mod, a) for a in ("qkv", "proj", "num_attention_heads", "use_rel_pos")):
-            continue
-
-        def forward(hidden_states, output_attentions=False, _m=mod):
-            B, H, W, _ = hidden_states.shape
-            nh = _m.num_attention_heads
-            qkv = _m.qkv(hidden_states).reshape(B, H * W, 3, nh, -1).permute(2, 0, 3, 1, 4)
-            q, k, v = qkv.unbind(0)                                  # (B, nh, N, d)
-            d = q.shape[-1]
-            if not _m.use_rel_pos:
-                out = F.scaled_dot_product_attention(q, k, v)
-            else:
-                Rh = _m.get_rel_pos(H, H, _m.rel_pos_h).to(q.dtype)   # (H, H, d)
-                Rw = _m.get_rel_pos(W, W, _m.rel_pos_w).to(q.dtype)   # (W, W, d)
-                qr = q.reshape(B, nh, H, W, d)
-                rel_h = torch.einsum("bnhwc,hkc->bnhwk", qr, Rh).reshape(B, nh, H * W, H)
-                rel_w = torch.einsum("bnhwc,wkc->bnhwk", qr, Rw).reshape(B, nh, H * W, W)
-                D = d + H + W
-                Dp = -(-D // 8) * 8                                  # aligned head dimension
-                eye_h = torch.eye(H, dtype=q.dtype, device=q.device)
-                eye_w = torch.eye(W, dtype=q.dtype, device=q.device)
-                oh = eye_h[:, None, :].expand(H, W, H).reshape(1, 1, H * W, H)
-                ow = eye_w[None, :, :].expand(H, W, W).reshape(1, 1, H * W, W)
-                qa = torch.cat([q * (d ** -0.5), rel_h, rel_w], dim=-1)
-                ka = torch.cat([k, oh.expand(B, nh, -1, -1), ow.expand(B, nh, -1, -1)], dim=-1)
-                if Dp > D:
-                    qa = F.pad(qa, (0, Dp - D))
-                    ka = F.pad(ka, (0, Dp - D))
-                va = F.pad(v, (0, Dp - d))
-                out = F.scaled_dot_product_attention(qa, ka, va, scale=1.0)[..., :d]
-            out = out.reshape(B, nh, H, W, d).permute(0, 2, 3, 1, 4).reshape(B, H, W, nh * d)
-            out = _m.proj(out)
-            return out, None
-
-        mod.forward = forward
-        n += 1
-    return n
-
-
-class PromptableSegmenter:
-    """SAM masks from box prompts.
-
-    Args:
-        model: hub id or local directory of a SAM checkpoint, or a loaded ``SamModel`` (then give
-            ``processor``).
-        processor: its image processor (or a ``SamProcessor``).
-        mask_threshold: logit threshold of the masks (SAM's 0).
-        box_margin: masks are clipped to their box grown by this fraction of its size on each
-            side (None: not clipped).
-        fast_attention: run the vision attention without materialising its relative-position
-            bias (:func:`use_fast_rel_pos_attention`; same outputs up to rounding).
-        cuda_graphs: replay the device work through a CUDA graph
-            (:class:`~spatialpin_ros.perception.model_utils.GraphedFunction`); ``compile``:
-            ``torch.compile`` it (:func:`~spatialpin_ros.perception.model_utils.maybe_compile`).
-    """
-
-    def __init__(self, model: Any = DEFAULT_SAM_MODEL, processor: Any = None,
-                 device: Any = "auto", dtype: Any = "auto", mask_threshold: float = 0.0,
-                 box_margin: Optional[float] = 0.1, fast_attention: bool = True,
-                 cuda_graphs: bool = False, compile: bool = False):
-        self.device = pick_device(device)
-        self.dtype = pick_dtype(dtype, self.device)
-        self.mask_threshold = float(mask_threshold)
-        self.box_margin = None if box_margin is None else float(box_margin)
-        kind = "segmenter"
-        if processor is not None and hasattr(processor, "image_processor"):
-            processor = processor.image_processor
-        if isinstance(model, torch.nn.Module):
-            if processor is None:
-                raise ModelLoadError("a segmenter given as a module needs its image processor "
-                                     "(processor=...)")
-            self.model = prepare_module(model, self.device, self.dtype)
-            self.source = type(model).__name__
-        else:
-            from transformers import AutoImageProcessor, SamModel
-
-            src, what = resolve_source(kind, model)
-            load_config(kind, src, what, ("sam",))
-            if processor is None:
-                processor = load_part(kind, AutoImageProcessor.from_pretrained, src, what,
-                                      "image processor")
-            self.model = load_weights(kind, SamModel, src, what, self.device, self.dtype)
-            self.source = src
-        self.processor = processor
-        self.patched_rel_pos = use_device_rel_pos(self.model)
-        self.patched_attention = use_fast_rel_pos_attention(self.model) if fast_attention else 0
-        cfg = self.model.config
-        size = setting(processor, "size", {})
-        self.longest = int(setting(size, "longest_edge", cfg.vision_config.image_size))
-        pad = setting(processor, "pad_size", {})
-        self.pad = (int(setting(pad, "height", self.longest)),
-                    int(setting(pad, "width", self.longest)))
-        self._mean, self._std = mean_std(processor, self.device, _SAM_MEAN, _SAM_STD)
-        self.embed = maybe_compile(self.embed, "SAM image encoder", compile)
-        self.decode = maybe_compile(self.decode, "SAM mask decoder", compile)
-        self._graphed = GraphedFunction(lambda img, boxes: self._forward(img, boxes),
-                                        "segmenter", enabled=cuda_graphs)
-
-    def __repr__(self) -> str:
-        return f"PromptableSegmenter({self.source!r}, device={str(self.device)!r})"
-
-    def resized(self, H: int, W: int) -> tuple[int, int]:
-        """SAM's resize: the longest side to ``longest`` pixels (rounded half up)."""
-        s = self.longest / max(H, W)
-        return int(H * s + 0.5), int(W * s + 0.5)
-
-    def preprocess(self, img: torch.Tensor) -> torch.Tensor:
-        """(H, W, 3) uint8 on the device -> (1, 3, P, P) pixel values (what the SAM image
-        processor makes: longest side resized, rescale, normalise, pad bottom/right with 0)."""
-        H, W = int(img.shape[0]), int(img.shape[1])
-        nh, nw = self.resized(H, W)
-        x = resize(to_nchw_float(img), (nh, nw), "bilinear").clamp_(0.0, 1.0)
-        x = (x - self._mean) / self._std
-        return F.pad(x, (0, self.pad[1] - nw, 0, self.pad[0] - nh)).to(self.dtype)
-
-    def embed(self, img: torch.Tensor) -> torch.Tensor:
-        """The image embedding of an uploaded (H, W, 3) uint8 image (the costly, prompt-free
-        part: it can run while the detector looks for the boxes)."""
-        return self.model.get_image_embeddings(self.preprocess(img))
-
-    def _forward(self, img: torch.Tensor, boxes: torch.Tensor):
-        """(H, W, 3) uint8 + (K, 4) float32 xyxy pixel boxes -> masks (K, H, W) bool and
-        predicted IoUs (K,) (no host sync)."""
-        return self.decode(self.embed(img), boxes, int(img.shape[0]), int(img.shape[1]))
-
-    def decode(self, emb: torch.Tensor, boxes: torch.Tensor, H: int, W: int):
-        """Masks (K, H, W) bool and predicted IoUs (K,) of (K, 4) boxes from an image
-        embedding of an H x W image."""
-        nh, nw = self.resized(H, W)
-        sb = boxes.float().clone()
-        sb[:, 0::2] *= nw / W
-        sb[:, 1::2] *= nh / H
-        out = self.model(image_embeddings=emb, input_boxes=sb[None], multimask_output=False)
-        low = out.pred_masks[0, :, 0:1].float()                        # (K, 1, m, m)
-        up = F.interpolate(low, size=self.pad, mode="bilinear", align_corners=False)
-        up = F.interpolate(up[..., :nh, :nw], size=(H, W), mode="bilinear", align_corners=False)
-        masks = up[:, 0] > self.mask_threshold
-        if self.box_margin is not None:
-            b = boxes.float()
-            m = (b[:, 2:] - b[:, :2]) * self.box_margin
-            lo, hi = b[:, :2] - m, b[:, 2:] + m
-            xs = torch.arange(W, device=b.device, dtype=torch.float32)
-            ys = torch.arange(H, device=b.device, dtype=torch.float32)
-            inx = (xs[None] >= lo[:, 0:1]) & (xs[None] <= hi[:, 0:1])     # (K, W)
-            iny = (ys[None] >= lo[:, 1:2]) & (ys[None] <= hi[:, 1:2])     # (K, H)
-            masks &= iny[:, :, None] & inx[:, None, :]
-        return masks, out.iou_scores[0, :, 0].float()
-
-    def segment_gpu(self, img: torch.Tensor, boxes: torch.Tensor):
-        with torch.inference_mode():
-            return self._graphed(img, boxes)
-
-    def segment_boxes(self, rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, H, W) bool masks and (N,) predicted IoUs for (N, 4) xyxy pixel boxes."""
-        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-        if len(boxes) == 0:
-            return np.zeros((0,) + rgb.shape[:2], bool), np.zeros(0, np.float32)
-        img = upload_image(rgb, self.device)
-        masks, iou = to_host(self.segment_gpu(img, torch.from_numpy(boxes).to(self.device)))
-        return masks, iou
-
-
-class DetectAndSegment(Segmenter):
-    """Detector boxes -> SAM masks, as a :class:`Segmenter` (masks, names, scores).
-
-    The detection and the segmentation of a frame run as one device function (one CUDA graph
-    with ``cuda_graphs``): the boxes never leave the device; all ``max_detections`` slots are
-    segmented (invalid ones are masked out afterwards), which keeps shapes static. ``last``
-    holds the last frame's boxes, scores, names and SAM's predicted IoUs.
-    """
-
-    def __init__(self, detector: OpenVocabDetector, segmenter: PromptableSegmenter,
-                 cuda_graphs: bool = False, concurrent: bool = True,
-                 min_mask_pixels: int = 20):
-        if detector.device != segmenter.device:
-            raise ValueError(f"the detector ({detector.device}) and the segmenter "
-                             f"({segmenter.device}) must be on one device")
-        self.detector, self.sam = detector, segmenter
-        self.device = detector.device
-        self.min_mask_pixels = int(min_mask_pixels)
-        #: SAM's image encoder runs on this stream while the detector runs (CUDA, concurrent).
-        self.sam_stream = torch.cuda.Stream(self.device) \
-            if concurrent and self.device.type == "cuda" else None
-        self._graphed = GraphedFunction(lambda img, q: self._forward(img, q), "detect+segment",
-                                        enabled=cuda_graphs)
-        self.last: dict = {}
-
-    def _forward(self, img: torch.Tensor, query_embeds: torch.Tensor):
-        """Detection then SAM on the device; with ``sam_stream`` (CUDA) SAM's image encoder runs
-        on that stream while the detector runs on the current one, joining before decoding."""
-        sam_stream = self.sam_stream
-        if sam_stream is not None and img.device.type == "cuda":
-            cur = torch.cuda.current_stream(img.device)
-            sam_stream.wait_stream(cur)
-            with torch.cuda.stream(sam_stream):
-                emb = self.sam.embed(img)
-            boxes, scores, labels, valid = self.detector._forward(img, query_embeds)
-            cur.wait_stream(sam_stream)
-        else:
-            emb = self.sam.embed(img)
-            boxes, scores, labels, valid = self.detector._forward(img, query_embeds)
-        masks, iou = self.sam.decode(emb, boxes, int(img.shape[0]), int(img.shape[1]))
-        masks &= valid[:, None, None]
-        rows, cols = masks.any(dim=2), masks.any(dim=1)        # (K, H), (K, W): mask extents
-        area = masks.sum(dim=(1, 2))
-        return masks, boxes, scores, labels, valid, iou, area, rows, cols
-
-    def segment_gpu(self, img: torch.Tensor):
-        """The device tensors (masks, boxes, scores, labels, valid, iou, areas, row and column
-        occupancy) of an uploaded image, without synchronising (CUDA graph outputs with
-        ``cuda_graphs``: copy before the next call)."""
-        with torch.inference_mode():
-            return self._graphed(img, self.detector._embeds)
-
-    def to_segmentation(self, host: Sequence[np.ndarray]) -> Segmentation:
-        """The host copies of :meth:`segment_gpu`'s outputs as a Segmentation (valid detections
-        with non-trivial masks, in descending score order)."""
-        masks, boxes, scores, labels, valid, iou, area, rows, cols = host
-        keep = [i for i in range(len(valid)) if valid[i] and area[i] >= self.min_mask_pixels]
-        names = self.detector.names
-        seg = Segmentation(masks=[masks[i] for i in keep],
-                           names=[names[int(labels[i])] for i in keep],
-                           scores=[round(float(scores[i]), 4) for i in keep])
-        bounds = None                                  # (r0, r1, c0, c1) around every mask
-        if keep:
-            r = np.flatnonzero(rows[keep].any(axis=0))
-            c = np.flatnonzero(cols[keep].any(axis=0))
-            bounds = (int(r[0]), int(r[-1]) + 1, int(c[0]), int(c[-1]) + 1)
-        self.last = {"boxes": boxes[keep].astype(float).round(1).tolist(),
-                     "scores": seg.scores, "names": seg.names,
-                     "sam_iou": [round(float(iou[i]), 3) for i in keep],
-                     "mask_pixels": [int(area[i]) for i in keep],
-                     "num_candidates": int(np.count_nonzero(valid)), "bounds": bounds}
-        return seg
-
-    def segment(self, rgb: np.ndarray, depth: Optional[np.ndarray] = None,
-                camera: Optional[CameraModel] = None) -> Segmentation:
-        """Masks, names and detector scores of the current names' objects (``depth`` and
-        ``camera`` are not used)."""
-        img = upload_image(rgb, self.device)
-        return self.to_segmentation(to_host(self.segment_gpu(img)))
