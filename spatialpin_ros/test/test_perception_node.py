@@ -206,7 +206,8 @@ def test_switching_to_the_models_backend_is_one_parameter(rclpy_context, tmp_pat
     from tiny_perception_models import build_all
     paths = build_all(tmp_path, hand_set=True)
     node = PerceptionNode(parameter_overrides=_models_backend(paths) + [
-        Parameter("max_rate_hz", value=20.0), Parameter("models.box_threshold", value=0.0)])
+        Parameter("max_rate_hz", value=20.0), Parameter("models.box_threshold", value=0.0),
+        Parameter("models.lifting_compile", value=True)])
     cam = Camera(node)
     ex = SingleThreadedExecutor()
     ex.add_node(node)
@@ -223,6 +224,7 @@ def test_switching_to_the_models_backend_is_one_parameter(rclpy_context, tmp_pat
         assert spin_until(ex, lambda: "scene" in cam.got, timeout=10)
         scene = conv.scene_from_msg(cam.got["scene"])
         assert type(node.backend).__name__ == "ModelBackend"
+        assert node.backend._torch_lift.compile   # the parameter reaches the backend (eager here)
         assert scene.frame_id == "world" and abs(scene.support_plane[2]) > 0.95
     finally:
         ex.shutdown()

@@ -388,6 +388,7 @@ class PerceptionNode(Node):
                 "cuda_graphs": bool(p.models_cuda_graphs),
                 "overlap_lifting": bool(p.models_overlap_lifting), "fov_deg": float(p.models_fov_deg),
                 "lifting": str(p.models_lifting),
+                "lifting_compile": bool(p.models_lifting_compile),
                 "plane_distance": float(p.models_plane_distance) or None}
 
     def _on_params_set(self, params) -> None:

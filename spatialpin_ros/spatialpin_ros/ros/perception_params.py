@@ -36,6 +36,10 @@ PARAMS = {
                             "torch (on the models' device, the masks stay there; the same "
                             "priors), numpy (the geometric code on the host), or auto (torch on "
                             "a GPU, else numpy)", one_of("auto", "numpy", "torch")),
+    "models.lifting_compile": Param(False, "models backend, torch lifting on CUDA: torch.compile "
+                                    "the lifting's device half inside its CUDA graph (about 2 ms "
+                                    "less a frame; the first frame compiles for about a minute; "
+                                    "priors equal to the uncompiled path's up to rounding)"),
     "models.fov_deg": Param(60.0, "models backend: vertical field of view when no camera_info "
                             "is published", positive),
     "models.plane_distance": Param(0.0, "models backend: known camera height above the table "
