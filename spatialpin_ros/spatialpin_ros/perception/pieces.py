@@ -21,6 +21,7 @@ from spatialpin_ros.core.geometry import (column_bounds, column_means, grow_conv
                                           inside_convex, quantile, quantiles, robust_circle,
                                           share, squared_norms)
 from spatialpin_ros.perception.colour_split import colour_features
+from spatialpin_ros.perception.part_rules import is_neck
 from spatialpin_ros.perception.piece_core import core_mask, near_core
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
 from spatialpin_ros.perception.support import SupportPlane
@@ -282,28 +283,6 @@ def _rim_arcs(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray,
                 and share(np.hypot(*(np.concatenate([ba, bb]) - c).T) < 0.5 * r) < 0.1)
 
 
-def _neck(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray, stats_a, stats_b,
-          flat: float = 0.005, ring: float = 0.02, narrow: float = 0.5, centred: float = 0.6
-          ) -> bool:
-    """``B`` is the neck or cap of ``A``: narrow (radius under ``narrow`` of A's), centred on
-    top of it (within ``centred`` of A's radius), inside its footprint, and A has no flat top
-    around it -- A's points within ``ring`` metres around B do not lie on a plane at B's base
-    (within ``flat``): a bottle's shoulder, a mustard bottle's cap. Something stacked on a box
-    stands on its flat top and stays apart. ``stats_*``: (low height, footprint centre,
-    footprint radius) of each."""
-    low_b, cen, rad = stats_b
-    _, cen_a, rad_a = stats_a
-    if len(A.Q) <= len(B.Q) or A.top > low_b + 0.01 or len(A.hull) < 3:
-        return False
-    if rad > narrow * rad_a or np.hypot(*(cen - cen_a)) > centred * rad_a:
-        return False
-    if share(inside_convex(grow_convex(A.hull, 0.005), qb[:, :2])) < 0.8:
-        return False
-    d = np.hypot(*(qa[:, :2] - cen).T)
-    around = qa[(d > rad) & (d < rad + ring), 2]
-    return len(around) >= 5 and share(np.abs(around - low_b) < flat) < 0.5
-
-
 def _hangs_on(A: Piece, B: Piece, qa_low: float, qb: np.ndarray, stats_b,
               small: float = 0.25, air: float = 0.015, above: float = 0.008,
               reach: float = 0.03) -> bool:
@@ -336,7 +315,8 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
     * one is enclosed by higher, thin-topped pieces all around (:func:`_enclosed`) -- a tray's
       floor;
     * two are arcs of one rim, each thin (:func:`_rim_arcs`);
-    * one is the other's neck or cap (:func:`_neck`);
+    * one is the other's neck or cap (:func:`~spatialpin_ros.perception.part_rules.is_neck`,
+      measured across the line of sight);
     * one hangs on the other's side, as a handle (:func:`_hangs_on`).
 
     Two pieces that are each uniformly coloured (colour spread at most ``spread``) and differ
@@ -374,7 +354,7 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
                 continue
             A, B = pieces[i], pieces[j]
             if ((j > i and _rim_arcs(A, B, sub[i], sub[j]))
-                    or _neck(A, B, sub[i], sub[j], stats[i], stats[j])
+                    or is_neck(len(A.Q), len(B.Q), A.top, sub[i], sub[j], *stats[j])
                     or (_hangs_on(A, B, low[i], sub[j], stats[j])
                         and not _unlike(A, B, contrast, spread))):
                 union(i, j)
