@@ -22,6 +22,7 @@ from spatialpin_ros.core.geometry import (column_bounds, column_means, grow_conv
                                           share, squared_norms)
 from spatialpin_ros.perception.colour_split import colour_features
 from spatialpin_ros.perception.part_rules import is_neck
+from spatialpin_ros.perception.rims import rim_groups
 from spatialpin_ros.perception.piece_core import core_mask, near_core
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
 from spatialpin_ros.perception.support import SupportPlane
@@ -315,6 +316,9 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
     * one is enclosed by higher, thin-topped pieces all around (:func:`_enclosed`) -- a tray's
       floor;
     * two are arcs of one rim, each thin (:func:`_rim_arcs`);
+    * pieces touching at one height, low or thin-topped, trace one rim around an empty middle,
+      with the floor inside it (:func:`~spatialpin_ros.perception.rims.rim_groups`): a tray's
+      walls, a noisy plate's rim arcs;
     * one is the other's neck or cap (:func:`~spatialpin_ros.perception.part_rules.is_neck`,
       measured across the line of sight);
     * one hangs on the other's side, as a handle (:func:`_hangs_on`).
@@ -346,6 +350,11 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
     near = _touching([np.concatenate([q, pc.fringe]) if len(pc.fringe) else q
                       for q, pc in zip(sub, pieces)], touch)
     stats = [(float(quantile(q[:, 2], 0.05)),) + _radius(q[:, :2]) for q in sub]
+    for group in rim_groups([pc.top for pc in pieces], sub, near,
+                            lambda k: _piece_thin(pieces[k]),
+                            lambda a, b: _unlike(pieces[a], pieces[b], contrast, spread)):
+        for j in group:
+            union(min(group), j)
     for i in range(n):
         for j in _enclosed(i, near[i], pieces, sub, med, margin, enclosed):
             union(i, j)

@@ -1,0 +1,121 @@
+"""One rim cut into pieces: the walls of a tray, the rim of a plate, joined again by
+:func:`~spatialpin_ros.perception.pieces.merge_nested`.
+
+Depth noise and the folds where a wall meets a floor cut a tray's walls, or a plate's rim, into
+pieces. Each piece alone is a plausible object (a low bar, a short arc); together their top
+bands trace one closed outline around an empty middle, seen from above: the rim of one dish.
+Solid objects side by side never do that: their tops are faces that fill the middle (two boxes,
+a row of cans), or two rims that meet in it (two cups touching). So the pieces of a group that
+touch at one height, rim-like (low, or thin-topped: walls), of no clearly different colours,
+are one object when the union of their top bands
+
+* lies all around its centre (in ``sectors`` of 12 directions),
+* keeps away from the middle (under ``hollow`` of the band within half the band's radius),
+* and is compact: its minimum-area rectangle no narrower than ``compact`` of its length, which
+  lies between ``min_size`` and ``max_size``.
+
+A lower piece inside the rim (its floor, when the floor rises above the foreground's height)
+joins it too, unless of a clearly different colour (fruit on a plate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from spatialpin_ros.core.geometry import (grow_convex, inside_convex, quantile, rect_from_points,
+                                          share)
+
+
+@dataclass
+class RimParams:
+    """The rim test (metres)."""
+
+    #: Pieces no higher than this are rim-like (a plate's rim); higher ones must be thin-topped.
+    low: float = 0.035
+    #: Touching pieces whose tops differ by at most this are at one height.
+    level: float = 0.01
+    sectors: int = 9
+    hollow: float = 0.1
+    compact: float = 0.6
+    min_size: float = 0.06
+    max_size: float = 0.45
+    #: A floor inside the rim: at least ``inside`` of its points within the band's hull grown
+    #: by ``grow``, its top at least ``below`` under the rim's.
+    inside: float = 0.8
+    grow: float = 0.01
+    below: float = 0.005
+
+
+def rim_band(q: np.ndarray, top: float) -> np.ndarray:
+    """The points' footprint (K, 2) in the rim's top band: within ``min(0.015, max(0.006,
+    0.35 top))`` metres of the rim's top ``top`` (a shallow rim's crest is narrow)."""
+    band = min(0.015, max(0.006, 0.35 * top))
+    return q[q[:, 2] > top - band, :2]
+
+
+def is_ring(uv: np.ndarray, p: RimParams) -> bool:
+    """The band footprint ``uv`` (K, 2) traces one closed outline around an empty middle."""
+    if len(uv) < 20:
+        return False
+    size = rect_from_points(uv.astype(np.float32))[1]
+    if not (p.min_size <= max(size) <= p.max_size) or min(size) < p.compact * max(size):
+        return False
+    hull = cv2.convexHull(uv.astype(np.float32))
+    m = cv2.moments(hull)
+    if m["m00"] <= 0:
+        return False
+    d = uv - np.array([m["m10"] / m["m00"], m["m01"] / m["m00"]])
+    r = np.hypot(d[:, 0], d[:, 1])
+    if share(r < 0.5 * quantile(r, 0.9)) >= p.hollow:
+        return False
+    return len(np.unique((np.degrees(np.arctan2(d[:, 1], d[:, 0])) // 30).astype(int))) \
+        >= p.sectors
+
+
+def rim_groups(tops: Sequence[float], sub: Sequence[np.ndarray], near: dict[int, set[int]],
+               rimlike: Callable[[int], bool], unlike: Callable[[int, int], bool],
+               p: RimParams = RimParams()) -> list[set[int]]:
+    """Groups (sets of piece indices, two or more) that are one rim, each with the floors
+    inside it. ``tops``: each piece's top; ``sub``: its points (plane frame); ``near``: the
+    pieces each touches; ``rimlike(i)``: piece i is thin-topped (a wall's rim seen from above);
+    ``unlike(i, j)``: two clearly different colours."""
+    n = len(tops)
+    member = [bool(near[i]) and (tops[i] <= p.low or rimlike(i)) for i in range(n)]
+    parent = list(range(n))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+    for i in range(n):
+        for j in near[i]:
+            if (j > i and member[i] and member[j] and abs(tops[i] - tops[j]) <= p.level
+                    and not unlike(i, j)):
+                parent[max(find(i), find(j))] = min(find(i), find(j))
+    comps: dict[int, list[int]] = {}
+    for i in range(n):
+        comps.setdefault(find(i), []).append(i)
+    out = []
+    for ks in comps.values():
+        if len(ks) < 2:
+            continue
+        top = float(np.median([tops[k] for k in ks]))
+        uv = np.concatenate([rim_band(sub[k], top) for k in ks])
+        if not is_ring(uv, p):
+            continue
+        group = set(ks)
+        hull = grow_convex(cv2.convexHull(uv.astype(np.float32)).reshape(-1, 2).astype(float),
+                           p.grow)
+        for k in set().union(*(near[m] for m in ks)) - group:
+            touching = [m for m in ks if k in near[m]]
+            if (tops[k] <= top - p.below
+                    and share(inside_convex(hull, sub[k][:, :2])) >= p.inside
+                    and not any(unlike(k, m) for m in touching)):
+                group.add(k)
+        out.append(group)
+    return out
