@@ -72,3 +72,17 @@ def test_two_cups_touching_and_two_low_boxes_side_by_side_stay_apart():
              _piece(3, _box_top(0.461, 0.0)), _piece(4, _box_top(0.461, 0.061))]
     out, joined = merge_nested(boxes)
     assert not joined and len(out) == 4
+
+
+def test_a_bowls_inside_joins_its_rim_though_a_larger_cup_touches_it():
+    n = 2400
+    r = np.sqrt(RNG.uniform(0, 0.065 ** 2, n))
+    a = RNG.uniform(-np.pi, np.pi, n)
+    h = 0.005 + 0.055 * (r / 0.065) ** 2                 # the inside, rising to the rim
+    inside = np.column_stack([0.5 + r * np.cos(a), r * np.sin(a), h])
+    b = RNG.uniform(-np.pi, np.pi, 500)
+    rr = RNG.uniform(0.066, 0.07, 500)
+    rim = np.column_stack([0.5 + rr * np.cos(b), rr * np.sin(b), RNG.uniform(0.066, 0.07, 500)])
+    cup = _cup((0.5, 0.115), height=0.11, n=1500)         # behind it, touching the inside
+    out, joined = merge_nested([_piece(1, inside), _piece(2, rim), _piece(3, cup)])
+    assert joined == {2: 1} and len(out) == 2

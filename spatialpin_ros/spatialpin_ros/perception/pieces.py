@@ -228,8 +228,8 @@ def _enclosed(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray]
     its rim arcs, a tray's floor between its walls. The other pieces touching it must be no higher
     than it (the rest of a floor that noise cut in two). A banana lying beside a block is not
     enclosed. The walls are one rim: of the sets of walls whose tops lie within ``rim`` metres
-    of one wall's top, the one with the most points counts (a cup standing beside a bowl is no
-    part of the bowl's rim), and all the higher pieces touching it are thin-topped (a block
+    of one wall's top, the one with the most points that surrounds it counts (a cup standing
+    beside a bowl is no part of the bowl's rim, nor does it hide the rim behind it), and all the higher pieces touching it are thin-topped (a block
     stacked on it is no wall)."""
     walls = {j for j in near if med[i] < pieces[j].top - margin}
     if (not walls or any(pieces[j].top > pieces[i].top + margin for j in near - walls)
@@ -238,9 +238,10 @@ def _enclosed(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray]
 
     def rim_of(ref: float) -> set[int]:
         return {j for j in walls if abs(pieces[j].top - ref) <= rim}
-    walls = max((rim_of(pieces[j].top) for j in sorted(walls)),
-                key=lambda js: sum(len(pieces[j].Q) for j in js))
-    return walls if _surround(i, walls, pieces, sub, min_share) else set()
+    rims = sorted({frozenset(rim_of(pieces[j].top)) for j in walls},
+                  key=lambda js: (-sum(len(pieces[j].Q) for j in js), sorted(js)))
+    return next((set(js) for js in rims if _surround(i, set(js), pieces, sub, min_share)),
+                set())
 
 
 def _surround(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray],
