@@ -1,6 +1,6 @@
 """Parts of one object read as the camera sees them (perception/part_rules, through
 pieces.merge_nested): a bottle's cap joins the bottle though only its near half is seen; a block
-standing on a box's flat top stays apart."""
+standing on a box's flat top stays apart; a handle joins its mug when the mug is several pieces."""
 
 import numpy as np
 
@@ -54,3 +54,18 @@ def test_a_block_standing_on_a_box_top_stays_apart():
     block = _near_side((0.5, 0.1), 0.015, 0.10, 0.14, 200)
     out, joined = merge_nested([_piece(1, box), _piece(2, block)])
     assert not joined and len(out) == 2
+
+
+def test_a_handle_joins_its_mug_cut_into_two_wall_arcs():
+    n = 700
+    a = RNG.uniform(-np.pi, np.pi, n)
+    r = 0.04 - RNG.uniform(0, 0.003, n)
+    wall = np.column_stack([0.5 + r * np.cos(a), r * np.sin(a), RNG.uniform(0.002, 0.1, n)])
+    near_side = np.abs(a) < np.pi / 2                  # the arc on the handle's side
+    t = RNG.uniform(0, 1, 120)                         # the handle: a loop beside the wall
+    handle = np.column_stack([0.5 + 0.042 + 0.016 * np.sin(np.pi * t),
+                              RNG.uniform(-0.004, 0.004, 120), 0.03 + 0.05 * t])
+    pieces = [_piece(1, wall[near_side]), _piece(2, wall[~near_side]), _piece(3, handle)]
+    assert len(handle) >= 0.25 * near_side.sum()       # not small beside one arc alone
+    out, joined = merge_nested(pieces)
+    assert len(out) == 1 and set(joined) == {2, 3}

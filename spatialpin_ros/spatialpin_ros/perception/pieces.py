@@ -304,6 +304,37 @@ def _hangs_on(A: Piece, B: Piece, qa_low: float, qb: np.ndarray, stats_b,
                 and share(inside_convex(A.hull, uv)) < 0.5)
 
 
+def _joined_view(pieces: list[Piece], ks: list[int]) -> Piece:
+    """A new piece with the pixels and points of ``pieces[k]`` for each k of ``ks``."""
+    A = pieces[ks[0]]
+    view = Piece(A.label, A.rows, A.cols, A.Q, A.top, A.hull, rgb=A.rgb,
+                 lightness_weight=A.lightness_weight)
+    view.absorb([pieces[k] for k in ks[1:]])
+    return view
+
+
+def _hang_on_groups(pieces: list[Piece], near: dict[int, set[int]], sub: list[np.ndarray],
+                    stats: list, find, union, contrast: float, spread: float) -> None:
+    """The handle rule (:func:`_hangs_on`) once more, against the objects that
+    :func:`merge_nested`'s rules built from several pieces: a handle whose mug was cut into its
+    wall, rim and inside is small beside the whole mug, not beside the wall piece it touches.
+    ``find`` and ``union``: merge_nested's union-find over the pieces."""
+    members: dict[int, list[int]] = {}
+    for i in range(len(pieces)):
+        members.setdefault(find(i), []).append(i)
+    for j in range(len(pieces)):
+        if len(members[find(j)]) > 1:
+            continue
+        for root in sorted({find(k) for k in near[j]} - {find(j)}):
+            if len(members[root]) < 2:
+                continue
+            A = _joined_view(pieces, members[root])
+            if (_hangs_on(A, pieces[j], quantile(A.Q[:, 2], 0.05), sub[j], stats[j])
+                    and not _unlike(A, pieces[j], contrast, spread)):
+                union(root, j)
+                break
+
+
 def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
                  margin: float = 0.005, enclosed: float = 0.8, touch: float = 0.015,
                  contrast: float = 25.0, spread: float = 10.0
@@ -322,7 +353,8 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
       walls, a noisy plate's rim arcs;
     * one is the other's neck or cap (:func:`~spatialpin_ros.perception.part_rules.is_neck`,
       measured across the line of sight);
-    * one hangs on the other's side, as a handle (:func:`_hangs_on`).
+    * one hangs on the other's side, as a handle (:func:`_hangs_on`), or on an object those
+      rules built from several pieces (:func:`_hang_on_groups`).
 
     Two pieces that are each uniformly coloured (colour spread at most ``spread``) and differ
     in colour by ``contrast`` or more are not joined by the first or the last rule (units of
@@ -373,6 +405,7 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
                     and share(inside_convex(A.grown_hull(grow), sub[j][:, :2])) >= inside
                     and not _unlike(A, B, contrast, spread)):
                 union(i, j)
+    _hang_on_groups(pieces, near, sub, stats, find, union, contrast, spread)
     groups: dict[int, list[int]] = {}
     for i in range(n):
         groups.setdefault(find(i), []).append(i)
