@@ -270,7 +270,9 @@ class GeometricBackend(PerceptionBackend):
         tick("segmentation")
         sel = select_objects(seg, support, prep.extent, self.params.selection,
                              self.params.shapes, rgb=small,
-                             colour=self.params.colour_split, join_overlaps=masks is None)
+                             colour=self.params.colour_split, join_overlaps=masks is None,
+                             jumps=(self.params.segmentation.jump_abs,
+                                    self.params.segmentation.jump_rel))
         tick("shapes")
         objects, flat = self._priors(sel.candidates, seg, support, frame, T_wc,
                                      claim_holes=masks is None)
