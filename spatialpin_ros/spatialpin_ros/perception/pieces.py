@@ -18,12 +18,15 @@ import cv2
 import numpy as np
 
 from spatialpin_ros.core.geometry import (column_bounds, column_means, grow_convex,
-                                          inside_convex, quantile, quantiles, robust_circle,
-                                          share, squared_norms)
+                                          inside_convex, quantile, quantiles, share,
+                                          squared_norms)
 from spatialpin_ros.perception.colour_split import colour_features
 from spatialpin_ros.perception.part_rules import is_neck
-from spatialpin_ros.perception.rims import rim_groups
 from spatialpin_ros.perception.piece_core import core_mask, near_core
+from spatialpin_ros.perception.rims import piece_thin as _piece_thin
+from spatialpin_ros.perception.rims import rim_arcs as _rim_arcs
+from spatialpin_ros.perception.rims import rim_groups
+from spatialpin_ros.perception.rims import thin_top as _thin_top  # noqa: F401 (tests)
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
 from spatialpin_ros.perception.support import SupportPlane
 
@@ -193,32 +196,6 @@ def _radius(xy: np.ndarray) -> tuple[np.ndarray, float]:
     return cen, quantile(np.hypot(*(xy - cen).T), 0.9)
 
 
-def _piece_thin(pc: "Piece", band: float = 0.01) -> bool:
-    """:func:`_thin_top` of a piece's points, computed once per piece and band."""
-    if band not in pc.thin:
-        pc.thin[band] = _thin_top(pc.Q, pc.top, band)
-    return pc.thin[band]
-
-
-def _thin_top(q: np.ndarray, top: float, band: float = 0.01, max_width: float = 0.04,
-              cell: float = 0.004) -> bool:
-    """The piece's top band (points ``q`` within ``band`` metres of its top ``top``) is a wall's
-    rim seen from above: no disc ``max_width`` metres across fits in it (the band rasterised on
-    a ``cell``-metre grid, its widest inscribed disc by a distance transform). An arc, a straight
-    wall and a tray's corner are thin; a solid object's top is a face as wide as the object, and
-    a tabletop block's is rarely narrower than 4 cm."""
-    b = q[q[:, 2] > top - band, :2]
-    if len(b) < 5:
-        return True
-    ij = np.floor((b - column_bounds(b)[0]) / cell).astype(np.int32) + 1
-    grid = np.zeros(tuple(column_bounds(ij)[1] + 2), np.uint8)
-    grid[ij[:, 0], ij[:, 1]] = 1
-    grid = cv2.copyMakeBorder(cv2.morphologyEx(grid, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)),
-                              1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)     # np.pad's zeros
-    inscribed = float(cv2.distanceTransform(grid, cv2.DIST_L2, 3).max())   # cells, a radius
-    return 2 * inscribed * cell < max_width
-
-
 def _enclosed(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray],
               med: list[float], margin: float, min_share: float, rim: float = 0.015
               ) -> set[int]:
@@ -256,33 +233,6 @@ def _surround(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray]
     centre = sub[i][:, :2].mean(axis=0)
     d = uv - centre
     return len(np.unique((np.degrees(np.arctan2(d[:, 1], d[:, 0])) // 30).astype(int))) >= 9
-
-
-def _rim_arcs(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray,
-              max_residual: float = 0.005, band: float = 0.015) -> bool:
-    """Two touching pieces are arcs of one rim: tops at the same height and their top bands
-    (``band`` metres deep, less for a shallow rim) on one circle (radius 2-20 cm): a bowl's,
-    a cup's or a plate's rim cut into arcs by folds. Two cans side by side do not fit one
-    circle."""
-    if abs(A.top - B.top) > 0.01:
-        return False
-    # a shallow rim (a plate's) has a narrow crest: the band follows the height
-    band = min(band, max(0.006, 0.35 * min(A.top, B.top)))
-    ba, bb = qa[qa[:, 2] > A.top - band, :2], qb[qb[:, 2] > B.top - band, :2]
-    if (len(ba) < 8 or len(bb) < 8 or not _piece_thin(A, min(band, 0.01))
-            or not _piece_thin(B, min(band, 0.01))):
-        return False
-    fit = robust_circle(np.concatenate([ba, bb]), 0.004)
-    if fit is None:
-        return False
-    c, r, res = fit
-    if not (0.02 < r < 0.2) or res > max_residual:
-        return False
-    tol = 3 * max_residual
-    return bool(share(np.abs(np.hypot(*(ba - c).T) - r) < tol) > 0.8
-                and share(np.abs(np.hypot(*(bb - c).T) - r) < tol) > 0.8
-                # a rim is hollow: its top bands keep away from the circle's middle
-                and share(np.hypot(*(np.concatenate([ba, bb]) - c).T) < 0.5 * r) < 0.1)
 
 
 def _hangs_on(A: Piece, B: Piece, qa_low: float, qb: np.ndarray, stats_b,

@@ -1,5 +1,6 @@
 """One rim cut into pieces: the walls of a tray, the rim of a plate, joined again by
-:func:`~spatialpin_ros.perception.pieces.merge_nested`.
+:func:`~spatialpin_ros.perception.pieces.merge_nested`; and the rim tests it shares (a thin
+top band, two arcs of one circle).
 
 Depth noise and the folds where a wall meets a floor cut a tray's walls, or a plate's rim, into
 pieces. Each piece alone is a plausible object (a low bar, a short arc); together their top
@@ -26,8 +27,8 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from spatialpin_ros.core.geometry import (grow_convex, inside_convex, quantile, rect_from_points,
-                                          share)
+from spatialpin_ros.core.geometry import (column_bounds, grow_convex, inside_convex, quantile,
+                                          rect_from_points, robust_circle, share)
 
 
 @dataclass
@@ -119,3 +120,57 @@ def rim_groups(tops: Sequence[float], sub: Sequence[np.ndarray], near: dict[int,
                 group.add(k)
         out.append(group)
     return out
+
+
+def piece_thin(pc, band: float = 0.01) -> bool:
+    """:func:`thin_top` of a piece's points (a ``pieces.Piece``: its ``Q`` and ``top``),
+    computed once per piece and band (cached in its ``thin``)."""
+    if band not in pc.thin:
+        pc.thin[band] = thin_top(pc.Q, pc.top, band)
+    return pc.thin[band]
+
+
+def thin_top(q: np.ndarray, top: float, band: float = 0.01, max_width: float = 0.04,
+             cell: float = 0.004) -> bool:
+    """The piece's top band (points ``q`` within ``band`` metres of its top ``top``) is a wall's
+    rim seen from above: no disc ``max_width`` metres across fits in it (the band rasterised on
+    a ``cell``-metre grid, its widest inscribed disc by a distance transform). An arc, a straight
+    wall and a tray's corner are thin; a solid object's top is a face as wide as the object, and
+    a tabletop block's is rarely narrower than 4 cm."""
+    b = q[q[:, 2] > top - band, :2]
+    if len(b) < 5:
+        return True
+    ij = np.floor((b - column_bounds(b)[0]) / cell).astype(np.int32) + 1
+    grid = np.zeros(tuple(column_bounds(ij)[1] + 2), np.uint8)
+    grid[ij[:, 0], ij[:, 1]] = 1
+    grid = cv2.copyMakeBorder(cv2.morphologyEx(grid, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)),
+                              1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)     # np.pad's zeros
+    inscribed = float(cv2.distanceTransform(grid, cv2.DIST_L2, 3).max())   # cells, a radius
+    return 2 * inscribed * cell < max_width
+
+
+def rim_arcs(A, B, qa: np.ndarray, qb: np.ndarray,
+              max_residual: float = 0.005, band: float = 0.015) -> bool:
+    """Two touching pieces are arcs of one rim: tops at the same height and their top bands
+    (``band`` metres deep, less for a shallow rim) on one circle (radius 2-20 cm): a bowl's,
+    a cup's or a plate's rim cut into arcs by folds. Two cans side by side do not fit one
+    circle."""
+    if abs(A.top - B.top) > 0.01:
+        return False
+    # a shallow rim (a plate's) has a narrow crest: the band follows the height
+    band = min(band, max(0.006, 0.35 * min(A.top, B.top)))
+    ba, bb = qa[qa[:, 2] > A.top - band, :2], qb[qb[:, 2] > B.top - band, :2]
+    if (len(ba) < 8 or len(bb) < 8 or not piece_thin(A, min(band, 0.01))
+            or not piece_thin(B, min(band, 0.01))):
+        return False
+    fit = robust_circle(np.concatenate([ba, bb]), 0.004)
+    if fit is None:
+        return False
+    c, r, res = fit
+    if not (0.02 < r < 0.2) or res > max_residual:
+        return False
+    tol = 3 * max_residual
+    return bool(share(np.abs(np.hypot(*(ba - c).T) - r) < tol) > 0.8
+                and share(np.abs(np.hypot(*(bb - c).T) - r) < tol) > 0.8
+                # a rim is hollow: its top bands keep away from the circle's middle
+                and share(np.hypot(*(np.concatenate([ba, bb]) - c).T) < 0.5 * r) < 0.1)
