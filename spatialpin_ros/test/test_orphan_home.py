@@ -1,5 +1,5 @@
 """A leftover patch joins the piece it lies within seen from above (perception/orphan_home,
-through segmentation._attach_orphans): a bowl's inside, seen beyond its front rim across a
+through orphan_home.attach_orphans): a bowl's inside, seen beyond its front rim across a
 depth jump, joins the bowl's outer wall, not the cup standing behind the bowl that touches it
 without a jump."""
 

@@ -1,5 +1,5 @@
-"""Which piece a leftover patch of foreground belongs to, from the layout in 3D
-(:func:`~spatialpin_ros.perception.segmentation._attach_orphans`).
+"""Which piece a leftover patch of foreground belongs to (:func:`attach_orphans`, a step of
+:func:`~spatialpin_ros.perception.segmentation.segment_surfaces`), from the layout in 3D.
 
 The convexity cuts leave whole concave surfaces in no piece: a bowl's or a cup's inside is
 concave everywhere. Such a patch joins the piece it shares the longest boundary without a depth
@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+import cv2
 import numpy as np
 
 from spatialpin_ros.core.geometry import grow_convex, inside_convex, quantile, share
@@ -62,3 +63,47 @@ def footprint_home(patch: np.ndarray, lab: np.ndarray, candidates: list[int], Q:
         if len(hull) >= 3 and share(inside_convex(grow_convex(hull, p.grow), q[:, :2])) >= p.inside:
             return L
     return None
+
+
+
+def attach_orphans(lab: np.ndarray, free: np.ndarray, jumps, min_pixels: float,
+                   Q: Optional[np.ndarray] = None,
+                   home: OrphanHomeParams = OrphanHomeParams()) -> None:
+    """Foreground that the cuts left in no piece and that no piece absorbed (a pen's upper half
+    in front of a box, between the jump bands of its two sides): each 4-connected patch of
+    ``free`` of at least ``min_pixels`` joins the piece it shares the longest jump-free boundary
+    with; with ``Q`` (plane-frame points, (h, w, 3)), a piece it borders and lies within seen
+    from above comes first (a bowl's inside, beyond its front rim: :func:`footprint_home`
+    with ``home``). A patch with no such neighbour stays out: it never becomes an object of its
+    own, and it never joins two pieces. In place."""
+    if not free.any() or lab.max() == 0:
+        return
+    m, comp = cv2.connectedComponents(free.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    keys, jumped = [], []
+    L = int(lab.max()) + 1
+    for axis, jump in ((1, jumps[0]), (0, jumps[1])):
+        ca, cb = (comp[:, :-1], comp[:, 1:]) if axis == 1 else (comp[:-1], comp[1:])
+        la, lb = (lab[:, :-1], lab[:, 1:]) if axis == 1 else (lab[:-1], lab[1:])
+        for c, l in ((ca, lb), (cb, la)):
+            sel = (c > 0) & (l > 0)
+            keys.append(c[sel].astype(np.int64) * L + l[sel])
+            jumped.append(jump[sel])
+    key = np.concatenate(keys)
+    if len(key) == 0:
+        return
+    jumped = np.concatenate(jumped)
+    pair = np.bincount(key[~jumped], minlength=m * L).reshape(m, L)
+    best = pair.argmax(axis=1)
+    size = np.bincount(comp.ravel(), minlength=m)
+    ok = (pair.max(axis=1) > 0) & (size >= min_pixels)
+    ok[0] = False
+    if Q is not None:
+        touch = np.bincount(key, minlength=m * L).reshape(m, L)
+        for k in np.flatnonzero(size[1:] >= home.min_size * min_pixels) + 1:
+            near = [int(x) for x in np.argsort(-touch[k]) if touch[k, x] >= home.min_pairs]
+            host = footprint_home(comp == k, lab, near, Q, home) if near else None
+            if host is not None:
+                best[k], ok[k] = host, True
+    if ok.any():
+        sel = ok[comp]
+        lab[sel] = best[comp[sel]]

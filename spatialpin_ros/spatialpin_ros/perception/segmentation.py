@@ -30,13 +30,10 @@ import numpy as np
 from spatialpin_ros.core.geometry import quantile, row_norms
 from scipy import ndimage
 
-from spatialpin_ros.perception.orphan_home import OrphanHomeParams, footprint_home
+from spatialpin_ros.perception.orphan_home import attach_orphans as _attach_orphans
 from spatialpin_ros.perception.support import SupportPlane
 from spatialpin_ros.perception.surface_ops import (box_mean, concave_folds, depth_jumps,
                                                   patch_borders, pool_any, surface_normals)
-
-
-HOME = OrphanHomeParams()
 
 
 @dataclass
@@ -198,49 +195,6 @@ def _components(core: np.ndarray, bridge: int) -> tuple[int, np.ndarray]:
         lab[sel] = ids[whole[sel]]
         n += int(thin.sum())
     return n, lab
-
-
-def _attach_orphans(lab: np.ndarray, free: np.ndarray, jumps, min_pixels: float,
-                    Q: Optional[np.ndarray] = None) -> None:
-    """Foreground that the cuts left in no piece and that no piece absorbed (a pen's upper half
-    in front of a box, between the jump bands of its two sides): each 4-connected patch of
-    ``free`` of at least ``min_pixels`` joins the piece it shares the longest jump-free boundary
-    with; with ``Q`` (plane-frame points, (h, w, 3)), a piece it borders and lies within seen
-    from above comes first (a bowl's inside, beyond its front rim: ``orphan_home``). A patch
-    with no such neighbour stays out: it never becomes an object of its own, and it never joins
-    two pieces. In place."""
-    if not free.any() or lab.max() == 0:
-        return
-    m, comp = cv2.connectedComponents(free.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-    keys, jumped = [], []
-    L = int(lab.max()) + 1
-    for axis, jump in ((1, jumps[0]), (0, jumps[1])):
-        ca, cb = (comp[:, :-1], comp[:, 1:]) if axis == 1 else (comp[:-1], comp[1:])
-        la, lb = (lab[:, :-1], lab[:, 1:]) if axis == 1 else (lab[:-1], lab[1:])
-        for c, l in ((ca, lb), (cb, la)):
-            sel = (c > 0) & (l > 0)
-            keys.append(c[sel].astype(np.int64) * L + l[sel])
-            jumped.append(jump[sel])
-    key = np.concatenate(keys)
-    if len(key) == 0:
-        return
-    jumped = np.concatenate(jumped)
-    pair = np.bincount(key[~jumped], minlength=m * L).reshape(m, L)
-    best = pair.argmax(axis=1)
-    big = np.bincount(comp.ravel(), minlength=m) >= min_pixels
-    ok = (pair.max(axis=1) > 0) & big
-    ok[0] = False
-    if Q is not None:
-        touch = np.bincount(key, minlength=m * L).reshape(m, L)
-        large = np.bincount(comp.ravel(), minlength=m) >= HOME.min_size * min_pixels
-        for k in np.flatnonzero(large[1:]) + 1:
-            near = [int(x) for x in np.argsort(-touch[k]) if touch[k, x] >= HOME.min_pairs]
-            home = footprint_home(comp == k, lab, near, Q, HOME) if near else None
-            if home is not None:
-                best[k], ok[k] = home, True
-    if ok.any():
-        sel = ok[comp]
-        lab[sel] = best[comp[sel]]
 
 
 def _fill_missing_depth(lab: np.ndarray, valid: np.ndarray, fg: np.ndarray,
