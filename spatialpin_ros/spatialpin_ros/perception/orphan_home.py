@@ -7,7 +7,9 @@ jump with; but a bowl's inside is seen beyond its front rim, across a depth jump
 jump-free boundary it has may be with a cup standing behind the bowl, touching its far rim. Seen
 from above, the inside lies within the bowl: inside the footprint of the bowl's visible outer
 wall completed by its hidden back (``part_rules.completed_hull``), and no higher than it. A patch
-so lying within a piece it borders (with or without a jump) is that piece's.
+so lying within a piece it borders (with or without a jump) is that piece's, when the piece is
+open at the top (its top band thin, ``rims.thin_top``: a rim, a wall): beyond a solid top (a
+can's, a box's) there is no inside to see, and what lies there is something behind it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from spatialpin_ros.core.geometry import grow_convex, inside_convex, quantile, share
 from spatialpin_ros.perception.part_rules import across, completed_hull, sight_axes
+from spatialpin_ros.perception.rims import thin_top
 
 
 @dataclass
@@ -55,6 +58,8 @@ def footprint_home(patch: np.ndarray, lab: np.ndarray, candidates: list[int], Q:
         a = Q[lab == L]
         a = a[np.isfinite(a[:, 2])]
         if len(a) < 4 or top > quantile(a[:, 2], 0.9) + p.above:
+            continue
+        if not thin_top(a, quantile(a[:, 2], 0.9)):   # a solid top: what lies beyond is not its
             continue
         a = a[:: max(1, len(a) // 400)]
         along, cross = sight_axes(a[:, :2])
