@@ -95,7 +95,8 @@ class GeometricParams:
     #: ``Scene.flat_items``, "drop" drops them.
     flat_max_height: float = 0.022
     #: ... and thin for their size (height below this share of their longest side): a phone,
-    #: a board, paper; a jenga block or a lego brick lying down is an object.
+    #: a board, paper; a jenga block or a lego brick lying down is an object, and so is a dish
+    #: (a plate: its top a rim around a lower middle, ``ShapeFit.dish``).
     flat_max_ratio: float = 0.2
     flat_items: str = "list"
     #: Frame id of scenes perceived without a camera pose.
@@ -413,7 +414,7 @@ class GeometricBackend(PerceptionBackend):
         objects, flat, kept = [], [], []
         for c in cands:
             f = c.fit
-            is_flat = (f.top < p.flat_max_height and not f.container
+            is_flat = (f.top < p.flat_max_height and not (f.container or f.dish)
                        and f.top < p.flat_max_ratio * float(max(f.size_uv)))
             if (not is_flat and f.top - f.bottom < p.min_object_height) or (
                     is_flat and p.flat_items == "drop"):

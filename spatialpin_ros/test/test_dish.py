@@ -1,0 +1,27 @@
+"""A plate is a dish, not a flat thing lying on the table (perception/shapes._dish, read by
+GeometricBackend.assemble_priors): its top is a rim around a lower middle. A phone's solid top
+and a pen's narrow strip are no dish."""
+
+import numpy as np
+
+from spatialpin_ros.perception.shapes import ShapeParams, fit_shape
+from test_pieces_containers import _plate
+
+RNG = np.random.default_rng(13)
+CAMERA = np.array([0.0, 0.0, 0.6])
+
+
+def test_a_plate_is_a_dish():
+    _, _, Q = _plate(centre=(0.5, 0.0), rim_h=0.019, noise=0.0005)
+    f = fit_shape(Q, 0.0005, ShapeParams(), CAMERA)
+    assert f.top < 0.022 and not f.container and f.dish
+
+
+def test_a_phone_and_a_pen_are_no_dish():
+    phone = np.column_stack([RNG.uniform(0.45, 0.52, 3000), RNG.uniform(-0.08, 0.08, 3000),
+                             RNG.normal(0.009, 0.0005, 3000)])
+    assert not fit_shape(phone, 0.0005, ShapeParams(), CAMERA).dish
+    a = RNG.uniform(0, np.pi, 2000)                  # a pen lying down: a half cylinder
+    pen = np.column_stack([RNG.uniform(0.45, 0.6, 2000), 0.008 * np.cos(a),
+                           0.008 + 0.008 * np.sin(a)])
+    assert not fit_shape(pen, 0.0005, ShapeParams(), CAMERA).dish
