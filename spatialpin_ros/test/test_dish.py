@@ -1,6 +1,9 @@
-"""A plate is a dish, not a flat thing lying on the table (perception/shapes._dish, read by
-GeometricBackend.assemble_priors): its top is a rim around a lower middle. A phone's solid top
-and a pen's narrow strip are no dish."""
+"""Low and round shapes (perception/shapes): a plate is a dish, not a flat thing lying on the
+table (shapes._dish, read by GeometricBackend.assemble_priors): its top is a rim around a lower
+middle; a phone's solid top and a pen's narrow strip are no dish. A bottle is no ball much
+wider than itself (ShapeParams.ball_width)."""
+
+from pathlib import Path
 
 import numpy as np
 
@@ -25,3 +28,14 @@ def test_a_phone_and_a_pen_are_no_dish():
     pen = np.column_stack([RNG.uniform(0.45, 0.6, 2000), 0.008 * np.cos(a),
                            0.008 + 0.008 * np.sin(a)])
     assert not fit_shape(pen, 0.0005, ShapeParams(), CAMERA).dish
+
+
+def test_a_bottle_under_noise_is_no_ball_wider_than_it():
+    """A white bottle's points under D435 noise (development scene 3044; plane frame) fit a
+    sphere 22 cm across: no ball is that much wider than the object's footprint."""
+    d = np.load(Path(__file__).parent / "data" / "bottle_fits_a_sphere.npz")
+    Q = d["Q"].astype(np.float64)
+    f = fit_shape(Q, float(d["noise"]), ShapeParams(), d["camera"])
+    assert f.shape != "sphere" and max(f.size_uv) < 0.1
+    assert fit_shape(Q, float(d["noise"]), ShapeParams(ball_width=0.0), d["camera"]).shape \
+        == "sphere"                                   # the check that rules it out

@@ -46,6 +46,10 @@ class ShapeParams:
     #: A round outline makes a sphere when the sphere fits this much better than an upright
     #: cylinder with a flat top (RMS residuals).
     sphere_margin: float = 0.6
+    #: ... and the object's footprint spans at least this many times the sphere's radius (a
+    #: ball seen from above spans its diameter across the line of sight; a bottle's upright
+    #: wall fits a sphere far wider than the bottle).
+    ball_width: float = 1.0
     #: Container: seen through the plane of the rim, inside it (the footprint shrunk by
     #: ``rim_shrink``), at least ``inner_share`` of the points lie ``min_inner_depth`` (or
     #: ``inner_depth_rel`` of the height) below the rim.
@@ -172,13 +176,14 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
 def _ball(Q: np.ndarray, f: ShapeFit, noise: float, size0: float,
           camera: Optional[np.ndarray], circ, p: ShapeParams) -> bool:
     """Whether the points ``Q`` are a ball's (a convex cap toward the camera, resting on the
-    plane, as tall as wide); if so ``f`` gets its centre, size, top and residual. ``circ``: the
+    plane, as tall as wide, its footprint ``size0`` as wide as the ball); if so ``f`` gets its centre, size, top and residual. ``circ``: the
     cylinder it must fit better than (``sphere_margin``), or None."""
     Qs = Q[:: max(1, len(Q) // 600)]
     cs, rs, es = sphere_fit(Qs)
     # the scalar tests first: the convex test and the cylinder's residual take all points
     if not (0.02 < rs < 0.15 and es < max(0.003, 0.08 * rs) + noise
             and abs(cs[2] - rs) < 0.02 and f.top < 2.4 * rs and size0 < 2.3 * rs
+            and size0 > p.ball_width * rs
             and (camera is None or share(np.einsum("ij,ij->i", Q - cs, camera - Q) > 0) > 0.8)
             and (circ is None or _fits_better(es, _cylinder_residual(
                 Qs, circ[0], circ[1], f.top), noise, p.sphere_margin))):
