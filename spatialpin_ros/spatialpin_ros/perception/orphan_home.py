@@ -15,7 +15,7 @@ can's, a box's) there is no inside to see, and what lies there is something behi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional, Union
 
 import cv2
 import numpy as np
@@ -34,6 +34,8 @@ class OrphanHomeParams:
     #: pixel pairs with the piece.
     min_size: float = 4.0
     min_pairs: int = 3
+    #: The pieces it borders most, at most this many, are tried (a bound on the cost).
+    max_candidates: int = 2
     #: At least ``inside`` of the patch's footprint within the piece's completed footprint grown
     #: by ``grow``; the patch's top (90 %) at most ``above`` over the piece's.
     inside: float = 0.8
@@ -43,20 +45,26 @@ class OrphanHomeParams:
     back: float = 0.5
 
 
-def footprint_home(patch: np.ndarray, lab: np.ndarray, candidates: list[int], Q: np.ndarray,
-                   p: OrphanHomeParams = OrphanHomeParams()) -> Optional[int]:
+def footprint_home(patch: np.ndarray, lab: np.ndarray, candidates: list[int],
+                   points: Callable[[np.ndarray], np.ndarray],
+                   p: OrphanHomeParams = OrphanHomeParams(), cache: Optional[dict] = None
+                   ) -> Optional[int]:
     """The first label of ``candidates`` (labels of ``lab`` bordering the patch, best first)
     within whose completed footprint the patch lies, or None. ``patch`` (h, w) bool;
-    ``Q`` (h, w, 3): plane-frame points (NaN where missing)."""
-    q = Q[patch]
+    ``points(mask)``: the plane-frame points (N, 3; NaN where missing) of the pixels of a mask;
+    ``cache``: {label: its points with depth}, kept between patches."""
+    q = points(patch)
     q = q[np.isfinite(q[:, 2])]
     if len(q) < 4:
         return None
     q = q[:: max(1, len(q) // 300)]
     top = quantile(q[:, 2], 0.9)
+    cache = {} if cache is None else cache
     for L in candidates:
-        a = Q[lab == L]
-        a = a[np.isfinite(a[:, 2])]
+        if L not in cache:
+            a = points(lab == L)
+            cache[L] = a[np.isfinite(a[:, 2])]
+        a = cache[L]
         if len(a) < 4 or top > quantile(a[:, 2], 0.9) + p.above:
             continue
         if not thin_top(a, quantile(a[:, 2], 0.9)):   # a solid top: what lies beyond is not its
@@ -70,17 +78,17 @@ def footprint_home(patch: np.ndarray, lab: np.ndarray, candidates: list[int], Q:
     return None
 
 
-
 def attach_orphans(lab: np.ndarray, free: np.ndarray, jumps, min_pixels: float,
-                   Q: Optional[np.ndarray] = None,
+                   Q: Optional[Union[np.ndarray, Callable[[np.ndarray], np.ndarray]]] = None,
                    home: OrphanHomeParams = OrphanHomeParams()) -> None:
     """Foreground that the cuts left in no piece and that no piece absorbed (a pen's upper half
     in front of a box, between the jump bands of its two sides): each 4-connected patch of
     ``free`` of at least ``min_pixels`` joins the piece it shares the longest jump-free boundary
-    with; with ``Q`` (plane-frame points, (h, w, 3)), a piece it borders and lies within seen
-    from above comes first (a bowl's inside, beyond its front rim: :func:`footprint_home`
-    with ``home``). A patch with no such neighbour stays out: it never becomes an object of its
-    own, and it never joins two pieces. In place."""
+    with; with ``Q`` (plane-frame points, (h, w, 3), or a function giving those of a mask's
+    pixels, called only for patches large enough to judge), a piece it borders and lies
+    within seen from above comes first (a bowl's inside, beyond its front rim:
+    :func:`footprint_home` with ``home``). A patch with no such neighbour stays out: it never
+    becomes an object of its own, and it never joins two pieces. In place."""
     if not free.any() or lab.max() == 0:
         return
     m, comp = cv2.connectedComponents(free.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
@@ -102,11 +110,15 @@ def attach_orphans(lab: np.ndarray, free: np.ndarray, jumps, min_pixels: float,
     size = np.bincount(comp.ravel(), minlength=m)
     ok = (pair.max(axis=1) > 0) & (size >= min_pixels)
     ok[0] = False
-    if Q is not None:
+    large = np.flatnonzero(size[1:] >= home.min_size * min_pixels) + 1
+    if Q is not None and len(large):
         touch = np.bincount(key, minlength=m * L).reshape(m, L)
-        for k in np.flatnonzero(size[1:] >= home.min_size * min_pixels) + 1:
-            near = [int(x) for x in np.argsort(-touch[k]) if touch[k, x] >= home.min_pairs]
-            host = footprint_home(comp == k, lab, near, Q, home) if near else None
+        points = Q if callable(Q) else (lambda mask: Q[mask])
+        cache: dict = {}
+        for k in large:
+            near = [int(x) for x in np.argsort(-touch[k])[: home.max_candidates]
+                    if touch[k, x] >= home.min_pairs]
+            host = footprint_home(comp == k, lab, near, points, home, cache) if near else None
             if host is not None:
                 best[k], ok[k] = host, True
     if ok.any():

@@ -206,8 +206,8 @@ def _enclosed(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray]
     than it (the rest of a floor that noise cut in two). A banana lying beside a block is not
     enclosed. The walls are one rim: of the sets of walls whose tops lie within ``rim`` metres
     of one wall's top, the one with the most points that surrounds it counts (a cup standing
-    beside a bowl is no part of the bowl's rim, nor does it hide the rim behind it), and all the higher pieces touching it are thin-topped (a block
-    stacked on it is no wall)."""
+    beside a bowl is no part of the bowl's rim, nor does it hide the rim behind it), and all
+    the higher pieces touching it are thin-topped (a block stacked on it is no wall)."""
     walls = {j for j in near if med[i] < pieces[j].top - margin}
     if (not walls or any(pieces[j].top > pieces[i].top + margin for j in near - walls)
             or not all(_piece_thin(pieces[j]) for j in walls)):     # walls, not blocks

@@ -349,7 +349,8 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
         jumps = depth_jumps_work(z, p, s)
         lab = _merge_convex(lab, n, Ps, N, jumps, k, p)
         _attach_orphans(lab, fg & v & (lab == 0), jumps, max(4, p.min_piece_area / (px * px)),
-                        support.to_plane(points[crop]) if p.orphan_footprint else None)
+                        (lambda m: support.to_plane(points[crop][m])) if p.orphan_footprint
+                        else None)
         used = np.flatnonzero(np.bincount(lab.ravel()))     # the labels in use, sorted
         used = used[used > 0]
         remap = np.zeros(int(lab.max()) + 1, dtype=np.int32)

@@ -176,8 +176,9 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
 def _ball(Q: np.ndarray, f: ShapeFit, noise: float, size0: float,
           camera: Optional[np.ndarray], circ, p: ShapeParams) -> bool:
     """Whether the points ``Q`` are a ball's (a convex cap toward the camera, resting on the
-    plane, as tall as wide, its footprint ``size0`` as wide as the ball); if so ``f`` gets its centre, size, top and residual. ``circ``: the
-    cylinder it must fit better than (``sphere_margin``), or None."""
+    plane, as tall as wide, its footprint ``size0`` as wide as the ball); if so ``f`` gets its
+    centre, size, top and residual. ``circ``: the cylinder it must fit better than
+    (``sphere_margin``), or None."""
     Qs = Q[:: max(1, len(Q) // 600)]
     cs, rs, es = sphere_fit(Qs)
     # the scalar tests first: the convex test and the cylinder's residual take all points
