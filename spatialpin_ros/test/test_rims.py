@@ -1,6 +1,7 @@
 """One rim cut into pieces is one object (perception/rims, through pieces.merge_nested): a tray's
 four walls with no floor in view, a noisy plate's wide rim arcs and floor; two cups touching,
-and two low boxes side by side, stay apart."""
+two low boxes side by side, and a textured block of another colour lying against a plate's rim,
+stay apart."""
 
 import numpy as np
 
@@ -86,3 +87,30 @@ def test_a_bowls_inside_joins_its_rim_though_a_larger_cup_touches_it():
     cup = _cup((0.5, 0.115), height=0.11, n=1500)         # behind it, touching the inside
     out, joined = merge_nested([_piece(1, inside), _piece(2, rim), _piece(3, cup)])
     assert joined == {2: 1} and len(out) == 2
+
+
+def test_a_textured_block_against_a_plates_rim_is_no_part_of_it():
+    a, r, Q = _plate(centre=(0.5, 0.0), floor_r=0.05, noise=0.004)
+    floor = r < 0.05
+    parts = [Q[floor]] + [Q[~floor & (a >= lo) & (a < lo + 2 * np.pi / 3)]
+                          for lo in (-np.pi, -np.pi / 3, np.pi / 3)]
+    g = np.stack(np.meshgrid(np.linspace(0.0, 0.1, 40), np.linspace(0.0, 0.035, 14)),
+                 -1).reshape(-1, 2)
+    block = np.column_stack([g + [0.45, 0.102], np.full(len(g), 0.02)])   # beside the rim
+    parts.append(np.concatenate([block, np.column_stack([
+        RNG.uniform(0.45, 0.55, 200), np.full(200, 0.102), RNG.uniform(0.003, 0.02, 200)])]))
+    width = 100
+    rows = [np.arange(len(q)) for q in parts]
+    start = np.cumsum([0] + [len(q) for q in parts])
+    rgb = np.zeros((start[-1] // width + 1, width, 3), np.uint8)
+    flat = rgb.reshape(-1, 3)
+    flat[: start[-2]] = (230, 120, 170)                                      # a pink plate
+    flat[start[-2]:start[-1]] = np.clip(RNG.normal((120, 80, 40), 30, (len(parts[-1]), 3)),
+                                        0, 255)                          # wood, textured
+    pieces = []
+    for k, (q, s0) in enumerate(zip(parts, start)):
+        idx = s0 + rows[k]
+        pieces.append(Piece(k + 1, idx // width, idx % width, q, quantile(q[:, 2], 0.9),
+                            _hull(q), rgb=rgb))
+    out, joined = merge_nested(pieces)
+    assert len(out) == 2 and 5 not in joined and 5 in {p.label for p in out}

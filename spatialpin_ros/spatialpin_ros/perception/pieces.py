@@ -138,6 +138,14 @@ def _unlike(A: Piece, B: Piece, contrast: float, spread: float) -> bool:
     return float(np.sqrt(((a[0] - b[0]) ** 2).sum())) >= contrast
 
 
+def _differ(A: Piece, B: Piece, contrast: float) -> bool:
+    """The two pieces' mean colours differ by ``contrast`` or more, however textured (the rim
+    rule's test: a rim is one material; ``_unlike`` asks both to be uniform)."""
+    a, b = A.colour(), B.colour()
+    return a is not None and b is not None and float(
+        np.sqrt(((a[0] - b[0]) ** 2).sum())) >= contrast
+
+
 def _hull(Q: np.ndarray) -> np.ndarray:
     uv = Q[:: max(1, len(Q) // 400), :2].astype(np.float32)
     return cv2.convexHull(uv).reshape(-1, 2).astype(np.float64)
@@ -335,7 +343,7 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
     stats = [(float(quantile(q[:, 2], 0.05)),) + _radius(q[:, :2]) for q in sub]
     for group in rim_groups([pc.top for pc in pieces], sub, near,
                             lambda k: _piece_thin(pieces[k]),
-                            lambda a, b: _unlike(pieces[a], pieces[b], contrast, spread)):
+                            lambda a, b: _differ(pieces[a], pieces[b], contrast)):
         for j in group:
             union(min(group), j)
     for i in range(n):

@@ -7,8 +7,9 @@ pieces. Each piece alone is a plausible object (a low bar, a short arc); togethe
 bands trace one closed outline around an empty middle, seen from above: the rim of one dish.
 Solid objects side by side never do that: their tops are faces that fill the middle (two boxes,
 a row of cans), or two rims that meet in it (two cups touching). So the pieces of a group that
-touch at one height, rim-like (low, or thin-topped: walls), of no clearly different colours,
-are one object when the union of their top bands
+touch at one height, rim-like (low, or thin-topped: walls), of one colour (mean colours closer
+than the colour split's contrast: one material, printed or not), are one object when the union
+of their top bands
 
 * lies all around its centre (in ``sectors`` of 12 directions),
 * keeps away from the middle (under ``hollow`` of the band within half the band's radius),
@@ -16,7 +17,8 @@ are one object when the union of their top bands
   lies between ``min_size`` and ``max_size``.
 
 A lower piece inside the rim (its floor, when the floor rises above the foreground's height)
-joins it too, unless of a clearly different colour (fruit on a plate).
+joins it too, unless of another colour (fruit on a plate). A textured block lying against a
+plate's rim at the rim's height is of another colour, and stays apart.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ def rim_groups(tops: Sequence[float], sub: Sequence[np.ndarray], near: dict[int,
     """Groups (sets of piece indices, two or more) that are one rim, each with the floors
     inside it. ``tops``: each piece's top; ``sub``: its points (plane frame); ``near``: the
     pieces each touches; ``rimlike(i)``: piece i is thin-topped (a wall's rim seen from above);
-    ``unlike(i, j)``: two clearly different colours."""
+    ``unlike(i, j)``: two different colours (``pieces._differ``)."""
     n = len(tops)
     member = [bool(near[i]) and (tops[i] <= p.low or rimlike(i)) for i in range(n)]
     parent = list(range(n))
