@@ -95,7 +95,8 @@ class GeometricParams:
     #: ``Scene.flat_items``, "drop" drops them.
     flat_max_height: float = 0.022
     #: ... and thin for their size (height below this share of their longest side): a phone,
-    #: a board, paper; a jenga block or a lego brick lying down is an object.
+    #: a board, paper; a jenga block or a lego brick lying down is an object, and so is a dish
+    #: (a plate: its top a rim around a lower middle, ``ShapeFit.dish``).
     flat_max_ratio: float = 0.2
     flat_items: str = "list"
     #: Frame id of scenes perceived without a camera pose.
@@ -270,7 +271,9 @@ class GeometricBackend(PerceptionBackend):
         tick("segmentation")
         sel = select_objects(seg, support, prep.extent, self.params.selection,
                              self.params.shapes, rgb=small,
-                             colour=self.params.colour_split, join_overlaps=masks is None)
+                             colour=self.params.colour_split, join_overlaps=masks is None,
+                             jumps=(self.params.segmentation.jump_abs,
+                                    self.params.segmentation.jump_rel))
         tick("shapes")
         objects, flat = self._priors(sel.candidates, seg, support, frame, T_wc,
                                      claim_holes=masks is None)
@@ -411,7 +414,7 @@ class GeometricBackend(PerceptionBackend):
         objects, flat, kept = [], [], []
         for c in cands:
             f = c.fit
-            is_flat = (f.top < p.flat_max_height and not f.container
+            is_flat = (f.top < p.flat_max_height and not (f.container or f.dish)
                        and f.top < p.flat_max_ratio * float(max(f.size_uv)))
             if (not is_flat and f.top - f.bottom < p.min_object_height) or (
                     is_flat and p.flat_items == "drop"):

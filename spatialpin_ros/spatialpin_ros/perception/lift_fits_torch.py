@@ -84,7 +84,8 @@ def _sphere(Q, v, n, top, noise, size0, camera, cc, cr, p: ShapeParams):
     dots = ((Q - cs[:, None, :]) * (camera[None, None, :] - Q)).sum(2)
     convex = mmean((dots > 0).to(Q.dtype), v) > 0.8
     ok = (convex & (rs > 0.02) & (rs < 0.15) & (es < torch.clamp(0.08 * rs, min=0.003) + noise)
-          & ((cs[:, 2] - rs).abs() < 0.02) & (top < 2.4 * rs) & (size0 < 2.3 * rs) & (n >= 30))
+          & ((cs[:, 2] - rs).abs() < 0.02) & (top < 2.4 * rs) & (size0 < 2.3 * rs)
+          & (size0 > p.ball_width * rs) & (n >= 30))
     rho = torch.hypot(P3[..., 0] - cc[:, None, 0], P3[..., 1] - cc[:, None, 1])
     d = torch.minimum((rho - cr[:, None]).abs(), (P3[..., 2] - top[:, None]).abs())
     cyl_res = torch.sqrt(mmean(d * d, v3))

@@ -18,10 +18,15 @@ import cv2
 import numpy as np
 
 from spatialpin_ros.core.geometry import (column_bounds, column_means, grow_convex,
-                                          inside_convex, quantile, quantiles, robust_circle,
-                                          share, squared_norms)
+                                          inside_convex, quantile, quantiles, share,
+                                          squared_norms)
 from spatialpin_ros.perception.colour_split import colour_features
+from spatialpin_ros.perception.part_rules import is_neck
 from spatialpin_ros.perception.piece_core import core_mask, near_core
+from spatialpin_ros.perception.rims import piece_thin as _piece_thin
+from spatialpin_ros.perception.rims import rim_arcs as _rim_arcs
+from spatialpin_ros.perception.rims import rim_groups
+from spatialpin_ros.perception.rims import thin_top as _thin_top  # noqa: F401 (tests)
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
 from spatialpin_ros.perception.support import SupportPlane
 
@@ -133,6 +138,14 @@ def _unlike(A: Piece, B: Piece, contrast: float, spread: float) -> bool:
     return float(np.sqrt(((a[0] - b[0]) ** 2).sum())) >= contrast
 
 
+def _differ(A: Piece, B: Piece, contrast: float) -> bool:
+    """The two pieces' mean colours differ by ``contrast`` or more, however textured (the rim
+    rule's test: a rim is one material; ``_unlike`` asks both to be uniform)."""
+    a, b = A.colour(), B.colour()
+    return a is not None and b is not None and float(
+        np.sqrt(((a[0] - b[0]) ** 2).sum())) >= contrast
+
+
 def _hull(Q: np.ndarray) -> np.ndarray:
     uv = Q[:: max(1, len(Q) // 400), :2].astype(np.float32)
     return cv2.convexHull(uv).reshape(-1, 2).astype(np.float64)
@@ -191,32 +204,6 @@ def _radius(xy: np.ndarray) -> tuple[np.ndarray, float]:
     return cen, quantile(np.hypot(*(xy - cen).T), 0.9)
 
 
-def _piece_thin(pc: "Piece", band: float = 0.01) -> bool:
-    """:func:`_thin_top` of a piece's points, computed once per piece and band."""
-    if band not in pc.thin:
-        pc.thin[band] = _thin_top(pc.Q, pc.top, band)
-    return pc.thin[band]
-
-
-def _thin_top(q: np.ndarray, top: float, band: float = 0.01, max_width: float = 0.04,
-              cell: float = 0.004) -> bool:
-    """The piece's top band (points ``q`` within ``band`` metres of its top ``top``) is a wall's
-    rim seen from above: no disc ``max_width`` metres across fits in it (the band rasterised on
-    a ``cell``-metre grid, its widest inscribed disc by a distance transform). An arc, a straight
-    wall and a tray's corner are thin; a solid object's top is a face as wide as the object, and
-    a tabletop block's is rarely narrower than 4 cm."""
-    b = q[q[:, 2] > top - band, :2]
-    if len(b) < 5:
-        return True
-    ij = np.floor((b - column_bounds(b)[0]) / cell).astype(np.int32) + 1
-    grid = np.zeros(tuple(column_bounds(ij)[1] + 2), np.uint8)
-    grid[ij[:, 0], ij[:, 1]] = 1
-    grid = cv2.copyMakeBorder(cv2.morphologyEx(grid, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)),
-                              1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)     # np.pad's zeros
-    inscribed = float(cv2.distanceTransform(grid, cv2.DIST_L2, 3).max())   # cells, a radius
-    return 2 * inscribed * cell < max_width
-
-
 def _enclosed(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray],
               med: list[float], margin: float, min_share: float, rim: float = 0.015
               ) -> set[int]:
@@ -226,9 +213,9 @@ def _enclosed(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray]
     its rim arcs, a tray's floor between its walls. The other pieces touching it must be no higher
     than it (the rest of a floor that noise cut in two). A banana lying beside a block is not
     enclosed. The walls are one rim: of the sets of walls whose tops lie within ``rim`` metres
-    of one wall's top, the one with the most points counts (a cup standing beside a bowl is no
-    part of the bowl's rim), and all the higher pieces touching it are thin-topped (a block
-    stacked on it is no wall)."""
+    of one wall's top, the one with the most points that surrounds it counts (a cup standing
+    beside a bowl is no part of the bowl's rim, nor does it hide the rim behind it), and all
+    the higher pieces touching it are thin-topped (a block stacked on it is no wall)."""
     walls = {j for j in near if med[i] < pieces[j].top - margin}
     if (not walls or any(pieces[j].top > pieces[i].top + margin for j in near - walls)
             or not all(_piece_thin(pieces[j]) for j in walls)):     # walls, not blocks
@@ -236,9 +223,10 @@ def _enclosed(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray]
 
     def rim_of(ref: float) -> set[int]:
         return {j for j in walls if abs(pieces[j].top - ref) <= rim}
-    walls = max((rim_of(pieces[j].top) for j in sorted(walls)),
-                key=lambda js: sum(len(pieces[j].Q) for j in js))
-    return walls if _surround(i, walls, pieces, sub, min_share) else set()
+    rims = sorted({frozenset(rim_of(pieces[j].top)) for j in walls},
+                  key=lambda js: (-sum(len(pieces[j].Q) for j in js), sorted(js)))
+    return next((set(js) for js in rims if _surround(i, set(js), pieces, sub, min_share)),
+                set())
 
 
 def _surround(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray],
@@ -253,55 +241,6 @@ def _surround(i: int, near: set[int], pieces: list[Piece], sub: list[np.ndarray]
     centre = sub[i][:, :2].mean(axis=0)
     d = uv - centre
     return len(np.unique((np.degrees(np.arctan2(d[:, 1], d[:, 0])) // 30).astype(int))) >= 9
-
-
-def _rim_arcs(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray,
-              max_residual: float = 0.005, band: float = 0.015) -> bool:
-    """Two touching pieces are arcs of one rim: tops at the same height and their top bands
-    (``band`` metres deep, less for a shallow rim) on one circle (radius 2-20 cm): a bowl's,
-    a cup's or a plate's rim cut into arcs by folds. Two cans side by side do not fit one
-    circle."""
-    if abs(A.top - B.top) > 0.01:
-        return False
-    # a shallow rim (a plate's) has a narrow crest: the band follows the height
-    band = min(band, max(0.006, 0.35 * min(A.top, B.top)))
-    ba, bb = qa[qa[:, 2] > A.top - band, :2], qb[qb[:, 2] > B.top - band, :2]
-    if (len(ba) < 8 or len(bb) < 8 or not _piece_thin(A, min(band, 0.01))
-            or not _piece_thin(B, min(band, 0.01))):
-        return False
-    fit = robust_circle(np.concatenate([ba, bb]), 0.004)
-    if fit is None:
-        return False
-    c, r, res = fit
-    if not (0.02 < r < 0.2) or res > max_residual:
-        return False
-    tol = 3 * max_residual
-    return bool(share(np.abs(np.hypot(*(ba - c).T) - r) < tol) > 0.8
-                and share(np.abs(np.hypot(*(bb - c).T) - r) < tol) > 0.8
-                # a rim is hollow: its top bands keep away from the circle's middle
-                and share(np.hypot(*(np.concatenate([ba, bb]) - c).T) < 0.5 * r) < 0.1)
-
-
-def _neck(A: Piece, B: Piece, qa: np.ndarray, qb: np.ndarray, stats_a, stats_b,
-          flat: float = 0.005, ring: float = 0.02, narrow: float = 0.5, centred: float = 0.6
-          ) -> bool:
-    """``B`` is the neck or cap of ``A``: narrow (radius under ``narrow`` of A's), centred on
-    top of it (within ``centred`` of A's radius), inside its footprint, and A has no flat top
-    around it -- A's points within ``ring`` metres around B do not lie on a plane at B's base
-    (within ``flat``): a bottle's shoulder, a mustard bottle's cap. Something stacked on a box
-    stands on its flat top and stays apart. ``stats_*``: (low height, footprint centre,
-    footprint radius) of each."""
-    low_b, cen, rad = stats_b
-    _, cen_a, rad_a = stats_a
-    if len(A.Q) <= len(B.Q) or A.top > low_b + 0.01 or len(A.hull) < 3:
-        return False
-    if rad > narrow * rad_a or np.hypot(*(cen - cen_a)) > centred * rad_a:
-        return False
-    if share(inside_convex(grow_convex(A.hull, 0.005), qb[:, :2])) < 0.8:
-        return False
-    d = np.hypot(*(qa[:, :2] - cen).T)
-    around = qa[(d > rad) & (d < rad + ring), 2]
-    return len(around) >= 5 and share(np.abs(around - low_b) < flat) < 0.5
 
 
 def _hangs_on(A: Piece, B: Piece, qa_low: float, qb: np.ndarray, stats_b,
@@ -323,6 +262,37 @@ def _hangs_on(A: Piece, B: Piece, qa_low: float, qb: np.ndarray, stats_b,
                 and share(inside_convex(A.hull, uv)) < 0.5)
 
 
+def _joined_view(pieces: list[Piece], ks: list[int]) -> Piece:
+    """A new piece with the pixels and points of ``pieces[k]`` for each k of ``ks``."""
+    A = pieces[ks[0]]
+    view = Piece(A.label, A.rows, A.cols, A.Q, A.top, A.hull, rgb=A.rgb,
+                 lightness_weight=A.lightness_weight)
+    view.absorb([pieces[k] for k in ks[1:]])
+    return view
+
+
+def _hang_on_groups(pieces: list[Piece], near: dict[int, set[int]], sub: list[np.ndarray],
+                    stats: list, find, union, contrast: float, spread: float) -> None:
+    """The handle rule (:func:`_hangs_on`) once more, against the objects that
+    :func:`merge_nested`'s rules built from several pieces: a handle whose mug was cut into its
+    wall, rim and inside is small beside the whole mug, not beside the wall piece it touches.
+    ``find`` and ``union``: merge_nested's union-find over the pieces."""
+    members: dict[int, list[int]] = {}
+    for i in range(len(pieces)):
+        members.setdefault(find(i), []).append(i)
+    for j in range(len(pieces)):
+        if len(members[find(j)]) > 1:
+            continue
+        for root in sorted({find(k) for k in near[j]} - {find(j)}):
+            if len(members[root]) < 2:
+                continue
+            A = _joined_view(pieces, members[root])
+            if (_hangs_on(A, pieces[j], quantile(A.Q[:, 2], 0.05), sub[j], stats[j])
+                    and not _unlike(A, pieces[j], contrast, spread)):
+                union(root, j)
+                break
+
+
 def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
                  margin: float = 0.005, enclosed: float = 0.8, touch: float = 0.015,
                  contrast: float = 25.0, spread: float = 10.0
@@ -336,8 +306,13 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
     * one is enclosed by higher, thin-topped pieces all around (:func:`_enclosed`) -- a tray's
       floor;
     * two are arcs of one rim, each thin (:func:`_rim_arcs`);
-    * one is the other's neck or cap (:func:`_neck`);
-    * one hangs on the other's side, as a handle (:func:`_hangs_on`).
+    * pieces touching at one height, low or thin-topped, trace one rim around an empty middle,
+      with the floor inside it (:func:`~spatialpin_ros.perception.rims.rim_groups`): a tray's
+      walls, a noisy plate's rim arcs;
+    * one is the other's neck or cap (:func:`~spatialpin_ros.perception.part_rules.is_neck`,
+      measured across the line of sight);
+    * one hangs on the other's side, as a handle (:func:`_hangs_on`), or on an object those
+      rules built from several pieces (:func:`_hang_on_groups`).
 
     Two pieces that are each uniformly coloured (colour spread at most ``spread``) and differ
     in colour by ``contrast`` or more are not joined by the first or the last rule (units of
@@ -366,6 +341,11 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
     near = _touching([np.concatenate([q, pc.fringe]) if len(pc.fringe) else q
                       for q, pc in zip(sub, pieces)], touch)
     stats = [(float(quantile(q[:, 2], 0.05)),) + _radius(q[:, :2]) for q in sub]
+    for group in rim_groups([pc.top for pc in pieces], sub, near,
+                            lambda k: _piece_thin(pieces[k]),
+                            lambda a, b: _differ(pieces[a], pieces[b], contrast)):
+        for j in group:
+            union(min(group), j)
     for i in range(n):
         for j in _enclosed(i, near[i], pieces, sub, med, margin, enclosed):
             union(i, j)
@@ -374,7 +354,7 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
                 continue
             A, B = pieces[i], pieces[j]
             if ((j > i and _rim_arcs(A, B, sub[i], sub[j]))
-                    or _neck(A, B, sub[i], sub[j], stats[i], stats[j])
+                    or is_neck(len(A.Q), len(B.Q), A.top, sub[i], sub[j], *stats[j])
                     or (_hangs_on(A, B, low[i], sub[j], stats[j])
                         and not _unlike(A, B, contrast, spread))):
                 union(i, j)
@@ -383,6 +363,7 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
                     and share(inside_convex(A.grown_hull(grow), sub[j][:, :2])) >= inside
                     and not _unlike(A, B, contrast, spread)):
                 union(i, j)
+    _hang_on_groups(pieces, near, sub, stats, find, union, contrast, spread)
     groups: dict[int, list[int]] = {}
     for i in range(n):
         groups.setdefault(find(i), []).append(i)

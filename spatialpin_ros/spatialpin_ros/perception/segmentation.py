@@ -30,6 +30,7 @@ import numpy as np
 from spatialpin_ros.core.geometry import quantile, row_norms
 from scipy import ndimage
 
+from spatialpin_ros.perception.orphan_home import attach_orphans as _attach_orphans
 from spatialpin_ros.perception.support import SupportPlane
 from spatialpin_ros.perception.surface_ops import (box_mean, concave_folds, depth_jumps,
                                                   patch_borders, pool_any, surface_normals)
@@ -76,6 +77,9 @@ class SegmentationParams:
     fill_missing: bool = True
     #: Cut pixels join a piece within this many working pixels beyond the baseline.
     absorb_margin: float = 2.0
+    #: A leftover patch joins a piece it lies within seen from above before the one it shares
+    #: the longest jump-free boundary with (:mod:`~spatialpin_ros.perception.orphan_home`).
+    orphan_footprint: bool = True
 
 
 @dataclass
@@ -191,35 +195,6 @@ def _components(core: np.ndarray, bridge: int) -> tuple[int, np.ndarray]:
         lab[sel] = ids[whole[sel]]
         n += int(thin.sum())
     return n, lab
-
-
-def _attach_orphans(lab: np.ndarray, free: np.ndarray, jumps, min_pixels: float) -> None:
-    """Foreground that the cuts left in no piece and that no piece absorbed (a pen's upper half
-    in front of a box, between the jump bands of its two sides): each 4-connected patch of
-    ``free`` of at least ``min_pixels`` joins the piece it shares the longest jump-free boundary
-    with. A patch with no such neighbour stays out: it never becomes an object of its own, and
-    it never joins two pieces. In place."""
-    if not free.any() or lab.max() == 0:
-        return
-    m, comp = cv2.connectedComponents(free.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-    keys = []
-    L = int(lab.max()) + 1
-    for axis, jump in ((1, jumps[0]), (0, jumps[1])):
-        ca, cb = (comp[:, :-1], comp[:, 1:]) if axis == 1 else (comp[:-1], comp[1:])
-        la, lb = (lab[:, :-1], lab[:, 1:]) if axis == 1 else (lab[:-1], lab[1:])
-        for c, l in ((ca, lb), (cb, la)):
-            sel = (c > 0) & (l > 0) & ~jump
-            keys.append(c[sel].astype(np.int64) * L + l[sel])
-    key = np.concatenate(keys)
-    if len(key) == 0:
-        return
-    pair = np.bincount(key, minlength=m * L).reshape(m, L)
-    best = pair.argmax(axis=1)
-    ok = (pair.max(axis=1) > 0) & (np.bincount(comp.ravel(), minlength=m) >= min_pixels)
-    ok[0] = False
-    if ok.any():
-        sel = ok[comp]
-        lab[sel] = best[comp[sel]]
 
 
 def _fill_missing_depth(lab: np.ndarray, valid: np.ndarray, fg: np.ndarray,
@@ -373,7 +348,9 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
             lab[rr[ok], cc[ok]] = lab[src_r[ok], src_c[ok]]
         jumps = depth_jumps_work(z, p, s)
         lab = _merge_convex(lab, n, Ps, N, jumps, k, p)
-        _attach_orphans(lab, fg & v & (lab == 0), jumps, max(4, p.min_piece_area / (px * px)))
+        _attach_orphans(lab, fg & v & (lab == 0), jumps, max(4, p.min_piece_area / (px * px)),
+                        (lambda m: support.to_plane(points[crop][m])) if p.orphan_footprint
+                        else None)
         used = np.flatnonzero(np.bincount(lab.ravel()))     # the labels in use, sorted
         used = used[used > 0]
         remap = np.zeros(int(lab.max()) + 1, dtype=np.int32)

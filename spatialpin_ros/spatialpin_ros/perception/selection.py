@@ -11,6 +11,7 @@ import numpy as np
 
 from spatialpin_ros.core.geometry import extent, quantile, rect_from_points, share
 from spatialpin_ros.perception.colour_split import ColourSplitParams
+from spatialpin_ros.perception.face_join import join_top_faces
 from spatialpin_ros.perception.overlap_join import join_overlapping
 from spatialpin_ros.perception.pieces import Piece, gather_pieces, merge_nested
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
@@ -52,6 +53,9 @@ class SelectionParams:
     #: Each piece keeps only its core, without thin strips that run from it into a
     #: neighbour (:mod:`~spatialpin_ros.perception.piece_core`; geometric pieces only).
     core_only: bool = True
+    #: A box's top face cut off from its sides joins them (:mod:`~spatialpin_ros.perception.
+    #: face_join`; geometric pieces only).
+    top_faces: bool = True
 
 
 @dataclass
@@ -78,24 +82,26 @@ class Selection:
 def select_objects(seg: SurfaceSegmentation, sup: SupportPlane, region: np.ndarray,
                    p: SelectionParams, shapes: ShapeParams, rgb: Optional[np.ndarray] = None,
                    colour: Optional[ColourSplitParams] = None,
-                   join_overlaps: bool = True) -> Selection:
+                   join_overlaps: bool = True,
+                   jumps: Optional[tuple[float, float]] = None) -> Selection:
     """Pieces of ``seg`` that are objects, fitted. ``region`` (h, w) bool: the support's extent
     in the image. Merged pieces are relabelled in ``seg.labels`` (the masks follow). With
     ``rgb`` (the working grid's colours) and ``colour``, two uniformly and clearly differently
     coloured pieces are never merged. ``join_overlaps``: candidates filling one space are
     joined, and each piece keeps its core (``SelectionParams.core_only``; geometric pieces: a
-    segmenter's masks are kept as they are)."""
+    segmenter's masks are kept as they are). ``jumps``: the segmentation's depth-jump
+    threshold (``jump_abs``, ``jump_rel``), for joining top faces to their sides
+    (``SelectionParams.top_faces``; without it they are not joined)."""
     c = colour or ColourSplitParams()
     pieces = gather_pieces(seg, sup, p.min_object_area, rgb, c.lightness_weight,
                            p.core_only and join_overlaps)
     if len(pieces) > p.max_pieces:                     # clutter or noise: the largest only
         pieces = sorted(pieces, key=lambda pc: -len(pc.Q))[: p.max_pieces]
     pieces, joined = merge_nested(pieces, contrast=c.min_contrast, spread=c.max_spread)
-    if joined:
-        remap = np.arange(int(seg.labels.max()) + 1, dtype=np.int32)
-        for k, v in joined.items():
-            remap[k] = v
-        seg.labels = remap[seg.labels]
+    _relabel(seg, joined)
+    if join_overlaps and p.top_faces and jumps is not None:
+        pieces, joined = join_top_faces(pieces, seg, *jumps, c.min_contrast)
+        _relabel(seg, joined)
     out = Selection()
     camera = np.array([0.0, 0.0, sup.offset])
     kept = []
@@ -136,6 +142,15 @@ def select_objects(seg: SurfaceSegmentation, sup: SupportPlane, region: np.ndarr
                                 cands[i], seg, p.occlusion_reach)},
                             lambda c: len(c.rows), out.dropped)
     return out
+
+
+def _relabel(seg: SurfaceSegmentation, joined: dict[int, int]) -> None:
+    """Relabel ``seg.labels`` in place: each joined label {joined: kept} becomes the kept one."""
+    if joined:
+        remap = np.arange(int(seg.labels.max()) + 1, dtype=np.int32)
+        for k, v in joined.items():
+            remap[k] = v
+        seg.labels = remap[seg.labels]
 
 
 def settle(cands: list[Candidate], on_extent: list[bool], p: SelectionParams, occluded,

@@ -46,6 +46,10 @@ class ShapeParams:
     #: A round outline makes a sphere when the sphere fits this much better than an upright
     #: cylinder with a flat top (RMS residuals).
     sphere_margin: float = 0.6
+    #: ... and the object's footprint spans at least this many times the sphere's radius (a
+    #: ball seen from above spans its diameter across the line of sight; a bottle's upright
+    #: wall fits a sphere far wider than the bottle).
+    ball_width: float = 1.0
     #: Container: seen through the plane of the rim, inside it (the footprint shrunk by
     #: ``rim_shrink``), at least ``inner_share`` of the points lie ``min_inner_depth`` (or
     #: ``inner_depth_rel`` of the height) below the rim.
@@ -53,6 +57,8 @@ class ShapeParams:
     inner_share: float = 0.03
     min_inner_depth: float = 0.006
     inner_depth_rel: float = 0.3
+    #: A dish's footprint: short side at least this share of the long side (``_dish``).
+    dish_compact: float = 0.6
     #: No cylinder whose diameter exceeds this many times the diagonal of its top face's
     #: extents (one flat face of a box fits a circle of any size; a can's top is as wide).
     top_circle_ratio: float = 1.25
@@ -80,6 +86,9 @@ class ShapeFit:
     low: float = 0.0
     container: bool = False
     inner_depth: float = 0.0
+    #: Too low for a container, but its top is a rim around a lower middle (a plate): a dish,
+    #: not a flat thing lying on the support (``_container``).
+    dish: bool = False
     sphere_center: Optional[np.ndarray] = None
     residual: float = 0.0
     support: Optional[int] = None
@@ -167,13 +176,15 @@ def fit_shape(Q: np.ndarray, noise: float, params: ShapeParams,
 def _ball(Q: np.ndarray, f: ShapeFit, noise: float, size0: float,
           camera: Optional[np.ndarray], circ, p: ShapeParams) -> bool:
     """Whether the points ``Q`` are a ball's (a convex cap toward the camera, resting on the
-    plane, as tall as wide); if so ``f`` gets its centre, size, top and residual. ``circ``: the
-    cylinder it must fit better than (``sphere_margin``), or None."""
+    plane, as tall as wide, its footprint ``size0`` as wide as the ball); if so ``f`` gets its
+    centre, size, top and residual. ``circ``: the cylinder it must fit better than
+    (``sphere_margin``), or None."""
     Qs = Q[:: max(1, len(Q) // 600)]
     cs, rs, es = sphere_fit(Qs)
     # the scalar tests first: the convex test and the cylinder's residual take all points
     if not (0.02 < rs < 0.15 and es < max(0.003, 0.08 * rs) + noise
             and abs(cs[2] - rs) < 0.02 and f.top < 2.4 * rs and size0 < 2.3 * rs
+            and size0 > p.ball_width * rs
             and (camera is None or share(np.einsum("ij,ij->i", Q - cs, camera - Q) > 0) > 0.8)
             and (circ is None or _fits_better(es, _cylinder_residual(
                 Qs, circ[0], circ[1], f.top), noise, p.sphere_margin))):
@@ -249,9 +260,13 @@ def _container(Q: np.ndarray, f: ShapeFit, noise: float, p: ShapeParams,
     footprint shrunk by ``rim_shrink``), surface well below it (the far inner wall or the
     bottom). A solid top would hide it.
     ``inner_depth``: rim height minus the deepest such point (a lower bound when the inner
-    bottom is hidden)."""
+    bottom is hidden). An object under 2 cm high is no container; its top is a rim (a plate's)
+    sets ``dish``."""
     height = f.top
-    if camera is None or height < 0.02 or camera[2] <= f.top + 0.01:
+    if camera is None or camera[2] <= f.top + 0.01:
+        return
+    if height < 0.02:                     # too low to hold much: a plate is a dish
+        f.dish = _dish(Q, f, noise, p)
         return
     drop = max(p.min_inner_depth, p.inner_depth_rel * height, 4 * noise)
     below = Q[Q[:, 2] < f.top - drop]
@@ -271,6 +286,19 @@ def _container(Q: np.ndarray, f: ShapeFit, noise: float, p: ShapeParams,
         return
     f.container = True
     f.inner_depth = float(f.top - quantile(through[:, 2], 0.05))
+
+
+def _dish(Q: np.ndarray, f: ShapeFit, noise: float, p: ShapeParams) -> bool:
+    """A low object is a dish (a plate): its footprint is compact (its short side at least
+    ``dish_compact`` of its long side), its top a rim (:func:`_rim_only`), and its middle (within
+    0.6 of its half-size) is seen, ``min_inner_depth`` or more below its top: a flat thing
+    (paper, a phone, a board) has a solid top, a pen or a strip is long and narrow."""
+    if min(f.size_uv) < p.dish_compact * max(f.size_uv) or not _rim_only(Q, f, noise):
+        return False
+    c, s = math.cos(f.yaw), math.sin(f.yaw)
+    loc = (Q[:, :2] - f.center_uv) @ np.array([[c, s], [-s, c]]).T
+    mid = np.max(np.abs(loc) / np.maximum(f.size_uv / 2, 1e-3), axis=1) < 0.6
+    return bool(mid.sum() >= 10 and quantile(Q[mid, 2], 0.5) < f.top - p.min_inner_depth)
 
 
 def _rim_only(Q: np.ndarray, f: ShapeFit, noise: float, centre: float = 0.6,

@@ -1,0 +1,126 @@
+"""Which piece a leftover patch of foreground belongs to (:func:`attach_orphans`, a step of
+:func:`~spatialpin_ros.perception.segmentation.segment_surfaces`), from the layout in 3D.
+
+The convexity cuts leave whole concave surfaces in no piece: a bowl's or a cup's inside is
+concave everywhere. Such a patch joins the piece it shares the longest boundary without a depth
+jump with; but a bowl's inside is seen beyond its front rim, across a depth jump, and the only
+jump-free boundary it has may be with a cup standing behind the bowl, touching its far rim. Seen
+from above, the inside lies within the bowl: inside the footprint of the bowl's visible outer
+wall completed by its hidden back (``part_rules.completed_hull``), and no higher than it. A patch
+so lying within a piece it borders (with or without a jump) is that piece's, when the piece is
+open at the top (its top band thin, ``rims.thin_top``: a rim, a wall): beyond a solid top (a
+can's, a box's) there is no inside to see, and what lies there is something behind it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Union
+
+import cv2
+import numpy as np
+
+from spatialpin_ros.core.geometry import grow_convex, inside_convex, quantile, share
+from spatialpin_ros.perception.part_rules import across, completed_hull, sight_axes
+from spatialpin_ros.perception.rims import thin_top
+
+
+@dataclass
+class OrphanHomeParams:
+    """The footprint test (metres)."""
+
+    #: Patches of at least ``min_size`` times the smallest piece (smaller ones go by their
+    #: boundary alone: a few pixels' footprint says little); at least ``min_pairs`` boundary
+    #: pixel pairs with the piece.
+    min_size: float = 4.0
+    min_pairs: int = 3
+    #: The pieces it borders most, at most this many, are tried (a bound on the cost).
+    max_candidates: int = 2
+    #: At least ``inside`` of the patch's footprint within the piece's completed footprint grown
+    #: by ``grow``; the patch's top (90 %) at most ``above`` over the piece's.
+    inside: float = 0.8
+    grow: float = 0.01
+    above: float = 0.01
+    #: The piece's footprint is pushed back by this share of its width across the line of sight.
+    back: float = 0.5
+
+
+def footprint_home(patch: np.ndarray, lab: np.ndarray, candidates: list[int],
+                   points: Callable[[np.ndarray], np.ndarray],
+                   p: OrphanHomeParams = OrphanHomeParams(), cache: Optional[dict] = None
+                   ) -> Optional[int]:
+    """The first label of ``candidates`` (labels of ``lab`` bordering the patch, best first)
+    within whose completed footprint the patch lies, or None. ``patch`` (h, w) bool;
+    ``points(mask)``: the plane-frame points (N, 3; NaN where missing) of the pixels of a mask;
+    ``cache``: {label: its points with depth}, kept between patches."""
+    q = points(patch)
+    q = q[np.isfinite(q[:, 2])]
+    if len(q) < 4:
+        return None
+    q = q[:: max(1, len(q) // 300)]
+    top = quantile(q[:, 2], 0.9)
+    cache = {} if cache is None else cache
+    for L in candidates:
+        if L not in cache:
+            a = points(lab == L)
+            cache[L] = a[np.isfinite(a[:, 2])]
+        a = cache[L]
+        if len(a) < 4 or top > quantile(a[:, 2], 0.9) + p.above:
+            continue
+        if not thin_top(a, quantile(a[:, 2], 0.9)):   # a solid top: what lies beyond is not its
+            continue
+        a = a[:: max(1, len(a) // 400)]
+        along, cross = sight_axes(a[:, :2])
+        lo, hi = across(a[:, :2], cross)
+        hull = completed_hull(a[:, :2], along, p.back * (hi - lo))
+        if len(hull) >= 3 and share(inside_convex(grow_convex(hull, p.grow), q[:, :2])) >= p.inside:
+            return L
+    return None
+
+
+def attach_orphans(lab: np.ndarray, free: np.ndarray, jumps, min_pixels: float,
+                   Q: Optional[Union[np.ndarray, Callable[[np.ndarray], np.ndarray]]] = None,
+                   home: OrphanHomeParams = OrphanHomeParams()) -> None:
+    """Foreground that the cuts left in no piece and that no piece absorbed (a pen's upper half
+    in front of a box, between the jump bands of its two sides): each 4-connected patch of
+    ``free`` of at least ``min_pixels`` joins the piece it shares the longest jump-free boundary
+    with; with ``Q`` (plane-frame points, (h, w, 3), or a function giving those of a mask's
+    pixels, called only for patches large enough to judge), a piece it borders and lies
+    within seen from above comes first (a bowl's inside, beyond its front rim:
+    :func:`footprint_home` with ``home``). A patch with no such neighbour stays out: it never
+    becomes an object of its own, and it never joins two pieces. In place."""
+    if not free.any() or lab.max() == 0:
+        return
+    m, comp = cv2.connectedComponents(free.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    keys, jumped = [], []
+    L = int(lab.max()) + 1
+    for axis, jump in ((1, jumps[0]), (0, jumps[1])):
+        ca, cb = (comp[:, :-1], comp[:, 1:]) if axis == 1 else (comp[:-1], comp[1:])
+        la, lb = (lab[:, :-1], lab[:, 1:]) if axis == 1 else (lab[:-1], lab[1:])
+        for c, l in ((ca, lb), (cb, la)):
+            sel = (c > 0) & (l > 0)
+            keys.append(c[sel].astype(np.int64) * L + l[sel])
+            jumped.append(jump[sel])
+    key = np.concatenate(keys)
+    if len(key) == 0:
+        return
+    jumped = np.concatenate(jumped)
+    pair = np.bincount(key[~jumped], minlength=m * L).reshape(m, L)
+    best = pair.argmax(axis=1)
+    size = np.bincount(comp.ravel(), minlength=m)
+    ok = (pair.max(axis=1) > 0) & (size >= min_pixels)
+    ok[0] = False
+    large = np.flatnonzero(size[1:] >= home.min_size * min_pixels) + 1
+    if Q is not None and len(large):
+        touch = np.bincount(key, minlength=m * L).reshape(m, L)
+        points = Q if callable(Q) else (lambda mask: Q[mask])
+        cache: dict = {}
+        for k in large:
+            near = [int(x) for x in np.argsort(-touch[k])[: home.max_candidates]
+                    if touch[k, x] >= home.min_pairs]
+            host = footprint_home(comp == k, lab, near, points, home, cache) if near else None
+            if host is not None:
+                best[k], ok[k] = host, True
+    if ok.any():
+        sel = ok[comp]
+        lab[sel] = best[comp[sel]]

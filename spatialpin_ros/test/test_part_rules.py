@@ -1,0 +1,71 @@
+"""Parts of one object read as the camera sees them (perception/part_rules, through
+pieces.merge_nested): a bottle's cap joins the bottle though only its near half is seen; a block
+standing on a box's flat top stays apart; a handle joins its mug when the mug is several pieces."""
+
+import numpy as np
+
+from spatialpin_ros.core.geometry import quantile
+from spatialpin_ros.perception.pieces import Piece, _hull, merge_nested
+
+RNG = np.random.default_rng(7)
+
+
+def _piece(label, Q):
+    Q = np.asarray(Q, dtype=float)
+    idx = np.arange(len(Q))
+    return Piece(label, idx, idx, Q, quantile(Q[:, 2], 0.9), _hull(Q))
+
+
+def _near_side(centre, radius, h0, h1, n, arc=np.pi / 3, top=True):
+    """Points of an upright cylinder's wall, the arc (``arc`` radians each side) facing the
+    camera's foot (the plane frame's origin), and of its top when ``top``."""
+    c = np.asarray(centre, float)
+    face = np.arctan2(-c[1], -c[0])
+    a = RNG.uniform(face - arc, face + arc, n)
+    wall = np.column_stack([c[0] + radius * np.cos(a), c[1] + radius * np.sin(a),
+                            RNG.uniform(h0, h1, n)])
+    if not top:
+        return wall
+    r = radius * np.sqrt(RNG.uniform(0, 1, n // 3))
+    b = RNG.uniform(-np.pi, np.pi, n // 3)
+    top = np.column_stack([c[0] + r * np.cos(b), c[1] + r * np.sin(b), np.full(n // 3, h1)])
+    return np.concatenate([wall, top])
+
+
+def test_a_bottle_cap_seen_from_the_side_joins_the_bottle():
+    centre = (0.5, 0.1)
+    # the wall's edges at grazing angles have no depth: about a third of the wall is seen,
+    # so the body's visible points lie well in front of its axis; the cap's top is seen whole
+    body = _near_side(centre, 0.032, 0.002, 0.15, 1500, top=False)
+    shoulder = np.concatenate([_near_side(centre, r, h, h + 0.003, 40, top=False)
+                               for r, h in zip(np.linspace(0.032, 0.014, 8),
+                                               np.linspace(0.15, 0.172, 8))])
+    cap = _near_side(centre, 0.012, 0.175, 0.205, 200)
+    out, joined = merge_nested([_piece(1, np.concatenate([body, shoulder])), _piece(2, cap)])
+    assert joined == {2: 1} and len(out) == 1
+
+
+def test_a_block_standing_on_a_box_top_stays_apart():
+    g = np.stack(np.meshgrid(np.linspace(0.45, 0.55, 30), np.linspace(0.05, 0.15, 30)), -1)
+    top = np.column_stack([g.reshape(-1, 2), np.full(900, 0.10)])
+    front = np.column_stack([np.full(400, 0.45), RNG.uniform(0.05, 0.15, 400),
+                             RNG.uniform(0.0, 0.1, 400)])
+    box = np.concatenate([top[np.hypot(top[:, 0] - 0.5, top[:, 1] - 0.1) > 0.02], front])
+    block = _near_side((0.5, 0.1), 0.015, 0.10, 0.14, 200)
+    out, joined = merge_nested([_piece(1, box), _piece(2, block)])
+    assert not joined and len(out) == 2
+
+
+def test_a_handle_joins_its_mug_cut_into_two_wall_arcs():
+    n = 700
+    a = RNG.uniform(-np.pi, np.pi, n)
+    r = 0.04 - RNG.uniform(0, 0.003, n)
+    wall = np.column_stack([0.5 + r * np.cos(a), r * np.sin(a), RNG.uniform(0.002, 0.1, n)])
+    near_side = np.abs(a) < np.pi / 2                  # the arc on the handle's side
+    t = RNG.uniform(0, 1, 120)                         # the handle: a loop beside the wall
+    handle = np.column_stack([0.5 + 0.042 + 0.016 * np.sin(np.pi * t),
+                              RNG.uniform(-0.004, 0.004, 120), 0.03 + 0.05 * t])
+    pieces = [_piece(1, wall[near_side]), _piece(2, wall[~near_side]), _piece(3, handle)]
+    assert len(handle) >= 0.25 * near_side.sum()       # not small beside one arc alone
+    out, joined = merge_nested(pieces)
+    assert len(out) == 1 and set(joined) == {2, 3}
