@@ -586,6 +586,11 @@ def _vision_graphs(vlm) -> dict:
     return {} if v is None else {"captured": len(v._graphs), "failed": v.failed}
 
 
+def _med(st) -> str:
+    """A stats dict's median / p90 as a table cell ("-" without one)."""
+    return f"{st['median']:.1f} / {st['p90']:.1f}" if st else "-"
+
+
 def bench_vlm(size: str, device, dtype, image: np.ndarray, runs: int, new_tokens: int,
               target_prompt_tokens: int = 600, modes=("generate", "graphs")):
     from spatialpin_ros.vlm.transformers_client import TransformersVLM
@@ -603,13 +608,14 @@ def bench_vlm(size: str, device, dtype, image: np.ndarray, runs: int, new_tokens
         # the repository's backend, around the model built here (no save/load round trip)
         vlm = TransformersVLM.from_loaded(model, processor, "llava-1.5-7b-size-random",
                                           decode=mode)
-        ttft, decode, decode_inner, prefill = [], [], [], []
+        ttft, decode, decode_inner, prefill, encode, other = [], [], [], [], [], []
         n_in, texts = None, set()
         t_mode = time.perf_counter()
         try:
             for it in range(runs + 1):
                 sync()
                 r1 = vlm.generate(SYSTEM, prompt, [image], max_tokens=1)
+                first = dict(vlm.last)
                 sync()
                 rn = vlm.generate(SYSTEM, prompt, [image], max_tokens=new_tokens)
                 sync()
@@ -624,6 +630,11 @@ def bench_vlm(size: str, device, dtype, image: np.ndarray, runs: int, new_tokens
                 if "prefill_s" in vlm.last:
                     prefill.append(1000 * vlm.last["prefill_s"])
                     decode_inner.append(vlm.last["tokens_per_s"])
+                if "encode_s" in first:     # the 1-token reply's parts: processor, the rest
+                    encode.append(1000 * first["encode_s"])
+                    if "prefill_s" in first:
+                        other.append(1000 * (r1.latency_s - first["encode_s"]
+                                             - first["prefill_s"]))
         except Exception as e:  # noqa: BLE001
             traceback.print_exc()
             out["variants"][mode] = {"error": f"{type(e).__name__}: {e}"}
@@ -632,6 +643,9 @@ def bench_vlm(size: str, device, dtype, image: np.ndarray, runs: int, new_tokens
         out["variants"][mode] = {
             "ttft_ms": stats(ttft), "decode_tokens_per_s": stats(decode),
             "prefill_ms": stats(prefill) if prefill else None,
+            # of the TTFT: the processor on the host, and what is neither it nor the prefill
+            "ttft_encode_ms": stats(encode) if encode else None,
+            "ttft_other_ms": stats(other) if other else None,
             "decode_loop_tokens_per_s": stats(decode_inner) if decode_inner else None,
             "completion_tokens": rn.completion_tokens, "mode_ran": vlm.last.get("mode"),
             "notes": vlm.last.get("notes"), "same_text_every_run": len(texts) == 1,
@@ -810,8 +824,9 @@ def main(argv=None) -> int:
                   f"{bw.get('step_GB')} GB; copy bandwidth {bw.get('measured_copy_TBps')} TB/s -> "
                   f"limit {bw.get('limit_tokens_per_s_measured')} tokens/s (datasheet 4.8 TB/s: "
                   f"{bw.get('limit_tokens_per_s_datasheet')})\n")
-            print("| decode | TTFT median / p90 ms | decode tok/s median / p90 | prefill ms |")
-            print("|---|---|---|---|")
+            print("| decode | TTFT median / p90 ms | decode tok/s median / p90 | prefill ms | "
+                  "processor ms | rest of TTFT ms |")
+            print("|---|---|---|---|---|---|")
             for mode, r in vlm["variants"].items():
                 if "error" in r:
                     print(f"| {mode} | error: {r['error'][:80]} |")
@@ -819,7 +834,8 @@ def main(argv=None) -> int:
                 pre = r["prefill_ms"]["median"] if r.get("prefill_ms") else float("nan")
                 print(f"| {mode} | {r['ttft_ms']['median']:.1f} / {r['ttft_ms']['p90']:.1f} | "
                       f"{r['decode_tokens_per_s']['median']:.1f} / "
-                      f"{r['decode_tokens_per_s']['p90']:.1f} | {pre:.1f} |")
+                      f"{r['decode_tokens_per_s']['p90']:.1f} | {pre:.1f} | "
+                      f"{_med(r.get('ttft_encode_ms'))} | {_med(r.get('ttft_other_ms'))} |")
     print(f"\nwrote {path}")
     return 0
 

@@ -187,6 +187,10 @@ def test_static_cache_decoding_matches_generate(tiny_vlm_path):
         assert fast.last["mode"] == "eager" and ref.last["mode"] == "generate"
         assert b.text == a.text and b.completion_tokens == a.completion_tokens
         assert fast.last["prefill_s"] > 0
+        for last, reply in ((fast.last, b), (ref.last, a)):    # the reply's parts add up
+            parts = last["encode_s"] + last["generate_s"] + last["text_s"]
+            assert min(last["encode_s"], last["generate_s"], last["text_s"]) >= 0
+            assert parts == pytest.approx(reply.latency_s, abs=1e-6)
     # the other prefill (a dynamic cache copied into the static one) gives the same tokens
     dyn = TransformersVLM.from_loaded(ref._model, ref._processor, "tiny", decode="eager")
     dyn._decoder = StaticDecoder(ref._model, mode="eager", prefill="dynamic")

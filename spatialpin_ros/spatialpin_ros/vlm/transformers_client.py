@@ -231,6 +231,7 @@ class TransformersVLM(VLMClient):
             t0 = time.perf_counter()
             pil = [Image.fromarray(a) for a in imgs]
             inputs = self._encode(system, prompt, pil)
+            t_enc = time.perf_counter()
             gen = self._generation_config(int(max_tokens), float(temperature))
             n_in = int(inputs["input_ids"].shape[1])
             try:
@@ -245,8 +246,12 @@ class TransformersVLM(VLMClient):
                 raise VLMError(f"{self.name} failed while generating: {type(e).__name__}: {_first_line(e)}",
                                reason="generate") from e
             tokenizer = getattr(self._processor, "tokenizer", self._processor)
+            t_gen = time.perf_counter()
             text = tokenizer.decode(new, skip_special_tokens=True).strip()
             latency = time.perf_counter() - t0
+            # host seconds of the reply's parts (where the time to first token goes)
+            self.last.update(encode_s=t_enc - t0, generate_s=t_gen - t_enc,
+                             text_s=latency - (t_gen - t0))
         return VLMReply(text=text, model=self.model_id, latency_s=latency,
                         prompt_tokens=n_in, completion_tokens=int(new.shape[0]))
 
