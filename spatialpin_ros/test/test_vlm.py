@@ -401,3 +401,41 @@ def test_make_vlm_openai_and_bad_args():
         OpenAICompatibleClient("127.0.0.1:8000", model="m")  # no scheme
     with pytest.raises(TypeError):
         make_vlm("openai", base_url="http://127.0.0.1:1/v1", model="m", no_such_param=1)
+
+
+def test_the_processor_runs_on_bounded_torch_threads(tiny_vlm_path):
+    """The processor (chat template, tokenizer, image processor) runs with at most
+    ``encode_threads`` torch intra-op threads, and torch's setting is restored after it, also
+    when the processor fails."""
+    import torch
+
+    vlm = TransformersVLM(tiny_vlm_path, device="cpu")
+    assert vlm.encode_threads == 4
+    seen = []
+    real = vlm._processor.apply_chat_template
+
+    def recording(*a, **kw):
+        seen.append(torch.get_num_threads())
+        return real(*a, **kw)
+
+    vlm._processor.apply_chat_template = recording
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        vlm.encode_threads = 1
+        assert vlm.generate(SYSTEM, PROMPT, [_image()], max_tokens=2).completion_tokens >= 1
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+        vlm.encode_threads = 0                      # 0: torch's own setting
+        vlm.generate(SYSTEM, PROMPT, [_image()], max_tokens=2)
+        assert seen[-1] == 2
+
+        def failing(*a, **kw):
+            raise RuntimeError("broken template")
+
+        vlm._processor.apply_chat_template = failing
+        vlm.encode_threads = 1
+        with pytest.raises(VLMError):
+            vlm.generate(SYSTEM, PROMPT, [_image()], max_tokens=2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

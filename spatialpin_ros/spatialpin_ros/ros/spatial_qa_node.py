@@ -48,7 +48,7 @@ from spatialpin_ros.reasoning.geometric import Answer
 from spatialpin_ros.reasoning.registration import camera_motion, register_scenes
 from spatialpin_ros.ros import conversions as conv
 from spatialpin_ros.ros.node_main import run_node
-from spatialpin_ros.ros.params import Param, declare_params, one_of, positive
+from spatialpin_ros.ros.params import Param, declare_params, non_negative, one_of, positive
 from spatialpin_ros.ros.sim_node import LATCHED, SERVICE_QOS
 from spatialpin_ros.ros.viz import cloud_from_msg
 from spatialpin_ros.vlm.lazy import LazyVLMs
@@ -73,6 +73,11 @@ PARAMS = {
                                  "(graphs on CUDA, else generate), generate, graphs, compile, "
                                  "eager", one_of("auto", "generate", "graphs", "compile",
                                                  "eager")),
+    "transformers.encode_threads": Param(4, "Torch intra-op threads, at most, for the "
+                                         "transformers backend's processor on the host (0 = "
+                                         "torch's own setting; many threads made the time to "
+                                         "first token erratic on a 16-core GPU host)",
+                                         non_negative),
     "views": Param("none", "ZeroVLM novel views added to VLM prompts: none, single or multi",
                    one_of("none", "single", "multi")),
     "view_names": Param(["left"], "Views for single mode: left, right, top or an orbit angle in "
@@ -193,7 +198,8 @@ class SpatialQANode(Node):
             raise VLMError("the transformers backend has no model: set the transformers.model "
                            "parameter", reason="load")
         return make_vlm("transformers", model=p.transformers_model, device=p.transformers_device,
-                        decode=p.transformers_decode)
+                        decode=p.transformers_decode,
+                        encode_threads=int(p.transformers_encode_threads))
 
     def _on_params_set(self, params):
         """A change of openai.model or openai.timeout_s drops the openai client, so the next

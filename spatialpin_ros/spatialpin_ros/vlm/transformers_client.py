@@ -10,6 +10,7 @@ is a GPU, else the CPU in float32 (with a warning: it is slow for real models).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -25,6 +26,25 @@ log = logging.getLogger(__name__)
 
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
 _DECODES = ("auto", "generate", "graphs", "compile", "eager")
+#: Default torch intra-op threads for the processor (``TransformersVLM.encode_threads``).
+ENCODE_THREADS = 4
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Torch's intra-op threads at most ``n`` inside the block (``n`` 0: unchanged); the
+    setting is restored after it."""
+    import torch
+
+    old = torch.get_num_threads()
+    if n <= 0 or old <= n:
+        yield
+        return
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 _VLM_EXAMPLES = "LLaVA, Qwen2-VL / Qwen2.5-VL, SmolVLM, Idefics3, Gemma 3, PaliGemma"
 
 
@@ -50,6 +70,8 @@ class TransformersVLM(VLMClient):
             :class:`~spatialpin_ros.vlm.static_decode.StaticDecoder` mode: ``"graphs"`` (static
             KV cache, CUDA-graph decode step), ``"compile"`` (torch.compile'd step) or
             ``"eager"``. Sampling (temperature > 0) always uses ``generate``.
+        encode_threads: torch intra-op threads, at most, for the processor on the host (0:
+            torch's own setting; see :attr:`encode_threads`).
 
     The model is loaded in the constructor and reused by every ``generate`` call; calls are
     serialised by a lock, so one instance may be shared between threads.
@@ -62,7 +84,8 @@ class TransformersVLM(VLMClient):
     """
 
     def __init__(self, model: str, device: str = "auto", dtype: str = "auto",
-                 trust_remote_code: bool = False, decode: str = "auto") -> None:
+                 trust_remote_code: bool = False, decode: str = "auto",
+                 encode_threads: int = ENCODE_THREADS) -> None:
         if not model or not isinstance(model, (str, os.PathLike)):
             raise ValueError(f"model must be a hub id or a local path, got {model!r}")
         if dtype not in _DTYPES:
@@ -75,6 +98,7 @@ class TransformersVLM(VLMClient):
         self._processor: Any = None
         self.device, self.dtype = self._pick_device_and_dtype(str(device), dtype)
         self._set_decode(decode)
+        self.encode_threads = max(0, int(encode_threads))
         self._load()
 
     @classmethod
@@ -99,6 +123,13 @@ class TransformersVLM(VLMClient):
         #: saved ~1 ms (2.0 against 3.0 ms for a 640x480 image to 336 px) but its pixel values
         #: differ from the host's by up to 0.03 (normalised units), so a reply may differ.
         self.image_on_device: bool = False
+        #: Torch intra-op threads for the processor on the host (at most; 0: torch's own
+        #: setting). transformers' torchvision image processor on 16 threads took 9 ms median
+        #: and 25 ms p90 for a 640x480 image on an H100 host, against 3.4 / 4.1 ms on 4 threads
+        #: (BENCHMARKS.md, 2026-12-07): the time to first token moved with it. Torch's setting
+        #: is process-wide, so for the few milliseconds of the processor other torch work on
+        #: the host of this process runs on these threads too.
+        self.encode_threads: int = ENCODE_THREADS
         if decode == "auto":
             decode = "graphs" if getattr(self.device, "type", "") == "cuda" else "generate"
         self.decode = decode
@@ -283,12 +314,14 @@ class TransformersVLM(VLMClient):
             kw.update(self._device_kwargs())
         try:
             try:
-                inputs = self._processor.apply_chat_template(messages, **kw)
+                with torch_threads(self.encode_threads):
+                    inputs = self._processor.apply_chat_template(messages, **kw)
             except Exception as e:  # noqa: BLE001 - some templates reject a system turn
                 if not system or "system" not in str(e).lower():
                     raise
                 user[-1]["text"] = f"{system}\n\n{prompt}"  # fold the system prompt into the user turn
-                inputs = self._processor.apply_chat_template(messages[1:], **kw)
+                with torch_threads(self.encode_threads):
+                    inputs = self._processor.apply_chat_template(messages[1:], **kw)
         except Exception as e:  # noqa: BLE001 - template, tokenizer or image processor errors
             raise VLMError(f"{self.name} could not build its input with the processor's chat template: "
                            f"{type(e).__name__}: {_first_line(e)}", reason="generate") from e
