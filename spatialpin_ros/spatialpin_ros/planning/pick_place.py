@@ -54,9 +54,9 @@ from spatialpin_ros.planning.planner import MotionPlanner, PlanResult, path_leng
 from spatialpin_ros.planning.robot import RobotModel
 from spatialpin_ros.planning.scene import PlanningScene
 from spatialpin_ros.planning.side_grasps import hand_boxes, side_grasps
-from spatialpin_ros.planning.scene_queries import (blockers, object_inside, object_on_top,
-                                                   supporting_object, without_phantoms,
-                                                   yield_to)
+from spatialpin_ros.planning.scene_queries import (blockers, fragment_of, object_inside,
+                                                   object_on_top, supporting_object,
+                                                   without_phantoms, yield_to)
 from spatialpin_ros.planning.task_plan import (MotionRecord, PickPlaceConfig, TaskPlan,
                                                TrajectoryBuilder)
 
@@ -194,6 +194,15 @@ def _request(run: _Run, scene: Scene, object_id: str, target_id: Optional[str],
     # Phantoms (pieces smaller than a graspable object, or inside another object's box) are no
     # obstacles.
     scene = without_phantoms(scene, keep=(object_id, target_id))
+    # A piece that may be one object with a neighbour: neither grasped nor stacked on (a
+    # container is put into: its rim, seen round its hollow, says where it is).
+    on_top = target if target is not None and not target.container else None
+    for what, prior in (("object", obj), ("target", on_top)):
+        other = fragment_of(prior, scene) if prior is not None else None
+        if other is not None:
+            raise PlanFailure(PlanStatus.NOT_SEPARATE, (
+                f"the {what} {prior.id!r} touches {other!r} at the same height and in the "
+                "same colour: they may be one object, so where it ends is not known"))
     # Neighbours whose perceived boxes reach into the object's give way (a strip taken in), in
     # the collision scene only: the target keeps its perceived top for the support and
     # placement rules (cut, a touching target's top was too small to carry the object).

@@ -1,5 +1,6 @@
 """Questions about a scene of priors that task planning asks (ROS-free): what an object
-stands on, what rests on it or inside it, which pieces are phantoms, and which neighbours may be
+stands on, what rests on it or inside it, which pieces are phantoms, which may be a piece of
+one object with a neighbour (``fragment_of``), and which neighbours may be
 moved out of the way (``blockers``), and how neighbours whose perceived boxes reach into the
 grasped object's give way (``yield_to``)."""
 
@@ -25,6 +26,12 @@ MIN_KEPT = 0.6
 #: of touching objects overlap by a few millimetres, and the planner lets the held object and
 #: the closed fingers rise from such a neighbour (``planning.choice``).
 TOUCH = 0.003
+#: Neighbours that may be pieces of one object (``fragment_of``): footprints at most
+#: ``FRAGMENT_GAP`` (m) apart, tops within ``FRAGMENT_TOP`` (m) of each other, mean colours
+#: within ``FRAGMENT_COLOUR`` (distance in RGB, 0..255 a channel).
+FRAGMENT_GAP = 0.005
+FRAGMENT_TOP = 0.005
+FRAGMENT_COLOUR = 80.0
 
 
 def supporting_object(prior: ObjectPrior, scene: Scene, table_z: float) -> Optional[str]:
@@ -76,6 +83,27 @@ def object_inside(container: ObjectPrior, scene: Scene) -> Optional[str]:
             continue
         if (point_polygon_distance(o.center[None, :2], fp)[0] == 0.0
                 and lo <= bottom_z(o) <= top_z(container) + 0.02):
+            return o.id
+    return None
+
+
+def fragment_of(prior: ObjectPrior, scene: Scene) -> Optional[str]:
+    """A neighbour that ``prior`` may be one piece of together with (None when none): one that
+    touches it (``FRAGMENT_GAP``) with its top at the same height (``FRAGMENT_TOP``) and of
+    the same colour (``FRAGMENT_COLOUR``). The surface runs on across the boundary between
+    them at one height and in one colour: from one view nothing tells two objects from one
+    object that segmentation cut (a tray's walls, a plate's halves, a jenga block's ends), so
+    where the object ends is not known. Grasping such a piece lifts whatever it belongs to, and
+    a placement centred on it is off the whole's centre."""
+    if prior.rgb is None:
+        return None
+    fp, top = footprint(prior), top_z(prior)
+    for o in scene.objects:
+        if o.id == prior.id or o.rgb is None or abs(top_z(o) - top) > FRAGMENT_TOP:
+            continue
+        if float(np.linalg.norm(np.subtract(prior.rgb, o.rgb, dtype=float))) > FRAGMENT_COLOUR:
+            continue
+        if polygon_gap(fp, footprint(o)) <= FRAGMENT_GAP:
             return o.id
     return None
 
