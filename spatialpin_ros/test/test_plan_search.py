@@ -259,6 +259,18 @@ def test_touching_pieces_of_one_height_and_colour_may_be_one_object():
                                    [0.034, 0.172, 0.046], 0), gray)):
         assert fragment_of(wall, Scene("t", [wall, other], cam, Pose(),
                                        support_plane=np.array([0, 0, 1.0, 0]))) is None
+    # Development scene 9329: an orange bottle seen as its body (a 17 cm cylinder) and the
+    # neck above the shoulder, resting on it. Of another colour, the neck would be an object
+    # stacked on the body.
+    orange = (230, 120, 30)
+    body = _coloured(_prior("body", "cylinder", [0.6, 0.174, 0.086], [0.037, 0.037, 0.172], 0),
+                     orange)
+    neck = _coloured(_prior("neck", "box", [0.581, 0.163, 0.189], [0.033, 0.019, 0.034], 0),
+                     orange)
+    bottle = Scene("t", [body, neck], cam, Pose(), support_plane=np.array([0, 0, 1.0, 0]))
+    assert fragment_of(neck, bottle) == "body"
+    neck.rgb = (40, 40, 200)
+    assert fragment_of(neck, bottle) is None and fragment_of(body, bottle) is None
 
 
 def test_a_piece_that_may_be_one_object_with_its_neighbour_is_neither_grasped_nor_built_on():

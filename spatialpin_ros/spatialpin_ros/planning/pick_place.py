@@ -201,8 +201,9 @@ def _request(run: _Run, scene: Scene, object_id: str, target_id: Optional[str],
         other = fragment_of(prior, scene) if prior is not None else None
         if other is not None:
             raise PlanFailure(PlanStatus.NOT_SEPARATE, (
-                f"the {what} {prior.id!r} touches {other!r} at the same height and in the "
-                "same colour: they may be one object, so where it ends is not known"))
+                f"the {what} {prior.id!r} and {other!r} are one surface in one colour "
+                "(touching at the same height, or one resting on the other): they may be one "
+                "object, so where it ends is not known"))
     # Neighbours whose perceived boxes reach into the object's give way (a strip taken in), in
     # the collision scene only: the target keeps its perceived top for the support and
     # placement rules (cut, a touching target's top was too small to carry the object).

@@ -26,12 +26,14 @@ MIN_KEPT = 0.6
 #: of touching objects overlap by a few millimetres, and the planner lets the held object and
 #: the closed fingers rise from such a neighbour (``planning.choice``).
 TOUCH = 0.003
-#: Neighbours that may be pieces of one object (``fragment_of``): footprints at most
-#: ``FRAGMENT_GAP`` (m) apart, tops within ``FRAGMENT_TOP`` (m) of each other, mean colours
-#: within ``FRAGMENT_COLOUR`` (distance in RGB, 0..255 a channel).
+#: Neighbours that may be pieces of one object (``fragment_of``): mean colours within
+#: ``FRAGMENT_COLOUR`` (distance in RGB, 0..255 a channel), and footprints at most
+#: ``FRAGMENT_GAP`` (m) apart with tops within ``FRAGMENT_TOP`` (m) of each other...
 FRAGMENT_GAP = 0.005
 FRAGMENT_TOP = 0.005
 FRAGMENT_COLOUR = 80.0
+#: ... or resting on it: its bottom within ``FRAGMENT_REST`` (m) of the other's top.
+FRAGMENT_REST = 0.02
 
 
 def supporting_object(prior: ObjectPrior, scene: Scene, table_z: float) -> Optional[str]:
@@ -88,22 +90,28 @@ def object_inside(container: ObjectPrior, scene: Scene) -> Optional[str]:
 
 
 def fragment_of(prior: ObjectPrior, scene: Scene) -> Optional[str]:
-    """A neighbour that ``prior`` may be one piece of together with (None when none): one that
-    touches it (``FRAGMENT_GAP``) with its top at the same height (``FRAGMENT_TOP``) and of
-    the same colour (``FRAGMENT_COLOUR``). The surface runs on across the boundary between
-    them at one height and in one colour: from one view nothing tells two objects from one
-    object that segmentation cut (a tray's walls, a plate's halves, a jenga block's ends), so
-    where the object ends is not known. Grasping such a piece lifts whatever it belongs to, and
-    a placement centred on it is off the whole's centre."""
+    """A neighbour that ``prior`` may be one piece of together with (None when none): one of
+    the same colour (``FRAGMENT_COLOUR``) that touches it (``FRAGMENT_GAP``) with its top at
+    the same height (``FRAGMENT_TOP``), or that it rests on (its bottom at the other's top,
+    within ``FRAGMENT_REST``, their footprints overlapping). The surface runs on across the
+    boundary between them in one colour: from one view nothing tells two objects from one
+    object that segmentation cut (a tray's walls, a plate's or a jenga block's halves, a
+    bottle's neck above its shoulder), so where the object ends is not known. Grasping such a
+    piece lifts whatever it belongs to, and a placement centred on it is off the whole's
+    centre."""
     if prior.rgb is None:
         return None
-    fp, top = footprint(prior), top_z(prior)
+    fp, top, bottom = footprint(prior), top_z(prior), bottom_z(prior)
     for o in scene.objects:
-        if o.id == prior.id or o.rgb is None or abs(top_z(o) - top) > FRAGMENT_TOP:
+        if o.id == prior.id or o.rgb is None:
             continue
         if float(np.linalg.norm(np.subtract(prior.rgb, o.rgb, dtype=float))) > FRAGMENT_COLOUR:
             continue
-        if polygon_gap(fp, footprint(o)) <= FRAGMENT_GAP:
+        fo = footprint(o)
+        if abs(top_z(o) - top) <= FRAGMENT_TOP and polygon_gap(fp, fo) <= FRAGMENT_GAP:
+            return o.id
+        if (abs(bottom - top_z(o)) <= FRAGMENT_REST and bottom > bottom_z(o) + FRAGMENT_REST
+                and polygon_gap(fp, fo) == 0.0):
             return o.id
     return None
 
