@@ -271,6 +271,13 @@ def test_touching_pieces_of_one_height_and_colour_may_be_one_object():
     assert fragment_of(neck, bottle) == "body"
     neck.rgb = (40, 40, 200)
     assert fragment_of(neck, bottle) is None and fragment_of(body, bottle) is None
+    # Whatever its colour, a piece resting on an irregular object (development scene 9533: a
+    # black bottle's neck on its body and a bowl, seen as one irregular piece) is no object
+    # standing there on its own.
+    body.shape = "other"
+    assert fragment_of(neck, bottle) == "body"
+    body.container = True
+    assert fragment_of(neck, bottle) is None
 
 
 def test_a_piece_that_may_be_one_object_with_its_neighbour_is_neither_grasped_nor_built_on():

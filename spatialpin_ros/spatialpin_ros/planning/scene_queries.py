@@ -93,25 +93,28 @@ def fragment_of(prior: ObjectPrior, scene: Scene) -> Optional[str]:
     """A neighbour that ``prior`` may be one piece of together with (None when none): one of
     the same colour (``FRAGMENT_COLOUR``) that touches it (``FRAGMENT_GAP``) with its top at
     the same height (``FRAGMENT_TOP``), or that it rests on (its bottom at the other's top,
-    within ``FRAGMENT_REST``, their footprints overlapping). The surface runs on across the
-    boundary between them in one colour: from one view nothing tells two objects from one
-    object that segmentation cut (a tray's walls, a plate's or a jenga block's halves, a
-    bottle's neck above its shoulder), so where the object ends is not known. Grasping such a
-    piece lifts whatever it belongs to, and a placement centred on it is off the whole's
-    centre."""
-    if prior.rgb is None:
-        return None
+    within ``FRAGMENT_REST``, their footprints overlapping); or, whatever the colour, a ball or
+    an irregular object (not a container) that it rests on: nothing stands on one on its own
+    (``core.stacking.check_support``), so a piece seen there is part of it or propped by it.
+    The surface runs on across the boundary between them in one colour: from one view nothing
+    tells two objects from one object that segmentation cut (a tray's walls, a plate's or a
+    jenga block's halves, a bottle's neck above its shoulder), so where the object ends is not
+    known. Grasping such a piece lifts whatever it belongs to, and a placement centred on it is
+    off the whole's centre."""
     fp, top, bottom = footprint(prior), top_z(prior), bottom_z(prior)
     for o in scene.objects:
-        if o.id == prior.id or o.rgb is None:
-            continue
-        if float(np.linalg.norm(np.subtract(prior.rgb, o.rgb, dtype=float))) > FRAGMENT_COLOUR:
+        if o.id == prior.id:
             continue
         fo = footprint(o)
-        if abs(top_z(o) - top) <= FRAGMENT_TOP and polygon_gap(fp, fo) <= FRAGMENT_GAP:
-            return o.id
-        if (abs(bottom - top_z(o)) <= FRAGMENT_REST and bottom > bottom_z(o) + FRAGMENT_REST
-                and polygon_gap(fp, fo) == 0.0):
+        rests = (abs(bottom - top_z(o)) <= FRAGMENT_REST and bottom > bottom_z(o) + FRAGMENT_REST
+                 and polygon_gap(fp, fo) == 0.0)
+        if rests and o.shape in ("sphere", "other") and not o.container:
+            return o.id       # nothing stands on a ball or an irregular top on its own
+        if (prior.rgb is None or o.rgb is None or float(np.linalg.norm(
+                np.subtract(prior.rgb, o.rgb, dtype=float))) > FRAGMENT_COLOUR):
+            continue
+        if rests or (abs(top_z(o) - top) <= FRAGMENT_TOP
+                     and polygon_gap(fp, fo) <= FRAGMENT_GAP):
             return o.id
     return None
 
