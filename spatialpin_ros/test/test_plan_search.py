@@ -269,6 +269,8 @@ def test_touching_pieces_of_one_height_and_colour_may_be_one_object():
                      orange)
     bottle = Scene("t", [body, neck], cam, Pose(), support_plane=np.array([0, 0, 1.0, 0]))
     assert fragment_of(neck, bottle) == "body"
+    # As a target, the neck's top is the bottle's: what it rests on does not count.
+    assert fragment_of(neck, bottle, resting=False) is None
     neck.rgb = (40, 40, 200)
     assert fragment_of(neck, bottle) is None and fragment_of(body, bottle) is None
     # Whatever its colour, a piece resting on an irregular object (development scene 9533: a

@@ -52,6 +52,12 @@ def test_the_opening_of_a_mug_is_the_centre_of_its_rim():
     c = opening_centre(_mug_prior(), pts)
     assert c is not None and np.linalg.norm(c - AXIS) < 0.003
     assert opening_centre(_mug_prior(), pts[:10]) is None
+    # Development scene 9742: a few points at the top of a bowl's box, of something else,
+    # fitted a circle of 0.9 cm radius: no rim of that box.
+    below = pts[pts[:, 2] < H - 0.02]
+    a = rng.uniform(0, 2 * math.pi, 60)
+    small = np.c_[AXIS[0] + 0.009 * np.cos(a), AXIS[1] + 0.009 * np.sin(a), np.full(60, H)]
+    assert opening_centre(_mug_prior(), np.vstack([below, small])) is None
 
 
 @pytest.mark.parametrize("with_points", [True, False])

@@ -122,8 +122,10 @@ class SceneCloud:
 #: The rim of a container (``opening_centre``): its points within ``RIM_BAND`` (m) of its top;
 #: a circle is fitted to them, refitted without those more than ``RIM_INSIDE`` (m) inside it
 #: (``core.geometry.robust_circle``), and kept where its fit residual is at most ``RIM_RMS``
-#: (m) and at least ``RIM_MIN_POINTS`` points describe it.
+#: (m), at least ``RIM_MIN_POINTS`` points describe it and its diameter is at least
+#: ``RIM_MIN_SPAN`` of the box's longer side (a mug's box holds its handle as well).
 RIM_BAND = 0.01
+RIM_MIN_SPAN = 0.6
 RIM_INSIDE = 0.004
 RIM_RMS = 0.004
 RIM_MIN_POINTS = 30
@@ -132,7 +134,8 @@ RIM_MIN_POINTS = 30
 def opening_centre(target: ObjectPrior, points: np.ndarray) -> Optional[np.ndarray]:
     """The centre (x, y) of a round container's opening, from the circle its rim's points
     (``points``: the container's own, world frame) lie on; None where they do not fit one
-    (a square tray) or the circle's centre lies outside the container's box. The box's centre
+    (a square tray), the circle is much smaller than the box (a few points at the top: a
+    piece of something else) or its centre lies outside the box. The box's centre
     may be well off the opening: a mug's box holds its handle, and a bowl seen in part
     (its far side cut away or merged into a neighbour) has a box of that part."""
     top = top_z(target)
@@ -140,7 +143,8 @@ def opening_centre(target: ObjectPrior, points: np.ndarray) -> Optional[np.ndarr
     if len(band) < RIM_MIN_POINTS:
         return None
     fit = robust_circle(band, RIM_INSIDE, float(max(target.size[:2])))
-    if fit is None or fit[2] > RIM_RMS:
+    if (fit is None or fit[2] > RIM_RMS
+            or 2 * fit[1] < RIM_MIN_SPAN * float(max(target.size[:2]))):
         return None
     centre = np.asarray(fit[0], dtype=float)
     if point_polygon_distance(centre[None], footprint(target))[0] > 0.0:

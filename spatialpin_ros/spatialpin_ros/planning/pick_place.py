@@ -198,7 +198,7 @@ def _request(run: _Run, scene: Scene, object_id: str, target_id: Optional[str],
     # container is put into: its rim, seen round its hollow, says where it is).
     on_top = target if target is not None and not target.container else None
     for what, prior in (("object", obj), ("target", on_top)):
-        other = fragment_of(prior, scene) if prior is not None else None
+        other = fragment_of(prior, scene, resting=what == "object") if prior else None
         if other is not None:
             raise PlanFailure(PlanStatus.NOT_SEPARATE, (
                 f"the {what} {prior.id!r} and {other!r} are one surface in one colour "

@@ -89,7 +89,7 @@ def object_inside(container: ObjectPrior, scene: Scene) -> Optional[str]:
     return None
 
 
-def fragment_of(prior: ObjectPrior, scene: Scene) -> Optional[str]:
+def fragment_of(prior: ObjectPrior, scene: Scene, resting: bool = True) -> Optional[str]:
     """A neighbour that ``prior`` may be one piece of together with (None when none): one of
     the same colour (``FRAGMENT_COLOUR``) that touches it (``FRAGMENT_GAP``) with its top at
     the same height (``FRAGMENT_TOP``), or that it rests on (its bottom at the other's top,
@@ -100,14 +100,16 @@ def fragment_of(prior: ObjectPrior, scene: Scene) -> Optional[str]:
     tells two objects from one object that segmentation cut (a tray's walls, a plate's or a
     jenga block's halves, a bottle's neck above its shoulder), so where the object ends is not
     known. Grasping such a piece lifts whatever it belongs to, and a placement centred on it is
-    off the whole's centre."""
+    off the whole's centre. ``resting``: False leaves out the pieces it rests on (a target:
+    the top piece of an object cut across carries what is stacked on it at the whole's top,
+    over its middle)."""
     fp, top, bottom = footprint(prior), top_z(prior), bottom_z(prior)
     for o in scene.objects:
         if o.id == prior.id:
             continue
         fo = footprint(o)
-        rests = (abs(bottom - top_z(o)) <= FRAGMENT_REST and bottom > bottom_z(o) + FRAGMENT_REST
-                 and polygon_gap(fp, fo) == 0.0)
+        rests = (resting and abs(bottom - top_z(o)) <= FRAGMENT_REST
+                 and bottom > bottom_z(o) + FRAGMENT_REST and polygon_gap(fp, fo) == 0.0)
         if rests and o.shape in ("sphere", "other") and not o.container:
             return o.id       # nothing stands on a ball or an irregular top on its own
         if (prior.rgb is None or o.rgb is None or float(np.linalg.norm(
