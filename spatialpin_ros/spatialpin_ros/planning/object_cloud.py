@@ -118,7 +118,6 @@ class SceneCloud:
         return cls(np.zeros((0, 3)), np.zeros(0, dtype=int), [])
 
 
-
 #: The rim of a container (``opening_centre``): its points within ``RIM_BAND`` (m) of its top;
 #: a circle is fitted to them, refitted without those more than ``RIM_INSIDE`` (m) inside it
 #: (``core.geometry.robust_circle``), and kept where its fit residual is at most ``RIM_RMS``
@@ -135,9 +134,9 @@ def opening_centre(target: ObjectPrior, points: np.ndarray) -> Optional[np.ndarr
     """The centre (x, y) of a round container's opening, from the circle its rim's points
     (``points``: the container's own, world frame) lie on; None where they do not fit one
     (a square tray), the circle is much smaller than the box (a few points at the top: a
-    piece of something else) or its centre lies outside the box. The box's centre
-    may be well off the opening: a mug's box holds its handle, and a bowl seen in part
-    (its far side cut away or merged into a neighbour) has a box of that part."""
+    piece of something else) or its centre lies outside the box. The box's centre may be
+    well off the opening: a mug's box holds its handle, and a bowl seen in part (its far
+    side cut away or merged into a neighbour) has a box of that part."""
     top = top_z(target)
     band = points[points[:, 2] > top - RIM_BAND][:, :2] if len(points) else points
     if len(band) < RIM_MIN_POINTS:
