@@ -230,3 +230,87 @@ def test_a_touching_target_gives_way_for_collisions_but_keeps_its_top_for_the_su
     finally:
         panda.close()
     assert plan.status is PlanStatus.OK, plan.reason
+
+
+def _coloured(prior, rgb):
+    prior.rgb = rgb
+    return prior
+
+
+def test_touching_pieces_of_one_height_and_colour_may_be_one_object():
+    from spatialpin_ros.core.types import CameraModel, Scene
+    from spatialpin_ros.planning.scene_queries import fragment_of
+    # Perceived in development scene 9306: a 19.4 cm tray seen as its four walls, gray and
+    # black, 4.3-4.6 cm high, touching at the corners.
+    gray, black = (120, 120, 122), (100, 101, 104)
+    wall = _coloured(_prior("wall", "other", [0.462, 0.212, 0.0215], [0.148, 0.03, 0.043], 0),
+                     black)
+    side = _coloured(_prior("side", "other", [0.546, 0.144, 0.023], [0.034, 0.172, 0.046], 0),
+                     gray)
+    cam = CameraModel.from_fov(64, 48, 58)
+    scene = Scene("t", [wall, side], cam, Pose(), support_plane=np.array([0, 0, 1.0, 0]))
+    assert fragment_of(wall, scene) == "side" and fragment_of(side, scene) == "wall"
+    # A neighbour of another colour, of another height, or 1 cm away is another object.
+    for other in (_coloured(_prior("side", "other", [0.546, 0.144, 0.023],
+                                   [0.034, 0.172, 0.046], 0), (200, 40, 40)),
+                  _coloured(_prior("side", "other", [0.546, 0.144, 0.03],
+                                   [0.034, 0.172, 0.06], 0), gray),
+                  _coloured(_prior("side", "other", [0.563, 0.144, 0.023],
+                                   [0.034, 0.172, 0.046], 0), gray)):
+        assert fragment_of(wall, Scene("t", [wall, other], cam, Pose(),
+                                       support_plane=np.array([0, 0, 1.0, 0]))) is None
+    # Development scene 9329: an orange bottle seen as its body (a 17 cm cylinder) and the
+    # neck above the shoulder, resting on it. Of another colour, the neck would be an object
+    # stacked on the body.
+    orange = (230, 120, 30)
+    body = _coloured(_prior("body", "cylinder", [0.6, 0.174, 0.086], [0.037, 0.037, 0.172], 0),
+                     orange)
+    neck = _coloured(_prior("neck", "box", [0.581, 0.163, 0.189], [0.033, 0.019, 0.034], 0),
+                     orange)
+    bottle = Scene("t", [body, neck], cam, Pose(), support_plane=np.array([0, 0, 1.0, 0]))
+    assert fragment_of(neck, bottle) == "body"
+    # As a target, the neck's top is the bottle's: what it rests on does not count.
+    assert fragment_of(neck, bottle, resting=False) is None
+    neck.rgb = (40, 40, 200)
+    assert fragment_of(neck, bottle) is None and fragment_of(body, bottle) is None
+    # Whatever its colour, a piece resting on an irregular object (development scene 9533: a
+    # black bottle's neck on its body and a bowl, seen as one irregular piece) is no object
+    # standing there on its own.
+    body.shape = "other"
+    assert fragment_of(neck, bottle) == "body"
+    body.container = True
+    assert fragment_of(neck, bottle) is None
+
+
+def test_a_piece_that_may_be_one_object_with_its_neighbour_is_neither_grasped_nor_built_on():
+    from spatialpin_ros.core.plan_status import PlanStatus
+    from spatialpin_ros.core.types import CameraModel, Scene
+    from spatialpin_ros.planning import plan_task
+    from spatialpin_ros.planning.robot import RobotModel
+    # A tray's wall, seen apart from the rest of the tray, was grasped, and the whole tray
+    # lifted and dropped on the target (development scene 9306); the halves of a box seen as
+    # two pieces: a stack centred on one half is off the box's centre.
+    gray = (120, 120, 122)
+    wall = _coloured(_prior("wall", "box", [0.462, 0.212, 0.0215], [0.148, 0.03, 0.043], 0),
+                     gray)
+    side = _coloured(_prior("side", "box", [0.546, 0.144, 0.023], [0.034, 0.172, 0.046], 0),
+                     gray)
+    block = _coloured(_prior("block", "box", [0.45, -0.15, 0.02], [0.04, 0.04, 0.04], 0),
+                      (200, 40, 40))
+    half = _coloured(_prior("half", "box", [0.6, -0.1, 0.04], [0.06, 0.06, 0.08], 0),
+                     (40, 40, 200))
+    other_half = _coloured(_prior("other_half", "box", [0.6, -0.04, 0.04],
+                                  [0.06, 0.06, 0.08], 0), (40, 40, 200))
+    scene = Scene("t", [wall, side, block, half, other_half],
+                  CameraModel.from_fov(64, 48, 58), Pose(),
+                  support_plane=np.array([0, 0, 1.0, 0]))
+    panda = RobotModel("panda")
+    try:
+        moved = plan_task(panda, scene, "wall", None, Pose.from_yaw([0.4, -0.3, 0.0215], 0.0))
+        stacked = plan_task(panda, scene, "block", "half")
+        alone = plan_task(panda, scene.replace(objects=[wall, block, half]), "block", "half")
+    finally:
+        panda.close()
+    assert moved.status is PlanStatus.NOT_SEPARATE and "'side'" in moved.reason
+    assert stacked.status is PlanStatus.NOT_SEPARATE and "target" in stacked.reason
+    assert alone.status is PlanStatus.OK, alone.reason

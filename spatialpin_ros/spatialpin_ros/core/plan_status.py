@@ -49,6 +49,12 @@ class PlanStatus(str, Enum):
     #: Every grasp that fits holds the object by a narrow part far above its centre of mass
     #: (a bottle by its neck): it would swing in the hand and tip when put down.
     UNSTABLE_GRASP = "unstable_grasp"
+    #: The object (or the target it would be stacked on) touches a neighbour of the same top
+    #: height and colour, or the object rests on one of its colour or on an irregular one:
+    #: the two may be pieces of one object (a tray's walls, a plate's halves, a bottle's neck
+    #: and body), so where the object ends is not known
+    #: (``planning.scene_queries.fragment_of``).
+    NOT_SEPARATE = "not_separate"
     # Execution.
     #: The hand was found empty after closing or lifting.
     SLIPPED = "slipped"

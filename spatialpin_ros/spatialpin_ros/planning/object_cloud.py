@@ -1,6 +1,6 @@
 """The perceived points of a scene, each with the object it belongs to (ROS-free): what grasp
 sampling (``planning.antipodal``) reads to see an object's real shape and the things near the
-hand.
+hand, and where a round container's opening is (``opening_centre``).
 
 A ``SceneCloud`` is built from the perceived frame and the priors' pixel masks
 (``SceneCloud.from_frame``), or from any world-frame cloud by which prior's box (grown by a
@@ -19,7 +19,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from spatialpin_ros.core.types import Pose, RGBDFrame, Scene
+from spatialpin_ros.core.geometry import robust_circle
+from spatialpin_ros.core.stacking import footprint, point_polygon_distance, top_z
+from spatialpin_ros.core.types import ObjectPrior, Pose, RGBDFrame, Scene
 
 
 def _support_z(scene: Scene) -> float:
@@ -115,3 +117,35 @@ class SceneCloud:
     def empty(cls) -> "SceneCloud":
         return cls(np.zeros((0, 3)), np.zeros(0, dtype=int), [])
 
+
+#: The rim of a container (``opening_centre``): its points within ``RIM_BAND`` (m) of its top;
+#: a circle is fitted to them, refitted without those more than ``RIM_INSIDE`` (m) inside it
+#: (``core.geometry.robust_circle``), and kept where its fit residual is at most ``RIM_RMS``
+#: (m), at least ``RIM_MIN_POINTS`` points describe it and its diameter is at least
+#: ``RIM_MIN_SPAN`` of the box's longer side (a mug's box holds its handle as well).
+RIM_BAND = 0.01
+RIM_MIN_SPAN = 0.6
+RIM_INSIDE = 0.004
+RIM_RMS = 0.004
+RIM_MIN_POINTS = 30
+
+
+def opening_centre(target: ObjectPrior, points: np.ndarray) -> Optional[np.ndarray]:
+    """The centre (x, y) of a round container's opening, from the circle its rim's points
+    (``points``: the container's own, world frame) lie on; None where they do not fit one
+    (a square tray), the circle is much smaller than the box (a few points at the top: a
+    piece of something else) or its centre lies outside the box. The box's centre may be
+    well off the opening: a mug's box holds its handle, and a bowl seen in part (its far
+    side cut away or merged into a neighbour) has a box of that part."""
+    top = top_z(target)
+    band = points[points[:, 2] > top - RIM_BAND][:, :2] if len(points) else points
+    if len(band) < RIM_MIN_POINTS:
+        return None
+    fit = robust_circle(band, RIM_INSIDE, float(max(target.size[:2])))
+    if (fit is None or fit[2] > RIM_RMS
+            or 2 * fit[1] < RIM_MIN_SPAN * float(max(target.size[:2]))):
+        return None
+    centre = np.asarray(fit[0], dtype=float)
+    if point_polygon_distance(centre[None], footprint(target))[0] > 0.0:
+        return None
+    return centre

@@ -49,14 +49,14 @@ from spatialpin_ros.planning.choice import Choice, ChoiceContext, StraightMove, 
 from spatialpin_ros.planning.antipodal import cloud_grasps
 from spatialpin_ros.planning.grasps import Grasp, grasp_candidates, stack_poses
 from spatialpin_ros.planning.hold import lever, pivots, swings, until_stopped
-from spatialpin_ros.planning.object_cloud import SceneCloud
+from spatialpin_ros.planning.object_cloud import SceneCloud, opening_centre
 from spatialpin_ros.planning.planner import MotionPlanner, PlanResult, path_length
 from spatialpin_ros.planning.robot import RobotModel
 from spatialpin_ros.planning.scene import PlanningScene
 from spatialpin_ros.planning.side_grasps import hand_boxes, side_grasps
-from spatialpin_ros.planning.scene_queries import (blockers, object_inside, object_on_top,
-                                                   supporting_object, without_phantoms,
-                                                   yield_to)
+from spatialpin_ros.planning.scene_queries import (blockers, fragment_of, object_inside,
+                                                   object_on_top, supporting_object,
+                                                   without_phantoms, yield_to)
 from spatialpin_ros.planning.task_plan import (MotionRecord, PickPlaceConfig, TaskPlan,
                                                TrajectoryBuilder)
 
@@ -194,6 +194,16 @@ def _request(run: _Run, scene: Scene, object_id: str, target_id: Optional[str],
     # Phantoms (pieces smaller than a graspable object, or inside another object's box) are no
     # obstacles.
     scene = without_phantoms(scene, keep=(object_id, target_id))
+    # A piece that may be one object with a neighbour: neither grasped nor stacked on (a
+    # container is put into: its rim, seen round its hollow, says where it is).
+    on_top = target if target is not None and not target.container else None
+    for what, prior in (("object", obj), ("target", on_top)):
+        other = fragment_of(prior, scene, resting=what == "object") if prior else None
+        if other is not None:
+            raise PlanFailure(PlanStatus.NOT_SEPARATE, (
+                f"the {what} {prior.id!r} and {other!r} are one surface in one colour "
+                "(touching at the same height, or one resting on the other): they may be one "
+                "object, so where it ends is not known"))
     # Neighbours whose perceived boxes reach into the object's give way (a strip taken in), in
     # the collision scene only: the target keeps its perceived top for the support and
     # placement rules (cut, a touching target's top was too small to carry the object).
@@ -280,7 +290,7 @@ def _choice(run: _Run, ps: PlanningScene, req: _Request, place_pose: Optional[Po
     if cfg.close_until_stopped:
         grasps = [until_stopped(g) for g in grasps]
     # Object poses on the target (raises "target too small" etc. before any IK).
-    poses_on = (_target_poses(cfg, req, robot.fingertip_below_tcp)
+    poses_on = (_target_poses(cfg, req, robot.fingertip_below_tcp, points)
                 if req.target is not None else None)
     ctx = ChoiceContext(obj, req.target, place_pose, poses_on, support_id, q_start,
                         cfg.clearance, cfg.approach_height, cfg.fine_clearance,
@@ -354,16 +364,22 @@ def _build(run: _Run, ps: PlanningScene, req: _Request, c: Choice, q_start: np.n
         plan.ee_path, plan.ee_quat = robot.fk_path(traj.positions[:, :robot.dof])
 
 
-def _target_poses(cfg: PickPlaceConfig, req: _Request, fingertip_below_tcp: float
-                  ) -> list[list[tuple[Pose, float]]]:
+def _target_poses(cfg: PickPlaceConfig, req: _Request, fingertip_below_tcp: float,
+                  points: Optional[SceneCloud] = None) -> list[list[tuple[Pose, float]]]:
     """The object's poses on or in the target, in tiers (see ``grasps.stack_poses``), by kind.
-    Raises PlanFailure when the kind's rule refuses the target."""
+    Raises PlanFailure when the kind's rule refuses the target. An object put into a round
+    container is let go over the centre of its rim as its points show it
+    (``object_cloud.opening_centre``), where they show one."""
     obj, target, objects = req.obj, req.target, req.scene.objects
     if cfg.kind in (TaskKind.PUT_IN.value, TaskKind.PLACE_ON.value):
         k = TaskKind(cfg.kind)
         check_kind(k, obj, target, objects)
         pose = (put_in_pose(obj, target, cfg.grasp_depth, fingertip_below_tcp, cfg.clearance)
                 if k == TaskKind.PUT_IN else place_on_pose(obj, target, cfg.clearance))
+        centre = (opening_centre(target, points.of(target.id))
+                  if k == TaskKind.PUT_IN and points is not None else None)
+        if centre is not None:
+            pose = Pose([centre[0], centre[1], pose.position[2]], pose.quaternion)
         return [[(pose, float("nan"))]]
     if target.container:
         raise PlanFailure(PlanStatus.CONTAINER, f"target {target.id!r} is a container "

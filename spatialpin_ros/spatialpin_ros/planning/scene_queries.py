@@ -1,5 +1,6 @@
 """Questions about a scene of priors that task planning asks (ROS-free): what an object
-stands on, what rests on it or inside it, which pieces are phantoms, and which neighbours may be
+stands on, what rests on it or inside it, which pieces are phantoms, which may be a piece of
+one object with a neighbour (``fragment_of``), and which neighbours may be
 moved out of the way (``blockers``), and how neighbours whose perceived boxes reach into the
 grasped object's give way (``yield_to``)."""
 
@@ -25,6 +26,14 @@ MIN_KEPT = 0.6
 #: of touching objects overlap by a few millimetres, and the planner lets the held object and
 #: the closed fingers rise from such a neighbour (``planning.choice``).
 TOUCH = 0.003
+#: Neighbours that may be pieces of one object (``fragment_of``): mean colours within
+#: ``FRAGMENT_COLOUR`` (distance in RGB, 0..255 a channel), and footprints at most
+#: ``FRAGMENT_GAP`` (m) apart with tops within ``FRAGMENT_TOP`` (m) of each other...
+FRAGMENT_GAP = 0.005
+FRAGMENT_TOP = 0.005
+FRAGMENT_COLOUR = 80.0
+#: ... or resting on it: its bottom within ``FRAGMENT_REST`` (m) of the other's top.
+FRAGMENT_REST = 0.02
 
 
 def supporting_object(prior: ObjectPrior, scene: Scene, table_z: float) -> Optional[str]:
@@ -76,6 +85,38 @@ def object_inside(container: ObjectPrior, scene: Scene) -> Optional[str]:
             continue
         if (point_polygon_distance(o.center[None, :2], fp)[0] == 0.0
                 and lo <= bottom_z(o) <= top_z(container) + 0.02):
+            return o.id
+    return None
+
+
+def fragment_of(prior: ObjectPrior, scene: Scene, resting: bool = True) -> Optional[str]:
+    """A neighbour that ``prior`` may be one piece of together with (None when none): one of
+    the same colour (``FRAGMENT_COLOUR``) that touches it (``FRAGMENT_GAP``) with its top at
+    the same height (``FRAGMENT_TOP``), or that it rests on (its bottom at the other's top,
+    within ``FRAGMENT_REST``, their footprints overlapping); or, whatever the colour, a ball or
+    an irregular object (not a container) that it rests on: nothing stands on one on its own
+    (``core.stacking.check_support``), so a piece seen there is part of it or propped by it.
+    The surface runs on across the boundary between them in one colour: from one view nothing
+    tells two objects from one object that segmentation cut (a tray's walls, a plate's or a
+    jenga block's halves, a bottle's neck above its shoulder), so where the object ends is not
+    known. Grasping such a piece lifts whatever it belongs to, and a placement centred on it is
+    off the whole's centre. ``resting``: False leaves out the pieces it rests on (a target:
+    the top piece of an object cut across carries what is stacked on it at the whole's top,
+    over its middle)."""
+    fp, top, bottom = footprint(prior), top_z(prior), bottom_z(prior)
+    for o in scene.objects:
+        if o.id == prior.id:
+            continue
+        fo = footprint(o)
+        rests = (resting and abs(bottom - top_z(o)) <= FRAGMENT_REST
+                 and bottom > bottom_z(o) + FRAGMENT_REST and polygon_gap(fp, fo) == 0.0)
+        if rests and o.shape in ("sphere", "other") and not o.container:
+            return o.id       # nothing stands on a ball or an irregular top on its own
+        if (prior.rgb is None or o.rgb is None or float(np.linalg.norm(
+                np.subtract(prior.rgb, o.rgb, dtype=float))) > FRAGMENT_COLOUR):
+            continue
+        if rests or (abs(top_z(o) - top) <= FRAGMENT_TOP
+                     and polygon_gap(fp, fo) <= FRAGMENT_GAP):
             return o.id
     return None
 
