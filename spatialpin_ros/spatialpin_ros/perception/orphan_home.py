@@ -52,7 +52,8 @@ def footprint_home(patch: np.ndarray, lab: np.ndarray, candidates: list[int],
     """The first label of ``candidates`` (labels of ``lab`` bordering the patch, best first)
     within whose completed footprint the patch lies, or None. ``patch`` (h, w) bool;
     ``points(mask)``: the plane-frame points (N, 3; NaN where missing) of the pixels of a mask;
-    ``cache``: {label: its points with depth}, kept between patches."""
+    ``cache``: {label: its points with depth, ("thin", label): its top is thin}, kept
+    between patches."""
     q = points(patch)
     q = q[np.isfinite(q[:, 2])]
     if len(q) < 4:
@@ -67,7 +68,9 @@ def footprint_home(patch: np.ndarray, lab: np.ndarray, candidates: list[int],
         a = cache[L]
         if len(a) < 4 or top > quantile(a[:, 2], 0.9) + p.above:
             continue
-        if not thin_top(a, quantile(a[:, 2], 0.9)):   # a solid top: what lies beyond is not its
+        if ("thin", L) not in cache:                   # once per piece, whatever the patch
+            cache["thin", L] = thin_top(a, quantile(a[:, 2], 0.9))
+        if not cache["thin", L]:          # a solid top: what lies beyond is not its
             continue
         a = a[:: max(1, len(a) // 400)]
         along, cross = sight_axes(a[:, :2])

@@ -87,7 +87,12 @@ def rim_groups(tops: Sequence[float], sub: Sequence[np.ndarray], near: dict[int,
     pieces each touches; ``rimlike(i)``: piece i is thin-topped (a wall's rim seen from above);
     ``unlike(i, j)``: two different colours (``pieces._differ``)."""
     n = len(tops)
-    member = [bool(near[i]) and (tops[i] <= p.low or rimlike(i)) for i in range(n)]
+    memo: dict[int, bool] = {}
+
+    def member(i: int) -> bool:       # rim-like; the thin-top test only where it is needed
+        if i not in memo:
+            memo[i] = tops[i] <= p.low or rimlike(i)
+        return memo[i]
     parent = list(range(n))
 
     def find(i):
@@ -97,7 +102,7 @@ def rim_groups(tops: Sequence[float], sub: Sequence[np.ndarray], near: dict[int,
         return i
     for i in range(n):
         for j in near[i]:
-            if (j > i and member[i] and member[j] and abs(tops[i] - tops[j]) <= p.level
+            if (j > i and abs(tops[i] - tops[j]) <= p.level and member(i) and member(j)
                     and not unlike(i, j)):
                 parent[max(find(i), find(j))] = min(find(i), find(j))
     comps: dict[int, list[int]] = {}
