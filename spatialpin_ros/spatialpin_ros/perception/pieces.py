@@ -16,6 +16,7 @@ from typing import Optional
 
 import cv2
 import numpy as np
+from scipy.cluster.hierarchy import DisjointSet
 
 from spatialpin_ros.core.geometry import (column_bounds, column_means, grow_convex,
                                           inside_convex, quantile, quantiles, share,
@@ -322,20 +323,13 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
 
     Returns the pieces and the label map {absorbed label: label it joined}."""
     n = len(pieces)
-    parent = list(range(n))
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def union(i, j):
-        a, b = find(i), find(j)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
     if n == 0:
         return [], {}
+    sets = DisjointSet(range(n))
+    union = sets.merge
+
+    def find(i: int) -> int:          # a set's smallest piece names it, whatever the merges
+        return min(sets.subset(i))
     med, low = zip(*(quantiles(pc.Q[:, 2], (0.5, 0.05)) for pc in pieces))
     sub = [pc.Q[:: max(1, len(pc.Q) // 150)] for pc in pieces]
     near = _touching([np.concatenate([q, pc.fringe]) if len(pc.fringe) else q
@@ -350,7 +344,7 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
         for j in _enclosed(i, near[i], pieces, sub, med, margin, enclosed):
             union(i, j)
         for j in near[i]:
-            if find(i) == find(j):        # joined already: the rules could only join them again
+            if sets.connected(i, j):      # joined already: the rules could only join them again
                 continue
             A, B = pieces[i], pieces[j]
             if ((j > i and _rim_arcs(A, B, sub[i], sub[j]))
@@ -364,12 +358,9 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
                     and not _unlike(A, B, contrast, spread)):
                 union(i, j)
     _hang_on_groups(pieces, near, sub, stats, find, union, contrast, spread)
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(find(i), []).append(i)
     out, joined = [], {}
-    for members in groups.values():
-        members.sort(key=lambda i: -len(pieces[i].Q))
+    for group in sorted(sets.subsets(), key=min):     # in the order of their first piece
+        members = sorted(group, key=lambda i: (-len(pieces[i].Q), i))
         A = pieces[members[0]]
         if len(members) > 1:
             A.absorb([pieces[m] for m in members[1:]])

@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 
 import cv2
 import numpy as np
+from scipy.cluster.hierarchy import DisjointSet
 
 from spatialpin_ros.core.geometry import (column_bounds, grow_convex, inside_convex, quantile,
                                           rect_from_points, robust_circle, share)
@@ -93,25 +94,14 @@ def rim_groups(tops: Sequence[float], sub: Sequence[np.ndarray], near: dict[int,
         if i not in memo:
             memo[i] = tops[i] <= p.low or rimlike(i)
         return memo[i]
-    parent = list(range(n))
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
+    sets = DisjointSet(range(n))
     for i in range(n):
         for j in near[i]:
             if (j > i and abs(tops[i] - tops[j]) <= p.level and member(i) and member(j)
                     and not unlike(i, j)):
-                parent[max(find(i), find(j))] = min(find(i), find(j))
-    comps: dict[int, list[int]] = {}
-    for i in range(n):
-        comps.setdefault(find(i), []).append(i)
+                sets.merge(i, j)
     out = []
-    for ks in comps.values():
-        if len(ks) < 2:
-            continue
+    for ks in sorted((sorted(c) for c in sets.subsets() if len(c) >= 2), key=min):
         top = float(np.median([tops[k] for k in ks]))
         uv = np.concatenate([rim_band(sub[k], top) for k in ks])
         if not is_ring(uv, p):
