@@ -7,7 +7,7 @@ import pytest
 from spatialpin_ros.perception import metrics
 from spatialpin_ros.perception.geometric import GeometricBackend
 from spatialpin_ros.perception.occluded import OccludedParams, recover_occluded
-from spatialpin_ros.perception.pieces import _thin_top
+from spatialpin_ros.perception.rims import thin_top as _thin_top
 from spatialpin_ros.sim.scene_spec import random_scene
 from spatialpin_ros.sim.world import SimWorld
 

@@ -10,7 +10,7 @@ is under the depth-jump threshold. Something behind the box, of the same height,
 seen over the box's top edge, meets it across a depth jump instead and stays apart. A neighbour
 of the same height touching it may meet it without one (the top of a can behind another can),
 so the two must also be of one colour: their mean colours closer than the colour split's
-contrast (``_alike``).
+contrast (``pieces.colours_differ``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spatialpin_ros.core.geometry import quantiles, row_norms
-from spatialpin_ros.perception.pieces import Piece
+from spatialpin_ros.perception.pieces import Piece, colours_differ
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
 
 
@@ -68,13 +68,6 @@ def boundary_pairs(seg: SurfaceSegmentation, jump_abs: float, jump_rel: float
     return {(int(k // n), int(k % n)): (int(c), int(g)) for k, c, g in zip(uk, cnt, good)}
 
 
-def _alike(A: Piece, B: Piece, contrast: float) -> bool:
-    """The two pieces' mean colours differ by less than ``contrast`` (units of
-    ``colour_split.colour_features``), or a piece has no colour."""
-    a, b = A.colour(), B.colour()
-    return a is None or b is None or float(np.sqrt(((a[0] - b[0]) ** 2).sum())) < contrast
-
-
 def join_top_faces(pieces: list[Piece], seg: SurfaceSegmentation, jump_abs: float,
                    jump_rel: float, contrast: float,
                    p: FaceJoinParams = FaceJoinParams()) -> tuple[list[Piece], dict[int, int]]:
@@ -96,7 +89,7 @@ def join_top_faces(pieces: list[Piece], seg: SurfaceSegmentation, jump_abs: floa
             other = by_label.get(y if x == B.label else x)
             if (other is None or other.label in joined or cnt < p.min_pairs
                     or good < p.continuous * cnt or abs(med - other.top) > p.level
-                    or len(other.Q) <= len(B.Q) or not _alike(other, B, contrast)):
+                    or len(other.Q) <= len(B.Q) or colours_differ(other, B, contrast)):
                 continue
             if cnt > best:
                 best, host = cnt, other

@@ -52,7 +52,7 @@ def footprint_home(patch: np.ndarray, lab: np.ndarray, candidates: list[int],
     """The first label of ``candidates`` (labels of ``lab`` bordering the patch, best first)
     within whose completed footprint the patch lies, or None. ``patch`` (h, w) bool;
     ``points(mask)``: the plane-frame points (N, 3; NaN where missing) of the pixels of a mask;
-    ``cache``: {label: its points with depth, ("thin", label): its top is thin}, kept
+    ``cache``: {label: [its points with depth, their 90 % height, its top is thin]}, kept
     between patches."""
     q = points(patch)
     q = q[np.isfinite(q[:, 2])]
@@ -62,15 +62,16 @@ def footprint_home(patch: np.ndarray, lab: np.ndarray, candidates: list[int],
     top = quantile(q[:, 2], 0.9)
     cache = {} if cache is None else cache
     for L in candidates:
-        if L not in cache:
+        if L not in cache:                      # once per piece, whatever the patch
             a = points(lab == L)
-            cache[L] = a[np.isfinite(a[:, 2])]
-        a = cache[L]
-        if len(a) < 4 or top > quantile(a[:, 2], 0.9) + p.above:
+            a = a[np.isfinite(a[:, 2])]
+            cache[L] = [a, quantile(a[:, 2], 0.9) if len(a) >= 4 else float("nan"), None]
+        a, a_top, thin = cache[L]
+        if len(a) < 4 or top > a_top + p.above:
             continue
-        if ("thin", L) not in cache:                   # once per piece, whatever the patch
-            cache["thin", L] = thin_top(a, quantile(a[:, 2], 0.9))
-        if not cache["thin", L]:          # a solid top: what lies beyond is not its
+        if thin is None:                        # tested once, where first needed
+            thin = cache[L][2] = thin_top(a, a_top)
+        if not thin:                            # a solid top: what lies beyond is not its
             continue
         a = a[:: max(1, len(a) // 400)]
         along, cross = sight_axes(a[:, :2])

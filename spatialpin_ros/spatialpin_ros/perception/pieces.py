@@ -27,7 +27,6 @@ from spatialpin_ros.perception.piece_core import core_mask, near_core
 from spatialpin_ros.perception.rims import piece_thin as _piece_thin
 from spatialpin_ros.perception.rims import rim_arcs as _rim_arcs
 from spatialpin_ros.perception.rims import rim_groups
-from spatialpin_ros.perception.rims import thin_top as _thin_top  # noqa: F401 (tests)
 from spatialpin_ros.perception.segmentation import SurfaceSegmentation
 from spatialpin_ros.perception.support import SupportPlane
 
@@ -139,9 +138,10 @@ def _unlike(A: Piece, B: Piece, contrast: float, spread: float) -> bool:
     return float(np.sqrt(((a[0] - b[0]) ** 2).sum())) >= contrast
 
 
-def _differ(A: Piece, B: Piece, contrast: float) -> bool:
+def colours_differ(A: Piece, B: Piece, contrast: float) -> bool:
     """The two pieces' mean colours differ by ``contrast`` or more, however textured (the rim
-    rule's test: a rim is one material; ``_unlike`` asks both to be uniform)."""
+    rule's and the top-face rule's test: one material; ``_unlike`` asks both to be uniform).
+    A piece without colour differs from none."""
     a, b = A.colour(), B.colour()
     return a is not None and b is not None and float(
         np.sqrt(((a[0] - b[0]) ** 2).sum())) >= contrast
@@ -337,7 +337,7 @@ def merge_nested(pieces: list[Piece], inside: float = 0.8, grow: float = 0.01,
     stats = [(float(quantile(q[:, 2], 0.05)),) + _radius(q[:, :2]) for q in sub]
     for group in rim_groups([pc.top for pc in pieces], sub, near,
                             lambda k: _piece_thin(pieces[k]),
-                            lambda a, b: _differ(pieces[a], pieces[b], contrast)):
+                            lambda a, b: colours_differ(pieces[a], pieces[b], contrast)):
         for j in group:
             union(min(group), j)
     for i in range(n):

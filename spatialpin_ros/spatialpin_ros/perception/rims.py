@@ -86,7 +86,7 @@ def rim_groups(tops: Sequence[float], sub: Sequence[np.ndarray], near: dict[int,
     """Groups (sets of piece indices, two or more) that are one rim, each with the floors
     inside it. ``tops``: each piece's top; ``sub``: its points (plane frame); ``near``: the
     pieces each touches; ``rimlike(i)``: piece i is thin-topped (a wall's rim seen from above);
-    ``unlike(i, j)``: two different colours (``pieces._differ``)."""
+    ``unlike(i, j)``: two different colours (``pieces.colours_differ``)."""
     n = len(tops)
     memo: dict[int, bool] = {}
 

@@ -107,16 +107,15 @@ def fragment_of(prior: ObjectPrior, scene: Scene, resting: bool = True) -> Optio
     for o in scene.objects:
         if o.id == prior.id:
             continue
-        fo = footprint(o)
+        gap = polygon_gap(fp, footprint(o))
         rests = (resting and abs(bottom - top_z(o)) <= FRAGMENT_REST
-                 and bottom > bottom_z(o) + FRAGMENT_REST and polygon_gap(fp, fo) == 0.0)
+                 and bottom > bottom_z(o) + FRAGMENT_REST and gap == 0.0)
         if rests and o.shape in ("sphere", "other") and not o.container:
             return o.id       # nothing stands on a ball or an irregular top on its own
         if (prior.rgb is None or o.rgb is None or float(np.linalg.norm(
                 np.subtract(prior.rgb, o.rgb, dtype=float))) > FRAGMENT_COLOUR):
             continue
-        if rests or (abs(top_z(o) - top) <= FRAGMENT_TOP
-                     and polygon_gap(fp, fo) <= FRAGMENT_GAP):
+        if rests or (abs(top_z(o) - top) <= FRAGMENT_TOP and gap <= FRAGMENT_GAP):
             return o.id
     return None
 

@@ -313,14 +313,13 @@ class TransformersVLM(VLMClient):
         if images and self._image_on_device():
             kw.update(self._device_kwargs())
         try:
-            try:
-                with torch_threads(self.encode_threads):
+            with torch_threads(self.encode_threads):
+                try:
                     inputs = self._processor.apply_chat_template(messages, **kw)
-            except Exception as e:  # noqa: BLE001 - some templates reject a system turn
-                if not system or "system" not in str(e).lower():
-                    raise
-                user[-1]["text"] = f"{system}\n\n{prompt}"  # fold the system prompt into the user turn
-                with torch_threads(self.encode_threads):
+                except Exception as e:  # noqa: BLE001 - some templates reject a system turn
+                    if not system or "system" not in str(e).lower():
+                        raise
+                    user[-1]["text"] = f"{system}\n\n{prompt}"  # fold the system prompt into the user turn
                     inputs = self._processor.apply_chat_template(messages[1:], **kw)
         except Exception as e:  # noqa: BLE001 - template, tokenizer or image processor errors
             raise VLMError(f"{self.name} could not build its input with the processor's chat template: "
