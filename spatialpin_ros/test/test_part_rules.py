@@ -1,6 +1,6 @@
 """Parts of one object read as the camera sees them (perception/part_rules, through
 pieces.merge_nested): a bottle's cap joins the bottle though only its near half is seen; a block
-standing on a box's flat top stays apart; a handle joins its mug when the mug is several pieces."""
+standing on a box's flat top stays apart, also when the box's edge hides its base; a handle joins its mug when the mug is several pieces."""
 
 import numpy as np
 
@@ -16,18 +16,18 @@ def _piece(label, Q):
     return Piece(label, idx, idx, Q, quantile(Q[:, 2], 0.9), _hull(Q))
 
 
-def _near_side(centre, radius, h0, h1, n, arc=np.pi / 3, top=True):
+def _near_side(centre, radius, h0, h1, n, arc=np.pi / 3, top=True, rng=RNG):
     """Points of an upright cylinder's wall, the arc (``arc`` radians each side) facing the
     camera's foot (the plane frame's origin), and of its top when ``top``."""
     c = np.asarray(centre, float)
     face = np.arctan2(-c[1], -c[0])
-    a = RNG.uniform(face - arc, face + arc, n)
+    a = rng.uniform(face - arc, face + arc, n)
     wall = np.column_stack([c[0] + radius * np.cos(a), c[1] + radius * np.sin(a),
-                            RNG.uniform(h0, h1, n)])
+                            rng.uniform(h0, h1, n)])
     if not top:
         return wall
-    r = radius * np.sqrt(RNG.uniform(0, 1, n // 3))
-    b = RNG.uniform(-np.pi, np.pi, n // 3)
+    r = radius * np.sqrt(rng.uniform(0, 1, n // 3))
+    b = rng.uniform(-np.pi, np.pi, n // 3)
     top = np.column_stack([c[0] + r * np.cos(b), c[1] + r * np.sin(b), np.full(n // 3, h1)])
     return np.concatenate([wall, top])
 
@@ -69,3 +69,20 @@ def test_a_handle_joins_its_mug_cut_into_two_wall_arcs():
     assert len(handle) >= 0.25 * near_side.sum()       # not small beside one arc alone
     out, joined = merge_nested(pieces)
     assert len(out) == 1 and set(joined) == {2, 3}
+
+
+def test_a_can_on_a_box_top_with_its_base_hidden_stays_apart():
+    """The can stands at the back of the box's top: the box's near edge hides the can's base,
+    so its lowest visible point is 1.2 cm above the box's top. Its ring of box points is flat at
+    the box's top, not at the can's lowest seen point: a stacked can, not the box's neck."""
+    rng = np.random.default_rng(11)          # its own draws, whatever ran before
+    g = np.stack(np.meshgrid(np.linspace(0.42, 0.54, 40), np.linspace(0.04, 0.16, 40)), -1)
+    top = np.column_stack([g.reshape(-1, 2), np.full(1600, 0.05)])
+    front = np.column_stack([np.full(600, 0.42), rng.uniform(0.04, 0.16, 600),
+                             rng.uniform(0.0, 0.05, 600)])
+    can_centre = (0.50, 0.10)
+    box = np.concatenate([top[np.hypot(top[:, 0] - can_centre[0],
+                                       top[:, 1] - can_centre[1]) > 0.028], front])
+    can = _near_side(can_centre, 0.027, 0.062, 0.16, 400, rng=rng)
+    out, joined = merge_nested([_piece(1, box), _piece(2, can)])
+    assert not joined and len(out) == 2

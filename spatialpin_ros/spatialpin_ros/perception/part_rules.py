@@ -51,7 +51,9 @@ def is_neck(na: int, nb: int, top_a: float, qa: np.ndarray, qb: np.ndarray, low_
     middle); it lies inside A's footprint completed by its hidden back (grown by ``margin``);
     and A has no flat top around it: A's points within ``ring`` metres around B (``cen_b``,
     ``rad_b``: B's footprint centre and radius) do not lie on a plane at B's base (within
-    ``flat``). Something stacked on a box stands on its flat top and stays apart. ``qa``,
+    ``flat``; where B's lowest visible point is above A's top, its base is hidden behind A's
+    edge and lies at A's top at most). Something stacked on a box stands on its flat top and
+    stays apart. ``qa``,
     ``qb``: the pieces' points (plane frame, metres)."""
     if na <= nb or top_a > low_b + 0.01 or len(qa) < 3:
         return False
@@ -66,4 +68,5 @@ def is_neck(na: int, nb: int, top_a: float, qa: np.ndarray, qb: np.ndarray, low_
         return False
     d = np.hypot(*(qa[:, :2] - cen_b).T)
     around = qa[(d > rad_b) & (d < rad_b + ring), 2]
-    return len(around) >= 5 and share(np.abs(around - low_b) < flat) < 0.5
+    base = min(low_b, top_a)        # B's base: where seen, else at A's top (hidden by its edge)
+    return len(around) >= 5 and share(np.abs(around - base) < flat) < 0.5
