@@ -340,3 +340,27 @@ def test_top_face_helpers_match_numpy():
             o = SimpleNamespace(roi=(int(x), int(y), int(rng.integers(1, 80)),
                                      int(rng.integers(1, 80))), mask=True)
             assert tf._stride(o, depth, cam) == tf.sampling_stride(o, depth, cam)
+
+
+def test_the_compiled_lifting_compiles_from_a_first_frame():
+    """A node whose first frame goes straight to the compiled lifting (models.lifting_compile)
+    must get it compiled: the lifting's constants are uploaded from numpy globals, which Dynamo
+    fails to guard when traced under inference mode; the first call runs eagerly, so they
+    exist before the trace. Compiled on the CPU here (the node compiles on CUDA only); a fresh
+    constant name, so no earlier test has uploaded it."""
+    from spatialpin_ros.perception.lift_gpu import _Compiled
+
+    name = f"test_yaw_{id(object())}"
+    yaw = np.radians(np.arange(0.0, 90.0, 1.5))
+
+    def fn(x):
+        g = lt._const(name, yaw, x.device)
+        return (x[:, None] * torch.cos(g)[None]).sum(dim=1)
+
+    x = torch.linspace(-1.0, 1.0, 7, dtype=torch.float64)
+    c = _Compiled(fn, devices=("cpu",))
+    with torch.inference_mode():
+        got = [c(x), c(2 * x), c(3 * x)]
+    assert c.failed is None and c._compiled is not None
+    for k, y in enumerate(got, start=1):
+        assert torch.allclose(y, fn(k * x))

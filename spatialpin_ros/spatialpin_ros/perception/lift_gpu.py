@@ -168,16 +168,27 @@ class TorchLifter:
 
 
 class _Compiled:
-    """``fn`` through ``torch.compile`` (static shapes) on CUDA inputs, eagerly elsewhere or
-    after the compilation failed (logged once)."""
+    """``fn`` through ``torch.compile`` (static shapes) on inputs on ``devices`` (CUDA),
+    eagerly elsewhere or after the compilation failed (logged once).
 
-    def __init__(self, fn) -> None:
+    The first call runs ``fn`` eagerly: it uploads the lifting's module constants
+    (``lift_torch._const``) outside the traced code. Traced, the upload reads a numpy global
+    through ``torch.as_tensor``, and Dynamo (torch 2.11) fails its own guard on it under
+    inference mode ("Guard failed on the same frame it was created"), so a node whose first
+    frame went straight to the compiled lifting ran it eagerly from then on."""
+
+    def __init__(self, fn, devices: tuple[str, ...] = ("cuda",)) -> None:
         self.fn = fn
+        self.devices = tuple(devices)
         self._compiled = None
+        self._warm = False
         self.failed: Optional[str] = None
 
     def __call__(self, *tensors: torch.Tensor):
-        if tensors[0].device.type != "cuda" or self.failed is not None:
+        if tensors[0].device.type not in self.devices or self.failed is not None:
+            return self.fn(*tensors)
+        if not self._warm:
+            self._warm = True
             return self.fn(*tensors)
         if self._compiled is None:
             self._compiled = torch.compile(self.fn, dynamic=False)
