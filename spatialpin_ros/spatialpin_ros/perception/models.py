@@ -118,7 +118,8 @@ class ModelBackend(GeometricBackend):
             torch, :class:`Segmentation` masks of a frame are device tensors.
         lifting_compile: on CUDA, ``torch.compile`` the torch lifting's device half (its
             ~1,500 small operations fused into fewer kernels; inside the CUDA graph where
-            ``cuda_graphs`` is on; a first frame of a minute or so; falls back to eager).
+            ``cuda_graphs`` is on; the first frame runs eagerly, the second compiles for a
+            minute or so; falls back to eager).
         lifting_threads: worker threads for the torch lifting's top faces (one object
             each; the same top faces; 1, the default: in line. Not faster on a 2-core
             machine; not yet timed on a GPU machine's host).

@@ -38,7 +38,8 @@ PARAMS = {
                             "a GPU, else numpy)", one_of("auto", "numpy", "torch")),
     "models.lifting_compile": Param(False, "models backend, torch lifting on CUDA: torch.compile "
                                     "the lifting's device half inside its CUDA graph (about 2 ms "
-                                    "less a frame; the first frame compiles for about a minute; "
+                                    "less a frame; the first frame runs eagerly, the second "
+                                    "compiles for about a minute; "
                                     "priors equal to the uncompiled path's up to rounding)"),
     "models.fov_deg": Param(60.0, "models backend: vertical field of view when no camera_info "
                             "is published", positive),
