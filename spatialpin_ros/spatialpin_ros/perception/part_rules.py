@@ -53,8 +53,7 @@ def is_neck(na: int, nb: int, top_a: float, qa: np.ndarray, qb: np.ndarray, low_
     ``rad_b``: B's footprint centre and radius) do not lie on a plane at B's base (within
     ``flat``; where B's lowest visible point is above A's top, its base is hidden behind A's
     edge and lies at A's top at most). Something stacked on a box stands on its flat top and
-    stays apart. ``qa``,
-    ``qb``: the pieces' points (plane frame, metres)."""
+    stays apart. ``qa``, ``qb``: the pieces' points (plane frame, metres)."""
     if na <= nb or top_a > low_b + 0.01 or len(qa) < 3:
         return False
     along, cross = sight_axes(qa[:, :2])

@@ -45,6 +45,8 @@ def torch_threads(n: int):
         yield
     finally:
         torch.set_num_threads(old)
+
+
 _VLM_EXAMPLES = "LLaVA, Qwen2-VL / Qwen2.5-VL, SmolVLM, Idefics3, Gemma 3, PaliGemma"
 
 
