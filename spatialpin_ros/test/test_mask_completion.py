@@ -58,15 +58,31 @@ def test_an_orphan_patch_joins_the_piece_it_continues():
     assert np.all(lab[4:12, 3:7] == 1)
 
 
-def test_an_orphan_across_a_depth_jump_or_too_small_stays_out():
-    lab = np.zeros((20, 10), np.int32)
-    lab[12:20, 3:7] = 1
-    free = np.zeros(lab.shape, bool)
-    free[4:12, 3:7] = True
-    jx, jy = _no_jumps(lab.shape)
-    jy[11, :] = True                    # a depth jump between row 11 and row 12
-    _attach_orphans(lab, free, (jx, jy), 4)
+def test_an_orphan_across_a_depth_jump_is_its_own_piece_and_too_small_stays_out():
+    """Seen only across a depth jump, a patch is not a part of its neighbour: large enough,
+    it is a piece of its own (an object's band seen behind another, which the bridge-breaking
+    erosion crumbled); with ``own`` 0, or too small, it stays out."""
+    from spatialpin_ros.perception.orphan_home import OrphanHomeParams
+
+    def layout():
+        lab = np.zeros((20, 10), np.int32)
+        lab[12:20, 3:7] = 1
+        free = np.zeros(lab.shape, bool)
+        free[4:12, 3:7] = True          # 32 pixels, 8 times the smallest piece
+        jx, jy = _no_jumps(lab.shape)
+        jy[11, :] = True                # a depth jump between row 11 and row 12
+        return lab, free, (jx, jy)
+    lab, free, jumps = layout()
+    _attach_orphans(lab, free, jumps, 4)
+    assert np.all(lab[4:12, 3:7] == 2) and np.all(lab[12:20, 3:7] == 1)
+    lab, free, jumps = layout()
+    _attach_orphans(lab, free, jumps, 4, home=OrphanHomeParams(own=0.0))
     assert np.all(lab[4:12, 3:7] == 0)
+    lab, free, jumps = layout()         # bordering no piece at all: its own piece too
+    lab[:] = 0
+    _attach_orphans(lab, free, jumps, 4)
+    assert np.all(lab[4:12, 3:7] == 1)
+    lab, free, jumps = layout()
     free[:] = False
     free[10:12, 3:4] = True             # two pixels: noise, not a part
     _attach_orphans(lab, free, _no_jumps(lab.shape), 4)

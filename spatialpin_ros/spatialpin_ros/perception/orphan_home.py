@@ -43,6 +43,11 @@ class OrphanHomeParams:
     above: float = 0.01
     #: The piece's footprint is pushed back by this share of its width across the line of sight.
     back: float = 0.5
+    #: A patch of at least ``own`` times the smallest piece that borders no piece without a
+    #: depth jump and lies within none becomes a piece of its own: the visible band of an object
+    #: behind another, which the bridge-breaking erosion crumbled into fragments too small to
+    #: keep. 0: such patches stay out.
+    own: float = 4.0
 
 
 def footprint_home(patch: np.ndarray, lab: np.ndarray, candidates: list[int],
@@ -91,9 +96,11 @@ def attach_orphans(lab: np.ndarray, free: np.ndarray, jumps, min_pixels: float,
     with; with ``Q`` (plane-frame points, (h, w, 3), or a function giving those of a mask's
     pixels, called only for patches large enough to judge), a piece it borders and lies
     within seen from above comes first (a bowl's inside, beyond its front rim:
-    :func:`footprint_home` with ``home``). A patch with no such neighbour stays out: it never
-    becomes an object of its own, and it never joins two pieces. In place."""
-    if not free.any() or lab.max() == 0:
+    :func:`footprint_home` with ``home``). A patch never joins two pieces. A patch with no such
+    neighbour stays out unless it holds at least ``home.own`` times ``min_pixels``: then it is a
+    piece of its own (seen only across depth jumps, it is something behind or in front of its
+    neighbours, not a part of one). In place."""
+    if not free.any():
         return
     m, comp = cv2.connectedComponents(free.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
     keys, jumped = [], []
@@ -106,8 +113,6 @@ def attach_orphans(lab: np.ndarray, free: np.ndarray, jumps, min_pixels: float,
             keys.append(c[sel].astype(np.int64) * L + l[sel])
             jumped.append(jump[sel])
     key = np.concatenate(keys)
-    if len(key) == 0:
-        return
     jumped = np.concatenate(jumped)
     pair = np.bincount(key[~jumped], minlength=m * L).reshape(m, L)
     best = pair.argmax(axis=1)
@@ -125,6 +130,11 @@ def attach_orphans(lab: np.ndarray, free: np.ndarray, jumps, min_pixels: float,
             host = footprint_home(comp == k, lab, near, points, home, cache) if near else None
             if host is not None:
                 best[k], ok[k] = host, True
+    own = (~ok) & (size >= home.own * min_pixels) if home.own > 0 else np.zeros(m, bool)
+    own[0] = False
+    if own.any():
+        best[own] = L + np.arange(int(own.sum()))
+        ok |= own
     if ok.any():
         sel = ok[comp]
         lab[sel] = best[comp[sel]]

@@ -30,6 +30,7 @@ import numpy as np
 from spatialpin_ros.core.geometry import quantile, row_norms
 from scipy import ndimage
 
+from spatialpin_ros.perception.orphan_home import OrphanHomeParams
 from spatialpin_ros.perception.orphan_home import attach_orphans as _attach_orphans
 from spatialpin_ros.perception.support import SupportPlane
 from spatialpin_ros.perception.surface_ops import (box_mean, concave_folds, depth_jumps,
@@ -80,6 +81,10 @@ class SegmentationParams:
     #: A leftover patch joins a piece it lies within seen from above before the one it shares
     #: the longest jump-free boundary with (:mod:`~spatialpin_ros.perception.orphan_home`).
     orphan_footprint: bool = True
+    #: A leftover patch of at least this many times the smallest piece that borders no piece
+    #: without a depth jump and lies within none is a piece of its own (the band of an object
+    #: seen behind another); 0: it stays out (``orphan_home.OrphanHomeParams.own``).
+    orphan_own: float = 4.0
 
 
 @dataclass
@@ -350,7 +355,7 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
         lab = _merge_convex(lab, n, Ps, N, jumps, k, p)
         _attach_orphans(lab, fg & v & (lab == 0), jumps, max(4, p.min_piece_area / (px * px)),
                         (lambda m: support.to_plane(points[crop][m])) if p.orphan_footprint
-                        else None)
+                        else None, OrphanHomeParams(own=p.orphan_own))
         used = np.flatnonzero(np.bincount(lab.ravel()))     # the labels in use, sorted
         used = used[used > 0]
         remap = np.zeros(int(lab.max()) + 1, dtype=np.int32)
