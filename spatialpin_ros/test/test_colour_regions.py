@@ -74,6 +74,23 @@ def test_a_strip_of_a_neighbours_colour_joins_the_neighbour():
     assert out[10, 10] != out[10, 40]
 
 
+def test_a_neighbours_strip_that_its_colour_joined_stays_apart_from_its_piece():
+    """The geometry gave a 2-pixel strip of a blue block to the purple piece, and the rest of
+    the blue block to the green piece. The blue group of the green piece joins the strip;
+    the strip, now the whole blue block, is no sliver any more and stays apart from the
+    purple block (it was folded into the purple block's group, blue and purple one object)."""
+    lab = np.zeros((34, 72), np.int32)
+    lab[2:-2, 2:40] = 1                           # the green piece: green block, most of blue
+    lab[2:-2, 42:70] = 2                          # the purple piece, across a 2-pixel cut band
+    rgb = np.full(lab.shape + (3,), 200, np.uint8)
+    rgb[:, :22] = GREEN
+    rgb[:, 22:44] = BLUE                          # 2 blue columns in the purple piece
+    rgb[:, 44:] = (140, 40, 200)                  # purple
+    out = split_at_colour_edges(lab, rgb, ColourSplitParams())
+    assert out[10, 30] == out[10, 42]             # the blue block is one piece
+    assert len({out[10, 10], out[10, 30], out[10, 60]}) == 3
+
+
 def test_disabled():
     lab, rgb = _piece()
     rgb[:, :22] = GREEN

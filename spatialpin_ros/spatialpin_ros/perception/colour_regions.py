@@ -122,7 +122,7 @@ def split_at_colour_edges(labels: np.ndarray, rgb: np.ndarray, p: ColourSplitPar
     feat, cut = edges if edges is not None else edge_map(rgb, labels, p)
     out = labels.copy()
     nxt = int(labels.max()) + 1
-    cut_off = []                                      # (label, parent's main label, sliver)
+    cut_off = []                                      # (label, parent's main label, its size)
     for L, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is None:
             continue
@@ -139,16 +139,25 @@ def split_at_colour_edges(labels: np.ndarray, rgb: np.ndarray, p: ColourSplitPar
         main = nxt + int(np.argmax(sizes))
         sub = out[sl]
         for g in range(len(sizes)):
-            sel = piece & (group == g)
-            sub[sel] = nxt
-            sliver = sizes[g] < p.min_share * n and ndimage.distance_transform_edt(
-                np.pad(sel, 1)).max() < p.min_width
-            cut_off.append((nxt, main, bool(sliver)))
+            sub[piece & (group == g)] = nxt
+            cut_off.append((nxt, main, n))
             nxt += 1
-    for L, main, sliver in cut_off:
-        if L != main and not _join_same_colour(out, L, feat, p.min_contrast) and sliver:
+    for L, main, n in cut_off:
+        if L != main and not _join_same_colour(out, L, feat, p.min_contrast) and _sliver(
+                out == L, n, p):
             out[out == L] = main
     return out
+
+
+def _sliver(region: np.ndarray, n: int, p: ColourSplitParams) -> bool:
+    """``region`` (h, w bool, as it is now: a group that others of its colour joined is no
+    longer the strip it was) is under ``min_share`` of its piece's ``n`` pixels and no disc of
+    ``min_width`` pixels' radius fits in it."""
+    size = int(region.sum())
+    if size == 0 or size >= p.min_share * n:
+        return False
+    sl = ndimage.find_objects(region.astype(np.int32))[0]
+    return bool(ndimage.distance_transform_edt(np.pad(region[sl], 1)).max() < p.min_width)
 
 
 def _join_same_colour(labels: np.ndarray, L: int, feat: np.ndarray, contrast: float,
