@@ -1,6 +1,7 @@
 """Parts of one object read as the camera sees them (perception/part_rules, through
 pieces.merge_nested): a bottle's cap joins the bottle though only its near half is seen; a block
-standing on a box's flat top stays apart, also when the box's edge hides its base; a handle joins its mug when the mug is several pieces."""
+standing on a box's flat top stays apart, also when the box's edge hides its base; a handle joins
+its mug when the mug is several pieces."""
 
 import numpy as np
 

@@ -143,9 +143,11 @@ def split_at_colour_edges(labels: np.ndarray, rgb: np.ndarray, p: ColourSplitPar
             cut_off.append((nxt, main, n))
             nxt += 1
     for L, main, n in cut_off:
-        if L != main and not _join_same_colour(out, L, feat, p.min_contrast) and _sliver(
-                out == L, n, p):
-            out[out == L] = main
+        if L == main or _join_same_colour(out, L, feat, p.min_contrast):
+            continue
+        region = out == L                   # as it is now, others of its colour joined
+        if _sliver(region, n, p):
+            out[region] = main
     return out
 
 

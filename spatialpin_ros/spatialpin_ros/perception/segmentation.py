@@ -30,8 +30,8 @@ import numpy as np
 from spatialpin_ros.core.geometry import quantile, row_norms
 from scipy import ndimage
 
-from spatialpin_ros.perception.orphan_home import OrphanHomeParams
-from spatialpin_ros.perception.orphan_home import attach_orphans as _attach_orphans
+from spatialpin_ros.perception.orphan_home import (OrphanHomeParams,
+                                                   attach_orphans as _attach_orphans)
 from spatialpin_ros.perception.support import SupportPlane
 from spatialpin_ros.perception.surface_ops import (box_mean, concave_folds, depth_jumps,
                                                   patch_borders, pool_any, surface_normals)
