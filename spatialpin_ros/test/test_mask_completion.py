@@ -100,3 +100,28 @@ def test_the_colour_of_a_two_coloured_object_is_its_dominant_hue():
     px = np.concatenate([yellow, blue, white]).astype(np.uint8)
     assert shading_invariant_color_name(lit_colour(px)) == "yellow"
     assert shading_invariant_color_name(px.reshape(-1, 3).mean(axis=0)) != "yellow"
+
+
+def test_a_bowls_inside_stays_apart_from_a_bottle_behind_its_rim_and_joins_its_rim():
+    """A wide concave patch (a bowl's inside: all on concave folds) whose only jump-free
+    neighbour stands well above it (a bottle behind the bowl's far rim) is a piece of its own,
+    not the bottle's; the same patch beside a piece no higher than its rim joins it, and with
+    ``dish`` 0 it joins the bottle as any leftover patch does."""
+    from spatialpin_ros.perception.orphan_home import OrphanHomeParams
+
+    def layout(neighbour_top):
+        lab = np.zeros((20, 20), np.int32)
+        lab[2:14, 10:14] = 1                # the neighbour, beside the patch
+        free = np.zeros(lab.shape, bool)
+        free[6:14, 2:10] = True             # 64 pixels: the bowl's inside, 7 cm wide
+        r, c = np.mgrid[0:20, 0:20].astype(float)
+        Q = np.stack([0.5 + 0.01 * r, 0.01 * (c - 10), np.zeros_like(r)], axis=-1)
+        Q[..., 2] = np.where(free, 0.02 + 0.005 * np.abs(c - 6), 0.0)  # rising to the rim
+        Q[lab == 1, 2] = np.linspace(0.0, neighbour_top, int((lab == 1).sum()))
+        return lab, free, Q
+    for top, dish, expect in ((0.15, 0.5, 2), (0.05, 0.5, 1), (0.15, 0.0, 1)):
+        lab, free, Q = layout(top)
+        _attach_orphans(lab, free, _no_jumps(lab.shape), 4, Q, OrphanHomeParams(dish=dish),
+                        folds=free.copy())
+        assert np.all(lab[6:14, 2:10] == expect), (top, dish)
+        assert np.all(lab[2:14, 10:14] == 1)

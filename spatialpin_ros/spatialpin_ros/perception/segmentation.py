@@ -85,6 +85,9 @@ class SegmentationParams:
     #: without a depth jump and lies within none is a piece of its own (the band of an object
     #: seen behind another); 0: it stays out (``orphan_home.OrphanHomeParams.own``).
     orphan_own: float = 4.0
+    #: A leftover patch with this share of its pixels on concave folds joins no piece by its
+    #: boundary alone (``orphan_home.OrphanHomeParams.dish``); 0: off.
+    orphan_dish: float = 0.5
 
 
 @dataclass
@@ -332,7 +335,8 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
     j = s // 2 if s % 2 == 0 else 1     # jumps at twice the working resolution: gaps survive
     cut = pool_any(depth_jumps(depth[r0 * s:r1 * s:j, c0 * s:c1 * s:j], p.jump_abs * j,
                                 p.jump_rel), s // j, fg.shape)
-    cut |= concave_folds(Ps, N, fg, k, p.crease)
+    folds = concave_folds(Ps, N, fg, k, p.crease)
+    cut |= folds
     core = fg & ~cut
     bridge = int(np.clip(round(p.bridge_width / px), 0, 3))
     n, lab = _components(core, bridge)
@@ -355,7 +359,9 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
         lab = _merge_convex(lab, n, Ps, N, jumps, k, p)
         _attach_orphans(lab, fg & v & (lab == 0), jumps, max(4, p.min_piece_area / (px * px)),
                         (lambda m: support.to_plane(points[crop][m])) if p.orphan_footprint
-                        else None, OrphanHomeParams(own=p.orphan_own))
+                        else None, OrphanHomeParams(
+                            own=p.orphan_own, dish=p.orphan_dish),
+                        folds=folds)
         used = np.flatnonzero(np.bincount(lab.ravel()))     # the labels in use, sorted
         used = used[used > 0]
         remap = np.zeros(int(lab.max()) + 1, dtype=np.int32)
