@@ -87,3 +87,14 @@ def test_a_can_on_a_box_top_with_its_base_hidden_stays_apart():
     can = _near_side(can_centre, 0.027, 0.062, 0.16, 400, rng=rng)
     out, joined = merge_nested([_piece(1, box), _piece(2, can)])
     assert not joined and len(out) == 2
+
+
+def test_the_completed_hull_of_a_large_footprint():
+    """Over 800 points the footprint is subsampled: the hull still comes (OpenCV refuses a
+    strided view) and holds the footprint and its copy pushed back."""
+    from spatialpin_ros.perception.part_rules import completed_hull
+    rng = np.random.default_rng(0)
+    uv = rng.uniform(-0.05, 0.05, (3000, 2)) + [0.5, 0.0]
+    hull = completed_hull(uv, np.array([1.0, 0.0]), 0.1)
+    assert len(hull) >= 4
+    assert hull[:, 0].max() > 0.64 and hull[:, 0].min() < 0.46

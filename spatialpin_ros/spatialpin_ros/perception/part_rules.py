@@ -38,7 +38,8 @@ def completed_hull(uv: np.ndarray, along: np.ndarray, depth: float) -> np.ndarra
     """The convex hull (K, 2) of the footprint ``uv`` and of its copy pushed ``depth`` metres
     away from the camera along ``along``: the footprint with its hidden back."""
     pts = np.concatenate([uv, uv + depth * along]).astype(np.float32)
-    return cv2.convexHull(pts[:: max(1, len(pts) // 800)]).reshape(-1, 2).astype(np.float64)
+    pts = np.ascontiguousarray(pts[:: max(1, len(pts) // 800)])   # cv2 takes no strided view
+    return cv2.convexHull(pts).reshape(-1, 2).astype(np.float64)
 
 
 def is_neck(na: int, nb: int, top_a: float, qa: np.ndarray, qb: np.ndarray, low_b: float,
