@@ -125,3 +125,26 @@ def test_a_bowls_inside_stays_apart_from_a_bottle_behind_its_rim_and_joins_its_r
                         folds=free.copy())
         assert np.all(lab[6:14, 2:10] == expect), (top, dish)
         assert np.all(lab[2:14, 10:14] == 1)
+
+
+def test_a_dish_finds_its_front_wall_by_its_footprint_completed_toward_the_camera():
+    """A cup's far inner wall (the patch) standing higher than the visible front wall's top is
+    not within the wall's footprint by the plain test; read as a dish, its footprint completed
+    toward the camera (its hidden near side) holds the thin-topped front wall."""
+    from spatialpin_ros.perception.orphan_home import footprint_home
+
+    lab = np.zeros((30, 30), np.int32)
+    lab[15:25, 5:25] = 1                          # the front wall
+    patch = np.zeros(lab.shape, bool)
+    patch[0:10, 5:25] = True                      # the far inner wall
+    Q = np.full(lab.shape + (3,), np.nan)
+    r, c = np.mgrid[0:10, 0:20].astype(float)
+    far = np.radians(-80 + 160 * c / 19)          # angles of the far half, seen from above
+    Q[0:10, 5:25] = np.stack([0.5 + 0.035 * np.cos(far), 0.035 * np.sin(far),
+                              0.09 - 0.006 * r], axis=-1)
+    front = np.radians(100 + 160 * c / 19)
+    Q[15:25, 5:25] = np.stack([0.5 + 0.04 * np.cos(front), 0.04 * np.sin(front),
+                               0.07 - 0.007 * r], axis=-1)
+    points = lambda m: Q[m]                       # noqa: E731
+    assert footprint_home(patch, lab, [1], points) is None
+    assert footprint_home(patch, lab, [1], points, dish=True) == 1
