@@ -68,6 +68,23 @@ class OrphanHomeParams:
     dish_width: float = 0.04
 
 
+def _top(points: np.ndarray) -> float:
+    """The 90 % height of plane-frame points with depth (NaN under 4 of them)."""
+    z = points[np.isfinite(points[:, 2]), 2]
+    return quantile(z, 0.9) if len(z) >= 4 else float("nan")
+
+
+def _entry(cache: dict, L: int, lab: np.ndarray, points: Callable[[np.ndarray], np.ndarray]
+           ) -> list:
+    """``cache[L]``, filled on first use: [piece ``L``'s points with depth, their 90 % height,
+    whether its top is thin (None until tested)]."""
+    if L not in cache:                          # once per piece, whatever the patch
+        a = points(lab == L)
+        a = a[np.isfinite(a[:, 2])]
+        cache[L] = [a, _top(a), None]
+    return cache[L]
+
+
 def footprint_home(patch: np.ndarray, lab: np.ndarray, candidates: list[int],
                    points: Callable[[np.ndarray], np.ndarray],
                    p: OrphanHomeParams = OrphanHomeParams(), cache: Optional[dict] = None,
@@ -92,11 +109,7 @@ def footprint_home(patch: np.ndarray, lab: np.ndarray, candidates: list[int],
         lo, hi = across(q[:, :2], cross)
         bowl = grow_convex(completed_hull(q[:, :2], -along, p.dish_back * (hi - lo)), p.grow)
     for L in candidates:
-        if L not in cache:                      # once per piece, whatever the patch
-            a = points(lab == L)
-            a = a[np.isfinite(a[:, 2])]
-            cache[L] = [a, quantile(a[:, 2], 0.9) if len(a) >= 4 else float("nan"), None]
-        a, a_top, thin = cache[L]
+        a, a_top, thin = _entry(cache, L, lab, points)
         below = top <= a_top + p.above          # the patch no higher than the piece
         rim = bowl is not None and a_top <= top + p.rim_above
         if len(a) < 4 or not (below or rim):
@@ -118,11 +131,6 @@ def footprint_home(patch: np.ndarray, lab: np.ndarray, candidates: list[int],
     return None
 
 
-def _top(points: np.ndarray) -> float:
-    z = points[np.isfinite(points[:, 2]), 2]
-    return quantile(z, 0.9) if len(z) >= 4 else float("nan")
-
-
 def _width(points: np.ndarray) -> float:
     """The width (metres) across the line of sight of plane-frame points (NaN rows ignored)."""
     uv = points[np.isfinite(points[:, 2]), :2]
@@ -130,13 +138,6 @@ def _width(points: np.ndarray) -> float:
         return 0.0
     lo, hi = across(uv, sight_axes(uv)[1])
     return hi - lo
-
-
-def _rises_above(patch: np.ndarray, piece: np.ndarray,
-                 points: Callable[[np.ndarray], np.ndarray], margin: float) -> bool:
-    """The piece's top (90 %) stands more than ``margin`` metres over the patch's: something
-    standing behind a bowl's far rim, not a part of the bowl."""
-    return bool(_top(points(piece)) > _top(points(patch)) + margin)
 
 
 def _dishes(comp: np.ndarray, large: np.ndarray, size: np.ndarray,
@@ -189,11 +190,11 @@ def attach_orphans(lab: np.ndarray, free: np.ndarray, jumps, min_pixels: float,
     ok[0] = False
     large = np.flatnonzero(size[1:] >= home.min_size * min_pixels) + 1
     homed = np.zeros(m, bool)
+    cache: dict = {}
     points = (Q if callable(Q) else (lambda mask: Q[mask])) if Q is not None else None
     dish = _dishes(comp, large, size, folds, points, home)
     if points is not None and len(large):
         touch = np.bincount(key, minlength=m * L).reshape(m, L)
-        cache: dict = {}
         for k in large:
             near = [int(x) for x in np.argsort(-touch[k])[: home.max_candidates]
                     if touch[k, x] >= home.min_pairs]
@@ -202,8 +203,9 @@ def attach_orphans(lab: np.ndarray, free: np.ndarray, jumps, min_pixels: float,
             if host is not None:
                 best[k], ok[k], homed[k] = host, True, True
     dish &= ~homed
-    for k in np.flatnonzero(dish & ok):     # its boundary's neighbour: its rim, or behind it
-        dish[k] = _rises_above(comp == k, lab == best[k], points, home.rim_above)
+    for k in np.flatnonzero(dish & ok):     # its boundary's neighbour stands behind its rim
+        dish[k] = bool(_entry(cache, int(best[k]), lab, points)[1]
+                       > _top(points(comp == k)) + home.rim_above)
     ok &= ~dish
     own = (~ok) & (size >= home.own * min_pixels) if home.own > 0 else np.zeros(m, bool)
     own |= dish

@@ -359,8 +359,7 @@ def segment_surfaces(depth: np.ndarray, points: np.ndarray, support: SupportPlan
         lab = _merge_convex(lab, n, Ps, N, jumps, k, p)
         _attach_orphans(lab, fg & v & (lab == 0), jumps, max(4, p.min_piece_area / (px * px)),
                         (lambda m: support.to_plane(points[crop][m])) if p.orphan_footprint
-                        else None, OrphanHomeParams(
-                            own=p.orphan_own, dish=p.orphan_dish),
+                        else None, OrphanHomeParams(own=p.orphan_own, dish=p.orphan_dish),
                         folds=folds)
         used = np.flatnonzero(np.bincount(lab.ravel()))     # the labels in use, sorted
         used = used[used > 0]
