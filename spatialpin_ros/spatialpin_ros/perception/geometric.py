@@ -269,6 +269,7 @@ class GeometricBackend(PerceptionBackend):
                                    seg.metric_pixel(), self.params.occluded)
             seg = dataclasses.replace(seg, labels=lab, num_labels=int(lab.max()))
         tick("segmentation")
+        pieces = seg.labels.copy()        # before selection's layout rules (for diagnosis)
         sel = select_objects(seg, support, prep.extent, self.params.selection,
                              self.params.shapes, rgb=small,
                              colour=self.params.colour_split, join_overlaps=masks is None,
@@ -282,7 +283,7 @@ class GeometricBackend(PerceptionBackend):
         objects = self.tracker.assign(objects)
         tick("priors")
         self.last = {"support": support, "segmentation": seg, "extent": prep.extent,
-                     "dropped": sel.dropped,
+                     "dropped": sel.dropped, "pieces": pieces,
                      "num_pieces": seg.num_labels, "timing_ms": tick.times,
                      "plane_inlier_share": support.inlier_share, "noise_k": support.noise_k}
         return Scene(scene_id=scene_id, objects=objects, camera=frame.camera,
