@@ -109,6 +109,32 @@ def test_an_object_reaching_below_a_neighbours_top_stands_beside_it():
     assert on_top[1].support == 0 and on_top[1].bottom == pytest.approx(0.042)
 
 
+def test_a_floating_object_rests_on_a_base_seen_from_one_face_by_its_completed_footprint():
+    """resolve_support's second pass (only the floating objects): a block stands on a box of
+    which only the front face is seen (fitted 1.8 cm deep), mostly over its hidden part; its
+    lowest visible point is 1.2 cm over the base's top. The base's footprint completed away
+    from the camera (as deep as its longest seen side) holds it; the seen footprint alone does
+    not, and a block beside the base or in front of it still rests on nothing."""
+    from spatialpin_ros.perception.shapes import ShapeFit, resolve_support
+
+    def fits(centre):
+        base = ShapeFit(shape="box", center_uv=np.array([0.595, -0.04]),
+                        size_uv=np.array([0.018, 0.053]), top=0.048, low=0.004)
+        load = ShapeFit(shape="box", center_uv=np.array(centre), size_uv=np.array([0.044, 0.036]),
+                        top=0.11, low=0.06)
+        return [base, load]
+
+    on = fits([0.572 + 0.05, -0.04])              # beyond the seen face, away from the camera
+    resolve_support(on, tol=0.03, sink=0.01)      # first pass: the seen footprint alone
+    assert on[1].support is None
+    resolve_support(on, tol=0.03, sink=0.01, only={1})
+    assert on[1].support == 0 and on[1].bottom == pytest.approx(0.048)
+    for centre in ([0.55, -0.04], [0.62, 0.05]):  # in front of it, beside it
+        off = fits(centre)
+        resolve_support(off, tol=0.03, sink=0.01, only={1})
+        assert off[1].support is None
+
+
 def test_a_base_seen_from_one_face_grows_to_hold_what_stands_on_it():
     from spatialpin_ros.perception.shapes import ShapeFit, carry_stacked
     # the base: only its front face seen, fitted 2 cm deep; the camera's foot is the origin,

@@ -326,7 +326,9 @@ def resolve_support(fits: list[ShapeFit], tol: float = 0.02,
     more than ``sink`` above it (an object whose visible side reaches well below a neighbour's
     top stands beside it, not on it). ``only``: resolve just these (floating) objects, and
     accept a base whose top is above their lowest visible point (part of the base was taken for
-    theirs)."""
+    theirs), and a box base's footprint completed on its hidden side (:func:`_completed_rect`:
+    a base seen from one face is fitted as thin as that face, and what stands on it stands
+    mostly over its hidden part)."""
     order = sorted(range(len(fits)), key=lambda i: fits[i].top)
     for i in order:
         f = fits[i]
@@ -343,8 +345,9 @@ def resolve_support(fits: list[ShapeFit], tol: float = 0.02,
             gap = abs(f.low - b.top) if only is None else max(f.low - b.top, 0.0)
             if gap > tol or (only is None and f.low < b.top - sink):
                 continue
+            base = b.rect() if only is None else _completed_rect(b)
             inter = cv2.intersectConvexConvex(
-                (b.rect() * 1000).astype(np.float32).reshape(-1, 1, 2),
+                (base * 1000).astype(np.float32).reshape(-1, 1, 2),
                 (f.rect() * 1000).astype(np.float32).reshape(-1, 1, 2))[0]
             area = min(f.size_uv[0] * f.size_uv[1], b.size_uv[0] * b.size_uv[1]) * 1e6
             if inter > 0.3 * area and (best_gap is None or gap < best_gap):
@@ -352,6 +355,28 @@ def resolve_support(fits: list[ShapeFit], tol: float = 0.02,
         if best is not None:
             f.support = best
             f.bottom = fits[best].top
+
+
+def _completed_rect(b: ShapeFit) -> np.ndarray:
+    """The footprint (4, 2) of a box (or ``other``) base completed on its hidden side: a box
+    seen from one face is fitted as thin as that face; its unseen depth, away from the camera
+    (whose foot is the plane frame's origin), is taken as deep as its longest seen side. Other
+    shapes keep their footprint (a cylinder's circle is whole)."""
+    if b.shape not in ("box", "other"):
+        return b.rect()
+    c, s = math.cos(b.yaw), math.sin(b.yaw)
+    axes = np.array([[c, s], [-s, c]])
+    half = b.size_uv / 2
+    away = axes @ b.center_uv
+    lo, hi = -half.copy(), half.copy()
+    full = float(max(b.size_uv))
+    for k in range(2):
+        if away[k] >= 0:
+            hi[k] = lo[k] + max(full, hi[k] - lo[k])
+        else:
+            lo[k] = hi[k] - max(full, hi[k] - lo[k])
+    local = np.array([[hi[0], hi[1]], [lo[0], hi[1]], [lo[0], lo[1]], [hi[0], lo[1]]])
+    return local @ axes + b.center_uv
 
 
 def carry_stacked(fits: list[ShapeFit], margin: float = 0.0) -> None:
