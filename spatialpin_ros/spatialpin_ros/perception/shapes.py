@@ -330,6 +330,7 @@ def resolve_support(fits: list[ShapeFit], tol: float = 0.02,
     a base seen from one face is fitted as thin as that face, and what stands on it stands
     mostly over its hidden part)."""
     order = sorted(range(len(fits)), key=lambda i: fits[i].top)
+    completed = None if only is None else [_completed_rect(b) for b in fits]
     for i in order:
         f = fits[i]
         if only is not None and i not in only:
@@ -345,7 +346,7 @@ def resolve_support(fits: list[ShapeFit], tol: float = 0.02,
             gap = abs(f.low - b.top) if only is None else max(f.low - b.top, 0.0)
             if gap > tol or (only is None and f.low < b.top - sink):
                 continue
-            base = b.rect() if only is None else _completed_rect(b)
+            base = b.rect() if completed is None else completed[j]
             inter = cv2.intersectConvexConvex(
                 (base * 1000).astype(np.float32).reshape(-1, 1, 2),
                 (f.rect() * 1000).astype(np.float32).reshape(-1, 1, 2))[0]
@@ -357,6 +358,12 @@ def resolve_support(fits: list[ShapeFit], tol: float = 0.02,
             f.bottom = fits[best].top
 
 
+def _base_axes(b: ShapeFit) -> np.ndarray:
+    """(2, 2): the rows are the footprint's x and y axes (plane frame)."""
+    c, s = math.cos(b.yaw), math.sin(b.yaw)
+    return np.array([[c, s], [-s, c]])
+
+
 def _completed_rect(b: ShapeFit) -> np.ndarray:
     """The footprint (4, 2) of a box (or ``other``) base completed on its hidden side: a box
     seen from one face is fitted as thin as that face; its unseen depth, away from the camera
@@ -364,17 +371,11 @@ def _completed_rect(b: ShapeFit) -> np.ndarray:
     shapes keep their footprint (a cylinder's circle is whole)."""
     if b.shape not in ("box", "other"):
         return b.rect()
-    c, s = math.cos(b.yaw), math.sin(b.yaw)
-    axes = np.array([[c, s], [-s, c]])
-    half = b.size_uv / 2
-    away = axes @ b.center_uv
-    lo, hi = -half.copy(), half.copy()
+    axes = _base_axes(b)
+    lo, hi = -b.size_uv / 2, b.size_uv / 2
     full = float(max(b.size_uv))
-    for k in range(2):
-        if away[k] >= 0:
-            hi[k] = lo[k] + max(full, hi[k] - lo[k])
-        else:
-            lo[k] = hi[k] - max(full, hi[k] - lo[k])
+    far = axes @ b.center_uv >= 0               # per axis: its + side faces away from the camera
+    lo, hi = np.where(far, lo, hi - full), np.where(far, lo + full, hi)
     local = np.array([[hi[0], hi[1]], [lo[0], hi[1]], [lo[0], lo[1]], [hi[0], lo[1]]])
     return local @ axes + b.center_uv
 
@@ -392,8 +393,7 @@ def carry_stacked(fits: list[ShapeFit], margin: float = 0.0) -> None:
         b = fits[f.support]
         if b.shape not in ("box", "other"):
             continue
-        c, s = math.cos(b.yaw), math.sin(b.yaw)
-        axes = np.array([[c, s], [-s, c]])             # rows: the base's x and y axes
+        axes = _base_axes(b)
         half = b.size_uv / 2
         centre = axes @ (f.center_uv - b.center_uv)
         if np.all(np.abs(centre) <= half):
